@@ -1,0 +1,215 @@
+#include "cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct Cache {
+    CacheEntry **buckets;
+    size_t bucket_mask;
+    CacheEntry *lru_head, *lru_tail;  // head: most recently read
+    CacheEntry *age_head, *age_tail;  // head: oldest insertion, first to expire
+    size_t count;
+    size_t capacity;
+    uint64_t ttl_ms;
+    uint64_t seed;
+    WorkerStats *stats;
+};
+
+Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats *stats)
+{
+    Cache *c = (Cache *)calloc(1, sizeof(Cache));
+    if (c == NULL)
+        return NULL;
+    // Load factor at most 1 at full capacity: chains stay short without ever rehashing.
+    size_t buckets = 16;
+    while (buckets < capacity)
+        buckets *= 2;
+    c->buckets = (CacheEntry **)calloc(buckets, sizeof(CacheEntry *));
+    if (c->buckets == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->bucket_mask = buckets - 1;
+    c->capacity = capacity;
+    c->ttl_ms = ttl_ms;
+    c->seed = seed;
+    c->stats = stats;
+    return c;
+}
+
+static void entry_unlink(Cache *c, CacheEntry *e);
+
+void cache_destroy(Cache *c)
+{
+    if (c == NULL)
+        return;
+    while (c->age_head != NULL)
+        entry_unlink(c, c->age_head);
+    free(c->buckets);
+    free(c);
+}
+
+static inline uint64_t mix(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+// A seeded multiply-mix hash over 8-byte words: fast for short keys, and the per-process random
+// seed keeps clients from choosing keys that all land in one bucket.
+uint64_t cache_hash(const Cache *c, const char *key, size_t len)
+{
+    const uint64_t k1 = 0x9e3779b97f4a7c15ULL, k2 = 0xd6e8feb86659fd93ULL;
+    uint64_t h = c->seed ^ (len * k1);
+    const unsigned char *p = (const unsigned char *)key;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = mix(h ^ w, k2);
+        p += 8;
+        len -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, len);
+    return mix(h ^ w ^ ((uint64_t)len << 59), k1);
+}
+
+static inline CacheEntry **bucket_of(Cache *c, uint64_t hash) { return &c->buckets[hash & c->bucket_mask]; }
+
+static CacheEntry **slot_of(Cache *c, const char *key, size_t len, uint64_t hash)
+{
+    CacheEntry **slot = bucket_of(c, hash);
+    for (CacheEntry *e = *slot; e != NULL; slot = &e->hash_next, e = e->hash_next)
+        if (e->hash == hash && e->key_len == len && memcmp(e->data, key, len) == 0)
+            return slot;
+    return NULL;
+}
+
+static void lru_push_front(Cache *c, CacheEntry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = c->lru_head;
+    if (c->lru_head != NULL)
+        c->lru_head->lru_prev = e;
+    else
+        c->lru_tail = e;
+    c->lru_head = e;
+}
+
+static void lru_remove(Cache *c, CacheEntry *e)
+{
+    if (e->lru_prev != NULL)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next != NULL)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
+}
+
+// Removes an entry from the table and both lists and drops the cache's reference.
+static void entry_unlink(Cache *c, CacheEntry *e)
+{
+    CacheEntry **slot = bucket_of(c, e->hash);
+    while (*slot != e)
+        slot = &(*slot)->hash_next;
+    *slot = e->hash_next;
+    lru_remove(c, e);
+    if (e->age_prev != NULL)
+        e->age_prev->age_next = e->age_next;
+    else
+        c->age_head = e->age_next;
+    if (e->age_next != NULL)
+        e->age_next->age_prev = e->age_prev;
+    else
+        c->age_tail = e->age_prev;
+    c->count--;
+    cache_entry_release(e);
+}
+
+CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms)
+{
+    CacheEntry **slot = slot_of(c, key, len, hash);
+    if (slot == NULL)
+        return NULL;
+    CacheEntry *e = *slot;
+    if (now_ms >= e->expires_at_ms) {
+        entry_unlink(c, e);
+        c->stats->cache_expirations++;
+        return NULL;
+    }
+    if (c->lru_head != e) {
+        lru_remove(c, e);
+        lru_push_front(c, e);
+    }
+    return e;
+}
+
+CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t hash,
+                         const char *value, size_t value_len, uint64_t now_ms)
+{
+    if (key_len > UINT32_MAX || value_len > UINT32_MAX)
+        return NULL;
+    CacheEntry *e = (CacheEntry *)malloc(sizeof(CacheEntry) + key_len + value_len);
+    if (e == NULL)
+        return NULL;
+    CacheEntry **old = slot_of(c, key, key_len, hash);
+    if (old != NULL)
+        entry_unlink(c, *old);
+    else if (c->count >= c->capacity) {
+        entry_unlink(c, c->lru_tail);
+        c->stats->cache_evictions++;
+    }
+    e->expires_at_ms = now_ms + c->ttl_ms;
+    e->hash = hash;
+    e->key_len = (uint32_t)key_len;
+    e->value_len = (uint32_t)value_len;
+    e->refs = 1;
+    memcpy(e->data, key, key_len);
+    memcpy(e->data + key_len, value, value_len);
+    CacheEntry **bucket = bucket_of(c, hash);
+    e->hash_next = *bucket;
+    *bucket = e;
+    lru_push_front(c, e);
+    e->age_next = NULL;
+    e->age_prev = c->age_tail;
+    if (c->age_tail != NULL)
+        c->age_tail->age_next = e;
+    else
+        c->age_head = e;
+    c->age_tail = e;
+    c->count++;
+    c->stats->cache_inserts++;
+    return e;
+}
+
+bool cache_remove(Cache *c, const char *key, size_t len, uint64_t hash)
+{
+    CacheEntry **slot = slot_of(c, key, len, hash);
+    if (slot == NULL)
+        return false;
+    entry_unlink(c, *slot);
+    return true;
+}
+
+size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
+{
+    size_t n = 0;
+    while (n < max && c->age_head != NULL && now_ms >= c->age_head->expires_at_ms) {
+        entry_unlink(c, c->age_head);
+        n++;
+    }
+    c->stats->cache_expirations += n;
+    return n;
+}
+
+size_t cache_count(const Cache *c) { return c->count; }
+
+void cache_entry_retain(CacheEntry *e) { e->refs++; }
+
+void cache_entry_release(CacheEntry *e)
+{
+    if (--e->refs == 0)
+        free(e);
+}

@@ -1,0 +1,63 @@
+// The LRU + TTL store of one worker. No I/O, no libevent, no clock of its own: every call that
+// needs the time takes `now_ms`, so tests drive time by hand.
+//
+// Every operation is O(1):
+//   - a chained hash table with a fixed bucket array sized from the capacity (never rehashed);
+//   - a recency list (head = most recently read) gives the LRU victim at its tail;
+//   - an age list (head = oldest insertion). The TTL is global, so insertion order is expiry
+//     order: expired entries are always at the head, and dropping them never scans.
+// Key and value bytes live inline after the entry header, in one allocation. An entry is
+// reference counted so that a reply can point at its value bytes (zero copy) while the entry is
+// evicted or replaced in the meantime: the bytes stay valid until the last reference is released.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stats.h"
+
+struct CacheEntry {
+    CacheEntry *hash_next;
+    CacheEntry *lru_prev, *lru_next;
+    CacheEntry *age_prev, *age_next;
+    uint64_t expires_at_ms;
+    uint64_t hash;
+    uint32_t key_len;
+    uint32_t value_len;
+    uint32_t refs;  // 1 while in the cache, plus one per outstanding reply
+    char data[];    // key_len key bytes, then value_len value bytes
+};
+
+inline const char *cache_entry_key(const CacheEntry *e) { return e->data; }
+inline const char *cache_entry_value(const CacheEntry *e) { return e->data + e->key_len; }
+
+struct Cache;
+
+// capacity: maximum number of keys; ttl_ms: lifetime from insertion; seed: hash seed (random per
+// process, against hash flooding); stats: where evictions/expirations/inserts are counted.
+Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats *stats);
+void cache_destroy(Cache *cache);
+
+// Hash a key once per request; pass the result to cache_find and cache_insert.
+uint64_t cache_hash(const Cache *cache, const char *key, size_t len);
+
+// A live entry for the key, marked most recently read; NULL if absent or expired (an expired
+// entry is dropped on the way). The pointer is valid until the next cache call unless retained.
+CacheEntry *cache_find(Cache *cache, const char *key, size_t len, uint64_t hash, uint64_t now_ms);
+
+// Stores a copy of key and value, replacing any entry for the key; evicts the least recently
+// read entry when full. Returns the new entry (valid as for cache_find), or NULL if out of memory.
+CacheEntry *cache_insert(Cache *cache, const char *key, size_t key_len, uint64_t hash,
+                         const char *value, size_t value_len, uint64_t now_ms);
+
+// Drops the key if present. Returns whether it was present.
+bool cache_remove(Cache *cache, const char *key, size_t len, uint64_t hash);
+
+// Drops up to `max` expired entries from the head of the age list; returns how many.
+size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
+
+size_t cache_count(const Cache *cache);
+
+// Keeps an entry's bytes alive past the next cache call (e.g. while a reply references them).
+void cache_entry_retain(CacheEntry *e);
+void cache_entry_release(CacheEntry *e);

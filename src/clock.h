@@ -1,0 +1,13 @@
+// The one clock the workers use: monotonic milliseconds, cheap (vDSO, coarse tick is plenty for
+// TTLs and timeouts) and immune to wall-clock jumps.
+#pragma once
+
+#include <stdint.h>
+#include <time.h>
+
+inline uint64_t monotonic_ms()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

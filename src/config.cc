@@ -1,0 +1,436 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "log.h"
+
+enum SettingType {
+    SETTING_STRING,    // free text
+    SETTING_LISTEN,    // host:port
+    SETTING_UPSTREAM,  // host:port or unix:/path
+    SETTING_COUNT,     // integer within [min, max]
+    SETTING_WORKERS,   // integer, or "auto" (stored as 0)
+    SETTING_DURATION,  // milliseconds
+    SETTING_SIZE,      // bytes
+    SETTING_LOG_LEVEL,
+};
+
+struct Setting {
+    const char *section;
+    const char *name;
+    SettingType type;
+    size_t offset;  // into Config
+    size_t size;    // of a string field
+    const char *default_value;
+    int64_t min, max;  // bounds of numeric values, in stored units
+    bool secret;       // masked by -T
+};
+
+#define FIELD(f) offsetof(Config, f), sizeof(((Config *)0)->f)
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+#define HOUR_MS (3600LL * 1000)
+
+static const Setting settings[] = {
+    {"proxy", "listen", SETTING_LISTEN, FIELD(listen), "127.0.0.1:8080", 0, 0, false},
+    {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, 256, false},
+    {"proxy", "max_clients", SETTING_COUNT, FIELD(max_clients), "10000", 1, 1000000, false},
+    {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false},
+    {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 512 * MIB, false},
+    {"redis", "address", SETTING_UPSTREAM, FIELD(redis_address), "127.0.0.1:6379", 0, 0, false},
+    {"redis", "username", SETTING_STRING, FIELD(redis_username), "", 0, 0, false},
+    {"redis", "password", SETTING_STRING, FIELD(redis_password), "", 0, 0, true},
+    {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false},
+    {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, HOUR_MS, false},
+    {"redis", "command_timeout", SETTING_DURATION, FIELD(command_timeout_ms), "1s", 1, HOUR_MS, false},
+    {"cache", "ttl", SETTING_DURATION, FIELD(ttl_ms), "60s", 1, 365 * 24 * HOUR_MS, false},
+    {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false},
+    {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false},
+    {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
+};
+static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+
+static bool parse_with_suffix(const char *text, int64_t *out, const char *const *suffixes,
+                              const int64_t *factors, size_t n, int64_t bare_factor)
+{
+    if (!isdigit((unsigned char)text[0]))
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0)
+        return false;
+    int64_t factor = -1;
+    if (*end == '\0') {
+        factor = bare_factor;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (strcasecmp(end, suffixes[i]) == 0)
+                factor = factors[i];
+    }
+    if (factor < 0 || v > (unsigned long long)(INT64_MAX / factor))
+        return false;
+    *out = (int64_t)v * factor;
+    return true;
+}
+
+bool parse_duration_ms(const char *text, int64_t *out)
+{
+    static const char *const suffixes[] = {"ms", "s", "m", "h"};
+    static const int64_t factors[] = {1, 1000, 60 * 1000, HOUR_MS};
+    return parse_with_suffix(text, out, suffixes, factors, 4, 1000);
+}
+
+bool parse_size(const char *text, int64_t *out)
+{
+    static const char *const suffixes[] = {"k", "m", "g", "kb", "mb", "gb"};
+    static const int64_t factors[] = {KIB, MIB, GIB, KIB, MIB, GIB};
+    return parse_with_suffix(text, out, suffixes, factors, 6, 1);
+}
+
+static void format_value(const Setting *s, const Config *c, char *out, size_t outlen)
+{
+    const char *field = (const char *)c + s->offset;
+    int64_t v = 0;
+    if (s->type != SETTING_STRING && s->type != SETTING_LISTEN && s->type != SETTING_UPSTREAM)
+        memcpy(&v, field, sizeof(v));
+    switch (s->type) {
+    case SETTING_STRING:
+    case SETTING_LISTEN:
+    case SETTING_UPSTREAM:
+        snprintf(out, outlen, "%s", (s->secret && field[0]) ? "********" : field);
+        break;
+    case SETTING_WORKERS:
+        if (v == 0)
+            snprintf(out, outlen, "auto");
+        else
+            snprintf(out, outlen, "%lld", (long long)v);
+        break;
+    case SETTING_COUNT:
+        snprintf(out, outlen, "%lld", (long long)v);
+        break;
+    case SETTING_DURATION:
+        if (v % 1000 != 0)
+            snprintf(out, outlen, "%lldms", (long long)v);
+        else
+            snprintf(out, outlen, "%llds", (long long)(v / 1000));
+        break;
+    case SETTING_SIZE:
+        if (v != 0 && v % MIB == 0)
+            snprintf(out, outlen, "%lldm", (long long)(v / MIB));
+        else if (v != 0 && v % KIB == 0)
+            snprintf(out, outlen, "%lldk", (long long)(v / KIB));
+        else
+            snprintf(out, outlen, "%lld", (long long)v);
+        break;
+    case SETTING_LOG_LEVEL:
+        snprintf(out, outlen, "%s", log_level_names[v]);
+        break;
+    }
+}
+
+// Stores one value into its field, or explains in err why it cannot.
+static bool setting_apply(const Setting *s, Config *c, const char *value, char *err, size_t errlen)
+{
+    char *field = (char *)c + s->offset;
+    int64_t v = 0;
+    const char *why = NULL;
+    switch (s->type) {
+    case SETTING_STRING:
+    case SETTING_LISTEN:
+    case SETTING_UPSTREAM:
+        if (strlen(value) >= s->size) {
+            snprintf(err, errlen, "value for %s in [%s] is too long (at most %zu characters)",
+                     s->name, s->section, s->size - 1);
+            return false;
+        }
+        if (s->type != SETTING_STRING) {
+            Address a;
+            if (!address_parse(value, s->type == SETTING_UPSTREAM, &a, &why)) {
+                snprintf(err, errlen, "invalid address '%s' for %s in [%s]: %s", value, s->name,
+                         s->section, why);
+                return false;
+            }
+        }
+        strcpy(field, value);
+        return true;
+    case SETTING_WORKERS:
+        if (strcmp(value, "auto") == 0) {
+            memcpy(field, &v, sizeof(v));
+            return true;
+        }
+        /* fall through */
+    case SETTING_COUNT: {
+        char *end;
+        errno = 0;
+        long long n = strtoll(value, &end, 10);
+        if (value[0] == '\0' || *end != '\0' || errno != 0) {
+            snprintf(err, errlen, "invalid value '%s' for %s in [%s]: expected a whole number%s",
+                     value, s->name, s->section, s->type == SETTING_WORKERS ? " or auto" : "");
+            return false;
+        }
+        v = n;
+        break;
+    }
+    case SETTING_DURATION:
+        if (!parse_duration_ms(value, &v)) {
+            snprintf(err, errlen,
+                     "invalid value '%s' for %s in [%s]: expected a duration like 500ms, 30s, 5m, 1h",
+                     value, s->name, s->section);
+            return false;
+        }
+        break;
+    case SETTING_SIZE:
+        if (!parse_size(value, &v)) {
+            snprintf(err, errlen,
+                     "invalid value '%s' for %s in [%s]: expected a size like 512, 8k, 1m, 1g",
+                     value, s->name, s->section);
+            return false;
+        }
+        break;
+    case SETTING_LOG_LEVEL:
+        for (v = 0; v < 4; v++)
+            if (strcmp(value, log_level_names[v]) == 0)
+                break;
+        if (v == 4) {
+            snprintf(err, errlen,
+                     "invalid value '%s' for %s in [%s]: expected error, warn, info or debug",
+                     value, s->name, s->section);
+            return false;
+        }
+        memcpy(field, &v, sizeof(v));
+        return true;
+    }
+    if (v < s->min || v > s->max) {
+        Config bounds;
+        char lo[32], hi[32];
+        memcpy((char *)&bounds + s->offset, &s->min, sizeof(v));
+        format_value(s, &bounds, lo, sizeof(lo));
+        memcpy((char *)&bounds + s->offset, &s->max, sizeof(v));
+        format_value(s, &bounds, hi, sizeof(hi));
+        snprintf(err, errlen, "%s in [%s] must be between %s and %s (got '%s')", s->name,
+                 s->section, lo, hi, value);
+        return false;
+    }
+    memcpy(field, &v, sizeof(v));
+    return true;
+}
+
+static const Setting *setting_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < settings_count; i++)
+        if (strcmp(settings[i].section, section) == 0 && strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static bool section_known(const char *section)
+{
+    for (size_t i = 0; i < settings_count; i++)
+        if (strcmp(settings[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+void config_defaults(Config *c)
+{
+    memset(c, 0, sizeof(*c));
+    char err[256];
+    for (size_t i = 0; i < settings_count; i++)
+        if (!setting_apply(&settings[i], c, settings[i].default_value, err, sizeof(err)))
+            abort();  // a bad default is a programming error
+}
+
+// State of one file load. inih (built without INI_HANDLER_LINENO) does not tell the handler
+// which line it is on, so our own reader counts lines and screens what inih cannot report.
+struct FileLoad {
+    Config *config;
+    FILE *file;
+    int line;
+    int set_on_line[sizeof(settings) / sizeof(settings[0])];
+    int error_line;
+    char error[512];
+    bool line_too_long;
+};
+
+static void load_error(FileLoad *load, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void load_error(FileLoad *load, const char *fmt, ...)
+{
+    if (load->error_line != 0)
+        return;  // report the first error only
+    load->error_line = load->line;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(load->error, sizeof(load->error), fmt, ap);
+    va_end(ap);
+}
+
+// Hands inih one line at a time. Leading blanks are stripped so that an indented line is read
+// as a line of its own, not as inih's multi-line continuation. A line longer than inih's
+// buffer would be split silently by inih; it is refused here instead.
+static char *read_line(char *buf, int size, void *arg)
+{
+    FileLoad *load = (FileLoad *)arg;
+    char line[4096];
+    if (fgets(line, sizeof(line), load->file) == NULL)
+        return NULL;
+    load->line++;
+    size_t len = strlen(line);
+    bool complete = len > 0 && line[len - 1] == '\n';
+    if (!complete && !feof(load->file)) {
+        int ch;
+        while ((ch = fgetc(load->file)) != EOF && ch != '\n') {
+        }
+    }
+    const char *start = line;
+    while (*start == ' ' || *start == '\t')
+        start++;
+    if (strlen(start) > (size_t)size - 1 || (!complete && !feof(load->file))) {
+        load_error(load, "line is too long (at most %d characters)", size - 2);
+        strcpy(buf, "\n");
+        return buf;
+    }
+    if (start[0] == '[') {
+        const char *close = strchr(start, ']');
+        if (close != NULL) {
+            char section[64];
+            size_t n = (size_t)(close - start - 1);
+            if (n >= sizeof(section))
+                n = sizeof(section) - 1;
+            memcpy(section, start + 1, n);
+            section[n] = '\0';
+            if (!section_known(section))
+                load_error(load, "unknown section [%s] (known: proxy, redis, cache, log)", section);
+        }
+    }
+    strcpy(buf, start);
+    return buf;
+}
+
+static int on_ini_value(void *arg, const char *section, const char *name, const char *value)
+{
+    FileLoad *load = (FileLoad *)arg;
+    if (section[0] == '\0') {
+        load_error(load, "key '%s' is outside of any section", name);
+        return 0;
+    }
+    if (!section_known(section))
+        return 0;  // already reported at the section header
+    const Setting *s = setting_find(section, name);
+    if (s == NULL) {
+        load_error(load, "unknown key '%s' in [%s]", name, section);
+        return 0;
+    }
+    size_t index = (size_t)(s - settings);
+    if (load->set_on_line[index] != 0) {
+        load_error(load, "duplicate key '%s' in [%s] (first set on line %d)", name, section,
+                   load->set_on_line[index]);
+        return 0;
+    }
+    load->set_on_line[index] = load->line;
+    char err[512];
+    if (!setting_apply(s, load->config, value, err, sizeof(err))) {
+        load_error(load, "%s", err);
+        return 0;
+    }
+    return 1;
+}
+
+bool config_load_file(Config *c, const char *path, char *err, size_t errlen)
+{
+    FileLoad load;
+    memset(&load, 0, sizeof(load));
+    load.config = c;
+    load.file = fopen(path, "r");
+    if (load.file == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return false;
+    }
+    int rc = ini_parse_stream(read_line, &load, on_ini_value, &load);
+    bool read_failed = ferror(load.file);
+    fclose(load.file);
+    if (read_failed) {
+        snprintf(err, errlen, "%s: read error", path);
+        return false;
+    }
+    if (load.error_line != 0 && (rc <= 0 || load.error_line <= rc)) {
+        snprintf(err, errlen, "%s:%d: %s", path, load.error_line, load.error);
+        return false;
+    }
+    if (rc > 0) {
+        snprintf(err, errlen, "%s:%d: syntax error: expected [section], key = value or a comment",
+                 path, rc);
+        return false;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot parse (out of memory)", path);
+        return false;
+    }
+    return true;
+}
+
+bool config_override(Config *c, const char *arg, char *err, size_t errlen)
+{
+    const char *dot = strchr(arg, '.');
+    const char *eq = strchr(arg, '=');
+    if (dot == NULL || eq == NULL || dot > eq) {
+        snprintf(err, errlen, "-o %s: expected section.key=value", arg);
+        return false;
+    }
+    char section[64], name[64];
+    size_t section_len = (size_t)(dot - arg), name_len = (size_t)(eq - dot - 1);
+    if (section_len >= sizeof(section) || name_len >= sizeof(name)) {
+        snprintf(err, errlen, "-o %s: unknown setting", arg);
+        return false;
+    }
+    memcpy(section, arg, section_len);
+    section[section_len] = '\0';
+    memcpy(name, dot + 1, name_len);
+    name[name_len] = '\0';
+    const Setting *s = setting_find(section, name);
+    if (s == NULL) {
+        snprintf(err, errlen, "-o %s: unknown setting %s.%s", arg, section, name);
+        return false;
+    }
+    char why[512];
+    if (!setting_apply(s, c, eq + 1, why, sizeof(why))) {
+        snprintf(err, errlen, "-o %s: %s", arg, why);
+        return false;
+    }
+    return true;
+}
+
+bool config_validate(const Config *c, char *err, size_t errlen)
+{
+    if (c->redis_username[0] != '\0' && c->redis_password[0] == '\0') {
+        snprintf(err, errlen, "username in [redis] needs a password");
+        return false;
+    }
+    return true;
+}
+
+void config_print(const Config *c, FILE *out)
+{
+    for (size_t i = 0; i < settings_count; i++) {
+        char value[300];
+        format_value(&settings[i], c, value, sizeof(value));
+        fprintf(out, "%s.%s = %s\n", settings[i].section, settings[i].name, value);
+    }
+}
+
+int config_worker_count(const Config *c)
+{
+    if (c->workers > 0)
+        return (int)c->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+}

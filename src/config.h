@@ -1,0 +1,52 @@
+// The settings: one table row per key drives parsing, defaults, validation, -o, -T and the
+// README's reference. Adding a setting is adding a field here and a row in config.cc.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct Config {
+    // [proxy]
+    char listen[280];
+    int64_t workers;  // 0 = auto (one per CPU)
+    int64_t max_clients;
+    int64_t client_timeout_ms;
+    int64_t max_key_size;
+    // [redis]
+    char redis_address[280];
+    char redis_username[128];
+    char redis_password[256];
+    int64_t redis_database;
+    int64_t connect_timeout_ms;
+    int64_t command_timeout_ms;
+    // [cache]
+    int64_t ttl_ms;
+    int64_t capacity;
+    int64_t max_value_size;
+    // [log]
+    int64_t log_level;
+};
+
+// Every setting at its default.
+void config_defaults(Config *c);
+
+// Reads an INI file over the current settings. On error, writes "FILE:LINE: what" to err.
+bool config_load_file(Config *c, const char *path, char *err, size_t errlen);
+
+// Applies one "-o section.key=value" override. On error, writes "-o ARG: what" to err.
+bool config_override(Config *c, const char *arg, char *err, size_t errlen);
+
+// Checks what a single row cannot (e.g. addresses). On error, writes what is wrong to err.
+bool config_validate(const Config *c, char *err, size_t errlen);
+
+// Prints every setting as "section.key = value", secrets masked (for -T).
+void config_print(const Config *c, FILE *out);
+
+// Value parsers, exposed for tests. Durations: 500ms, 60s, 5m, 1h, bare = seconds.
+// Sizes: 512, 8k, 1m, 1g (powers of 1024).
+bool parse_duration_ms(const char *text, int64_t *out);
+bool parse_size(const char *text, int64_t *out);
+
+// Number of workers to start: the setting, or the CPU count for auto.
+int config_worker_count(const Config *c);

@@ -1,0 +1,12 @@
+// The HTTP front door: evhttp on the worker's own listening socket. Decodes GET/HEAD /<key>,
+// asks lookup, and writes the answer with its status code and headers.
+#pragma once
+
+struct Worker;
+struct HttpFront;
+
+HttpFront *http_front_create(Worker *w, int listen_fd);
+void http_front_destroy(HttpFront *h);
+
+// Stops or resumes accepting new connections (open ones are unaffected).
+void http_front_set_accepting(HttpFront *h, bool accepting);

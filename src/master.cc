@@ -1,0 +1,262 @@
+#include "master.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "backend.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+static const uint64_t FAST_DEATH_MS = 1000;       // a worker that dies sooner counts as crashing
+static const uint64_t RESPAWN_MAX_DELAY_MS = 10000;
+static const uint64_t STOP_GRACE_EXTRA_MS = 5000;  // beyond command_timeout, then SIGKILL
+
+struct WorkerSlot {
+    pid_t pid;  // 0 when not running
+    uint64_t started_ms;
+    int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
+    uint64_t respawn_at_ms;
+    int http_fd;
+};
+
+struct Master {
+    const Config *config;
+    WorkerSetup setup;  // shared part; id and fd filled per worker
+    WorkerSlot *slots;
+    int count;
+    sigset_t handled;  // signals the master waits for with sigtimedwait
+};
+
+// One SO_REUSEPORT socket per worker slot, made before any fork and kept open by the master for
+// its whole life: the kernel spreads new connections over them, and connections queued on a
+// dead worker's socket wait there for its replacement instead of being refused.
+static bool bind_listeners(Master *m, const char *listen_text)
+{
+    Address a;
+    const char *why;
+    char err[300];
+    if (!address_parse(listen_text, false, &a, &why)) {
+        log_error("listen '%s': %s", listen_text, why);
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (!address_resolve(&a, true, &ss, &len, err, sizeof(err))) {
+        log_error("listen: %s", err);
+        return false;
+    }
+    for (int i = 0; i < m->count; i++) {
+        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int on = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+            bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+            log_error("cannot listen on %s: %s", listen_text, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return false;
+        }
+        // With port 0 the kernel picked a port for the first socket: the others must share it.
+        socklen_t got_len = sizeof(ss);
+        getsockname(fd, (struct sockaddr *)&ss, &got_len);
+        m->slots[i].http_fd = fd;
+    }
+    char shown[300];
+    address_format((struct sockaddr *)&ss, shown, sizeof(shown));
+    log_info("listening for HTTP on %s (%d socket(s), SO_REUSEPORT)", shown, m->count);
+    return true;
+}
+
+// Each client connection is a descriptor in some worker: make room for max_clients of them.
+static void raise_fd_limit(const Config *c, int workers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t per_worker = (rlim_t)((c->max_clients + workers - 1) / workers);
+    rlim_t want = per_worker + 64 + (rlim_t)workers;  // listeners, Redis, logs, slack
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = want <= rl.rlim_max ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        log_warn("open files limit is %llu but max_clients needs about %llu per worker: raise "
+                 "LimitNOFILE (ulimit -n), or connections past it will wait",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+static void spawn_worker(Master *m, int i)
+{
+    WorkerSlot *s = &m->slots[i];
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("cannot fork worker %d: %s; retrying in 1s", i, strerror(errno));
+        s->respawn_at_ms = monotonic_ms() + 1000;
+        return;
+    }
+    if (pid == 0) {
+        for (int j = 0; j < m->count; j++)
+            if (j != i)
+                close(m->slots[j].http_fd);
+        WorkerSetup setup = m->setup;
+        setup.id = i;
+        setup.http_fd = s->http_fd;
+        _exit(worker_run(m->config, &setup));
+    }
+    s->pid = pid;
+    s->started_ms = monotonic_ms();
+    s->respawn_at_ms = 0;
+}
+
+static void describe_exit(int status, char *out, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, len, "killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(out, len, "stopped with status %d", status);
+}
+
+// Collects exited workers; when not stopping, schedules their replacement (at once after a long
+// life, with growing delays when a worker keeps dying right after start).
+static int reap_workers(Master *m, bool stopping)
+{
+    int status, reaped = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < m->count; i++) {
+            WorkerSlot *s = &m->slots[i];
+            if (s->pid != pid)
+                continue;
+            reaped++;
+            s->pid = 0;
+            char how[128];
+            describe_exit(status, how, sizeof(how));
+            if (stopping) {
+                log_debug("worker %d (pid %d) %s", i, (int)pid, how);
+                break;
+            }
+            uint64_t now = monotonic_ms();
+            s->fast_deaths = now - s->started_ms < FAST_DEATH_MS ? s->fast_deaths + 1 : 0;
+            uint64_t delay = 0;
+            if (s->fast_deaths > 0) {
+                delay = 100ULL << (s->fast_deaths < 8 ? s->fast_deaths - 1 : 7);
+                if (delay > RESPAWN_MAX_DELAY_MS)
+                    delay = RESPAWN_MAX_DELAY_MS;
+            }
+            s->respawn_at_ms = now + delay;
+            log_error("worker %d (pid %d) %s; respawning%s%llu ms", i, (int)pid, how,
+                      delay ? " in " : " now, after ", (unsigned long long)delay);
+            break;
+        }
+    }
+    return reaped;
+}
+
+static int running_workers(const Master *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->count; i++)
+        n += m->slots[i].pid != 0;
+    return n;
+}
+
+static void stop_workers(Master *m)
+{
+    for (int i = 0; i < m->count; i++)
+        if (m->slots[i].pid != 0)
+            kill(m->slots[i].pid, SIGTERM);
+    uint64_t deadline = monotonic_ms() + (uint64_t)m->config->command_timeout_ms + STOP_GRACE_EXTRA_MS;
+    while (running_workers(m) > 0) {
+        uint64_t now = monotonic_ms();
+        if (now >= deadline) {
+            for (int i = 0; i < m->count; i++)
+                if (m->slots[i].pid != 0) {
+                    log_warn("worker %d (pid %d) did not stop in time; killing it", i, (int)m->slots[i].pid);
+                    kill(m->slots[i].pid, SIGKILL);
+                }
+            deadline = now + 1000;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        siginfo_t info;
+        sigtimedwait(&m->handled, &info, &ts);  // wakes on SIGCHLD
+        reap_workers(m, true);
+    }
+}
+
+static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
+
+int master_run(const Config *config)
+{
+    Master m;
+    memset(&m, 0, sizeof(m));
+    m.config = config;
+    m.count = config_worker_count(config);
+    m.slots = (WorkerSlot *)calloc((size_t)m.count, sizeof(WorkerSlot));
+    m.setup.worker_count = m.count;
+    char err[400];
+    if (!backend_target_resolve(config->redis_address, &m.setup.redis, err, sizeof(err))) {
+        log_error("%s", err);
+        return 1;
+    }
+    raise_fd_limit(config, m.count);
+    if (!bind_listeners(&m, config->listen))
+        return 1;
+
+    // Signals are handled synchronously: blocked here, taken with sigtimedwait in the loop below.
+    // Nothing runs in a signal handler.
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, on_sigchld);
+    sigemptyset(&m.handled);
+    int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+    for (int sig : handled)
+        sigaddset(&m.handled, sig);
+    sigprocmask(SIG_BLOCK, &m.handled, NULL);
+
+    log_info("redis-proxy starting %d worker(s); redis at %s", m.count, config->redis_address);
+    for (int i = 0; i < m.count; i++)
+        spawn_worker(&m, i);
+
+    for (;;) {
+        uint64_t now = monotonic_ms(), next = now + 60000;
+        for (int i = 0; i < m.count; i++) {
+            WorkerSlot *s = &m.slots[i];
+            if (s->pid == 0 && s->respawn_at_ms <= now)
+                spawn_worker(&m, i);
+            if (s->pid == 0 && s->respawn_at_ms < next)
+                next = s->respawn_at_ms;
+        }
+        uint64_t wait_ms = next > now ? next - now : 0;
+        struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000};
+        siginfo_t info;
+        int sig = sigtimedwait(&m.handled, &info, &ts);
+        if (sig == SIGCHLD) {
+            reap_workers(&m, false);
+        } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
+            log_info("%s received: stopping %d worker(s)", strsignal(sig), running_workers(&m));
+            stop_workers(&m);
+            for (int i = 0; i < m.count; i++)
+                close(m.slots[i].http_fd);
+            free(m.slots);
+            log_info("stopped");
+            return 0;
+        } else if (sig == SIGHUP) {
+            log_warn("SIGHUP received: configuration reload is not implemented yet; keeping the "
+                     "running configuration");
+        }
+    }
+}

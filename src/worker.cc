@@ -1,0 +1,154 @@
+#include "worker.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "clock.h"
+#include "config.h"
+#include "http_front.h"
+#include "log.h"
+
+static const uint64_t EXPIRE_INTERVAL_MS = 100;
+static const size_t EXPIRE_BATCH = 10000;  // bounds the work of one tick; the rest waits a tick
+
+static void set_accepting(Worker *w, bool accepting)
+{
+    if (w->accepting == accepting || w->stopping)
+        return;
+    w->accepting = accepting;
+    http_front_set_accepting(w->http, accepting);
+    if (!accepting)
+        log_debug("worker %d: %lld clients open, the limit: new connections wait in the backlog",
+                  w->id, (long long)w->client_limit);
+}
+
+void worker_client_opened(Worker *w)
+{
+    w->stats->clients_accepted++;
+    w->stats->clients_open++;
+    if ((int64_t)w->stats->clients_open >= w->client_limit)
+        set_accepting(w, false);
+}
+
+void worker_client_closed(Worker *w)
+{
+    w->stats->clients_open--;
+    if ((int64_t)w->stats->clients_open < w->client_limit)
+        set_accepting(w, true);
+}
+
+// Drops expired entries from the head of the age list. Lookups never return an expired entry
+// anyway; this only returns their memory without waiting for them to be read or evicted.
+static void on_expire_timer(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    cache_expire(w->cache, monotonic_ms(), EXPIRE_BATCH);
+}
+
+// After SIGTERM: no new connections; exit once the fetches in flight are answered, or at the
+// deadline (they are bounded by command_timeout anyway).
+static void on_stop_timer(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->inflight == 0 || monotonic_ms() >= w->stop_deadline_ms) {
+        // One more short turn of the loop lets the last replies reach their sockets.
+        struct timeval tv = {0, 50 * 1000};
+        event_base_loopexit(w->base, &tv);
+        return;
+    }
+    struct timeval tv = {0, 10 * 1000};
+    evtimer_add(w->stop_timer, &tv);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->stopping)
+        return;
+    log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
+              sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
+    http_front_set_accepting(w->http, false);
+    w->accepting = false;
+    w->stopping = true;
+    w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->command_timeout_ms + 1000;
+    on_stop_timer(-1, 0, w);
+}
+
+static void worker_free(Worker *w)
+{
+    w->stopping = true;
+    // The backend first: it answers every fetch still in flight while their HTTP requests are
+    // alive. evhttp_free would free those requests under our feet.
+    backend_destroy(w->backend);
+    http_front_destroy(w->http);
+    cache_destroy(w->cache);
+    event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event};
+    for (event *e : events)
+        if (e != NULL)
+            event_free(e);
+    free(w->key_buf);
+    if (w->base)
+        event_base_free(w->base);
+}
+
+int worker_run(const Config *config, const WorkerSetup *setup)
+{
+    // Die with the master: a worker never outlives it (e.g. master SIGKILLed).
+    pid_t master = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
+        return 1;
+    // The master blocks signals to handle them synchronously; a worker uses libevent's handlers.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGHUP, SIG_IGN);  // reload is the master's business
+    signal(SIGPIPE, SIG_IGN);
+    log_set_level((int)config->log_level);
+
+    Worker w;
+    memset(&w, 0, sizeof(w));
+    w.id = setup->id;
+    w.config = config;
+    w.stats = &w.own_stats;
+    w.accepting = true;
+    w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);
+    w.base = event_base_new();
+    w.key_buf = (char *)malloc((size_t)config->max_key_size);
+    w.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
+    if (w.base == NULL || w.key_buf == NULL || w.cache == NULL) {
+        log_error("worker %d: out of memory at start", w.id);
+        worker_free(&w);
+        return 1;
+    }
+    w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id);
+    w.http = http_front_create(&w, setup->http_fd);
+    w.expire_timer = event_new(w.base, -1, EV_PERSIST, on_expire_timer, &w);
+    w.stop_timer = evtimer_new(w.base, on_stop_timer, &w);
+    w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
+    w.sigint_event = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
+    if (!w.backend || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event) {
+        log_error("worker %d: cannot set up its event loop", w.id);
+        worker_free(&w);
+        return 1;
+    }
+    struct timeval tick = {0, (suseconds_t)EXPIRE_INTERVAL_MS * 1000};
+    event_add(w.expire_timer, &tick);
+    event_add(w.sigterm_event, NULL);
+    event_add(w.sigint_event, NULL);
+
+    log_info("worker %d ready (pid %d)", w.id, (int)getpid());
+    event_base_dispatch(w.base);
+    log_debug("worker %d: exiting", w.id);
+    worker_free(&w);
+    return 0;
+}

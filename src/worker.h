@@ -1,0 +1,48 @@
+// One worker process: an event loop that owns a cache, a backend connection and the fronts.
+// All of a worker's state lives in this struct, passed to whoever needs it.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "stats.h"
+
+struct event_base;
+struct event;
+struct Config;
+struct Cache;
+struct HttpFront;
+
+struct Worker {
+    int id;  // slot number, 0..workers-1
+    const Config *config;
+    event_base *base;
+    Cache *cache;
+    Backend *backend;
+    HttpFront *http;
+    WorkerStats *stats;
+    size_t inflight;       // fetches waiting for Redis
+    int64_t client_limit;  // this worker's share of max_clients
+    bool accepting;        // listeners enabled
+    bool stopping;
+    char *key_buf;         // scratch for one decoded key, max_key_size bytes
+    event *expire_timer, *stop_timer, *sigterm_event, *sigint_event;
+    uint64_t stop_deadline_ms;
+    WorkerStats own_stats;
+};
+
+struct WorkerSetup {
+    int id;
+    int worker_count;
+    int http_fd;  // listening socket, owned by the master
+    BackendTarget redis;
+};
+
+// Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.
+int worker_run(const Config *config, const WorkerSetup *setup);
+
+// The fronts report client connections opening and closing; the worker stops accepting at its
+// share of max_clients (new connections then wait in the kernel backlog) and resumes below it.
+void worker_client_opened(Worker *w);
+void worker_client_closed(Worker *w);

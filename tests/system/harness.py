@@ -1,0 +1,300 @@
+"""Black-box harness: the real build/redis-proxy against a real redis-server, on free ports, in a
+temp dir. Every process started here is stopped by the test's cleanups, also when it fails, and
+dies with the test runner (PR_SET_PDEATHSIG) if the runner itself is killed."""
+import ctypes
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(ROOT, "build", "redis-proxy")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout=10.0, what="condition"):
+    """Polls condition() until it returns a truthy value; fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(0.01)
+
+
+# --- a minimal RESP client, to talk to Redis directly --------------------------------------
+
+class RedisError(Exception):
+    pass
+
+
+def resp_encode(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RedisError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f) for _ in range(n)]
+    raise ValueError("bad RESP line %r" % line)
+
+
+class RedisClient:
+    def __init__(self, port=None, unix_path=None, timeout=10):
+        if unix_path:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix_path)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def __call__(self, *args):
+        self.sock.sendall(resp_encode(*args))
+        return resp_read(self.file)
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+class RedisServer:
+    def __init__(self, workdir, port=None, extra_args=()):
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.unix_path = os.path.join(workdir, "redis-%d.sock" % self.port)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.password = None
+
+    def start(self):
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--unixsocket", self.unix_path, "--save", "", "--appendonly", "no",
+                "--dir", self.workdir, "--daemonize", "no"] + self.extra_args
+        log = open(os.path.join(self.workdir, "redis-%d.log" % self.port), "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+        log.close()
+        wait_until(self._answers, what="redis-server on port %d" % self.port)
+        return self
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("redis-server exited with %s" % self.proc.returncode)
+        try:
+            c = RedisClient(self.port, timeout=1)
+            try:
+                if self.password:
+                    c("AUTH", self.password)
+                return c("PING") == b"PONG"
+            finally:
+                c.close()
+        except (OSError, ConnectionError):
+            return False
+        except RedisError as e:
+            return "NOAUTH" not in str(e) and "LOADING" not in str(e)
+
+    def __call__(self, *args):
+        c = RedisClient(self.port)
+        try:
+            if self.password:
+                c("AUTH", self.password)
+            return c(*args)
+        finally:
+            c.close()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# --- the proxy ---------------------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return "<%d %r %r>" % (self.status, self.headers, self.body[:80])
+
+
+def quote_key(key):
+    if isinstance(key, str):
+        key = key.encode()
+    return urllib.parse.quote(key, safe="")
+
+
+class Proxy:
+    def __init__(self, workdir, settings):
+        self.workdir = workdir
+        self.port = free_port()
+        self.settings = {"proxy": {"listen": "127.0.0.1:%d" % self.port, "workers": "1"},
+                         "redis": {}, "cache": {}, "log": {"level": "info"}}
+        for section, values in settings.items():
+            self.settings.setdefault(section, {}).update(values)
+        self.workers = int(self.settings["proxy"]["workers"])
+        self.config_path = os.path.join(workdir, "proxy-%d.ini" % self.port)
+        self.log_path = os.path.join(workdir, "proxy-%d.log" % self.port)
+        self.proc = None
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            for section, values in self.settings.items():
+                f.write("[%s]\n" % section)
+                for k, v in values.items():
+                    f.write("%s = %s\n" % (k, v))
+
+    def start(self, wait=True):
+        self.write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([PROXY_BIN, "-c", self.config_path], stdout=log, stderr=log,
+                                     preexec_fn=_die_with_parent)
+        log.close()
+        if wait:
+            wait_until(lambda: self._all_workers_ready(), what="%d worker(s) ready" % self.workers)
+        return self
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def worker_pids(self):
+        """worker id -> pid of its latest start, from the log."""
+        pids = {}
+        for m in re.finditer(r"worker (\d+) ready \(pid (\d+)\)", self.log()):
+            pids[int(m.group(1))] = int(m.group(2))
+        return pids
+
+    def _all_workers_ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("redis-proxy exited with %s:\n%s" % (self.proc.returncode, self.log()))
+        return len(self.worker_pids()) == self.workers
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode if self.proc else None
+        self.proc = None
+        return code
+
+    def connection(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, conn=None, headers=None):
+        own = conn is None
+        conn = conn or self.connection()
+        try:
+            conn.request(method, path, headers=headers or {})
+            r = conn.getresponse()
+            body = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, body)
+        finally:
+            if own:
+                conn.close()
+
+    def get(self, key, conn=None):
+        return self.request("GET", "/" + quote_key(key), conn)
+
+
+class ProxyTestCase(unittest.TestCase):
+    """Each test gets a temp dir and a fresh redis-server; start_proxy() starts the proxy."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="redis-proxy-test-")
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        self.redis = self.start_redis()
+
+    def start_redis(self, port=None, extra_args=(), password=None):
+        r = RedisServer(self.workdir, port, extra_args)
+        r.password = password
+        self.addCleanup(r.stop)
+        return r.start()
+
+    def start_proxy(self, redis=None, wait=True, **sections):
+        redis = redis or self.redis
+        settings = {"redis": {"address": "127.0.0.1:%d" % redis.port}}
+        for section, values in sections.items():
+            settings.setdefault(section, {}).update(values)
+        p = Proxy(self.workdir, settings)
+        self.addCleanup(self._stop_proxy, p)
+        return p.start(wait)
+
+    def _stop_proxy(self, p):
+        p.stop()
+        if self._outcome_failed():
+            print("\n--- proxy log ---\n" + p.log())
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        errors = getattr(getattr(outcome, "result", None), "errors", []) + \
+            getattr(getattr(outcome, "result", None), "failures", [])
+        return any(t is self for t, _ in errors)
+
+    def assertHit(self, response, body):
+        self.assertEqual(response.status, 200, response)
+        self.assertEqual(response.body, body)
+        self.assertEqual(response.header("X-Cache"), "HIT", response)
+
+    def assertMiss(self, response, body):
+        self.assertEqual(response.status, 200, response)
+        self.assertEqual(response.body, body)
+        self.assertEqual(response.header("X-Cache"), "MISS", response)

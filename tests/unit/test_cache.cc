@@ -1,0 +1,224 @@
+#include <CppUTest/TestHarness.h>
+
+#include <string.h>
+
+#include <string>
+
+#include "cache.h"
+
+static const uint64_t TTL = 1000;
+
+TEST_GROUP(Cache)
+{
+    WorkerStats stats;
+    Cache *cache;
+
+    void setup() override
+    {
+        memset(&stats, 0, sizeof(stats));
+        cache = cache_create(3, TTL, 42, &stats);
+    }
+    void teardown() override { cache_destroy(cache); }
+
+    CacheEntry *put(const char *key, const char *value, uint64_t now)
+    {
+        return cache_insert(cache, key, strlen(key), cache_hash(cache, key, strlen(key)), value,
+                            strlen(value), now);
+    }
+    CacheEntry *get(const char *key, uint64_t now)
+    {
+        return cache_find(cache, key, strlen(key), cache_hash(cache, key, strlen(key)), now);
+    }
+    std::string value_of(const char *key, uint64_t now)
+    {
+        CacheEntry *e = get(key, now);
+        return e ? std::string(cache_entry_value(e), e->value_len) : std::string("<absent>");
+    }
+};
+
+TEST(Cache, test_find_returns_inserted_value)
+{
+    put("a", "alpha", 0);
+    STRCMP_EQUAL("alpha", value_of("a", 1).c_str());
+    STRCMP_EQUAL("<absent>", value_of("b", 1).c_str());
+}
+
+TEST(Cache, test_insert_replaces_existing_key)
+{
+    put("a", "one", 0);
+    put("a", "two", 0);
+    STRCMP_EQUAL("two", value_of("a", 0).c_str());
+    LONGS_EQUAL(1, cache_count(cache));
+}
+
+TEST(Cache, test_binary_keys_and_values)
+{
+    const char key[] = {'k', '\0', 'x'};
+    const char value[] = {'\0', '\xff', '\0', 'v'};
+    uint64_t h = cache_hash(cache, key, sizeof(key));
+    cache_insert(cache, key, sizeof(key), h, value, sizeof(value), 0);
+    CacheEntry *e = cache_find(cache, key, sizeof(key), h, 0);
+    CHECK(e != NULL);
+    LONGS_EQUAL(sizeof(value), e->value_len);
+    MEMCMP_EQUAL(value, cache_entry_value(e), sizeof(value));
+    // a key that differs only after the NUL byte is another key
+    const char other[] = {'k', '\0', 'y'};
+    POINTERS_EQUAL(NULL, cache_find(cache, other, sizeof(other), cache_hash(cache, other, 3), 0));
+}
+
+TEST(Cache, test_capacity_is_never_exceeded)
+{
+    for (int i = 0; i < 100; i++) {
+        std::string k = "key" + std::to_string(i);
+        put(k.c_str(), "v", 0);
+        CHECK(cache_count(cache) <= 3);
+    }
+    LONGS_EQUAL(3, cache_count(cache));
+    LONGS_EQUAL(97, stats.cache_evictions);
+}
+
+TEST(Cache, test_lru_evicts_least_recently_read)
+{
+    put("a", "1", 0);
+    put("b", "2", 0);
+    put("c", "3", 0);
+    get("a", 1);  // a is now the most recently read; b is the least
+    put("d", "4", 2);
+    STRCMP_EQUAL("<absent>", value_of("b", 3).c_str());
+    STRCMP_EQUAL("1", value_of("a", 3).c_str());
+    STRCMP_EQUAL("3", value_of("c", 3).c_str());
+    STRCMP_EQUAL("4", value_of("d", 3).c_str());
+}
+
+TEST(Cache, test_lru_order_is_by_reads_not_insertion)
+{
+    put("a", "1", 0);
+    put("b", "2", 0);
+    put("c", "3", 0);
+    get("b", 1);
+    get("a", 1);
+    put("d", "4", 2);  // evicts c, never read
+    STRCMP_EQUAL("<absent>", value_of("c", 2).c_str());
+    put("e", "5", 2);  // evicts b: read before a, d, e
+    STRCMP_EQUAL("<absent>", value_of("b", 2).c_str());
+    LONGS_EQUAL(3, cache_count(cache));
+}
+
+TEST(Cache, test_entry_expires_ttl_after_insertion)
+{
+    put("a", "1", 100);
+    STRCMP_EQUAL("1", value_of("a", 100 + TTL - 1).c_str());
+    STRCMP_EQUAL("<absent>", value_of("a", 100 + TTL).c_str());
+    LONGS_EQUAL(0, cache_count(cache));
+    LONGS_EQUAL(1, stats.cache_expirations);
+}
+
+TEST(Cache, test_reads_do_not_extend_ttl)
+{
+    put("a", "1", 0);
+    for (uint64_t t = 0; t < TTL; t += 100)
+        STRCMP_EQUAL("1", value_of("a", t).c_str());
+    STRCMP_EQUAL("<absent>", value_of("a", TTL).c_str());
+}
+
+TEST(Cache, test_reinsert_restarts_ttl)
+{
+    put("a", "1", 0);
+    put("a", "2", 500);
+    STRCMP_EQUAL("2", value_of("a", TTL + 100).c_str());
+    STRCMP_EQUAL("<absent>", value_of("a", 500 + TTL).c_str());
+}
+
+TEST(Cache, test_expire_drops_only_expired_entries_from_the_head)
+{
+    put("a", "1", 0);
+    put("b", "2", 10);
+    put("c", "3", 20);
+    LONGS_EQUAL(0, cache_expire(cache, TTL - 1, 100));
+    LONGS_EQUAL(2, cache_expire(cache, TTL + 10, 100));
+    LONGS_EQUAL(1, cache_count(cache));
+    STRCMP_EQUAL("3", value_of("c", TTL + 10).c_str());
+}
+
+TEST(Cache, test_expire_stops_at_max)
+{
+    put("a", "1", 0);
+    put("b", "2", 0);
+    put("c", "3", 0);
+    LONGS_EQUAL(2, cache_expire(cache, TTL, 2));
+    LONGS_EQUAL(1, cache_count(cache));
+    LONGS_EQUAL(1, cache_expire(cache, TTL, 2));
+}
+
+// Expiry order follows re-insertion: a replaced key moves to the young end of the age list.
+TEST(Cache, test_expire_follows_reinsertion_order)
+{
+    put("a", "1", 0);
+    put("b", "2", 10);
+    put("a", "3", 20);
+    LONGS_EQUAL(1, cache_expire(cache, TTL + 15, 100));
+    STRCMP_EQUAL("<absent>", value_of("b", TTL + 15).c_str());
+    STRCMP_EQUAL("3", value_of("a", TTL + 15).c_str());
+}
+
+TEST(Cache, test_remove)
+{
+    put("a", "1", 0);
+    CHECK_TRUE(cache_remove(cache, "a", 1, cache_hash(cache, "a", 1)));
+    CHECK_FALSE(cache_remove(cache, "a", 1, cache_hash(cache, "a", 1)));
+    LONGS_EQUAL(0, cache_count(cache));
+}
+
+// A reply may still point at an entry's value while the entry leaves the cache.
+TEST(Cache, test_retained_entry_outlives_eviction)
+{
+    CacheEntry *e = put("a", "still here", 0);
+    cache_entry_retain(e);
+    put("b", "2", 0);
+    put("c", "3", 0);
+    put("d", "4", 0);  // evicts a
+    STRCMP_EQUAL("<absent>", value_of("a", 0).c_str());
+    MEMCMP_EQUAL("still here", cache_entry_value(e), 10);  // ASan would flag a use after free
+    cache_entry_release(e);
+}
+
+TEST(Cache, test_retained_entry_outlives_destroy)
+{
+    CacheEntry *e = put("a", "v", 0);
+    cache_entry_retain(e);
+    cache_destroy(cache);
+    cache = cache_create(3, TTL, 42, &stats);
+    MEMCMP_EQUAL("v", cache_entry_value(e), 1);
+    cache_entry_release(e);
+}
+
+TEST(Cache, test_hash_depends_on_seed_and_every_byte)
+{
+    WorkerStats s2;
+    Cache *other = cache_create(3, TTL, 43, &s2);
+    CHECK(cache_hash(cache, "abc", 3) != cache_hash(other, "abc", 3));
+    cache_destroy(other);
+    CHECK(cache_hash(cache, "abcdefghij", 10) != cache_hash(cache, "abcdefghik", 10));
+    CHECK(cache_hash(cache, "a\0", 2) != cache_hash(cache, "a", 1));
+}
+
+// Many keys in a large cache: every one is found, so bucket chains are walked correctly.
+TEST(Cache, test_many_keys)
+{
+    WorkerStats s2;
+    memset(&s2, 0, sizeof(s2));
+    Cache *big = cache_create(10000, TTL, 7, &s2);
+    for (int i = 0; i < 10000; i++) {
+        std::string k = "user:" + std::to_string(i);
+        cache_insert(big, k.data(), k.size(), cache_hash(big, k.data(), k.size()), k.data(), k.size(), 0);
+    }
+    LONGS_EQUAL(10000, cache_count(big));
+    for (int i = 0; i < 10000; i++) {
+        std::string k = "user:" + std::to_string(i);
+        CacheEntry *e = cache_find(big, k.data(), k.size(), cache_hash(big, k.data(), k.size()), 1);
+        CHECK(e != NULL);
+        MEMCMP_EQUAL(k.data(), cache_entry_value(e), k.size());
+    }
+    LONGS_EQUAL(0, s2.cache_evictions);
+    cache_destroy(big);
+}

@@ -1,0 +1,287 @@
+#include <CppUTest/TestHarness.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "config.h"
+
+TEST_GROUP(Config)
+{
+    Config config;
+    char err[1024];
+    char path[64];
+
+    void setup() override
+    {
+        config_defaults(&config);
+        err[0] = '\0';
+        strcpy(path, "/tmp/test_config_XXXXXX");
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        close(fd);
+    }
+    void teardown() override { unlink(path); }
+
+    bool load(const char *text)
+    {
+        FILE *f = fopen(path, "w");
+        fputs(text, f);
+        fclose(f);
+        return config_load_file(&config, path, err, sizeof(err));
+    }
+    // The error, with the temp file's name replaced by FILE.
+    std::string error()
+    {
+        std::string e = err;
+        size_t at = e.find(path);
+        if (at != std::string::npos)
+            e.replace(at, strlen(path), "FILE");
+        return e;
+    }
+};
+
+TEST(Config, test_defaults)
+{
+    STRCMP_EQUAL("127.0.0.1:8080", config.listen);
+    LONGS_EQUAL(0, config.workers);
+    LONGS_EQUAL(10000, config.max_clients);
+    LONGS_EQUAL(60000, config.client_timeout_ms);
+    LONGS_EQUAL(8192, config.max_key_size);
+    STRCMP_EQUAL("127.0.0.1:6379", config.redis_address);
+    LONGS_EQUAL(1000, config.connect_timeout_ms);
+    LONGS_EQUAL(1000, config.command_timeout_ms);
+    LONGS_EQUAL(60000, config.ttl_ms);
+    LONGS_EQUAL(10000, config.capacity);
+    LONGS_EQUAL(1024 * 1024, config.max_value_size);
+    LONGS_EQUAL(2, config.log_level);
+}
+
+TEST(Config, test_full_file)
+{
+    CHECK_TRUE(load("; comment\n# another\n[proxy]\nlisten = [::1]:9000\nworkers = 4\n"
+                    "max_clients=50\nclient_timeout = 1500ms\nmax_key_size = 1k\n\n"
+                    "[redis]\naddress = unix:/run/redis.sock ; inline comment\nusername = app\n"
+                    "password = secret\ndatabase = 3\nconnect_timeout = 2s\ncommand_timeout = 250ms\n"
+                    "[cache]\n  ttl = 5m\ncapacity = 123\nmax_value_size = 2m\n[log]\nlevel = debug\n"));
+    STRCMP_EQUAL("[::1]:9000", config.listen);
+    LONGS_EQUAL(4, config.workers);
+    LONGS_EQUAL(50, config.max_clients);
+    LONGS_EQUAL(1500, config.client_timeout_ms);
+    LONGS_EQUAL(1024, config.max_key_size);
+    STRCMP_EQUAL("unix:/run/redis.sock", config.redis_address);
+    STRCMP_EQUAL("app", config.redis_username);
+    STRCMP_EQUAL("secret", config.redis_password);
+    LONGS_EQUAL(3, config.redis_database);
+    LONGS_EQUAL(2000, config.connect_timeout_ms);
+    LONGS_EQUAL(250, config.command_timeout_ms);
+    LONGS_EQUAL(300000, config.ttl_ms);
+    LONGS_EQUAL(123, config.capacity);
+    LONGS_EQUAL(2 * 1024 * 1024, config.max_value_size);
+    LONGS_EQUAL(3, config.log_level);
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+}
+
+TEST(Config, test_missing_file)
+{
+    CHECK_FALSE(config_load_file(&config, "/nonexistent/proxy.ini", err, sizeof(err)));
+    STRCMP_EQUAL("/nonexistent/proxy.ini: cannot open: No such file or directory", err);
+}
+
+TEST(Config, test_unknown_key_names_line_and_section)
+{
+    CHECK_FALSE(load("[cache]\nttl = 5s\nttll = 5s\n"));
+    STRCMP_EQUAL("FILE:3: unknown key 'ttll' in [cache]", error().c_str());
+}
+
+TEST(Config, test_unknown_section)
+{
+    CHECK_FALSE(load("[proxy]\nworkers = 1\n\n[cahce]\nttl = 5s\n"));
+    STRCMP_EQUAL("FILE:4: unknown section [cahce] (known: proxy, redis, cache, log)", error().c_str());
+}
+
+TEST(Config, test_unknown_empty_section)
+{
+    CHECK_FALSE(load("[proxy]\n[nope]\n"));
+    STRCMP_EQUAL("FILE:2: unknown section [nope] (known: proxy, redis, cache, log)", error().c_str());
+}
+
+TEST(Config, test_key_outside_section)
+{
+    CHECK_FALSE(load("ttl = 5s\n"));
+    STRCMP_EQUAL("FILE:1: key 'ttl' is outside of any section", error().c_str());
+}
+
+TEST(Config, test_syntax_error)
+{
+    CHECK_FALSE(load("[proxy]\nworkers 4\n"));
+    STRCMP_EQUAL("FILE:2: syntax error: expected [section], key = value or a comment", error().c_str());
+}
+
+TEST(Config, test_unterminated_section)
+{
+    CHECK_FALSE(load("[proxy\nworkers = 4\n"));
+    STRCMP_EQUAL("FILE:1: syntax error: expected [section], key = value or a comment", error().c_str());
+}
+
+TEST(Config, test_duplicate_key)
+{
+    CHECK_FALSE(load("[cache]\nttl = 5s\ncapacity = 3\nttl = 6s\n"));
+    STRCMP_EQUAL("FILE:4: duplicate key 'ttl' in [cache] (first set on line 2)", error().c_str());
+}
+
+TEST(Config, test_bad_duration)
+{
+    CHECK_FALSE(load("[cache]\nttl = 5 minutes\n"));
+    STRCMP_EQUAL("FILE:2: invalid value '5 minutes' for ttl in [cache]: expected a duration like 500ms, 30s, 5m, 1h",
+                 error().c_str());
+}
+
+TEST(Config, test_bad_size)
+{
+    CHECK_FALSE(load("[proxy]\nmax_key_size = lots\n"));
+    STRCMP_EQUAL("FILE:2: invalid value 'lots' for max_key_size in [proxy]: expected a size like 512, 8k, 1m, 1g",
+                 error().c_str());
+}
+
+TEST(Config, test_bad_number)
+{
+    CHECK_FALSE(load("[cache]\ncapacity = 10x\n"));
+    STRCMP_EQUAL("FILE:2: invalid value '10x' for capacity in [cache]: expected a whole number", error().c_str());
+}
+
+TEST(Config, test_out_of_range)
+{
+    CHECK_FALSE(load("[cache]\ncapacity = 0\n"));
+    STRCMP_EQUAL("FILE:2: capacity in [cache] must be between 1 and 1000000000 (got '0')", error().c_str());
+}
+
+TEST(Config, test_duration_out_of_range_names_units)
+{
+    CHECK_FALSE(load("[proxy]\nclient_timeout = 10ms\n"));
+    STRCMP_EQUAL("FILE:2: client_timeout in [proxy] must be between 1s and 86400s (got '10ms')", error().c_str());
+}
+
+TEST(Config, test_workers_auto_or_number)
+{
+    CHECK_TRUE(load("[proxy]\nworkers = auto\n"));
+    LONGS_EQUAL(0, config.workers);
+    CHECK(config_worker_count(&config) >= 1);
+    config_defaults(&config);
+    CHECK_FALSE(load("[proxy]\nworkers = many\n"));
+    STRCMP_EQUAL("FILE:2: invalid value 'many' for workers in [proxy]: expected a whole number or auto",
+                 error().c_str());
+}
+
+TEST(Config, test_bad_addresses)
+{
+    CHECK_FALSE(load("[proxy]\nlisten = localhost\n"));
+    STRCMP_EQUAL("FILE:2: invalid address 'localhost' for listen in [proxy]: expected host:port", error().c_str());
+    config_defaults(&config);
+    CHECK_FALSE(load("[proxy]\nlisten = unix:/tmp/x.sock\n"));
+    STRCMP_EQUAL("FILE:2: invalid address 'unix:/tmp/x.sock' for listen in [proxy]: a unix socket is not allowed here",
+                 error().c_str());
+    config_defaults(&config);
+    CHECK_FALSE(load("[redis]\naddress = ::1:6379\n"));
+    STRCMP_EQUAL("FILE:2: invalid address '::1:6379' for address in [redis]: an IPv6 address needs brackets: [::1]:port",
+                 error().c_str());
+    config_defaults(&config);
+    CHECK_FALSE(load("[redis]\naddress = host:99999\n"));
+    STRCMP_EQUAL("FILE:2: invalid address 'host:99999' for address in [redis]: port must be a number from 0 to 65535",
+                 error().c_str());
+}
+
+TEST(Config, test_bad_log_level)
+{
+    CHECK_FALSE(load("[log]\nlevel = verbose\n"));
+    STRCMP_EQUAL("FILE:2: invalid value 'verbose' for level in [log]: expected error, warn, info or debug",
+                 error().c_str());
+}
+
+TEST(Config, test_line_too_long_is_refused_not_split)
+{
+    std::string text = "[redis]\npassword = " + std::string(300, 'x') + "\n";
+    CHECK_FALSE(load(text.c_str()));
+    STRCMP_EQUAL("FILE:2: line is too long (at most 198 characters)", error().c_str());
+}
+
+TEST(Config, test_first_error_is_reported)
+{
+    CHECK_FALSE(load("[cache]\nttl = x\ncapacity = y\n"));
+    STRCMP_CONTAINS("FILE:2:", error().c_str());
+}
+
+TEST(Config, test_username_needs_password)
+{
+    CHECK_TRUE(load("[redis]\nusername = app\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("username in [redis] needs a password", err);
+}
+
+TEST(Config, test_override)
+{
+    CHECK_TRUE(config_override(&config, "cache.ttl=250ms", err, sizeof(err)));
+    LONGS_EQUAL(250, config.ttl_ms);
+    CHECK_TRUE(config_override(&config, "redis.address=unix:/tmp/r.sock", err, sizeof(err)));
+    STRCMP_EQUAL("unix:/tmp/r.sock", config.redis_address);
+    CHECK_FALSE(config_override(&config, "cache.tll=1s", err, sizeof(err)));
+    STRCMP_EQUAL("-o cache.tll=1s: unknown setting cache.tll", err);
+    CHECK_FALSE(config_override(&config, "ttl", err, sizeof(err)));
+    STRCMP_EQUAL("-o ttl: expected section.key=value", err);
+    CHECK_FALSE(config_override(&config, "cache.capacity=-1", err, sizeof(err)));
+    STRCMP_EQUAL("-o cache.capacity=-1: capacity in [cache] must be between 1 and 1000000000 (got '-1')", err);
+}
+
+TEST(Config, test_durations)
+{
+    int64_t v;
+    CHECK_TRUE(parse_duration_ms("500ms", &v));
+    LONGS_EQUAL(500, v);
+    CHECK_TRUE(parse_duration_ms("60", &v));
+    LONGS_EQUAL(60000, v);
+    CHECK_TRUE(parse_duration_ms("2m", &v));
+    LONGS_EQUAL(120000, v);
+    CHECK_TRUE(parse_duration_ms("1h", &v));
+    LONGS_EQUAL(3600000, v);
+    CHECK_FALSE(parse_duration_ms("", &v));
+    CHECK_FALSE(parse_duration_ms("-1s", &v));
+    CHECK_FALSE(parse_duration_ms("1.5s", &v));
+    CHECK_FALSE(parse_duration_ms("5d", &v));
+    CHECK_FALSE(parse_duration_ms("99999999999999999999h", &v));
+}
+
+TEST(Config, test_sizes)
+{
+    int64_t v;
+    CHECK_TRUE(parse_size("512", &v));
+    LONGS_EQUAL(512, v);
+    CHECK_TRUE(parse_size("8k", &v));
+    LONGS_EQUAL(8192, v);
+    CHECK_TRUE(parse_size("1M", &v));
+    LONGS_EQUAL(1048576, v);
+    CHECK_TRUE(parse_size("1g", &v));
+    LONGS_EQUAL(1073741824LL, v);
+    CHECK_FALSE(parse_size("1t", &v));
+    CHECK_FALSE(parse_size("k", &v));
+}
+
+TEST(Config, test_print_masks_password_and_round_trips)
+{
+    CHECK_TRUE(config_override(&config, "redis.password=hunter2", err, sizeof(err)));
+    CHECK_TRUE(config_override(&config, "cache.ttl=1500ms", err, sizeof(err)));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    config_print(&config, out);
+    fclose(out);
+    std::string text(buf, len);
+    free(buf);
+    CHECK(text.find("redis.password = ********\n") != std::string::npos);
+    CHECK(text.find("hunter2") == std::string::npos);
+    CHECK(text.find("cache.ttl = 1500ms\n") != std::string::npos);
+    CHECK(text.find("proxy.workers = auto\n") != std::string::npos);
+    CHECK(text.find("cache.max_value_size = 1m\n") != std::string::npos);
+}
