@@ -256,12 +256,14 @@ class Proxy:
 
 
 class ProxyTestCase(unittest.TestCase):
-    """Each test gets a temp dir and a fresh redis-server; start_proxy() starts the proxy."""
+    """Each test gets a temp dir and a fresh redis-server (unless START_REDIS is False);
+    start_proxy() starts the proxy, with settings given per section: cache={"ttl": "1s"}."""
+    START_REDIS = True
 
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="redis-proxy-test-")
         self.addCleanup(shutil.rmtree, self.workdir, True)
-        self.redis = self.start_redis()
+        self.redis = self.start_redis() if self.START_REDIS else None
 
     def start_redis(self, port=None, extra_args=(), password=None):
         r = RedisServer(self.workdir, port, extra_args)
@@ -269,9 +271,9 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(r.stop)
         return r.start()
 
-    def start_proxy(self, redis=None, wait=True, **sections):
-        redis = redis or self.redis
-        settings = {"redis": {"address": "127.0.0.1:%d" % redis.port}}
+    def start_proxy(self, server=None, wait=True, **sections):
+        server = server or self.redis
+        settings = {"redis": {"address": "127.0.0.1:%d" % server.port}}
         for section, values in sections.items():
             settings.setdefault(section, {}).update(values)
         p = Proxy(self.workdir, settings)
@@ -280,8 +282,14 @@ class ProxyTestCase(unittest.TestCase):
 
     def _stop_proxy(self, p):
         p.stop()
+        log = p.log()
         if self._outcome_failed():
-            print("\n--- proxy log ---\n" + p.log())
+            print("\n--- proxy log ---\n" + log)
+        # Under `make check SANITIZE=1` a memory error aborts a worker, which the master would
+        # quietly respawn: make any sanitizer report fail the test that caused it.
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise AssertionError("sanitizer report in the proxy log:\n" + log)
 
     def _outcome_failed(self):
         outcome = getattr(self, "_outcome", None)

@@ -1,0 +1,154 @@
+"""The daemon as a whole: workers, respawn, signals, command line and config errors."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from harness import PROXY_BIN, ProxyTestCase, free_port, wait_until
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class SupervisionTest(ProxyTestCase):
+    def test_workers_setting_starts_that_many_workers(self):
+        proxy = self.start_proxy(proxy={"workers": "3"})
+        pids = proxy.worker_pids()
+        self.assertEqual(sorted(pids), [0, 1, 2])
+        self.assertEqual(len(set(pids.values())), 3)
+        for pid in pids.values():
+            self.assertTrue(alive(pid))
+
+    def test_killed_worker_is_respawned_and_service_continues(self):
+        proxy = self.start_proxy(proxy={"workers": "2"})
+        self.redis("SET", "k", "v")
+        old = proxy.worker_pids()[0]
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: proxy.worker_pids()[0] != old, what="worker 0 respawned")
+        self.assertIn("worker 0 (pid %d) killed by signal 9" % old, proxy.log())
+        for _ in range(50):  # new connections land on both sockets; all are served
+            r = proxy.get("k")
+            self.assertEqual((r.status, r.body), (200, b"v"))
+
+    def test_connections_queued_on_a_dead_workers_socket_are_served_by_its_successor(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+        old = proxy.worker_pids()[0]
+        os.kill(old, signal.SIGSTOP)  # frozen: its socket keeps queueing connections
+        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+        os.kill(old, signal.SIGKILL)
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        self.assertNotEqual(proxy.worker_pids()[0], old)
+
+    def test_a_worker_that_keeps_dying_is_respawned_with_growing_delays(self):
+        proxy = self.start_proxy()
+        for _ in range(3):
+            pid = proxy.worker_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: proxy.worker_pids()[0] != pid, what="respawn")
+        log = proxy.log()
+        self.assertIn("respawning in 100 ms", log)
+        self.assertIn("respawning in 200 ms", log)
+
+    def test_sigterm_stops_workers_and_exits_0(self):
+        proxy = self.start_proxy(proxy={"workers": "2"})
+        pids = list(proxy.worker_pids().values())
+        self.assertEqual(proxy.stop(), 0)
+        for pid in pids:
+            wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
+
+    def test_workers_die_with_the_master(self):
+        proxy = self.start_proxy(proxy={"workers": "2"})
+        pids = list(proxy.worker_pids().values())
+        proxy.proc.kill()
+        proxy.proc.wait()
+        for pid in pids:
+            wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
+
+    def test_sighup_is_logged_and_service_continues(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP received" in proxy.log(), what="SIGHUP logged")
+        self.assertEqual(proxy.get("k").status, 200)
+
+
+class CommandLineTest(ProxyTestCase):
+    START_REDIS = False
+
+    def run_proxy(self, *args, config=None):
+        if config is not None:
+            path = os.path.join(self.workdir, "test.ini")
+            with open(path, "w") as f:
+                f.write(config)
+            args = ("-c", path) + args
+        p = subprocess.run([PROXY_BIN] + list(args), capture_output=True, timeout=10)
+        return p.returncode, (p.stdout + p.stderr).decode()
+
+    def test_version_and_help(self):
+        code, out = self.run_proxy("-v")
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"^redis-proxy \d+\.\d+\.\d+")
+        code, out = self.run_proxy("-h")
+        self.assertEqual(code, 0)
+        self.assertIn("usage: redis-proxy", out)
+        code, out = self.run_proxy("-x")
+        self.assertEqual(code, 1)
+        self.assertIn("usage:", out)
+
+    def test_t_accepts_a_valid_file(self):
+        code, out = self.run_proxy("-t", config="[cache]\nttl = 5s\n")
+        self.assertEqual(code, 0, out)
+        self.assertIn("test is successful", out)
+
+    def test_t_refuses_an_invalid_file_with_file_and_line(self):
+        code, out = self.run_proxy("-t", config="[cache]\nttl = 5s\nttll = 5s\n")
+        self.assertEqual(code, 1)
+        self.assertIn("test.ini:3: unknown key 'ttll' in [cache]", out)
+        self.assertIn("test failed", out)
+
+    def test_start_refuses_an_invalid_file(self):
+        code, out = self.run_proxy(config="[proxy]\nworkers = lots\n")
+        self.assertEqual(code, 1)
+        self.assertIn("test.ini:2: invalid value 'lots' for workers in [proxy]", out)
+
+    def test_missing_file(self):
+        code, out = self.run_proxy("-c", os.path.join(self.workdir, "absent.ini"))
+        self.assertEqual(code, 1)
+        self.assertIn("absent.ini: cannot open: No such file or directory", out)
+
+    def test_override_and_print(self):
+        code, out = self.run_proxy("-T", "-o", "cache.ttl=250ms", "-o", "redis.password=pw",
+                                   config="[cache]\nttl = 5s\n")
+        self.assertEqual(code, 0, out)
+        self.assertIn("cache.ttl = 250ms", out)
+        self.assertIn("redis.password = ********", out)
+        code, out = self.run_proxy("-t", "-o", "cache.nope=1", config="")
+        self.assertEqual(code, 1)
+        self.assertIn("unknown setting cache.nope", out)
+
+    def test_example_config_is_valid(self):
+        code, out = self.run_proxy("-t", "-c", os.path.join(os.path.dirname(PROXY_BIN), "..", "conf", "proxy.ini"))
+        self.assertEqual(code, 0, out)
+
+    def test_listen_address_in_use_is_a_clear_error(self):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            code, out = self.run_proxy(config="[proxy]\nlisten = 127.0.0.1:%d\nworkers = 1\n" % port)
+        self.assertEqual(code, 1)
+        self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use" % port, out)
+
+    def test_unresolvable_redis_host_is_a_clear_error(self):
+        code, out = self.run_proxy(config="[proxy]\nlisten = 127.0.0.1:%d\n[redis]\naddress = no-such-host.invalid:6379\n" % free_port())
+        self.assertEqual(code, 1)
+        self.assertIn("cannot resolve 'no-such-host.invalid'", out)

@@ -1,0 +1,105 @@
+"""Redis down, slow, restarted; AUTH, SELECT and unix sockets."""
+import os
+import signal
+import time
+
+from harness import ProxyTestCase, RedisClient, RedisServer, free_port, wait_until
+
+
+class OutageTest(ProxyTestCase):
+    def test_redis_down_misses_fail_fast_and_hits_are_served(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "hot", "cached")
+        self.assertEqual(proxy.get("hot").status, 200)
+        self.redis.stop()
+        started = time.monotonic()
+        r = proxy.get("cold")
+        self.assertLess(time.monotonic() - started, 0.5)
+        self.assertIn(r.status, (503,))
+        self.assertEqual(r.header("Retry-After"), "1")
+        self.assertHit(proxy.get("hot"), b"cached")
+        # misses keep failing fast while Redis stays down (no queueing behind reconnect attempts)
+        for _ in range(10):
+            started = time.monotonic()
+            self.assertEqual(proxy.get("cold").status, 503)
+            self.assertLess(time.monotonic() - started, 0.5)
+            self.assertHit(proxy.get("hot"), b"cached")
+
+    def test_proxy_reconnects_when_redis_comes_back(self):
+        proxy = self.start_proxy()
+        port = self.redis.port
+        self.redis.stop()
+        wait_until(lambda: proxy.get("k").status == 503, what="503 while redis is down")
+        self.redis = self.start_redis(port=port)
+        self.redis("SET", "k", "back")
+        wait_until(lambda: proxy.get("k").status == 200, timeout=10, what="reconnect")
+        self.assertHit(proxy.get("k"), b"back")
+
+    def test_redis_down_at_start_then_up(self):
+        port = free_port()
+        down = RedisServer(self.workdir, port)
+        proxy = self.start_proxy(server=down)
+        self.assertEqual(proxy.get("k").status, 503)
+        self.assertIn("cannot connect", proxy.log())
+        up = self.start_redis(port=port)
+        up("SET", "k", "v")
+        wait_until(lambda: proxy.get("k").status == 200, timeout=10, what="first connect")
+
+    def test_slow_redis_is_504_and_hits_are_served_meanwhile(self):
+        proxy = self.start_proxy(redis={"command_timeout": "300ms"})
+        self.redis("SET", "hot", "cached")
+        self.assertEqual(proxy.get("hot").status, 200)
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = proxy.get("cold")
+            elapsed = time.monotonic() - started
+            self.assertEqual(r.status, 504, r)
+            self.assertGreaterEqual(elapsed, 0.25)
+            self.assertLess(elapsed, 2.0)
+            self.assertHit(proxy.get("hot"), b"cached")
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        self.redis("SET", "cold", "now")
+        wait_until(lambda: proxy.get("cold").status == 200, what="recovery after timeout")
+        self.assertIn("no reply within command_timeout", proxy.log())
+
+
+class AuthTest(ProxyTestCase):
+    START_REDIS = False  # each test starts its own
+
+    def test_password(self):
+        self.redis = self.start_redis(extra_args=["--requirepass", "s3cret"], password="s3cret")
+        self.redis("SET", "k", "v")
+        proxy = self.start_proxy(redis={"password": "s3cret"})
+        self.assertMiss(proxy.get("k"), b"v")
+
+    def test_wrong_password_is_503_and_logged(self):
+        self.redis = self.start_redis(extra_args=["--requirepass", "s3cret"], password="s3cret")
+        proxy = self.start_proxy(redis={"password": "wrong"})
+        wait_until(lambda: "AUTH refused" in proxy.log(), what="AUTH failure in the log")
+        self.assertEqual(proxy.get("k").status, 503)
+        self.assertNotIn("wrong", proxy.log())  # the password is never logged
+
+    def test_acl_username(self):
+        self.redis = self.start_redis()
+        self.redis("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+get", "+ping")
+        self.redis("SET", "k", "v")
+        proxy = self.start_proxy(redis={"username": "reader", "password": "pw"})
+        self.assertMiss(proxy.get("k"), b"v")
+
+    def test_database(self):
+        self.redis = self.start_redis()
+        c = RedisClient(self.redis.port)
+        c("SELECT", 3)
+        c("SET", "k", "in db 3")
+        c.close()
+        self.redis("SET", "k", "in db 0")
+        proxy = self.start_proxy(redis={"database": "3"})
+        self.assertMiss(proxy.get("k"), b"in db 3")
+
+    def test_unix_socket(self):
+        self.redis = self.start_redis()
+        self.redis("SET", "k", "over unix")
+        proxy = self.start_proxy(redis={"address": "unix:" + self.redis.unix_path})
+        self.assertMiss(proxy.get("k"), b"over unix")
