@@ -85,11 +85,16 @@ static void on_emfile_timer(evutil_socket_t, short, void *arg)
         evconnlistener_enable(h->listener);
 }
 
+// libevent calls a listener's error callback with the listener's user data, which
+// evhttp_bind_listener has made its own evhttp; it cannot carry ours. A worker process has exactly
+// one HTTP front, so the callback finds it here.
+static HttpFront *accept_error_front;
+
 // accept(2) failed with something other than EAGAIN/EINTR. libevent would otherwise retry at once
 // in a busy loop: EMFILE and ENFILE do not clear by themselves. Pause accepting for a moment.
-static void on_accept_error(evconnlistener *listener, void *arg)
+static void on_accept_error(evconnlistener *listener, void *)
 {
-    HttpFront *h = (HttpFront *)arg;
+    HttpFront *h = accept_error_front;
     int err = EVUTIL_SOCKET_ERROR();
     log_warn("worker %d: accept failed: %s; pausing new connections for 100ms", h->worker->id,
              strerror(err));
@@ -255,11 +260,12 @@ HttpFront *http_front_create(Worker *w, int listen_fd)
     evhttp_set_max_body_size(h->http, 64 * 1024);
     evhttp_set_gencb(h->http, on_request, h);
     evhttp_set_bevcb(h->http, on_new_connection, h);
-    evconnlistener_set_error_cb(h->listener, on_accept_error);
     if (evhttp_bind_listener(h->http, h->listener) == NULL) {
         http_front_destroy(h);
         return NULL;
     }
+    accept_error_front = h;
+    evconnlistener_set_error_cb(h->listener, on_accept_error);
     return h;
 }
 
@@ -267,6 +273,8 @@ void http_front_destroy(HttpFront *h)
 {
     if (h == NULL)
         return;
+    if (accept_error_front == h)
+        accept_error_front = NULL;
     if (h->http)
         evhttp_free(h->http);  // frees the bound listener too; the socket itself is the master's
     else if (h->listener)

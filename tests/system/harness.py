@@ -25,6 +25,15 @@ def _die_with_parent():
     _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _proxy_preexec(nofile_limit):
+    def preexec():
+        _die_with_parent()
+        if nofile_limit:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_limit, nofile_limit))
+    return preexec
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -198,11 +207,11 @@ class Proxy:
                 for k, v in values.items():
                     f.write("%s = %s\n" % (k, v))
 
-    def start(self, wait=True):
+    def start(self, wait=True, nofile_limit=None):
         self.write_config()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([PROXY_BIN, "-c", self.config_path], stdout=log, stderr=log,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_proxy_preexec(nofile_limit))
         log.close()
         if wait:
             wait_until(lambda: self._all_workers_ready(), what="%d worker(s) ready" % self.workers)
@@ -271,14 +280,14 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(r.stop)
         return r.start()
 
-    def start_proxy(self, server=None, wait=True, **sections):
+    def start_proxy(self, server=None, wait=True, nofile_limit=None, **sections):
         server = server or self.redis
         settings = {"redis": {"address": "127.0.0.1:%d" % server.port}}
         for section, values in sections.items():
             settings.setdefault(section, {}).update(values)
         p = Proxy(self.workdir, settings)
         self.addCleanup(self._stop_proxy, p)
-        return p.start(wait)
+        return p.start(wait, nofile_limit)
 
     def _stop_proxy(self, p):
         p.stop()

@@ -73,6 +73,32 @@ class ConcurrencyTest(ProxyTestCase):
         self.assertTrue(waiting.recv(1024).startswith(b"HTTP/1.1 200"))
         held[1].close()
 
+    def test_running_out_of_descriptors_pauses_accepting_and_recovers(self):
+        proxy = self.start_proxy(nofile_limit=40)
+        self.redis("SET", "k", "v")
+        answered, release = [], threading.Event()
+
+        def client(i):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+                s.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+                reply = s.recv(4096)
+                assert reply.startswith(b"HTTP/1.1 200"), reply
+                answered.append(i)
+                release.wait(30)  # hold the descriptor in the proxy
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(60)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: "Too many open files" in proxy.log(), what="EMFILE in the log")
+        wait_until(lambda: len(answered) >= 20, what="clients up to the descriptor limit")
+        self.assertLess(len(answered), 60)  # the rest wait in the backlog
+        release.set()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(len(answered), 60)
+        self.assertIn("max_clients needs about", proxy.log())  # the limit was reported at start
+        self.assertEqual(proxy.get("k").status, 200)
+
     def test_pipelined_http_requests_are_answered_in_order(self):
         proxy = self.start_proxy()
         self.redis("SET", "a", "first")
