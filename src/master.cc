@@ -198,6 +198,17 @@ static void stop_workers(Master *m)
     }
 }
 
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGHUP: return "SIGHUP";
+    default: return "signal";
+    }
+}
+
 static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
 
 int master_run(const Config *config)
@@ -247,7 +258,7 @@ int master_run(const Config *config)
         if (sig == SIGCHLD) {
             reap_workers(&m, false);
         } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-            log_info("%s received: stopping %d worker(s)", strsignal(sig), running_workers(&m));
+            log_info("%s received: stopping %d worker(s)", signal_name(sig), running_workers(&m));
             stop_workers(&m);
             for (int i = 0; i < m.count; i++)
                 close(m.slots[i].http_fd);

@@ -73,6 +73,24 @@ class ConcurrencyTest(ProxyTestCase):
         self.assertTrue(waiting.recv(1024).startswith(b"HTTP/1.1 200"))
         held[1].close()
 
+    def test_idle_and_silent_connections_give_their_slot_back(self):
+        proxy = self.start_proxy(proxy={"max_clients": "1", "client_timeout": "1s"})
+        self.redis("SET", "k", "v")
+        # clients that connect and leave without a request
+        for _ in range(3):
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=5).close()
+        # a keep-alive client that goes idle is closed by the proxy after client_timeout
+        idle = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        self.addCleanup(idle.close)
+        idle.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(idle.recv(4096).startswith(b"HTTP/1.1 200"))
+        started = time.monotonic()
+        self.assertEqual(idle.recv(4096), b"")  # closed by the proxy
+        self.assertGreater(time.monotonic() - started, 0.8)
+        # with max_clients = 1, this is served only if every one of those slots came back
+        r = proxy.get("k")
+        self.assertEqual((r.status, r.body), (200, b"v"))
+
     def test_running_out_of_descriptors_pauses_accepting_and_recovers(self):
         proxy = self.start_proxy(nofile_limit=40)
         self.redis("SET", "k", "v")
