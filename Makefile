@@ -44,6 +44,10 @@ $(BUILD)/unit/%.o: tests/unit/%.cc | $(BUILD)/unit
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(LIB_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lCppUTest -lCppUTestExt
 
+# The hiredis client the system tests use to pipeline requests.
+$(BUILD)/resp-pipeline: tests/system/resp_pipeline.cc | $(BUILD)/obj
+	$(CXX) $(CXXFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
 $(BUILD)/obj $(BUILD)/unit:
 	mkdir -p $@
 
@@ -59,13 +63,15 @@ deps:
 unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
-system: $(BUILD)/redis-proxy
-	PROXY_BIN=$(abspath $(BUILD)/redis-proxy) python3 tests/system/run.py
+SYSTEM_ENV := PROXY_BIN=$(abspath $(BUILD)/redis-proxy) PIPELINE_BIN=$(abspath $(BUILD)/resp-pipeline)
+
+system: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
+	$(SYSTEM_ENV) python3 tests/system/run.py
 
 check: deps
-	$(MAKE) all $(BUILD)/unit-tests
+	$(MAKE) all $(BUILD)/unit-tests $(BUILD)/resp-pipeline
 	$(BUILD)/unit-tests
-	PROXY_BIN=$(abspath $(BUILD)/redis-proxy) python3 tests/system/run.py
+	$(SYSTEM_ENV) python3 tests/system/run.py
 
 # Runs the proxy in the foreground on conf/proxy.ini; if no Redis answers at the configured
 # address, starts a throwaway redis-server there for this session and stops it on exit.

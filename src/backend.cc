@@ -334,13 +334,19 @@ void backend_destroy(Backend *b)
     free(b);
 }
 
-bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg)
+bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+                     void *arg)
 {
     if (b->ac == NULL)
         return false;
+    return send_command(b, fn, arg, argc, argv, lens);
+}
+
+bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg)
+{
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, len};
-    return send_command(b, fn, arg, 2, argv, lens);
+    return backend_command(b, 2, argv, lens, fn, arg);
 }
 
 bool backend_ready(const Backend *b) { return b->ready; }

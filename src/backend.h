@@ -45,8 +45,12 @@ Backend *backend_create(event_base *base, const Config *config, const BackendTar
 // Answers every outstanding command with BACKEND_UNAVAILABLE, then frees everything.
 void backend_destroy(Backend *b);
 
-// Sends GET key. Returns false at once when there is no connection to Redis (fn is not called);
-// otherwise fn is called exactly once, later, from the event loop.
+// Sends one command. Returns false at once when there is no connection to Redis (fn is not
+// called); otherwise fn is called exactly once, later, from the event loop.
+bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+                     void *arg);
+
+// GET key, as backend_command.
 bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg);
 
 // Connected and past AUTH/SELECT.

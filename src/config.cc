@@ -14,6 +14,7 @@
 enum SettingType {
     SETTING_STRING,    // free text
     SETTING_LISTEN,    // host:port
+    SETTING_OPTIONAL_LISTEN,  // host:port, or empty for off
     SETTING_UPSTREAM,  // host:port or unix:/path
     SETTING_COUNT,     // integer within [min, max]
     SETTING_WORKERS,   // integer, or "auto" (stored as 0)
@@ -41,6 +42,8 @@ struct Setting {
 
 static const Setting settings[] = {
     {"proxy", "listen", SETTING_LISTEN, FIELD(listen), "127.0.0.1:8080", 0, 0, false},
+    {"proxy", "resp_listen", SETTING_OPTIONAL_LISTEN, FIELD(resp_listen), "", 0, 0, false},
+    {"proxy", "resp_max_args", SETTING_COUNT, FIELD(resp_max_args), "10000", 2, 1000000, false},
     {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, 256, false},
     {"proxy", "max_clients", SETTING_COUNT, FIELD(max_clients), "10000", 1, 1000000, false},
     {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false},
@@ -101,11 +104,14 @@ static void format_value(const Setting *s, const Config *c, char *out, size_t ou
 {
     const char *field = (const char *)c + s->offset;
     int64_t v = 0;
-    if (s->type != SETTING_STRING && s->type != SETTING_LISTEN && s->type != SETTING_UPSTREAM)
+    bool is_text = s->type == SETTING_STRING || s->type == SETTING_LISTEN ||
+                   s->type == SETTING_OPTIONAL_LISTEN || s->type == SETTING_UPSTREAM;
+    if (!is_text)
         memcpy(&v, field, sizeof(v));
     switch (s->type) {
     case SETTING_STRING:
     case SETTING_LISTEN:
+    case SETTING_OPTIONAL_LISTEN:
     case SETTING_UPSTREAM:
         snprintf(out, outlen, "%s", (s->secret && field[0]) ? "********" : field);
         break;
@@ -147,13 +153,14 @@ static bool setting_apply(const Setting *s, Config *c, const char *value, char *
     switch (s->type) {
     case SETTING_STRING:
     case SETTING_LISTEN:
+    case SETTING_OPTIONAL_LISTEN:
     case SETTING_UPSTREAM:
         if (strlen(value) >= s->size) {
             snprintf(err, errlen, "value for %s in [%s] is too long (at most %zu characters)",
                      s->name, s->section, s->size - 1);
             return false;
         }
-        if (s->type != SETTING_STRING) {
+        if (s->type != SETTING_STRING && !(s->type == SETTING_OPTIONAL_LISTEN && value[0] == '\0')) {
             Address a;
             if (!address_parse(value, s->type == SETTING_UPSTREAM, &a, &why)) {
                 snprintf(err, errlen, "invalid address '%s' for %s in [%s]: %s", value, s->name,

@@ -9,6 +9,8 @@
 struct Config {
     // [proxy]
     char listen[280];
+    char resp_listen[280];  // empty: no RESP front
+    int64_t resp_max_args;
     int64_t workers;  // 0 = auto (one per CPU)
     int64_t max_clients;
     int64_t client_timeout_ms;

@@ -103,11 +103,6 @@ static void on_accept_error(evconnlistener *listener, void *)
     evtimer_add(h->emfile_timer, &tv);
 }
 
-static void release_entry(const void *, size_t, void *extra)
-{
-    cache_entry_release((CacheEntry *)extra);
-}
-
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
 {
     evkeyvalq *headers = evhttp_request_get_output_headers(req);
@@ -173,17 +168,8 @@ static void on_lookup_done(void *arg, const LookupResult *r)
         char length[24];
         snprintf(length, sizeof(length), "%zu", r->value_len);
         evhttp_add_header(headers, "Content-Length", length);
-    } else if (r->value_len > 0) {
-        evbuffer *body = evhttp_request_get_output_buffer(req);
-        if (r->entry != NULL) {
-            // Zero copy: the reply points at the entry's bytes; the entry stays alive (even if
-            // evicted meanwhile) until libevent has written them and calls release_entry.
-            cache_entry_retain(r->entry);
-            if (evbuffer_add_reference(body, r->value, r->value_len, release_entry, r->entry) != 0)
-                cache_entry_release(r->entry);
-        } else {
-            evbuffer_add(body, r->value, r->value_len);  // not cached: Redis's buffer dies after us
-        }
+    } else {
+        lookup_add_value(evhttp_request_get_output_buffer(req), r);
     }
     evhttp_send_reply(req, 200, "OK", NULL);
 }

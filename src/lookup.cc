@@ -1,5 +1,6 @@
 #include "lookup.h"
 
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +8,10 @@
 #include "clock.h"
 #include "config.h"
 #include "worker.h"
+
+// Below this, copying a value into the output buffer costs less than referencing it, which
+// allocates an evbuffer chain and a release callback per reply.
+static const size_t COPY_VALUE_MAX = 1024;
 
 // A miss waiting for Redis. Owns a copy of the key (the request's buffer may be gone by the
 // time Redis answers) and the hash computed when the request came in.
@@ -25,34 +30,52 @@ static void finish(LookupDone done, void *arg, LookupStatus status, const char *
     done(arg, &r);
 }
 
+static LookupStatus failure_status(Worker *w, BackendFailure failure)
+{
+    if (failure == BACKEND_TIMEOUT) {
+        w->stats->redis_timeouts++;
+        return LOOKUP_TIMEOUT;
+    }
+    w->stats->redis_unavailable++;
+    return LOOKUP_UNAVAILABLE;
+}
+
+// Turns one string-or-nil reply for a key into a result, caching a string that fits.
+// A cached value is answered from the entry's copy: the reply buffer dies when the callback returns.
+static LookupResult result_from_reply(Worker *w, const char *key, size_t key_len, uint64_t hash,
+                                      const redisReply *reply)
+{
+    LookupResult r = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0};
+    if (reply->type == REDIS_REPLY_STRING) {
+        CacheEntry *e = NULL;
+        if (reply->len <= (size_t)w->config->max_value_size)
+            e = cache_insert(w->cache, key, key_len, hash, reply->str, reply->len, monotonic_ms());
+        r.status = LOOKUP_FOUND;
+        r.entry = e;
+        r.value = e ? cache_entry_value(e) : reply->str;
+        r.value_len = reply->len;
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        w->stats->not_found++;
+    } else {
+        static const char unexpected[] = "ERR unexpected reply type from Redis";
+        w->stats->redis_errors++;
+        r.status = LOOKUP_REDIS_ERROR;
+        r.value = reply->type == REDIS_REPLY_ERROR ? reply->str : unexpected;
+        r.value_len = reply->type == REDIS_REPLY_ERROR ? reply->len : sizeof(unexpected) - 1;
+    }
+    return r;
+}
+
 static void on_fetch_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Fetch *f = (Fetch *)arg;
     Worker *w = f->worker;
     w->inflight--;
-    if (failure == BACKEND_TIMEOUT) {
-        w->stats->redis_timeouts++;
-        finish(f->done, f->arg, LOOKUP_TIMEOUT, NULL, 0);
-    } else if (failure != BACKEND_OK) {
-        w->stats->redis_unavailable++;
-        finish(f->done, f->arg, LOOKUP_UNAVAILABLE, NULL, 0);
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        CacheEntry *e = NULL;
-        if (reply->len <= (size_t)w->config->max_value_size)
-            e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms());
-        // When cached, answer from the entry's copy: the reply buffer dies when we return.
-        LookupResult r = {LOOKUP_FOUND, false, e, e ? cache_entry_value(e) : reply->str, reply->len};
-        f->done(f->arg, &r);
-    } else if (reply->type == REDIS_REPLY_NIL) {
-        w->stats->not_found++;
-        finish(f->done, f->arg, LOOKUP_NOT_FOUND, NULL, 0);
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        w->stats->redis_errors++;
-        finish(f->done, f->arg, LOOKUP_REDIS_ERROR, reply->str, reply->len);
+    if (failure != BACKEND_OK) {
+        finish(f->done, f->arg, failure_status(w, failure), NULL, 0);
     } else {
-        static const char unexpected[] = "ERR unexpected reply type from Redis";
-        w->stats->redis_errors++;
-        finish(f->done, f->arg, LOOKUP_REDIS_ERROR, unexpected, sizeof(unexpected) - 1);
+        LookupResult r = result_from_reply(w, f->key, f->key_len, f->hash, reply);
+        f->done(f->arg, &r);
     }
     free(f);
 }
@@ -86,4 +109,125 @@ void lookup_get(Worker *w, const char *key, size_t key_len, LookupDone done, voi
         return;
     }
     w->inflight++;
+}
+
+// An MGET whose misses wait for Redis. One allocation holds the results, the misses and copies
+// of their keys. Every entry a result points at is retained until `done` has run: inserting
+// the fetched values may evict the very entries the hits point at.
+struct MultiFetch {
+    Worker *worker;
+    LookupManyDone done;
+    void *arg;
+    size_t n, misses;
+    LookupResult *results;  // n
+    struct Miss {
+        size_t index;  // into results
+        uint64_t hash;
+        const char *key;
+        size_t len;
+    } * miss;  // misses
+};
+
+static void multi_finish(MultiFetch *m)
+{
+    m->done(m->arg, m->results, m->n);
+    for (size_t i = 0; i < m->n; i++)
+        if (m->results[i].entry != NULL)
+            cache_entry_release(m->results[i].entry);
+    free(m);
+}
+
+static void on_multi_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    MultiFetch *m = (MultiFetch *)arg;
+    Worker *w = m->worker;
+    w->inflight--;
+    for (size_t i = 0; i < m->misses; i++) {
+        const MultiFetch::Miss *miss = &m->miss[i];
+        LookupResult *r = &m->results[miss->index];
+        if (failure != BACKEND_OK) {
+            r->status = failure_status(w, failure);
+        } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == m->misses) {
+            *r = result_from_reply(w, miss->key, miss->len, miss->hash, reply->element[i]);
+            if (r->entry != NULL)
+                cache_entry_retain(r->entry);
+        } else {
+            *r = result_from_reply(w, miss->key, miss->len, miss->hash, reply);  // an error reply
+        }
+    }
+    multi_finish(m);
+}
+
+void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+{
+    size_t key_bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        key_bytes += keys[i].len;
+    size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Miss)) +
+                  (n + 1) * (sizeof(const char *) + sizeof(size_t)) + key_bytes;
+    MultiFetch *m = (MultiFetch *)malloc(size);
+    LookupResult *results = m ? (LookupResult *)(m + 1) : NULL;
+    if (m == NULL) {
+        done(arg, NULL, 0);
+        return;
+    }
+    m->worker = w;
+    m->done = done;
+    m->arg = arg;
+    m->n = n;
+    m->misses = 0;
+    m->results = results;
+    m->miss = (MultiFetch::Miss *)(results + n);
+    const char **argv = (const char **)(m->miss + n);
+    size_t *lens = (size_t *)(argv + n + 1);
+    char *key_copy = (char *)(lens + n + 1);
+    uint64_t now = monotonic_ms();
+    for (size_t i = 0; i < n; i++) {
+        uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
+        CacheEntry *e = cache_find(w->cache, keys[i].ptr, keys[i].len, hash, now);
+        if (e != NULL) {
+            w->stats->hits++;
+            cache_entry_retain(e);
+            results[i] = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len};
+            continue;
+        }
+        w->stats->misses++;
+        results[i] = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0};
+        memcpy(key_copy, keys[i].ptr, keys[i].len);
+        m->miss[m->misses++] = {i, hash, key_copy, keys[i].len};
+        key_copy += keys[i].len;
+    }
+    if (m->misses == 0) {
+        multi_finish(m);
+        return;
+    }
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < m->misses; i++) {
+        argv[i + 1] = m->miss[i].key;
+        lens[i + 1] = m->miss[i].len;
+    }
+    if (!backend_command(w->backend, (int)m->misses + 1, argv, lens, on_multi_reply, m)) {
+        w->inflight++;  // on_multi_reply decrements
+        on_multi_reply(m, NULL, BACKEND_UNAVAILABLE);
+        return;
+    }
+    w->inflight++;
+}
+
+static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }
+
+void lookup_add_value(evbuffer *out, const LookupResult *r)
+{
+    if (r->value_len == 0)
+        return;
+    if (r->entry == NULL || r->value_len <= COPY_VALUE_MAX) {
+        evbuffer_add(out, r->value, r->value_len);
+        return;
+    }
+    cache_entry_retain(r->entry);
+    if (evbuffer_add_reference(out, r->value, r->value_len, release_entry, r->entry) != 0) {
+        cache_entry_release(r->entry);
+        evbuffer_add(out, r->value, r->value_len);
+    }
 }

@@ -8,6 +8,7 @@
 #include "cache.h"
 
 struct Worker;
+struct evbuffer;
 
 enum LookupStatus {
     LOOKUP_FOUND,        // value below
@@ -29,3 +30,21 @@ struct LookupResult {
 typedef void (*LookupDone)(void *arg, const LookupResult *result);
 
 void lookup_get(Worker *w, const char *key, size_t key_len, LookupDone done, void *arg);
+
+struct LookupKey {
+    const char *ptr;
+    size_t len;
+};
+
+typedef void (*LookupManyDone)(void *arg, const LookupResult *results, size_t n);
+
+// Many keys at once (MGET): hits come from the cache, and all the misses are fetched from Redis
+// with a single MGET, cached, and answered together, in the order of keys. Called like
+// lookup_get: synchronously when every key is a hit, else once Redis has answered.
+// results is NULL (and n 0) only when out of memory.
+void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
+
+// Appends a found value to a reply: small values are copied into the output buffer (cheaper
+// than the chain a reference allocates); larger cached ones are referenced in place with the
+// entry retained until libevent has written them, so an eviction meanwhile is harmless.
+void lookup_add_value(evbuffer *out, const LookupResult *r);

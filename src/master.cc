@@ -29,6 +29,7 @@ struct WorkerSlot {
     int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
     uint64_t respawn_at_ms;
     int http_fd;
+    int resp_fd;  // -1 when resp_listen is off
 };
 
 struct Master {
@@ -42,24 +43,40 @@ struct Master {
 // One SO_REUSEPORT socket per worker slot, made before any fork and kept open by the master for
 // its whole life: the kernel spreads new connections over them, and connections queued on a
 // dead worker's socket wait there for its replacement instead of being refused.
-static bool bind_listeners(Master *m, const char *listen_text)
+// fd_of(slot) says where each slot keeps this group's socket.
+static bool bind_group(Master *m, const char *what, const char *listen_text, int *(*fd_of)(WorkerSlot *))
 {
     Address a;
     const char *why;
     char err[300];
     if (!address_parse(listen_text, false, &a, &why)) {
-        log_error("listen '%s': %s", listen_text, why);
+        log_error("%s listen '%s': %s", what, listen_text, why);
         return false;
     }
     struct sockaddr_storage ss;
     socklen_t len;
     if (!address_resolve(&a, true, &ss, &len, err, sizeof(err))) {
-        log_error("listen: %s", err);
+        log_error("%s listen: %s", what, err);
         return false;
+    }
+    int on = 1;
+    if (a.port != 0) {
+        // SO_REUSEPORT would let us join a group that another process (say, a second
+        // redis-proxy) already listens on, silently splitting its traffic. A plain bind first
+        // turns that into the usual "Address already in use".
+        int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool free_port = probe >= 0 && setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 &&
+                         bind(probe, (struct sockaddr *)&ss, len) == 0;
+        int probe_errno = errno;
+        if (probe >= 0)
+            close(probe);
+        if (!free_port) {
+            log_error("cannot listen on %s: %s", listen_text, strerror(probe_errno));
+            return false;
+        }
     }
     for (int i = 0; i < m->count; i++) {
         int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        int on = 1;
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
             setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
             bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
@@ -71,12 +88,26 @@ static bool bind_listeners(Master *m, const char *listen_text)
         // With port 0 the kernel picked a port for the first socket: the others must share it.
         socklen_t got_len = sizeof(ss);
         getsockname(fd, (struct sockaddr *)&ss, &got_len);
-        m->slots[i].http_fd = fd;
+        *fd_of(&m->slots[i]) = fd;
     }
     char shown[300];
     address_format((struct sockaddr *)&ss, shown, sizeof(shown));
-    log_info("listening for HTTP on %s (%d socket(s), SO_REUSEPORT)", shown, m->count);
+    log_info("listening for %s on %s (%d socket(s), SO_REUSEPORT)", what, shown, m->count);
     return true;
+}
+
+static int *http_fd_of(WorkerSlot *s) { return &s->http_fd; }
+static int *resp_fd_of(WorkerSlot *s) { return &s->resp_fd; }
+
+static void close_listeners(Master *m)
+{
+    for (int i = 0; i < m->count; i++) {
+        if (m->slots[i].http_fd >= 0)
+            close(m->slots[i].http_fd);
+        if (m->slots[i].resp_fd >= 0)
+            close(m->slots[i].resp_fd);
+        m->slots[i].http_fd = m->slots[i].resp_fd = -1;
+    }
 }
 
 // Each client connection is a descriptor in some worker: make room for max_clients of them.
@@ -108,11 +139,15 @@ static void spawn_worker(Master *m, int i)
     }
     if (pid == 0) {
         for (int j = 0; j < m->count; j++)
-            if (j != i)
+            if (j != i) {
                 close(m->slots[j].http_fd);
+                if (m->slots[j].resp_fd >= 0)
+                    close(m->slots[j].resp_fd);
+            }
         WorkerSetup setup = m->setup;
         setup.id = i;
         setup.http_fd = s->http_fd;
+        setup.resp_fd = s->resp_fd;
         _exit(worker_run(m->config, &setup));
     }
     s->pid = pid;
@@ -224,9 +259,15 @@ int master_run(const Config *config)
         log_error("%s", err);
         return 1;
     }
+    for (int i = 0; i < m.count; i++)
+        m.slots[i].http_fd = m.slots[i].resp_fd = -1;
     raise_fd_limit(config, m.count);
-    if (!bind_listeners(&m, config->listen))
+    if (!bind_group(&m, "HTTP", config->listen, http_fd_of) ||
+        (config->resp_listen[0] != '\0' && !bind_group(&m, "RESP", config->resp_listen, resp_fd_of))) {
+        close_listeners(&m);
+        free(m.slots);
         return 1;
+    }
 
     // Signals are handled synchronously: blocked here, taken with sigtimedwait in the loop below.
     // Nothing runs in a signal handler.
@@ -260,8 +301,7 @@ int master_run(const Config *config)
         } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
             log_info("%s received: stopping %d worker(s)", signal_name(sig), running_workers(&m));
             stop_workers(&m);
-            for (int i = 0; i < m.count; i++)
-                close(m.slots[i].http_fd);
+            close_listeners(&m);
             free(m.slots);
             log_info("stopped");
             return 0;

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http_front.h"
 #include "log.h"
+#include "resp_front.h"
 
 static const uint64_t EXPIRE_INTERVAL_MS = 100;
 static const size_t EXPIRE_BATCH = 10000;  // bounds the work of one tick; the rest waits a tick
@@ -23,6 +24,8 @@ static void set_accepting(Worker *w, bool accepting)
         return;
     w->accepting = accepting;
     http_front_set_accepting(w->http, accepting);
+    if (w->resp != NULL)
+        resp_front_set_accepting(w->resp, accepting);
     if (!accepting)
         log_debug("worker %d: %lld clients open, the limit: new connections wait in the backlog",
                   w->id, (long long)w->client_limit);
@@ -74,6 +77,8 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
               sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
     http_front_set_accepting(w->http, false);
+    if (w->resp != NULL)
+        resp_front_set_accepting(w->resp, false);
     w->accepting = false;
     w->stopping = true;
     w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->command_timeout_ms + 1000;
@@ -87,6 +92,7 @@ static void worker_free(Worker *w)
     // alive. evhttp_free would free those requests under our feet.
     backend_destroy(w->backend);
     http_front_destroy(w->http);
+    resp_front_destroy(w->resp);
     cache_destroy(w->cache);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event};
     for (event *e : events)
@@ -118,6 +124,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.config = config;
     w.stats = &w.own_stats;
     w.accepting = true;
+    w.started_ms = monotonic_ms();
     w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
     uint64_t seed;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
@@ -132,6 +139,11 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     }
     w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id);
     w.http = http_front_create(&w, setup->http_fd);
+    if (setup->resp_fd >= 0 && (w.resp = resp_front_create(&w, setup->resp_fd)) == NULL) {
+        log_error("worker %d: cannot set up the RESP front", w.id);
+        worker_free(&w);
+        return 1;
+    }
     w.expire_timer = event_new(w.base, -1, EV_PERSIST, on_expire_timer, &w);
     w.stop_timer = evtimer_new(w.base, on_stop_timer, &w);
     w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);

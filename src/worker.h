@@ -13,6 +13,7 @@ struct event;
 struct Config;
 struct Cache;
 struct HttpFront;
+struct RespFront;
 
 struct Worker {
     int id;  // slot number, 0..workers-1
@@ -21,6 +22,7 @@ struct Worker {
     Cache *cache;
     Backend *backend;
     HttpFront *http;
+    RespFront *resp;  // NULL when resp_listen is off
     WorkerStats *stats;
     size_t inflight;       // fetches waiting for Redis
     int64_t client_limit;  // this worker's share of max_clients
@@ -28,6 +30,7 @@ struct Worker {
     bool stopping;
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
     event *expire_timer, *stop_timer, *sigterm_event, *sigint_event;
+    uint64_t started_ms;
     uint64_t stop_deadline_ms;
     WorkerStats own_stats;
 };
@@ -35,7 +38,8 @@ struct Worker {
 struct WorkerSetup {
     int id;
     int worker_count;
-    int http_fd;  // listening socket, owned by the master
+    int http_fd;  // listening sockets, owned by the master
+    int resp_fd;  // -1 when resp_listen is off
     BackendTarget redis;
 };
 

@@ -16,6 +16,7 @@ import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROXY_BIN = os.environ.get("PROXY_BIN") or os.path.join(ROOT, "build", "redis-proxy")
+PIPELINE_BIN = os.environ.get("PIPELINE_BIN") or os.path.join(ROOT, "build", "resp-pipeline")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -94,6 +95,7 @@ def resp_read(f):
 
 class RedisClient:
     def __init__(self, port=None, unix_path=None, timeout=10):
+        self.closed = False
         if unix_path:
             self.sock = socket.socket(socket.AF_UNIX)
             self.sock.settimeout(timeout)
@@ -105,6 +107,15 @@ class RedisClient:
     def __call__(self, *args):
         self.sock.sendall(resp_encode(*args))
         return resp_read(self.file)
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def read_reply(self):
+        return resp_read(self.file)
+
+    def at_eof(self):
+        return self.file.read(1) == b""
 
     def close(self):
         self.file.close()
@@ -188,11 +199,14 @@ def quote_key(key):
 
 
 class Proxy:
-    def __init__(self, workdir, settings):
+    def __init__(self, workdir, settings, resp=False):
         self.workdir = workdir
         self.port = free_port()
+        self.resp_port = free_port() if resp else None
         self.settings = {"proxy": {"listen": "127.0.0.1:%d" % self.port, "workers": "1"},
                          "redis": {}, "cache": {}, "log": {"level": "info"}}
+        if resp:
+            self.settings["proxy"]["resp_listen"] = "127.0.0.1:%d" % self.resp_port
         for section, values in settings.items():
             self.settings.setdefault(section, {}).update(values)
         self.workers = int(self.settings["proxy"]["workers"])
@@ -263,6 +277,10 @@ class Proxy:
     def get(self, key, conn=None):
         return self.request("GET", "/" + quote_key(key), conn)
 
+    def resp(self, timeout=10):
+        """A RESP connection to the proxy's RESP port: call it with a command, get the reply."""
+        return RedisClient(self.resp_port, timeout=timeout)
+
 
 class ProxyTestCase(unittest.TestCase):
     """Each test gets a temp dir and a fresh redis-server (unless START_REDIS is False);
@@ -280,12 +298,12 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(r.stop)
         return r.start()
 
-    def start_proxy(self, server=None, wait=True, nofile_limit=None, **sections):
+    def start_proxy(self, server=None, wait=True, nofile_limit=None, resp=False, **sections):
         server = server or self.redis
         settings = {"redis": {"address": "127.0.0.1:%d" % server.port}}
         for section, values in sections.items():
             settings.setdefault(section, {}).update(values)
-        p = Proxy(self.workdir, settings)
+        p = Proxy(self.workdir, settings, resp)
         self.addCleanup(self._stop_proxy, p)
         return p.start(wait, nofile_limit)
 

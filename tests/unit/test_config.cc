@@ -47,6 +47,8 @@ TEST_GROUP(Config)
 TEST(Config, test_defaults)
 {
     STRCMP_EQUAL("127.0.0.1:8080", config.listen);
+    STRCMP_EQUAL("", config.resp_listen);
+    LONGS_EQUAL(10000, config.resp_max_args);
     LONGS_EQUAL(0, config.workers);
     LONGS_EQUAL(10000, config.max_clients);
     LONGS_EQUAL(60000, config.client_timeout_ms);
@@ -192,6 +194,18 @@ TEST(Config, test_bad_addresses)
     CHECK_FALSE(load("[redis]\naddress = host:99999\n"));
     STRCMP_EQUAL("FILE:2: invalid address 'host:99999' for address in [redis]: port must be a number from 0 to 65535",
                  error().c_str());
+}
+
+TEST(Config, test_resp_listen_is_optional_but_checked)
+{
+    CHECK_TRUE(load("[proxy]\nresp_listen = 127.0.0.1:6380\n"));
+    STRCMP_EQUAL("127.0.0.1:6380", config.resp_listen);
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nresp_listen =\n"));
+    STRCMP_EQUAL("", config.resp_listen);
+    config_defaults(&config);
+    CHECK_FALSE(load("[proxy]\nresp_listen = 6380\n"));
+    STRCMP_EQUAL("FILE:2: invalid address '6380' for resp_listen in [proxy]: expected host:port", error().c_str());
 }
 
 TEST(Config, test_bad_log_level)

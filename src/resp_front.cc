@@ -1,0 +1,785 @@
+#include "resp_front.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "lookup.h"
+#include "resp_parser.h"
+#include "worker.h"
+
+#define REDIS_PROXY_VERSION "0.1.0"
+
+// Backpressure: stop reading a client's commands while this many of its answers are unsent,
+// and resume when it has read them.
+static const size_t MAX_PENDING_REPLIES = 1024;
+static const size_t MAX_UNSENT_BYTES = 1024 * 1024;
+static const size_t INPUT_START = 4096;
+static const size_t INPUT_LIMIT = 64 * 1024 * 1024;  // one command cannot be larger than this
+
+struct RespClient;
+
+// One command's answer, in request order. An answer that is ready while an earlier one still
+// waits for Redis is kept in `out` until its turn.
+struct PendingReply {
+    PendingReply *next;
+    RespClient *client;  // NULL once the client has gone: the answer is then dropped
+    RespFront *front;
+    bool ready;
+    evbuffer *out;
+};
+
+struct RespClient {
+    RespFront *front;
+    RespClient *prev, *next;  // the front's open clients
+    int fd;
+    uint64_t id;
+    event *read_event, *write_event;
+    char *in;  // unparsed input; the parser works on it in place
+    size_t in_len, in_cap;
+    RespParser parser;
+    evbuffer *out;  // answers in order, ready to send
+    PendingReply *head, *tail;  // answers not yet in `out`, oldest first
+    size_t pending;
+    bool reading;
+    bool closing;  // after QUIT or a protocol error: close once everything is sent
+    char *name;    // CLIENT SETNAME
+};
+
+struct RespFront {
+    Worker *worker;
+    evconnlistener *listener;
+    event *retry_timer;
+    const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
+    RespClient *clients;
+    PendingReply *free_replies;
+    LookupKey *keys;  // scratch for MGET
+    size_t keys_cap;
+    uint64_t next_id;
+};
+
+// --- answers, in order --------------------------------------------------------------------
+
+static PendingReply *reply_begin(RespClient *c)
+{
+    RespFront *f = c->front;
+    PendingReply *r = f->free_replies;
+    if (r != NULL)
+        f->free_replies = r->next;
+    else if ((r = (PendingReply *)malloc(sizeof(PendingReply))) == NULL)
+        return NULL;
+    r->next = NULL;
+    r->client = c;
+    r->front = f;
+    r->ready = false;
+    r->out = NULL;
+    if (c->tail != NULL)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->pending++;
+    return r;
+}
+
+static void reply_recycle(PendingReply *r)
+{
+    if (r->out != NULL)
+        evbuffer_free(r->out);
+    r->next = r->front->free_replies;
+    r->front->free_replies = r;
+}
+
+// Where r's answer goes now: straight into the client's output when it is next in line,
+// else into a buffer of its own. NULL when the client has gone.
+static evbuffer *reply_target(PendingReply *r)
+{
+    if (r->client == NULL)
+        return NULL;
+    if (r->client->head == r)
+        return r->client->out;
+    if (r->out == NULL)
+        r->out = evbuffer_new();
+    return r->out;
+}
+
+static void schedule_write(RespClient *c) { event_active(c->write_event, EV_WRITE, 1); }
+
+// Marks r answered; moves every answered reply at the head of the line into the output.
+static void reply_finish(PendingReply *r)
+{
+    RespClient *c = r->client;
+    r->ready = true;
+    if (c == NULL) {
+        reply_recycle(r);
+        return;
+    }
+    while (c->head != NULL && c->head->ready) {
+        PendingReply *done = c->head;
+        c->head = done->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->pending--;
+        if (done->out != NULL)
+            evbuffer_add_buffer(c->out, done->out);  // moves chains: no copy
+        reply_recycle(done);
+    }
+    schedule_write(c);
+}
+
+// The buffer for an answer known at once. With nothing waiting ahead of it, that is the
+// output itself; otherwise the answer queues behind the earlier ones.
+static evbuffer *immediate_out(RespClient *c, PendingReply **queued)
+{
+    *queued = NULL;
+    if (c->head == NULL)
+        return c->out;
+    PendingReply *r = reply_begin(c);
+    if (r == NULL)
+        return NULL;
+    *queued = r;
+    return reply_target(r);
+}
+
+static void immediate_done(PendingReply *queued)
+{
+    if (queued != NULL)
+        reply_finish(queued);
+}
+
+// --- answering GET and MGET ---------------------------------------------------------------
+
+static void add_failure(evbuffer *out, const LookupResult *r)
+{
+    switch (r->status) {
+    case LOOKUP_UNAVAILABLE:
+        resp_add_error(out, "BACKENDDOWN redis unavailable: no connection to the backing Redis");
+        break;
+    case LOOKUP_TIMEOUT:
+        resp_add_error(out, "BACKENDTIMEOUT the backing Redis did not answer within command_timeout");
+        break;
+    case LOOKUP_REDIS_ERROR:
+        resp_add_error(out, "%.*s", (int)(r->value_len > 400 ? 400 : r->value_len), r->value);
+        break;
+    default:
+        break;
+    }
+}
+
+static void add_value(evbuffer *out, const LookupResult *r)
+{
+    resp_add_bulk_header(out, r->value_len);
+    lookup_add_value(out, r);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+static void on_get_done(void *arg, const LookupResult *r)
+{
+    PendingReply *reply = (PendingReply *)arg;
+    evbuffer *out = reply_target(reply);
+    if (out != NULL) {
+        if (r->status == LOOKUP_FOUND)
+            add_value(out, r);
+        else if (r->status == LOOKUP_NOT_FOUND)
+            resp_add_null(out);
+        else
+            add_failure(out, r);
+    }
+    reply_finish(reply);
+}
+
+static void on_mget_done(void *arg, const LookupResult *results, size_t n)
+{
+    PendingReply *reply = (PendingReply *)arg;
+    evbuffer *out = reply_target(reply);
+    if (out != NULL) {
+        const LookupResult *failed = NULL;
+        for (size_t i = 0; i < n && failed == NULL; i++)
+            if (results[i].status != LOOKUP_FOUND && results[i].status != LOOKUP_NOT_FOUND)
+                failed = &results[i];
+        if (results == NULL) {
+            resp_add_error(out, "ERR out of memory");
+        } else if (failed != NULL) {
+            add_failure(out, failed);  // one key could not be read: the whole MGET fails
+        } else {
+            resp_add_array_header(out, n);
+            for (size_t i = 0; i < n; i++) {
+                if (results[i].status == LOOKUP_FOUND)
+                    add_value(out, &results[i]);
+                else
+                    resp_add_null(out);
+            }
+        }
+    }
+    reply_finish(reply);
+}
+
+// --- commands -----------------------------------------------------------------------------
+
+struct Command;
+typedef void (*CommandFn)(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+
+struct Command {
+    const char *name;
+    int arity;  // exact argument count including the name, or -N for at least N
+    CommandFn run;  // NULL for GET and MGET, which answer through lookup
+};
+
+static bool arg_is(const char *cmd, const RespArg *a, const char *word)
+{
+    return a->len == strlen(word) && strncasecmp(cmd + a->offset, word, a->len) == 0;
+}
+
+static void cmd_ping(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+{
+    if (argc > 2) {
+        resp_add_error(out, "ERR wrong number of arguments for 'ping' command");
+        return;
+    }
+    if (argc == 2)
+        resp_add_bulk(out, cmd + args[1].offset, args[1].len);
+    else
+        resp_add_simple(out, "PONG");
+}
+
+static void cmd_echo(RespClient *, const char *cmd, const RespArg *args, int, evbuffer *out)
+{
+    resp_add_bulk(out, cmd + args[1].offset, args[1].len);
+}
+
+static void cmd_quit(RespClient *c, const char *, const RespArg *, int, evbuffer *out)
+{
+    resp_add_simple(out, "OK");
+    c->closing = true;
+}
+
+static bool parse_integer(const char *s, size_t len, long long *out)
+{
+    char text[24];
+    if (len == 0 || len >= sizeof(text))
+        return false;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    char *end;
+    errno = 0;
+    *out = strtoll(text, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+static void cmd_select(RespClient *c, const char *cmd, const RespArg *args, int, evbuffer *out)
+{
+    long long db;
+    long long configured = c->front->worker->config->redis_database;
+    if (!parse_integer(cmd + args[1].offset, args[1].len, &db))
+        resp_add_error(out, "ERR value is not an integer or out of range");
+    else if (db != configured)
+        resp_add_error(out, "ERR redis-proxy serves database %lld only", configured);
+    else
+        resp_add_simple(out, "OK");
+}
+
+static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+{
+    if (arg_is(cmd, &args[1], "SETNAME") && argc == 3) {
+        free(c->name);
+        c->name = strndup(cmd + args[2].offset, args[2].len > 256 ? 256 : args[2].len);
+        resp_add_simple(out, "OK");
+    } else if (arg_is(cmd, &args[1], "GETNAME") && argc == 2) {
+        if (c->name != NULL)
+            resp_add_bulk(out, c->name, strlen(c->name));
+        else
+            resp_add_null(out);
+    } else if (arg_is(cmd, &args[1], "SETINFO") && argc == 4) {
+        resp_add_simple(out, "OK");
+    } else if (arg_is(cmd, &args[1], "ID") && argc == 2) {
+        resp_add_integer(out, (long long)c->id);
+    } else {
+        resp_add_error(out, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT HELP.",
+                       (int)(args[1].len > 64 ? 64 : args[1].len), cmd + args[1].offset);
+    }
+}
+
+static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+{
+    if (argc >= 2) {
+        long long version;
+        if (!parse_integer(cmd + args[1].offset, args[1].len, &version) || version < 1) {
+            resp_add_error(out, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (version != 2) {
+            // Clients then fall back to RESP2, which is all this proxy speaks.
+            resp_add_error(out, "NOPROTO sorry, this protocol version is not supported");
+            return;
+        }
+        for (int i = 2; i + 1 < argc; i++)
+            if (arg_is(cmd, &args[i], "SETNAME")) {
+                free(c->name);
+                c->name = strndup(cmd + args[i + 1].offset, args[i + 1].len > 256 ? 256 : args[i + 1].len);
+            }
+    }
+    // RESP2 has no map type: the map goes out as a flat array of keys and values.
+    resp_add_array_header(out, 14);
+    resp_add_bulk(out, "server", 6);
+    resp_add_bulk(out, "redis-proxy", 11);
+    resp_add_bulk(out, "version", 7);
+    resp_add_bulk(out, REDIS_PROXY_VERSION, strlen(REDIS_PROXY_VERSION));
+    resp_add_bulk(out, "proto", 5);
+    resp_add_integer(out, 2);
+    resp_add_bulk(out, "id", 2);
+    resp_add_integer(out, (long long)c->id);
+    resp_add_bulk(out, "mode", 4);
+    resp_add_bulk(out, "standalone", 10);
+    resp_add_bulk(out, "role", 4);
+    resp_add_bulk(out, "master", 6);
+    resp_add_bulk(out, "modules", 7);
+    resp_add_array_header(out, 0);
+}
+
+static void cmd_command(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+{
+    if (argc >= 2 && arg_is(cmd, &args[1], "COUNT"))
+        resp_add_integer(out, 0);
+    else
+        resp_add_array_header(out, 0);
+}
+
+static void cmd_config(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+{
+    if (arg_is(cmd, &args[1], "GET")) {
+        // What tools such as redis-benchmark ask about persistence; true of a proxy, which keeps
+        // nothing on disk. Everything else: no such parameter.
+        if (argc == 3 && arg_is(cmd, &args[2], "save")) {
+            resp_add_array_header(out, 2);
+            resp_add_bulk(out, "save", 4);
+            resp_add_bulk(out, "", 0);
+        } else if (argc == 3 && arg_is(cmd, &args[2], "appendonly")) {
+            resp_add_array_header(out, 2);
+            resp_add_bulk(out, "appendonly", 10);
+            resp_add_bulk(out, "no", 2);
+        } else {
+            resp_add_array_header(out, 0);
+        }
+    }
+    else
+        resp_add_error(out, "ERR CONFIG %.*s is not supported by redis-proxy",
+                       (int)(args[1].len > 32 ? 32 : args[1].len), cmd + args[1].offset);
+}
+
+static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer *out)
+{
+    Worker *w = c->front->worker;
+    const WorkerStats *s = w->stats;
+    char text[1024];
+    // redis_version: what clients that feature-detect by version should assume of this subset.
+    int n = snprintf(text, sizeof(text),
+                     "# Server\r\nredis_version:7.0.0\r\nredis_proxy_version:%s\r\nredis_mode:standalone\r\n"
+                     "process_id:%d\r\nworker_id:%d\r\nuptime_in_seconds:%llu\r\n\r\n"
+                     "# Clients\r\nconnected_clients:%llu\r\n\r\n"
+                     "# Stats\r\n# (this worker's numbers; each worker has its own cache)\r\n"
+                     "cache_hits:%llu\r\ncache_misses:%llu\r\ncache_keys:%zu\r\ncache_capacity:%lld\r\n"
+                     "evicted_keys:%llu\r\nexpired_keys:%llu\r\nredis_unavailable:%llu\r\nredis_timeouts:%llu\r\n",
+                     REDIS_PROXY_VERSION, (int)getpid(), w->id,
+                     (unsigned long long)((monotonic_ms() - w->started_ms) / 1000),
+                     (unsigned long long)s->clients_open, (unsigned long long)s->hits,
+                     (unsigned long long)s->misses, cache_count(w->cache), (long long)w->config->capacity,
+                     (unsigned long long)s->cache_evictions, (unsigned long long)s->cache_expirations,
+                     (unsigned long long)s->redis_unavailable, (unsigned long long)s->redis_timeouts);
+    resp_add_bulk(out, text, (size_t)n);
+}
+
+static void cmd_auth(RespClient *, const char *, const RespArg *, int, evbuffer *out)
+{
+    resp_add_error(out, "ERR AUTH <password> called without any password configured for the default user. "
+                        "Are you sure your configuration is correct?");
+}
+
+static void cmd_read_only(RespClient *, const char *cmd, const RespArg *args, int, evbuffer *out)
+{
+    resp_add_error(out, "READONLY redis-proxy is a read-only cache: send '%.*s' to Redis directly",
+                   (int)(args[0].len > 32 ? 32 : args[0].len), cmd + args[0].offset);
+}
+
+enum { COMMAND_GET, COMMAND_MGET };
+static const Command commands[] = {
+    {"GET", 2, NULL},    // COMMAND_GET
+    {"MGET", -2, NULL},  // COMMAND_MGET
+    {"PING", -1, cmd_ping},
+    {"ECHO", 2, cmd_echo},
+    {"QUIT", -1, cmd_quit},
+    {"SELECT", 2, cmd_select},
+    {"CLIENT", -2, cmd_client},
+    {"HELLO", -1, cmd_hello},
+    {"COMMAND", -1, cmd_command},
+    {"CONFIG", -2, cmd_config},
+    {"INFO", -1, cmd_info},
+    {"AUTH", -2, cmd_auth},
+};
+
+// Commands that change data: refused with READONLY, so clients see why rather than "unknown".
+static const char *const write_commands[] = {
+    "SET", "SETNX", "SETEX", "PSETEX", "MSET", "MSETNX", "GETSET", "GETDEL", "GETEX", "APPEND",
+    "SETRANGE", "INCR", "DECR", "INCRBY", "DECRBY", "INCRBYFLOAT", "DEL", "UNLINK", "EXPIRE",
+    "PEXPIRE", "EXPIREAT", "PEXPIREAT", "PERSIST", "RENAME", "RENAMENX", "COPY", "MOVE", "RESTORE",
+    "HSET", "HSETNX", "HMSET", "HDEL", "HINCRBY", "HINCRBYFLOAT", "LPUSH", "RPUSH", "LPUSHX",
+    "RPUSHX", "LPOP", "RPOP", "LSET", "LREM", "LTRIM", "LINSERT", "LMOVE", "RPOPLPUSH", "SADD",
+    "SREM", "SPOP", "SMOVE", "ZADD", "ZREM", "ZINCRBY", "ZPOPMIN", "ZPOPMAX", "XADD", "XDEL",
+    "XTRIM", "PFADD", "PFMERGE", "SETBIT", "BITOP", "GEOADD", "FLUSHDB", "FLUSHALL", "SWAPDB",
+    "EVAL", "EVALSHA", "FCALL", "MULTI", "EXEC", "PUBLISH",
+};
+
+static void unknown_command(const char *cmd, const RespArg *args, int argc, evbuffer *out)
+{
+    // Redis's own wording, so that client libraries and people recognise it.
+    char text[400];
+    int n = snprintf(text, sizeof(text), "ERR unknown command '%.*s', with args beginning with: ",
+                     (int)(args[0].len > 128 ? 128 : args[0].len), cmd + args[0].offset);
+    for (int i = 1; i < argc && n < 300; i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "'%.*s' ",
+                      (int)(args[i].len > 64 ? 64 : args[i].len), cmd + args[i].offset);
+    resp_add_error(out, "%s", text);
+}
+
+static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
+{
+    Worker *w = c->front->worker;
+    w->stats->requests++;
+    const Command *command = NULL;
+    for (const Command &candidate : commands)
+        if (arg_is(cmd, &args[0], candidate.name)) {
+            command = &candidate;
+            break;
+        }
+    bool arity_ok = command != NULL &&
+                    (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
+    if (command != NULL && command->run == NULL && arity_ok) {
+        PendingReply *r = reply_begin(c);
+        if (r == NULL) {
+            c->closing = true;  // out of memory: stop serving this client
+            return;
+        }
+        if (command == &commands[COMMAND_GET]) {
+            lookup_get(w, cmd + args[1].offset, args[1].len, on_get_done, r);
+            return;
+        }
+        RespFront *f = c->front;
+        size_t n = (size_t)argc - 1;
+        if (n > f->keys_cap) {
+            LookupKey *keys = (LookupKey *)realloc(f->keys, n * sizeof(LookupKey));
+            if (keys == NULL) {
+                on_mget_done(r, NULL, 0);
+                return;
+            }
+            f->keys = keys;
+            f->keys_cap = n;
+        }
+        for (size_t i = 0; i < n; i++)
+            f->keys[i] = {cmd + args[i + 1].offset, args[i + 1].len};
+        lookup_get_many(w, f->keys, n, on_mget_done, r);
+        return;
+    }
+    PendingReply *queued;
+    evbuffer *out = immediate_out(c, &queued);
+    if (out == NULL) {
+        c->closing = true;
+        return;
+    }
+    if (command == NULL) {
+        bool is_write = false;
+        for (const char *name : write_commands)
+            if (arg_is(cmd, &args[0], name))
+                is_write = true;
+        if (is_write)
+            cmd_read_only(c, cmd, args, argc, out);
+        else
+            unknown_command(cmd, args, argc, out);
+        w->stats->bad_requests++;
+    } else if (!arity_ok) {
+        char name[32];
+        size_t len = strlen(command->name);
+        for (size_t i = 0; i <= len; i++)
+            name[i] = (char)(command->name[i] | (command->name[i] ? 0x20 : 0));  // lower case
+        resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
+        w->stats->bad_requests++;
+    } else {
+        command->run(c, cmd, args, argc, out);
+    }
+    immediate_done(queued);
+    if (queued == NULL)
+        schedule_write(c);
+}
+
+// --- connections --------------------------------------------------------------------------
+
+static void client_close(RespClient *c)
+{
+    // Answers still on their way from Redis are dropped when they arrive; answered ones now.
+    PendingReply *r = c->head;
+    while (r != NULL) {
+        PendingReply *next = r->next;
+        r->next = NULL;
+        if (r->ready)
+            reply_recycle(r);
+        else
+            r->client = NULL;
+        r = next;
+    }
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->front->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    event_free(c->read_event);
+    event_free(c->write_event);
+    close(c->fd);
+    evbuffer_free(c->out);
+    resp_parser_free(&c->parser);
+    free(c->in);
+    free(c->name);
+    worker_client_closed(c->front->worker);
+    free(c);
+}
+
+static bool may_read(const RespClient *c)
+{
+    return !c->closing && c->pending < MAX_PENDING_REPLIES && evbuffer_get_length(c->out) < MAX_UNSENT_BYTES;
+}
+
+static void update_reading(RespClient *c)
+{
+    bool want = may_read(c);
+    if (want == c->reading)
+        return;
+    c->reading = want;
+    if (want)
+        event_add(c->read_event, c->front->idle_timeout);
+    else
+        event_del(c->read_event);
+}
+
+// Runs every complete command in the input (all of them in one go: their answers leave in one
+// write), unless backpressure says to wait.
+static void process_input(RespClient *c)
+{
+    size_t at = 0;
+    while (may_read(c) && at < c->in_len) {
+        RespParseStatus status = resp_parse(&c->parser, c->in + at, c->in_len - at);
+        if (status == RESP_INCOMPLETE)
+            break;
+        if (status == RESP_ERROR) {
+            PendingReply *queued;
+            evbuffer *out = immediate_out(c, &queued);
+            if (out != NULL)
+                resp_add_error(out, "ERR %s", c->parser.error);
+            immediate_done(queued);
+            schedule_write(c);
+            c->front->worker->stats->bad_requests++;
+            c->closing = true;  // as Redis does: the stream cannot be trusted past this point
+            at = c->in_len;
+            break;
+        }
+        if (status == RESP_COMMAND)
+            dispatch(c, c->in + at, c->parser.args, c->parser.argc);
+        at += c->parser.consumed;
+    }
+    if (at > 0) {
+        memmove(c->in, c->in + at, c->in_len - at);
+        c->in_len -= at;
+    }
+    if (c->in_len == 0 && c->in_cap > 64 * 1024) {  // let a one-off huge command's memory go
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    update_reading(c);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    RespClient *c = (RespClient *)arg;
+    if (what & EV_TIMEOUT) {
+        log_debug("worker %d: RESP client %llu idle for client_timeout, closing", c->front->worker->id,
+                  (unsigned long long)c->id);
+        client_close(c);
+        return;
+    }
+    if (c->in_cap - c->in_len < 1024) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : INPUT_START;
+        if (cap > INPUT_LIMIT) {
+            c->parser.error = "Protocol error: request too large";
+            resp_add_error(c->out, "ERR %s", c->parser.error);
+            c->closing = true;
+            update_reading(c);
+            schedule_write(c);
+            return;
+        }
+        char *in = (char *)realloc(c->in, cap);
+        if (in == NULL) {
+            client_close(c);
+            return;
+        }
+        c->in = in;
+        c->in_cap = cap;
+    }
+    ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            client_close(c);
+        return;
+    }
+    if (n == 0) {
+        // The client has finished sending (it may have only shut down its writing half, as
+        // `printf 'GET k\r\n' | nc` does): answer what it asked, then close.
+        c->closing = true;
+        update_reading(c);
+        if (c->head == NULL && evbuffer_get_length(c->out) == 0)
+            client_close(c);
+        else
+            schedule_write(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    process_input(c);
+}
+
+static void on_writable(evutil_socket_t fd, short, void *arg)
+{
+    RespClient *c = (RespClient *)arg;
+    if (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, fd);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            client_close(c);
+            return;
+        }
+    }
+    if (evbuffer_get_length(c->out) > 0) {
+        event_add(c->write_event, NULL);  // the socket is full: wait until it drains
+        return;
+    }
+    if (c->closing && c->head == NULL) {
+        client_close(c);
+        return;
+    }
+    // Answers went out: commands held back by backpressure may run now.
+    if (c->in_len > 0 && may_read(c))
+        process_input(c);
+    else
+        update_reading(c);
+}
+
+static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, int, void *arg)
+{
+    RespFront *f = (RespFront *)arg;
+    RespClient *c = (RespClient *)calloc(1, sizeof(RespClient));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
+    c->front = f;
+    c->fd = fd;
+    c->id = ++f->next_id;
+    c->out = evbuffer_new();
+    c->read_event = event_new(f->worker->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->write_event = event_new(f->worker->base, fd, EV_WRITE, on_writable, c);
+    if (c->out == NULL || c->read_event == NULL || c->write_event == NULL) {
+        if (c->out)
+            evbuffer_free(c->out);
+        if (c->read_event)
+            event_free(c->read_event);
+        if (c->write_event)
+            event_free(c->write_event);
+        close(fd);
+        free(c);
+        return;
+    }
+    const Config *config = f->worker->config;
+    resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
+    c->next = f->clients;
+    if (f->clients != NULL)
+        f->clients->prev = c;
+    f->clients = c;
+    worker_client_opened(f->worker);
+    c->reading = false;
+    update_reading(c);
+}
+
+static void on_retry_timer(evutil_socket_t, short, void *arg)
+{
+    RespFront *f = (RespFront *)arg;
+    if (f->worker->accepting)
+        evconnlistener_enable(f->listener);
+}
+
+// EMFILE/ENFILE: libevent would retry accept(2) at once, in a busy loop. Pause for a moment.
+static void on_accept_error(evconnlistener *listener, void *arg)
+{
+    RespFront *f = (RespFront *)arg;
+    log_warn("worker %d: RESP accept failed: %s; pausing new connections for 100ms", f->worker->id,
+             strerror(EVUTIL_SOCKET_ERROR()));
+    evconnlistener_disable(listener);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(f->retry_timer, &tv);
+}
+
+RespFront *resp_front_create(Worker *w, int listen_fd)
+{
+    RespFront *f = (RespFront *)calloc(1, sizeof(RespFront));
+    if (f == NULL)
+        return NULL;
+    f->worker = w;
+    struct timeval idle = {(time_t)(w->config->client_timeout_ms / 1000),
+                           (suseconds_t)(w->config->client_timeout_ms % 1000) * 1000};
+    f->idle_timeout = event_base_init_common_timeout(w->base, &idle);
+    f->retry_timer = evtimer_new(w->base, on_retry_timer, f);
+    // backlog 0: the master has already called listen(2) on this socket.
+    f->listener = evconnlistener_new(w->base, on_accept, f, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+    if (f->idle_timeout == NULL || f->retry_timer == NULL || f->listener == NULL) {
+        resp_front_destroy(f);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(f->listener, on_accept_error);
+    return f;
+}
+
+void resp_front_destroy(RespFront *f)
+{
+    if (f == NULL)
+        return;
+    while (f->clients != NULL)
+        client_close(f->clients);
+    if (f->listener)
+        evconnlistener_free(f->listener);
+    if (f->retry_timer)
+        event_free(f->retry_timer);
+    while (f->free_replies != NULL) {
+        PendingReply *r = f->free_replies;
+        f->free_replies = r->next;
+        free(r);
+    }
+    free(f->keys);
+    free(f);
+}
+
+void resp_front_set_accepting(RespFront *f, bool accepting)
+{
+    if (accepting)
+        evconnlistener_enable(f->listener);
+    else
+        evconnlistener_disable(f->listener);
+}

@@ -1,0 +1,12 @@
+// The RESP front door: Redis clients (redis-cli, redis-benchmark, any client library) read through
+// the worker's cache with GET and MGET. Same cache, same backend connection as the HTTP front.
+#pragma once
+
+struct Worker;
+struct RespFront;
+
+RespFront *resp_front_create(Worker *w, int listen_fd);
+void resp_front_destroy(RespFront *f);
+
+// Stops or resumes accepting new connections (open ones are unaffected).
+void resp_front_set_accepting(RespFront *f, bool accepting);

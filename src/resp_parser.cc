@@ -1,0 +1,230 @@
+#include "resp_parser.h"
+
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void resp_parser_init(RespParser *p, int max_args, size_t max_bulk)
+{
+    memset(p, 0, sizeof(*p));
+    p->max_args = max_args;
+    p->max_bulk = max_bulk;
+    p->bulk = -1;
+}
+
+void resp_parser_free(RespParser *p)
+{
+    free(p->args);
+    p->args = NULL;
+    p->args_cap = 0;
+}
+
+// Makes room for n arguments (n <= max_args).
+static bool reserve_args(RespParser *p, int n)
+{
+    if (n <= p->args_cap)
+        return true;
+    int cap = p->args_cap ? p->args_cap : 4;
+    while (cap < n)
+        cap *= 2;
+    if (cap > p->max_args)
+        cap = p->max_args;
+    RespArg *args = (RespArg *)realloc(p->args, (size_t)cap * sizeof(RespArg));
+    if (args == NULL)
+        return false;
+    p->args = args;
+    p->args_cap = cap;
+    return true;
+}
+
+static void reset_progress(RespParser *p)
+{
+    p->expected = 0;
+    p->pos = 0;
+    p->scanned = 0;
+    p->bulk = -1;
+}
+
+static RespParseStatus fail(RespParser *p, const char *error)
+{
+    p->error = error;
+    reset_progress(p);
+    return RESP_ERROR;
+}
+
+static RespParseStatus done(RespParser *p, RespParseStatus status, size_t consumed)
+{
+    p->consumed = consumed;
+    reset_progress(p);
+    return status;
+}
+
+// Parses a CRLF-terminated decimal at buf[start..len). Returns the offset just past the CRLF,
+// 0 if incomplete, or SIZE_MAX if malformed or the line is too long.
+static size_t parse_number_line(const char *buf, size_t start, size_t len, long long *out)
+{
+    const char *cr = (const char *)memchr(buf + start, '\r', len - start);
+    if (cr == NULL)
+        return len - start > 32 ? SIZE_MAX : 0;
+    size_t end = (size_t)(cr - buf);
+    if (end + 1 >= len)
+        return 0;  // the '\n' has not arrived yet
+    if (buf[end + 1] != '\n' || end == start || end - start > 20)
+        return SIZE_MAX;
+    bool negative = buf[start] == '-';
+    size_t i = start + negative;
+    if (i == end)
+        return SIZE_MAX;
+    long long v = 0;
+    for (; i < end; i++) {
+        if (buf[i] < '0' || buf[i] > '9' || v > (1LL << 50))
+            return SIZE_MAX;
+        v = v * 10 + (buf[i] - '0');
+    }
+    *out = negative ? -v : v;
+    return end + 2;
+}
+
+static RespParseStatus parse_inline(RespParser *p, const char *buf, size_t len)
+{
+    const char *nl = (const char *)memchr(buf + p->scanned, '\n', len - p->scanned);
+    if (nl == NULL) {
+        if (len > RESP_MAX_INLINE)
+            return fail(p, "Protocol error: too big inline request");
+        p->scanned = len;
+        return RESP_INCOMPLETE;
+    }
+    size_t line_end = (size_t)(nl - buf), consumed = line_end + 1;
+    if (line_end > RESP_MAX_INLINE)
+        return fail(p, "Protocol error: too big inline request");
+    if (line_end > 0 && buf[line_end - 1] == '\r')
+        line_end--;
+    int argc = 0;
+    size_t i = 0;
+    while (i < line_end) {
+        while (i < line_end && (buf[i] == ' ' || buf[i] == '\t'))
+            i++;
+        if (i == line_end)
+            break;
+        size_t start = i;
+        while (i < line_end && buf[i] != ' ' && buf[i] != '\t')
+            i++;
+        if (argc == p->max_args)
+            return fail(p, "Protocol error: too many arguments");
+        if (!reserve_args(p, argc + 1))
+            return fail(p, "Protocol error: out of memory");
+        if (i - start > p->max_bulk)
+            return fail(p, "Protocol error: argument longer than max_key_size");
+        p->args[argc].offset = start;
+        p->args[argc].len = i - start;
+        argc++;
+    }
+    p->argc = argc;
+    return done(p, argc == 0 ? RESP_EMPTY : RESP_COMMAND, consumed);
+}
+
+RespParseStatus resp_parse(RespParser *p, const char *buf, size_t len)
+{
+    if (len == 0)
+        return RESP_INCOMPLETE;
+    if (buf[0] != '*')
+        return parse_inline(p, buf, len);
+    if (p->expected == 0) {
+        long long n;
+        size_t next = parse_number_line(buf, 1, len, &n);
+        if (next == 0)
+            return RESP_INCOMPLETE;
+        if (next == SIZE_MAX)
+            return fail(p, "Protocol error: invalid multibulk length");
+        if (n <= 0)
+            return done(p, RESP_EMPTY, next);  // *0 and *-1 are ignored, as Redis does
+        if (n > p->max_args)
+            return fail(p, "Protocol error: invalid multibulk length");
+        // The count is the client's word: grow toward it as the arguments really arrive.
+        if (!reserve_args(p, n < 16 ? (int)n : 16))
+            return fail(p, "Protocol error: out of memory");
+        p->expected = (int)n;
+        p->argc = 0;
+        p->pos = next;
+    }
+    while (p->argc < p->expected) {
+        if (p->bulk < 0) {
+            if (p->pos >= len)
+                return RESP_INCOMPLETE;
+            if (buf[p->pos] != '$')
+                return fail(p, "Protocol error: expected '$'");
+            long long n;
+            size_t next = parse_number_line(buf, p->pos + 1, len, &n);
+            if (next == 0)
+                return RESP_INCOMPLETE;
+            if (next == SIZE_MAX || n < 0)
+                return fail(p, "Protocol error: invalid bulk length");
+            if ((unsigned long long)n > p->max_bulk)
+                return fail(p, "Protocol error: argument longer than max_key_size");
+            p->bulk = n;
+            p->pos = next;
+        }
+        size_t end = p->pos + (size_t)p->bulk;
+        if (end + 2 > len)
+            return RESP_INCOMPLETE;
+        if (buf[end] != '\r' || buf[end + 1] != '\n')
+            return fail(p, "Protocol error: bulk not terminated by CRLF");
+        if (!reserve_args(p, p->argc + 1))
+            return fail(p, "Protocol error: out of memory");
+        p->args[p->argc].offset = p->pos;
+        p->args[p->argc].len = (size_t)p->bulk;
+        p->argc++;
+        p->pos = end + 2;
+        p->bulk = -1;
+    }
+    return done(p, RESP_COMMAND, p->pos);
+}
+
+void resp_add_simple(evbuffer *out, const char *s) { evbuffer_add_printf(out, "+%s\r\n", s); }
+
+void resp_add_error(evbuffer *out, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(text))
+        n = sizeof(text) - 1;
+    // An error is one line: newlines inside it would break the protocol.
+    for (int i = 0; i < n; i++)
+        if (text[i] == '\r' || text[i] == '\n')
+            text[i] = ' ';
+    evbuffer_add(out, "-", 1);
+    evbuffer_add(out, text, (size_t)n);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void resp_add_integer(evbuffer *out, long long n) { evbuffer_add_printf(out, ":%lld\r\n", n); }
+
+void resp_add_bulk_header(evbuffer *out, size_t len)
+{
+    char header[32];
+    int n = snprintf(header, sizeof(header), "$%zu\r\n", len);
+    evbuffer_add(out, header, (size_t)n);
+}
+
+void resp_add_bulk(evbuffer *out, const char *s, size_t len)
+{
+    resp_add_bulk_header(out, len);
+    evbuffer_add(out, s, len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void resp_add_null(evbuffer *out) { evbuffer_add(out, "$-1\r\n", 5); }
+
+void resp_add_array_header(evbuffer *out, size_t n)
+{
+    char header[32];
+    int len = snprintf(header, sizeof(header), "*%zu\r\n", n);
+    evbuffer_add(out, header, (size_t)len);
+}
