@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "lookup.h"
+#include "reply_queue.h"
 #include "resp_parser.h"
 #include "worker.h"
 
@@ -30,18 +31,6 @@ static const size_t MAX_UNSENT_BYTES = 1024 * 1024;
 static const size_t INPUT_START = 4096;
 static const size_t INPUT_LIMIT = 64 * 1024 * 1024;  // one command cannot be larger than this
 
-struct RespClient;
-
-// One command's answer, in request order. An answer that is ready while an earlier one still
-// waits for Redis is kept in `out` until its turn.
-struct PendingReply {
-    PendingReply *next;
-    RespClient *client;  // NULL once the client has gone: the answer is then dropped
-    RespFront *front;
-    bool ready;
-    evbuffer *out;
-};
-
 struct RespClient {
     RespFront *front;
     RespClient *prev, *next;  // the front's open clients
@@ -51,9 +40,7 @@ struct RespClient {
     char *in;  // unparsed input; the parser works on it in place
     size_t in_len, in_cap;
     RespParser parser;
-    evbuffer *out;  // answers in order, ready to send
-    PendingReply *head, *tail;  // answers not yet in `out`, oldest first
-    size_t pending;
+    ReplyQueue replies;  // replies.out: answers in order, ready to send
     bool reading;
     bool closing;  // after QUIT or a protocol error: close once everything is sent
     char *name;    // CLIENT SETNAME
@@ -65,99 +52,19 @@ struct RespFront {
     event *retry_timer;
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     RespClient *clients;
-    PendingReply *free_replies;
+    ReplySlotPool slots;
     LookupKey *keys;  // scratch for MGET
     size_t keys_cap;
     uint64_t next_id;
 };
 
-// --- answers, in order --------------------------------------------------------------------
-
-static PendingReply *reply_begin(RespClient *c)
-{
-    RespFront *f = c->front;
-    PendingReply *r = f->free_replies;
-    if (r != NULL)
-        f->free_replies = r->next;
-    else if ((r = (PendingReply *)malloc(sizeof(PendingReply))) == NULL)
-        return NULL;
-    r->next = NULL;
-    r->client = c;
-    r->front = f;
-    r->ready = false;
-    r->out = NULL;
-    if (c->tail != NULL)
-        c->tail->next = r;
-    else
-        c->head = r;
-    c->tail = r;
-    c->pending++;
-    return r;
-}
-
-static void reply_recycle(PendingReply *r)
-{
-    if (r->out != NULL)
-        evbuffer_free(r->out);
-    r->next = r->front->free_replies;
-    r->front->free_replies = r;
-}
-
-// Where r's answer goes now: straight into the client's output when it is next in line,
-// else into a buffer of its own. NULL when the client has gone.
-static evbuffer *reply_target(PendingReply *r)
-{
-    if (r->client == NULL)
-        return NULL;
-    if (r->client->head == r)
-        return r->client->out;
-    if (r->out == NULL)
-        r->out = evbuffer_new();
-    return r->out;
-}
-
 static void schedule_write(RespClient *c) { event_active(c->write_event, EV_WRITE, 1); }
 
-// Marks r answered; moves every answered reply at the head of the line into the output.
-static void reply_finish(PendingReply *r)
+static void finish_slot(ReplySlot *slot)
 {
-    RespClient *c = r->client;
-    r->ready = true;
-    if (c == NULL) {
-        reply_recycle(r);
-        return;
-    }
-    while (c->head != NULL && c->head->ready) {
-        PendingReply *done = c->head;
-        c->head = done->next;
-        if (c->head == NULL)
-            c->tail = NULL;
-        c->pending--;
-        if (done->out != NULL)
-            evbuffer_add_buffer(c->out, done->out);  // moves chains: no copy
-        reply_recycle(done);
-    }
-    schedule_write(c);
-}
-
-// The buffer for an answer known at once. With nothing waiting ahead of it, that is the
-// output itself; otherwise the answer queues behind the earlier ones.
-static evbuffer *immediate_out(RespClient *c, PendingReply **queued)
-{
-    *queued = NULL;
-    if (c->head == NULL)
-        return c->out;
-    PendingReply *r = reply_begin(c);
-    if (r == NULL)
-        return NULL;
-    *queued = r;
-    return reply_target(r);
-}
-
-static void immediate_done(PendingReply *queued)
-{
-    if (queued != NULL)
-        reply_finish(queued);
+    RespClient *c = (RespClient *)reply_slot_finish(slot);
+    if (c != NULL)
+        schedule_write(c);
 }
 
 // --- answering GET and MGET ---------------------------------------------------------------
@@ -188,8 +95,8 @@ static void add_value(evbuffer *out, const LookupResult *r)
 
 static void on_get_done(void *arg, const LookupResult *r)
 {
-    PendingReply *reply = (PendingReply *)arg;
-    evbuffer *out = reply_target(reply);
+    ReplySlot *slot = (ReplySlot *)arg;
+    evbuffer *out = reply_slot_output(slot);
     if (out != NULL) {
         if (r->status == LOOKUP_FOUND)
             add_value(out, r);
@@ -198,13 +105,13 @@ static void on_get_done(void *arg, const LookupResult *r)
         else
             add_failure(out, r);
     }
-    reply_finish(reply);
+    finish_slot(slot);
 }
 
 static void on_mget_done(void *arg, const LookupResult *results, size_t n)
 {
-    PendingReply *reply = (PendingReply *)arg;
-    evbuffer *out = reply_target(reply);
+    ReplySlot *slot = (ReplySlot *)arg;
+    evbuffer *out = reply_slot_output(slot);
     if (out != NULL) {
         const LookupResult *failed = NULL;
         for (size_t i = 0; i < n && failed == NULL; i++)
@@ -224,7 +131,7 @@ static void on_mget_done(void *arg, const LookupResult *results, size_t n)
             }
         }
     }
-    reply_finish(reply);
+    finish_slot(slot);
 }
 
 // --- commands -----------------------------------------------------------------------------
@@ -466,7 +373,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
     bool arity_ok = command != NULL &&
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
     if (command != NULL && command->run == NULL && arity_ok) {
-        PendingReply *r = reply_begin(c);
+        ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots);
         if (r == NULL) {
             c->closing = true;  // out of memory: stop serving this client
             return;
@@ -491,8 +398,8 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
         lookup_get_many(w, f->keys, n, on_mget_done, r);
         return;
     }
-    PendingReply *queued;
-    evbuffer *out = immediate_out(c, &queued);
+    ReplySlot *queued;
+    evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
     if (out == NULL) {
         c->closing = true;
         return;
@@ -517,8 +424,9 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
     } else {
         command->run(c, cmd, args, argc, out);
     }
-    immediate_done(queued);
-    if (queued == NULL)
+    if (queued != NULL)
+        finish_slot(queued);
+    else
         schedule_write(c);
 }
 
@@ -526,17 +434,8 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
 
 static void client_close(RespClient *c)
 {
-    // Answers still on their way from Redis are dropped when they arrive; answered ones now.
-    PendingReply *r = c->head;
-    while (r != NULL) {
-        PendingReply *next = r->next;
-        r->next = NULL;
-        if (r->ready)
-            reply_recycle(r);
-        else
-            r->client = NULL;
-        r = next;
-    }
+    // Answers still on their way from Redis are dropped when they arrive.
+    reply_queue_abandon(&c->replies);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -546,7 +445,7 @@ static void client_close(RespClient *c)
     event_free(c->read_event);
     event_free(c->write_event);
     close(c->fd);
-    evbuffer_free(c->out);
+    evbuffer_free(c->replies.out);
     resp_parser_free(&c->parser);
     free(c->in);
     free(c->name);
@@ -556,7 +455,8 @@ static void client_close(RespClient *c)
 
 static bool may_read(const RespClient *c)
 {
-    return !c->closing && c->pending < MAX_PENDING_REPLIES && evbuffer_get_length(c->out) < MAX_UNSENT_BYTES;
+    return !c->closing && c->replies.pending < MAX_PENDING_REPLIES &&
+           evbuffer_get_length(c->replies.out) < MAX_UNSENT_BYTES;
 }
 
 static void update_reading(RespClient *c)
@@ -581,11 +481,12 @@ static void process_input(RespClient *c)
         if (status == RESP_INCOMPLETE)
             break;
         if (status == RESP_ERROR) {
-            PendingReply *queued;
-            evbuffer *out = immediate_out(c, &queued);
+            ReplySlot *queued;
+            evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
             if (out != NULL)
                 resp_add_error(out, "ERR %s", c->parser.error);
-            immediate_done(queued);
+            if (queued != NULL)
+                finish_slot(queued);
             schedule_write(c);
             c->front->worker->stats->bad_requests++;
             c->closing = true;  // as Redis does: the stream cannot be trusted past this point
@@ -621,7 +522,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         size_t cap = c->in_cap ? c->in_cap * 2 : INPUT_START;
         if (cap > INPUT_LIMIT) {
             c->parser.error = "Protocol error: request too large";
-            resp_add_error(c->out, "ERR %s", c->parser.error);
+            ReplySlot *queued;
+            evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
+            if (out != NULL)
+                resp_add_error(out, "ERR %s", c->parser.error);
+            if (queued != NULL)
+                finish_slot(queued);
             c->closing = true;
             update_reading(c);
             schedule_write(c);
@@ -646,7 +552,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         // `printf 'GET k\r\n' | nc` does): answer what it asked, then close.
         c->closing = true;
         update_reading(c);
-        if (c->head == NULL && evbuffer_get_length(c->out) == 0)
+        if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
             client_close(c);
         else
             schedule_write(c);
@@ -659,18 +565,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 static void on_writable(evutil_socket_t fd, short, void *arg)
 {
     RespClient *c = (RespClient *)arg;
-    if (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, fd);
+    evbuffer *out = c->replies.out;
+    if (evbuffer_get_length(out) > 0) {
+        int n = evbuffer_write(out, fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             client_close(c);
             return;
         }
     }
-    if (evbuffer_get_length(c->out) > 0) {
+    if (evbuffer_get_length(out) > 0) {
         event_add(c->write_event, NULL);  // the socket is full: wait until it drains
         return;
     }
-    if (c->closing && c->head == NULL) {
+    if (c->closing && c->replies.head == NULL) {
         client_close(c);
         return;
     }
@@ -694,12 +601,13 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, i
     c->front = f;
     c->fd = fd;
     c->id = ++f->next_id;
-    c->out = evbuffer_new();
+    c->replies.out = evbuffer_new();
+    c->replies.owner = c;
     c->read_event = event_new(f->worker->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_event = event_new(f->worker->base, fd, EV_WRITE, on_writable, c);
-    if (c->out == NULL || c->read_event == NULL || c->write_event == NULL) {
-        if (c->out)
-            evbuffer_free(c->out);
+    if (c->replies.out == NULL || c->read_event == NULL || c->write_event == NULL) {
+        if (c->replies.out)
+            evbuffer_free(c->replies.out);
         if (c->read_event)
             event_free(c->read_event);
         if (c->write_event)
@@ -767,11 +675,7 @@ void resp_front_destroy(RespFront *f)
         evconnlistener_free(f->listener);
     if (f->retry_timer)
         event_free(f->retry_timer);
-    while (f->free_replies != NULL) {
-        PendingReply *r = f->free_replies;
-        f->free_replies = r->next;
-        free(r);
-    }
+    reply_pool_free(&f->slots);
     free(f->keys);
     free(f);
 }

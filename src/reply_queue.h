@@ -1,0 +1,46 @@
+// The answers of one connection, in request order, whatever order they become ready in: a
+// cache hit is ready at once, a miss when Redis answers, and a pipelining client must get them
+// in the order it asked. No I/O: answers are moved into `out`, which the connection writes.
+//
+// Each command that cannot be answered at once takes a slot. An answer ready while an earlier
+// one still waits is kept in its slot's own buffer until its turn; the head slot writes straight
+// into `out`. A connection that closes abandons its slots: those still waiting for Redis are
+// orphaned, and dropped when their answer arrives.
+#pragma once
+
+#include <stddef.h>
+
+struct evbuffer;
+struct ReplySlot;
+
+// Recycled slots, shared by every connection of a front: no allocation per command once warm.
+struct ReplySlotPool {
+    ReplySlot *free;
+};
+
+struct ReplyQueue {
+    ReplySlot *head, *tail;
+    size_t pending;  // slots not yet moved into out
+    evbuffer *out;   // answers in order, ready to send; owned by the connection
+    void *owner;     // the connection, handed back by reply_slot_finish
+};
+
+void reply_pool_free(ReplySlotPool *pool);
+
+// A slot for the next answer. NULL when out of memory.
+ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool);
+
+// Where the slot's answer is to be written now. NULL when its connection has gone: skip it.
+evbuffer *reply_slot_output(ReplySlot *s);
+
+// The slot's answer is complete. Moves every complete answer at the head of the line into
+// `out`. Returns the queue's owner when there is something new in `out`, else NULL (also when
+// the connection has gone; the slot is then recycled).
+void *reply_slot_finish(ReplySlot *s);
+
+// For an answer known at once: `out` itself when nothing waits ahead of it (*slot = NULL),
+// else a new slot's buffer (finish it with reply_slot_finish). NULL when out of memory.
+evbuffer *reply_queue_immediate(ReplyQueue *q, ReplySlotPool *pool, ReplySlot **slot);
+
+// The connection is closing: complete slots are recycled, waiting ones orphaned.
+void reply_queue_abandon(ReplyQueue *q);

@@ -1,0 +1,135 @@
+#include <CppUTest/TestHarness.h>
+
+#include <event2/buffer.h>
+#include <string.h>
+
+#include <string>
+
+#include "reply_queue.h"
+
+TEST_GROUP(ReplyQueue)
+{
+    ReplySlotPool pool;
+    ReplyQueue q;
+    int owner;
+
+    void setup() override
+    {
+        pool.free = NULL;
+        memset(&q, 0, sizeof(q));
+        q.out = evbuffer_new();
+        q.owner = &owner;
+    }
+    void teardown() override
+    {
+        reply_queue_abandon(&q);
+        evbuffer_free(q.out);
+        reply_pool_free(&pool);
+    }
+
+    void answer(ReplySlot *s, const char *text)
+    {
+        evbuffer *out = reply_slot_output(s);
+        CHECK(out != NULL);
+        evbuffer_add(out, text, strlen(text));
+    }
+    std::string sent()
+    {
+        size_t n = evbuffer_get_length(q.out);
+        std::string s(n, '\0');
+        evbuffer_remove(q.out, &s[0], n);
+        return s;
+    }
+    size_t pooled()
+    {
+        size_t n = 0;
+        for (ReplySlot *s = pool.free; s != NULL; s = *(ReplySlot **)s)  // next is the first field
+            n++;
+        return n;
+    }
+};
+
+TEST(ReplyQueue, test_answers_in_order_leave_at_once)
+{
+    ReplySlot *a = reply_queue_push(&q, &pool);
+    answer(a, "A");
+    POINTERS_EQUAL(&owner, reply_slot_finish(a));
+    STRCMP_EQUAL("A", sent().c_str());
+    LONGS_EQUAL(0, q.pending);
+}
+
+TEST(ReplyQueue, test_later_answer_waits_for_an_earlier_one)
+{
+    ReplySlot *miss = reply_queue_push(&q, &pool);
+    ReplySlot *hit = reply_queue_push(&q, &pool);
+    answer(hit, "hit;");
+    POINTERS_EQUAL(NULL, reply_slot_finish(hit));  // nothing can leave yet
+    STRCMP_EQUAL("", sent().c_str());
+    answer(miss, "miss;");
+    POINTERS_EQUAL(&owner, reply_slot_finish(miss));
+    STRCMP_EQUAL("miss;hit;", sent().c_str());
+    LONGS_EQUAL(0, q.pending);
+}
+
+TEST(ReplyQueue, test_many_answers_completing_in_reverse_order)
+{
+    ReplySlot *slots[10];
+    for (int i = 0; i < 10; i++)
+        slots[i] = reply_queue_push(&q, &pool);
+    for (int i = 9; i >= 0; i--) {
+        answer(slots[i], std::to_string(i).c_str());
+        reply_slot_finish(slots[i]);
+    }
+    STRCMP_EQUAL("0123456789", sent().c_str());
+}
+
+TEST(ReplyQueue, test_immediate_answer_goes_straight_out_when_nothing_waits)
+{
+    ReplySlot *slot;
+    evbuffer *out = reply_queue_immediate(&q, &pool, &slot);
+    POINTERS_EQUAL(q.out, out);
+    POINTERS_EQUAL(NULL, slot);
+    LONGS_EQUAL(0, q.pending);
+}
+
+TEST(ReplyQueue, test_immediate_answer_queues_behind_a_waiting_one)
+{
+    ReplySlot *miss = reply_queue_push(&q, &pool);
+    ReplySlot *slot;
+    evbuffer *out = reply_queue_immediate(&q, &pool, &slot);
+    CHECK(slot != NULL);
+    evbuffer_add(out, "PONG;", 5);
+    reply_slot_finish(slot);
+    STRCMP_EQUAL("", sent().c_str());
+    answer(miss, "value;");
+    reply_slot_finish(miss);
+    STRCMP_EQUAL("value;PONG;", sent().c_str());
+}
+
+TEST(ReplyQueue, test_abandoned_slot_is_dropped_when_its_answer_arrives)
+{
+    ReplySlot *waiting = reply_queue_push(&q, &pool);
+    ReplySlot *done = reply_queue_push(&q, &pool);
+    answer(done, "x");
+    reply_slot_finish(done);
+    reply_queue_abandon(&q);  // the client went away
+    LONGS_EQUAL(1, pooled());
+    POINTERS_EQUAL(NULL, reply_slot_output(waiting));
+    POINTERS_EQUAL(NULL, reply_slot_finish(waiting));
+    LONGS_EQUAL(2, pooled());
+    STRCMP_EQUAL("", sent().c_str());
+}
+
+TEST(ReplyQueue, test_slots_are_recycled)
+{
+    for (int round = 0; round < 3; round++) {
+        ReplySlot *a = reply_queue_push(&q, &pool);
+        ReplySlot *b = reply_queue_push(&q, &pool);
+        answer(b, "b");
+        reply_slot_finish(b);
+        answer(a, "a");
+        reply_slot_finish(a);
+        STRCMP_EQUAL("ab", sent().c_str());
+        LONGS_EQUAL(2, pooled());
+    }
+}
