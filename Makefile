@@ -27,7 +27,9 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.cc)
 UNIT_OBJ := $(UNIT_SRC:tests/unit/%.cc=$(BUILD)/unit/%.o)
 
-.PHONY: all run check unit system deps clean
+BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
+
+.PHONY: all run check unit system deps bench bench-deps install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -53,7 +55,13 @@ $(BUILD)/obj $(BUILD)/unit:
 
 # Installs the Debian packages the build, the tests and `make run` need (with sudo when not root).
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PKGS)"
+
+bench-deps: deps
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BENCH_PKGS)"
+
+install-packages:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
@@ -90,6 +98,15 @@ run: deps
 	fi; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid' EXIT INT TERM; \
 	$(BUILD)/redis-proxy -c $(CONF)
+
+# The benchmark (never part of check): the proxy against its peers, in one run; see bench/bench.py.
+$(BUILD)/bench/%: bench/%.cc
+	@mkdir -p $(BUILD)/bench
+	$(CXX) $(CXXFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+bench: bench-deps
+	$(MAKE) all $(BUILD)/bench/evhttp_bare $(BUILD)/bench/paced_client
+	BUILD_DIR=$(abspath $(BUILD)) python3 bench/bench.py
 
 clean:
 	rm -rf build build-asan

@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "slab.h"
+
+static_assert(sizeof(CacheEntry) == 56, "an entry header is 7 words: see cache.h");
+
 struct Cache {
     CacheEntry **buckets;
     size_t bucket_mask;
@@ -80,7 +84,7 @@ static CacheEntry **slot_of(Cache *c, const char *key, size_t len, uint64_t hash
 {
     CacheEntry **slot = bucket_of(c, hash);
     for (CacheEntry *e = *slot; e != NULL; slot = &e->hash_next, e = e->hash_next)
-        if (e->hash == hash && e->key_len == len && memcmp(e->data, key, len) == 0)
+        if (e->key_len == len && memcmp(e->data, key, len) == 0)
             return slot;
     return NULL;
 }
@@ -111,7 +115,7 @@ static void lru_remove(Cache *c, CacheEntry *e)
 // Removes an entry from the table and both lists and drops the cache's reference.
 static void entry_unlink(Cache *c, CacheEntry *e)
 {
-    CacheEntry **slot = bucket_of(c, e->hash);
+    CacheEntry **slot = bucket_of(c, cache_hash(c, e->data, e->key_len));
     while (*slot != e)
         slot = &(*slot)->hash_next;
     *slot = e->hash_next;
@@ -149,9 +153,9 @@ CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uin
 CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t hash,
                          const char *value, size_t value_len, uint64_t now_ms)
 {
-    if (key_len > UINT32_MAX || value_len > UINT32_MAX)
+    if (key_len > CACHE_MAX_KEY || value_len > UINT32_MAX - sizeof(CacheEntry) - key_len)
         return NULL;
-    CacheEntry *e = (CacheEntry *)malloc(sizeof(CacheEntry) + key_len + value_len);
+    CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + key_len + value_len);
     if (e == NULL)
         return NULL;
     CacheEntry **old = slot_of(c, key, key_len, hash);
@@ -162,8 +166,7 @@ CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t has
         c->stats->cache_evictions++;
     }
     e->expires_at_ms = now_ms + c->ttl_ms;
-    e->hash = hash;
-    e->key_len = (uint32_t)key_len;
+    e->key_len = (uint16_t)key_len;
     e->value_len = (uint32_t)value_len;
     e->refs = 1;
     memcpy(e->data, key, key_len);
@@ -206,10 +209,16 @@ size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 
 size_t cache_count(const Cache *c) { return c->count; }
 
-void cache_entry_retain(CacheEntry *e) { e->refs++; }
+bool cache_entry_retain(CacheEntry *e)
+{
+    if (e->refs == UINT16_MAX)
+        return false;
+    e->refs++;
+    return true;
+}
 
 void cache_entry_release(CacheEntry *e)
 {
     if (--e->refs == 0)
-        free(e);
+        slab_free(e, sizeof(CacheEntry) + e->key_len + e->value_len);
 }

@@ -6,9 +6,11 @@
 //   - a recency list (head = most recently read) gives the LRU victim at its tail;
 //   - an age list (head = oldest insertion). The TTL is global, so insertion order is expiry
 //     order: expired entries are always at the head, and dropping them never scans.
-// Key and value bytes live inline after the entry header, in one allocation. An entry is
-// reference counted so that a reply can point at its value bytes (zero copy) while the entry is
-// evicted or replaced in the meantime: the bytes stay valid until the last reference is released.
+// Key and value bytes live inline after a 56-byte header, in one block of the slab allocator
+// (slab.h): a 16-byte key with a 32-byte value costs 104 bytes plus its bucket's 8. The hash is
+// not stored (it is recomputed from the key on removal only). An entry is reference counted so
+// that a reply can point at its value bytes (zero copy) while the entry is evicted or replaced
+// in the meantime: the bytes stay valid until the last reference is released.
 #pragma once
 
 #include <stddef.h>
@@ -16,15 +18,16 @@
 
 #include "stats.h"
 
+static const size_t CACHE_MAX_KEY = 65535;
+
 struct CacheEntry {
     CacheEntry *hash_next;
     CacheEntry *lru_prev, *lru_next;
     CacheEntry *age_prev, *age_next;
     uint64_t expires_at_ms;
-    uint64_t hash;
-    uint32_t key_len;
     uint32_t value_len;
-    uint32_t refs;  // 1 while in the cache, plus one per outstanding reply
+    uint16_t key_len;
+    uint16_t refs;  // 1 while in the cache, plus one per outstanding reply
     char data[];    // key_len key bytes, then value_len value bytes
 };
 
@@ -46,7 +49,8 @@ uint64_t cache_hash(const Cache *cache, const char *key, size_t len);
 CacheEntry *cache_find(Cache *cache, const char *key, size_t len, uint64_t hash, uint64_t now_ms);
 
 // Stores a copy of key and value, replacing any entry for the key; evicts the least recently
-// read entry when full. Returns the new entry (valid as for cache_find), or NULL if out of memory.
+// read entry when full. Returns the new entry (valid as for cache_find), or NULL if out of memory
+// or the key is longer than CACHE_MAX_KEY.
 CacheEntry *cache_insert(Cache *cache, const char *key, size_t key_len, uint64_t hash,
                          const char *value, size_t value_len, uint64_t now_ms);
 
@@ -59,5 +63,6 @@ size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
 size_t cache_count(const Cache *cache);
 
 // Keeps an entry's bytes alive past the next cache call (e.g. while a reply references them).
-void cache_entry_retain(CacheEntry *e);
+// Returns false when the entry already has the most references it can count: copy instead.
+bool cache_entry_retain(CacheEntry *e);
 void cache_entry_release(CacheEntry *e);

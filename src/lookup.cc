@@ -148,9 +148,12 @@ static void on_multi_reply(void *arg, redisReply *reply, BackendFailure failure)
         if (failure != BACKEND_OK) {
             r->status = failure_status(w, failure);
         } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == m->misses) {
-            *r = result_from_reply(w, miss->key, miss->len, miss->hash, reply->element[i]);
-            if (r->entry != NULL)
-                cache_entry_retain(r->entry);
+            const redisReply *element = reply->element[i];
+            *r = result_from_reply(w, miss->key, miss->len, miss->hash, element);
+            if (r->entry != NULL && !cache_entry_retain(r->entry)) {
+                r->entry = NULL;  // answer from Redis's buffer, valid until done() returns
+                r->value = element->str;
+            }
         } else {
             *r = result_from_reply(w, miss->key, miss->len, miss->hash, reply);  // an error reply
         }
@@ -185,9 +188,8 @@ void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone 
     for (size_t i = 0; i < n; i++) {
         uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
         CacheEntry *e = cache_find(w->cache, keys[i].ptr, keys[i].len, hash, now);
-        if (e != NULL) {
+        if (e != NULL && cache_entry_retain(e)) {  // (a saturated count: fetch it instead)
             w->stats->hits++;
-            cache_entry_retain(e);
             results[i] = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len};
             continue;
         }
@@ -225,7 +227,10 @@ void lookup_add_value(evbuffer *out, const LookupResult *r)
         evbuffer_add(out, r->value, r->value_len);
         return;
     }
-    cache_entry_retain(r->entry);
+    if (!cache_entry_retain(r->entry)) {
+        evbuffer_add(out, r->value, r->value_len);
+        return;
+    }
     if (evbuffer_add_reference(out, r->value, r->value_len, release_entry, r->entry) != 0) {
         cache_entry_release(r->entry);
         evbuffer_add(out, r->value, r->value_len);

@@ -86,8 +86,18 @@ static void add_failure(evbuffer *out, const LookupResult *r)
     }
 }
 
+// A bulk reply. A small value goes out in one evbuffer_add, header and CRLF around it; a large
+// cached one is referenced in place (lookup_add_value).
 static void add_value(evbuffer *out, const LookupResult *r)
 {
+    char small[RESP_HEADER_MAX + 256 + 2];
+    if (r->value_len <= 256) {
+        size_t n = resp_format_header(small, '$', (long long)r->value_len);
+        memcpy(small + n, r->value, r->value_len);
+        memcpy(small + n + r->value_len, "\r\n", 2);
+        evbuffer_add(out, small, n + r->value_len + 2);
+        return;
+    }
     resp_add_bulk_header(out, r->value_len);
     lookup_add_value(out, r);
     evbuffer_add(out, "\r\n", 2);
@@ -141,9 +151,11 @@ typedef void (*CommandFn)(RespClient *c, const char *cmd, const RespArg *args, i
 
 struct Command {
     const char *name;
+    size_t name_len;
     int arity;  // exact argument count including the name, or -N for at least N
     CommandFn run;  // NULL for GET and MGET, which answer through lookup
 };
+#define COMMAND(name, arity, run) {name, sizeof(name) - 1, arity, run}
 
 static bool arg_is(const char *cmd, const RespArg *a, const char *word)
 {
@@ -322,18 +334,18 @@ static void cmd_read_only(RespClient *, const char *cmd, const RespArg *args, in
 
 enum { COMMAND_GET, COMMAND_MGET };
 static const Command commands[] = {
-    {"GET", 2, NULL},    // COMMAND_GET
-    {"MGET", -2, NULL},  // COMMAND_MGET
-    {"PING", -1, cmd_ping},
-    {"ECHO", 2, cmd_echo},
-    {"QUIT", -1, cmd_quit},
-    {"SELECT", 2, cmd_select},
-    {"CLIENT", -2, cmd_client},
-    {"HELLO", -1, cmd_hello},
-    {"COMMAND", -1, cmd_command},
-    {"CONFIG", -2, cmd_config},
-    {"INFO", -1, cmd_info},
-    {"AUTH", -2, cmd_auth},
+    COMMAND("GET", 2, NULL),    // COMMAND_GET
+    COMMAND("MGET", -2, NULL),  // COMMAND_MGET
+    COMMAND("PING", -1, cmd_ping),
+    COMMAND("ECHO", 2, cmd_echo),
+    COMMAND("QUIT", -1, cmd_quit),
+    COMMAND("SELECT", 2, cmd_select),
+    COMMAND("CLIENT", -2, cmd_client),
+    COMMAND("HELLO", -1, cmd_hello),
+    COMMAND("COMMAND", -1, cmd_command),
+    COMMAND("CONFIG", -2, cmd_config),
+    COMMAND("INFO", -1, cmd_info),
+    COMMAND("AUTH", -2, cmd_auth),
 };
 
 // Commands that change data: refused with READONLY, so clients see why rather than "unknown".
@@ -366,7 +378,8 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
     w->stats->requests++;
     const Command *command = NULL;
     for (const Command &candidate : commands)
-        if (arg_is(cmd, &args[0], candidate.name)) {
+        if (args[0].len == candidate.name_len &&
+            strncasecmp(cmd + args[0].offset, candidate.name, candidate.name_len) == 0) {
             command = &candidate;
             break;
         }

@@ -61,30 +61,30 @@ static RespParseStatus done(RespParser *p, RespParseStatus status, size_t consum
     return status;
 }
 
-// Parses a CRLF-terminated decimal at buf[start..len). Returns the offset just past the CRLF,
-// 0 if incomplete, or SIZE_MAX if malformed or the line is too long.
+// Parses a CRLF-terminated decimal at buf[start..len), in one pass. Returns the offset just past
+// the CRLF, 0 if incomplete, or SIZE_MAX if malformed or too long (more than 18 digits).
 static size_t parse_number_line(const char *buf, size_t start, size_t len, long long *out)
 {
-    const char *cr = (const char *)memchr(buf + start, '\r', len - start);
-    if (cr == NULL)
-        return len - start > 32 ? SIZE_MAX : 0;
-    size_t end = (size_t)(cr - buf);
-    if (end + 1 >= len)
-        return 0;  // the '\n' has not arrived yet
-    if (buf[end + 1] != '\n' || end == start || end - start > 20)
-        return SIZE_MAX;
-    bool negative = buf[start] == '-';
-    size_t i = start + negative;
-    if (i == end)
-        return SIZE_MAX;
+    size_t i = start;
+    bool negative = i < len && buf[i] == '-';
+    i += negative;
     long long v = 0;
-    for (; i < end; i++) {
-        if (buf[i] < '0' || buf[i] > '9' || v > (1LL << 50))
+    size_t digits_start = i;
+    for (; i < len && buf[i] >= '0' && buf[i] <= '9'; i++) {
+        if (i - digits_start == 18)
             return SIZE_MAX;
         v = v * 10 + (buf[i] - '0');
     }
+    if (i == len)
+        return 0;  // the line goes on past what has arrived
+    if (i == digits_start || buf[i] != '\r')
+        return SIZE_MAX;
+    if (i + 1 == len)
+        return 0;  // the '\n' has not arrived yet
+    if (buf[i + 1] != '\n')
+        return SIZE_MAX;
     *out = negative ? -v : v;
-    return end + 2;
+    return i + 2;
 }
 
 static RespParseStatus parse_inline(RespParser *p, const char *buf, size_t len)
@@ -182,7 +182,46 @@ RespParseStatus resp_parse(RespParser *p, const char *buf, size_t len)
     return done(p, RESP_COMMAND, p->pos);
 }
 
-void resp_add_simple(evbuffer *out, const char *s) { evbuffer_add_printf(out, "+%s\r\n", s); }
+size_t resp_format_header(char *out, char type, long long n)
+{
+    char digits[24];
+    size_t len = 0;
+    bool negative = n < 0;
+    unsigned long long v = negative ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        digits[len++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    size_t at = 0;
+    out[at++] = type;
+    if (negative)
+        out[at++] = '-';
+    while (len > 0)
+        out[at++] = digits[--len];
+    out[at++] = '\r';
+    out[at++] = '\n';
+    return at;
+}
+
+static void add_header(evbuffer *out, char type, long long n)
+{
+    char header[RESP_HEADER_MAX];
+    evbuffer_add(out, header, resp_format_header(header, type, n));
+}
+
+void resp_add_simple(evbuffer *out, const char *s)
+{
+    size_t len = strlen(s);
+    char line[128];
+    if (len + 3 > sizeof(line)) {
+        evbuffer_add_printf(out, "+%s\r\n", s);
+        return;
+    }
+    line[0] = '+';
+    memcpy(line + 1, s, len);
+    memcpy(line + 1 + len, "\r\n", 2);
+    evbuffer_add(out, line, len + 3);
+}
 
 void resp_add_error(evbuffer *out, const char *fmt, ...)
 {
@@ -204,14 +243,9 @@ void resp_add_error(evbuffer *out, const char *fmt, ...)
     evbuffer_add(out, "\r\n", 2);
 }
 
-void resp_add_integer(evbuffer *out, long long n) { evbuffer_add_printf(out, ":%lld\r\n", n); }
+void resp_add_integer(evbuffer *out, long long n) { add_header(out, ':', n); }
 
-void resp_add_bulk_header(evbuffer *out, size_t len)
-{
-    char header[32];
-    int n = snprintf(header, sizeof(header), "$%zu\r\n", len);
-    evbuffer_add(out, header, (size_t)n);
-}
+void resp_add_bulk_header(evbuffer *out, size_t len) { add_header(out, '$', (long long)len); }
 
 void resp_add_bulk(evbuffer *out, const char *s, size_t len)
 {
@@ -222,9 +256,4 @@ void resp_add_bulk(evbuffer *out, const char *s, size_t len)
 
 void resp_add_null(evbuffer *out) { evbuffer_add(out, "$-1\r\n", 5); }
 
-void resp_add_array_header(evbuffer *out, size_t n)
-{
-    char header[32];
-    int len = snprintf(header, sizeof(header), "*%zu\r\n", n);
-    evbuffer_add(out, header, (size_t)len);
-}
+void resp_add_array_header(evbuffer *out, size_t n) { add_header(out, '*', (long long)n); }

@@ -1,10 +1,12 @@
 #include <CppUTest/TestHarness.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include <string>
 
 #include "cache.h"
+#include "slab.h"
 
 static const uint64_t TTL = 1000;
 
@@ -191,6 +193,48 @@ TEST(Cache, test_retained_entry_outlives_destroy)
     MEMCMP_EQUAL("v", cache_entry_value(e), 1);
     cache_entry_release(e);
 }
+
+TEST(Cache, test_retain_refuses_past_its_count_and_the_entry_survives)
+{
+    CacheEntry *e = put("a", "v", 0);
+    int retained = 0;
+    while (cache_entry_retain(e))
+        retained++;
+    LONGS_EQUAL(UINT16_MAX - 1, retained);
+    for (int i = 0; i < retained; i++)
+        cache_entry_release(e);
+    STRCMP_EQUAL("v", value_of("a", 0).c_str());
+}
+
+TEST(Cache, test_longest_key)
+{
+    std::string longest(CACHE_MAX_KEY, 'k');
+    CHECK(cache_insert(cache, longest.data(), longest.size(), cache_hash(cache, longest.data(), longest.size()),
+                       "v", 1, 0) != NULL);
+    std::string too_long(CACHE_MAX_KEY + 1, 'k');
+    POINTERS_EQUAL(NULL, cache_insert(cache, too_long.data(), too_long.size(),
+                                      cache_hash(cache, too_long.data(), too_long.size()), "v", 1, 0));
+}
+
+#if !defined(__SANITIZE_ADDRESS__)
+TEST(Cache, test_entries_cost_their_size_rounded_to_8_bytes)
+{
+    // 56-byte header + 16-byte key + 32-byte value = 104 bytes: 630 of them fill a 64 KiB page.
+    WorkerStats s2;
+    memset(&s2, 0, sizeof(s2));
+    Cache *big = cache_create(5000, TTL, 7, &s2);
+    size_t before = slab_page_bytes();
+    char key[17], value[33];
+    memset(value, 'v', 32);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k:%014d", i);
+        cache_insert(big, key, 16, cache_hash(big, key, 16), value, 32, 0);
+    }
+    size_t used = slab_page_bytes() - before;
+    CHECK(used <= (5000 / 630 + 2) * 65536);
+    cache_destroy(big);
+}
+#endif
 
 TEST(Cache, test_hash_depends_on_seed_and_every_byte)
 {

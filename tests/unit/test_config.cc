@@ -149,6 +149,14 @@ TEST(Config, test_bad_size)
                  error().c_str());
 }
 
+TEST(Config, test_max_key_size_is_at_most_64k)
+{
+    CHECK_TRUE(load("[proxy]\nmax_key_size = 65535\n"));
+    config_defaults(&config);
+    CHECK_FALSE(load("[proxy]\nmax_key_size = 64k\n"));
+    STRCMP_EQUAL("FILE:2: max_key_size in [proxy] must be between 1 and 65535 (got '64k')", error().c_str());
+}
+
 TEST(Config, test_bad_number)
 {
     CHECK_FALSE(load("[cache]\ncapacity = 10x\n"));

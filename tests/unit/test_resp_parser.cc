@@ -196,6 +196,18 @@ TEST(RespEncoder, test_each_reply_type)
     CHECK(std::string("+OK\r\n:-42\r\n$3\r\na\0b\r\n$-1\r\n*2\r\n-ERR unknown command 'X'\r\n", 55) == text());
 }
 
+TEST(RespEncoder, test_header_formatting)
+{
+    char buf[RESP_HEADER_MAX];
+    STRCMP_EQUAL("$0\r\n", std::string(buf, resp_format_header(buf, '$', 0)).c_str());
+    STRCMP_EQUAL("$32\r\n", std::string(buf, resp_format_header(buf, '$', 32)).c_str());
+    STRCMP_EQUAL(":-1\r\n", std::string(buf, resp_format_header(buf, ':', -1)).c_str());
+    STRCMP_EQUAL(":-9223372036854775808\r\n",
+                 std::string(buf, resp_format_header(buf, ':', INT64_MIN)).c_str());
+    STRCMP_EQUAL("*18446744073709551\r\n",
+                 std::string(buf, resp_format_header(buf, '*', 18446744073709551LL)).c_str());
+}
+
 TEST(RespEncoder, test_error_never_spans_lines)
 {
     resp_add_error(out, "ERR a\r\nb");

@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""make bench: the proxy against its peers, back to back on this machine, in one run.
+
+Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte values), then runs:
+  HTTP hits    wrk against the proxy (every key cached), a bare evhttp server, nginx, webdis
+  HTTP misses  wrk against the proxy with a one-key cache, and webdis (a Redis round trip each)
+  RESP hits    redis-benchmark -t get -r 100000 -c 50 at -P 1 and -P 16: proxy, redis, nutcracker
+  latency      an open-loop paced client at half the proxy's peak HTTP hit rate
+  memory       bytes per cached entry (1,000,000 entries, 16-byte keys, 32-byte values) vs Redis
+  callgrind    instructions per hit in one worker (noise-free, for tracking between commits)
+Prints a table and writes bench/results.md. Every process it starts is stopped on every exit.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
+from harness import (Proxy, RedisClient, RedisServer, _die_with_parent, free_port,  # noqa: E402
+                     resp_encode, resp_read, wait_until)
+
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+KEYS = 100000
+VALUE = b"v" * 32
+DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
+CONNECTIONS = 50
+MEMORY_ENTRIES = int(os.environ.get("BENCH_MEMORY_ENTRIES", "1000000"))
+
+processes = []
+
+
+def start(args, name, workdir, **kwargs):
+    log = open(os.path.join(workdir, name + ".log"), "ab")
+    p = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_die_with_parent, **kwargs)
+    log.close()
+    processes.append(p)
+    return p
+
+
+def stop_all():
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    for p in processes:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def port_answers(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_redis(port, n, key_format, value, batch=5000):
+    c = RedisClient(port, timeout=60)
+    for start_index in range(0, n, batch):
+        count = min(batch, n - start_index)
+        c.send_raw(b"".join(resp_encode("SET", key_format % i, value)
+                            for i in range(start_index, start_index + count)))
+        for _ in range(count):
+            c.read_reply()
+    c.close()
+
+
+def warm_all_workers(proxy, workers, n, key_format):
+    """Reads every key through RESP connections until each worker has all of them cached.
+    The kernel picks the worker for each connection, so keep opening connections until every
+    worker id has been seen."""
+    done = set()
+    for attempt in range(64):
+        c = proxy.resp(timeout=60)
+        info = c("INFO").decode()
+        worker = int(re.search(r"worker_id:(\d+)", info).group(1))
+        if worker not in done:
+            for start_index in range(0, n, 1000):
+                c("MGET", *[key_format % i for i in range(start_index, min(n, start_index + 1000))])
+            keys = int(re.search(r"cache_keys:(\d+)", c("INFO").decode()).group(1))
+            assert keys >= n, "worker %d holds %d keys" % (worker, keys)
+            done.add(worker)
+        c.close()
+        if len(done) == workers:
+            return
+    raise RuntimeError("could not reach every worker")
+
+
+def run_wrk(port, *script_args):
+    out = subprocess.run(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % DURATION, "--latency",
+                          "-s", os.path.join(HERE, "random_key.lua"), "http://127.0.0.1:%d" % port, "--"]
+                         + list(script_args), capture_output=True, text=True, timeout=DURATION + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def latency(p):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % p, out, re.M)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": int(errors.group(1)) if errors else 0}
+
+
+def run_redis_benchmark(port, pipeline):
+    n = 300000 if pipeline == 1 else 3000000
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "get", "-r", str(KEYS), "-c", str(CONNECTIONS),
+                          "-n", str(n), "-P", str(pipeline), "--csv"],
+                         capture_output=True, text=True, timeout=300).stdout
+    row = [line for line in out.splitlines() if line.startswith('"GET"')][0]
+    fields = [f.strip('"') for f in row.split(",")]
+    return {"rps": float(fields[1]), "p50": float(fields[4]), "p99": float(fields[6]), "errors": 0}
+
+
+def worker_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+def redis_used_memory(port):
+    info = RedisClient(port)("INFO", "memory").decode()
+    return int(re.search(r"used_memory:(\d+)", info).group(1))
+
+
+def callgrind_worker_total(workdir, redis, run):
+    """Starts a one-worker proxy under callgrind, calls run(proxy), stops it, and returns the
+    instructions the worker executed in its whole life (the dump it writes at exit)."""
+    dump_dir = tempfile.mkdtemp(dir=workdir)
+    proxy = Proxy(workdir, {"redis": {"address": "127.0.0.1:%d" % redis.port}}, resp=True)
+    proxy.write_config()
+    log = open(proxy.log_path, "ab")
+    proxy.proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(dump_dir, "cg.%p"),
+                                   os.path.join(BUILD, "redis-proxy"), "-c", proxy.config_path],
+                                  stdout=log, stderr=log, preexec_fn=_die_with_parent)
+    log.close()
+    processes.append(proxy.proc)
+    wait_until(lambda: proxy.worker_pids(), timeout=60, what="worker under valgrind")
+    wait_until(lambda: port_answers(proxy.port), timeout=60, what="proxy under valgrind")
+    pid = proxy.worker_pids()[0]
+    run(proxy)
+    proxy.stop()
+    with open(os.path.join(dump_dir, "cg.%d" % pid)) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("no totals in the callgrind dump")
+
+
+def callgrind_per_request(workdir, redis):
+    """Instructions one worker executes per cache hit, counted by callgrind (user space only:
+    the proxy, libevent, hiredis, libc; not the kernel). Each kind of request runs twice, 1,000
+    and 5,000 times, and the difference is divided by 4,000: start-up, warm-up and shutdown
+    cancel out. (A forked worker cannot be driven with callgrind_control: vgdb sees only the
+    master.)"""
+    key = "key:%012d" % 42
+    request = ("GET /%s HTTP/1.1\r\nHost: bench\r\n\r\n" % key).encode()
+
+    def http_hits(n):
+        def run(proxy):
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=60)
+            for i in range(n + 10):  # the first 10 warm the cache and the buffers
+                s.sendall(request)
+                data = b""
+                while not data.endswith(VALUE):
+                    data += s.recv(4096)
+            s.close()
+        return run
+
+    def resp_hits(n, depth):
+        def run(proxy):
+            c = proxy.resp(timeout=60)
+            c("GET", key)
+            for _ in range(n // depth):
+                c.send_raw(resp_encode("GET", key) * depth)
+                for _ in range(depth):
+                    c.read_reply()
+            c.close()
+        return run
+
+    kinds = [("HTTP GET hit, one keep-alive connection", lambda n: http_hits(n)),
+             ("RESP GET hit, one request at a time", lambda n: resp_hits(n, 1)),
+             ("RESP GET hit, pipelined 16 deep", lambda n: resp_hits(n, 16))]
+    results = {}
+    for name, make_run in kinds:
+        low = callgrind_worker_total(workdir, redis, make_run(1008))
+        high = callgrind_worker_total(workdir, redis, make_run(5008))
+        results[name] = (high - low) / 4000.0
+    return results
+
+
+def main():
+    workdir = tempfile.mkdtemp(prefix="redis-proxy-bench-")
+    rows, notes = [], []
+
+    def row(group, name, r, base=None, target=None):
+        rows.append((group, name, r, base, target))
+        ratio = "" if base is None else "  %.2fx vs %s" % (r["rps"] / base[1]["rps"], base[0])
+        print("%-12s %-34s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms%s" % (group, name, r["rps"], r["p50"], r["p99"], ratio),
+              flush=True)
+
+    try:
+        redis = RedisServer(workdir)
+        redis.start()
+        processes.append(redis.proc)
+        load_redis(redis.port, KEYS, "key:%012d", VALUE)
+        print("loaded %d keys into redis-server on port %d" % (KEYS, redis.port), flush=True)
+
+        # --- HTTP, cache hits ---
+        proxy = Proxy(workdir, {"proxy": {"workers": "2", "max_clients": "10000"},
+                                "redis": {"address": "127.0.0.1:%d" % redis.port},
+                                "cache": {"capacity": str(KEYS * 2), "ttl": "1h"}, "log": {"level": "info"}},
+                      resp=True)
+        proxy.start()
+        processes.append(proxy.proc)
+        warm_all_workers(proxy, 2, KEYS, "key:%012d")
+        proxy_hit = run_wrk(proxy.port)
+
+        bare_port = free_port()
+        start([os.path.join(BUILD, "bench", "evhttp_bare"), str(bare_port), "2"], "evhttp-bare", workdir)
+        wait_until(lambda: port_answers(bare_port), what="evhttp-bare")
+        bare = run_wrk(bare_port)
+
+        nginx_port = free_port()
+        nginx_dir = os.path.join(workdir, "nginx")
+        os.makedirs(os.path.join(nginx_dir, "logs"))
+        with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+            f.write("worker_processes 2;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
+                    "events { worker_connections 4096; }\n"
+                    "http { access_log off; server { listen 127.0.0.1:%d reuseport; "
+                    "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
+                    % (nginx_dir, nginx_dir, nginx_port, VALUE.decode()))
+        start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"],
+              "nginx", workdir)
+        wait_until(lambda: port_answers(nginx_port), what="nginx")
+        nginx = run_wrk(nginx_port)
+
+        webdis_port = free_port()
+        with open(os.path.join(workdir, "webdis.json"), "w") as f:
+            f.write('{"redis_host": "127.0.0.1", "redis_port": %d, "http_host": "127.0.0.1", "http_port": %d,'
+                    ' "threads": 2, "pool_size": 20, "daemonize": false, "database": 0, "verbosity": 0,'
+                    ' "logfile": "%s/webdis.log"}' % (redis.port, webdis_port, workdir))
+        start(["webdis", os.path.join(workdir, "webdis.json")], "webdis", workdir)
+        wait_until(lambda: port_answers(webdis_port), what="webdis")
+        webdis = run_wrk(webdis_port, "/GET/", ".txt")
+
+        row("HTTP hit", "redis-proxy (2 workers, all cached)", proxy_hit)
+        row("HTTP hit", "bare evhttp (2 processes)", bare)
+        row("HTTP hit", "nginx return 200 (2 workers)", nginx)
+        row("HTTP hit", "webdis (2 threads, no cache)", webdis)
+        rows[0] = ("HTTP hit", rows[0][1], proxy_hit, None, None)
+
+        # --- HTTP, misses: a one-key cache, so every request is a Redis round trip ---
+        proxy.stop()
+        miss_proxy = Proxy(workdir, {"proxy": {"workers": "2"}, "redis": {"address": "127.0.0.1:%d" % redis.port},
+                                     "cache": {"capacity": "1"}, "log": {"level": "info"}})
+        miss_proxy.start()
+        processes.append(miss_proxy.proc)
+        proxy_miss = run_wrk(miss_proxy.port)
+        miss_proxy.stop()
+        row("HTTP miss", "redis-proxy (capacity 1)", proxy_miss)
+        row("HTTP miss", "webdis", webdis)
+
+        # --- RESP, cache hits ---
+        proxy = Proxy(workdir, {"proxy": {"workers": "2"}, "redis": {"address": "127.0.0.1:%d" % redis.port},
+                                "cache": {"capacity": str(KEYS * 2), "ttl": "1h"}, "log": {"level": "info"}},
+                      resp=True)
+        proxy.start()
+        processes.append(proxy.proc)
+        warm_all_workers(proxy, 2, KEYS, "key:%012d")
+        twem_port = free_port()
+        with open(os.path.join(workdir, "nutcracker.yml"), "w") as f:
+            f.write("bench:\n  listen: 127.0.0.1:%d\n  hash: fnv1a_64\n  distribution: ketama\n"
+                    "  redis: true\n  servers:\n   - 127.0.0.1:%d:1\n" % (twem_port, redis.port))
+        start(["nutcracker", "-c", os.path.join(workdir, "nutcracker.yml"), "-s", str(free_port()),
+               "-o", os.path.join(workdir, "nutcracker.out"), "-p", os.path.join(workdir, "nutcracker.pid")],
+              "nutcracker", workdir)
+        wait_until(lambda: port_answers(twem_port), what="nutcracker")
+        resp = {}
+        for pipeline in (1, 16):
+            resp[pipeline] = (run_redis_benchmark(proxy.resp_port, pipeline),
+                              run_redis_benchmark(redis.port, pipeline),
+                              run_redis_benchmark(twem_port, pipeline))
+            row("RESP -P %d" % pipeline, "redis-proxy (2 workers, all cached)", resp[pipeline][0])
+            row("RESP -P %d" % pipeline, "redis-server direct", resp[pipeline][1])
+            row("RESP -P %d" % pipeline, "nutcracker (twemproxy)", resp[pipeline][2])
+
+        # --- latency at half the peak HTTP hit rate ---
+        half = proxy_hit["rps"] / 2
+        out = subprocess.run([os.path.join(BUILD, "bench", "paced_client"), str(proxy.port), str(int(half)),
+                              str(DURATION), str(CONNECTIONS), str(KEYS)], capture_output=True, text=True,
+                             timeout=DURATION + 60).stdout
+        paced = dict(kv.split("=") for kv in out.split())
+        paced_row = {"rps": float(paced["rate"]), "p50": float(paced["p50_ms"]), "p99": float(paced["p99_ms"]),
+                     "errors": int(paced["errors"])}
+        row("paced", "redis-proxy at half its peak hit rate", paced_row)
+        proxy.stop()
+
+        # --- memory per entry ---
+        mem_redis = RedisServer(workdir)
+        mem_redis.start()
+        processes.append(mem_redis.proc)
+        before = redis_used_memory(mem_redis.port)
+        load_redis(mem_redis.port, MEMORY_ENTRIES, "k:%014d", VALUE, batch=10000)
+        redis_bytes = (redis_used_memory(mem_redis.port) - before) / MEMORY_ENTRIES
+        mem_proxy = Proxy(workdir, {"proxy": {"workers": "1"}, "redis": {"address": "127.0.0.1:%d" % mem_redis.port},
+                                    "cache": {"capacity": str(MEMORY_ENTRIES), "ttl": "1h"}, "log": {"level": "info"}},
+                          resp=True)
+        mem_proxy.start()
+        processes.append(mem_proxy.proc)
+        worker = mem_proxy.worker_pids()[0]
+        rss_before = worker_rss_kb(worker)
+        warm_all_workers(mem_proxy, 1, MEMORY_ENTRIES, "k:%014d")
+        proxy_bytes = (worker_rss_kb(worker) - rss_before) * 1024 / MEMORY_ENTRIES
+        mem_proxy.stop()
+        print("memory       %d entries: redis-proxy %.1f bytes/entry (worker RSS), redis %.1f bytes/entry "
+              "(used_memory): %.2fx" % (MEMORY_ENTRIES, proxy_bytes, redis_bytes, proxy_bytes / redis_bytes), flush=True)
+
+        # --- instructions per hit ---
+        instructions = callgrind_per_request(workdir, redis)
+        for name, count in instructions.items():
+            print("callgrind    %-42s %8.0f instructions per request" % (name, count), flush=True)
+
+        write_results(proxy_hit, bare, nginx, webdis, proxy_miss, resp, paced_row, proxy_bytes, redis_bytes,
+                      instructions)
+    finally:
+        stop_all()
+        shutil.rmtree(workdir, True)
+
+
+def write_results(proxy_hit, bare, nginx, webdis, proxy_miss, resp, paced, proxy_bytes, redis_bytes, instructions):
+    def line(name, r, proxy=None):
+        """A row; for a peer, the last column is the proxy's throughput over the peer's."""
+        ratio = "" if proxy is None else "%.2fx" % (proxy["rps"] / r["rps"])
+        return "| %s | %.0f | %.3f | %.3f | %s |" % (name, r["rps"], r["p50"], r["p99"], ratio)
+
+    cpu = open("/proc/cpuinfo").read()
+    model = re.search(r"model name\s*:\s*(.*)", cpu)
+    out = ["# redis-proxy benchmark", "",
+           "`make bench` on %s, %d CPUs, %s. wrk: 1 thread, %d connections, %d s, random keys of %d; "
+           "redis-benchmark: 50 clients, -r %d. Ratios are the proxy's throughput over the peer's." %
+           (time.strftime("%Y-%m-%d"), os.cpu_count(), model.group(1) if model else "unknown CPU",
+            CONNECTIONS, DURATION, KEYS, KEYS), "",
+           "| contestant | req/s | p50 ms | p99 ms | proxy / this |", "|---|---|---|---|---|",
+           "| **HTTP, cache hits** | | | | |",
+           line("redis-proxy, 2 workers, every key cached", proxy_hit),
+           line("bare evhttp, 2 processes (the library's ceiling)", bare, proxy_hit),
+           line("nginx `return 200`, 2 workers (the machine's ceiling)", nginx, proxy_hit),
+           line("webdis, 2 threads (no cache)", webdis, proxy_hit),
+           "| **HTTP, misses** (a Redis round trip each) | | | | |",
+           line("redis-proxy, capacity 1", proxy_miss),
+           line("webdis", webdis, proxy_miss),
+           ]
+    for p in (1, 16):
+        out += ["| **RESP GET, cache hits, -P %d** | | | | |" % p,
+                line("redis-proxy, 2 workers", resp[p][0]),
+                line("redis-server direct", resp[p][1], resp[p][0]),
+                line("nutcracker (twemproxy)", resp[p][2], resp[p][0])]
+    out += ["", "Open-loop latency at half the proxy's peak HTTP hit rate (bench/paced_client.cc, measured "
+            "from when each request was due): %.0f req/s, p50 %.3f ms, p99 %.3f ms." % (paced["rps"], paced["p50"], paced["p99"]),
+            "", "Memory per cached entry, %d entries of 16-byte keys and 32-byte values: redis-proxy %.1f bytes "
+            "(growth of the worker's RSS), Redis %.1f bytes (growth of used_memory)." % (MEMORY_ENTRIES, proxy_bytes, redis_bytes),
+            "", "Ratios against the targets:", "",
+            "| target | measured | |", "|---|---|---|"]
+
+    def target(name, value, goal, higher=True, fmt="%.2fx"):
+        ok = value >= goal if higher else value <= goal
+        out.append("| %s %s %s | %s | %s |" % (name, ">=" if higher else "<=", fmt % goal, fmt % value,
+                                                "met" if ok else "**not met**"))
+    target("HTTP hit vs bare evhttp", proxy_hit["rps"] / bare["rps"], 0.95)
+    target("HTTP hit vs webdis", proxy_hit["rps"] / webdis["rps"], 1.3)
+    target("HTTP miss vs webdis", proxy_miss["rps"] / webdis["rps"], 1.0)
+    for p in (1, 16):
+        target("RESP -P %d vs redis-server" % p, resp[p][0]["rps"] / resp[p][1]["rps"], 1.0)
+        target("RESP -P %d vs nutcracker" % p, resp[p][0]["rps"] / resp[p][2]["rps"], 1.0)
+    target("bytes per entry vs Redis (%.0f vs %.0f)" % (proxy_bytes, redis_bytes), proxy_bytes / redis_bytes, 0.85,
+           higher=False)
+    target("p99 at half the peak hit rate (%.0f req/s), ms" % paced["rps"], paced["p99"], 1.0, higher=False,
+           fmt="%.3f")
+    out += ["", "Instructions per request in one worker (callgrind, user space only: the proxy, libevent, "
+            "hiredis, libc; stable from run to run, unlike req/s on a shared 2-core machine):", "",
+            "| request | instructions |", "|---|---|"]
+    out += ["| %s | %.0f |" % (name, count) for name, count in instructions.items()]
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(HERE, "results.md"), "w") as f:
+        f.write(text)
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+    main()
