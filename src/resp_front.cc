@@ -42,6 +42,7 @@ struct RespClient {
     RespParser parser;
     ReplyQueue replies;  // replies.out: answers in order, ready to send
     bool reading;
+    bool processing;  // in process_input: answers are written when it ends, not scheduled
     bool closing;  // after QUIT or a protocol error: close once everything is sent
     char *name;    // CLIENT SETNAME
 };
@@ -58,7 +59,13 @@ struct RespFront {
     uint64_t next_id;
 };
 
-static void schedule_write(RespClient *c) { event_active(c->write_event, EV_WRITE, 1); }
+// Answers made while reading are written when the read handler ends; answers that arrive later
+// (from Redis) are written once per turn of the loop, however many arrived in it.
+static void schedule_write(RespClient *c)
+{
+    if (!c->processing)
+        event_active(c->write_event, EV_WRITE, 1);
+}
 
 static void finish_slot(ReplySlot *slot)
 {
@@ -488,6 +495,7 @@ static void update_reading(RespClient *c)
 // write), unless backpressure says to wait.
 static void process_input(RespClient *c)
 {
+    c->processing = true;
     size_t at = 0;
     while (may_read(c) && at < c->in_len) {
         RespParseStatus status = resp_parse(&c->parser, c->in + at, c->in_len - at);
@@ -519,8 +527,11 @@ static void process_input(RespClient *c)
         c->in = NULL;
         c->in_cap = 0;
     }
+    c->processing = false;
     update_reading(c);
 }
+
+static void on_writable(evutil_socket_t fd, short, void *arg);
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -573,6 +584,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     c->in_len += (size_t)n;
     process_input(c);
+    on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
 }
 
 static void on_writable(evutil_socket_t fd, short, void *arg)
@@ -594,11 +606,14 @@ static void on_writable(evutil_socket_t fd, short, void *arg)
         client_close(c);
         return;
     }
-    // Answers went out: commands held back by backpressure may run now.
-    if (c->in_len > 0 && may_read(c))
+    // Answers went out: commands held back by backpressure may run now; theirs go out next turn.
+    if (c->in_len > 0 && may_read(c) && !c->reading) {
         process_input(c);
-    else
-        update_reading(c);
+        if (evbuffer_get_length(out) > 0)
+            event_active(c->write_event, EV_WRITE, 1);
+        return;
+    }
+    update_reading(c);
 }
 
 static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, int, void *arg)

@@ -5,7 +5,8 @@ import socket
 import subprocess
 import time
 
-from harness import (PIPELINE_BIN, ProxyTestCase, RedisClient, RedisError, resp_encode, wait_until)
+from harness import (PIPELINE_BIN, ProxyTestCase, RedisClient, RedisError, resp_encode, resp_read,
+                     wait_until)
 
 
 def redis_cli(port, *args):
@@ -183,6 +184,30 @@ class RespPipelineTest(RespTestCase):
         self.client.send_raw(payload)  # 20,000 commands before reading any answer
         for i in range(n):
             self.assertEqual(self.client.read_reply(), b"h" if i % 2 else None, i)
+
+    def test_deep_pipeline_of_hits_only_resumes_after_backpressure(self):
+        # Only hits: every answer is made while reading, none arrives later from Redis, so the
+        # commands held back by backpressure must be resumed and answered by the write path.
+        # 150 GETs of a 100 KiB value arrive in one read (4 KiB) but make 15 MiB of answers: the
+        # proxy stops at its 1 MiB bound with the rest already in its buffer and nothing more to
+        # read, so only the write path can resume them. The client reads nothing until it has
+        # sent everything, through a small receive buffer.
+        self.start()
+        value = os.urandom(100 * 1024)
+        self.redis("SET", "hit", value)
+        self.client("GET", "hit")
+        n = 150
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.settimeout(20)
+        s.connect(("127.0.0.1", self.proxy.resp_port))
+        self.addCleanup(s.close)
+        s.sendall(resp_encode("GET", "hit") * n)
+        f = s.makefile("rb")
+        for i in range(n):
+            self.assertEqual(resp_read(f), value, i)
+        s.sendall(resp_encode("PING"))
+        self.assertEqual(resp_read(f), b"PONG")
 
     def test_redis_benchmark_reports_no_errors(self):
         self.start(proxy={"workers": "2"})
