@@ -259,7 +259,7 @@ def main():
         with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
             f.write("worker_processes 2;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
                     "events { worker_connections 4096; }\n"
-                    "http { access_log off; server { listen 127.0.0.1:%d reuseport; "
+                    "http { access_log off; keepalive_requests 100000000; server { listen 127.0.0.1:%d reuseport; "
                     "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
                     % (nginx_dir, nginx_dir, nginx_port, VALUE.decode()))
         start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"],
