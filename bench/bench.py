@@ -225,6 +225,15 @@ def callgrind_per_request(workdir, redis):
     return results
 
 
+def start_proxy(workdir, redis, workers, capacity, resp=False):
+    """A proxy in front of `redis`, started and registered for cleanup."""
+    proxy = Proxy(workdir, {"proxy": {"workers": str(workers)}, "redis": {"address": "127.0.0.1:%d" % redis.port},
+                            "cache": {"capacity": str(capacity), "ttl": "1h"}, "log": {"level": "info"}}, resp=resp)
+    proxy.start()
+    processes.append(proxy.proc)
+    return proxy
+
+
 def best(runs):
     return max(runs, key=lambda r: r["rps"])
 
@@ -244,11 +253,7 @@ def main():
         print("loaded %d keys into redis-server on port %d" % (KEYS, redis.port), flush=True)
 
         # Every contestant up at once, each idle while another is measured.
-        proxy = Proxy(workdir, {"proxy": {"workers": "2"}, "redis": {"address": "127.0.0.1:%d" % redis.port},
-                                "cache": {"capacity": str(KEYS * 2), "ttl": "1h"}, "log": {"level": "info"}},
-                      resp=True)
-        proxy.start()
-        processes.append(proxy.proc)
+        proxy = start_proxy(workdir, redis, 2, KEYS * 2, resp=True)
         warm_all_workers(proxy, 2, KEYS, "key:%012d")
 
         bare_port = free_port()
@@ -294,11 +299,7 @@ def main():
         # RESP against single-process peers: a one-worker proxy, so that each contestant is one
         # process and redis-benchmark has the other core to itself (with two workers, three busy
         # processes share two cores and the load generator loses).
-        resp_proxy = Proxy(workdir, {"proxy": {"workers": "1"}, "redis": {"address": "127.0.0.1:%d" % redis.port},
-                                     "cache": {"capacity": str(KEYS * 2), "ttl": "1h"}, "log": {"level": "info"}},
-                           resp=True)
-        resp_proxy.start()
-        processes.append(resp_proxy.proc)
+        resp_proxy = start_proxy(workdir, redis, 1, KEYS * 2, resp=True)
         warm_all_workers(resp_proxy, 1, KEYS, "key:%012d")
         resp = {p: {name: [] for name in ("proxy", "redis", "nutcracker")} for p in (1, 16)}
         for _ in range(RESP_ROUNDS):
@@ -338,10 +339,7 @@ def main():
         proxy.stop()
 
         # HTTP misses: a one-key cache, so every request is a Redis round trip.
-        miss_proxy = Proxy(workdir, {"proxy": {"workers": "2"}, "redis": {"address": "127.0.0.1:%d" % redis.port},
-                                     "cache": {"capacity": "1"}, "log": {"level": "info"}})
-        miss_proxy.start()
-        processes.append(miss_proxy.proc)
+        miss_proxy = start_proxy(workdir, redis, 2, 1)
         misses, webdis_misses = [], []
         for _ in range(ROUNDS):  # back to back with webdis again: the same moment for both
             misses.append(run_wrk(miss_proxy.port))
@@ -358,11 +356,7 @@ def main():
         before = redis_used_memory(mem_redis.port)
         load_redis(mem_redis.port, MEMORY_ENTRIES, "k:%014d", VALUE, batch=10000)
         redis_bytes = (redis_used_memory(mem_redis.port) - before) / MEMORY_ENTRIES
-        mem_proxy = Proxy(workdir, {"proxy": {"workers": "1"}, "redis": {"address": "127.0.0.1:%d" % mem_redis.port},
-                                    "cache": {"capacity": str(MEMORY_ENTRIES), "ttl": "1h"}, "log": {"level": "info"}},
-                          resp=True)
-        mem_proxy.start()
-        processes.append(mem_proxy.proc)
+        mem_proxy = start_proxy(workdir, mem_redis, 1, MEMORY_ENTRIES, resp=True)
         worker = mem_proxy.worker_pids()[0]
         rss_before = worker_rss_kb(worker)
         warm_all_workers(mem_proxy, 1, MEMORY_ENTRIES, "k:%014d")

@@ -7,8 +7,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
-
-#define REDIS_PROXY_VERSION "0.1.0"
+#include "version.h"
 static const char DEFAULT_CONFIG[] = "/etc/redis-proxy/proxy.ini";
 
 static void usage(FILE *out)

@@ -20,9 +20,8 @@
 #include "lookup.h"
 #include "reply_queue.h"
 #include "resp_parser.h"
+#include "version.h"
 #include "worker.h"
-
-#define REDIS_PROXY_VERSION "0.1.0"
 
 // Backpressure: stop reading a client's commands while this many of its answers are unsent,
 // and resume when it has read them.
@@ -473,6 +472,21 @@ static void client_close(RespClient *c)
     free(c);
 }
 
+// Answers a protocol error after every earlier answer, then closes, as Redis does: the stream
+// cannot be trusted past this point.
+static void answer_protocol_error(RespClient *c, const char *error)
+{
+    ReplySlot *queued;
+    evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
+    if (out != NULL)
+        resp_add_error(out, "ERR %s", error);
+    if (queued != NULL)
+        finish_slot(queued);
+    c->front->worker->stats->bad_requests++;
+    c->closing = true;
+    schedule_write(c);
+}
+
 static bool may_read(const RespClient *c)
 {
     return !c->closing && c->replies.pending < MAX_PENDING_REPLIES &&
@@ -502,15 +516,7 @@ static void process_input(RespClient *c)
         if (status == RESP_INCOMPLETE)
             break;
         if (status == RESP_ERROR) {
-            ReplySlot *queued;
-            evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
-            if (out != NULL)
-                resp_add_error(out, "ERR %s", c->parser.error);
-            if (queued != NULL)
-                finish_slot(queued);
-            schedule_write(c);
-            c->front->worker->stats->bad_requests++;
-            c->closing = true;  // as Redis does: the stream cannot be trusted past this point
+            answer_protocol_error(c, c->parser.error);
             at = c->in_len;
             break;
         }
@@ -545,16 +551,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (c->in_cap - c->in_len < 1024) {
         size_t cap = c->in_cap ? c->in_cap * 2 : INPUT_START;
         if (cap > INPUT_LIMIT) {
-            c->parser.error = "Protocol error: request too large";
-            ReplySlot *queued;
-            evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
-            if (out != NULL)
-                resp_add_error(out, "ERR %s", c->parser.error);
-            if (queued != NULL)
-                finish_slot(queued);
-            c->closing = true;
+            answer_protocol_error(c, "Protocol error: request too large");
             update_reading(c);
-            schedule_write(c);
             return;
         }
         char *in = (char *)realloc(c->in, cap);
