@@ -30,8 +30,8 @@ BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
 KEYS = 100000
 VALUE = b"v" * 32
 BARE_BODY = b"0123456789abcdef0123456789abcdef"  # what bench/evhttp_bare.cc answers
-DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
-PACED_SECONDS = 3
+DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
+PACED_SECONDS = 2
 ROUNDS = 2
 RESP_ROUNDS = 3
 CONNECTIONS = 50
@@ -329,13 +329,19 @@ def main():
             fields = dict(kv.split("=") for kv in out.split())
             return {"rps": float(fields["rate"]), "p50": float(fields["p50_ms"]), "p99": float(fields["p99_ms"]),
                     "errors": int(fields["errors"])}
-        paced_runs = [paced_run(proxy.port) for _ in range(3)]
-        paced = sorted(paced_runs, key=lambda r: r["p99"])[1]
-        paced["bare"], paced["nginx"] = paced_run(bare_port), paced_run(nginx_port)
+        runs = {"proxy": [], "bare": [], "nginx": []}
+        for _ in range(3):  # alternating, like the throughput runs: the median p99 of each
+            runs["proxy"].append(paced_run(proxy.port))
+            runs["bare"].append(paced_run(bare_port))
+            runs["nginx"].append(paced_run(nginx_port))
+        median = {name: sorted(r, key=lambda run: run["p99"])[1] for name, r in runs.items()}
+        paced = median["proxy"]
+        paced["bare"], paced["nginx"] = median["bare"], median["nginx"]
         show("paced", "redis-proxy at half its peak hit rate", paced)
-        print("paced        p99 of the three runs: %s ms" % ", ".join("%.3f" % r["p99"] for r in paced_runs))
         show("paced", "bare evhttp at the same rate", paced["bare"])
         show("paced", "nginx at the same rate", paced["nginx"])
+        for name, r in runs.items():
+            print("paced        %-6s p99 of the three runs: %s ms" % (name, ", ".join("%.3f" % run["p99"] for run in r)))
         proxy.stop()
 
         # HTTP misses: a one-key cache, so every request is a Redis round trip.
@@ -409,7 +415,7 @@ def write_results(proxy_hit, bare, nginx, webdis, proxy_miss, webdis_miss, resp,
                 line("redis-server direct", resp[p][1], resp[p][0]),
                 line("nutcracker (twemproxy)", resp[p][2], resp[p][0])]
     out += ["", "Open-loop latency at half the proxy's peak HTTP hit rate (bench/paced_client.cc, measured "
-            "from when each request was due; the median of three runs by p99): %.0f req/s, p50 %.3f ms, "
+            "from when each request was due; three alternating runs each, the median by p99): %.0f req/s, p50 %.3f ms, "
             "p99 %.3f ms. At the same rate, bare evhttp: p50 %.3f ms, p99 %.3f ms; nginx: p50 %.3f ms, "
             "p99 %.3f ms." % (paced["rps"], paced["p50"], paced["p99"], paced["bare"]["p50"], paced["bare"]["p99"],
                               paced["nginx"]["p50"], paced["nginx"]["p99"]),
