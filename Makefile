@@ -96,7 +96,7 @@ run: deps
 		redis-server $$rflags --save '' --appendonly no --dir /tmp >/tmp/redis-proxy-dev-redis.log 2>&1 & redis_pid=$$!; \
 		for i in $$(seq 50); do redis-cli $$ping ping >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi; \
-	trap '[ -n "$$redis_pid" ] && kill $$redis_pid' EXIT INT TERM; \
+	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null; true' EXIT INT TERM; \
 	$(BUILD)/redis-proxy -c $(CONF)
 
 # The benchmark (never part of check): the proxy against its peers, in one run; see bench/bench.py.
