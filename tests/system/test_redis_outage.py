@@ -1,6 +1,7 @@
 """Redis down, slow, restarted; AUTH, SELECT and unix sockets."""
 import os
 import signal
+import socket
 import time
 
 from harness import ProxyTestCase, RedisClient, RedisServer, free_port, wait_until
@@ -44,6 +45,30 @@ class OutageTest(ProxyTestCase):
         up = self.start_redis(port=port)
         up("SET", "k", "v")
         wait_until(lambda: proxy.get("k").status == 200, timeout=10, what="first connect")
+
+    def test_connect_timeout_when_redis_never_accepts(self):
+        # A listener whose accept queue is full: the kernel drops new SYNs, so connect(2) hangs,
+        # as it would to a host that has gone away. Only the connect timer can end it.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            self.addCleanup(filler.close)
+        black_hole = RedisServer(self.workdir, port)  # never started: only its port is used
+        proxy = self.start_proxy(server=black_hole, redis={"connect_timeout": "300ms"})
+        started = time.monotonic()
+        r = proxy.get("k")
+        self.assertEqual(r.status, 503)
+        self.assertLess(time.monotonic() - started, 1.5)
+        wait_until(lambda: "connect_timeout reached" in proxy.log(), what="the connect timeout in the log")
 
     def test_slow_redis_is_504_and_hits_are_served_meanwhile(self):
         proxy = self.start_proxy(redis={"command_timeout": "300ms"})
