@@ -23,7 +23,6 @@ struct HttpFront {
     evhttp *http;
     evconnlistener *listener;
     event *adopt_event;      // runs right after accept, see on_new_connection
-    event *emfile_timer;     // re-enables accepting after running out of descriptors
     bufferevent **fresh;     // accepted connections not yet adopted
     size_t fresh_len, fresh_cap;
 };
@@ -78,29 +77,14 @@ static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
     h->fresh_len = 0;
 }
 
-static void on_emfile_timer(evutil_socket_t, short, void *arg)
-{
-    HttpFront *h = (HttpFront *)arg;
-    if (h->worker->accepting)
-        evconnlistener_enable(h->listener);
-}
-
 // libevent calls a listener's error callback with the listener's user data, which
 // evhttp_bind_listener has made its own evhttp; it cannot carry ours. A worker process has exactly
 // one HTTP front, so the callback finds it here.
 static HttpFront *accept_error_front;
 
-// accept(2) failed with something other than EAGAIN/EINTR. libevent would otherwise retry at once
-// in a busy loop: EMFILE and ENFILE do not clear by themselves. Pause accepting for a moment.
-static void on_accept_error(evconnlistener *listener, void *)
+static void on_accept_error(evconnlistener *, void *)
 {
-    HttpFront *h = accept_error_front;
-    int err = EVUTIL_SOCKET_ERROR();
-    log_warn("worker %d: accept failed: %s; pausing new connections for 100ms", h->worker->id,
-             strerror(err));
-    evconnlistener_disable(listener);
-    struct timeval tv = {0, 100 * 1000};
-    evtimer_add(h->emfile_timer, &tv);
+    worker_pause_accepting(accept_error_front->worker, "HTTP", EVUTIL_SOCKET_ERROR());
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
@@ -226,10 +210,9 @@ HttpFront *http_front_create(Worker *w, int listen_fd)
     h->worker = w;
     h->http = evhttp_new(w->base);
     h->adopt_event = event_new(w->base, -1, 0, adopt_fresh_connections, h);
-    h->emfile_timer = evtimer_new(w->base, on_emfile_timer, h);
     // backlog 0: the master has already called listen(2) on this socket.
     h->listener = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (h->http == NULL || h->adopt_event == NULL || h->emfile_timer == NULL || h->listener == NULL) {
+    if (h->http == NULL || h->adopt_event == NULL || h->listener == NULL) {
         http_front_destroy(h);
         return NULL;
     }
@@ -269,8 +252,6 @@ void http_front_destroy(HttpFront *h)
         adopt_fresh_connections(-1, 0, h);
         event_free(h->adopt_event);
     }
-    if (h->emfile_timer)
-        event_free(h->emfile_timer);
     free(h->fresh);
     free(h);
 }

@@ -209,30 +209,20 @@ void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone 
         argv[i + 1] = m->miss[i].key;
         lens[i + 1] = m->miss[i].len;
     }
-    if (!backend_command(w->backend, (int)m->misses + 1, argv, lens, on_multi_reply, m)) {
-        w->inflight++;  // on_multi_reply decrements
+    w->inflight++;  // on_multi_reply decrements it, also when called here
+    if (!backend_command(w->backend, (int)m->misses + 1, argv, lens, on_multi_reply, m))
         on_multi_reply(m, NULL, BACKEND_UNAVAILABLE);
-        return;
-    }
-    w->inflight++;
 }
 
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }
 
 void lookup_add_value(evbuffer *out, const LookupResult *r)
 {
-    if (r->value_len == 0)
-        return;
-    if (r->entry == NULL || r->value_len <= COPY_VALUE_MAX) {
-        evbuffer_add(out, r->value, r->value_len);
-        return;
-    }
-    if (!cache_entry_retain(r->entry)) {
-        evbuffer_add(out, r->value, r->value_len);
-        return;
-    }
-    if (evbuffer_add_reference(out, r->value, r->value_len, release_entry, r->entry) != 0) {
+    // Referenced in place only when it is large, cached, and can take one more reference.
+    if (r->entry != NULL && r->value_len > COPY_VALUE_MAX && cache_entry_retain(r->entry)) {
+        if (evbuffer_add_reference(out, r->value, r->value_len, release_entry, r->entry) == 0)
+            return;
         cache_entry_release(r->entry);
-        evbuffer_add(out, r->value, r->value_len);
     }
+    evbuffer_add(out, r->value, r->value_len);
 }

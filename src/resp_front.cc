@@ -49,7 +49,6 @@ struct RespClient {
 struct RespFront {
     Worker *worker;
     evconnlistener *listener;
-    event *retry_timer;
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     RespClient *clients;
     ReplySlotPool slots;
@@ -653,22 +652,9 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, i
     update_reading(c);
 }
 
-static void on_retry_timer(evutil_socket_t, short, void *arg)
+static void on_accept_error(evconnlistener *, void *arg)
 {
-    RespFront *f = (RespFront *)arg;
-    if (f->worker->accepting)
-        evconnlistener_enable(f->listener);
-}
-
-// EMFILE/ENFILE: libevent would retry accept(2) at once, in a busy loop. Pause for a moment.
-static void on_accept_error(evconnlistener *listener, void *arg)
-{
-    RespFront *f = (RespFront *)arg;
-    log_warn("worker %d: RESP accept failed: %s; pausing new connections for 100ms", f->worker->id,
-             strerror(EVUTIL_SOCKET_ERROR()));
-    evconnlistener_disable(listener);
-    struct timeval tv = {0, 100 * 1000};
-    evtimer_add(f->retry_timer, &tv);
+    worker_pause_accepting(((RespFront *)arg)->worker, "RESP", EVUTIL_SOCKET_ERROR());
 }
 
 RespFront *resp_front_create(Worker *w, int listen_fd)
@@ -680,10 +666,9 @@ RespFront *resp_front_create(Worker *w, int listen_fd)
     struct timeval idle = {(time_t)(w->config->client_timeout_ms / 1000),
                            (suseconds_t)(w->config->client_timeout_ms % 1000) * 1000};
     f->idle_timeout = event_base_init_common_timeout(w->base, &idle);
-    f->retry_timer = evtimer_new(w->base, on_retry_timer, f);
     // backlog 0: the master has already called listen(2) on this socket.
     f->listener = evconnlistener_new(w->base, on_accept, f, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (f->idle_timeout == NULL || f->retry_timer == NULL || f->listener == NULL) {
+    if (f->idle_timeout == NULL || f->listener == NULL) {
         resp_front_destroy(f);
         return NULL;
     }
@@ -699,8 +684,6 @@ void resp_front_destroy(RespFront *f)
         client_close(f->clients);
     if (f->listener)
         evconnlistener_free(f->listener);
-    if (f->retry_timer)
-        event_free(f->retry_timer);
     reply_pool_free(&f->slots);
     free(f->keys);
     free(f);

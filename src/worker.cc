@@ -18,25 +18,47 @@
 static const uint64_t EXPIRE_INTERVAL_MS = 100;
 static const size_t EXPIRE_BATCH = 10000;  // bounds the work of one tick; the rest waits a tick
 
+static void set_fronts_accepting(Worker *w, bool accepting)
+{
+    http_front_set_accepting(w->http, accepting);
+    if (w->resp != NULL)
+        resp_front_set_accepting(w->resp, accepting);
+}
+
 static void set_accepting(Worker *w, bool accepting)
 {
     if (w->accepting == accepting || w->stopping)
         return;
     w->accepting = accepting;
-    http_front_set_accepting(w->http, accepting);
-    if (w->resp != NULL)
-        resp_front_set_accepting(w->resp, accepting);
-    if (!accepting)
-        log_debug("worker %d: %lld clients open, the limit: new connections wait in the backlog",
-                  w->id, (long long)w->client_limit);
+    set_fronts_accepting(w, accepting);
+}
+
+void worker_pause_accepting(Worker *w, const char *front, int err)
+{
+    log_warn("worker %d: %s accept failed: %s; pausing new connections for 100ms", w->id, front,
+             strerror(err));
+    set_fronts_accepting(w, false);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(w->accept_retry_timer, &tv);
+}
+
+// The pause is over. Resume unless the client limit or a stop has disabled accepting meanwhile.
+static void on_accept_retry_timer(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->accepting && !w->stopping)
+        set_fronts_accepting(w, true);
 }
 
 void worker_client_opened(Worker *w)
 {
     w->stats->clients_accepted++;
     w->stats->clients_open++;
-    if ((int64_t)w->stats->clients_open >= w->client_limit)
+    if ((int64_t)w->stats->clients_open >= w->client_limit && w->accepting) {
+        log_debug("worker %d: %lld clients open, the limit: new connections wait in the backlog",
+                  w->id, (long long)w->client_limit);
         set_accepting(w, false);
+    }
 }
 
 void worker_client_closed(Worker *w)
@@ -76,10 +98,7 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
         return;
     log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
               sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
-    http_front_set_accepting(w->http, false);
-    if (w->resp != NULL)
-        resp_front_set_accepting(w->resp, false);
-    w->accepting = false;
+    set_accepting(w, false);
     w->stopping = true;
     w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->command_timeout_ms + 1000;
     on_stop_timer(-1, 0, w);
@@ -94,7 +113,8 @@ static void worker_free(Worker *w)
     http_front_destroy(w->http);
     resp_front_destroy(w->resp);
     cache_destroy(w->cache);
-    event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event};
+    event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event,
+                       w->accept_retry_timer};
     for (event *e : events)
         if (e != NULL)
             event_free(e);
@@ -146,9 +166,11 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     }
     w.expire_timer = event_new(w.base, -1, EV_PERSIST, on_expire_timer, &w);
     w.stop_timer = evtimer_new(w.base, on_stop_timer, &w);
+    w.accept_retry_timer = evtimer_new(w.base, on_accept_retry_timer, &w);
     w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.sigint_event = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
-    if (!w.backend || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event) {
+    if (!w.backend || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
+        !w.accept_retry_timer) {
         log_error("worker %d: cannot set up its event loop", w.id);
         worker_free(&w);
         return 1;

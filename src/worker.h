@@ -30,6 +30,7 @@ struct Worker {
     bool stopping;
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
     event *expire_timer, *stop_timer, *sigterm_event, *sigint_event;
+    event *accept_retry_timer;  // ends a worker_pause_accepting
     uint64_t started_ms;
     uint64_t stop_deadline_ms;
     WorkerStats own_stats;
@@ -45,6 +46,11 @@ struct WorkerSetup {
 
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.
 int worker_run(const Config *config, const WorkerSetup *setup);
+
+// accept(2) failed for a reason that does not clear by itself (EMFILE, ENFILE): descriptors are a
+// process-wide resource, so both fronts stop accepting for a moment, or libevent would retry in a
+// busy loop. `front` names the one that hit it, for the log.
+void worker_pause_accepting(Worker *w, const char *front, int err);
 
 // The fronts report client connections opening and closing; the worker stops accepting at its
 // share of max_clients (new connections then wait in the kernel backlog) and resumes below it.
