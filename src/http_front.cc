@@ -134,6 +134,9 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     case LOOKUP_TIMEOUT:
         reply_error(req, 504, "Gateway Timeout", "redis did not answer in time\n");
         return;
+    case LOOKUP_BAD_REPLY:
+        reply_error(req, 502, "Bad Gateway", "redis sent a reply of the wrong type\n");
+        return;
     case LOOKUP_REDIS_ERROR: {
         char text[600];
         int n = snprintf(text, sizeof(text), "redis error: %.*s\n", (int)(r->value_len > 512 ? 512 : r->value_len), r->value);

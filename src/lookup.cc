@@ -40,29 +40,44 @@ static LookupStatus failure_status(Worker *w, BackendFailure failure)
     return LOOKUP_UNAVAILABLE;
 }
 
-// Turns one string-or-nil reply for a key into a result, caching a string that fits.
-// A cached value is answered from the entry's copy: the reply buffer dies when the callback returns.
-static LookupResult result_from_reply(Worker *w, const char *key, size_t key_len, uint64_t hash,
+// A GET's reply, or one element of an MGET's: a string or nil. Anything else (an integer, an
+// array, a RESP3 type) means Redis, or whatever answers in its place, is not answering what
+// was asked: it is an error, and nothing of it is cached.
+static bool is_value_reply(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL;
+}
+
+static LookupResult result_bad_reply(Worker *w)
+{
+    static const char text[] = "redis sent a reply of the wrong type";
+    w->stats->redis_bad_replies++;
+    return {LOOKUP_BAD_REPLY, false, NULL, text, sizeof(text) - 1};
+}
+
+static LookupResult result_redis_error(Worker *w, const redisReply *reply)
+{
+    w->stats->redis_errors++;
+    return {LOOKUP_REDIS_ERROR, false, NULL, reply->str, reply->len};
+}
+
+// Turns a string-or-nil reply for a key into a result, caching a string that fits. A cached
+// value is answered from the entry's copy: the reply buffer dies when the callback returns.
+static LookupResult result_from_value(Worker *w, const char *key, size_t key_len, uint64_t hash,
                                       const redisReply *reply)
 {
     LookupResult r = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0};
-    if (reply->type == REDIS_REPLY_STRING) {
-        CacheEntry *e = NULL;
-        if (reply->len <= (size_t)w->config->max_value_size)
-            e = cache_insert(w->cache, key, key_len, hash, reply->str, reply->len, monotonic_ms());
-        r.status = LOOKUP_FOUND;
-        r.entry = e;
-        r.value = e ? cache_entry_value(e) : reply->str;
-        r.value_len = reply->len;
-    } else if (reply->type == REDIS_REPLY_NIL) {
+    if (reply->type == REDIS_REPLY_NIL) {
         w->stats->not_found++;
-    } else {
-        static const char unexpected[] = "ERR unexpected reply type from Redis";
-        w->stats->redis_errors++;
-        r.status = LOOKUP_REDIS_ERROR;
-        r.value = reply->type == REDIS_REPLY_ERROR ? reply->str : unexpected;
-        r.value_len = reply->type == REDIS_REPLY_ERROR ? reply->len : sizeof(unexpected) - 1;
+        return r;
     }
+    CacheEntry *e = NULL;
+    if (reply->len <= (size_t)w->config->max_value_size)
+        e = cache_insert(w->cache, key, key_len, hash, reply->str, reply->len, monotonic_ms());
+    r.status = LOOKUP_FOUND;
+    r.entry = e;
+    r.value = e ? cache_entry_value(e) : reply->str;
+    r.value_len = reply->len;
     return r;
 }
 
@@ -74,7 +89,9 @@ static void on_fetch_reply(void *arg, redisReply *reply, BackendFailure failure)
     if (failure != BACKEND_OK) {
         finish(f->done, f->arg, failure_status(w, failure), NULL, 0);
     } else {
-        LookupResult r = result_from_reply(w, f->key, f->key_len, f->hash, reply);
+        LookupResult r = reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
+                         : is_value_reply(reply)          ? result_from_value(w, f->key, f->key_len, f->hash, reply)
+                                                          : result_bad_reply(w);
         f->done(f->arg, &r);
     }
     free(f);
@@ -137,25 +154,41 @@ static void multi_finish(MultiFetch *m)
     free(m);
 }
 
+// An MGET's reply is an array with one string-or-nil per key asked, in order.
+static bool is_values_reply(const redisReply *r, size_t n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_value_reply(r->element[i]))
+            return false;
+    return true;
+}
+
 static void on_multi_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     MultiFetch *m = (MultiFetch *)arg;
     Worker *w = m->worker;
     w->inflight--;
+    // The whole reply is checked before anything of it is cached: one element of the wrong shape
+    // and none of it is trusted.
+    bool values = failure == BACKEND_OK && is_values_reply(reply, m->misses);
     for (size_t i = 0; i < m->misses; i++) {
         const MultiFetch::Miss *miss = &m->miss[i];
         LookupResult *r = &m->results[miss->index];
         if (failure != BACKEND_OK) {
             r->status = failure_status(w, failure);
-        } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == m->misses) {
+        } else if (values) {
             const redisReply *element = reply->element[i];
-            *r = result_from_reply(w, miss->key, miss->len, miss->hash, element);
+            *r = result_from_value(w, miss->key, miss->len, miss->hash, element);
             if (r->entry != NULL && !cache_entry_retain(r->entry)) {
                 r->entry = NULL;  // answer from Redis's buffer, valid until done() returns
                 r->value = element->str;
             }
+        } else if (reply->type == REDIS_REPLY_ERROR) {
+            *r = result_redis_error(w, reply);  // no entry: nothing for multi_finish to release
         } else {
-            *r = result_from_reply(w, miss->key, miss->len, miss->hash, reply);  // an error reply
+            *r = result_bad_reply(w);
         }
     }
     multi_finish(m);

@@ -16,6 +16,7 @@ enum LookupStatus {
     LOOKUP_REDIS_ERROR,  // Redis answered an error (text in value; not cached)
     LOOKUP_UNAVAILABLE,  // no connection to Redis
     LOOKUP_TIMEOUT,      // Redis did not answer within command_timeout
+    LOOKUP_BAD_REPLY,    // Redis answered with a reply of the wrong shape for the command
 };
 
 struct LookupResult {

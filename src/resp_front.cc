@@ -83,6 +83,9 @@ static void add_failure(evbuffer *out, const LookupResult *r)
     case LOOKUP_TIMEOUT:
         resp_add_error(out, "BACKENDTIMEOUT the backing Redis did not answer within command_timeout");
         break;
+    case LOOKUP_BAD_REPLY:
+        resp_add_error(out, "BACKENDERROR the backing Redis sent a reply of the wrong type");
+        break;
     case LOOKUP_REDIS_ERROR:
         resp_add_error(out, "%.*s", (int)(r->value_len > 400 ? 400 : r->value_len), r->value);
         break;

@@ -10,6 +10,7 @@ struct WorkerStats {
     uint64_t misses;            // sent to Redis
     uint64_t not_found;         // Redis said nil
     uint64_t redis_errors;      // Redis answered an error reply
+    uint64_t redis_bad_replies; // Redis answered a reply of the wrong shape (502)
     uint64_t redis_unavailable; // answered 503: no connection to Redis
     uint64_t redis_timeouts;    // answered 504: Redis too slow
     uint64_t bad_requests;      // 4xx for malformed requests
