@@ -1,20 +1,27 @@
 #include "backend.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "address.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "resp_parser.h"
 
 static const uint64_t RECONNECT_MIN_MS = 100;
 static const uint64_t RECONNECT_MAX_MS = 2000;
+static const size_t READ_CHUNK = 64 * 1024;
 
 // One command sent to Redis and not yet answered. Redis answers in order, so these form a FIFO:
 // the head is both the next reply's owner and the oldest deadline.
@@ -29,10 +36,20 @@ struct Backend {
     const Config *config;
     BackendTarget target;
     WorkerStats *stats;
-    redisAsyncContext *ac;  // NULL while disconnected
-    bool ready;
-    int handshake_pending;  // AUTH/SELECT replies still awaited
-    BackendFailure drop_failure;  // what outstanding commands are told when the connection drops
+    BackendUntrustedFn on_untrusted;
+    void *untrusted_arg;
+    int fd;                  // -1 while disconnected
+    bool connected;          // connect(2) has completed
+    bool ready;              // and AUTH/SELECT have been answered OK
+    bool write_pending;      // write_event is added
+    bool distrusted;         // a callback said the reply it got made no sense
+    int handshake_pending;   // AUTH/SELECT replies still awaited
+    event *read_event, *write_event;  // on fd; NULL while disconnected
+    evbuffer *out;           // commands not yet written
+    redisReader *reader;     // hiredis's RESP parser, fed by on_readable
+    size_t reply_bytes;      // bytes of the reply being read so far, against max_reply_size
+    redisReply **batch;      // the complete replies of one read, counted before delivery
+    size_t batch_cap;
     PendingCommand *ring;
     size_t ring_cap, ring_head, ring_len;
     event *connect_timer, *timeout_timer, *reconnect_timer;
@@ -93,28 +110,66 @@ static void schedule_reconnect(Backend *b, const char *what, const char *detail)
     evtimer_add(b->reconnect_timer, &tv);
 }
 
-// Closes the connection. hiredis answers every outstanding command with a NULL reply, which
-// on_reply turns into `failure` for its owner. Inside a hiredis callback the free is deferred
-// by hiredis until the callback returns.
-static void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
+static PendingCommand pop_command(Backend *b)
 {
-    redisAsyncContext *ac = b->ac;
-    b->ac = NULL;  // from here on on_connect/on_disconnect for ac are stale, and gets are refused
-    b->ready = false;
-    evtimer_del(b->connect_timer);
-    b->drop_failure = failure;
-    redisAsyncFree(ac);
-    b->drop_failure = BACKEND_UNAVAILABLE;
-    schedule_reconnect(b, what, detail);
-}
-
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    Backend *b = (Backend *)privdata;
     PendingCommand cmd = b->ring[b->ring_head];
     b->ring_head = (b->ring_head + 1) & (b->ring_cap - 1);
     b->ring_len--;
-    cmd.fn(cmd.arg, (redisReply *)reply, reply != NULL ? BACKEND_OK : b->drop_failure);
+    return cmd;
+}
+
+// Closes the socket and answers every outstanding command with `failure`. The state is reset
+// before any callback runs, so a callback that sends a new command is refused cleanly.
+static void close_connection(Backend *b, BackendFailure failure)
+{
+    if (b->fd >= 0) {
+        event_free(b->read_event);
+        event_free(b->write_event);
+        b->read_event = b->write_event = NULL;
+        close(b->fd);
+        b->fd = -1;
+    }
+    b->connected = b->ready = b->write_pending = b->distrusted = false;
+    b->handshake_pending = 0;
+    evtimer_del(b->connect_timer);
+    evbuffer_drain(b->out, evbuffer_get_length(b->out));
+    // A fresh parser: whatever half reply the old one held belongs to the old connection.
+    if (b->reader != NULL)
+        redisReaderFree(b->reader);
+    b->reader = redisReaderCreate();
+    b->reply_bytes = 0;
+    while (b->ring_len > 0) {
+        PendingCommand cmd = pop_command(b);
+        cmd.fn(cmd.arg, NULL, failure);
+    }
+}
+
+static void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
+{
+    char saved[256];  // detail may point into the parser, which close_connection frees
+    if (detail != NULL) {
+        snprintf(saved, sizeof(saved), "%s", detail);
+        detail = saved;
+    }
+    if (b->ready)
+        b->failures = 0;  // it was up: news again, and retry fast
+    close_connection(b, failure);
+    if (b->reader == NULL) {
+        log_error("redis %s: out of memory for the reply parser", b->target.display);
+        b->failures++;
+    }
+    schedule_reconnect(b, what, detail);
+}
+
+// The connection is out of step with its commands: replies read through it may have been paired
+// with the wrong commands, so the owner forgets what it learnt from them.
+static void backend_drop_untrusted(Backend *b, const char *what, const char *detail)
+{
+    b->stats->redis_out_of_step++;
+    log_error("redis %s: %s%s%s; dropping the connection and what was read through it",
+              b->target.display, what, detail ? ": " : "", detail ? detail : "");
+    backend_drop(b, BACKEND_UNAVAILABLE, what, detail);
+    b->on_untrusted(b->untrusted_arg);
 }
 
 static void arm_timeout(Backend *b, uint64_t delay_ms)
@@ -122,6 +177,41 @@ static void arm_timeout(Backend *b, uint64_t delay_ms)
     struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
     evtimer_add(b->timeout_timer, &tv);
     b->timeout_armed = true;
+}
+
+static void want_write(Backend *b)
+{
+    if (b->connected && !b->write_pending && evbuffer_get_length(b->out) > 0) {
+        event_add(b->write_event, NULL);
+        b->write_pending = true;
+    }
+}
+
+// RESP multibulk, the form Redis reads fastest: *argc, then $len and the bytes of each argument.
+// Small commands (every GET) are assembled on the stack and added to the buffer in one piece.
+static bool append_command(evbuffer *out, int argc, const char **argv, const size_t *lens)
+{
+    char buf[512];
+    size_t at = resp_format_header(buf, '*', argc);
+    for (int i = 0; i < argc; i++) {
+        if (sizeof(buf) - at < RESP_HEADER_MAX + lens[i] + 2) {
+            if (evbuffer_add(out, buf, at) != 0)
+                return false;
+            at = 0;
+        }
+        at += resp_format_header(buf + at, '$', (long long)lens[i]);
+        if (sizeof(buf) - at < lens[i] + 2) {
+            if (evbuffer_add(out, buf, at) != 0 || evbuffer_add(out, argv[i], lens[i]) != 0)
+                return false;
+            at = 0;
+        } else {
+            memcpy(buf + at, argv[i], lens[i]);
+            at += lens[i];
+        }
+        buf[at++] = '\r';
+        buf[at++] = '\n';
+    }
+    return evbuffer_add(out, buf, at) == 0;
 }
 
 static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, const char **argv,
@@ -139,8 +229,19 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
         b->ring_cap = cap;
         b->ring_head = 0;
     }
-    if (redisAsyncCommandArgv(b->ac, on_reply, b, argc, argv, lens) != REDIS_OK)
+    size_t before = evbuffer_get_length(b->out);
+    if (!append_command(b->out, argc, argv, lens)) {
+        // Take back a partly added command: the stream must stay whole.
+        evbuffer *rest = evbuffer_new();
+        if (rest == NULL || evbuffer_remove_buffer(b->out, rest, before) != (int)before) {
+            evbuffer_free(rest);
+            return false;  // out of memory twice over; the next write may fail the connection
+        }
+        evbuffer_drain(b->out, evbuffer_get_length(b->out));
+        evbuffer_add_buffer(b->out, rest);
+        evbuffer_free(rest);
         return false;
+    }
     uint64_t timeout = (uint64_t)b->config->command_timeout_ms;
     PendingCommand *cmd = &b->ring[(b->ring_head + b->ring_len) & (b->ring_cap - 1)];
     cmd->deadline_ms = monotonic_ms() + timeout;
@@ -149,6 +250,7 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
     b->ring_len++;
     if (!b->timeout_armed)
         arm_timeout(b, timeout);
+    want_write(b);
     return true;
 }
 
@@ -165,8 +267,6 @@ static void on_timeout_timer(evutil_socket_t, short, void *arg)
         arm_timeout(b, deadline - now);
         return;
     }
-    if (b->ac == NULL)
-        return;  // being dropped already; the commands are answered by the drop
     char detail[96];
     snprintf(detail, sizeof(detail), "%zu command(s) outstanding, answered as timed out", b->ring_len);
     backend_drop(b, BACKEND_TIMEOUT, "no reply within command_timeout", detail);
@@ -187,13 +287,16 @@ static void on_handshake_reply(Backend *b, const char *command, redisReply *r, B
 {
     if (f != BACKEND_OK)
         return;  // the connection is going away; its drop already scheduled the retry
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type != REDIS_REPLY_STATUS) {
         char detail[300];
-        snprintf(detail, sizeof(detail), "%s refused: %.*s", command, (int)r->len, r->str);
+        if (r->type == REDIS_REPLY_ERROR)
+            snprintf(detail, sizeof(detail), "%s refused: %.*s", command, (int)r->len, r->str);
+        else
+            snprintf(detail, sizeof(detail), "%s answered with a reply of the wrong type", command);
         backend_drop(b, BACKEND_UNAVAILABLE, "handshake failed", detail);
         return;
     }
-    if (--b->handshake_pending == 0 && b->ac != NULL && (b->ac->c.flags & REDIS_CONNECTED))
+    if (--b->handshake_pending == 0 && b->connected)
         became_ready(b);
 }
 
@@ -207,61 +310,195 @@ static void on_select_reply(void *arg, redisReply *r, BackendFailure f)
     on_handshake_reply((Backend *)arg, "SELECT", r, f);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void free_batch(Backend *b, size_t from, size_t to)
 {
-    Backend *b = (Backend *)ac->data;
-    if (ac != b->ac)
-        return;
-    evtimer_del(b->connect_timer);
-    if (status != REDIS_OK) {
-        // hiredis frees the context when this returns, answering outstanding commands with NULL.
-        b->ac = NULL;
-        schedule_reconnect(b, "cannot connect", ac->errstr);
-        return;
-    }
-    if (b->handshake_pending == 0)
-        became_ready(b);
+    for (size_t i = from; i < to; i++)
+        freeReplyObject(b->batch[i]);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+// Takes every complete reply out of the parser into b->batch. Returns how many, or -1 if the
+// bytes are not RESP that hiredis 0.14 reads (RESP3 types among them).
+static long take_replies(Backend *b)
 {
-    Backend *b = (Backend *)ac->data;
-    if (ac != b->ac)
-        return;  // a connection we dropped ourselves
-    b->ac = NULL;
-    b->ready = false;
-    b->failures = 0;  // it was up: news again, and retry fast
-    schedule_reconnect(b, "connection lost", ac->err ? ac->errstr : "closed by server");
+    size_t n = 0;
+    for (;;) {
+        void *reply;
+        if (redisReaderGetReply(b->reader, &reply) != REDIS_OK) {
+            free_batch(b, 0, n);
+            return -1;
+        }
+        if (reply == NULL)
+            return (long)n;
+        if (n == b->batch_cap) {
+            size_t cap = b->batch_cap ? b->batch_cap * 2 : 64;
+            redisReply **batch = (redisReply **)realloc(b->batch, cap * sizeof(*batch));
+            if (batch == NULL) {
+                freeReplyObject(reply);
+                free_batch(b, 0, n);
+                return -1;
+            }
+            b->batch = batch;
+            b->batch_cap = cap;
+        }
+        b->batch[n++] = (redisReply *)reply;
+        // What is left unparsed starts the next reply.
+        b->reply_bytes = b->reader->len - b->reader->pos;
+    }
+}
+
+static void on_readable(evutil_socket_t fd, short, void *arg)
+{
+    Backend *b = (Backend *)arg;
+    char chunk[READ_CHUNK];
+    ssize_t got = recv(fd, chunk, sizeof(chunk), 0);
+    if (got == 0) {
+        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", "closed by server");
+        return;
+    }
+    if (got < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
+        return;
+    }
+    if (redisReaderFeed(b->reader, chunk, (size_t)got) != REDIS_OK) {
+        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", "out of memory for a reply");
+        return;
+    }
+    b->reply_bytes += (size_t)got;
+    long n = take_replies(b);
+    if (n < 0) {
+        backend_drop_untrusted(b, "unreadable reply", b->reader->err ? b->reader->errstr : "out of memory");
+        return;
+    }
+    if ((size_t)n > b->ring_len) {
+        // Checked before delivering any of them: with commands pipelined, an extra reply would
+        // otherwise be handed to the next command and cached under its key.
+        char detail[96];
+        snprintf(detail, sizeof(detail), "%ld replies for %zu command(s) outstanding", n, b->ring_len);
+        free_batch(b, 0, (size_t)n);
+        backend_drop_untrusted(b, "more replies than commands", detail);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)n; i++) {
+        PendingCommand cmd = pop_command(b);
+        cmd.fn(cmd.arg, b->batch[i], BACKEND_OK);
+        freeReplyObject(b->batch[i]);
+        if (b->distrusted) {
+            free_batch(b, i + 1, (size_t)n);
+            backend_drop_untrusted(b, "reply of the wrong type", NULL);
+            return;
+        }
+        if (b->fd != fd) {  // the handshake failed and dropped the connection
+            free_batch(b, i + 1, (size_t)n);
+            return;
+        }
+    }
+    if (b->reply_bytes > (size_t)b->config->redis_max_reply_size) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "more than %lld bytes so far",
+                 (long long)b->config->redis_max_reply_size);
+        backend_drop(b, BACKEND_UNAVAILABLE, "reply larger than max_reply_size", detail);
+    }
+}
+
+static void on_writable(evutil_socket_t fd, short, void *arg)
+{
+    Backend *b = (Backend *)arg;
+    b->write_pending = false;
+    if (!b->connected) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err != 0) {
+            backend_drop(b, BACKEND_UNAVAILABLE, "cannot connect", strerror(err));
+            return;
+        }
+        b->connected = true;
+        evtimer_del(b->connect_timer);
+        event_add(b->read_event, NULL);
+        if (b->handshake_pending == 0)
+            became_ready(b);
+    }
+    if (evbuffer_get_length(b->out) > 0 && evbuffer_write(b->out, fd) < 0 && errno != EAGAIN &&
+        errno != EINTR) {
+        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
+        return;
+    }
+    want_write(b);
 }
 
 static void on_connect_timer(evutil_socket_t, short, void *arg)
 {
     Backend *b = (Backend *)arg;
-    if (b->ac != NULL && !(b->ac->c.flags & REDIS_CONNECTED))
+    if (b->fd >= 0 && !b->connected)
         backend_drop(b, BACKEND_UNAVAILABLE, "cannot connect", "connect_timeout reached");
 }
 
 static void on_reconnect_timer(evutil_socket_t, short, void *arg) { backend_connect((Backend *)arg); }
 
+static socklen_t target_sockaddr(const BackendTarget *t, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (t->is_unix) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, t->path, strlen(t->path));
+        return (socklen_t)sizeof(*sun);
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, t->ip, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)t->port);
+        return (socklen_t)sizeof(*sin);
+    }
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    inet_pton(AF_INET6, t->ip, &sin6->sin6_addr);  // resolved by the master: always valid
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)t->port);
+    return (socklen_t)sizeof(*sin6);
+}
+
 static void backend_connect(Backend *b)
 {
-    redisAsyncContext *ac = b->target.is_unix ? redisAsyncConnectUnix(b->target.path)
-                                              : redisAsyncConnect(b->target.ip, b->target.port);
-    if (ac == NULL || ac->err) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "%s", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        schedule_reconnect(b, "cannot connect", detail);
+    if (b->reader == NULL && (b->reader = redisReaderCreate()) == NULL) {
+        schedule_reconnect(b, "cannot connect", "out of memory");
         return;
     }
-    ac->data = b;  // the disconnect callback has no privdata of its own
-    redisLibeventAttach(ac, b->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    b->ac = ac;
-    b->ready = false;
-    b->handshake_pending = 0;
+    struct sockaddr_storage ss;
+    socklen_t len = target_sockaddr(&b->target, &ss);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        schedule_reconnect(b, "cannot connect", strerror(errno));
+        return;
+    }
+    if (!b->target.is_unix) {
+        int on = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // commands are small: send now
+    }
+    // A unix socket connects at once or fails (EAGAIN: its backlog is full); TCP says EINPROGRESS.
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+        int err = errno;
+        close(fd);
+        schedule_reconnect(b, "cannot connect", strerror(err));
+        return;
+    }
+    b->read_event = event_new(b->base, fd, EV_READ | EV_PERSIST, on_readable, b);
+    b->write_event = event_new(b->base, fd, EV_WRITE, on_writable, b);
+    if (b->read_event == NULL || b->write_event == NULL) {
+        if (b->read_event)
+            event_free(b->read_event);
+        if (b->write_event)
+            event_free(b->write_event);
+        b->read_event = b->write_event = NULL;
+        close(fd);
+        schedule_reconnect(b, "cannot connect", "out of memory");
+        return;
+    }
+    b->fd = fd;
+    // Writability says the connect finished, either way (on_writable reads SO_ERROR).
+    event_add(b->write_event, NULL);
+    b->write_pending = true;
     struct timeval tv = {(time_t)(b->config->connect_timeout_ms / 1000),
                          (suseconds_t)(b->config->connect_timeout_ms % 1000) * 1000};
     evtimer_add(b->connect_timer, &tv);
@@ -271,27 +508,28 @@ static void backend_connect(Backend *b)
         const char *argv[3] = {"AUTH", c->redis_username, c->redis_password};
         size_t lens[3] = {4, strlen(c->redis_username), strlen(c->redis_password)};
         bool with_user = c->redis_username[0] != '\0';
-        if (with_user) {
-            send_command(b, on_auth_reply, b, 3, argv, lens);
-        } else {
+        if (!with_user) {
             argv[1] = c->redis_password;
             lens[1] = lens[2];
-            send_command(b, on_auth_reply, b, 2, argv, lens);
         }
-        b->handshake_pending++;
+        if (send_command(b, on_auth_reply, b, with_user ? 3 : 2, argv, lens))
+            b->handshake_pending++;
     }
     if (c->redis_database != 0) {
         char db[24];
         int n = snprintf(db, sizeof(db), "%lld", (long long)c->redis_database);
         const char *argv[2] = {"SELECT", db};
         size_t lens[2] = {6, (size_t)n};
-        send_command(b, on_select_reply, b, 2, argv, lens);
-        b->handshake_pending++;
+        if (send_command(b, on_select_reply, b, 2, argv, lens))
+            b->handshake_pending++;
     }
 }
 
+static void ignore_untrusted(void *) {}
+
 Backend *backend_create(event_base *base, const Config *config, const BackendTarget *target,
-                        WorkerStats *stats, uint64_t seed)
+                        WorkerStats *stats, uint64_t seed, BackendUntrustedFn on_untrusted,
+                        void *untrusted_arg)
 {
     Backend *b = (Backend *)calloc(1, sizeof(Backend));
     if (b == NULL)
@@ -300,14 +538,19 @@ Backend *backend_create(event_base *base, const Config *config, const BackendTar
     b->config = config;
     b->target = *target;
     b->stats = stats;
-    b->drop_failure = BACKEND_UNAVAILABLE;
+    b->on_untrusted = on_untrusted ? on_untrusted : ignore_untrusted;
+    b->untrusted_arg = untrusted_arg;
+    b->fd = -1;
     b->rng = seed | 1;
     b->ring_cap = 64;
     b->ring = (PendingCommand *)malloc(b->ring_cap * sizeof(PendingCommand));
+    b->out = evbuffer_new();
+    b->reader = redisReaderCreate();
     b->connect_timer = evtimer_new(base, on_connect_timer, b);
     b->timeout_timer = evtimer_new(base, on_timeout_timer, b);
     b->reconnect_timer = evtimer_new(base, on_reconnect_timer, b);
-    if (b->ring == NULL || !b->connect_timer || !b->timeout_timer || !b->reconnect_timer) {
+    if (b->ring == NULL || !b->out || !b->reader || !b->connect_timer || !b->timeout_timer ||
+        !b->reconnect_timer) {
         backend_destroy(b);
         return NULL;
     }
@@ -319,17 +562,19 @@ void backend_destroy(Backend *b)
 {
     if (b == NULL)
         return;
-    if (b->ac != NULL) {
-        redisAsyncContext *ac = b->ac;
-        b->ac = NULL;
-        redisAsyncFree(ac);
-    }
+    if (b->out != NULL)
+        close_connection(b, BACKEND_UNAVAILABLE);
     if (b->connect_timer)
         event_free(b->connect_timer);
     if (b->timeout_timer)
         event_free(b->timeout_timer);
     if (b->reconnect_timer)
         event_free(b->reconnect_timer);
+    if (b->reader)
+        redisReaderFree(b->reader);
+    if (b->out)
+        evbuffer_free(b->out);
+    free(b->batch);
     free(b->ring);
     free(b);
 }
@@ -337,7 +582,7 @@ void backend_destroy(Backend *b)
 bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                      void *arg)
 {
-    if (b->ac == NULL)
+    if (b->fd < 0)
         return false;
     return send_command(b, fn, arg, argc, argv, lens);
 }
@@ -348,6 +593,8 @@ bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, voi
     size_t lens[2] = {3, len};
     return backend_command(b, 2, argv, lens, fn, arg);
 }
+
+void backend_distrust(Backend *b) { b->distrusted = true; }
 
 bool backend_ready(const Backend *b) { return b->ready; }
 

@@ -1,11 +1,19 @@
-// A worker's connection to the backing Redis, on the worker's event loop (hiredis async API with
-// its libevent adapter). hiredis 0.14.1 has no connect timeout, command timeout or reconnect;
-// this file adds all three:
-//   - a connect timer; AUTH and SELECT queued right after connecting, their replies checked;
+// A worker's connection to the backing Redis, on the worker's event loop. hiredis gives the
+// RESP reply parser (its redisReader); the socket, the command queue and every timer are ours,
+// because hiredis 0.14.1's async layer cannot be made safe against a faulty server: it asserts
+// (killing the worker) on a reply nobody asked for, pairs replies with the wrong commands when
+// one is extra, and buffers a reply of any size. Here:
+//   - connect with a timer; AUTH and SELECT queued right after connecting, their replies checked;
+//   - every read is parsed and its complete replies counted *before* any is delivered: more
+//     replies than commands outstanding means the connection is out of step, and it is dropped
+//     with nothing from that read delivered;
+//   - a reply is bounded by [redis] max_reply_size as it streams in;
 //   - commands time out: a timer watches the oldest outstanding command; when it is late the
 //     connection is dropped, which answers every outstanding command with BACKEND_TIMEOUT;
 //   - after any failure, reconnect from a timer with jittered exponential backoff.
-// While there is no connection, backend_get refuses at once so callers never wait on a dead Redis.
+// While there is no connection, backend_command refuses at once so callers never wait on a dead
+// Redis. Nothing here knows about the cache: when a connection turns out to be out of step, the
+// owner's on_untrusted hook is told, since whatever was read through it may have been mis-paired.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -26,6 +34,11 @@ enum BackendFailure {
 // reply is non-NULL exactly when failure == BACKEND_OK, and valid only during the call.
 typedef void (*BackendReplyFn)(void *arg, redisReply *reply, BackendFailure failure);
 
+// Called when the connection proved out of step (extra replies, unparseable bytes, or a reply a
+// caller found nonsensical): replies delivered through it before may have gone to the wrong
+// commands.
+typedef void (*BackendUntrustedFn)(void *arg);
+
 // Where Redis is, resolved once by the master so that no worker ever blocks on DNS.
 struct BackendTarget {
     bool is_unix;
@@ -41,7 +54,8 @@ struct Backend;
 
 // Starts connecting at once.
 Backend *backend_create(event_base *base, const Config *config, const BackendTarget *target,
-                        WorkerStats *stats, uint64_t seed);
+                        WorkerStats *stats, uint64_t seed, BackendUntrustedFn on_untrusted,
+                        void *untrusted_arg);
 // Answers every outstanding command with BACKEND_UNAVAILABLE, then frees everything.
 void backend_destroy(Backend *b);
 
@@ -52,6 +66,10 @@ bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens
 
 // GET key, as backend_command.
 bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg);
+
+// Called from inside a reply callback: the reply made no sense for its command (a wrong type),
+// so the connection is out of step. It is dropped once the callback returns.
+void backend_distrust(Backend *b);
 
 // Connected and past AUTH/SELECT.
 bool backend_ready(const Backend *b);

@@ -47,8 +47,7 @@ void cache_destroy(Cache *c)
 {
     if (c == NULL)
         return;
-    while (c->age_head != NULL)
-        entry_unlink(c, c->age_head);
+    cache_clear(c);
     free(c->buckets);
     free(c);
 }
@@ -205,6 +204,12 @@ size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
     }
     c->stats->cache_expirations += n;
     return n;
+}
+
+void cache_clear(Cache *c)
+{
+    while (c->age_head != NULL)
+        entry_unlink(c, c->age_head);
 }
 
 size_t cache_count(const Cache *c) { return c->count; }

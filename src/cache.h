@@ -60,6 +60,9 @@ bool cache_remove(Cache *cache, const char *key, size_t len, uint64_t hash);
 // Drops up to `max` expired entries from the head of the age list; returns how many.
 size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
 
+// Drops every entry: O(n), for when what was cached can no longer be trusted.
+void cache_clear(Cache *cache);
+
 size_t cache_count(const Cache *cache);
 
 // Keeps an entry's bytes alive past the next cache call (e.g. while a reply references them).

@@ -38,6 +38,7 @@ struct Setting {
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
 #define GIB (1024LL * 1024 * 1024)
+#define MINUTE_MS (60LL * 1000)
 #define HOUR_MS (3600LL * 1000)
 
 static const Setting settings[] = {
@@ -52,14 +53,17 @@ static const Setting settings[] = {
     {"redis", "username", SETTING_STRING, FIELD(redis_username), "", 0, 0, false},
     {"redis", "password", SETTING_STRING, FIELD(redis_password), "", 0, 0, true},
     {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false},
-    {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, HOUR_MS, false},
-    {"redis", "command_timeout", SETTING_DURATION, FIELD(command_timeout_ms), "1s", 1, HOUR_MS, false},
+    {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, MINUTE_MS, false},
+    // A worker holds every request behind a slow reply: a minute is already far past useful.
+    {"redis", "command_timeout", SETTING_DURATION, FIELD(command_timeout_ms), "1s", 1, MINUTE_MS, false},
+    {"redis", "max_reply_size", SETTING_SIZE, FIELD(redis_max_reply_size), "8m", 1024, 2 * GIB, false},
     {"cache", "ttl", SETTING_DURATION, FIELD(ttl_ms), "60s", 1, 365 * 24 * HOUR_MS, false},
     {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false},
     {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
 };
 static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);
+static_assert(sizeof(settings) / sizeof(settings[0]) <= (size_t)CONFIG_MAX_SETTINGS, "raise CONFIG_MAX_SETTINGS");
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 static bool parse_with_suffix(const char *text, int64_t *out, const char *const *suffixes,
@@ -266,7 +270,8 @@ struct FileLoad {
     int set_on_line[sizeof(settings) / sizeof(settings[0])];
     int error_line;
     char error[512];
-    bool line_too_long;
+    char *text;  // the line being read (getline's buffer)
+    size_t text_cap;
 };
 
 static void load_error(FileLoad *load, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -283,25 +288,24 @@ static void load_error(FileLoad *load, const char *fmt, ...)
 
 // Hands inih one line at a time. Leading blanks are stripped so that an indented line is read
 // as a line of its own, not as inih's multi-line continuation. A line longer than inih's
-// buffer would be split silently by inih; it is refused here instead.
+// buffer would be split silently by inih, and one with a NUL byte cut short at it: both are
+// refused here instead.
 static char *read_line(char *buf, int size, void *arg)
 {
     FileLoad *load = (FileLoad *)arg;
-    char line[4096];
-    if (fgets(line, sizeof(line), load->file) == NULL)
+    ssize_t got = getline(&load->text, &load->text_cap, load->file);
+    if (got < 0)
         return NULL;
     load->line++;
-    size_t len = strlen(line);
-    bool complete = len > 0 && line[len - 1] == '\n';
-    if (!complete && !feof(load->file)) {
-        int ch;
-        while ((ch = fgetc(load->file)) != EOF && ch != '\n') {
-        }
+    if (memchr(load->text, '\0', (size_t)got) != NULL) {
+        load_error(load, "line contains a NUL byte");
+        strcpy(buf, "\n");
+        return buf;
     }
-    const char *start = line;
+    const char *start = load->text;
     while (*start == ' ' || *start == '\t')
         start++;
-    if (strlen(start) > (size_t)size - 1 || (!complete && !feof(load->file))) {
+    if (strlen(start) > (size_t)size - 1) {
         load_error(load, "line is too long (at most %d characters)", size - 2);
         strcpy(buf, "\n");
         return buf;
@@ -344,6 +348,7 @@ static int on_ini_value(void *arg, const char *section, const char *name, const 
         return 0;
     }
     load->set_on_line[index] = load->line;
+    load->config->source_line[index] = load->line;
     char err[512];
     if (!setting_apply(s, load->config, value, err, sizeof(err))) {
         load_error(load, "%s", err);
@@ -362,9 +367,11 @@ bool config_load_file(Config *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return false;
     }
+    snprintf(c->source_path, sizeof(c->source_path), "%s", path);
     int rc = ini_parse_stream(read_line, &load, on_ini_value, &load);
     bool read_failed = ferror(load.file);
     fclose(load.file);
+    free(load.text);
     if (read_failed) {
         snprintf(err, errlen, "%s: read error", path);
         return false;
@@ -413,15 +420,71 @@ bool config_override(Config *c, const char *arg, char *err, size_t errlen)
         snprintf(err, errlen, "-o %s: %s", arg, why);
         return false;
     }
+    c->source_line[s - settings] = -1;
     return true;
+}
+
+// Of two settings, the one given last: the override, else the later line, else the first.
+static const Setting *given_last(const Config *c, const Setting *a, const Setting *b)
+{
+    int la = c->source_line[a - settings], lb = c->source_line[b - settings];
+    if (la == -1 || lb == -1)
+        return la == -1 ? a : b;
+    return lb > la ? b : a;
+}
+
+// An error about setting s: "FILE:LINE: what", "-o section.key: what", or plain for a default.
+static bool validate_error(const Config *c, const Setting *s, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static bool validate_error(const Config *c, const Setting *s, char *err, size_t errlen, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    int line = c->source_line[s - settings];
+    if (line > 0)
+        snprintf(err, errlen, "%s:%d: %s", c->source_path, line, what);
+    else if (line == -1)
+        snprintf(err, errlen, "-o %s.%s: %s", s->section, s->name, what);
+    else
+        snprintf(err, errlen, "%s", what);
+    return false;
+}
+
+// Two listen addresses that cannot both be bound: the same port on the same host, or on a
+// wildcard address that covers the other. Port 0 (any free port) never clashes.
+static bool listens_clash(const char *x, const char *y)
+{
+    Address a, b;
+    const char *why;
+    if (!address_parse(x, false, &a, &why) || !address_parse(y, false, &b, &why))
+        return false;
+    if (a.port != b.port || a.port == 0)
+        return false;
+    auto wildcard = [](const char *h) {
+        return strcmp(h, "*") == 0 || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || h[0] == '\0';
+    };
+    return strcmp(a.host, b.host) == 0 || wildcard(a.host) || wildcard(b.host);
 }
 
 bool config_validate(const Config *c, char *err, size_t errlen)
 {
-    if (c->redis_username[0] != '\0' && c->redis_password[0] == '\0') {
-        snprintf(err, errlen, "username in [redis] needs a password");
-        return false;
-    }
+    if (c->redis_username[0] != '\0' && c->redis_password[0] == '\0')
+        return validate_error(c, setting_find("redis", "username"), err, errlen,
+                              "username in [redis] needs a password");
+    const Setting *listen = setting_find("proxy", "listen"), *resp_listen = setting_find("proxy", "resp_listen");
+    if (c->resp_listen[0] != '\0' && listens_clash(c->listen, c->resp_listen))
+        return validate_error(c, given_last(c, listen, resp_listen), err, errlen,
+                              "resp_listen in [proxy] (%s) and listen (%s) cannot share a port",
+                              c->resp_listen, c->listen);
+    const Setting *reply = setting_find("redis", "max_reply_size"), *value = setting_find("cache", "max_value_size");
+    if (c->redis_max_reply_size < c->max_value_size)
+        return validate_error(c, given_last(c, reply, value), err, errlen,
+                              "max_reply_size in [redis] (%lld bytes) is smaller than max_value_size in "
+                              "[cache] (%lld bytes): such values could never be read",
+                              (long long)c->redis_max_reply_size, (long long)c->max_value_size);
     return true;
 }
 

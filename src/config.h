@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+static const int CONFIG_MAX_SETTINGS = 64;
+
 struct Config {
     // [proxy]
     char listen[280];
@@ -22,12 +24,18 @@ struct Config {
     int64_t redis_database;
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
+    int64_t redis_max_reply_size;
     // [cache]
     int64_t ttl_ms;
     int64_t capacity;
     int64_t max_value_size;
     // [log]
     int64_t log_level;
+
+    // Where each setting was last set, for the errors that involve two settings: a line of
+    // source_path (> 0), a -o override (-1), or its default (0). Indexed like the settings table.
+    char source_path[256];
+    int source_line[CONFIG_MAX_SETTINGS];
 };
 
 // Every setting at its default.
@@ -39,7 +47,9 @@ bool config_load_file(Config *c, const char *path, char *err, size_t errlen);
 // Applies one "-o section.key=value" override. On error, writes "-o ARG: what" to err.
 bool config_override(Config *c, const char *arg, char *err, size_t errlen);
 
-// Checks what a single row cannot (e.g. addresses). On error, writes what is wrong to err.
+// Checks what involves two settings (username needs password, resp_listen apart from listen,
+// max_reply_size fits a max_value_size value). On error, writes "FILE:LINE: what" to err, for the
+// line of the setting given last (or "-o section.key: what" when an override gave it).
 bool config_validate(const Config *c, char *err, size_t errlen);
 
 // Prints every setting as "section.key = value", secrets masked (for -T).

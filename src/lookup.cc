@@ -48,10 +48,13 @@ static bool is_value_reply(const redisReply *r)
     return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL;
 }
 
+// Also tells the backend: a reply that makes no sense for its command means the connection is
+// out of step, and it is dropped once this callback returns.
 static LookupResult result_bad_reply(Worker *w)
 {
     static const char text[] = "redis sent a reply of the wrong type";
     w->stats->redis_bad_replies++;
+    backend_distrust(w->backend);
     return {LOOKUP_BAD_REPLY, false, NULL, text, sizeof(text) - 1};
 }
 

@@ -20,4 +20,5 @@ struct WorkerStats {
     uint64_t clients_accepted;
     uint64_t clients_open;
     uint64_t redis_connects;    // successful (re)connections to Redis
+    uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies
 };

@@ -104,6 +104,15 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     on_stop_timer(-1, 0, w);
 }
 
+// The Redis connection proved out of step: values read through it may sit under the wrong keys.
+static void forget_cache(void *arg)
+{
+    Worker *w = (Worker *)arg;
+    size_t n = cache_count(w->cache);
+    cache_clear(w->cache);
+    log_warn("worker %d: dropped all %zu cached entries read through that connection", w->id, n);
+}
+
 static void worker_free(Worker *w)
 {
     w->stopping = true;
@@ -157,7 +166,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
         worker_free(&w);
         return 1;
     }
-    w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id);
+    w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id,
+                               forget_cache, &w);
     w.http = http_front_create(&w, setup->http_fd);
     if (setup->resp_fd >= 0 && (w.resp = resp_front_create(&w, setup->resp_fd)) == NULL) {
         log_error("worker %d: cannot set up the RESP front", w.id);

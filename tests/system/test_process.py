@@ -115,6 +115,14 @@ class CommandLineTest(ProxyTestCase):
         self.assertIn("test.ini:3: unknown key 'ttll' in [cache]", out)
         self.assertIn("test failed", out)
 
+    def test_t_catches_errors_between_two_settings_with_file_and_line(self):
+        code, out = self.run_proxy("-t", config="[proxy]\nlisten = 127.0.0.1:7001\nresp_listen = 127.0.0.1:7001\n")
+        self.assertEqual(code, 1)
+        self.assertIn("test.ini:3: resp_listen in [proxy] (127.0.0.1:7001) and listen (127.0.0.1:7001) cannot share a port", out)
+        code, out = self.run_proxy("-t", config="[redis]\nusername = app\n")
+        self.assertEqual(code, 1)
+        self.assertIn("test.ini:2: username in [redis] needs a password", out)
+
     def test_start_refuses_an_invalid_file(self):
         code, out = self.run_proxy(config="[proxy]\nworkers = lots\n")
         self.assertEqual(code, 1)

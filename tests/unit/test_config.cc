@@ -236,11 +236,61 @@ TEST(Config, test_first_error_is_reported)
     STRCMP_CONTAINS("FILE:2:", error().c_str());
 }
 
-TEST(Config, test_username_needs_password)
+TEST(Config, test_username_needs_password_names_its_line)
 {
-    CHECK_TRUE(load("[redis]\nusername = app\n"));
+    CHECK_TRUE(load("[redis]\naddress = 127.0.0.1:6379\nusername = app\n"));
     CHECK_FALSE(config_validate(&config, err, sizeof(err)));
-    STRCMP_EQUAL("username in [redis] needs a password", err);
+    STRCMP_EQUAL("FILE:3: username in [redis] needs a password", error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[redis]\n"));
+    CHECK_TRUE(config_override(&config, "redis.username=app", err, sizeof(err)));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("-o redis.username: username in [redis] needs a password", err);
+}
+
+TEST(Config, test_resp_listen_on_the_listen_port_names_the_later_line)
+{
+    CHECK_TRUE(load("[proxy]\nresp_listen = 127.0.0.1:8080\nlisten = 127.0.0.1:8080\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:3: resp_listen in [proxy] (127.0.0.1:8080) and listen (127.0.0.1:8080) cannot share a port",
+                 error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nlisten = *:8080\nresp_listen = 127.0.0.1:8080\n"));  // a wildcard covers it
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_CONTAINS("FILE:3: resp_listen in [proxy]", error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nlisten = 127.0.0.1:8080\nresp_listen = 127.0.0.2:8080\n"));
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nlisten = 127.0.0.1:0\nresp_listen = 127.0.0.1:0\n"));  // two free ports
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+}
+
+TEST(Config, test_max_reply_size_must_fit_max_value_size)
+{
+    CHECK_TRUE(load("[redis]\nmax_reply_size = 1m\n[cache]\nmax_value_size = 2m\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:4: max_reply_size in [redis] (1048576 bytes) is smaller than max_value_size in [cache] "
+                 "(2097152 bytes): such values could never be read",
+                 error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[cache]\nmax_value_size = 2m\n[redis]\nmax_reply_size = 1m\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_CONTAINS("FILE:4: max_reply_size", error().c_str());
+}
+
+TEST(Config, test_defaults_are_valid)
+{
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+}
+
+TEST(Config, test_nul_byte_is_an_error_not_a_truncation)
+{
+    FILE *f = fopen(path, "w");
+    fwrite("[redis]\npassword = secret\0ignored\n", 1, 34, f);
+    fclose(f);
+    CHECK_FALSE(config_load_file(&config, path, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:2: line contains a NUL byte", error().c_str());
 }
 
 TEST(Config, test_override)
