@@ -1,5 +1,6 @@
 # redis-proxy: `make` builds, `make run` runs on conf/proxy.ini, `make check` runs every test.
 # SANITIZE=1 builds everything with AddressSanitizer and UBSan (into build-asan/).
+# `make fuzz` runs each libFuzzer target for FUZZ_SECONDS (into build-fuzz/).
 
 CXX      ?= g++
 PKGS     := libevent hiredis inih
@@ -29,7 +30,9 @@ UNIT_OBJ := $(UNIT_SRC:tests/unit/%.cc=$(BUILD)/unit/%.o)
 
 BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
-.PHONY: all run check unit system deps bench bench-deps install-packages clean
+.SECONDEXPANSION:
+
+.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -108,7 +111,39 @@ bench: bench-deps
 	$(MAKE) all $(BUILD)/bench/evhttp_bare $(BUILD)/bench/paced_client
 	BUILD_DIR=$(abspath $(BUILD)) python3 bench/bench.py
 
+# Fuzzing (never part of check): libFuzzer with ASan and UBSan, clang from Debian. Each target
+# runs FUZZ_SECONDS on a working corpus in build-fuzz/ seeded from tests/fuzz/corpus/; a crash
+# leaves its input as build-fuzz/TARGET-crash-*, to be turned into a unit test.
+FUZZ_PKGS    := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
+FUZZ_CXX     := clang++
+FUZZ_FLAGS   := -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_TARGETS := resp_parser key_decode config
+FUZZ_SRC_resp_parser := src/resp_parser.cc
+FUZZ_SRC_key_decode  := src/key_decode.cc
+FUZZ_SRC_config      := src/config.cc src/address.cc src/log.cc
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.cc $$(FUZZ_SRC_$$*)
+	@mkdir -p build-fuzz
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(FUZZ_PKGS)"
+
+fuzz: fuzz-deps
+	$(MAKE) $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build-fuzz/corpus/$$t; \
+		dict=; [ -f tests/fuzz/$${t%%_*}.dict ] && dict=-dict=tests/fuzz/$${t%%_*}.dict; \
+		echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
+			-artifact_prefix=build-fuzz/$$t- build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+			2>build-fuzz/$$t.log || { tail -40 build-fuzz/$$t.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|cov:" build-fuzz/$$t.log | tail -2; \
+	done
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
