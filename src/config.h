@@ -16,6 +16,7 @@ struct Config {
     int64_t workers;  // 0 = auto (one per CPU)
     int64_t max_clients;
     int64_t client_timeout_ms;
+    int64_t request_timeout_ms;
     int64_t max_key_size;
     // [redis]
     char redis_address[280];

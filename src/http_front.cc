@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>  // a request's HTTP version, which 2.1 has no getter for
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <stdio.h>
@@ -18,6 +19,17 @@
 #include "lookup.h"
 #include "worker.h"
 
+// What the front keeps per connection, beside evhttp's own state.
+struct HttpClient {
+    HttpFront *front;
+    evhttp_connection *evcon;
+    bufferevent *bev;
+    int fd;
+    evbuffer_cb_entry *input_watch;  // on the connection's input: a request has begun
+    event *deadline;                 // request_timeout, from a request's first byte
+    bool busy;                       // a request of this connection is being answered
+};
+
 struct HttpFront {
     Worker *worker;
     evhttp *http;
@@ -25,11 +37,96 @@ struct HttpFront {
     event *adopt_event;      // runs right after accept, see on_new_connection
     bufferevent **fresh;     // accepted connections not yet adopted
     size_t fresh_len, fresh_cap;
+    HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
+    size_t by_fd_cap;
+    const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
+
+static HttpClient *client_of(HttpFront *h, evhttp_connection *evcon)
+{
+    if (evcon == NULL)
+        return NULL;  // the client went away; evhttp detached the request
+    bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    int fd = bufferevent_getfd(bev);
+    HttpClient *c = fd >= 0 && (size_t)fd < h->by_fd_cap ? h->by_fd[fd] : NULL;
+    return c != NULL && c->evcon == evcon ? c : NULL;
+}
+
+// The deadline for a whole request (request line, headers and body) runs from its first byte,
+// not from the last byte seen as client_timeout does: a client trickling a byte a second must
+// not hold a connection slot for ever. Between requests, client_timeout alone applies.
+static void arm_deadline(HttpClient *c)
+{
+    event_add(c->deadline, c->front->request_timeout);
+}
+
+static void on_input(evbuffer *, const evbuffer_cb_info *info, void *arg)
+{
+    HttpClient *c = (HttpClient *)arg;
+    if (info->n_added > 0 && !c->busy && !event_pending(c->deadline, EV_TIMEOUT, NULL))
+        arm_deadline(c);
+}
+
+static void on_deadline(evutil_socket_t, short, void *arg)
+{
+    HttpClient *c = (HttpClient *)arg;
+    if (c->busy)
+        return;  // its request is complete and being answered
+    log_debug("worker %d: HTTP client sent no complete request within request_timeout; closing",
+              c->front->worker->id);
+    evhttp_connection_free(c->evcon);  // no request of ours is on it; on_connection_closed frees c
+}
 
 static void on_connection_closed(evhttp_connection *, void *arg)
 {
-    worker_client_closed(((HttpFront *)arg)->worker);
+    HttpClient *c = (HttpClient *)arg;
+    HttpFront *h = c->front;
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_watch);
+    event_free(c->deadline);
+    if ((size_t)c->fd < h->by_fd_cap && h->by_fd[c->fd] == c)
+        h->by_fd[c->fd] = NULL;
+    free(c);
+    worker_client_closed(h->worker);
+}
+
+static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evcon)
+{
+    int fd = bufferevent_getfd(bev);
+    if (fd < 0)
+        return false;
+    if ((size_t)fd >= h->by_fd_cap) {
+        size_t cap = h->by_fd_cap ? h->by_fd_cap : 1024;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        HttpClient **by_fd = (HttpClient **)realloc(h->by_fd, cap * sizeof(*by_fd));
+        if (by_fd == NULL)
+            return false;
+        memset(by_fd + h->by_fd_cap, 0, (cap - h->by_fd_cap) * sizeof(*by_fd));
+        h->by_fd = by_fd;
+        h->by_fd_cap = cap;
+    }
+    HttpClient *c = (HttpClient *)calloc(1, sizeof(HttpClient));
+    if (c == NULL)
+        return false;
+    c->front = h;
+    c->evcon = evcon;
+    c->bev = bev;
+    c->fd = fd;
+    c->deadline = evtimer_new(h->worker->base, on_deadline, c);
+    c->input_watch = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
+    if (c->deadline == NULL || c->input_watch == NULL) {
+        if (c->deadline)
+            event_free(c->deadline);
+        if (c->input_watch)
+            evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->input_watch);
+        free(c);
+        return false;
+    }
+    h->by_fd[fd] = c;
+    evhttp_connection_set_closecb(evcon, on_connection_closed, c);
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        arm_deadline(c);
+    return true;
 }
 
 // libevent 2.1 has no evhttp_set_max_connections (2.2) and no hook on a new evhttp_connection.
@@ -68,23 +165,42 @@ static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
         bufferevent_data_cb readcb = NULL;
         void *cbarg = NULL;
         bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
-        if (readcb != NULL && cbarg != NULL)
-            evhttp_connection_set_closecb((evhttp_connection *)cbarg, on_connection_closed, h);
-        else
+        if (readcb == NULL || cbarg == NULL)
             worker_client_closed(h->worker);  // evhttp already freed it (setcb NULL on free)
+        else if (!track_client(h, bev, (evhttp_connection *)cbarg))
+            evhttp_connection_free((evhttp_connection *)cbarg);  // out of memory: the close counts it
         bufferevent_decref(bev);
     }
     h->fresh_len = 0;
 }
 
-// libevent calls a listener's error callback with the listener's user data, which
-// evhttp_bind_listener has made its own evhttp; it cannot carry ours. A worker process has exactly
-// one HTTP front, so the callback finds it here.
-static HttpFront *accept_error_front;
+// A worker process has exactly one HTTP front, found here by the two callbacks that libevent
+// gives no room for it: the listener's error callback gets the listener's user data, which
+// evhttp_bind_listener has made its own evhttp; and an answer finishing after a Redis round
+// trip has only its request to go by.
+static HttpFront *process_front;
 
 static void on_accept_error(evconnlistener *, void *)
 {
-    worker_pause_accepting(accept_error_front->worker, "HTTP", EVUTIL_SOCKET_ERROR());
+    worker_pause_accepting(process_front->worker, "HTTP", EVUTIL_SOCKET_ERROR());
+}
+
+// Every answer leaves through here. evhttp 2.1 turns reading back on while it writes a reply,
+// to notice a client that goes away; but a client that only half-closed (sent its last
+// requests, then FIN) is then failed on that EOF, its reply unsent and any pipelined requests
+// behind it dropped. Reading stays off until the reply is written: evhttp turns it on again
+// for the next request, which finds the rest of the input, and the EOF only after that.
+static void send_reply(evhttp_request *req, int code, const char *reason)
+{
+    evhttp_connection *evcon = evhttp_request_get_connection(req);
+    HttpClient *c = evcon ? client_of(process_front, evcon) : NULL;
+    evhttp_send_reply(req, code, reason, NULL);
+    if (c == NULL)
+        return;
+    bufferevent_disable(c->bev, EV_READ);
+    c->busy = false;
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        arm_deadline(c);  // the next request has begun already (pipelined)
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
@@ -98,7 +214,7 @@ static void reply_text(evhttp_request *req, int code, const char *reason, const 
     } else {
         evbuffer_add(evhttp_request_get_output_buffer(req), text, len);
     }
-    evhttp_send_reply(req, code, reason, NULL);
+    send_reply(req, code, reason);
 }
 
 static void reply_error(evhttp_request *req, int code, const char *reason, const char *text)
@@ -158,7 +274,66 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     } else {
         lookup_add_value(evhttp_request_get_output_buffer(req), r);
     }
-    evhttp_send_reply(req, 200, "OK", NULL);
+    send_reply(req, 200, "OK");
+}
+
+// A 400 that also closes the connection: what follows this request on it cannot be trusted.
+static void refuse(Worker *w, evhttp_request *req, int code, const char *reason, const char *text)
+{
+    w->stats->bad_requests++;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    reply_error(req, code, reason, text);
+}
+
+// What evhttp 2.1 accepts but must not be served:
+//  - a version it parsed with sscanf (so "HTTP/-1.-1" passes, and would be echoed in our status
+//    line): only 1.0 and 1.x are served, 1.2 and above are answered as 1.1 (RFC 9110 2.5);
+//  - request framing it reads differently from a proxy in front of us (request smuggling):
+//    conflicting Content-Length headers (it reads the first); a Transfer-Encoding other than
+//    one plain "chunked" (it ignores any other and falls back on Content-Length), or one beside
+//    a Content-Length; and any body on a HEAD or TRACE, whose framing it ignores altogether (the
+//    body would be read as the next request). Such a request's body may end elsewhere than
+//    evhttp thought, so the connection is closed after the 400.
+static bool refuse_malformed(Worker *w, evhttp_request *req)
+{
+    if (req->major != 1 || req->minor < 0) {
+        bool ancient = req->major == 0 && req->minor >= 9;
+        req->major = 1;  // the version our answer's status line carries
+        req->minor = 1;
+        if (ancient)
+            refuse(w, req, 505, "HTTP Version Not Supported", "only HTTP/1.x is supported\n");
+        else
+            refuse(w, req, 400, "Bad Request", "malformed HTTP version\n");
+        return true;
+    }
+    if (req->minor > 1)
+        req->minor = 1;
+    const char *length = NULL;
+    int lengths = 0, encodings = 0;
+    bool chunked = false;
+    for (const evkeyval *h = evhttp_request_get_input_headers(req)->tqh_first; h != NULL; h = h->next.tqe_next) {
+        if (strcasecmp(h->key, "Content-Length") == 0) {
+            if (lengths++ > 0 && strcmp(h->value, length) != 0) {
+                refuse(w, req, 400, "Bad Request", "conflicting Content-Length headers\n");
+                return true;
+            }
+            length = h->value;
+        } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+            encodings++;
+            chunked = strcasecmp(h->value, "chunked") == 0;
+        }
+    }
+    if (encodings > 1 || (encodings == 1 && (!chunked || lengths > 0))) {
+        refuse(w, req, 400, "Bad Request", "unsupported Transfer-Encoding\n");
+        return true;
+    }
+    evhttp_cmd_type method = evhttp_request_get_command(req);
+    bool bodiless = method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_TRACE;
+    if (bodiless && (encodings > 0 || (length != NULL && strcmp(length, "0") != 0))) {
+        refuse(w, req, 400, "Bad Request", "a HEAD request carries no body\n");
+        return true;
+    }
+    return false;
 }
 
 // Every request gets exactly one evhttp_send_reply, possibly from a later Redis reply. If the
@@ -169,6 +344,13 @@ static void on_request(evhttp_request *req, void *arg)
     HttpFront *h = (HttpFront *)arg;
     Worker *w = h->worker;
     w->stats->requests++;
+    HttpClient *c = client_of(h, evhttp_request_get_connection(req));
+    if (c != NULL) {
+        event_del(c->deadline);  // complete: the request is in
+        c->busy = true;
+    }
+    if (refuse_malformed(w, req))
+        return;
     evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         w->stats->bad_requests++;
@@ -230,13 +412,20 @@ HttpFront *http_front_create(Worker *w, int listen_fd)
     // 413 past this. GETs carry no body.
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)(3 * c->max_key_size + 16 * 1024));
     evhttp_set_max_body_size(h->http, 64 * 1024);
+    struct timeval deadline = {(time_t)(c->request_timeout_ms / 1000),
+                               (suseconds_t)(c->request_timeout_ms % 1000) * 1000};
+    h->request_timeout = event_base_init_common_timeout(w->base, &deadline);
+    if (h->request_timeout == NULL) {
+        http_front_destroy(h);
+        return NULL;
+    }
     evhttp_set_gencb(h->http, on_request, h);
     evhttp_set_bevcb(h->http, on_new_connection, h);
     if (evhttp_bind_listener(h->http, h->listener) == NULL) {
         http_front_destroy(h);
         return NULL;
     }
-    accept_error_front = h;
+    process_front = h;
     evconnlistener_set_error_cb(h->listener, on_accept_error);
     return h;
 }
@@ -245,8 +434,8 @@ void http_front_destroy(HttpFront *h)
 {
     if (h == NULL)
         return;
-    if (accept_error_front == h)
-        accept_error_front = NULL;
+    if (process_front == h)
+        process_front = NULL;
     if (h->http)
         evhttp_free(h->http);  // frees the bound listener too; the socket itself is the master's
     else if (h->listener)
@@ -256,6 +445,7 @@ void http_front_destroy(HttpFront *h)
         event_free(h->adopt_event);
     }
     free(h->fresh);
+    free(h->by_fd);
     free(h);
 }
 

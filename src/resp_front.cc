@@ -36,6 +36,7 @@ struct RespClient {
     int fd;
     uint64_t id;
     event *read_event, *write_event;
+    event *deadline_event;  // request_timeout: a command begun must be complete by then
     char *in;  // unparsed input; the parser works on it in place
     size_t in_len, in_cap;
     RespParser parser;
@@ -50,6 +51,7 @@ struct RespFront {
     Worker *worker;
     evconnlistener *listener;
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
+    const struct timeval *request_timeout;  // likewise
     RespClient *clients;
     ReplySlotPool slots;
     LookupKey *keys;  // scratch for MGET
@@ -465,6 +467,7 @@ static void client_close(RespClient *c)
         c->next->prev = c->prev;
     event_free(c->read_event);
     event_free(c->write_event);
+    event_free(c->deadline_event);
     close(c->fd);
     evbuffer_free(c->replies.out);
     resp_parser_free(&c->parser);
@@ -513,10 +516,13 @@ static void process_input(RespClient *c)
 {
     c->processing = true;
     size_t at = 0;
+    bool partial = false;  // the input ends inside a command
     while (may_read(c) && at < c->in_len) {
         RespParseStatus status = resp_parse(&c->parser, c->in + at, c->in_len - at);
-        if (status == RESP_INCOMPLETE)
+        if (status == RESP_INCOMPLETE) {
+            partial = true;
             break;
+        }
         if (status == RESP_ERROR) {
             answer_protocol_error(c, c->parser.error);
             at = c->in_len;
@@ -530,6 +536,14 @@ static void process_input(RespClient *c)
         memmove(c->in, c->in + at, c->in_len - at);
         c->in_len -= at;
     }
+    // The deadline runs from a command's first byte to its last (client_timeout only sees
+    // silence, and a client trickling a byte a second is never silent). Restarted when a command
+    // completes and the next one has begun; off while no command is under way, or while the
+    // proxy itself holds the input back (backpressure: not the client's doing).
+    if (!partial)
+        event_del(c->deadline_event);
+    else if (at > 0 || !event_pending(c->deadline_event, EV_TIMEOUT, NULL))
+        event_add(c->deadline_event, c->front->request_timeout);
     if (c->in_len == 0 && c->in_cap > 64 * 1024) {  // let a one-off huge command's memory go
         free(c->in);
         c->in = NULL;
@@ -540,6 +554,14 @@ static void process_input(RespClient *c)
 }
 
 static void on_writable(evutil_socket_t fd, short, void *arg);
+
+static void on_deadline(evutil_socket_t, short, void *arg)
+{
+    RespClient *c = (RespClient *)arg;
+    log_debug("worker %d: RESP client %llu sent no complete command within request_timeout, closing",
+              c->front->worker->id, (unsigned long long)c->id);
+    client_close(c);
+}
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -633,13 +655,16 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, i
     c->replies.owner = c;
     c->read_event = event_new(f->worker->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_event = event_new(f->worker->base, fd, EV_WRITE, on_writable, c);
-    if (c->replies.out == NULL || c->read_event == NULL || c->write_event == NULL) {
+    c->deadline_event = evtimer_new(f->worker->base, on_deadline, c);
+    if (c->replies.out == NULL || c->read_event == NULL || c->write_event == NULL || c->deadline_event == NULL) {
         if (c->replies.out)
             evbuffer_free(c->replies.out);
         if (c->read_event)
             event_free(c->read_event);
         if (c->write_event)
             event_free(c->write_event);
+        if (c->deadline_event)
+            event_free(c->deadline_event);
         close(fd);
         free(c);
         return;
@@ -669,9 +694,12 @@ RespFront *resp_front_create(Worker *w, int listen_fd)
     struct timeval idle = {(time_t)(w->config->client_timeout_ms / 1000),
                            (suseconds_t)(w->config->client_timeout_ms % 1000) * 1000};
     f->idle_timeout = event_base_init_common_timeout(w->base, &idle);
+    struct timeval deadline = {(time_t)(w->config->request_timeout_ms / 1000),
+                               (suseconds_t)(w->config->request_timeout_ms % 1000) * 1000};
+    f->request_timeout = event_base_init_common_timeout(w->base, &deadline);
     // backlog 0: the master has already called listen(2) on this socket.
     f->listener = evconnlistener_new(w->base, on_accept, f, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (f->idle_timeout == NULL || f->listener == NULL) {
+    if (f->idle_timeout == NULL || f->request_timeout == NULL || f->listener == NULL) {
         resp_front_destroy(f);
         return NULL;
     }

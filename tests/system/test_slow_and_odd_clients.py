@@ -1,0 +1,183 @@
+"""Clients that trickle, half-close, or send requests evhttp would read differently from a proxy
+in front of us: none may hold a connection slot for ever, lose answers, or smuggle a request."""
+import socket
+import threading
+import time
+
+from harness import ProxyTestCase, wait_until
+
+
+def read_until_closed(sock, limit=10.0):
+    """Everything the proxy sends until it closes the connection (fails after `limit` seconds)."""
+    sock.settimeout(limit)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+class Trickler:
+    """Connections that each send one more byte of a never-ending request every 50 ms."""
+
+    def __init__(self, port, count, prefix):
+        self.socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+        self.prefix = prefix
+        self.closed_at = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+        self.thread.start()
+
+    def _run(self):
+        i = 0
+        while not self.stop.is_set():
+            byte = self.prefix[i:i + 1] if i < len(self.prefix) else b"x"
+            for n, s in enumerate(self.socks):
+                if n in self.closed_at:
+                    continue
+                try:
+                    s.sendall(byte)
+                except OSError:
+                    self.closed_at[n] = time.monotonic() - self.started
+            i += 1
+            self.stop.wait(0.05)
+
+    def all_closed_by_proxy(self):
+        for n, s in enumerate(self.socks):
+            if n in self.closed_at:
+                continue
+            s.setblocking(False)
+            try:
+                if s.recv(65536) == b"":
+                    self.closed_at[n] = time.monotonic() - self.started
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.closed_at[n] = time.monotonic() - self.started
+        return len(self.closed_at) == len(self.socks)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
+class RequestTimeoutTest(ProxyTestCase):
+    def trickle(self, port, count, prefix):
+        t = Trickler(port, count, prefix)
+        self.addCleanup(t.close)
+        return t
+
+    def test_trickling_http_clients_do_not_hold_max_clients(self):
+        # Once: 220 clients sending a header byte a second held max_clients = 200 for ever.
+        proxy = self.start_proxy(proxy={"max_clients": "4", "request_timeout": "1s", "client_timeout": "60s"})
+        self.redis("SET", "k", "v")
+        t = self.trickle(proxy.port, 6, b"GET /k HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started = time.monotonic()
+        self.assertEqual(proxy.get("k").status, 200)  # waits in the backlog until slots free up
+        self.assertLess(time.monotonic() - started, 5)
+        wait_until(t.all_closed_by_proxy, timeout=6, what="the proxy closing every trickler")
+        self.assertTrue(all(at >= 0.9 for at in t.closed_at.values()), t.closed_at)
+
+    def test_trickling_resp_client_is_closed_at_request_timeout(self):
+        proxy = self.start_proxy(resp=True, proxy={"request_timeout": "1s"})
+        t = self.trickle(proxy.resp_port, 2, b"*2\r\n$3\r\nGET\r\n$100\r\n")
+        wait_until(t.all_closed_by_proxy, timeout=5, what="the proxy closing the RESP tricklers")
+        self.assertTrue(all(0.9 <= at < 4 for at in t.closed_at.values()), t.closed_at)
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        self.assertEqual(c("PING"), b"PONG")
+
+    def test_steady_resp_client_whose_reads_end_mid_command_is_not_cut(self):
+        # Every read ends inside a command, but each command completes well within the deadline:
+        # the deadline restarts with each command, so the client is never cut.
+        proxy = self.start_proxy(resp=True, proxy={"request_timeout": "500ms"})
+        self.redis("SET", "k", "v")
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        command = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        sent = 0
+        deadline = time.monotonic() + 2
+        c.send_raw(command[:10])
+        while time.monotonic() < deadline:
+            time.sleep(0.1)  # the pace of this client, not a wait for the proxy
+            c.send_raw(command[10:] + command[:10])
+            sent += 1
+        c.send_raw(command[10:])
+        sent += 1
+        self.assertEqual([c.read_reply() for _ in range(sent)], [b"v"] * sent)
+
+    def test_idle_keep_alive_connection_is_governed_by_client_timeout_only(self):
+        proxy = self.start_proxy(proxy={"request_timeout": "300ms", "client_timeout": "30s"})
+        self.redis("SET", "k", "v")
+        conn = proxy.connection()
+        self.addCleanup(conn.close)
+        self.assertEqual(proxy.get("k", conn).status, 200)
+        time.sleep(0.8)  # idle between requests, longer than request_timeout: the behaviour under test
+        self.assertEqual(proxy.get("k", conn).status, 200)
+
+
+class HttpFramingTest(ProxyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+
+    def raw(self, request):
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)
+            return read_until_closed(s)
+
+    def test_half_close_after_pipelined_requests_answers_every_one(self):
+        # Once: 50 pipelined requests then a FIN got 48 of 50 hits and 1 of 50 misses answered.
+        for i in range(25):
+            self.redis("SET", "hit%d" % i, "H%d" % i)
+            self.redis("SET", "miss%d" % i, "M%d" % i)
+            self.assertEqual(self.proxy.get("hit%d" % i).status, 200)
+        for name in ("hit", "miss"):
+            request = b"".join(b"GET /%s%d HTTP/1.1\r\nHost: x\r\n\r\n" % (name.encode(), i) for i in range(25))
+            data = self.raw(request * 2)
+            self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 50, (name, data[-300:]))
+
+    def test_conflicting_content_lengths_are_refused_and_the_connection_closed(self):
+        data = self.raw(b"GET /k HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 30\r\n\r\n"
+                        b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
+        self.assertIn(b"conflicting Content-Length", data)
+        self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)  # nothing after it was read as a request
+
+    def test_transfer_encoding_evhttp_does_not_honour_is_refused(self):
+        for te in (b"gzip, chunked", b"chunked, identity", b"identity"):
+            data = self.raw(b"GET /k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\nContent-Length: 0\r\n\r\n"
+                            b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n" % te)
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), (te, data))
+            self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+        data = self.raw(b"GET /k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
+        # evhttp ignores a HEAD's body framing: the body would be read as the next request
+        data = self.raw(b"HEAD /k HTTP/1.1\r\nHost: x\r\nContent-Length: 35\r\n\r\n"
+                        b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
+        self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+        # a GET's body is read as a body, never as a request
+        data = self.raw(b"GET /k HTTP/1.1\r\nHost: x\r\nContent-Length: 35\r\n\r\n"
+                        b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+        # a plain chunked body, empty, is honoured by evhttp and served
+        data = self.raw(b"GET /k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+
+    def test_a_nonsense_version_is_refused_not_echoed(self):
+        data = self.raw(b"GET /k HTTP/-1.-1\r\nHost: x\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
+        self.assertNotIn(b"HTTP/-1", data)
+        data = self.raw(b"GET /k HTTP/0.9\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 505 "), data)
+        data = self.raw(b"GET /k HTTP/1.7\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        self.assertEqual(self.proxy.get("k").status, 200)
