@@ -188,21 +188,26 @@ static void want_write(Backend *b)
 }
 
 // RESP multibulk, the form Redis reads fastest: *argc, then $len and the bytes of each argument.
-// Small commands (every GET) are assembled on the stack and added to the buffer in one piece.
+// The whole size is reserved first, so a command is added whole or not at all (out of memory);
+// small commands (every GET) are assembled on the stack and added in one piece.
 static bool append_command(evbuffer *out, int argc, const char **argv, const size_t *lens)
 {
+    size_t total = RESP_HEADER_MAX;
+    for (int i = 0; i < argc; i++)
+        total += RESP_HEADER_MAX + lens[i] + 2;
+    if (evbuffer_expand(out, total) != 0)
+        return false;
     char buf[512];
     size_t at = resp_format_header(buf, '*', argc);
     for (int i = 0; i < argc; i++) {
         if (sizeof(buf) - at < RESP_HEADER_MAX + lens[i] + 2) {
-            if (evbuffer_add(out, buf, at) != 0)
-                return false;
+            evbuffer_add(out, buf, at);
             at = 0;
         }
         at += resp_format_header(buf + at, '$', (long long)lens[i]);
         if (sizeof(buf) - at < lens[i] + 2) {
-            if (evbuffer_add(out, buf, at) != 0 || evbuffer_add(out, argv[i], lens[i]) != 0)
-                return false;
+            evbuffer_add(out, buf, at);
+            evbuffer_add(out, argv[i], lens[i]);
             at = 0;
         } else {
             memcpy(buf + at, argv[i], lens[i]);
@@ -211,7 +216,8 @@ static bool append_command(evbuffer *out, int argc, const char **argv, const siz
         buf[at++] = '\r';
         buf[at++] = '\n';
     }
-    return evbuffer_add(out, buf, at) == 0;
+    evbuffer_add(out, buf, at);
+    return true;
 }
 
 static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, const char **argv,
@@ -229,19 +235,8 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
         b->ring_cap = cap;
         b->ring_head = 0;
     }
-    size_t before = evbuffer_get_length(b->out);
-    if (!append_command(b->out, argc, argv, lens)) {
-        // Take back a partly added command: the stream must stay whole.
-        evbuffer *rest = evbuffer_new();
-        if (rest == NULL || evbuffer_remove_buffer(b->out, rest, before) != (int)before) {
-            evbuffer_free(rest);
-            return false;  // out of memory twice over; the next write may fail the connection
-        }
-        evbuffer_drain(b->out, evbuffer_get_length(b->out));
-        evbuffer_add_buffer(b->out, rest);
-        evbuffer_free(rest);
+    if (!append_command(b->out, argc, argv, lens))
         return false;
-    }
     uint64_t timeout = (uint64_t)b->config->command_timeout_ms;
     PendingCommand *cmd = &b->ring[(b->ring_head + b->ring_len) & (b->ring_cap - 1)];
     cmd->deadline_ms = monotonic_ms() + timeout;
