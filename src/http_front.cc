@@ -19,14 +19,25 @@
 #include "lookup.h"
 #include "worker.h"
 
-// What the front keeps per connection, beside evhttp's own state.
+// What the front keeps per connection, beside evhttp's own state: the request deadline.
+//
+// The deadline for a whole request (request line, headers and body) runs from its first byte,
+// not from the last byte seen as client_timeout does: a client trickling a byte a second must
+// not hold a connection slot for ever. Between requests, client_timeout alone applies. Kept off
+// the hot path: a watch on the connection's input exists only while the connection waits for
+// a request's first byte (an evbuffer callback runs on every change evhttp makes to the buffer,
+// a dozen per request); it arms the timer and goes. The timer is not touched per request: when
+// it fires it looks whether a request was completed since it was armed, and if so either arms
+// again (more is under way) or goes back to watching (the connection is idle).
 struct HttpClient {
     HttpFront *front;
     evhttp_connection *evcon;
     bufferevent *bev;
     int fd;
-    evbuffer_cb_entry *input_watch;  // on the connection's input: a request has begun
-    event *deadline;                 // request_timeout, from a request's first byte
+    evbuffer_cb_entry *input_watch;  // while waiting for a request's first byte, else NULL
+    event *deadline;                 // request_timeout
+    uint32_t requests;               // complete requests received on this connection
+    uint32_t requests_at_arm;
     bool busy;                       // a request of this connection is being answered
 };
 
@@ -52,36 +63,59 @@ static HttpClient *client_of(HttpFront *h, evhttp_connection *evcon)
     return c != NULL && c->evcon == evcon ? c : NULL;
 }
 
-// The deadline for a whole request (request line, headers and body) runs from its first byte,
-// not from the last byte seen as client_timeout does: a client trickling a byte a second must
-// not hold a connection slot for ever. Between requests, client_timeout alone applies.
 static void arm_deadline(HttpClient *c)
 {
+    c->requests_at_arm = c->requests;
     event_add(c->deadline, c->front->request_timeout);
+}
+
+static void on_input(evbuffer *input, const evbuffer_cb_info *info, void *arg);
+
+static void watch_input(HttpClient *c)
+{
+    if (c->input_watch == NULL)
+        c->input_watch = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input, c);
+}
+
+static void unwatch_input(HttpClient *c)
+{
+    if (c->input_watch != NULL)
+        evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_watch);
+    c->input_watch = NULL;
 }
 
 static void on_input(evbuffer *, const evbuffer_cb_info *info, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
-    if (info->n_added > 0 && !c->busy && !event_pending(c->deadline, EV_TIMEOUT, NULL))
+    if (info->n_added > 0) {  // the first byte of a request
+        unwatch_input(c);
         arm_deadline(c);
+    }
 }
 
 static void on_deadline(evutil_socket_t, short, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
-    if (c->busy)
-        return;  // its request is complete and being answered
+    if (c->busy || c->requests != c->requests_at_arm) {  // progress since it was armed
+        if (c->busy || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            arm_deadline(c);  // more is under way: a fresh window for it
+        else
+            watch_input(c);   // idle: the next request's first byte arms it
+        return;
+    }
     log_debug("worker %d: HTTP client sent no complete request within request_timeout; closing",
               c->front->worker->id);
     evhttp_connection_free(c->evcon);  // no request of ours is on it; on_connection_closed frees c
 }
 
+// Called by evhttp once a reply is written in full.
+static void on_reply_written(evhttp_request *, void *arg) { ((HttpClient *)arg)->busy = false; }
+
 static void on_connection_closed(evhttp_connection *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     HttpFront *h = c->front;
-    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_watch);
+    unwatch_input(c);
     event_free(c->deadline);
     if ((size_t)c->fd < h->by_fd_cap && h->by_fd[c->fd] == c)
         h->by_fd[c->fd] = NULL;
@@ -113,19 +147,21 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
     c->bev = bev;
     c->fd = fd;
     c->deadline = evtimer_new(h->worker->base, on_deadline, c);
-    c->input_watch = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
-    if (c->deadline == NULL || c->input_watch == NULL) {
-        if (c->deadline)
-            event_free(c->deadline);
-        if (c->input_watch)
-            evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->input_watch);
+    if (c->deadline == NULL) {
+        free(c);
+        return false;
+    }
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        arm_deadline(c);
+    else
+        watch_input(c);
+    if (c->input_watch == NULL && !event_pending(c->deadline, EV_TIMEOUT, NULL)) {
+        event_free(c->deadline);
         free(c);
         return false;
     }
     h->by_fd[fd] = c;
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
-    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-        arm_deadline(c);
     return true;
 }
 
@@ -193,14 +229,9 @@ static void on_accept_error(evconnlistener *, void *)
 static void send_reply(evhttp_request *req, int code, const char *reason)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);
-    HttpClient *c = evcon ? client_of(process_front, evcon) : NULL;
     evhttp_send_reply(req, code, reason, NULL);
-    if (c == NULL)
-        return;
-    bufferevent_disable(c->bev, EV_READ);
-    c->busy = false;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        arm_deadline(c);  // the next request has begun already (pipelined)
+    if (evcon != NULL)
+        bufferevent_disable(evhttp_connection_get_bufferevent(evcon), EV_READ);
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
@@ -346,8 +377,9 @@ static void on_request(evhttp_request *req, void *arg)
     w->stats->requests++;
     HttpClient *c = client_of(h, evhttp_request_get_connection(req));
     if (c != NULL) {
-        event_del(c->deadline);  // complete: the request is in
+        c->requests++;  // the deadline sees it when it fires
         c->busy = true;
+        evhttp_request_set_on_complete_cb(req, on_reply_written, c);
     }
     if (refuse_malformed(w, req))
         return;
