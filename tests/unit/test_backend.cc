@@ -1,0 +1,261 @@
+// The backend against a peer the test plays by hand over a unix socket: the replies it gets,
+// the order they come in, and when the connection can no longer be trusted.
+#include <CppUTest/TestHarness.h>
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "backend.h"
+#include "config.h"
+#include "log.h"
+
+struct Answer {
+    int calls = 0;
+    BackendFailure failure = BACKEND_OK;
+    std::string value;
+    bool distrust = false;  // the callback finds the reply nonsensical
+    Backend *backend = nullptr;
+};
+
+static void on_answer(void *arg, redisReply *reply, BackendFailure failure)
+{
+    Answer *a = (Answer *)arg;
+    a->calls++;
+    a->failure = failure;
+    if (reply != nullptr && reply->type == REDIS_REPLY_STRING)
+        a->value.assign(reply->str, reply->len);
+    if (reply != nullptr && a->distrust)
+        backend_distrust(a->backend);
+}
+
+static int untrusted_calls;
+static void on_untrusted(void *) { untrusted_calls++; }
+
+TEST_GROUP(Backend)
+{
+    Config config;
+    event_base *base;
+    WorkerStats stats;
+    char path[108];
+    int listener = -1, peer = -1;
+    Backend *backend = nullptr;
+
+    void setup() override
+    {
+        log_set_level(-1);
+        config_defaults(&config);
+        base = event_base_new();
+        memset(&stats, 0, sizeof(stats));
+        untrusted_calls = 0;
+        snprintf(path, sizeof(path), "/tmp/test_backend_%d.sock", (int)getpid());
+        unlink(path);
+        listener = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sun;
+        memset(&sun, 0, sizeof(sun));
+        sun.sun_family = AF_UNIX;
+        strcpy(sun.sun_path, path);
+        CHECK(bind(listener, (struct sockaddr *)&sun, sizeof(sun)) == 0);
+        CHECK(listen(listener, 4) == 0);
+    }
+
+    void teardown() override
+    {
+        backend_destroy(backend);
+        if (peer >= 0)
+            close(peer);
+        close(listener);
+        unlink(path);
+        event_base_free(base);
+        log_set_level(2);
+    }
+
+    void start()
+    {
+        BackendTarget target;
+        char err[256];
+        std::string address = std::string("unix:") + path;
+        CHECK(backend_target_resolve(address.c_str(), &target, err, sizeof(err)));
+        backend = backend_create(base, &config, &target, &stats, 42, on_untrusted, nullptr);
+        CHECK(backend != nullptr);
+        peer = accept(listener, nullptr, nullptr);
+        CHECK(peer >= 0);
+        run_until([&] { return backend_ready(backend); });
+    }
+
+    template <typename F> void run_until(F done)
+    {
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (!done()) {
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            CHECK_TEXT(now.tv_sec - start.tv_sec < 5, "timed out");
+            usleep(100);
+        }
+    }
+
+    // What the backend wrote to the peer so far, once it has written `expect` bytes.
+    std::string peer_reads(size_t expect)
+    {
+        std::string got;
+        run_until([&] {
+            char buf[4096];
+            ssize_t n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n > 0)
+                got.append(buf, (size_t)n);
+            return got.size() >= expect;
+        });
+        return got;
+    }
+
+    void peer_writes(const std::string &bytes) { CHECK(write(peer, bytes.data(), bytes.size()) == (ssize_t)bytes.size()); }
+
+    bool peer_sees_close()
+    {
+        char c;
+        return recv(peer, &c, 1, MSG_DONTWAIT) == 0;
+    }
+};
+
+TEST(Backend, test_get_is_sent_as_multibulk_and_its_reply_delivered)
+{
+    start();
+    Answer a;
+    CHECK(backend_get(backend, "k\r\n", 3, on_answer, &a));
+    STRCMP_EQUAL("*2\r\n$3\r\nGET\r\n$3\r\nk\r\n\r\n", peer_reads(22).c_str());
+    peer_writes("$5\r\nva");
+    event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    LONGS_EQUAL(0, a.calls);  // half a reply is not a reply
+    peer_writes("lue\r\n");
+    run_until([&] { return a.calls > 0; });
+    LONGS_EQUAL(BACKEND_OK, a.failure);
+    STRCMP_EQUAL("value", a.value.c_str());
+    LONGS_EQUAL(0, backend_outstanding(backend));
+}
+
+TEST(Backend, test_replies_go_to_their_commands_in_order)
+{
+    start();
+    Answer a, b;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    CHECK(backend_get(backend, "b", 1, on_answer, &b));
+    peer_reads(2 * 20);
+    peer_writes("$1\r\nA\r\n$1\r\nB\r\n");
+    run_until([&] { return b.calls > 0; });
+    STRCMP_EQUAL("A", a.value.c_str());
+    STRCMP_EQUAL("B", b.value.c_str());
+    LONGS_EQUAL(0, untrusted_calls);
+}
+
+TEST(Backend, test_more_replies_than_commands_in_one_read_deliver_none)
+{
+    start();
+    Answer a;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    peer_reads(20);
+    peer_writes("$1\r\nA\r\n$5\r\nEXTRA\r\n");
+    run_until([&] { return a.calls > 0; });
+    LONGS_EQUAL(BACKEND_UNAVAILABLE, a.failure);
+    STRCMP_EQUAL("", a.value.c_str());
+    LONGS_EQUAL(1, untrusted_calls);
+    LONGS_EQUAL(1, stats.redis_out_of_step);
+    run_until([&] { return peer_sees_close(); });
+}
+
+TEST(Backend, test_a_reply_nobody_asked_for_drops_the_connection)
+{
+    start();
+    peer_writes("+UNSOLICITED\r\n");
+    run_until([&] { return untrusted_calls > 0; });
+    CHECK_FALSE(backend_ready(backend));
+    run_until([&] { return peer_sees_close(); });
+}
+
+TEST(Backend, test_unreadable_bytes_drop_the_connection)
+{
+    start();
+    Answer a;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    peer_reads(20);
+    peer_writes("%1\r\n+a\r\n+b\r\n");  // a RESP3 map: hiredis 0.14 reads RESP2 only
+    run_until([&] { return a.calls > 0; });
+    LONGS_EQUAL(BACKEND_UNAVAILABLE, a.failure);
+    LONGS_EQUAL(1, untrusted_calls);
+}
+
+TEST(Backend, test_a_callback_that_distrusts_its_reply_drops_the_connection_after_it)
+{
+    start();
+    Answer a, b;
+    a.distrust = true;
+    a.backend = backend;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    CHECK(backend_get(backend, "b", 1, on_answer, &b));
+    peer_reads(2 * 20);
+    peer_writes(":1\r\n$1\r\nB\r\n");
+    run_until([&] { return b.calls > 0; });
+    LONGS_EQUAL(BACKEND_OK, a.failure);           // a saw its (wrong) reply
+    LONGS_EQUAL(BACKEND_UNAVAILABLE, b.failure);  // b's reply, from the same read, is not trusted
+    LONGS_EQUAL(1, untrusted_calls);
+}
+
+TEST(Backend, test_reply_past_max_reply_size_drops_the_connection_but_trusts_it)
+{
+    config.redis_max_reply_size = 1024;
+    start();
+    Answer a;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    peer_reads(20);
+    peer_writes("$100000\r\n" + std::string(2000, 'x'));
+    run_until([&] { return a.calls > 0; });
+    LONGS_EQUAL(BACKEND_UNAVAILABLE, a.failure);
+    LONGS_EQUAL(0, untrusted_calls);  // too big is not out of step: the cache stays
+}
+
+TEST(Backend, test_many_small_replies_are_not_one_big_reply)
+{
+    config.redis_max_reply_size = 1024;
+    start();
+    const int n = 200;  // 200 replies of 11 bytes: 2,200 bytes in all, each far below the bound
+    Answer answers[n];
+    std::string replies;
+    for (int i = 0; i < n; i++) {
+        CHECK(backend_get(backend, "k", 1, on_answer, &answers[i]));
+        replies += "$4\r\nvvvv\r\n";
+    }
+    peer_reads(n * 20);
+    peer_writes(replies);
+    run_until([&] { return answers[n - 1].calls > 0; });
+    for (int i = 0; i < n; i++)
+        STRCMP_EQUAL("vvvv", answers[i].value.c_str());
+}
+
+TEST(Backend, test_no_reply_within_command_timeout)
+{
+    config.command_timeout_ms = 50;
+    start();
+    Answer a;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    run_until([&] { return a.calls > 0; });
+    LONGS_EQUAL(BACKEND_TIMEOUT, a.failure);
+    LONGS_EQUAL(0, untrusted_calls);
+}
+
+TEST(Backend, test_commands_are_refused_at_once_while_disconnected)
+{
+    start();
+    close(peer);
+    peer = -1;
+    run_until([&] { return !backend_ready(backend); });
+    Answer a;
+    CHECK_FALSE(backend_get(backend, "a", 1, on_answer, &a));
+    LONGS_EQUAL(0, a.calls);
+}
