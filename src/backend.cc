@@ -27,6 +27,7 @@ static const size_t READ_CHUNK = 64 * 1024;
 // the head is both the next reply's owner and the oldest deadline.
 struct PendingCommand {
     uint64_t deadline_ms;
+    uint64_t sent_us;  // for the round-trip histogram
     BackendReplyFn fn;
     void *arg;
 };
@@ -102,6 +103,7 @@ static void schedule_reconnect(Backend *b, const char *what, const char *detail)
     // Jitter in [delay/2, delay]: workers that lost Redis together do not come back in lockstep.
     delay = delay / 2 + next_random(b) % (delay / 2 + 1);
     b->failures++;
+    b->stats->redis_tried = 1;
     // The first failure is news; the repeats while Redis stays down are not.
     log_msg(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s: %s%s%s; retrying in %llums",
             b->target.display, what, detail ? ": " : "", detail ? detail : "",
@@ -130,6 +132,7 @@ static void close_connection(Backend *b, BackendFailure failure)
         b->fd = -1;
     }
     b->connected = b->ready = b->write_pending = b->distrusted = false;
+    b->stats->redis_connected = 0;
     b->handshake_pending = 0;
     evtimer_del(b->connect_timer);
     evbuffer_drain(b->out, evbuffer_get_length(b->out));
@@ -240,9 +243,11 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
     uint64_t timeout = (uint64_t)b->config->command_timeout_ms;
     PendingCommand *cmd = &b->ring[(b->ring_head + b->ring_len) & (b->ring_cap - 1)];
     cmd->deadline_ms = monotonic_ms() + timeout;
+    cmd->sent_us = monotonic_us();
     cmd->fn = fn;
     cmd->arg = arg;
     b->ring_len++;
+    b->stats->redis_commands++;
     if (!b->timeout_armed)
         arm_timeout(b, timeout);
     want_write(b);
@@ -271,6 +276,8 @@ static void became_ready(Backend *b)
 {
     b->ready = true;
     b->stats->redis_connects++;
+    b->stats->redis_connected = 1;
+    b->stats->redis_tried = 1;
     if (b->failures > 0)
         log_info("redis %s: connected after %d failed attempt(s)", b->target.display, b->failures);
     else
@@ -374,8 +381,10 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
         backend_drop_untrusted(b, "more replies than commands", detail);
         return;
     }
+    uint64_t now_us = n > 0 ? monotonic_us() : 0;
     for (size_t i = 0; i < (size_t)n; i++) {
         PendingCommand cmd = pop_command(b);
+        histogram_observe(&b->stats->redis_seconds, now_us - cmd.sent_us);
         cmd.fn(cmd.arg, b->batch[i], BACKEND_OK);
         freeReplyObject(b->batch[i]);
         if (b->distrusted) {

@@ -128,6 +128,8 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     else
         c->age_tail = e->age_prev;
     c->count--;
+    c->stats->cache_entries = c->count;
+    c->stats->cache_bytes -= sizeof(CacheEntry) + e->key_len + e->value_len;
     cache_entry_release(e);
 }
 
@@ -183,6 +185,8 @@ CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t has
     c->age_tail = e;
     c->count++;
     c->stats->cache_inserts++;
+    c->stats->cache_entries = c->count;
+    c->stats->cache_bytes += sizeof(CacheEntry) + key_len + value_len;
     return e;
 }
 

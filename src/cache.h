@@ -37,7 +37,8 @@ inline const char *cache_entry_value(const CacheEntry *e) { return e->data + e->
 struct Cache;
 
 // capacity: maximum number of keys; ttl_ms: lifetime from insertion; seed: hash seed (random per
-// process, against hash flooding); stats: where evictions/expirations/inserts are counted.
+// process, against hash flooding); stats: where inserts, evictions and expirations are counted
+// and the entries and bytes held are shown.
 Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats *stats);
 void cache_destroy(Cache *cache);
 

@@ -120,7 +120,7 @@ static void on_connection_closed(evhttp_connection *, void *arg)
     if ((size_t)c->fd < h->by_fd_cap && h->by_fd[c->fd] == c)
         h->by_fd[c->fd] = NULL;
     free(c);
-    worker_client_closed(h->worker);
+    worker_client_closed(h->worker, FRONT_HTTP);
 }
 
 static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evcon)
@@ -189,7 +189,7 @@ static bufferevent *on_new_connection(event_base *base, void *arg)
     bufferevent_incref(bev);
     h->fresh[h->fresh_len++] = bev;
     event_active(h->adopt_event, EV_TIMEOUT, 1);
-    worker_client_opened(h->worker);
+    worker_client_opened(h->worker, FRONT_HTTP);
     return bev;
 }
 
@@ -202,7 +202,7 @@ static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
         void *cbarg = NULL;
         bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
         if (readcb == NULL || cbarg == NULL)
-            worker_client_closed(h->worker);  // evhttp already freed it (setcb NULL on free)
+            worker_client_closed(h->worker, FRONT_HTTP);  // evhttp already freed it (setcb NULL on free)
         else if (!track_client(h, bev, (evhttp_connection *)cbarg))
             evhttp_connection_free((evhttp_connection *)cbarg);  // out of memory: the close counts it
         bufferevent_decref(bev);
@@ -311,7 +311,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
 // A 400 that also closes the connection: what follows this request on it cannot be trusted.
 static void refuse(Worker *w, evhttp_request *req, int code, const char *reason, const char *text)
 {
-    w->stats->bad_requests++;
+    w->stats->bad_requests[FRONT_HTTP]++;
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     reply_error(req, code, reason, text);
 }
@@ -374,7 +374,6 @@ static void on_request(evhttp_request *req, void *arg)
 {
     HttpFront *h = (HttpFront *)arg;
     Worker *w = h->worker;
-    w->stats->requests++;
     HttpClient *c = client_of(h, evhttp_request_get_connection(req));
     if (c != NULL) {
         c->requests++;  // the deadline sees it when it fires
@@ -385,7 +384,7 @@ static void on_request(evhttp_request *req, void *arg)
         return;
     evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_HTTP]++;
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         reply_error(req, 405, "Method Not Allowed", "only GET and HEAD are supported\n");
         return;
@@ -394,22 +393,22 @@ static void on_request(evhttp_request *req, void *arg)
     switch (key_from_request_target(evhttp_request_get_uri(req), w->key_buf,
                                     (size_t)w->config->max_key_size, &key_len)) {
     case KEY_OK:
-        lookup_get(w, w->key_buf, key_len, on_lookup_done, req);
+        lookup_get(w, FRONT_HTTP, w->key_buf, key_len, on_lookup_done, req);
         return;
     case KEY_EMPTY:
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "empty key: use GET /<key>\n");
         return;
     case KEY_BAD_ENCODING:
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "bad percent-encoding in key\n");
         return;
     case KEY_BAD_TARGET:
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "expected GET /<key>\n");
         return;
     case KEY_TOO_LONG: {
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_HTTP]++;
         char text[96];
         snprintf(text, sizeof(text), "key longer than max_key_size (%lld bytes)\n",
                  (long long)w->config->max_key_size);

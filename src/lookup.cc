@@ -17,27 +17,36 @@ static const size_t COPY_VALUE_MAX = 1024;
 // time Redis answers) and the hash computed when the request came in.
 struct Fetch {
     Worker *worker;
+    Front front;
     LookupDone done;
     void *arg;
     uint64_t hash;
+    uint64_t started_us;
     size_t key_len;
     char key[];
 };
 
-static void finish(LookupDone done, void *arg, LookupStatus status, const char *value, size_t len)
+static void count(Worker *w, Front front, const LookupResult *r);
+
+static void finish(Worker *w, Front front, LookupDone done, void *arg, LookupStatus status)
 {
-    LookupResult r = {status, false, NULL, value, len};
+    LookupResult r = {status, false, NULL, NULL, 0, 0};
+    count(w, front, &r);
     done(arg, &r);
 }
 
-static LookupStatus failure_status(Worker *w, BackendFailure failure)
+static LookupStatus failure_status(BackendFailure failure)
 {
-    if (failure == BACKEND_TIMEOUT) {
-        w->stats->redis_timeouts++;
-        return LOOKUP_TIMEOUT;
-    }
-    w->stats->redis_unavailable++;
-    return LOOKUP_UNAVAILABLE;
+    return failure == BACKEND_TIMEOUT ? LOOKUP_TIMEOUT : LOOKUP_UNAVAILABLE;
+}
+
+static void count(Worker *w, Front front, const LookupResult *r)
+{
+    static const RequestResult of_status[] = {
+        RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR};
+    RequestResult result = r->hit ? RESULT_HIT : of_status[r->status];
+    w->stats->requests[front][result]++;
+    histogram_observe(&w->stats->request_seconds[front], r->wait_us);
 }
 
 // A GET's reply, or one element of an MGET's: a string or nil. Anything else (an integer, an
@@ -55,13 +64,13 @@ static LookupResult result_bad_reply(Worker *w)
     static const char text[] = "redis sent a reply of the wrong type";
     w->stats->redis_bad_replies++;
     backend_distrust(w->backend);
-    return {LOOKUP_BAD_REPLY, false, NULL, text, sizeof(text) - 1};
+    return {LOOKUP_BAD_REPLY, false, NULL, text, sizeof(text) - 1, 0};
 }
 
 static LookupResult result_redis_error(Worker *w, const redisReply *reply)
 {
     w->stats->redis_errors++;
-    return {LOOKUP_REDIS_ERROR, false, NULL, reply->str, reply->len};
+    return {LOOKUP_REDIS_ERROR, false, NULL, reply->str, reply->len, 0};
 }
 
 // Turns a string-or-nil reply for a key into a result, caching a string that fits. A cached
@@ -69,11 +78,9 @@ static LookupResult result_redis_error(Worker *w, const redisReply *reply)
 static LookupResult result_from_value(Worker *w, const char *key, size_t key_len, uint64_t hash,
                                       const redisReply *reply)
 {
-    LookupResult r = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0};
-    if (reply->type == REDIS_REPLY_NIL) {
-        w->stats->not_found++;
+    LookupResult r = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0, 0};
+    if (reply->type == REDIS_REPLY_NIL)
         return r;
-    }
     CacheEntry *e = NULL;
     if (reply->len <= (size_t)w->config->max_value_size)
         e = cache_insert(w->cache, key, key_len, hash, reply->str, reply->len, monotonic_ms());
@@ -89,43 +96,43 @@ static void on_fetch_reply(void *arg, redisReply *reply, BackendFailure failure)
     Fetch *f = (Fetch *)arg;
     Worker *w = f->worker;
     w->inflight--;
-    if (failure != BACKEND_OK) {
-        finish(f->done, f->arg, failure_status(w, failure), NULL, 0);
-    } else {
-        LookupResult r = reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
-                         : is_value_reply(reply)          ? result_from_value(w, f->key, f->key_len, f->hash, reply)
-                                                          : result_bad_reply(w);
-        f->done(f->arg, &r);
-    }
+    LookupResult r = {failure_status(failure), false, NULL, NULL, 0, 0};
+    if (failure == BACKEND_OK)
+        r = reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
+            : is_value_reply(reply)          ? result_from_value(w, f->key, f->key_len, f->hash, reply)
+                                             : result_bad_reply(w);
+    r.wait_us = monotonic_us() - f->started_us;
+    count(w, f->front, &r);
+    f->done(f->arg, &r);
     free(f);
 }
 
-void lookup_get(Worker *w, const char *key, size_t key_len, LookupDone done, void *arg)
+void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
     uint64_t hash = cache_hash(w->cache, key, key_len);
     CacheEntry *e = cache_find(w->cache, key, key_len, hash, monotonic_ms());
     if (e != NULL) {
-        w->stats->hits++;
-        LookupResult r = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len};
+        LookupResult r = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len, 0};
+        count(w, front, &r);
         done(arg, &r);
         return;
     }
-    w->stats->misses++;
     Fetch *f = (Fetch *)malloc(sizeof(Fetch) + key_len);
     if (f == NULL) {
-        finish(done, arg, LOOKUP_UNAVAILABLE, NULL, 0);
+        finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
     f->worker = w;
+    f->front = front;
     f->done = done;
     f->arg = arg;
     f->hash = hash;
+    f->started_us = monotonic_us();
     f->key_len = key_len;
     memcpy(f->key, key, key_len);
     if (!backend_get(w->backend, key, key_len, on_fetch_reply, f)) {
         free(f);
-        w->stats->redis_unavailable++;
-        finish(done, arg, LOOKUP_UNAVAILABLE, NULL, 0);
+        finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
     w->inflight++;
@@ -136,8 +143,10 @@ void lookup_get(Worker *w, const char *key, size_t key_len, LookupDone done, voi
 // the fetched values may evict the very entries the hits point at.
 struct MultiFetch {
     Worker *worker;
+    Front front;
     LookupManyDone done;
     void *arg;
+    uint64_t started_us;
     size_t n, misses;
     LookupResult *results;  // n
     struct Miss {
@@ -150,6 +159,8 @@ struct MultiFetch {
 
 static void multi_finish(MultiFetch *m)
 {
+    for (size_t i = 0; i < m->n; i++)
+        count(m->worker, m->front, &m->results[i]);
     m->done(m->arg, m->results, m->n);
     for (size_t i = 0; i < m->n; i++)
         if (m->results[i].entry != NULL)
@@ -180,7 +191,7 @@ static void on_multi_reply(void *arg, redisReply *reply, BackendFailure failure)
         const MultiFetch::Miss *miss = &m->miss[i];
         LookupResult *r = &m->results[miss->index];
         if (failure != BACKEND_OK) {
-            r->status = failure_status(w, failure);
+            r->status = failure_status(failure);
         } else if (values) {
             const redisReply *element = reply->element[i];
             *r = result_from_value(w, miss->key, miss->len, miss->hash, element);
@@ -193,11 +204,12 @@ static void on_multi_reply(void *arg, redisReply *reply, BackendFailure failure)
         } else {
             *r = result_bad_reply(w);
         }
+        r->wait_us = monotonic_us() - m->started_us;
     }
     multi_finish(m);
 }
 
-void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
 {
     size_t key_bytes = 0;
     for (size_t i = 0; i < n; i++)
@@ -211,6 +223,7 @@ void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone 
         return;
     }
     m->worker = w;
+    m->front = front;
     m->done = done;
     m->arg = arg;
     m->n = n;
@@ -225,12 +238,10 @@ void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone 
         uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
         CacheEntry *e = cache_find(w->cache, keys[i].ptr, keys[i].len, hash, now);
         if (e != NULL && cache_entry_retain(e)) {  // (a saturated count: fetch it instead)
-            w->stats->hits++;
-            results[i] = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len};
+            results[i] = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len, 0};
             continue;
         }
-        w->stats->misses++;
-        results[i] = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0};
+        results[i] = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0, 0};
         memcpy(key_copy, keys[i].ptr, keys[i].len);
         m->miss[m->misses++] = {i, hash, key_copy, keys[i].len};
         key_copy += keys[i].len;
@@ -239,6 +250,7 @@ void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone 
         multi_finish(m);
         return;
     }
+    m->started_us = monotonic_us();
     argv[0] = "MGET";
     lens[0] = 4;
     for (size_t i = 0; i < m->misses; i++) {

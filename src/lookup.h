@@ -4,8 +4,10 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cache.h"
+#include "stats.h"
 
 struct Worker;
 struct evbuffer;
@@ -26,11 +28,13 @@ struct LookupResult {
                          // (too large); valid during the callback, retain it to keep it longer
     const char *value;   // value bytes (or error text), valid during the callback
     size_t value_len;
+    uint64_t wait_us;    // how long it waited for Redis (0 when answered at once)
 };
 
 typedef void (*LookupDone)(void *arg, const LookupResult *result);
 
-void lookup_get(Worker *w, const char *key, size_t key_len, LookupDone done, void *arg);
+// `front` says who asks: each answer is counted under it (result and wait) before `done` runs.
+void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg);
 
 struct LookupKey {
     const char *ptr;
@@ -43,7 +47,7 @@ typedef void (*LookupManyDone)(void *arg, const LookupResult *results, size_t n)
 // with a single MGET, cached, and answered together, in the order of keys. Called like
 // lookup_get: synchronously when every key is a hit, else once Redis has answered.
 // results is NULL (and n 0) only when out of memory.
-void lookup_get_many(Worker *w, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
+void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
 
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
 // than the chain a reference allocates); larger cached ones are referenced in place with the

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "scoreboard.h"
 #include "worker.h"
 
 static const uint64_t FAST_DEATH_MS = 1000;       // a worker that dies sooner counts as crashing
@@ -37,6 +38,7 @@ struct Master {
     WorkerSetup setup;  // shared part; id and fd filled per worker
     WorkerSlot *slots;
     int count;
+    Scoreboard *scoreboard;
     sigset_t handled;  // signals the master waits for with sigtimedwait
 };
 
@@ -131,10 +133,15 @@ static void raise_fd_limit(const Config *c, int workers)
 static void spawn_worker(Master *m, int i)
 {
     WorkerSlot *s = &m->slots[i];
+    WorkerRecord *record = scoreboard_claim(m->scoreboard, i);
+    if (record == NULL)
+        log_error("worker %d: no free scoreboard record; its numbers will be missing", i);
     pid_t pid = fork();
     if (pid < 0) {
         log_error("cannot fork worker %d: %s; retrying in 1s", i, strerror(errno));
         s->respawn_at_ms = monotonic_ms() + 1000;
+        if (record != NULL)
+            scoreboard_retire(m->scoreboard, record);
         return;
     }
     if (pid == 0) {
@@ -148,8 +155,12 @@ static void spawn_worker(Master *m, int i)
         setup.id = i;
         setup.http_fd = s->http_fd;
         setup.resp_fd = s->resp_fd;
+        setup.stats = record ? &record->stats : NULL;
+        setup.scoreboard = m->scoreboard;
         _exit(worker_run(m->config, &setup));
     }
+    if (record != NULL)
+        record->pid = pid;
     s->pid = pid;
     s->started_ms = monotonic_ms();
     s->respawn_at_ms = 0;
@@ -179,12 +190,16 @@ static int reap_workers(Master *m, bool stopping)
                 continue;
             reaped++;
             s->pid = 0;
+            WorkerRecord *record = scoreboard_find(m->scoreboard, pid);
+            if (record != NULL)
+                scoreboard_retire(m->scoreboard, record);
             char how[128];
             describe_exit(status, how, sizeof(how));
             if (stopping) {
                 log_debug("worker %d (pid %d) %s", i, (int)pid, how);
                 break;
             }
+            m->scoreboard->worker_restarts++;
             uint64_t now = monotonic_ms();
             s->fast_deaths = now - s->started_ms < FAST_DEATH_MS ? s->fast_deaths + 1 : 0;
             uint64_t delay = 0;
@@ -254,6 +269,11 @@ int master_run(const Config *config)
     m.count = config_worker_count(config);
     m.slots = (WorkerSlot *)calloc((size_t)m.count, sizeof(WorkerSlot));
     m.setup.worker_count = m.count;
+    m.scoreboard = scoreboard_create(m.count);
+    if (m.slots == NULL || m.scoreboard == NULL) {
+        log_error("cannot set up the scoreboard: %s", strerror(errno));
+        return 1;
+    }
     char err[400];
     if (!backend_target_resolve(config->redis_address, &m.setup.redis, err, sizeof(err))) {
         log_error("%s", err);
@@ -303,6 +323,7 @@ int master_run(const Config *config)
             stop_workers(&m);
             close_listeners(&m);
             free(m.slots);
+            scoreboard_destroy(m.scoreboard);
             log_info("stopped");
             return 0;
         } else if (sig == SIGHUP) {

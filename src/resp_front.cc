@@ -20,6 +20,7 @@
 #include "lookup.h"
 #include "reply_queue.h"
 #include "resp_parser.h"
+#include "scoreboard.h"
 #include "version.h"
 #include "worker.h"
 
@@ -308,25 +309,47 @@ static void cmd_config(RespClient *, const char *cmd, const RespArg *args, int a
                        (int)(args[1].len > 32 ? 32 : args[1].len), cmd + args[1].offset);
 }
 
+// Whole-proxy numbers from the scoreboard, as /metrics shows them; the worker's own where there
+// is no scoreboard.
 static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer *out)
 {
     Worker *w = c->front->worker;
-    const WorkerStats *s = w->stats;
-    char text[1024];
+    ScoreboardTotals t;
+    if (w->scoreboard != NULL) {
+        scoreboard_totals(w->scoreboard, &t);
+    } else {
+        memset(&t, 0, sizeof(t));
+        t.stats = *w->stats;
+        t.workers = 1;
+    }
+    const WorkerStats *s = &t.stats;
+    uint64_t result[RESULT_COUNT] = {0};
+    for (int f = 0; f < FRONT_COUNT; f++)
+        for (int r = 0; r < RESULT_COUNT; r++)
+            result[r] += s->requests[f][r];
+    uint64_t lookups = 0;
+    for (uint64_t n : result)
+        lookups += n;
+    char text[1400];
     // redis_version: what clients that feature-detect by version should assume of this subset.
     int n = snprintf(text, sizeof(text),
                      "# Server\r\nredis_version:7.0.0\r\nredis_proxy_version:%s\r\nredis_mode:standalone\r\n"
-                     "process_id:%d\r\nworker_id:%d\r\nuptime_in_seconds:%llu\r\n\r\n"
+                     "process_id:%d\r\nworker_id:%d\r\nworkers:%d\r\nuptime_in_seconds:%llu\r\n\r\n"
                      "# Clients\r\nconnected_clients:%llu\r\n\r\n"
-                     "# Stats\r\n# (this worker's numbers; each worker has its own cache)\r\n"
-                     "cache_hits:%llu\r\ncache_misses:%llu\r\ncache_keys:%zu\r\ncache_capacity:%lld\r\n"
-                     "evicted_keys:%llu\r\nexpired_keys:%llu\r\nredis_unavailable:%llu\r\nredis_timeouts:%llu\r\n",
-                     REDIS_PROXY_VERSION, (int)getpid(), w->id,
+                     "# Stats\r\n# (the whole proxy: every worker; each worker has a cache of its own)\r\n"
+                     "cache_hits:%llu\r\ncache_misses:%llu\r\ncache_keys:%llu\r\ncache_bytes:%llu\r\n"
+                     "cache_capacity:%lld\r\nevicted_keys:%llu\r\nexpired_keys:%llu\r\n"
+                     "redis_unavailable:%llu\r\nredis_timeouts:%llu\r\nredis_errors:%llu\r\n"
+                     "redis_connected_workers:%llu\r\n",
+                     REDIS_PROXY_VERSION, (int)getpid(), w->id, t.workers,
                      (unsigned long long)((monotonic_ms() - w->started_ms) / 1000),
-                     (unsigned long long)s->clients_open, (unsigned long long)s->hits,
-                     (unsigned long long)s->misses, cache_count(w->cache), (long long)w->config->capacity,
-                     (unsigned long long)s->cache_evictions, (unsigned long long)s->cache_expirations,
-                     (unsigned long long)s->redis_unavailable, (unsigned long long)s->redis_timeouts);
+                     (unsigned long long)(s->clients_open[FRONT_HTTP] + s->clients_open[FRONT_RESP]),
+                     (unsigned long long)result[RESULT_HIT], (unsigned long long)(lookups - result[RESULT_HIT]),
+                     (unsigned long long)s->cache_entries, (unsigned long long)s->cache_bytes,
+                     (long long)w->config->capacity * t.workers, (unsigned long long)s->cache_evictions,
+                     (unsigned long long)s->cache_expirations, (unsigned long long)result[RESULT_UNAVAILABLE],
+                     (unsigned long long)result[RESULT_TIMEOUT], (unsigned long long)result[RESULT_ERROR],
+                     (unsigned long long)s->redis_connected);
     resp_add_bulk(out, text, (size_t)n);
 }
 
@@ -385,7 +408,6 @@ static void unknown_command(const char *cmd, const RespArg *args, int argc, evbu
 static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
 {
     Worker *w = c->front->worker;
-    w->stats->requests++;
     const Command *command = NULL;
     for (const Command &candidate : commands)
         if (args[0].len == candidate.name_len &&
@@ -402,7 +424,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
             return;
         }
         if (command == &commands[COMMAND_GET]) {
-            lookup_get(w, cmd + args[1].offset, args[1].len, on_get_done, r);
+            lookup_get(w, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
             return;
         }
         RespFront *f = c->front;
@@ -418,7 +440,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
         }
         for (size_t i = 0; i < n; i++)
             f->keys[i] = {cmd + args[i + 1].offset, args[i + 1].len};
-        lookup_get_many(w, f->keys, n, on_mget_done, r);
+        lookup_get_many(w, FRONT_RESP, f->keys, n, on_mget_done, r);
         return;
     }
     ReplySlot *queued;
@@ -436,14 +458,14 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
             cmd_read_only(c, cmd, args, argc, out);
         else
             unknown_command(cmd, args, argc, out);
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_RESP]++;
     } else if (!arity_ok) {
         char name[32];
         size_t len = strlen(command->name);
         for (size_t i = 0; i <= len; i++)
             name[i] = (char)(command->name[i] | (command->name[i] ? 0x20 : 0));  // lower case
         resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
-        w->stats->bad_requests++;
+        w->stats->bad_requests[FRONT_RESP]++;
     } else {
         command->run(c, cmd, args, argc, out);
     }
@@ -473,7 +495,7 @@ static void client_close(RespClient *c)
     resp_parser_free(&c->parser);
     free(c->in);
     free(c->name);
-    worker_client_closed(c->front->worker);
+    worker_client_closed(c->front->worker, FRONT_RESP);
     free(c);
 }
 
@@ -487,7 +509,7 @@ static void answer_protocol_error(RespClient *c, const char *error)
         resp_add_error(out, "ERR %s", error);
     if (queued != NULL)
         finish_slot(queued);
-    c->front->worker->stats->bad_requests++;
+    c->front->worker->stats->bad_requests[FRONT_RESP]++;
     c->closing = true;
     schedule_write(c);
 }
@@ -675,7 +697,7 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, i
     if (f->clients != NULL)
         f->clients->prev = c;
     f->clients = c;
-    worker_client_opened(f->worker);
+    worker_client_opened(f->worker, FRONT_RESP);
     c->reading = false;
     update_reading(c);
 }

@@ -1,24 +1,73 @@
-// A worker's counters, all in one plain struct so they can later live in shared memory and be
-// summed by the master. Bumped on the hot path without locks: each worker writes only its own.
+// A worker's numbers, in plain structs that live in the scoreboard (shared memory, see
+// scoreboard.h): each worker writes only its own record, with plain stores on the hot path,
+// and whoever reports sums the records. Counters only ever grow; gauges say how things are now.
 #pragma once
 
 #include <stdint.h>
+#include <time.h>
+
+enum Front { FRONT_HTTP, FRONT_RESP, FRONT_COUNT };
+
+// How a key asked for was answered (an MGET counts each of its keys).
+enum RequestResult {
+    RESULT_HIT,          // from the cache
+    RESULT_MISS,         // fetched from Redis, found
+    RESULT_NOT_FOUND,    // fetched from Redis, no such key
+    RESULT_ERROR,        // Redis answered an error, or a reply of the wrong type
+    RESULT_UNAVAILABLE,  // no connection to Redis
+    RESULT_TIMEOUT,      // Redis did not answer within command_timeout
+    RESULT_COUNT
+};
+
+// Fixed buckets, cheap to bump: upper bounds in microseconds; the last bucket is +Inf.
+static const int HISTOGRAM_BUCKETS = 14;
+static const uint64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+
+struct Histogram {
+    uint64_t bucket[HISTOGRAM_BUCKETS];  // not cumulative: each observation bumps one
+    uint64_t count;
+    uint64_t sum_us;
+};
+
+inline void histogram_observe(Histogram *h, uint64_t us)
+{
+    int i = 0;
+    while (i < HISTOGRAM_BUCKETS - 1 && us > histogram_bounds_us[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum_us += us;
+}
+
+// Microseconds on the monotonic clock, for latencies (monotonic_ms's coarse clock is too coarse).
+inline uint64_t monotonic_us()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 struct WorkerStats {
-    uint64_t requests;          // requests answered, both fronts
-    uint64_t hits;              // answered from the cache
-    uint64_t misses;            // sent to Redis
-    uint64_t not_found;         // Redis said nil
+    // counters
+    uint64_t requests[FRONT_COUNT][RESULT_COUNT];
+    uint64_t bad_requests[FRONT_COUNT];  // malformed requests answered with an error
+    uint64_t clients_accepted[FRONT_COUNT];
+    Histogram request_seconds[FRONT_COUNT];  // from a request's arrival to its answer
+    Histogram redis_seconds;                 // a command's round trip to Redis
+    uint64_t redis_commands;    // commands sent to Redis
     uint64_t redis_errors;      // Redis answered an error reply
     uint64_t redis_bad_replies; // Redis answered a reply of the wrong shape (502)
-    uint64_t redis_unavailable; // answered 503: no connection to Redis
-    uint64_t redis_timeouts;    // answered 504: Redis too slow
-    uint64_t bad_requests;      // 4xx for malformed requests
+    uint64_t redis_connects;    // successful (re)connections to Redis
+    uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies
     uint64_t cache_inserts;
     uint64_t cache_evictions;   // dropped by LRU to make room
     uint64_t cache_expirations; // dropped because their TTL passed
-    uint64_t clients_accepted;
-    uint64_t clients_open;
-    uint64_t redis_connects;    // successful (re)connections to Redis
-    uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies
+    // gauges: not carried over when a worker exits
+    uint64_t clients_open[FRONT_COUNT];
+    uint64_t cache_entries;
+    uint64_t cache_bytes;       // key and value bytes held by the cache
+    uint64_t redis_connected;   // 1 while connected to Redis past AUTH/SELECT
+    uint64_t redis_tried;       // 1 once the first attempt to reach Redis has ended, either way
+    uint64_t accepting;         // 1 while the worker's listeners are open
 };

@@ -50,21 +50,26 @@ static void on_accept_retry_timer(evutil_socket_t, short, void *arg)
         set_fronts_accepting(w, true);
 }
 
-void worker_client_opened(Worker *w)
+static int64_t clients_open(const Worker *w)
 {
-    w->stats->clients_accepted++;
-    w->stats->clients_open++;
-    if ((int64_t)w->stats->clients_open >= w->client_limit && w->accepting) {
+    return (int64_t)(w->stats->clients_open[FRONT_HTTP] + w->stats->clients_open[FRONT_RESP]);
+}
+
+void worker_client_opened(Worker *w, Front front)
+{
+    w->stats->clients_accepted[front]++;
+    w->stats->clients_open[front]++;
+    if (clients_open(w) >= w->client_limit && w->accepting) {
         log_debug("worker %d: %lld clients open, the limit: new connections wait in the backlog",
                   w->id, (long long)w->client_limit);
         set_accepting(w, false);
     }
 }
 
-void worker_client_closed(Worker *w)
+void worker_client_closed(Worker *w, Front front)
 {
-    w->stats->clients_open--;
-    if ((int64_t)w->stats->clients_open < w->client_limit)
+    w->stats->clients_open[front]--;
+    if (clients_open(w) < w->client_limit)
         set_accepting(w, true);
 }
 
@@ -100,6 +105,7 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
               sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
     set_accepting(w, false);
     w->stopping = true;
+    w->stats->accepting = 0;
     w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->command_timeout_ms + 1000;
     on_stop_timer(-1, 0, w);
 }
@@ -151,7 +157,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     memset(&w, 0, sizeof(w));
     w.id = setup->id;
     w.config = config;
-    w.stats = &w.own_stats;
+    w.stats = setup->stats ? setup->stats : &w.own_stats;
+    w.scoreboard = setup->scoreboard;
     w.accepting = true;
     w.started_ms = monotonic_ms();
     w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
@@ -190,6 +197,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     event_add(w.sigterm_event, NULL);
     event_add(w.sigint_event, NULL);
 
+    w.stats->accepting = 1;
     log_info("worker %d ready (pid %d)", w.id, (int)getpid());
     event_base_dispatch(w.base);
     log_debug("worker %d: exiting", w.id);

@@ -24,6 +24,7 @@ struct Worker {
     HttpFront *http;
     RespFront *resp;  // NULL when resp_listen is off
     WorkerStats *stats;
+    const struct Scoreboard *scoreboard;  // may be NULL
     size_t inflight;       // fetches waiting for Redis
     int64_t client_limit;  // this worker's share of max_clients
     bool accepting;        // listeners enabled
@@ -42,6 +43,8 @@ struct WorkerSetup {
     int http_fd;  // listening sockets, owned by the master
     int resp_fd;  // -1 when resp_listen is off
     BackendTarget redis;
+    WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
+    const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
 };
 
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.
@@ -54,5 +57,5 @@ void worker_pause_accepting(Worker *w, const char *front, int err);
 
 // The fronts report client connections opening and closing; the worker stops accepting at its
 // share of max_clients (new connections then wait in the kernel backlog) and resumes below it.
-void worker_client_opened(Worker *w);
-void worker_client_closed(Worker *w);
+void worker_client_opened(Worker *w, Front front);
+void worker_client_closed(Worker *w, Front front);

@@ -123,6 +123,28 @@ class RespGetTest(RespTestCase):
         self.assertIn("cache_misses:1\r\n", info)
         self.assertIn("cache_keys:1\r\n", info)
 
+    def test_info_sums_every_worker_and_keeps_counts_of_a_worker_that_died(self):
+        proxy = self.start_proxy(resp=True, proxy={"workers": "2"})
+        self.redis("SET", "k", "v")
+        clients = [proxy.resp() for _ in range(16)]  # spread over both workers by SO_REUSEPORT
+        for c in clients:
+            self.assertEqual(c("GET", "k"), b"v")
+            c.close()
+        def info(name):
+            c = proxy.resp()
+            try:
+                for line in c("INFO").decode().splitlines():
+                    if line.startswith(name + ":"):
+                        return int(line.split(":")[1])
+            finally:
+                c.close()
+        self.assertEqual(info("workers"), 2)
+        self.assertEqual(info("cache_hits") + info("cache_misses"), 16)
+        self.assertIn(info("cache_misses"), (1, 2))  # one per worker that got a client: own caches
+        os.kill(proxy.worker_pids()[0], signal.SIGKILL)
+        wait_until(lambda: proxy.log().count("worker 0 ready") == 2, what="worker 0 respawned")
+        self.assertEqual(info("cache_hits") + info("cache_misses"), 16)  # counters never go back
+
     def test_unknown_and_write_commands_are_refused_and_connection_stays_open(self):
         c = self.client
         with self.assertRaises(RedisError) as e:
