@@ -5,7 +5,7 @@
 CXX      ?= g++
 PKGS     := libevent hiredis inih
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            redis-server redis-tools python3 curl
+            redis-server redis-tools python3 curl prometheus
 
 ifeq ($(SANITIZE),1)
 BUILD    := build-asan

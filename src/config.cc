@@ -61,6 +61,7 @@ static const Setting settings[] = {
     {"cache", "ttl", SETTING_DURATION, FIELD(ttl_ms), "60s", 1, 365 * 24 * HOUR_MS, false},
     {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false},
     {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false},
+    {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
 };
 static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);
@@ -321,7 +322,7 @@ static char *read_line(char *buf, int size, void *arg)
             memcpy(section, start + 1, n);
             section[n] = '\0';
             if (!section_known(section))
-                load_error(load, "unknown section [%s] (known: proxy, redis, cache, log)", section);
+                load_error(load, "unknown section [%s] (known: proxy, redis, cache, admin, log)", section);
         }
     }
     strcpy(buf, start);
@@ -476,10 +477,19 @@ bool config_validate(const Config *c, char *err, size_t errlen)
         return validate_error(c, setting_find("redis", "username"), err, errlen,
                               "username in [redis] needs a password");
     const Setting *listen = setting_find("proxy", "listen"), *resp_listen = setting_find("proxy", "resp_listen");
+    const Setting *admin = setting_find("admin", "listen");
     if (c->resp_listen[0] != '\0' && listens_clash(c->listen, c->resp_listen))
         return validate_error(c, given_last(c, listen, resp_listen), err, errlen,
                               "resp_listen in [proxy] (%s) and listen (%s) cannot share a port",
                               c->resp_listen, c->listen);
+    if (c->admin_listen[0] != '\0' && listens_clash(c->listen, c->admin_listen))
+        return validate_error(c, given_last(c, listen, admin), err, errlen,
+                              "listen in [admin] (%s) and listen in [proxy] (%s) cannot share a port",
+                              c->admin_listen, c->listen);
+    if (c->admin_listen[0] != '\0' && c->resp_listen[0] != '\0' && listens_clash(c->resp_listen, c->admin_listen))
+        return validate_error(c, given_last(c, resp_listen, admin), err, errlen,
+                              "listen in [admin] (%s) and resp_listen in [proxy] (%s) cannot share a port",
+                              c->admin_listen, c->resp_listen);
     const Setting *reply = setting_find("redis", "max_reply_size"), *value = setting_find("cache", "max_value_size");
     if (c->redis_max_reply_size < c->max_value_size)
         return validate_error(c, given_last(c, reply, value), err, errlen,

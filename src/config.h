@@ -30,6 +30,8 @@ struct Config {
     int64_t ttl_ms;
     int64_t capacity;
     int64_t max_value_size;
+    // [admin]
+    char admin_listen[280];  // empty: off
     // [log]
     int64_t log_level;
 

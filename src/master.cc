@@ -31,6 +31,7 @@ struct WorkerSlot {
     uint64_t respawn_at_ms;
     int http_fd;
     int resp_fd;  // -1 when resp_listen is off
+    int admin_fd;  // -1 when [admin] listen is off
 };
 
 struct Master {
@@ -100,6 +101,7 @@ static bool bind_group(Master *m, const char *what, const char *listen_text, int
 
 static int *http_fd_of(WorkerSlot *s) { return &s->http_fd; }
 static int *resp_fd_of(WorkerSlot *s) { return &s->resp_fd; }
+static int *admin_fd_of(WorkerSlot *s) { return &s->admin_fd; }
 
 static void close_listeners(Master *m)
 {
@@ -108,7 +110,9 @@ static void close_listeners(Master *m)
             close(m->slots[i].http_fd);
         if (m->slots[i].resp_fd >= 0)
             close(m->slots[i].resp_fd);
-        m->slots[i].http_fd = m->slots[i].resp_fd = -1;
+        if (m->slots[i].admin_fd >= 0)
+            close(m->slots[i].admin_fd);
+        m->slots[i].http_fd = m->slots[i].resp_fd = m->slots[i].admin_fd = -1;
     }
 }
 
@@ -150,11 +154,14 @@ static void spawn_worker(Master *m, int i)
                 close(m->slots[j].http_fd);
                 if (m->slots[j].resp_fd >= 0)
                     close(m->slots[j].resp_fd);
+                if (m->slots[j].admin_fd >= 0)
+                    close(m->slots[j].admin_fd);
             }
         WorkerSetup setup = m->setup;
         setup.id = i;
         setup.http_fd = s->http_fd;
         setup.resp_fd = s->resp_fd;
+        setup.admin_fd = s->admin_fd;
         setup.stats = record ? &record->stats : NULL;
         setup.scoreboard = m->scoreboard;
         _exit(worker_run(m->config, &setup));
@@ -280,10 +287,11 @@ int master_run(const Config *config)
         return 1;
     }
     for (int i = 0; i < m.count; i++)
-        m.slots[i].http_fd = m.slots[i].resp_fd = -1;
+        m.slots[i].http_fd = m.slots[i].resp_fd = m.slots[i].admin_fd = -1;
     raise_fd_limit(config, m.count);
     if (!bind_group(&m, "HTTP", config->listen, http_fd_of) ||
-        (config->resp_listen[0] != '\0' && !bind_group(&m, "RESP", config->resp_listen, resp_fd_of))) {
+        (config->resp_listen[0] != '\0' && !bind_group(&m, "RESP", config->resp_listen, resp_fd_of)) ||
+        (config->admin_listen[0] != '\0' && !bind_group(&m, "admin", config->admin_listen, admin_fd_of))) {
         close_listeners(&m);
         free(m.slots);
         return 1;

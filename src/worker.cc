@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
+#include "admin_front.h"
 #include "http_front.h"
 #include "log.h"
 #include "resp_front.h"
@@ -104,6 +105,8 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
               sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
     set_accepting(w, false);
+    if (w->admin != NULL)
+        admin_front_stop_accepting(w->admin);
     w->stopping = true;
     w->stats->accepting = 0;
     w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->command_timeout_ms + 1000;
@@ -127,6 +130,7 @@ static void worker_free(Worker *w)
     backend_destroy(w->backend);
     http_front_destroy(w->http);
     resp_front_destroy(w->resp);
+    admin_front_destroy(w->admin);
     cache_destroy(w->cache);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event,
                        w->accept_retry_timer};
@@ -156,6 +160,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     Worker w;
     memset(&w, 0, sizeof(w));
     w.id = setup->id;
+    w.worker_count = setup->worker_count;
     w.config = config;
     w.stats = setup->stats ? setup->stats : &w.own_stats;
     w.scoreboard = setup->scoreboard;
@@ -178,6 +183,11 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.http = http_front_create(&w, setup->http_fd);
     if (setup->resp_fd >= 0 && (w.resp = resp_front_create(&w, setup->resp_fd)) == NULL) {
         log_error("worker %d: cannot set up the RESP front", w.id);
+        worker_free(&w);
+        return 1;
+    }
+    if (setup->admin_fd >= 0 && (w.admin = admin_front_create(&w, setup->admin_fd)) == NULL) {
+        log_error("worker %d: cannot set up the admin endpoint", w.id);
         worker_free(&w);
         return 1;
     }

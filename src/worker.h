@@ -14,15 +14,18 @@ struct Config;
 struct Cache;
 struct HttpFront;
 struct RespFront;
+struct AdminFront;
 
 struct Worker {
     int id;  // slot number, 0..workers-1
+    int worker_count;
     const Config *config;
     event_base *base;
     Cache *cache;
     Backend *backend;
     HttpFront *http;
     RespFront *resp;  // NULL when resp_listen is off
+    AdminFront *admin;  // NULL when [admin] listen is off
     WorkerStats *stats;
     const struct Scoreboard *scoreboard;  // may be NULL
     size_t inflight;       // fetches waiting for Redis
@@ -42,6 +45,7 @@ struct WorkerSetup {
     int worker_count;
     int http_fd;  // listening sockets, owned by the master
     int resp_fd;  // -1 when resp_listen is off
+    int admin_fd;  // -1 when [admin] listen is off
     BackendTarget redis;
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL

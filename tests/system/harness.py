@@ -203,8 +203,10 @@ class Proxy:
         self.workdir = workdir
         self.port = free_port()
         self.resp_port = free_port() if resp else None
+        self.admin_port = free_port()
         self.settings = {"proxy": {"listen": "127.0.0.1:%d" % self.port, "workers": "1"},
-                         "redis": {}, "cache": {}, "log": {"level": "info"}}
+                         "redis": {}, "cache": {}, "admin": {"listen": "127.0.0.1:%d" % self.admin_port},
+                         "log": {"level": "info"}}
         if resp:
             self.settings["proxy"]["resp_listen"] = "127.0.0.1:%d" % self.resp_port
         for section, values in settings.items():
@@ -276,6 +278,16 @@ class Proxy:
 
     def get(self, key, conn=None):
         return self.request("GET", "/" + quote_key(key), conn)
+
+    def admin(self, path, timeout=10):
+        """GET path from the admin endpoint: (status, body as text)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            conn.close()
 
     def resp(self, timeout=10):
         """A RESP connection to the proxy's RESP port: call it with a command, get the reply."""

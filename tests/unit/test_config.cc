@@ -102,13 +102,13 @@ TEST(Config, test_unknown_key_names_line_and_section)
 TEST(Config, test_unknown_section)
 {
     CHECK_FALSE(load("[proxy]\nworkers = 1\n\n[cahce]\nttl = 5s\n"));
-    STRCMP_EQUAL("FILE:4: unknown section [cahce] (known: proxy, redis, cache, log)", error().c_str());
+    STRCMP_EQUAL("FILE:4: unknown section [cahce] (known: proxy, redis, cache, admin, log)", error().c_str());
 }
 
 TEST(Config, test_unknown_empty_section)
 {
     CHECK_FALSE(load("[proxy]\n[nope]\n"));
-    STRCMP_EQUAL("FILE:2: unknown section [nope] (known: proxy, redis, cache, log)", error().c_str());
+    STRCMP_EQUAL("FILE:2: unknown section [nope] (known: proxy, redis, cache, admin, log)", error().c_str());
 }
 
 TEST(Config, test_key_outside_section)

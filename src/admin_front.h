@@ -1,0 +1,14 @@
+// The admin endpoint ([admin] listen): /metrics, /healthz, /readyz. Every worker serves it on
+// its own SO_REUSEPORT socket, as it serves HTTP, and whichever answers reads the whole proxy's
+// numbers from the scoreboard: the master never serves anything, so it never blocks on a
+// client. Admin connections do not count against max_clients.
+#pragma once
+
+struct Worker;
+struct AdminFront;
+
+AdminFront *admin_front_create(Worker *w, int listen_fd);
+void admin_front_destroy(AdminFront *a);
+
+// Stops accepting (a stopping worker leaves the endpoint to the others).
+void admin_front_stop_accepting(AdminFront *a);

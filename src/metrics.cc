@@ -1,0 +1,118 @@
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "scoreboard.h"
+#include "version.h"
+
+static const char *const front_names[FRONT_COUNT] = {"http", "resp"};
+static const char *const result_names[RESULT_COUNT] = {"hit", "miss", "not_found", "error", "unavailable", "timeout"};
+
+static void header(evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void single(evbuffer *out, const char *name, const char *type, const char *help, unsigned long long v)
+{
+    header(out, name, type, help);
+    evbuffer_add_printf(out, "%s %llu\n", name, v);
+}
+
+// `labels` is empty or "name=\"value\"," (with the trailing comma, to go before le).
+static void histogram(evbuffer *out, const char *name, const char *labels, const Histogram *h)
+{
+    uint64_t cumulative = 0;
+    for (int i = 0; i < HISTOGRAM_BUCKETS; i++) {
+        cumulative += h->bucket[i];
+        if (i < HISTOGRAM_BUCKETS - 1)
+            evbuffer_add_printf(out, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels,
+                                (double)histogram_bounds_us[i] / 1e6, (unsigned long long)cumulative);
+        else
+            evbuffer_add_printf(out, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cumulative);
+    }
+    char plain[64] = "";
+    if (labels[0] != '\0')  // the same labels without the trailing comma, in braces
+        snprintf(plain, sizeof(plain), "{%.*s}", (int)(strlen(labels) - 1), labels);
+    evbuffer_add_printf(out, "%s_sum%s %.6f\n%s_count%s %llu\n", name, plain, (double)h->sum_us / 1e6, name, plain,
+                        (unsigned long long)h->count);
+}
+
+void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals *t, const MetricsSettings *settings)
+{
+    const WorkerStats *s = &t->stats;
+    header(out, "redis_proxy_build_info", "gauge", "Always 1; the version of redis-proxy in its label.");
+    evbuffer_add_printf(out, "redis_proxy_build_info{version=\"%s\"} 1\n", REDIS_PROXY_VERSION);
+    single(out, "redis_proxy_start_time_seconds", "gauge", "When the master process started, in seconds since the epoch.",
+           (unsigned long long)sb->started_unix);
+    single(out, "redis_proxy_workers", "gauge", "Worker processes running.", (unsigned long long)t->workers);
+    single(out, "redis_proxy_workers_configured", "gauge", "Worker processes the configuration asks for.",
+           (unsigned long long)settings->workers);
+    single(out, "redis_proxy_worker_restarts_total", "counter", "Workers that died and were started again.",
+           (unsigned long long)sb->worker_restarts);
+    single(out, "redis_proxy_reloads_total", "counter", "Configuration reloads tried (SIGHUP).",
+           (unsigned long long)sb->reloads);
+    single(out, "redis_proxy_reload_failures_total", "counter", "Configuration reloads refused (the file was invalid).",
+           (unsigned long long)sb->reload_failures);
+    single(out, "redis_proxy_config_generation", "gauge", "Configuration generation in force: 1 at start, one more per reload.",
+           (unsigned long long)sb->generation);
+
+    header(out, "redis_proxy_requests_total", "counter",
+           "Keys asked for, by front and by how they were answered (an MGET counts each key).");
+    for (int f = 0; f < FRONT_COUNT; f++)
+        for (int r = 0; r < RESULT_COUNT; r++)
+            evbuffer_add_printf(out, "redis_proxy_requests_total{front=\"%s\",result=\"%s\"} %llu\n", front_names[f],
+                                result_names[r], (unsigned long long)s->requests[f][r]);
+    header(out, "redis_proxy_bad_requests_total", "counter", "Malformed requests answered with an error, by front.");
+    for (int f = 0; f < FRONT_COUNT; f++)
+        evbuffer_add_printf(out, "redis_proxy_bad_requests_total{front=\"%s\"} %llu\n", front_names[f],
+                            (unsigned long long)s->bad_requests[f]);
+    header(out, "redis_proxy_request_duration_seconds", "histogram",
+           "Time from a key's lookup to its answer being ready: a round trip to Redis for a miss, 0 for a hit.");
+    for (int f = 0; f < FRONT_COUNT; f++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "front=\"%s\",", front_names[f]);
+        histogram(out, "redis_proxy_request_duration_seconds", labels, &s->request_seconds[f]);
+    }
+    header(out, "redis_proxy_client_connections", "gauge", "Client connections open, by front.");
+    for (int f = 0; f < FRONT_COUNT; f++)
+        evbuffer_add_printf(out, "redis_proxy_client_connections{front=\"%s\"} %llu\n", front_names[f],
+                            (unsigned long long)s->clients_open[f]);
+    header(out, "redis_proxy_client_connections_accepted_total", "counter", "Client connections accepted, by front.");
+    for (int f = 0; f < FRONT_COUNT; f++)
+        evbuffer_add_printf(out, "redis_proxy_client_connections_accepted_total{front=\"%s\"} %llu\n", front_names[f],
+                            (unsigned long long)s->clients_accepted[f]);
+
+    single(out, "redis_proxy_cache_entries", "gauge", "Entries held by the caches of all workers.",
+           (unsigned long long)s->cache_entries);
+    single(out, "redis_proxy_cache_capacity_entries", "gauge", "Entries the caches of all running workers can hold.",
+           (unsigned long long)(settings->cache_capacity * t->workers));
+    single(out, "redis_proxy_cache_bytes", "gauge", "Bytes of keys, values and entry headers held by all caches.",
+           (unsigned long long)s->cache_bytes);
+    single(out, "redis_proxy_cache_inserts_total", "counter", "Values stored in a cache.",
+           (unsigned long long)s->cache_inserts);
+    header(out, "redis_proxy_cache_evictions_total", "counter",
+           "Entries dropped: lru to make room, ttl because their lifetime had passed.");
+    evbuffer_add_printf(out, "redis_proxy_cache_evictions_total{reason=\"lru\"} %llu\n",
+                        (unsigned long long)s->cache_evictions);
+    evbuffer_add_printf(out, "redis_proxy_cache_evictions_total{reason=\"ttl\"} %llu\n",
+                        (unsigned long long)s->cache_expirations);
+
+    single(out, "redis_proxy_redis_commands_total", "counter", "Commands sent to Redis.",
+           (unsigned long long)s->redis_commands);
+    single(out, "redis_proxy_redis_error_replies_total", "counter", "Error replies from Redis.",
+           (unsigned long long)s->redis_errors);
+    single(out, "redis_proxy_redis_bad_replies_total", "counter", "Replies from Redis of the wrong type for their command.",
+           (unsigned long long)s->redis_bad_replies);
+    single(out, "redis_proxy_redis_out_of_step_total", "counter",
+           "Connections to Redis dropped because their replies no longer matched their commands.",
+           (unsigned long long)s->redis_out_of_step);
+    single(out, "redis_proxy_redis_connects_total", "counter", "Successful connections to Redis, first ones included.",
+           (unsigned long long)s->redis_connects);
+    single(out, "redis_proxy_redis_connected_workers", "gauge", "Workers connected to Redis.",
+           (unsigned long long)s->redis_connected);
+    header(out, "redis_proxy_redis_round_trip_seconds", "histogram", "Time from sending a command to Redis to its reply.");
+    histogram(out, "redis_proxy_redis_round_trip_seconds", "", &s->redis_seconds);
+}

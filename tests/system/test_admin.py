@@ -1,0 +1,99 @@
+"""The admin endpoint: /metrics in the Prometheus format (checked with promtool), /healthz and
+/readyz, with the whole proxy's numbers whichever worker answers."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import urllib.request
+
+from harness import ProxyTestCase, wait_until
+
+PROMTOOL = shutil.which("promtool")
+
+
+def metric(text, name, **labels):
+    """The value of one sample in a /metrics page (0 when absent)."""
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)(?:\{([^}]*)\})? (\S+)$", line)
+        if m and m.group(1) == name:
+            got = ",".join(sorted((m.group(2) or "").split(","))) if m.group(2) else ""
+            if got == want:
+                return float(m.group(3))
+    return 0.0
+
+
+class AdminTest(ProxyTestCase):
+    def test_metrics_pass_promtool_and_move_with_requests(self):
+        proxy = self.start_proxy(resp=True, proxy={"workers": "2"})
+        self.redis("SET", "k", "v")
+        self.assertEqual(proxy.get("k").status, 200)   # a miss, then hits on whichever worker
+        self.assertEqual(proxy.get("nope").status, 404)
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        self.assertEqual(c("MGET", "k", "nope"), [b"v", None])
+        status, text = proxy.admin("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIsNotNone(PROMTOOL, "promtool (Debian's prometheus package) is needed: make deps installs it")
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        http = sum(metric(text, "redis_proxy_requests_total", front="http", result=r) for r in ("hit", "miss"))
+        self.assertEqual(http, 1)
+        self.assertEqual(metric(text, "redis_proxy_requests_total", front="http", result="not_found"), 1)
+        self.assertEqual(metric(text, "redis_proxy_requests_total", front="resp", result="not_found"), 1)
+        self.assertEqual(sum(metric(text, "redis_proxy_requests_total", front="resp", result=r) for r in ("hit", "miss")), 1)
+        self.assertEqual(metric(text, "redis_proxy_workers"), 2)
+        self.assertGreaterEqual(metric(text, "redis_proxy_redis_commands_total"), 3)
+        self.assertEqual(metric(text, "redis_proxy_redis_connected_workers"), 2)
+        self.assertEqual(metric(text, "redis_proxy_client_connections", front="resp"), 1)
+        self.assertGreaterEqual(metric(text, "redis_proxy_cache_entries"), 1)
+        self.assertGreater(metric(text, "redis_proxy_cache_bytes"), 0)
+        self.assertGreaterEqual(metric(text, "redis_proxy_redis_round_trip_seconds_count"), 3)
+        self.assertEqual(metric(text, "redis_proxy_redis_round_trip_seconds_bucket", le="+Inf"),
+                         metric(text, "redis_proxy_redis_round_trip_seconds_count"))
+        self.assertIn('redis_proxy_build_info{version="', text)
+        # counters move on
+        for _ in range(5):
+            self.assertEqual(proxy.get("k").status, 200)
+        _, again = proxy.admin("/metrics")
+        total = sum(metric(again, "redis_proxy_requests_total", front="http", result=r) for r in ("hit", "miss"))
+        self.assertEqual(total, 6)
+
+    def test_worker_restarts_are_counted_and_counters_survive_them(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+        for _ in range(3):
+            self.assertEqual(proxy.get("k").status, 200)
+        os.kill(proxy.worker_pids()[0], signal.SIGKILL)
+        wait_until(lambda: proxy.log().count("worker 0 ready") == 2, what="worker 0 respawned")
+        wait_until(lambda: proxy.admin("/healthz")[0] == 200, what="healthy again")
+        _, text = proxy.admin("/metrics")
+        self.assertEqual(metric(text, "redis_proxy_worker_restarts_total"), 1)
+        self.assertEqual(sum(metric(text, "redis_proxy_requests_total", front="http", result=r)
+                             for r in ("hit", "miss")), 3)
+
+    def test_healthz_and_readyz_follow_redis(self):
+        proxy = self.start_proxy()
+        wait_until(lambda: proxy.admin("/readyz")[0] == 200, what="ready")
+        self.assertEqual(proxy.admin("/healthz"), (200, "ok: 1 of 1 workers running\n"))
+        port = self.redis.port
+        self.redis.stop()
+        wait_until(lambda: proxy.admin("/readyz")[0] == 503, what="not ready without Redis")
+        self.assertIn("0 of 1 workers connected", proxy.admin("/readyz")[1])
+        self.assertEqual(proxy.admin("/healthz")[0], 200)  # alive all the same
+        self.redis = self.start_redis(port=port)
+        wait_until(lambda: proxy.admin("/readyz")[0] == 200, what="ready again")
+
+    def test_unknown_admin_path_is_404_and_other_methods_405(self):
+        proxy = self.start_proxy()
+        self.assertEqual(proxy.admin("/nope")[0], 404)
+        req = urllib.request.Request("http://127.0.0.1:%d/metrics" % proxy.admin_port, method="POST", data=b"")
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        self.assertEqual(e.exception.code, 405)
+
+    def test_admin_can_be_turned_off(self):
+        proxy = self.start_proxy(admin={"listen": ""})
+        self.assertNotIn("listening for admin", proxy.log())
+        self.assertEqual(proxy.get("nope").status, 404)
