@@ -38,6 +38,7 @@ struct RespClient {
     uint64_t id;
     event *read_event, *write_event;
     event *deadline_event;  // request_timeout: a command begun must be complete by then
+    bool deadline_armed;
     char *in;  // unparsed input; the parser works on it in place
     size_t in_len, in_cap;
     RespParser parser;
@@ -562,10 +563,14 @@ static void process_input(RespClient *c)
     // silence, and a client trickling a byte a second is never silent). Restarted when a command
     // completes and the next one has begun; off while no command is under way, or while the
     // proxy itself holds the input back (backpressure: not the client's doing).
-    if (!partial)
-        event_del(c->deadline_event);
-    else if (at > 0 || !event_pending(c->deadline_event, EV_TIMEOUT, NULL))
+    if (!partial) {
+        if (c->deadline_armed)  // (event_del costs more than this test, on every read)
+            event_del(c->deadline_event);
+        c->deadline_armed = false;
+    } else if (at > 0 || !c->deadline_armed) {
         event_add(c->deadline_event, c->front->request_timeout);
+        c->deadline_armed = true;
+    }
     if (c->in_len == 0 && c->in_cap > 64 * 1024) {  // let a one-off huge command's memory go
         free(c->in);
         c->in = NULL;
