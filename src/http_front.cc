@@ -221,17 +221,26 @@ static void on_accept_error(evconnlistener *, void *)
     worker_pause_accepting(process_front->worker, "HTTP", EVUTIL_SOCKET_ERROR());
 }
 
-// Every answer leaves through here. evhttp 2.1 turns reading back on while it writes a reply,
-// to notice a client that goes away; but a client that only half-closed (sent its last
-// requests, then FIN) is then failed on that EOF, its reply unsent and any pipelined requests
-// behind it dropped. Reading stays off until the reply is written: evhttp turns it on again
-// for the next request, which finds the rest of the input, and the EOF only after that.
+// Every answer leaves through here, and is written to the socket at once rather than on the
+// next turn of the loop. evhttp 2.1 turns reading back on while it writes a reply, to notice a
+// client that goes away; but a client that only half-closed (sent its last requests, then FIN)
+// is then failed on that EOF, and whatever is not yet written is lost: the rest of the reply,
+// and pipelined requests still waiting in the input. So once the reply is in the kernel, a FIN
+// costs nothing; only when part of it is still ours, or requests wait behind it, does reading
+// stay off until evhttp turns it on for the next request (which then finds the rest of the
+// input, and the EOF only after that). Writing at once also saves the answer a turn of the loop.
 static void send_reply(evhttp_request *req, int code, const char *reason)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);
     evhttp_send_reply(req, code, reason, NULL);
-    if (evcon != NULL)
-        bufferevent_disable(evhttp_connection_get_bufferevent(evcon), EV_READ);
+    if (evcon == NULL)
+        return;  // the client went away: evhttp dropped the answer
+    bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_write(out, bufferevent_getfd(bev)) < 0 && errno != EAGAIN && errno != EINTR)
+        return;  // the write callback meets the same error and closes the connection
+    if (evbuffer_get_length(out) > 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        bufferevent_disable(bev, EV_READ);
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
