@@ -49,6 +49,7 @@ static const Setting settings[] = {
     {"proxy", "max_clients", SETTING_COUNT, FIELD(max_clients), "10000", 1, 1000000, false},
     {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false},
     {"proxy", "request_timeout", SETTING_DURATION, FIELD(request_timeout_ms), "10s", 100, HOUR_MS, false},
+    {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false},
     {"redis", "address", SETTING_UPSTREAM, FIELD(redis_address), "127.0.0.1:6379", 0, 0, false},
     {"redis", "username", SETTING_STRING, FIELD(redis_username), "", 0, 0, false},

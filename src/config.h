@@ -17,6 +17,7 @@ struct Config {
     int64_t max_clients;
     int64_t client_timeout_ms;
     int64_t request_timeout_ms;
+    int64_t shutdown_timeout_ms;
     int64_t max_key_size;
     // [redis]
     char redis_address[280];

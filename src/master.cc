@@ -22,7 +22,7 @@
 
 static const uint64_t FAST_DEATH_MS = 1000;       // a worker that dies sooner counts as crashing
 static const uint64_t RESPAWN_MAX_DELAY_MS = 10000;
-static const uint64_t STOP_GRACE_EXTRA_MS = 5000;  // beyond command_timeout, then SIGKILL
+static const uint64_t STOP_KILL_GRACE_MS = 500;  // past shutdown_timeout: the workers' own bound first
 
 struct WorkerSlot {
     pid_t pid;  // 0 when not running
@@ -232,18 +232,22 @@ static int running_workers(const Master *m)
     return n;
 }
 
-static void stop_workers(Master *m)
+// Graceful (SIGTERM to each worker: stop accepting, answer what is in flight, exit, all within
+// shutdown_timeout, after which they are killed) or immediate (SIGKILL at once).
+static void stop_workers(Master *m, bool graceful)
 {
     for (int i = 0; i < m->count; i++)
         if (m->slots[i].pid != 0)
-            kill(m->slots[i].pid, SIGTERM);
-    uint64_t deadline = monotonic_ms() + (uint64_t)m->config->command_timeout_ms + STOP_GRACE_EXTRA_MS;
+            kill(m->slots[i].pid, graceful ? SIGTERM : SIGKILL);
+    uint64_t deadline = monotonic_ms() + (graceful ? (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS : 0);
     while (running_workers(m) > 0) {
         uint64_t now = monotonic_ms();
         if (now >= deadline) {
             for (int i = 0; i < m->count; i++)
                 if (m->slots[i].pid != 0) {
-                    log_warn("worker %d (pid %d) did not stop in time; killing it", i, (int)m->slots[i].pid);
+                    if (graceful)
+                        log_warn("worker %d (pid %d) did not stop within shutdown_timeout; killing it", i,
+                                 (int)m->slots[i].pid);
                     kill(m->slots[i].pid, SIGKILL);
                 }
             deadline = now + 1000;
@@ -327,8 +331,10 @@ int master_run(const Config *config)
         if (sig == SIGCHLD) {
             reap_workers(&m, false);
         } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-            log_info("%s received: stopping %d worker(s)", signal_name(sig), running_workers(&m));
-            stop_workers(&m);
+            bool graceful = sig != SIGQUIT;
+            log_info("%s received: stopping %d worker(s) %s", signal_name(sig), running_workers(&m),
+                     graceful ? "gracefully" : "at once");
+            stop_workers(&m, graceful);
             close_listeners(&m);
             free(m.slots);
             scoreboard_destroy(m.scoreboard);

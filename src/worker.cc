@@ -82,8 +82,8 @@ static void on_expire_timer(evutil_socket_t, short, void *arg)
     cache_expire(w->cache, monotonic_ms(), EXPIRE_BATCH);
 }
 
-// After SIGTERM: no new connections; exit once the fetches in flight are answered, or at the
-// deadline (they are bounded by command_timeout anyway).
+// After SIGTERM: no new connections; exit once the fetches in flight are answered, or at
+// shutdown_timeout (the master kills a worker that is still there a little later).
 static void on_stop_timer(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
@@ -109,7 +109,7 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
         admin_front_stop_accepting(w->admin);
     w->stopping = true;
     w->stats->accepting = 0;
-    w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->command_timeout_ms + 1000;
+    w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->shutdown_timeout_ms;
     on_stop_timer(-1, 0, w);
 }
 

@@ -3,9 +3,13 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 from harness import PROXY_BIN, ProxyTestCase, free_port, wait_until
+
+import http.client
+http_client_errors = (http.client.HTTPException,)
 
 
 def alive(pid):
@@ -62,6 +66,56 @@ class SupervisionTest(ProxyTestCase):
         proxy = self.start_proxy(proxy={"workers": "2"})
         pids = list(proxy.worker_pids().values())
         self.assertEqual(proxy.stop(), 0)
+        for pid in pids:
+            wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
+
+    def miss_in_flight(self, proxy):
+        """Starts a GET that waits on a stopped Redis; returns (thread, result list)."""
+        result = []
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: self.redis.proc and os.kill(self.redis.proc.pid, signal.SIGCONT))
+
+        def get():
+            try:
+                result.append(proxy.get("slow").status)
+            except (OSError,) + http_client_errors as e:
+                result.append(repr(e))
+        t = threading.Thread(target=get, daemon=True)
+        t.start()
+        wait_until(lambda: "redis_proxy_redis_commands_total 1\n" in proxy.admin("/metrics")[1],
+                   what="the GET sent to Redis")
+        return t, result
+
+    def test_sigterm_answers_requests_in_flight_then_exits_0(self):
+        proxy = self.start_proxy(redis={"command_timeout": "10s"}, proxy={"shutdown_timeout": "10s"})
+        self.redis("SET", "slow", "v")
+        t, result = self.miss_in_flight(proxy)
+        proxy.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "SIGTERM received" in proxy.log(), what="SIGTERM taken")
+        time.sleep(0.3)  # Redis answers late: the scenario, not a wait for the proxy
+        self.assertIsNone(proxy.proc.poll())  # still waiting for that answer
+        os.kill(self.redis.proc.pid, signal.SIGCONT)
+        t.join(10)
+        self.assertEqual(result, [200])
+        self.assertEqual(proxy.proc.wait(10), 0)
+
+    def test_shutdown_timeout_bounds_a_graceful_stop(self):
+        proxy = self.start_proxy(redis={"command_timeout": "30s"}, proxy={"shutdown_timeout": "500ms"})
+        t, result = self.miss_in_flight(proxy)
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proxy.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - started, 3)
+
+    def test_sigquit_stops_at_once(self):
+        proxy = self.start_proxy(redis={"command_timeout": "30s"}, proxy={"shutdown_timeout": "30s"})
+        pids = list(proxy.worker_pids().values())
+        t, result = self.miss_in_flight(proxy)
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGQUIT)
+        self.assertEqual(proxy.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertIn("SIGQUIT received: stopping 1 worker(s) at once", proxy.log())
         for pid in pids:
             wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
 
