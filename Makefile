@@ -3,9 +3,9 @@
 # `make fuzz` runs each libFuzzer target for FUZZ_SECONDS (into build-fuzz/).
 
 CXX      ?= g++
-PKGS     := libevent hiredis inih
+PKGS     := libevent hiredis inih libsystemd
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            redis-server redis-tools python3 curl prometheus
+            libsystemd-dev redis-server redis-tools python3 curl prometheus
 
 ifeq ($(SANITIZE),1)
 BUILD    := build-asan

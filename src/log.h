@@ -1,7 +1,13 @@
-// One line per event on stderr: "2026-11-23 07:30:00.123 [pid] level: message".
+// One line per event on stderr: "2026-11-23 07:30:00.123 [pid] level: message". When stderr is
+// the systemd journal, "<N>[pid] message" instead: N is the syslog priority (sd-daemon.h's
+// prefixes), so `journalctl -p warning` filters by level, and the journal adds the time itself.
 #pragma once
 
 enum LogLevel { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+// Looks whether stderr is the journal (JOURNAL_STREAM names its device and inode). Call once at
+// start, before anything is logged.
+void log_init(void);
 
 // Process-wide threshold, set once at start-up (and in each worker after fork).
 void log_set_level(int level);

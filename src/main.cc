@@ -26,6 +26,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    log_init();
     const char *path = DEFAULT_CONFIG;
     bool test_only = false, print_config = false;
     const char *overrides[64];

@@ -18,10 +18,13 @@
 #include "config.h"
 #include "log.h"
 #include "scoreboard.h"
+#include "service_notify.h"
 #include "worker.h"
 
 static const uint64_t FAST_DEATH_MS = 1000;       // a worker that dies sooner counts as crashing
 static const uint64_t RESPAWN_MAX_DELAY_MS = 10000;
+static const uint64_t READY_POLL_MS = 10;      // how often the master looks whether it is ready
+static const uint64_t STATUS_EVERY_MS = 5000;  // how often it refreshes systemd's STATUS line
 static const uint64_t STOP_KILL_GRACE_MS = 500;  // past shutdown_timeout: the workers' own bound first
 
 struct WorkerSlot {
@@ -40,6 +43,9 @@ struct Master {
     WorkerSlot *slots;
     int count;
     Scoreboard *scoreboard;
+    bool ready;  // READY=1 sent
+    uint64_t status_at_ms;
+    char status[160];  // the STATUS line last sent
     sigset_t handled;  // signals the master waits for with sigtimedwait
 };
 
@@ -270,6 +276,47 @@ static const char *signal_name(int sig)
     }
 }
 
+// Ready: every worker is accepting and has made its first attempt to reach Redis (whatever its
+// outcome: a proxy in front of a Redis that is down still serves what it can, and says so).
+static bool all_workers_ready(const ScoreboardTotals *t, int count)
+{
+    return t->workers == count && (int)t->stats.accepting == count && (int)t->stats.redis_tried == count;
+}
+
+static void describe_status(const ScoreboardTotals *t, char *out, size_t len)
+{
+    uint64_t requests = 0;
+    for (int f = 0; f < FRONT_COUNT; f++)
+        for (int r = 0; r < RESULT_COUNT; r++)
+            requests += t->stats.requests[f][r];
+    snprintf(out, len, "%d worker(s), %llu connected to Redis, %llu requests served", t->workers,
+             (unsigned long long)t->stats.redis_connected, (unsigned long long)requests);
+}
+
+// Sends READY=1 once the workers are ready, then keeps the STATUS line current. Returns how long
+// the master may sleep before it should look again.
+static uint64_t report_to_service_manager(Master *m, uint64_t now)
+{
+    if (m->ready && now < m->status_at_ms + STATUS_EVERY_MS)
+        return m->status_at_ms + STATUS_EVERY_MS - now;
+    ScoreboardTotals t;
+    scoreboard_totals(m->scoreboard, &t);
+    if (!m->ready && !all_workers_ready(&t, m->count))
+        return READY_POLL_MS;
+    char status[sizeof(m->status)];
+    describe_status(&t, status, sizeof(status));
+    if (!m->ready) {
+        m->ready = true;
+        log_info("ready: %s", status);
+        notify_ready(status);
+    } else if (strcmp(status, m->status) != 0) {
+        notify_status(status);
+    }
+    strcpy(m->status, status);
+    m->status_at_ms = now;
+    return STATUS_EVERY_MS;
+}
+
 static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
 
 int master_run(const Config *config)
@@ -316,7 +363,7 @@ int master_run(const Config *config)
         spawn_worker(&m, i);
 
     for (;;) {
-        uint64_t now = monotonic_ms(), next = now + 60000;
+        uint64_t now = monotonic_ms(), next = now + report_to_service_manager(&m, now);
         for (int i = 0; i < m.count; i++) {
             WorkerSlot *s = &m.slots[i];
             if (s->pid == 0 && s->respawn_at_ms <= now)
@@ -332,6 +379,7 @@ int master_run(const Config *config)
             reap_workers(&m, false);
         } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
             bool graceful = sig != SIGQUIT;
+            notify_stopping();
             log_info("%s received: stopping %d worker(s) %s", signal_name(sig), running_workers(&m),
                      graceful ? "gracefully" : "at once");
             stop_workers(&m, graceful);

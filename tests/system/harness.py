@@ -223,11 +223,12 @@ class Proxy:
                 for k, v in values.items():
                     f.write("%s = %s\n" % (k, v))
 
-    def start(self, wait=True, nofile_limit=None):
+    def start(self, wait=True, nofile_limit=None, env=None):
         self.write_config()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([PROXY_BIN, "-c", self.config_path], stdout=log, stderr=log,
-                                     preexec_fn=_proxy_preexec(nofile_limit))
+                                     preexec_fn=_proxy_preexec(nofile_limit),
+                                     env=dict(os.environ, **(env or {})))
         log.close()
         if wait:
             wait_until(lambda: self._all_workers_ready(), what="%d worker(s) ready" % self.workers)
@@ -310,14 +311,14 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(r.stop)
         return r.start()
 
-    def start_proxy(self, server=None, wait=True, nofile_limit=None, resp=False, **sections):
+    def start_proxy(self, server=None, wait=True, nofile_limit=None, resp=False, env=None, **sections):
         server = server or self.redis
         settings = {"redis": {"address": "127.0.0.1:%d" % server.port}}
         for section, values in sections.items():
             settings.setdefault(section, {}).update(values)
         p = Proxy(self.workdir, settings, resp)
         self.addCleanup(self._stop_proxy, p)
-        return p.start(wait, nofile_limit)
+        return p.start(wait, nofile_limit, env)
 
     def _stop_proxy(self, p):
         p.stop()
