@@ -5,7 +5,7 @@
 CXX      ?= g++
 PKGS     := libevent hiredis inih libsystemd
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            libsystemd-dev redis-server redis-tools python3 curl prometheus
+            libsystemd-dev systemd redis-server redis-tools python3 curl prometheus
 
 ifeq ($(SANITIZE),1)
 BUILD    := build-asan
