@@ -32,7 +32,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install-packages clean
+.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -110,6 +110,27 @@ $(BUILD)/bench/%: bench/%.cc
 bench: bench-deps
 	$(MAKE) all $(BUILD)/bench/evhttp_bare $(BUILD)/bench/paced_client
 	BUILD_DIR=$(abspath $(BUILD)) python3 bench/bench.py
+
+# `make install`, with DESTDIR (a staging root, as packages use) and PREFIX. An existing
+# /etc/redis-proxy/proxy.ini is never overwritten: the example goes beside it as proxy.ini.dist.
+PREFIX      ?= /usr
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+
+install: all
+	install -D -m 0755 $(BUILD)/redis-proxy $(DESTDIR)$(SBINDIR)/redis-proxy
+	install -D -m 0644 systemd/redis-proxy.service $(DESTDIR)$(UNITDIR)/redis-proxy.service
+	install -D -m 0644 systemd/redis-proxy.sysusers $(DESTDIR)$(SYSUSERSDIR)/redis-proxy.conf
+	install -D -m 0644 packaging/redis-proxy.8 $(DESTDIR)$(MANDIR)/man8/redis-proxy.8
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini; the example is proxy.ini.dist"; \
+		install -D -m 0644 conf/proxy.ini $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini.dist; \
+	else \
+		install -D -m 0644 conf/proxy.ini $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini; \
+	fi
 
 # Fuzzing (never part of check): libFuzzer with ASan and UBSan, clang from Debian. Each target
 # runs FUZZ_SECONDS on a working corpus in build-fuzz/ seeded from tests/fuzz/corpus/; a crash
