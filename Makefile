@@ -32,7 +32,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install install-packages clean
+.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install deb deb-deps install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -40,11 +40,11 @@ $(BUILD)/redis-proxy: $(OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: src/%.cc | $(BUILD)/obj
-	$(CXX) $(CXXFLAGS) -c -o $@ $<
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
 
 # CppUTest's new/delete leak detector clashes with ASan; disable it with -DCPPUTEST_MEM_LEAK_DETECTION_DISABLED.
 $(BUILD)/unit/%.o: tests/unit/%.cc | $(BUILD)/unit
-	$(CXX) $(CXXFLAGS) -Wno-shadow -Isrc -c -o $@ $<
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Wno-shadow -Isrc -c -o $@ $<
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(LIB_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lCppUTest -lCppUTestExt
@@ -132,6 +132,23 @@ install: all
 		install -D -m 0644 conf/proxy.ini $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini; \
 	fi
 
+# `make deb`: the Debian package, from packaging/debian, built in a copy of the sources under
+# build-deb/ (so the tree itself never holds a debian/ directory or build leftovers), then
+# checked by lintian, which must report no error.
+VERSION  := $(shell sed -n 's/^#define REDIS_PROXY_VERSION "\(.*\)"/\1/p' src/version.h)
+DEB_TOOL_PKGS := dpkg-dev debhelper lintian fakeroot
+
+deb-deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PKGS) $(DEB_TOOL_PKGS)"
+
+deb: deb-deps
+	rm -rf build-deb && mkdir -p build-deb/redis-proxy-$(VERSION)
+	cp -r Makefile src conf systemd packaging build-deb/redis-proxy-$(VERSION)/
+	cp -r packaging/debian build-deb/redis-proxy-$(VERSION)/debian
+	cd build-deb/redis-proxy-$(VERSION) && dpkg-buildpackage -b -us -uc
+	lintian --fail-on error build-deb/redis-proxy_$(VERSION)_*.deb
+	@ls build-deb/*.deb
+
 # Fuzzing (never part of check): libFuzzer with ASan and UBSan, clang from Debian. Each target
 # runs FUZZ_SECONDS on a working corpus in build-fuzz/ seeded from tests/fuzz/corpus/; a crash
 # leaves its input as build-fuzz/TARGET-crash-*, to be turned into a unit test.
@@ -165,6 +182,6 @@ fuzz: fuzz-deps
 	done
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-deb
 
 -include $(OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
