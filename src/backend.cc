@@ -156,12 +156,12 @@ static void backend_drop(Backend *b, BackendFailure failure, const char *what, c
     }
     if (b->ready)
         b->failures = 0;  // it was up: news again, and retry fast
-    close_connection(b, failure);
-    if (b->reader == NULL) {
-        log_error("redis %s: out of memory for the reply parser", b->target.display);
-        b->failures++;
-    }
+    // Logged before the commands waiting on it are answered: the log says why before a client
+    // sees the error.
     schedule_reconnect(b, what, detail);
+    close_connection(b, failure);
+    if (b->reader == NULL)
+        log_error("redis %s: out of memory for the reply parser; retrying", b->target.display);
 }
 
 // The connection is out of step with its commands: replies read through it may have been paired

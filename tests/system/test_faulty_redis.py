@@ -197,7 +197,7 @@ class HalfAndHugeReplyTest(FaultyRedisTestCase):
         r = self.proxy.get("k")
         self.assertEqual(r.status, 503, r)
         self.assertLess(time.monotonic() - started, 3)
-        self.assertIn("reply larger than max_reply_size", self.proxy.log())
+        wait_until(lambda: "reply larger than max_reply_size" in self.proxy.log(), what="the drop logged")
         pid = self.proxy.worker_pids()[0]
         with open("/proc/%d/status" % pid) as f:
             rss_kb = int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
