@@ -32,7 +32,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install deb deb-deps install-packages clean
+.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -148,6 +148,12 @@ deb: deb-deps
 	cd build-deb/redis-proxy-$(VERSION) && dpkg-buildpackage -b -us -uc
 	lintian --fail-on error build-deb/redis-proxy_$(VERSION)_*.deb
 	@ls build-deb/*.deb
+
+# `make check-systemd`: the package in a real systemd booted in a container (see
+# tests/systemd/check.sh); CI runs it after make check and make deb.
+check-systemd: deb
+	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap systemd-container"
+	bash tests/systemd/check.sh
 
 # Fuzzing (never part of check): libFuzzer with ASan and UBSan, clang from Debian. Each target
 # runs FUZZ_SECONDS on a working corpus in build-fuzz/ seeded from tests/fuzz/corpus/; a crash
