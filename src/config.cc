@@ -500,6 +500,17 @@ bool config_validate(const Config *c, char *err, size_t errlen)
     return true;
 }
 
+bool config_load(Config *c, const ConfigSource *source, char *err, size_t errlen)
+{
+    config_defaults(c);
+    if (!config_load_file(c, source->path, err, errlen))
+        return false;
+    for (int i = 0; i < source->override_count; i++)
+        if (!config_override(c, source->overrides[i], err, errlen))
+            return false;
+    return config_validate(c, err, errlen);
+}
+
 void config_print(const Config *c, FILE *out)
 {
     for (size_t i = 0; i < settings_count; i++) {

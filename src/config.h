@@ -56,6 +56,17 @@ bool config_override(Config *c, const char *arg, char *err, size_t errlen);
 // line of the setting given last (or "-o section.key: what" when an override gave it).
 bool config_validate(const Config *c, char *err, size_t errlen);
 
+// Where the configuration comes from: the file and the -o overrides, kept for reloads.
+struct ConfigSource {
+    const char *path;
+    const char *const *overrides;
+    int override_count;
+};
+
+// Everything start-up and reload do to get a configuration: defaults, the file, the overrides,
+// the checks between settings. On error, writes what is wrong (with FILE:LINE) to err.
+bool config_load(Config *c, const ConfigSource *source, char *err, size_t errlen);
+
 // Prints every setting as "section.key = value", secrets masked (for -T).
 void config_print(const Config *c, FILE *out);
 

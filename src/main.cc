@@ -68,14 +68,9 @@ int main(int argc, char **argv)
     }
 
     static Config config;  // lives as long as the process: workers keep pointers into it
-    config_defaults(&config);
+    ConfigSource source = {path, overrides, override_count};
     char err[1024];
-    bool ok = config_load_file(&config, path, err, sizeof(err));
-    for (int i = 0; ok && i < override_count; i++)
-        ok = config_override(&config, overrides[i], err, sizeof(err));
-    if (ok)
-        ok = config_validate(&config, err, sizeof(err));
-    if (!ok) {
+    if (!config_load(&config, &source, err, sizeof(err))) {
         fprintf(stderr, "redis-proxy: %s\n", err);
         if (test_only || print_config)
             fprintf(stderr, "redis-proxy: configuration file %s test failed\n", path);
@@ -90,5 +85,5 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level((int)config.log_level);
-    return master_run(&config);
+    return master_run(&config, &source);
 }

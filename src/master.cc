@@ -39,11 +39,18 @@ struct WorkerSlot {
 
 struct Master {
     const Config *config;
+    const ConfigSource *source;  // where a reload reads the configuration again
+    Config *reloaded;            // the configuration of the last reload (owned), or NULL
     WorkerSetup setup;  // shared part; id and fd filled per worker
     WorkerSlot *slots;
     int count;
     Scoreboard *scoreboard;
-    bool ready;  // READY=1 sent
+    bool ready;  // READY=1 sent for the current generation
+    // A reload's previous generation: told to stop once the new one serves, killed at the deadline.
+    pid_t *retiring;
+    int retiring_count;
+    bool retire_signalled;
+    uint64_t retire_deadline_ms;
     uint64_t status_at_ms;
     char status[160];  // the STATUS line last sent
     sigset_t handled;  // signals the master waits for with sigtimedwait
@@ -197,15 +204,26 @@ static int reap_workers(Master *m, bool stopping)
     int status, reaped = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        WorkerRecord *record = scoreboard_find(m->scoreboard, pid);
+        if (record != NULL)
+            scoreboard_retire(m->scoreboard, record);
+        bool was_retiring = false;
+        for (int i = 0; i < m->retiring_count; i++)
+            if (m->retiring[i] == pid) {
+                m->retiring[i] = m->retiring[--m->retiring_count];
+                was_retiring = true;
+                reaped++;
+                log_debug("previous-generation worker (pid %d) has exited", (int)pid);
+                break;
+            }
+        if (was_retiring)
+            continue;
         for (int i = 0; i < m->count; i++) {
             WorkerSlot *s = &m->slots[i];
             if (s->pid != pid)
                 continue;
             reaped++;
             s->pid = 0;
-            WorkerRecord *record = scoreboard_find(m->scoreboard, pid);
-            if (record != NULL)
-                scoreboard_retire(m->scoreboard, record);
             char how[128];
             describe_exit(status, how, sizeof(how));
             if (stopping) {
@@ -232,10 +250,16 @@ static int reap_workers(Master *m, bool stopping)
 
 static int running_workers(const Master *m)
 {
-    int n = 0;
+    int n = m->retiring_count;
     for (int i = 0; i < m->count; i++)
         n += m->slots[i].pid != 0;
     return n;
+}
+
+static void signal_retiring(Master *m, int sig)
+{
+    for (int i = 0; i < m->retiring_count; i++)
+        kill(m->retiring[i], sig);
 }
 
 // Graceful (SIGTERM to each worker: stop accepting, answer what is in flight, exit, all within
@@ -245,6 +269,7 @@ static void stop_workers(Master *m, bool graceful)
     for (int i = 0; i < m->count; i++)
         if (m->slots[i].pid != 0)
             kill(m->slots[i].pid, graceful ? SIGTERM : SIGKILL);
+    signal_retiring(m, graceful ? SIGTERM : SIGKILL);
     uint64_t deadline = monotonic_ms() + (graceful ? (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS : 0);
     while (running_workers(m) > 0) {
         uint64_t now = monotonic_ms();
@@ -256,6 +281,7 @@ static void stop_workers(Master *m, bool graceful)
                                  (int)m->slots[i].pid);
                     kill(m->slots[i].pid, SIGKILL);
                 }
+            signal_retiring(m, SIGKILL);
             deadline = now + 1000;
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -276,11 +302,17 @@ static const char *signal_name(int sig)
     }
 }
 
-// Ready: every worker is accepting and has made its first attempt to reach Redis (whatever its
-// outcome: a proxy in front of a Redis that is down still serves what it can, and says so).
-static bool all_workers_ready(const ScoreboardTotals *t, int count)
+// Ready: every worker of the current generation is accepting and has made its first attempt to
+// reach Redis (whatever its outcome: a proxy in front of a Redis that is down still serves what
+// it can, and says so).
+static bool generation_ready(Master *m)
 {
-    return t->workers == count && (int)t->stats.accepting == count && (int)t->stats.redis_tried == count;
+    for (int i = 0; i < m->count; i++) {
+        WorkerRecord *r = m->slots[i].pid > 0 ? scoreboard_find(m->scoreboard, m->slots[i].pid) : NULL;
+        if (r == NULL || !r->stats.accepting || !r->stats.redis_tried)
+            return false;
+    }
+    return true;
 }
 
 static void describe_status(const ScoreboardTotals *t, char *out, size_t len)
@@ -299,15 +331,25 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
 {
     if (m->ready && now < m->status_at_ms + STATUS_EVERY_MS)
         return m->status_at_ms + STATUS_EVERY_MS - now;
+    if (!m->ready && !generation_ready(m))
+        return READY_POLL_MS;
     ScoreboardTotals t;
     scoreboard_totals(m->scoreboard, &t);
-    if (!m->ready && !all_workers_ready(&t, m->count))
-        return READY_POLL_MS;
     char status[sizeof(m->status)];
     describe_status(&t, status, sizeof(status));
     if (!m->ready) {
         m->ready = true;
-        log_info("ready: %s", status);
+        if (m->retiring_count > 0) {
+            // The new generation serves: the old one stops accepting, answers what it has in
+            // flight and exits, on the same sockets, so no connection waits on a dead worker.
+            log_info("reload: configuration generation %u serving; stopping %d previous worker(s)",
+                     m->scoreboard->generation, m->retiring_count);
+            signal_retiring(m, SIGTERM);
+            m->retire_signalled = true;
+            m->retire_deadline_ms = now + (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS;
+        } else {
+            log_info("ready: %s", status);
+        }
         notify_ready(status);
     } else if (strcmp(status, m->status) != 0) {
         notify_status(status);
@@ -317,13 +359,76 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
     return STATUS_EVERY_MS;
 }
 
+// SIGHUP: read the configuration again (file and -o overrides). Invalid: say why, keep serving
+// on the old one. Valid: start a new generation of workers on it, on the same sockets; the old
+// generation is told to stop once the new one serves (report_to_service_manager). A reload
+// starts with empty caches. Not yet: changing the listen addresses or the number of workers
+// (that needs a restart for now).
+static void reload(Master *m)
+{
+    m->scoreboard->reloads++;
+    notify_reloading();
+    Config *next = (Config *)malloc(sizeof(Config));
+    char err[1024];
+    const char *refused = NULL;
+    BackendTarget target;
+    if (next == NULL) {
+        refused = "out of memory";
+    } else if (!config_load(next, m->source, err, sizeof(err))) {
+        refused = err;
+    } else if (strcmp(next->listen, m->config->listen) != 0 ||
+               strcmp(next->resp_listen, m->config->resp_listen) != 0 ||
+               strcmp(next->admin_listen, m->config->admin_listen) != 0 ||
+               config_worker_count(next) != m->count) {
+        refused = "changing listen, resp_listen, [admin] listen or workers needs a restart for now";
+    } else if (m->retiring_count > 0) {
+        refused = "the previous reload is still under way";
+    } else if (!backend_target_resolve(next->redis_address, &target, err, sizeof(err))) {
+        refused = err;
+    }
+    if (refused != NULL) {
+        m->scoreboard->reload_failures++;
+        log_error("reload refused: %s; keeping the running configuration", refused);
+        free(next);
+        notify_ready(m->status);  // ends the reload, as systemd expects
+        return;
+    }
+    m->retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t));
+    if (m->retiring == NULL) {
+        m->scoreboard->reload_failures++;
+        log_error("reload refused: out of memory; keeping the running configuration");
+        free(next);
+        notify_ready(m->status);
+        return;
+    }
+    for (int i = 0; i < m->count; i++)
+        if (m->slots[i].pid != 0)
+            m->retiring[m->retiring_count++] = m->slots[i].pid;
+    m->retire_signalled = false;
+    free(m->reloaded);
+    m->reloaded = next;
+    m->config = next;
+    m->setup.redis = target;
+    log_set_level((int)next->log_level);
+    m->scoreboard->generation++;
+    log_info("reload: configuration generation %u read from %s; starting %d new worker(s)",
+             m->scoreboard->generation, m->source->path, m->count);
+    for (int i = 0; i < m->count; i++) {
+        m->slots[i].pid = 0;
+        m->slots[i].fast_deaths = 0;
+        spawn_worker(m, i);
+    }
+    m->ready = false;
+}
+
 static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
 
-int master_run(const Config *config)
+int master_run(const Config *config, const ConfigSource *source)
 {
     Master m;
     memset(&m, 0, sizeof(m));
     m.config = config;
+    m.source = source;
     m.count = config_worker_count(config);
     m.slots = (WorkerSlot *)calloc((size_t)m.count, sizeof(WorkerSlot));
     m.setup.worker_count = m.count;
@@ -371,6 +476,16 @@ int master_run(const Config *config)
             if (s->pid == 0 && s->respawn_at_ms < next)
                 next = s->respawn_at_ms;
         }
+        if (m.retiring_count > 0 && m.retire_signalled) {
+            if (now >= m.retire_deadline_ms) {
+                log_warn("%d previous-generation worker(s) did not stop within shutdown_timeout; killing them",
+                         m.retiring_count);
+                signal_retiring(&m, SIGKILL);
+                m.retire_deadline_ms = now + 1000;
+            }
+            if (m.retire_deadline_ms < next)
+                next = m.retire_deadline_ms;
+        }
         uint64_t wait_ms = next > now ? next - now : 0;
         struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000};
         siginfo_t info;
@@ -386,11 +501,13 @@ int master_run(const Config *config)
             close_listeners(&m);
             free(m.slots);
             scoreboard_destroy(m.scoreboard);
+            free(m.retiring);
+            free(m.reloaded);
             log_info("stopped");
             return 0;
         } else if (sig == SIGHUP) {
-            log_warn("SIGHUP received: configuration reload is not implemented yet; keeping the "
-                     "running configuration");
+            log_info("SIGHUP received: reloading the configuration");
+            reload(&m);
         }
     }
 }

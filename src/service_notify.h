@@ -6,3 +6,5 @@
 void notify_ready(const char *status);
 void notify_status(const char *status);
 void notify_stopping(void);
+// RELOADING=1 with MONOTONIC_USEC (systemd 253+ wants it); READY=1 ends the reload.
+void notify_reloading(void);

@@ -92,12 +92,18 @@ check "then a GET is a cache hit" \
     bash -c "for i in \$(seq 20); do nsenter -t $CONTAINER -a curl -si http://127.0.0.1:8080/user:42; done | grep -q 'X-Cache: HIT'"
 check "/readyz" test "$(in_container curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9121/readyz)" = 200
 
-# Reload: the main PID stays. (Re-reading the file comes with SIGHUP reload.)
+# Reload: edit the file as a user does; the change takes effect and the main PID stays.
 main_pid=$(in_container systemctl show -p MainPID --value redis-proxy)
+in_container sed -i 's/^capacity = 10000 /capacity = 500 /' /etc/redis-proxy/proxy.ini
 in_container systemctl reload redis-proxy
+capacity() { in_container curl -s http://127.0.0.1:9121/metrics | sed -n 's/^redis_proxy_cache_capacity_entries //p'; }
+for _ in $(seq 50); do [ "$(capacity)" = 1000 ] && break; sleep 0.1; done
+check "systemctl reload: the edited capacity is in effect (2 workers x 500)" test "$(capacity)" = 1000
 check "systemctl reload keeps the main PID and the service active" \
     test "$(in_container systemctl show -p MainPID --value redis-proxy)" = "$main_pid" -a \
     "$(in_container systemctl is-active redis-proxy)" = active
+check "systemctl status shows the STATUS= line after the reload" \
+    bash -c "nsenter -t $CONTAINER -a systemctl status redis-proxy --no-pager | grep -q 'Status: \"'"
 
 check "journalctl -p info shows our lines" \
     bash -c "nsenter -t $CONTAINER -a journalctl -u redis-proxy -p info --no-pager -o cat | grep -q 'ready: 2 worker(s)'"
