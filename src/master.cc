@@ -386,6 +386,7 @@ static void reload(Master *m)
     } else if (!backend_target_resolve(next->redis_address, &target, err, sizeof(err))) {
         refused = err;
     }
+    m->scoreboard->last_reload_ok = refused == NULL;
     if (refused != NULL) {
         m->scoreboard->reload_failures++;
         log_error("reload refused: %s; keeping the running configuration", refused);
@@ -396,6 +397,7 @@ static void reload(Master *m)
     m->retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t));
     if (m->retiring == NULL) {
         m->scoreboard->reload_failures++;
+        m->scoreboard->last_reload_ok = 0;
         log_error("reload refused: out of memory; keeping the running configuration");
         free(next);
         notify_ready(m->status);

@@ -22,6 +22,7 @@ Scoreboard *scoreboard_create(int slots)
     Scoreboard *sb = (Scoreboard *)p;  // zeroed by mmap
     sb->records = records;
     sb->generation = 1;
+    sb->last_reload_ok = 1;
     sb->started_unix = (uint64_t)time(NULL);
     return sb;
 }

@@ -28,6 +28,7 @@ struct Scoreboard {
     uint64_t reloads;         // SIGHUP reloads tried
     uint64_t reload_failures; // of which refused (invalid configuration)
     uint32_t generation;      // configuration generation in force: 1 at start, +1 per reload
+    uint32_t last_reload_ok;  // 1 unless the last reload was refused (1 before any reload)
     int32_t records;
     WorkerStats retired;      // the counters of workers that have exited
     WorkerRecord record[];

@@ -46,6 +46,7 @@ class ReloadTest(ProxyTestCase):
             self.assertEqual(proxy.get("k").body, b"from-the-second")
         _, text = proxy.admin("/metrics")
         self.assertEqual(metric(text, "redis_proxy_reloads_total"), 1)
+        self.assertEqual(metric(text, "redis_proxy_last_reload_success"), 1)
         self.assertEqual(metric(text, "redis_proxy_config_generation"), 2)
         self.assertEqual(metric(text, "redis_proxy_workers"), 2)
         self.assertIn("reload: configuration generation 2", proxy.log())
@@ -66,6 +67,7 @@ class ReloadTest(ProxyTestCase):
         self.assertEqual((r.status, r.header("X-Cache")), (200, "HIT"))  # same worker, same cache
         _, text = proxy.admin("/metrics")
         self.assertEqual(metric(text, "redis_proxy_reload_failures_total"), 1)
+        self.assertEqual(metric(text, "redis_proxy_last_reload_success"), 0)
         self.assertEqual(metric(text, "redis_proxy_config_generation"), 1)
 
     def test_changing_the_listen_address_is_refused_for_now(self):
