@@ -50,6 +50,7 @@ struct HttpFront {
     size_t fresh_len, fresh_cap;
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
     size_t by_fd_cap;
+    bool draining;           // the worker is stopping: every answer closes its connection
     const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
 
@@ -232,6 +233,8 @@ static void on_accept_error(evconnlistener *, void *)
 static void send_reply(evhttp_request *req, int code, const char *reason)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (process_front->draining)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     evhttp_send_reply(req, code, reason, NULL);
     if (evcon == NULL)
         return;  // the client went away: evhttp dropped the answer
@@ -487,6 +490,19 @@ void http_front_destroy(HttpFront *h)
     free(h->fresh);
     free(h->by_fd);
     free(h);
+}
+
+void http_front_drain(HttpFront *h)
+{
+    h->draining = true;
+    for (size_t fd = 0; fd < h->by_fd_cap; fd++) {
+        HttpClient *c = h->by_fd[fd];
+        // Idle: kept alive after a request, with none being answered and none begun (its bytes
+        // would be in the input). A connection that has not sent its first request yet is not
+        // idle: that request is on its way (its client connected for it), and is answered.
+        if (c != NULL && c->requests > 0 && !c->busy && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            evhttp_connection_free(c->evcon);  // on_connection_closed frees c
+    }
 }
 
 void http_front_set_accepting(HttpFront *h, bool accepting)

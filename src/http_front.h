@@ -10,3 +10,7 @@ void http_front_destroy(HttpFront *h);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void http_front_set_accepting(HttpFront *h, bool accepting);
+
+// The worker is stopping: idle connections are closed now; one with a request under way or
+// being answered gets its answer with "Connection: close", and closes after it.
+void http_front_drain(HttpFront *h);

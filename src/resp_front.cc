@@ -46,6 +46,7 @@ struct RespClient {
     bool reading;
     bool processing;  // in process_input: answers are written when it ends, not scheduled
     bool closing;  // after QUIT or a protocol error: close once everything is sent
+    bool used;     // has sent a command
     char *name;    // CLIENT SETNAME
 };
 
@@ -58,6 +59,7 @@ struct RespFront {
     ReplySlotPool slots;
     LookupKey *keys;  // scratch for MGET
     size_t keys_cap;
+    bool draining;    // the worker is stopping: close each client once it has no command under way
     uint64_t next_id;
 };
 
@@ -551,8 +553,10 @@ static void process_input(RespClient *c)
             at = c->in_len;
             break;
         }
-        if (status == RESP_COMMAND)
+        if (status == RESP_COMMAND) {
+            c->used = true;
             dispatch(c, c->in + at, c->parser.args, c->parser.argc);
+        }
         at += c->parser.consumed;
     }
     if (at > 0) {
@@ -567,6 +571,8 @@ static void process_input(RespClient *c)
         if (c->deadline_armed)  // (event_del costs more than this test, on every read)
             event_del(c->deadline_event);
         c->deadline_armed = false;
+        if (c->front->draining)
+            c->closing = true;  // no command under way: close once every answer is sent
     } else if (at > 0 || !c->deadline_armed) {
         event_add(c->deadline_event, c->front->request_timeout);
         c->deadline_armed = true;
@@ -745,6 +751,24 @@ void resp_front_destroy(RespFront *f)
     reply_pool_free(&f->slots);
     free(f->keys);
     free(f);
+}
+
+void resp_front_drain(RespFront *f)
+{
+    f->draining = true;
+    RespClient *next;
+    for (RespClient *c = f->clients; c != NULL; c = next) {
+        next = c->next;
+        // A command under way, or a client that has not sent its first one yet (it connected
+        // for it): process_input closes it once that is complete.
+        if (c->in_len > 0 || !c->used)
+            continue;
+        c->closing = true;
+        if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
+            client_close(c);
+        else
+            schedule_write(c);  // closes after the answers still on their way
+    }
 }
 
 void resp_front_set_accepting(RespFront *f, bool accepting)

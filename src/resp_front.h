@@ -10,3 +10,7 @@ void resp_front_destroy(RespFront *f);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void resp_front_set_accepting(RespFront *f, bool accepting);
+
+// The worker is stopping: idle connections are closed now; the others once the command under
+// way is complete and every answer sent.
+void resp_front_drain(RespFront *f);

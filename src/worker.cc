@@ -82,12 +82,13 @@ static void on_expire_timer(evutil_socket_t, short, void *arg)
     cache_expire(w->cache, monotonic_ms(), EXPIRE_BATCH);
 }
 
-// After SIGTERM: no new connections; exit once the fetches in flight are answered, or at
-// shutdown_timeout (the master kills a worker that is still there a little later).
+// After SIGTERM: no new connections, idle ones closed, the others closed after their answers;
+// exit once no client and no fetch is left, or at shutdown_timeout (the master kills a worker
+// that is still there a little later).
 static void on_stop_timer(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
-    if (w->inflight == 0 || monotonic_ms() >= w->stop_deadline_ms) {
+    if ((w->inflight == 0 && clients_open(w) == 0) || monotonic_ms() >= w->stop_deadline_ms) {
         // One more short turn of the loop lets the last replies reach their sockets.
         struct timeval tv = {0, 50 * 1000};
         event_base_loopexit(w->base, &tv);
@@ -110,6 +111,9 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     w->stopping = true;
     w->stats->accepting = 0;
     w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->shutdown_timeout_ms;
+    http_front_drain(w->http);
+    if (w->resp != NULL)
+        resp_front_drain(w->resp);
     on_stop_timer(-1, 0, w);
 }
 

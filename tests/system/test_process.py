@@ -119,6 +119,44 @@ class SupervisionTest(ProxyTestCase):
         for pid in pids:
             wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
 
+    def test_graceful_stop_closes_idle_connections_and_answers_requests_under_way(self):
+        proxy = self.start_proxy(resp=True, proxy={"shutdown_timeout": "10s"})
+        self.redis("SET", "k", "v")
+        idle_http = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        idle_http.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", idle_http.recv(4096))  # kept alive, now idle
+        idle_resp = proxy.resp()
+        self.assertEqual(idle_resp("PING"), b"PONG")
+        busy_http = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        busy_http.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\n")  # a request under way
+        busy_resp = proxy.resp()
+        self.assertEqual(busy_resp("PING"), b"PONG")
+        busy_resp.send_raw(b"*2\r\n$3\r\nGET\r\n$1\r\n")  # a command under way
+        wait_until(lambda: "redis_proxy_client_connections{front=\"http\"} 2" in proxy.admin("/metrics")[1],
+                   what="both HTTP connections open")
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(idle_http.recv(4096), b"")   # closed at once
+        self.assertTrue(idle_resp.at_eof())
+        busy_http.sendall(b"\r\n")                   # the rest of the request still gets its answer
+        answer = b""
+        while True:
+            chunk = busy_http.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK"), answer)
+        self.assertIn(b"Connection: close", answer)
+        busy_resp.send_raw(b"k\r\n")
+        self.assertEqual(busy_resp.read_reply(), b"v")
+        self.assertTrue(busy_resp.at_eof())
+        self.assertEqual(proxy.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - started, 5)
+        for s in (idle_http, busy_http):
+            s.close()
+        for c in (idle_resp, busy_resp):
+            c.close()
+
     def test_workers_die_with_the_master(self):
         proxy = self.start_proxy(proxy={"workers": "2"})
         pids = list(proxy.worker_pids().values())
