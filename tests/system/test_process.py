@@ -165,11 +165,12 @@ class SupervisionTest(ProxyTestCase):
         for pid in pids:
             wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
 
-    def test_sighup_is_logged_and_service_continues(self):
+    def test_sighup_with_an_unchanged_file_replaces_the_workers_and_keeps_serving(self):
         proxy = self.start_proxy()
         self.redis("SET", "k", "v")
         proxy.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: "SIGHUP received" in proxy.log(), what="SIGHUP logged")
+        wait_until(lambda: "generation 2 serving" in proxy.log(), what="the reload")
+        self.assertEqual(proxy.log().count("worker 0 ready"), 2)
         self.assertEqual(proxy.get("k").status, 200)
 
 
