@@ -16,6 +16,7 @@ DEB=$(ls build-deb/redis-proxy_*_"$(dpkg --print-architecture)".deb)
 # The mirror the machine's apt sources already name.
 MIRROR=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
 MIRROR=${MIRROR:-$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 passed=0
 failed=0
@@ -78,7 +79,10 @@ done
 check "the container's systemd is up ($state)" test "$state" = running -o "$state" = degraded
 
 # Install as a user does; apt pulls the runtime libraries.
-in_container apt-get update -q >"$CACHE/apt-update.log" 2>&1
+for attempt in 1 2 3; do  # the network may hiccup; apt itself is not under test here
+    in_container apt-get update -q >"$CACHE/apt-update.log" 2>&1 && break
+    sleep "$attempt"
+done
 check "apt install ./redis-proxy_*.deb" \
     in_container env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/debs/$(basename "$DEB")"
 in_container systemctl start redis-proxy
