@@ -51,7 +51,10 @@ if [ ! -d "$ROOT" ]; then
     echo "check-systemd: making the container root $ROOT (debootstrap, about a minute)"
     mkdir -p "$CACHE"
     rm -rf "$ROOT.tmp"
+    # A download of a few hundred packages: tried twice before giving up.
     debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOT.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+        { rm -rf "$ROOT.tmp"; debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOT.tmp" "$MIRROR" \
+              >"$CACHE/debootstrap.log" 2>&1; } ||
         { tail -20 "$CACHE/debootstrap.log"; exit 1; }
     mv "$ROOT.tmp" "$ROOT"
 fi
