@@ -36,17 +36,6 @@ static void reply_text(evhttp_request *req, int code, const char *reason, const 
         evbuffer_free(body);
 }
 
-static void totals_of(const Worker *w, ScoreboardTotals *t)
-{
-    if (w->scoreboard != NULL) {
-        scoreboard_totals(w->scoreboard, t);
-    } else {
-        memset(t, 0, sizeof(*t));
-        t->stats = *w->stats;
-        t->workers = 1;
-    }
-}
-
 static void on_request(evhttp_request *req, void *arg)
 {
     AdminFront *a = (AdminFront *)arg;
@@ -60,7 +49,7 @@ static void on_request(evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     size_t path_len = strcspn(uri, "?#");
     ScoreboardTotals t;
-    totals_of(w, &t);
+    worker_totals(w, &t);
     int want = w->worker_count;
     char text[160];
     if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0) {

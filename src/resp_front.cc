@@ -318,13 +318,7 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
 {
     Worker *w = c->front->worker;
     ScoreboardTotals t;
-    if (w->scoreboard != NULL) {
-        scoreboard_totals(w->scoreboard, &t);
-    } else {
-        memset(&t, 0, sizeof(t));
-        t.stats = *w->stats;
-        t.workers = 1;
-    }
+    worker_totals(w, &t);
     const WorkerStats *s = &t.stats;
     uint64_t result[RESULT_COUNT] = {0};
     for (int f = 0; f < FRONT_COUNT; f++)

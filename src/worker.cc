@@ -15,6 +15,7 @@
 #include "http_front.h"
 #include "log.h"
 #include "resp_front.h"
+#include "scoreboard.h"
 
 static const uint64_t EXPIRE_INTERVAL_MS = 100;
 static const size_t EXPIRE_BATCH = 10000;  // bounds the work of one tick; the rest waits a tick
@@ -49,6 +50,17 @@ static void on_accept_retry_timer(evutil_socket_t, short, void *arg)
     Worker *w = (Worker *)arg;
     if (w->accepting && !w->stopping)
         set_fronts_accepting(w, true);
+}
+
+void worker_totals(const Worker *w, ScoreboardTotals *t)
+{
+    if (w->scoreboard != NULL) {
+        scoreboard_totals(w->scoreboard, t);
+        return;
+    }
+    memset(t, 0, sizeof(*t));
+    t->stats = *w->stats;
+    t->workers = 1;
 }
 
 static int64_t clients_open(const Worker *w)

@@ -15,6 +15,7 @@ struct Cache;
 struct HttpFront;
 struct RespFront;
 struct AdminFront;
+struct ScoreboardTotals;
 
 struct Worker {
     int id;  // slot number, 0..workers-1
@@ -61,5 +62,8 @@ void worker_pause_accepting(Worker *w, const char *front, int err);
 
 // The fronts report client connections opening and closing; the worker stops accepting at its
 // share of max_clients (new connections then wait in the kernel backlog) and resumes below it.
+// The whole proxy's numbers, from the scoreboard; this worker's own when it runs without one.
+void worker_totals(const Worker *w, ScoreboardTotals *t);
+
 void worker_client_opened(Worker *w, Front front);
 void worker_client_closed(Worker *w, Front front);
