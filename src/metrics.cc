@@ -21,6 +21,15 @@ static void single(evbuffer *out, const char *name, const char *type, const char
     evbuffer_add_printf(out, "%s %llu\n", name, v);
 }
 
+// One value per front: name{front="http"} and name{front="resp"}.
+static void per_front(evbuffer *out, const char *name, const char *type, const char *help,
+                      const uint64_t values[FRONT_COUNT])
+{
+    header(out, name, type, help);
+    for (int f = 0; f < FRONT_COUNT; f++)
+        evbuffer_add_printf(out, "%s{front=\"%s\"} %llu\n", name, front_names[f], (unsigned long long)values[f]);
+}
+
 // `labels` is empty or "name=\"value\"," (with the trailing comma, to go before le).
 static void histogram(evbuffer *out, const char *name, const char *labels, const Histogram *h)
 {
@@ -67,10 +76,8 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
         for (int r = 0; r < RESULT_COUNT; r++)
             evbuffer_add_printf(out, "redis_proxy_requests_total{front=\"%s\",result=\"%s\"} %llu\n", front_names[f],
                                 result_names[r], (unsigned long long)s->requests[f][r]);
-    header(out, "redis_proxy_bad_requests_total", "counter", "Malformed requests answered with an error, by front.");
-    for (int f = 0; f < FRONT_COUNT; f++)
-        evbuffer_add_printf(out, "redis_proxy_bad_requests_total{front=\"%s\"} %llu\n", front_names[f],
-                            (unsigned long long)s->bad_requests[f]);
+    per_front(out, "redis_proxy_bad_requests_total", "counter", "Malformed requests answered with an error, by front.",
+              s->bad_requests);
     header(out, "redis_proxy_request_duration_seconds", "histogram",
            "Time from a key's lookup to its answer being ready: a round trip to Redis for a miss, 0 for a hit.");
     for (int f = 0; f < FRONT_COUNT; f++) {
@@ -78,14 +85,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
         snprintf(labels, sizeof(labels), "front=\"%s\",", front_names[f]);
         histogram(out, "redis_proxy_request_duration_seconds", labels, &s->request_seconds[f]);
     }
-    header(out, "redis_proxy_client_connections", "gauge", "Client connections open, by front.");
-    for (int f = 0; f < FRONT_COUNT; f++)
-        evbuffer_add_printf(out, "redis_proxy_client_connections{front=\"%s\"} %llu\n", front_names[f],
-                            (unsigned long long)s->clients_open[f]);
-    header(out, "redis_proxy_client_connections_accepted_total", "counter", "Client connections accepted, by front.");
-    for (int f = 0; f < FRONT_COUNT; f++)
-        evbuffer_add_printf(out, "redis_proxy_client_connections_accepted_total{front=\"%s\"} %llu\n", front_names[f],
-                            (unsigned long long)s->clients_accepted[f]);
+    per_front(out, "redis_proxy_client_connections", "gauge", "Client connections open, by front.", s->clients_open);
+    per_front(out, "redis_proxy_client_connections_accepted_total", "counter", "Client connections accepted, by front.",
+              s->clients_accepted);
 
     single(out, "redis_proxy_cache_entries", "gauge", "Entries held by the caches of all workers.",
            (unsigned long long)s->cache_entries);
