@@ -372,6 +372,7 @@ static void reload(Master *m)
     char err[1024];
     const char *refused = NULL;
     BackendTarget target;
+    pid_t *retiring = NULL;
     if (next == NULL) {
         refused = "out of memory";
     } else if (!config_load(next, m->source, err, sizeof(err))) {
@@ -385,6 +386,10 @@ static void reload(Master *m)
         refused = "the previous reload is still under way";
     } else if (!backend_target_resolve(next->redis_address, &target, err, sizeof(err))) {
         refused = err;
+    } else if ((retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t))) == NULL) {
+        refused = "out of memory";
+    } else {
+        m->retiring = retiring;
     }
     m->scoreboard->last_reload_ok = refused == NULL;
     if (refused != NULL) {
@@ -392,15 +397,6 @@ static void reload(Master *m)
         log_error("reload refused: %s; keeping the running configuration", refused);
         free(next);
         notify_ready(m->status);  // ends the reload, as systemd expects
-        return;
-    }
-    m->retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t));
-    if (m->retiring == NULL) {
-        m->scoreboard->reload_failures++;
-        m->scoreboard->last_reload_ok = 0;
-        log_error("reload refused: out of memory; keeping the running configuration");
-        free(next);
-        notify_ready(m->status);
         return;
     }
     for (int i = 0; i < m->count; i++)
