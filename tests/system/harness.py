@@ -36,9 +36,29 @@ def _proxy_preexec(nofile_limit):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports: each socket stays bound until all are chosen (one at a time, the
+    kernel may hand out the same port twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def alive(pid):
+    """Whether the process runs (a zombie, exited but not yet reaped, does not count)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def wait_until(condition, timeout=10.0, what="condition"):
@@ -201,9 +221,8 @@ def quote_key(key):
 class Proxy:
     def __init__(self, workdir, settings, resp=False):
         self.workdir = workdir
-        self.port = free_port()
-        self.resp_port = free_port() if resp else None
-        self.admin_port = free_port()
+        self.port, resp_port, self.admin_port = free_ports(3)
+        self.resp_port = resp_port if resp else None
         self.settings = {"proxy": {"listen": "127.0.0.1:%d" % self.port, "workers": "1"},
                          "redis": {}, "cache": {}, "admin": {"listen": "127.0.0.1:%d" % self.admin_port},
                          "log": {"level": "info"}}

@@ -6,18 +6,10 @@ import subprocess
 import threading
 import time
 
-from harness import PROXY_BIN, ProxyTestCase, free_port, wait_until
+from harness import PROXY_BIN, ProxyTestCase, alive, free_port, wait_until
 
 import http.client
 http_client_errors = (http.client.HTTPException,)
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class SupervisionTest(ProxyTestCase):

@@ -7,7 +7,7 @@ import re
 import signal
 import threading
 
-from harness import ProxyTestCase, RedisServer, wait_until
+from harness import ProxyTestCase, alive, wait_until
 from test_admin import metric
 from test_service import ServiceManager
 
@@ -41,8 +41,7 @@ class ReloadTest(ProxyTestCase):
         new = generation_pids(proxy, 2)
         self.assertEqual(len(set(new) & set(old)), 0)
         for pid in old:  # the previous generation has gone
-            wait_until(lambda: not os.path.exists("/proc/%d/status" % pid) or
-                       "zombie" in open("/proc/%d/status" % pid).read(), what="old worker %d gone" % pid)
+            wait_until(lambda: not alive(pid), what="old worker %d gone" % pid)
         for _ in range(10):  # whichever worker answers: new caches, the new Redis
             self.assertEqual(proxy.get("k").body, b"from-the-second")
         _, text = proxy.admin("/metrics")
