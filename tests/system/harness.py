@@ -61,6 +61,17 @@ def alive(pid):
         return False
 
 
+def read_until_closed(sock, limit=10.0):
+    """Everything the peer sends until it closes the connection (fails after `limit` seconds)."""
+    sock.settimeout(limit)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def wait_until(condition, timeout=10.0, what="condition"):
     """Polls condition() until it returns a truthy value; fails the test after timeout."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from harness import PROXY_BIN, ProxyTestCase, alive, free_port, wait_until
+from harness import PROXY_BIN, ProxyTestCase, alive, free_port, read_until_closed, wait_until
 
 import http.client
 http_client_errors = (http.client.HTTPException,)
@@ -131,12 +131,7 @@ class SupervisionTest(ProxyTestCase):
         self.assertEqual(idle_http.recv(4096), b"")   # closed at once
         self.assertTrue(idle_resp.at_eof())
         busy_http.sendall(b"\r\n")                   # the rest of the request still gets its answer
-        answer = b""
-        while True:
-            chunk = busy_http.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_until_closed(busy_http)
         self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK"), answer)
         self.assertIn(b"Connection: close", answer)
         busy_resp.send_raw(b"k\r\n")

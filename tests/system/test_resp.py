@@ -5,8 +5,8 @@ import socket
 import subprocess
 import time
 
-from harness import (PIPELINE_BIN, ProxyTestCase, RedisClient, RedisError, resp_encode, resp_read,
-                     wait_until)
+from harness import (PIPELINE_BIN, ProxyTestCase, RedisClient, RedisError, read_until_closed, resp_encode,
+                     resp_read, wait_until)
 
 
 def redis_cli(port, *args):
@@ -170,12 +170,7 @@ class RespGetTest(RespTestCase):
         with socket.create_connection(("127.0.0.1", self.proxy.resp_port), timeout=10) as s:
             s.sendall(resp_encode("GET", "k") + resp_encode("GET", "other"))
             s.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_until_closed(s)
         self.assertEqual(data, b"$1\r\nv\r\n$-1\r\n")
 
 

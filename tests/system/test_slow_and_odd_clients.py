@@ -4,18 +4,7 @@ import socket
 import threading
 import time
 
-from harness import ProxyTestCase, wait_until
-
-
-def read_until_closed(sock, limit=10.0):
-    """Everything the proxy sends until it closes the connection (fails after `limit` seconds)."""
-    sock.settimeout(limit)
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
+from harness import ProxyTestCase, read_until_closed, wait_until
 
 
 class Trickler:
