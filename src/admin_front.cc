@@ -16,7 +16,7 @@
 struct AdminFront {
     Worker *worker;
     evhttp *http;
-    evconnlistener *listener;
+    ListenerSet listeners;
 };
 
 static void reply(evhttp_request *req, int code, const char *reason, const char *content_type, evbuffer *body)
@@ -80,23 +80,15 @@ static void on_request(evhttp_request *req, void *arg)
     }
 }
 
-AdminFront *admin_front_create(Worker *w, int listen_fd)
+AdminFront *admin_front_create(Worker *w, const ListenFds *listen_fds)
 {
     AdminFront *a = (AdminFront *)calloc(1, sizeof(AdminFront));
     if (a == NULL)
         return NULL;
     a->worker = w;
     a->http = evhttp_new(w->base);
-    // backlog 0: the master has already called listen(2) on this socket.
-    a->listener = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (a->http == NULL || a->listener == NULL) {
+    if (a->http == NULL || !listener_set_open(&a->listeners, w->base, listen_fds, NULL, NULL, NULL, a->http)) {
         admin_front_destroy(a);
-        return NULL;
-    }
-    if (evhttp_bind_listener(a->http, a->listener) == NULL) {
-        evconnlistener_free(a->listener);
-        evhttp_free(a->http);
-        free(a);
         return NULL;
     }
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
@@ -112,14 +104,13 @@ void admin_front_destroy(AdminFront *a)
 {
     if (a == NULL)
         return;
+    listener_set_free(&a->listeners);
     if (a->http)
-        evhttp_free(a->http);  // frees the bound listener too; the socket itself is the master's
-    else if (a->listener)
-        evconnlistener_free(a->listener);
+        evhttp_free(a->http);  // frees the bound listeners too; the sockets are the master's
     free(a);
 }
 
 void admin_front_stop_accepting(AdminFront *a)
 {
-    evconnlistener_disable(a->listener);
+    listener_set_enable(&a->listeners, false);
 }

@@ -4,10 +4,12 @@
 // client. Admin connections do not count against max_clients.
 #pragma once
 
+#include "listener_set.h"
+
 struct Worker;
 struct AdminFront;
 
-AdminFront *admin_front_create(Worker *w, int listen_fd);
+AdminFront *admin_front_create(Worker *w, const ListenFds *listen_fds);
 void admin_front_destroy(AdminFront *a);
 
 // Stops accepting (a stopping worker leaves the endpoint to the others).

@@ -45,7 +45,7 @@ static const Setting settings[] = {
     {"proxy", "listen", SETTING_LISTEN, FIELD(listen), "127.0.0.1:8080", 0, 0, false},
     {"proxy", "resp_listen", SETTING_OPTIONAL_LISTEN, FIELD(resp_listen), "", 0, 0, false},
     {"proxy", "resp_max_args", SETTING_COUNT, FIELD(resp_max_args), "10000", 2, 1000000, false},
-    {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, 256, false},
+    {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, CONFIG_MAX_WORKERS, false},
     {"proxy", "max_clients", SETTING_COUNT, FIELD(max_clients), "10000", 1, 1000000, false},
     {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false},
     {"proxy", "request_timeout", SETTING_DURATION, FIELD(request_timeout_ms), "10s", 100, HOUR_MS, false},
@@ -525,5 +525,5 @@ int config_worker_count(const Config *c)
     if (c->workers > 0)
         return (int)c->workers;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+    return n < 1 ? 1 : (n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (int)n);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 static const int CONFIG_MAX_SETTINGS = 64;
+static const int CONFIG_MAX_WORKERS = 256;
 
 struct Config {
     // [proxy]

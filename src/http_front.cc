@@ -44,7 +44,7 @@ struct HttpClient {
 struct HttpFront {
     Worker *worker;
     evhttp *http;
-    evconnlistener *listener;
+    ListenerSet listeners;
     event *adopt_event;      // runs right after accept, see on_new_connection
     bufferevent **fresh;     // accepted connections not yet adopted
     size_t fresh_len, fresh_cap;
@@ -430,7 +430,7 @@ static void on_request(evhttp_request *req, void *arg)
     }
 }
 
-HttpFront *http_front_create(Worker *w, int listen_fd)
+HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds)
 {
     HttpFront *h = (HttpFront *)calloc(1, sizeof(HttpFront));
     if (h == NULL)
@@ -438,9 +438,7 @@ HttpFront *http_front_create(Worker *w, int listen_fd)
     h->worker = w;
     h->http = evhttp_new(w->base);
     h->adopt_event = event_new(w->base, -1, 0, adopt_fresh_connections, h);
-    // backlog 0: the master has already called listen(2) on this socket.
-    h->listener = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (h->http == NULL || h->adopt_event == NULL || h->listener == NULL) {
+    if (h->http == NULL || h->adopt_event == NULL) {
         http_front_destroy(h);
         return NULL;
     }
@@ -464,12 +462,11 @@ HttpFront *http_front_create(Worker *w, int listen_fd)
     }
     evhttp_set_gencb(h->http, on_request, h);
     evhttp_set_bevcb(h->http, on_new_connection, h);
-    if (evhttp_bind_listener(h->http, h->listener) == NULL) {
+    process_front = h;
+    if (!listener_set_open(&h->listeners, w->base, listen_fds, NULL, NULL, on_accept_error, h->http)) {
         http_front_destroy(h);
         return NULL;
     }
-    process_front = h;
-    evconnlistener_set_error_cb(h->listener, on_accept_error);
     return h;
 }
 
@@ -479,10 +476,9 @@ void http_front_destroy(HttpFront *h)
         return;
     if (process_front == h)
         process_front = NULL;
+    listener_set_free(&h->listeners);
     if (h->http)
-        evhttp_free(h->http);  // frees the bound listener too; the socket itself is the master's
-    else if (h->listener)
-        evconnlistener_free(h->listener);
+        evhttp_free(h->http);  // frees the bound listeners too; the sockets are the master's
     if (h->adopt_event) {
         adopt_fresh_connections(-1, 0, h);
         event_free(h->adopt_event);
@@ -507,8 +503,5 @@ void http_front_drain(HttpFront *h)
 
 void http_front_set_accepting(HttpFront *h, bool accepting)
 {
-    if (accepting)
-        evconnlistener_enable(h->listener);
-    else
-        evconnlistener_disable(h->listener);
+    listener_set_enable(&h->listeners, accepting);
 }

@@ -1,11 +1,13 @@
-// The HTTP front door: evhttp on the worker's own listening socket. Decodes GET/HEAD /<key>,
+// The HTTP front door: evhttp on the worker's listening sockets. Decodes GET/HEAD /<key>,
 // asks lookup, and writes the answer with its status code and headers.
 #pragma once
+
+#include "listener_set.h"
 
 struct Worker;
 struct HttpFront;
 
-HttpFront *http_front_create(Worker *w, int listen_fd);
+HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds);
 void http_front_destroy(HttpFront *h);
 
 // Stops or resumes accepting new connections (open ones are unaffected).

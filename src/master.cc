@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "listen_group.h"
 #include "log.h"
 #include "scoreboard.h"
 #include "service_notify.h"
@@ -32,10 +33,16 @@ struct WorkerSlot {
     uint64_t started_ms;
     int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
     uint64_t respawn_at_ms;
-    int http_fd;
-    int resp_fd;  // -1 when resp_listen is off
-    int admin_fd;  // -1 when [admin] listen is off
 };
+
+// The three addresses every worker listens on.
+enum ListenKind { LISTEN_HTTP, LISTEN_RESP, LISTEN_ADMIN, LISTEN_KINDS };
+static const char *const LISTEN_NAMES[LISTEN_KINDS] = {"HTTP", "RESP", "admin"};
+
+static const char *listen_address(const Config *c, int kind)
+{
+    return kind == LISTEN_HTTP ? c->listen : kind == LISTEN_RESP ? c->resp_listen : c->admin_listen;
+}
 
 struct Master {
     const Config *config;
@@ -44,6 +51,10 @@ struct Master {
     WorkerSetup setup;  // shared part; id and fd filled per worker
     WorkerSlot *slots;
     int count;
+    ListenGroup *listening[LISTEN_KINDS];  // NULL when that front is off
+    // Addresses a reload dropped: the previous generation still serves them; closed once it has
+    // gone (reset connections queued there after that are the price of removing an address).
+    ListenGroup *closing[LISTEN_KINDS];
     Scoreboard *scoreboard;
     bool ready;  // READY=1 sent for the current generation
     // A reload's previous generation: told to stop once the new one serves, killed at the deadline.
@@ -56,76 +67,30 @@ struct Master {
     sigset_t handled;  // signals the master waits for with sigtimedwait
 };
 
-// One SO_REUSEPORT socket per worker slot, made before any fork and kept open by the master for
-// its whole life: the kernel spreads new connections over them, and connections queued on a
-// dead worker's socket wait there for its replacement instead of being refused.
-// fd_of(slot) says where each slot keeps this group's socket.
-static bool bind_group(Master *m, const char *what, const char *listen_text, int *(*fd_of)(WorkerSlot *))
+static bool open_listeners(Master *m)
 {
-    Address a;
-    const char *why;
-    char err[300];
-    if (!address_parse(listen_text, false, &a, &why)) {
-        log_error("%s listen '%s': %s", what, listen_text, why);
-        return false;
-    }
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (!address_resolve(&a, true, &ss, &len, err, sizeof(err))) {
-        log_error("%s listen: %s", what, err);
-        return false;
-    }
-    int on = 1;
-    if (a.port != 0) {
-        // SO_REUSEPORT would let us join a group that another process (say, a second
-        // redis-proxy) already listens on, silently splitting its traffic. A plain bind first
-        // turns that into the usual "Address already in use".
-        int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool free_port = probe >= 0 && setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 &&
-                         bind(probe, (struct sockaddr *)&ss, len) == 0;
-        int probe_errno = errno;
-        if (probe >= 0)
-            close(probe);
-        if (!free_port) {
-            log_error("cannot listen on %s: %s", listen_text, strerror(probe_errno));
+    char err[400];
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        const char *text = listen_address(m->config, k);
+        if (text[0] == '\0')
+            continue;
+        m->listening[k] = listen_group_open(LISTEN_NAMES[k], text, m->count, err, sizeof(err));
+        if (m->listening[k] == NULL) {
+            log_error("%s", err);
             return false;
         }
+        char shown[300];
+        address_format((struct sockaddr *)&m->listening[k]->bound, shown, sizeof(shown));
+        log_info("listening for %s on %s (%d socket(s), SO_REUSEPORT)", LISTEN_NAMES[k], shown, m->count);
     }
-    for (int i = 0; i < m->count; i++) {
-        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
-            bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
-            log_error("cannot listen on %s: %s", listen_text, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return false;
-        }
-        // With port 0 the kernel picked a port for the first socket: the others must share it.
-        socklen_t got_len = sizeof(ss);
-        getsockname(fd, (struct sockaddr *)&ss, &got_len);
-        *fd_of(&m->slots[i]) = fd;
-    }
-    char shown[300];
-    address_format((struct sockaddr *)&ss, shown, sizeof(shown));
-    log_info("listening for %s on %s (%d socket(s), SO_REUSEPORT)", what, shown, m->count);
     return true;
 }
 
-static int *http_fd_of(WorkerSlot *s) { return &s->http_fd; }
-static int *resp_fd_of(WorkerSlot *s) { return &s->resp_fd; }
-static int *admin_fd_of(WorkerSlot *s) { return &s->admin_fd; }
-
-static void close_listeners(Master *m)
+static void close_groups(ListenGroup **groups)
 {
-    for (int i = 0; i < m->count; i++) {
-        if (m->slots[i].http_fd >= 0)
-            close(m->slots[i].http_fd);
-        if (m->slots[i].resp_fd >= 0)
-            close(m->slots[i].resp_fd);
-        if (m->slots[i].admin_fd >= 0)
-            close(m->slots[i].admin_fd);
-        m->slots[i].http_fd = m->slots[i].resp_fd = m->slots[i].admin_fd = -1;
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        listen_group_close(groups[k]);
+        groups[k] = NULL;
     }
 }
 
@@ -162,19 +127,26 @@ static void spawn_worker(Master *m, int i)
         return;
     }
     if (pid == 0) {
-        for (int j = 0; j < m->count; j++)
-            if (j != i) {
-                close(m->slots[j].http_fd);
-                if (m->slots[j].resp_fd >= 0)
-                    close(m->slots[j].resp_fd);
-                if (m->slots[j].admin_fd >= 0)
-                    close(m->slots[j].admin_fd);
-            }
+        // The child keeps only the sockets it serves: a socket another process still holds
+        // would outlive the master's close (a dropped address, a dead sibling's slot).
+        static int mine[LISTEN_KINDS][CONFIG_MAX_WORKERS];
+        ListenFds fds[LISTEN_KINDS];
+        for (int k = 0; k < LISTEN_KINDS; k++) {
+            ListenGroup *g = m->listening[k];
+            fds[k].fd = mine[k];
+            fds[k].count = g ? listen_group_sockets_of(g, i, m->count, mine[k]) : 0;
+            for (int j = 0; g != NULL && j < g->count; j++)
+                if (j % m->count != i)
+                    close(g->fds[j]);
+            if (m->closing[k] != NULL)
+                for (int j = 0; j < m->closing[k]->count; j++)
+                    close(m->closing[k]->fds[j]);
+        }
         WorkerSetup setup = m->setup;
         setup.id = i;
-        setup.http_fd = s->http_fd;
-        setup.resp_fd = s->resp_fd;
-        setup.admin_fd = s->admin_fd;
+        setup.http = fds[LISTEN_HTTP];
+        setup.resp = fds[LISTEN_RESP];
+        setup.admin = fds[LISTEN_ADMIN];
         setup.stats = record ? &record->stats : NULL;
         setup.scoreboard = m->scoreboard;
         _exit(worker_run(m->config, &setup));
@@ -184,6 +156,15 @@ static void spawn_worker(Master *m, int i)
     s->pid = pid;
     s->started_ms = monotonic_ms();
     s->respawn_at_ms = 0;
+}
+
+// The previous generation has gone: nobody serves the addresses the reload dropped any more.
+static void close_dropped_addresses(Master *m)
+{
+    for (int k = 0; k < LISTEN_KINDS; k++)
+        if (m->closing[k] != NULL)
+            log_info("stopped listening for %s on %s", LISTEN_NAMES[k], m->closing[k]->text);
+    close_groups(m->closing);
 }
 
 static void describe_exit(int status, char *out, size_t len)
@@ -214,6 +195,8 @@ static int reap_workers(Master *m, bool stopping)
                 was_retiring = true;
                 reaped++;
                 log_debug("previous-generation worker (pid %d) has exited", (int)pid);
+                if (m->retiring_count == 0)
+                    close_dropped_addresses(m);
                 break;
             }
         if (was_retiring)
@@ -344,6 +327,14 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
             // flight and exits, on the same sockets, so no connection waits on a dead worker.
             log_info("reload: configuration generation %u serving; stopping %d previous worker(s)",
                      m->scoreboard->generation, m->retiring_count);
+            // New connections now go to one socket per new worker; with fewer workers than
+            // before, the surplus sockets get none and their queues are emptied by the workers
+            // that share them in.
+            for (int k = 0; k < LISTEN_KINDS; k++)
+                if (m->listening[k] != NULL && !listen_group_steer(m->listening[k], m->count))
+                    log_warn("%s: cannot steer new connections (%s); %d socket(s) shared by %d worker(s) "
+                             "may load them unevenly", LISTEN_NAMES[k], strerror(errno), m->listening[k]->count,
+                             m->count);
             signal_retiring(m, SIGTERM);
             m->retire_signalled = true;
             m->retire_deadline_ms = now + (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS;
@@ -359,11 +350,47 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
     return STATUS_EVERY_MS;
 }
 
+// The listening groups a new configuration needs: kept where the address stays (grown when
+// there are more workers: the new sockets get no connections before the new generation serves
+// them), opened where it is new. On failure nothing has changed and err says why.
+static bool prepare_listeners(Master *m, const Config *next, int workers, ListenGroup **out, char *err, size_t errlen)
+{
+    int had[LISTEN_KINDS];
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        out[k] = NULL;
+        had[k] = m->listening[k] ? m->listening[k]->count : 0;
+    }
+    bool ok = true;
+    for (int k = 0; k < LISTEN_KINDS && ok; k++) {
+        const char *text = listen_address(next, k);
+        ListenGroup *cur = m->listening[k];
+        if (text[0] == '\0')
+            continue;
+        if (cur != NULL && listen_group_same_address(cur, text)) {
+            out[k] = cur;
+            ok = listen_group_grow(cur, workers, err, errlen);
+        } else {
+            out[k] = listen_group_open(LISTEN_NAMES[k], text, workers, err, errlen);
+            ok = out[k] != NULL;
+        }
+    }
+    if (ok)
+        return true;
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        if (out[k] != NULL && out[k] != m->listening[k])
+            listen_group_close(out[k]);
+        else if (out[k] != NULL)
+            listen_group_shrink(out[k], had[k]);
+    }
+    return false;
+}
+
 // SIGHUP: read the configuration again (file and -o overrides). Invalid: say why, keep serving
-// on the old one. Valid: start a new generation of workers on it, on the same sockets; the old
-// generation is told to stop once the new one serves (report_to_service_manager). A reload
-// starts with empty caches. Not yet: changing the listen addresses or the number of workers
-// (that needs a restart for now).
+// on the old one. Valid: start a new generation of workers on it; the old generation is told to
+// stop once the new one serves (report_to_service_manager). Every setting may change: an
+// address that stays keeps its sockets (and the connections queued on them), a new one is bound
+// before the new generation starts, a dropped one is closed once the old generation has gone.
+// A reload starts with empty caches.
 static void reload(Master *m)
 {
     m->scoreboard->reloads++;
@@ -372,30 +399,35 @@ static void reload(Master *m)
     char err[1024];
     const char *refused = NULL;
     BackendTarget target;
-    pid_t *retiring = NULL;
+    pid_t *retiring;
+    WorkerSlot *slots = NULL;
+    ListenGroup *groups[LISTEN_KINDS];
+    int workers = 0;
     if (next == NULL) {
         refused = "out of memory";
     } else if (!config_load(next, m->source, err, sizeof(err))) {
         refused = err;
-    } else if (strcmp(next->listen, m->config->listen) != 0 ||
-               strcmp(next->resp_listen, m->config->resp_listen) != 0 ||
-               strcmp(next->admin_listen, m->config->admin_listen) != 0 ||
-               config_worker_count(next) != m->count) {
-        refused = "changing listen, resp_listen, [admin] listen or workers needs a restart for now";
     } else if (m->retiring_count > 0) {
         refused = "the previous reload is still under way";
     } else if (!backend_target_resolve(next->redis_address, &target, err, sizeof(err))) {
         refused = err;
-    } else if ((retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t))) == NULL) {
-        refused = "out of memory";
-    } else {
-        m->retiring = retiring;
+    }
+    if (refused == NULL) {
+        workers = config_worker_count(next);
+        slots = (WorkerSlot *)calloc((size_t)workers, sizeof(WorkerSlot));
+        if ((retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t))) != NULL)
+            m->retiring = retiring;
+        if (slots == NULL || retiring == NULL)
+            refused = "out of memory";
+        else if (!prepare_listeners(m, next, workers, groups, err, sizeof(err)))
+            refused = err;
     }
     m->scoreboard->last_reload_ok = refused == NULL;
     if (refused != NULL) {
         m->scoreboard->reload_failures++;
         log_error("reload refused: %s; keeping the running configuration", refused);
         free(next);
+        free(slots);
         notify_ready(m->status);  // ends the reload, as systemd expects
         return;
     }
@@ -403,19 +435,31 @@ static void reload(Master *m)
         if (m->slots[i].pid != 0)
             m->retiring[m->retiring_count++] = m->slots[i].pid;
     m->retire_signalled = false;
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        if (m->listening[k] != NULL && m->listening[k] != groups[k]) {
+            log_info("reload: %s stops listening on %s once the previous workers have gone", LISTEN_NAMES[k],
+                     m->listening[k]->text);
+            m->closing[k] = m->listening[k];
+        }
+        if (groups[k] != NULL && groups[k] != m->listening[k])
+            log_info("reload: listening for %s on %s", LISTEN_NAMES[k], groups[k]->text);
+        m->listening[k] = groups[k];
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->count = workers;
+    m->setup.worker_count = workers;
     free(m->reloaded);
     m->reloaded = next;
     m->config = next;
     m->setup.redis = target;
     log_set_level((int)next->log_level);
+    raise_fd_limit(next, workers);
     m->scoreboard->generation++;
     log_info("reload: configuration generation %u read from %s; starting %d new worker(s)",
              m->scoreboard->generation, m->source->path, m->count);
-    for (int i = 0; i < m->count; i++) {
-        m->slots[i].pid = 0;
-        m->slots[i].fast_deaths = 0;
+    for (int i = 0; i < m->count; i++)
         spawn_worker(m, i);
-    }
     m->ready = false;
 }
 
@@ -430,7 +474,7 @@ int master_run(const Config *config, const ConfigSource *source)
     m.count = config_worker_count(config);
     m.slots = (WorkerSlot *)calloc((size_t)m.count, sizeof(WorkerSlot));
     m.setup.worker_count = m.count;
-    m.scoreboard = scoreboard_create(m.count);
+    m.scoreboard = scoreboard_create(CONFIG_MAX_WORKERS);  // whatever a reload makes of workers
     if (m.slots == NULL || m.scoreboard == NULL) {
         log_error("cannot set up the scoreboard: %s", strerror(errno));
         return 1;
@@ -440,14 +484,11 @@ int master_run(const Config *config, const ConfigSource *source)
         log_error("%s", err);
         return 1;
     }
-    for (int i = 0; i < m.count; i++)
-        m.slots[i].http_fd = m.slots[i].resp_fd = m.slots[i].admin_fd = -1;
     raise_fd_limit(config, m.count);
-    if (!bind_group(&m, "HTTP", config->listen, http_fd_of) ||
-        (config->resp_listen[0] != '\0' && !bind_group(&m, "RESP", config->resp_listen, resp_fd_of)) ||
-        (config->admin_listen[0] != '\0' && !bind_group(&m, "admin", config->admin_listen, admin_fd_of))) {
-        close_listeners(&m);
+    if (!open_listeners(&m)) {
+        close_groups(m.listening);
         free(m.slots);
+        scoreboard_destroy(m.scoreboard);
         return 1;
     }
 
@@ -496,7 +537,8 @@ int master_run(const Config *config, const ConfigSource *source)
             log_info("%s received: stopping %d worker(s) %s", signal_name(sig), running_workers(&m),
                      graceful ? "gracefully" : "at once");
             stop_workers(&m, graceful);
-            close_listeners(&m);
+            close_groups(m.listening);
+            close_groups(m.closing);
             free(m.slots);
             scoreboard_destroy(m.scoreboard);
             free(m.retiring);

@@ -52,7 +52,7 @@ struct RespClient {
 
 struct RespFront {
     Worker *worker;
-    evconnlistener *listener;
+    ListenerSet listeners;
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     const struct timeval *request_timeout;  // likewise
     RespClient *clients;
@@ -712,7 +712,7 @@ static void on_accept_error(evconnlistener *, void *arg)
     worker_pause_accepting(((RespFront *)arg)->worker, "RESP", EVUTIL_SOCKET_ERROR());
 }
 
-RespFront *resp_front_create(Worker *w, int listen_fd)
+RespFront *resp_front_create(Worker *w, const ListenFds *listen_fds)
 {
     RespFront *f = (RespFront *)calloc(1, sizeof(RespFront));
     if (f == NULL)
@@ -724,13 +724,11 @@ RespFront *resp_front_create(Worker *w, int listen_fd)
     struct timeval deadline = {(time_t)(w->config->request_timeout_ms / 1000),
                                (suseconds_t)(w->config->request_timeout_ms % 1000) * 1000};
     f->request_timeout = event_base_init_common_timeout(w->base, &deadline);
-    // backlog 0: the master has already called listen(2) on this socket.
-    f->listener = evconnlistener_new(w->base, on_accept, f, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (f->idle_timeout == NULL || f->request_timeout == NULL || f->listener == NULL) {
+    if (f->idle_timeout == NULL || f->request_timeout == NULL ||
+        !listener_set_open(&f->listeners, w->base, listen_fds, on_accept, f, on_accept_error, NULL)) {
         resp_front_destroy(f);
         return NULL;
     }
-    evconnlistener_set_error_cb(f->listener, on_accept_error);
     return f;
 }
 
@@ -740,8 +738,7 @@ void resp_front_destroy(RespFront *f)
         return;
     while (f->clients != NULL)
         client_close(f->clients);
-    if (f->listener)
-        evconnlistener_free(f->listener);
+    listener_set_free(&f->listeners);
     reply_pool_free(&f->slots);
     free(f->keys);
     free(f);
@@ -767,8 +764,5 @@ void resp_front_drain(RespFront *f)
 
 void resp_front_set_accepting(RespFront *f, bool accepting)
 {
-    if (accepting)
-        evconnlistener_enable(f->listener);
-    else
-        evconnlistener_disable(f->listener);
+    listener_set_enable(&f->listeners, accepting);
 }

@@ -2,10 +2,12 @@
 // the worker's cache with GET and MGET. Same cache, same backend connection as the HTTP front.
 #pragma once
 
+#include "listener_set.h"
+
 struct Worker;
 struct RespFront;
 
-RespFront *resp_front_create(Worker *w, int listen_fd);
+RespFront *resp_front_create(Worker *w, const ListenFds *listen_fds);
 void resp_front_destroy(RespFront *f);
 
 // Stops or resumes accepting new connections (open ones are unaffected).

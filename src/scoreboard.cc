@@ -41,6 +41,8 @@ WorkerRecord *scoreboard_claim(Scoreboard *sb, int slot)
             memset(r, 0, sizeof(*r));
             r->slot = slot;
             r->pid = -1;  // taken; the master sets the pid once forked
+            if (i >= sb->used)
+                sb->used = i + 1;
             return r;
         }
     }
@@ -55,7 +57,7 @@ void scoreboard_retire(Scoreboard *sb, WorkerRecord *r)
 
 WorkerRecord *scoreboard_find(Scoreboard *sb, pid_t pid)
 {
-    for (int i = 0; i < sb->records; i++)
+    for (int i = 0; i < sb->used; i++)
         if (sb->record[i].pid == pid)
             return &sb->record[i];
     return NULL;
@@ -74,7 +76,7 @@ void scoreboard_totals(const Scoreboard *sb, ScoreboardTotals *out)
 {
     memset(out, 0, sizeof(*out));
     out->stats = sb->retired;
-    for (int i = 0; i < sb->records; i++) {
+    for (int i = 0; i < sb->used; i++) {
         const WorkerRecord *r = &sb->record[i];
         if (r->pid <= 0)
             continue;

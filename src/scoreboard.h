@@ -6,6 +6,8 @@
 // A record belongs to one worker process. When it exits, the master adds its counters to
 // `retired` and frees the record, so totals never go back when workers are restarted (or, with
 // reload, replaced by a new generation, which is why there are twice as many records as slots).
+// The master maps room for the most workers a reload may ask for; only the records ever used
+// are scanned (and touched: the rest of the mapping stays unbacked).
 #pragma once
 
 #include <stdint.h>
@@ -30,6 +32,7 @@ struct Scoreboard {
     uint32_t generation;      // configuration generation in force: 1 at start, +1 per reload
     uint32_t last_reload_ok;  // 1 unless the last reload was refused (1 before any reload)
     int32_t records;
+    int32_t used;             // records past this one have never been claimed: not scanned
     WorkerStats retired;      // the counters of workers that have exited
     WorkerRecord record[];
 };

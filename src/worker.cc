@@ -196,13 +196,13 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     }
     w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id,
                                forget_cache, &w);
-    w.http = http_front_create(&w, setup->http_fd);
-    if (setup->resp_fd >= 0 && (w.resp = resp_front_create(&w, setup->resp_fd)) == NULL) {
+    w.http = http_front_create(&w, &setup->http);
+    if (setup->resp.count > 0 && (w.resp = resp_front_create(&w, &setup->resp)) == NULL) {
         log_error("worker %d: cannot set up the RESP front", w.id);
         worker_free(&w);
         return 1;
     }
-    if (setup->admin_fd >= 0 && (w.admin = admin_front_create(&w, setup->admin_fd)) == NULL) {
+    if (setup->admin.count > 0 && (w.admin = admin_front_create(&w, &setup->admin)) == NULL) {
         log_error("worker %d: cannot set up the admin endpoint", w.id);
         worker_free(&w);
         return 1;

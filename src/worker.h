@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "listener_set.h"
 #include "stats.h"
 
 struct event_base;
@@ -44,9 +45,9 @@ struct Worker {
 struct WorkerSetup {
     int id;
     int worker_count;
-    int http_fd;  // listening sockets, owned by the master
-    int resp_fd;  // -1 when resp_listen is off
-    int admin_fd;  // -1 when [admin] listen is off
+    ListenFds http;  // listening sockets, owned by the master
+    ListenFds resp;  // none when resp_listen is off
+    ListenFds admin;  // none when [admin] listen is off
     BackendTarget redis;
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL

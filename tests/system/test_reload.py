@@ -5,9 +5,10 @@ import http.client
 import os
 import re
 import signal
+import socket
 import threading
 
-from harness import ProxyTestCase, alive, wait_until
+from harness import ProxyTestCase, RedisError, alive, free_ports, wait_until
 from test_admin import metric
 from test_service import ServiceManager
 
@@ -70,21 +71,76 @@ class ReloadTest(ProxyTestCase):
         self.assertEqual(metric(text, "redis_proxy_last_reload_success"), 0)
         self.assertEqual(metric(text, "redis_proxy_config_generation"), 1)
 
-    def test_changing_the_listen_address_is_refused_for_now(self):
-        proxy = self.start_proxy()
-        pids = generation_pids(proxy, 1)
-        self.reload(proxy, proxy={"workers": "2"})
-        wait_until(lambda: "reload refused" in proxy.log(), what="the refusal")
-        self.assertIn("needs a restart for now", proxy.log())
-        self.assertEqual(generation_pids(proxy, 1), pids)
-        self.assertEqual(proxy.get("nope").status, 404)
+    def wait_for_reload(self, proxy, n, workers):
+        """Until reload number n serves and the previous generation has gone."""
+        wait_until(lambda: proxy.log().count("serving; stopping") == n, what="reload %d serving" % n)
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_workers") == workers,
+                   what="old generation gone")
+        proxy.workers = workers
 
-    def test_requests_keep_being_answered_across_reloads(self):
-        # Through three reloads: two clients with a new connection per request, two on keep-alive
-        # connections. An old worker closes its idle keep-alive connections when it stops; a
-        # client that sent on one just then may retry once on a new connection, as HTTP allows
-        # for a request that got no answer (RFC 9112, 9.3.1), and nothing more.
-        proxy = self.start_proxy(proxy={"workers": "2"}, cache={"ttl": "60s"})
+    def test_reload_moves_every_listen_address(self):
+        # HTTP and admin move, RESP is switched on; the old addresses close once the old
+        # workers have gone, and the new ones are served by the new workers.
+        proxy = self.start_proxy(proxy={"workers": "2"})
+        self.redis("SET", "k", "v")
+        old_ports = (proxy.port, proxy.admin_port)
+        http_port, resp_port, admin_port = free_ports(3)
+        old = generation_pids(proxy, 2)
+        self.reload(proxy, proxy={"listen": "127.0.0.1:%d" % http_port, "resp_listen": "127.0.0.1:%d" % resp_port},
+                    admin={"listen": "127.0.0.1:%d" % admin_port})
+        wait_until(lambda: "serving; stopping" in proxy.log(), what="the new generation serving")
+        for pid in old:
+            wait_until(lambda: not alive(pid), what="old worker %d gone" % pid)
+        wait_until(lambda: "stopped listening for admin" in proxy.log(), what="the old addresses closed")
+        self.assertIn("stopped listening for HTTP on 127.0.0.1:%d" % old_ports[0], proxy.log())
+        proxy.port, proxy.resp_port, proxy.admin_port = http_port, resp_port, admin_port
+        self.assertEqual(proxy.get("k").body, b"v")
+        self.assertEqual(proxy.resp()("GET", "k"), b"v")
+        self.assertEqual(proxy.admin("/healthz")[0], 200)
+        for port in old_ports:
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    def test_a_reload_that_cannot_bind_changes_nothing(self):
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+        pids = generation_pids(proxy, 1)
+        # HTTP would gain a socket (more workers) before RESP fails: that is undone too.
+        self.reload(proxy, proxy={"workers": "2", "resp_listen": "127.0.0.1:%d" % taken.getsockname()[1]})
+        wait_until(lambda: "reload refused" in proxy.log(), what="the refusal")
+        self.assertRegex(proxy.log(), r"reload refused: cannot listen on 127\.0\.0\.1:\d+: Address already in use")
+        self.assertEqual(generation_pids(proxy, 1), pids)
+        for _ in range(50):  # every new connection lands on a socket the old worker serves
+            self.assertEqual(proxy.get("k").status, 200)
+
+    def test_fewer_workers_keep_every_socket_and_share_new_connections_evenly(self):
+        # 3 workers -> 2: the third socket stays open (closing it would reset what waits in its
+        # queue) and is served by worker 0, but new connections are steered to sockets 0 and 1
+        # only. Without the steering, worker 0 would get two thirds of them.
+        proxy = self.start_proxy(resp=True, proxy={"workers": "3"})
+        self.reload(proxy, proxy={"workers": "2"})
+        self.wait_for_reload(proxy, 1, 2)
+        new = generation_pids(proxy, 2)
+        served = {}
+        for _ in range(300):
+            c = proxy.resp()
+            pid = int(re.search(rb"process_id:(\d+)", c("INFO")).group(1))
+            c.close()
+            served[pid] = served.get(pid, 0) + 1
+        self.assertEqual(sorted(served), sorted(new))
+        for pid, n in served.items():
+            self.assertTrue(105 <= n <= 195, "uneven: %r" % served)
+
+    def run_reloads_under_load(self, proxy, reloads):
+        """Reloads with each settings change in turn while clients keep asking: two with a new
+        connection per request, two on keep-alive connections, one RESP client if there is a
+        RESP port. An old worker closes its idle keep-alive connections when it stops; a client
+        that sent on one just then may retry once on a new connection, as HTTP allows for a
+        request that got no answer (RFC 9112, 9.3.1), and nothing more."""
         self.redis("SET", "k", "v")
         stop = threading.Event()
         failures, answered, retries = [], [0], [0]
@@ -120,18 +176,36 @@ class ReloadTest(ProxyTestCase):
                     failures.append(r.status)
                 answered[0] += 1
             conn.close()
-        threads = [threading.Thread(target=f, daemon=True) for f in (client, client, keep_alive_client, keep_alive_client)]
+
+        def resp_client():  # a new connection per command: RESP has no retry rule
+            while not stop.is_set():
+                try:
+                    c = proxy.resp()
+                    if c("GET", "k") != b"v":
+                        failures.append("RESP answer")
+                    c.close()
+                    answered[0] += 1
+                except (OSError, RedisError) as e:
+                    failures.append("RESP: %r" % e)
+        clients = [client, client, keep_alive_client, keep_alive_client] + ([resp_client] if proxy.resp_port else [])
+        threads = [threading.Thread(target=f, daemon=True) for f in clients]
         for t in threads:
             t.start()
-        for n, ttl in enumerate(("30s", "20s", "10s")):
-            self.reload(proxy, cache={"ttl": ttl})
-            wait_until(lambda: proxy.log().count("serving; stopping") == n + 1, what="reload %d serving" % (n + 1))
-            wait_until(lambda: "previous reload is still under way" not in proxy.log() and
-                       metric(proxy.admin("/metrics")[1], "redis_proxy_workers") == 2, what="old generation gone")
+        for n, changes in enumerate(reloads):
+            self.reload(proxy, **changes)
+            self.wait_for_reload(proxy, n + 1, int(proxy.settings["proxy"]["workers"]))
         before = answered[0]
         wait_until(lambda: answered[0] > before + 20, what="more answers after the last reload")
         stop.set()
         for t in threads:
             t.join(10)
         self.assertEqual(failures, [])
-        self.assertEqual(proxy.log().count("serving; stopping"), 3)
+        self.assertEqual(proxy.log().count("serving; stopping"), len(reloads))
+
+    def test_requests_keep_being_answered_across_reloads(self):
+        proxy = self.start_proxy(proxy={"workers": "2"}, cache={"ttl": "60s"})
+        self.run_reloads_under_load(proxy, [{"cache": {"ttl": ttl}} for ttl in ("30s", "20s", "10s")])
+
+    def test_requests_keep_being_answered_while_the_workers_change(self):
+        proxy = self.start_proxy(resp=True, proxy={"workers": "2"})
+        self.run_reloads_under_load(proxy, [{"proxy": {"workers": n}} for n in ("3", "1", "4", "2")])

@@ -26,6 +26,20 @@ TEST(Scoreboard, test_two_records_per_slot_for_reloads)
     LONGS_EQUAL(0, r[2]->stats.cache_inserts);
 }
 
+TEST(Scoreboard, test_only_records_ever_claimed_are_scanned)
+{
+    LONGS_EQUAL(0, sb->used);
+    WorkerRecord *a = scoreboard_claim(sb, 0), *b = scoreboard_claim(sb, 1);
+    a->pid = 10;
+    b->pid = 11;
+    LONGS_EQUAL(2, sb->used);
+    scoreboard_retire(sb, a);
+    LONGS_EQUAL(2, sb->used);  // a high-water mark: b is still in use past a's free record
+    POINTERS_EQUAL(b, scoreboard_find(sb, 11));
+    POINTERS_EQUAL(a, scoreboard_claim(sb, 0));  // the lowest free record first
+    LONGS_EQUAL(2, sb->used);
+}
+
 TEST(Scoreboard, test_totals_keep_counters_of_exited_workers_but_not_their_gauges)
 {
     WorkerRecord *a = scoreboard_claim(sb, 0), *b = scoreboard_claim(sb, 1);
