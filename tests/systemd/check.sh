@@ -111,6 +111,17 @@ check "systemctl reload keeps the main PID and the service active" \
     "$(in_container systemctl is-active redis-proxy)" = active
 check "systemctl status shows the STATUS= line after the reload" \
     bash -c "nsenter -t $CONTAINER -a systemctl status redis-proxy --no-pager | grep -q 'Status: \"'"
+# Fewer workers: the surplus socket stays open and new connections are steered away from it,
+# which the unit's sandbox must allow (a classic BPF program on the socket).
+in_container sed -i 's/^workers = auto /workers = 1 /' /etc/redis-proxy/proxy.ini
+in_container systemctl reload redis-proxy
+workers() { in_container curl -s http://127.0.0.1:9121/metrics | sed -n 's/^redis_proxy_workers //p'; }
+for _ in $(seq 100); do [ "$(workers)" = 1 ] && break; sleep 0.1; done
+check "systemctl reload from 2 workers to 1: one worker left" test "$(workers)" = 1
+check "and new connections are steered without a warning" \
+    bash -c "! nsenter -t $CONTAINER -a journalctl -u redis-proxy -p warning --no-pager -o cat | grep -q 'cannot steer'"
+check "curl still answers after it" \
+    bash -c "for i in \$(seq 20); do nsenter -t $CONTAINER -a curl -sf http://127.0.0.1:8080/user:42 >/dev/null || exit 1; done"
 
 check "journalctl -p info shows our lines" \
     bash -c "nsenter -t $CONTAINER -a journalctl -u redis-proxy -p info --no-pager -o cat | grep -q 'ready: 2 worker(s)'"
