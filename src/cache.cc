@@ -7,6 +7,9 @@
 
 static_assert(sizeof(CacheEntry) == 56, "an entry header is 7 words: see cache.h");
 
+// How many past generations remember when they ended, for the grace of their entries.
+static const unsigned GENERATION_HISTORY = 64;
+
 struct Cache {
     CacheEntry **buckets;
     size_t bucket_mask;
@@ -14,7 +17,11 @@ struct Cache {
     CacheEntry *age_head, *age_tail;  // head: oldest insertion, first to expire
     size_t count;
     size_t capacity;
+    size_t bytes, max_bytes;  // footprints held; 0: no bound
     uint64_t ttl_ms;
+    uint64_t grace_ms;
+    uint16_t generation;
+    uint64_t generation_ended_ms[GENERATION_HISTORY];  // by generation % GENERATION_HISTORY
     uint64_t seed;
     WorkerStats *stats;
 };
@@ -42,6 +49,11 @@ Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats
 }
 
 static void entry_unlink(Cache *c, CacheEntry *e);
+
+size_t cache_entry_footprint(size_t key_len, size_t value_len)
+{
+    return slab_footprint(sizeof(CacheEntry) + key_len + value_len);
+}
 
 void cache_destroy(Cache *c)
 {
@@ -128,20 +140,46 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     else
         c->age_tail = e->age_prev;
     c->count--;
+    c->bytes -= cache_entry_footprint(e->key_len, e->value_len);
     c->stats->cache_entries = c->count;
-    c->stats->cache_bytes -= sizeof(CacheEntry) + e->key_len + e->value_len;
+    c->stats->cache_bytes = c->bytes;
     cache_entry_release(e);
 }
 
-CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms)
+// Since when an entry has not been fresh (its TTL passed, or its generation ended), or 0 while
+// it is; UINT64_MAX when its generation ended too long ago to remember.
+static uint64_t stale_since(const Cache *c, const CacheEntry *e, uint64_t now_ms)
 {
+    uint64_t since = now_ms >= e->expires_at_ms ? (uint64_t)e->expires_at_ms : 0;
+    if (e->generation != c->generation) {
+        uint16_t behind = (uint16_t)(c->generation - e->generation);
+        if (behind > GENERATION_HISTORY)
+            return UINT64_MAX;
+        // It ended when the next one began.
+        uint64_t ended = c->generation_ended_ms[(uint16_t)(e->generation) % GENERATION_HISTORY];
+        if (since == 0 || ended < since)
+            since = ended;
+    }
+    return since;
+}
+
+CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms,
+                                CacheEntry **stale)
+{
+    if (stale != NULL)
+        *stale = NULL;
     CacheEntry **slot = slot_of(c, key, len, hash);
     if (slot == NULL)
         return NULL;
     CacheEntry *e = *slot;
-    if (now_ms >= e->expires_at_ms) {
-        entry_unlink(c, e);
-        c->stats->cache_expirations++;
+    uint64_t since = stale_since(c, e, now_ms);
+    if (since != 0) {
+        if (since == UINT64_MAX || now_ms - since >= c->grace_ms) {
+            entry_unlink(c, e);
+            c->stats->cache_expirations++;
+        } else if (stale != NULL) {
+            *stale = e;
+        }
         return NULL;
     }
     if (c->lru_head != e) {
@@ -151,22 +189,36 @@ CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uin
     return e;
 }
 
-CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t hash,
-                         const char *value, size_t value_len, uint64_t now_ms)
+CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms)
+{
+    return cache_find_or_stale(c, key, len, hash, now_ms, NULL);
+}
+
+static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t hash, const char *value,
+                          size_t value_len, bool absent, uint64_t now_ms)
 {
     if (key_len > CACHE_MAX_KEY || value_len > UINT32_MAX - sizeof(CacheEntry) - key_len)
         return NULL;
+    size_t footprint = cache_entry_footprint(key_len, value_len);
+    if (c->max_bytes != 0 && footprint > c->max_bytes)
+        return NULL;  // could never fit: answered, not cached
     CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + key_len + value_len);
     if (e == NULL)
         return NULL;
     CacheEntry **old = slot_of(c, key, key_len, hash);
     if (old != NULL)
         entry_unlink(c, *old);
-    else if (c->count >= c->capacity) {
+    // Least recently read first, until both bounds hold with the new entry. One insert may evict
+    // several small entries for a large one; each entry is evicted at most once, so it stays
+    // O(1) per insert on average.
+    while (c->count > 0 &&
+           (c->count >= c->capacity || (c->max_bytes != 0 && c->bytes + footprint > c->max_bytes))) {
         entry_unlink(c, c->lru_tail);
         c->stats->cache_evictions++;
     }
     e->expires_at_ms = now_ms + c->ttl_ms;
+    e->absent = absent;
+    e->generation = c->generation;
     e->key_len = (uint16_t)key_len;
     e->value_len = (uint32_t)value_len;
     e->refs = 1;
@@ -184,11 +236,40 @@ CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t has
         c->age_head = e;
     c->age_tail = e;
     c->count++;
+    c->bytes += footprint;
     c->stats->cache_inserts++;
     c->stats->cache_entries = c->count;
-    c->stats->cache_bytes += sizeof(CacheEntry) + key_len + value_len;
+    c->stats->cache_bytes = c->bytes;
     return e;
 }
+
+CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t hash, const char *value,
+                         size_t value_len, uint64_t now_ms)
+{
+    return insert(c, key, key_len, hash, value, value_len, false, now_ms);
+}
+
+CacheEntry *cache_insert_absent(Cache *c, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms)
+{
+    return insert(c, key, key_len, hash, "", 0, true, now_ms);
+}
+
+void cache_new_generation(Cache *c, uint64_t now_ms)
+{
+    c->generation_ended_ms[c->generation % GENERATION_HISTORY] = now_ms;
+    c->generation++;
+    // Entries of older generations are dropped as they are found, or by TTL or LRU: O(1) now.
+    // Except on a wrap, once every 65,536: an entry that many generations old would pass for
+    // fresh, so everything goes.
+    if (c->generation == 0)
+        cache_clear(c);
+}
+
+uint16_t cache_generation(const Cache *c) { return c->generation; }
+
+void cache_set_grace(Cache *c, uint64_t grace_ms) { c->grace_ms = grace_ms; }
+
+void cache_set_max_bytes(Cache *c, size_t max_bytes) { c->max_bytes = max_bytes; }
 
 bool cache_remove(Cache *c, const char *key, size_t len, uint64_t hash)
 {
@@ -202,7 +283,7 @@ bool cache_remove(Cache *c, const char *key, size_t len, uint64_t hash)
 size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 {
     size_t n = 0;
-    while (n < max && c->age_head != NULL && now_ms >= c->age_head->expires_at_ms) {
+    while (n < max && c->age_head != NULL && now_ms >= c->age_head->expires_at_ms + c->grace_ms) {
         entry_unlink(c, c->age_head);
         n++;
     }
@@ -217,6 +298,20 @@ void cache_clear(Cache *c)
 }
 
 size_t cache_count(const Cache *c) { return c->count; }
+
+CacheEntry *cache_entry_detached(const char *value, size_t len)
+{
+    if (len > UINT32_MAX - sizeof(CacheEntry))
+        return NULL;
+    CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + len);
+    if (e == NULL)
+        return NULL;
+    memset(e, 0, sizeof(*e));
+    e->value_len = (uint32_t)len;
+    e->refs = 1;
+    memcpy(e->data, value, len);
+    return e;
+}
 
 bool cache_entry_retain(CacheEntry *e)
 {

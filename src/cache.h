@@ -6,6 +6,12 @@
 //   - a recency list (head = most recently read) gives the LRU victim at its tail;
 //   - an age list (head = oldest insertion). The TTL is global, so insertion order is expiry
 //     order: expired entries are always at the head, and dropping them never scans.
+// Generations: when the cache can no longer trust what it holds (the link that tells it of
+// changes in Redis was lost, or Redis was flushed), cache_new_generation makes every entry stale
+// in O(1); an entry is fresh only if it was stored in the current generation (and its TTL has
+// not passed). Stale entries are never hits; within the grace (stale_if_error) they can still be
+// found as stale, for when Redis cannot be reached.
+//
 // Key and value bytes live inline after a 56-byte header, in one block of the slab allocator
 // (slab.h): a 16-byte key with a 32-byte value costs 104 bytes plus its bucket's 8. The hash is
 // not stored (it is recomputed from the key on removal only). An entry is reference counted so
@@ -24,7 +30,12 @@ struct CacheEntry {
     CacheEntry *hash_next;
     CacheEntry *lru_prev, *lru_next;
     CacheEntry *age_prev, *age_next;
-    uint64_t expires_at_ms;
+    // One word: 47 bits of milliseconds last 4,000 years; 16 bits of generation wrap after 65,536
+    // new generations, when the cache is emptied (cache_new_generation) so that no entry of an
+    // old generation could pass for a new one.
+    uint64_t expires_at_ms : 47;
+    uint64_t absent : 1;  // Redis has no such key: a cached "not found" (value_len 0)
+    uint64_t generation : 16;
     uint32_t value_len;
     uint16_t key_len;
     uint16_t refs;  // 1 while in the cache, plus one per outstanding reply
@@ -45,9 +56,15 @@ void cache_destroy(Cache *cache);
 // Hash a key once per request; pass the result to cache_find and cache_insert.
 uint64_t cache_hash(const Cache *cache, const char *key, size_t len);
 
-// A live entry for the key, marked most recently read; NULL if absent or expired (an expired
-// entry is dropped on the way). The pointer is valid until the next cache call unless retained.
+// A fresh entry for the key (TTL not passed, current generation), marked most recently read;
+// NULL if there is none. An entry past its grace is dropped on the way. The pointer is valid
+// until the next cache call unless retained.
 CacheEntry *cache_find(Cache *cache, const char *key, size_t len, uint64_t hash, uint64_t now_ms);
+
+// As cache_find; when there is no fresh entry but one within the grace, it is put in *stale
+// (not marked read), else *stale is NULL.
+CacheEntry *cache_find_or_stale(Cache *cache, const char *key, size_t len, uint64_t hash, uint64_t now_ms,
+                                CacheEntry **stale);
 
 // Stores a copy of key and value, replacing any entry for the key; evicts the least recently
 // read entry when full. Returns the new entry (valid as for cache_find), or NULL if out of memory
@@ -55,8 +72,28 @@ CacheEntry *cache_find(Cache *cache, const char *key, size_t len, uint64_t hash,
 CacheEntry *cache_insert(Cache *cache, const char *key, size_t key_len, uint64_t hash,
                          const char *value, size_t value_len, uint64_t now_ms);
 
+// Stores that Redis has no such key (a cached "not found"), as cache_insert.
+CacheEntry *cache_insert_absent(Cache *cache, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms);
+
 // Drops the key if present. Returns whether it was present.
 bool cache_remove(Cache *cache, const char *key, size_t len, uint64_t hash);
+
+// Every entry held now becomes stale (and is dropped when there is no grace). O(1).
+void cache_new_generation(Cache *cache, uint64_t now_ms);
+uint16_t cache_generation(const Cache *cache);
+
+// How long past its TTL, or past the end of its generation, an entry is kept for answering
+// when Redis cannot be reached (stale_if_error). 0 (the default): not kept.
+void cache_set_grace(Cache *cache, uint64_t grace_ms);
+
+// A bound on the bytes held (entries as the slab allocates them; the bucket array, fixed at
+// creation, is not counted):
+// entries are evicted least recently read first until both the count and the bytes fit.
+// 0 (the default): the count only.
+void cache_set_max_bytes(Cache *cache, size_t max_bytes);
+
+// What an entry with this key and value costs against max_bytes.
+size_t cache_entry_footprint(size_t key_len, size_t value_len);
 
 // Drops up to `max` expired entries from the head of the age list; returns how many.
 size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
@@ -65,6 +102,10 @@ size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
 void cache_clear(Cache *cache);
 
 size_t cache_count(const Cache *cache);
+
+// An entry outside any cache holding a copy of `value` (one reference; release frees it): for an
+// answer that must outlive the reply it came in. NULL if out of memory.
+CacheEntry *cache_entry_detached(const char *value, size_t len);
 
 // Keeps an entry's bytes alive past the next cache call (e.g. while a reply references them).
 // Returns false when the entry already has the most references it can count: copy instead.

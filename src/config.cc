@@ -20,8 +20,23 @@ enum SettingType {
     SETTING_WORKERS,   // integer, or "auto" (stored as 0)
     SETTING_DURATION,  // milliseconds
     SETTING_SIZE,      // bytes
-    SETTING_LOG_LEVEL,
+    SETTING_LOG_LEVEL,     // one of the names below, stored as its index
+    SETTING_INVALIDATION,
+    SETTING_AUTO_SWITCH,
 };
+
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const invalidation_names[] = {"tracking", "off", NULL};  // enum Invalidation
+static const char *const auto_switch_names[] = {"auto", "on", "off", NULL};  // enum AutoSwitch
+
+// The names a choice setting takes, NULL for the other types.
+static const char *const *choice_names(SettingType type)
+{
+    return type == SETTING_LOG_LEVEL      ? log_level_names
+           : type == SETTING_INVALIDATION ? invalidation_names
+           : type == SETTING_AUTO_SWITCH  ? auto_switch_names
+                                          : NULL;
+}
 
 struct Setting {
     const char *section;
@@ -62,12 +77,14 @@ static const Setting settings[] = {
     {"cache", "ttl", SETTING_DURATION, FIELD(ttl_ms), "60s", 1, 365 * 24 * HOUR_MS, false},
     {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false},
     {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false},
+    {"cache", "max_memory", SETTING_SIZE, FIELD(max_memory), "0", 0, 1024 * GIB, false},
+    {"cache", "cache_not_found", SETTING_AUTO_SWITCH, FIELD(cache_not_found), "auto", 0, 0, false},
+    {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
 };
 static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);
 static_assert(sizeof(settings) / sizeof(settings[0]) <= (size_t)CONFIG_MAX_SETTINGS, "raise CONFIG_MAX_SETTINGS");
-static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 static bool parse_with_suffix(const char *text, int64_t *out, const char *const *suffixes,
                               const int64_t *factors, size_t n, int64_t bare_factor)
@@ -146,7 +163,9 @@ static void format_value(const Setting *s, const Config *c, char *out, size_t ou
             snprintf(out, outlen, "%lld", (long long)v);
         break;
     case SETTING_LOG_LEVEL:
-        snprintf(out, outlen, "%s", log_level_names[v]);
+    case SETTING_INVALIDATION:
+    case SETTING_AUTO_SWITCH:
+        snprintf(out, outlen, "%s", choice_names(s->type)[v]);
         break;
     }
 }
@@ -212,17 +231,24 @@ static bool setting_apply(const Setting *s, Config *c, const char *value, char *
         }
         break;
     case SETTING_LOG_LEVEL:
-        for (v = 0; v < 4; v++)
-            if (strcmp(value, log_level_names[v]) == 0)
+    case SETTING_INVALIDATION:
+    case SETTING_AUTO_SWITCH: {
+        const char *const *names = choice_names(s->type);
+        for (v = 0; names[v] != NULL; v++)
+            if (strcmp(value, names[v]) == 0)
                 break;
-        if (v == 4) {
-            snprintf(err, errlen,
-                     "invalid value '%s' for %s in [%s]: expected error, warn, info or debug",
-                     value, s->name, s->section);
+        if (names[v] == NULL) {
+            char expected[80] = "";
+            for (int i = 0; names[i] != NULL; i++)
+                snprintf(expected + strlen(expected), sizeof(expected) - strlen(expected), "%s%s",
+                         i == 0 ? "" : names[i + 1] == NULL ? " or " : ", ", names[i]);
+            snprintf(err, errlen, "invalid value '%s' for %s in [%s]: expected %s", value, s->name, s->section,
+                     expected);
             return false;
         }
         memcpy(field, &v, sizeof(v));
         return true;
+    }
     }
     if (v < s->min || v > s->max) {
         Config bounds;
@@ -526,4 +552,9 @@ int config_worker_count(const Config *c)
         return (int)c->workers;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (int)n);
+}
+
+bool config_caches_not_found(const Config *c)
+{
+    return c->cache_not_found == SWITCH_ON;  // auto: on once invalidation tracking is in
 }

@@ -9,6 +9,9 @@
 static const int CONFIG_MAX_SETTINGS = 64;
 static const int CONFIG_MAX_WORKERS = 256;
 
+enum Invalidation { INVALIDATION_TRACKING, INVALIDATION_OFF };
+enum AutoSwitch { SWITCH_AUTO, SWITCH_ON, SWITCH_OFF };
+
 struct Config {
     // [proxy]
     char listen[280];
@@ -32,6 +35,9 @@ struct Config {
     int64_t ttl_ms;
     int64_t capacity;
     int64_t max_value_size;
+    int64_t max_memory;       // bytes per worker; 0: the capacity (keys) only
+    int64_t cache_not_found;  // enum AutoSwitch
+    int64_t stale_if_error_ms;
     // [admin]
     char admin_listen[280];  // empty: off
     // [log]
@@ -75,6 +81,9 @@ void config_print(const Config *c, FILE *out);
 // Sizes: 512, 8k, 1m, 1g (powers of 1024).
 bool parse_duration_ms(const char *text, int64_t *out);
 bool parse_size(const char *text, int64_t *out);
+
+// Whether a "not found" is cached: cache_not_found, where auto means with tracking only.
+bool config_caches_not_found(const Config *c);
 
 // Number of workers to start: the setting, or the CPU count for auto.
 int config_worker_count(const Config *c);

@@ -284,6 +284,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     case LOOKUP_FOUND:
         break;
     case LOOKUP_NOT_FOUND:
+        evhttp_add_header(evhttp_request_get_output_headers(req), "X-Cache", r->hit ? "HIT" : "MISS");
         reply_error(req, 404, "Not Found", "key not found\n");
         return;
     case LOOKUP_UNAVAILABLE:
@@ -308,7 +309,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     }
     evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", "application/octet-stream");
-    evhttp_add_header(headers, "X-Cache", r->hit ? "HIT" : "MISS");
+    evhttp_add_header(headers, "X-Cache", r->hit ? "HIT" : r->stale ? "STALE" : "MISS");
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
         // evhttp adds no Content-Length to a HEAD reply; say what a GET would carry.
         char length[24];

@@ -7,30 +7,28 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "fetch_table.h"
 #include "worker.h"
 
 // Below this, copying a value into the output buffer costs less than referencing it, which
 // allocates an evbuffer chain and a release callback per reply.
 static const size_t COPY_VALUE_MAX = 1024;
 
-// A miss waiting for Redis. Owns a copy of the key (the request's buffer may be gone by the
-// time Redis answers) and the hash computed when the request came in.
-struct Fetch {
+// A GET request waiting for its key's flight.
+struct GetWaiter {
+    FlightWaiter base;  // first: the flight hands this back
     Worker *worker;
     Front front;
     LookupDone done;
     void *arg;
-    uint64_t hash;
     uint64_t started_us;
-    size_t key_len;
-    char key[];
 };
 
 static void count(Worker *w, Front front, const LookupResult *r);
 
 static void finish(Worker *w, Front front, LookupDone done, void *arg, LookupStatus status)
 {
-    LookupResult r = {status, false, NULL, NULL, 0, 0};
+    LookupResult r = {status, false, false, NULL, NULL, 0, 0};
     count(w, front, &r);
     done(arg, &r);
 }
@@ -44,7 +42,7 @@ static void count(Worker *w, Front front, const LookupResult *r)
 {
     static const RequestResult of_status[] = {
         RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR};
-    RequestResult result = r->hit ? RESULT_HIT : of_status[r->status];
+    RequestResult result = r->hit && r->status == LOOKUP_FOUND ? RESULT_HIT : of_status[r->status];
     w->stats->requests[front][result]++;
     histogram_observe(&w->stats->request_seconds[front], r->wait_us);
 }
@@ -64,97 +62,173 @@ static LookupResult result_bad_reply(Worker *w)
     static const char text[] = "redis sent a reply of the wrong type";
     w->stats->redis_bad_replies++;
     backend_distrust(w->backend);
-    return {LOOKUP_BAD_REPLY, false, NULL, text, sizeof(text) - 1, 0};
+    return {LOOKUP_BAD_REPLY, false, false, NULL, text, sizeof(text) - 1, 0};
 }
 
 static LookupResult result_redis_error(Worker *w, const redisReply *reply)
 {
     w->stats->redis_errors++;
-    return {LOOKUP_REDIS_ERROR, false, NULL, reply->str, reply->len, 0};
+    return {LOOKUP_REDIS_ERROR, false, false, NULL, reply->str, reply->len, 0};
 }
 
-// Turns a string-or-nil reply for a key into a result, caching a string that fits. A cached
-// value is answered from the entry's copy: the reply buffer dies when the callback returns.
-static LookupResult result_from_value(Worker *w, const char *key, size_t key_len, uint64_t hash,
-                                      const redisReply *reply)
+static LookupResult result_of_entry(CacheEntry *e, bool hit)
 {
-    LookupResult r = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0, 0};
-    if (reply->type == REDIS_REPLY_NIL)
-        return r;
+    if (e->absent)
+        return {LOOKUP_NOT_FOUND, hit, false, NULL, NULL, 0, 0};
+    return {LOOKUP_FOUND, hit, false, e, cache_entry_value(e), e->value_len, 0};
+}
+
+// A reply may be cached only if nothing since its GET was sent says it may be out of date: no
+// invalidation for its key, no new generation (a flush, a lost link), and the worker is in a
+// state to cache at all (with tracking: only once Redis tracks what this worker reads).
+static bool may_cache(Worker *w, const Flight *f)
+{
+    return w->caching && !f->invalidated && f->generation == cache_generation(w->cache);
+}
+
+// Turns a string-or-nil reply for a flight's key into a result, caching it when it may be. A
+// cached value is answered from the entry's copy: the reply buffer dies when the callback returns.
+static LookupResult result_from_value(Worker *w, const Flight *f, const redisReply *reply)
+{
+    bool cache = may_cache(w, f);
+    if (reply->type == REDIS_REPLY_NIL) {
+        if (cache && w->cache_not_found)
+            cache_insert_absent(w->cache, f->key, f->key_len, f->hash, monotonic_ms());
+        return {LOOKUP_NOT_FOUND, false, false, NULL, NULL, 0, 0};
+    }
     CacheEntry *e = NULL;
-    if (reply->len <= (size_t)w->config->max_value_size)
-        e = cache_insert(w->cache, key, key_len, hash, reply->str, reply->len, monotonic_ms());
-    r.status = LOOKUP_FOUND;
-    r.entry = e;
-    r.value = e ? cache_entry_value(e) : reply->str;
-    r.value_len = reply->len;
+    if (cache && reply->len <= (size_t)w->config->max_value_size)
+        e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms());
+    return {LOOKUP_FOUND, false, false, e, e ? cache_entry_value(e) : reply->str, reply->len, 0};
+}
+
+// Redis could not be reached for this flight: its stale entry if it kept one (stale_if_error),
+// else the failure.
+static LookupResult result_unreachable(Worker *w, const Flight *f, LookupStatus status)
+{
+    if (f->stale == NULL)
+        return {status, false, false, NULL, NULL, 0, 0};
+    w->stats->stale_answers++;
+    LookupResult r = result_of_entry(f->stale, false);
+    r.stale = true;
     return r;
 }
 
-static void on_fetch_reply(void *arg, redisReply *reply, BackendFailure failure)
+// Answers every request waiting on the flight with one result, then frees it.
+static void resolve(Worker *w, Flight *f, LookupResult r)
 {
-    Fetch *f = (Fetch *)arg;
-    Worker *w = f->worker;
-    w->inflight--;
-    LookupResult r = {failure_status(failure), false, NULL, NULL, 0, 0};
-    if (failure == BACKEND_OK)
-        r = reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
-            : is_value_reply(reply)          ? result_from_value(w, f->key, f->key_len, f->hash, reply)
-                                             : result_bad_reply(w);
-    r.wait_us = monotonic_us() - f->started_us;
-    count(w, f->front, &r);
-    f->done(f->arg, &r);
+    fetch_table_remove(w->flights, f);
+    // Held through the answers: a waiter's answer must not be able to evict it from under the next.
+    CacheEntry *held = r.entry != NULL && cache_entry_retain(r.entry) ? r.entry : NULL;
+    FlightWaiter *next;
+    for (FlightWaiter *waiter = f->waiters; waiter != NULL; waiter = next) {
+        next = waiter->next;
+        waiter->answer(waiter, &r);
+    }
+    if (held != NULL)
+        cache_entry_release(held);
+    if (f->stale != NULL)
+        cache_entry_release(f->stale);
     free(f);
+}
+
+static void answer_get(FlightWaiter *self, const LookupResult *result)
+{
+    GetWaiter *g = (GetWaiter *)self;
+    LookupResult r = *result;
+    r.wait_us = monotonic_us() - g->started_us;
+    count(g->worker, g->front, &r);
+    g->done(g->arg, &r);
+    free(g);
+}
+
+static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    Flight *f = (Flight *)arg;
+    Worker *w = (Worker *)f->owner;
+    w->inflight--;
+    LookupResult r = failure != BACKEND_OK              ? result_unreachable(w, f, failure_status(failure))
+                     : reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
+                     : is_value_reply(reply)            ? result_from_value(w, f, reply)
+                                                        : result_bad_reply(w);
+    resolve(w, f, r);
+}
+
+// A flight for a key not in the table: it keeps the key's stale entry, if any, for when Redis
+// cannot be reached. The caller sends its command.
+static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash, CacheEntry *stale)
+{
+    Flight *f = fetch_table_add(w->flights, key, len, hash, cache_generation(w->cache));
+    if (f == NULL)
+        return NULL;
+    f->owner = w;
+    f->started_us = monotonic_us();
+    if (stale != NULL && cache_entry_retain(stale))
+        f->stale = stale;
+    return f;
 }
 
 void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
     uint64_t hash = cache_hash(w->cache, key, key_len);
-    CacheEntry *e = cache_find(w->cache, key, key_len, hash, monotonic_ms());
+    CacheEntry *stale;
+    CacheEntry *e = cache_find_or_stale(w->cache, key, key_len, hash, monotonic_ms(), &stale);
     if (e != NULL) {
-        LookupResult r = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len, 0};
+        LookupResult r = result_of_entry(e, true);
         count(w, front, &r);
         done(arg, &r);
         return;
     }
-    Fetch *f = (Fetch *)malloc(sizeof(Fetch) + key_len);
-    if (f == NULL) {
+    GetWaiter *g = (GetWaiter *)malloc(sizeof(GetWaiter));
+    if (g == NULL) {
         finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
-    f->worker = w;
-    f->front = front;
-    f->done = done;
-    f->arg = arg;
-    f->hash = hash;
-    f->started_us = monotonic_us();
-    f->key_len = key_len;
-    memcpy(f->key, key, key_len);
-    if (!backend_get(w->backend, key, key_len, on_fetch_reply, f)) {
-        free(f);
+    *g = {{NULL, answer_get}, w, front, done, arg, monotonic_us()};
+    Flight *f = fetch_table_find(w->flights, key, key_len, hash);
+    if (f != NULL) {  // already on its way: wait for the same reply
+        w->stats->coalesced++;
+        fetch_table_join(f, &g->base);
+        return;
+    }
+    f = new_flight(w, key, key_len, hash, stale);
+    if (f == NULL) {
+        free(g);
         finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
+        return;
+    }
+    fetch_table_join(f, &g->base);
+    if (!backend_get(w->backend, key, key_len, on_get_reply, f)) {
+        resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
         return;
     }
     w->inflight++;
 }
 
-// An MGET whose misses wait for Redis. One allocation holds the results, the misses and copies
-// of their keys. Every entry a result points at is retained until `done` has run: inserting
-// the fetched values may evict the very entries the hits point at.
+// An MGET: its hits come from the cache; each miss waits on its key's flight, new or already
+// on its way; the new ones go to Redis together in one MGET. One allocation holds the results,
+// the waiters and the arguments. Every entry a result points at is retained until `done` has
+// run: caching fetched values may evict the very entries the hits point at.
 struct MultiFetch {
     Worker *worker;
     Front front;
     LookupManyDone done;
     void *arg;
     uint64_t started_us;
-    size_t n, misses;
+    size_t n, pending;
     LookupResult *results;  // n
-    struct Miss {
+    struct Waiter {
+        FlightWaiter base;  // first: the flight hands this back
+        MultiFetch *owner;
         size_t index;  // into results
-        uint64_t hash;
-        const char *key;
-        size_t len;
-    } * miss;  // misses
+    } * waiters;  // n
+};
+
+// The flights one MGET command fetches, in the order of its arguments.
+struct MgetCommand {
+    Worker *worker;
+    size_t n;
+    Flight *flights[];
 };
 
 static void multi_finish(MultiFetch *m)
@@ -168,6 +242,25 @@ static void multi_finish(MultiFetch *m)
     free(m);
 }
 
+static void answer_multi(FlightWaiter *self, const LookupResult *result)
+{
+    MultiFetch::Waiter *waiter = (MultiFetch::Waiter *)self;
+    MultiFetch *m = waiter->owner;
+    LookupResult *r = &m->results[waiter->index];
+    *r = *result;
+    r->wait_us = monotonic_us() - m->started_us;
+    // The MGET may still wait for other keys, after this reply's buffer is gone: a value or an
+    // error text that is not in a cache entry is copied into one of its own.
+    if (r->value != NULL && (r->entry == NULL || !cache_entry_retain(r->entry))) {
+        r->entry = cache_entry_detached(r->value, r->value_len);
+        r->value = r->entry ? cache_entry_value(r->entry) : NULL;
+        if (r->entry == NULL)
+            *r = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, r->wait_us};  // out of memory
+    }
+    if (--m->pending == 0)
+        multi_finish(m);
+}
+
 // An MGET's reply is an array with one string-or-nil per key asked, in order.
 static bool is_values_reply(const redisReply *r, size_t n)
 {
@@ -179,87 +272,95 @@ static bool is_values_reply(const redisReply *r, size_t n)
     return true;
 }
 
-static void on_multi_reply(void *arg, redisReply *reply, BackendFailure failure)
+static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    MultiFetch *m = (MultiFetch *)arg;
-    Worker *w = m->worker;
+    MgetCommand *cmd = (MgetCommand *)arg;
+    Worker *w = cmd->worker;
     w->inflight--;
     // The whole reply is checked before anything of it is cached: one element of the wrong shape
     // and none of it is trusted.
-    bool values = failure == BACKEND_OK && is_values_reply(reply, m->misses);
-    for (size_t i = 0; i < m->misses; i++) {
-        const MultiFetch::Miss *miss = &m->miss[i];
-        LookupResult *r = &m->results[miss->index];
-        if (failure != BACKEND_OK) {
-            r->status = failure_status(failure);
-        } else if (values) {
-            const redisReply *element = reply->element[i];
-            *r = result_from_value(w, miss->key, miss->len, miss->hash, element);
-            if (r->entry != NULL && !cache_entry_retain(r->entry)) {
-                r->entry = NULL;  // answer from Redis's buffer, valid until done() returns
-                r->value = element->str;
-            }
-        } else if (reply->type == REDIS_REPLY_ERROR) {
-            *r = result_redis_error(w, reply);  // no entry: nothing for multi_finish to release
-        } else {
-            *r = result_bad_reply(w);
-        }
-        r->wait_us = monotonic_us() - m->started_us;
+    bool values = failure == BACKEND_OK && is_values_reply(reply, cmd->n);
+    LookupResult shared = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
+    if (failure == BACKEND_OK && !values)
+        shared = reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply) : result_bad_reply(w);
+    for (size_t i = 0; i < cmd->n; i++) {
+        Flight *f = cmd->flights[i];
+        if (failure != BACKEND_OK)
+            resolve(w, f, result_unreachable(w, f, failure_status(failure)));
+        else if (values)
+            resolve(w, f, result_from_value(w, f, reply->element[i]));
+        else
+            resolve(w, f, shared);
     }
-    multi_finish(m);
+    free(cmd);
 }
 
 void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
 {
-    size_t key_bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        key_bytes += keys[i].len;
-    size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Miss)) +
-                  (n + 1) * (sizeof(const char *) + sizeof(size_t)) + key_bytes;
+    size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Waiter));
     MultiFetch *m = (MultiFetch *)malloc(size);
-    LookupResult *results = m ? (LookupResult *)(m + 1) : NULL;
-    if (m == NULL) {
+    MgetCommand *cmd = (MgetCommand *)malloc(sizeof(MgetCommand) + n * sizeof(Flight *));
+    const char **argv = (const char **)malloc((n + 1) * (sizeof(const char *) + sizeof(size_t)));
+    if (m == NULL || cmd == NULL || argv == NULL) {
+        free(m);
+        free(cmd);
+        free(argv);
         done(arg, NULL, 0);
         return;
     }
-    m->worker = w;
-    m->front = front;
-    m->done = done;
-    m->arg = arg;
-    m->n = n;
-    m->misses = 0;
-    m->results = results;
-    m->miss = (MultiFetch::Miss *)(results + n);
-    const char **argv = (const char **)(m->miss + n);
     size_t *lens = (size_t *)(argv + n + 1);
-    char *key_copy = (char *)(lens + n + 1);
+    *m = {w, front, done, arg, monotonic_us(), n, 1, (LookupResult *)(m + 1), NULL};
+    m->waiters = (MultiFetch::Waiter *)(m->results + n);
+    cmd->worker = w;
+    cmd->n = 0;
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
         uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
-        CacheEntry *e = cache_find(w->cache, keys[i].ptr, keys[i].len, hash, now);
-        if (e != NULL && cache_entry_retain(e)) {  // (a saturated count: fetch it instead)
-            results[i] = {LOOKUP_FOUND, true, e, cache_entry_value(e), e->value_len, 0};
+        CacheEntry *stale;
+        CacheEntry *e = cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale);
+        if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (a saturated count: fetch it)
+            m->results[i] = result_of_entry(e, true);
             continue;
         }
-        results[i] = {LOOKUP_NOT_FOUND, false, NULL, NULL, 0, 0};
-        memcpy(key_copy, keys[i].ptr, keys[i].len);
-        m->miss[m->misses++] = {i, hash, key_copy, keys[i].len};
-        key_copy += keys[i].len;
+        m->results[i] = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
+        m->waiters[i] = {{NULL, answer_multi}, m, i};
+        // An earlier key of this same MGET may have started the flight.
+        Flight *f = fetch_table_find(w->flights, keys[i].ptr, keys[i].len, hash);
+        if (f != NULL) {
+            w->stats->coalesced++;
+        } else if ((f = new_flight(w, keys[i].ptr, keys[i].len, hash, stale)) != NULL) {
+            cmd->flights[cmd->n++] = f;
+        } else {
+            continue;  // out of memory: answered unavailable
+        }
+        fetch_table_join(f, &m->waiters[i].base);
+        m->pending++;
     }
-    if (m->misses == 0) {
+    if (cmd->n > 0) {
+        argv[0] = "MGET";
+        lens[0] = 4;
+        for (size_t i = 0; i < cmd->n; i++) {
+            argv[i + 1] = cmd->flights[i]->key;
+            lens[i + 1] = cmd->flights[i]->key_len;
+        }
+        w->inflight++;  // on_mget_reply decrements it, also when called here
+        if (!backend_command(w->backend, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
+            on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+    } else {
+        free(cmd);
+    }
+    free(argv);
+    // The one pending count held by this function itself: every key may already be answered.
+    if (--m->pending == 0)
         multi_finish(m);
-        return;
-    }
-    m->started_us = monotonic_us();
-    argv[0] = "MGET";
-    lens[0] = 4;
-    for (size_t i = 0; i < m->misses; i++) {
-        argv[i + 1] = m->miss[i].key;
-        lens[i + 1] = m->miss[i].len;
-    }
-    w->inflight++;  // on_multi_reply decrements it, also when called here
-    if (!backend_command(w->backend, (int)m->misses + 1, argv, lens, on_multi_reply, m))
-        on_multi_reply(m, NULL, BACKEND_UNAVAILABLE);
+}
+
+void lookup_invalidate(Worker *w, const char *key, size_t len)
+{
+    uint64_t hash = cache_hash(w->cache, key, len);
+    if (cache_remove(w->cache, key, len, hash))
+        w->stats->invalidations++;
+    fetch_table_invalidate(w->flights, key, len, hash);
 }
 
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }

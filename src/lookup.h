@@ -14,7 +14,7 @@ struct evbuffer;
 
 enum LookupStatus {
     LOOKUP_FOUND,        // value below
-    LOOKUP_NOT_FOUND,    // Redis has no such key (not cached)
+    LOOKUP_NOT_FOUND,    // Redis has no such key (cached as such with cache_not_found)
     LOOKUP_REDIS_ERROR,  // Redis answered an error (text in value; not cached)
     LOOKUP_UNAVAILABLE,  // no connection to Redis
     LOOKUP_TIMEOUT,      // Redis did not answer within command_timeout
@@ -24,6 +24,7 @@ enum LookupStatus {
 struct LookupResult {
     LookupStatus status;
     bool hit;            // answered from the cache without asking Redis
+    bool stale;          // Redis could not be reached: a stale copy, within stale_if_error
     CacheEntry *entry;   // the cached entry holding value, or NULL if the value was not cached
                          // (too large); valid during the callback, retain it to keep it longer
     const char *value;   // value bytes (or error text), valid during the callback
@@ -43,11 +44,15 @@ struct LookupKey {
 
 typedef void (*LookupManyDone)(void *arg, const LookupResult *results, size_t n);
 
-// Many keys at once (MGET): hits come from the cache, and all the misses are fetched from Redis
-// with a single MGET, cached, and answered together, in the order of keys. Called like
+// Many keys at once (MGET): hits come from the cache, and the misses not already being fetched
+// are fetched from Redis with a single MGET, cached, and answered together, in the order of keys. Called like
 // lookup_get: synchronously when every key is a hit, else once Redis has answered.
 // results is NULL (and n 0) only when out of memory.
 void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
+
+// The key changed in Redis (an invalidation): drop it from the cache, and if it is being fetched,
+// do not cache that reply (it may have been read before the change).
+void lookup_invalidate(Worker *w, const char *key, size_t len);
 
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
 // than the chain a reference allocates); larger cached ones are referenced in place with the

@@ -93,7 +93,7 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)s->cache_entries);
     single(out, "redis_proxy_cache_capacity_entries", "gauge", "Entries the caches of all running workers can hold.",
            (unsigned long long)(settings->cache_capacity * t->workers));
-    single(out, "redis_proxy_cache_bytes", "gauge", "Bytes of keys, values and entry headers held by all caches.",
+    single(out, "redis_proxy_cache_bytes", "gauge", "Bytes of the entries held by all caches, as allocated.",
            (unsigned long long)s->cache_bytes);
     single(out, "redis_proxy_cache_inserts_total", "counter", "Values stored in a cache.",
            (unsigned long long)s->cache_inserts);
@@ -103,6 +103,12 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
                         (unsigned long long)s->cache_evictions);
     evbuffer_add_printf(out, "redis_proxy_cache_evictions_total{reason=\"ttl\"} %llu\n",
                         (unsigned long long)s->cache_expirations);
+    single(out, "redis_proxy_coalesced_total", "counter",
+           "Misses that joined a fetch of the same key already on its way (single flight).",
+           (unsigned long long)s->coalesced);
+    single(out, "redis_proxy_stale_answers_total", "counter",
+           "Keys answered from an entry past its TTL because Redis could not be reached (stale_if_error).",
+           (unsigned long long)s->stale_answers);
 
     single(out, "redis_proxy_redis_commands_total", "counter", "Commands sent to Redis.",
            (unsigned long long)s->redis_commands);

@@ -14,5 +14,12 @@ static const size_t SLAB_MAX = 512;
 void *slab_alloc(size_t size);
 void slab_free(void *p, size_t size);  // size as given to slab_alloc
 
+// What a block of `size` really takes: its size class, or for malloc's blocks an estimate of
+// glibc's (8 bytes of header, 16-byte rounding). The cache's byte bound counts this.
+inline size_t slab_footprint(size_t size)
+{
+    return size <= SLAB_MAX ? (size + 7) & ~(size_t)7 : (size + 8 + 15) & ~(size_t)15;
+}
+
 // Bytes held in pages (used or free), for tests and INFO.
 size_t slab_page_bytes();

@@ -62,12 +62,18 @@ struct WorkerStats {
     uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies
     uint64_t cache_inserts;
     uint64_t cache_evictions;   // dropped by LRU to make room
-    uint64_t cache_expirations; // dropped because their TTL passed
+    uint64_t cache_expirations; // dropped because their TTL passed (or they were no longer trusted)
+    uint64_t coalesced;         // misses that joined a fetch already on its way (single flight)
+    uint64_t stale_answers;     // answered stale because Redis could not be reached (stale_if_error)
+    uint64_t invalidations;     // cached keys dropped because Redis said they changed
+    uint64_t invalidation_flushes; // the whole cache made stale: FLUSHALL/FLUSHDB in Redis
+    uint64_t tracking_losses;   // the invalidation link lost: the whole cache made stale
     // gauges: not carried over when a worker exits
     uint64_t clients_open[FRONT_COUNT];
     uint64_t cache_entries;
-    uint64_t cache_bytes;       // key and value bytes held by the cache
+    uint64_t cache_bytes;       // bytes of the entries held, as the slab allocates them
     uint64_t redis_connected;   // 1 while connected to Redis past AUTH/SELECT
     uint64_t redis_tried;       // 1 once the first attempt to reach Redis has ended, either way
     uint64_t accepting;         // 1 while the worker's listeners are open
+    uint64_t tracking;          // 1 while Redis tracks this worker's reads (invalidation live)
 };

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "fetch_table.h"
 #include "clock.h"
 #include "config.h"
 #include "admin_front.h"
@@ -148,6 +149,7 @@ static void worker_free(Worker *w)
     resp_front_destroy(w->resp);
     admin_front_destroy(w->admin);
     cache_destroy(w->cache);
+    fetch_table_destroy(w->flights);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event,
                        w->accept_retry_timer};
     for (event *e : events)
@@ -189,11 +191,16 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.base = event_base_new();
     w.key_buf = (char *)malloc((size_t)config->max_key_size);
     w.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
-    if (w.base == NULL || w.key_buf == NULL || w.cache == NULL) {
+    w.flights = fetch_table_create();
+    if (w.base == NULL || w.key_buf == NULL || w.cache == NULL || w.flights == NULL) {
         log_error("worker %d: out of memory at start", w.id);
         worker_free(&w);
         return 1;
     }
+    cache_set_grace(w.cache, (uint64_t)config->stale_if_error_ms);
+    cache_set_max_bytes(w.cache, (size_t)config->max_memory);
+    w.caching = true;
+    w.cache_not_found = config_caches_not_found(config);
     w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id,
                                forget_cache, &w);
     w.http = http_front_create(&w, &setup->http);

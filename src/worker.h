@@ -24,6 +24,9 @@ struct Worker {
     const Config *config;
     event_base *base;
     Cache *cache;
+    struct FetchTable *flights;  // keys being fetched, with their waiting requests
+    bool caching;          // replies may be cached (with tracking: only while it is established)
+    bool cache_not_found;  // a nil reply is cached too (cache_not_found)
     Backend *backend;
     HttpFront *http;
     RespFront *resp;  // NULL when resp_listen is off

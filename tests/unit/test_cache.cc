@@ -266,3 +266,112 @@ TEST(Cache, test_many_keys)
     LONGS_EQUAL(0, s2.cache_evictions);
     cache_destroy(big);
 }
+
+TEST(Cache, test_a_new_generation_makes_every_entry_stale_at_once)
+{
+    put("a", "1", 0);
+    put("b", "2", 0);
+    uint16_t before = cache_generation(cache);
+    cache_new_generation(cache, 10);
+    LONGS_EQUAL(before + 1, cache_generation(cache));
+    POINTERS_EQUAL(nullptr, get("a", 20));  // no grace: dropped on the way
+    LONGS_EQUAL(1, cache_count(cache));     // b waits for its lookup, TTL or LRU
+    put("a", "new", 30);
+    STRCMP_EQUAL("new", value_of("a", 40).c_str());
+}
+
+TEST(Cache, test_stale_entries_are_found_as_stale_within_the_grace_only)
+{
+    cache_set_grace(cache, 500);
+    put("expired", "old", 0);  // fresh until TTL
+    CacheEntry *stale;
+    uint64_t hash = cache_hash(cache, "expired", 7);
+    POINTERS_EQUAL(nullptr, cache_find_or_stale(cache, "expired", 7, hash, TTL + 100, &stale));
+    CHECK(stale != nullptr);
+    STRCMP_EQUAL("old", std::string(cache_entry_value(stale), stale->value_len).c_str());
+    POINTERS_EQUAL(nullptr, get("expired", TTL + 100));  // never a hit
+    LONGS_EQUAL(0, cache_expire(cache, TTL + 499, 10));   // kept through the grace
+    POINTERS_EQUAL(nullptr, cache_find_or_stale(cache, "expired", 7, hash, TTL + 500, &stale));
+    POINTERS_EQUAL(nullptr, stale);  // past it: gone
+    LONGS_EQUAL(0, cache_count(cache));
+
+    put("distrusted", "v", 1000);
+    cache_new_generation(cache, 1200);  // stale from here, though its TTL runs to 2000
+    hash = cache_hash(cache, "distrusted", 10);
+    POINTERS_EQUAL(nullptr, cache_find_or_stale(cache, "distrusted", 10, hash, 1600, &stale));
+    CHECK(stale != nullptr);
+    POINTERS_EQUAL(nullptr, cache_find_or_stale(cache, "distrusted", 10, hash, 1700, &stale));
+    POINTERS_EQUAL(nullptr, stale);
+}
+
+TEST(Cache, test_an_entry_too_many_generations_old_is_never_stale)
+{
+    cache_set_grace(cache, 1000000);
+    put("a", "1", 0);
+    for (int i = 0; i < 65; i++)
+        cache_new_generation(cache, 1);
+    CacheEntry *stale;
+    cache_find_or_stale(cache, "a", 1, cache_hash(cache, "a", 1), 2, &stale);
+    POINTERS_EQUAL(nullptr, stale);
+}
+
+TEST(Cache, test_the_generation_wrapping_around_empties_the_cache)
+{
+    for (int i = 0; i < 65535; i++)
+        cache_new_generation(cache, 0);
+    put("a", "1", 0);
+    LONGS_EQUAL(65535, cache_generation(cache));
+    cache_new_generation(cache, 0);  // to 0: "a" would be 65,536 behind, and look current
+    LONGS_EQUAL(0, cache_generation(cache));
+    LONGS_EQUAL(0, cache_count(cache));
+}
+
+TEST(Cache, test_absent_keys_are_cached_as_such)
+{
+    CacheEntry *e = cache_insert_absent(cache, "nope", 4, cache_hash(cache, "nope", 4), 0);
+    CHECK(e != nullptr);
+    e = get("nope", 1);
+    CHECK(e != nullptr);
+    CHECK(e->absent);
+    LONGS_EQUAL(0, e->value_len);
+    CHECK_FALSE(put("yes", "v", 2)->absent);
+}
+
+TEST(Cache, test_max_bytes_evicts_least_recently_read_until_the_new_entry_fits)
+{
+    cache_destroy(cache);
+    cache = cache_create(100, TTL, 42, &stats);
+    size_t small = cache_entry_footprint(1, 10);
+    cache_set_max_bytes(cache, 4 * small);
+    std::string ten(10, 'x');
+    put("a", ten.c_str(), 0);
+    put("b", ten.c_str(), 0);
+    put("c", ten.c_str(), 0);
+    put("d", ten.c_str(), 0);
+    get("a", 1);  // a is now the most recently read
+    LONGS_EQUAL(4 * small, stats.cache_bytes);
+    // A value the size of two small entries: b and c (least recently read) make room.
+    std::string big(cache_entry_footprint(1, 10) * 2 - cache_entry_footprint(1, 0), 'y');
+    CHECK(put("e", big.c_str(), 2) != nullptr);
+    CHECK(stats.cache_bytes <= 4 * small);
+    POINTERS_EQUAL(nullptr, get("b", 3));
+    POINTERS_EQUAL(nullptr, get("c", 3));
+    CHECK(get("a", 3) != nullptr);
+    CHECK(get("d", 3) != nullptr);
+    LONGS_EQUAL(2, stats.cache_evictions);
+    // One that could never fit is not cached, and evicts nothing.
+    std::string huge(5 * small, 'z');
+    POINTERS_EQUAL(nullptr, put("f", huge.c_str(), 4));
+    LONGS_EQUAL(3, cache_count(cache));
+}
+
+TEST(Cache, test_bytes_count_what_the_slab_allocates)
+{
+    put("key", "value", 0);  // 56 + 3 + 5 = 64: a class of its own
+    LONGS_EQUAL(slab_footprint(sizeof(CacheEntry) + 8), stats.cache_bytes);
+    put("k2", "v", 0);  // 59: rounded to 64
+    LONGS_EQUAL(128, stats.cache_bytes);
+    std::string large(1000, 'x');
+    put("k3", large.c_str(), 0);  // above the slab's largest class: malloc's size
+    LONGS_EQUAL(128 + ((56 + 2 + 1000 + 8 + 15) & ~15), stats.cache_bytes);
+}

@@ -1,0 +1,112 @@
+#include "fetch_table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// Chained, doubling when the flights outnumber the buckets: the table holds at most what is
+// pipelined to Redis, usually a handful.
+struct FetchTable {
+    Flight **buckets;
+    size_t mask;
+    size_t count;
+};
+
+FetchTable *fetch_table_create()
+{
+    FetchTable *t = (FetchTable *)calloc(1, sizeof(FetchTable));
+    if (t == NULL)
+        return NULL;
+    t->mask = 63;
+    t->buckets = (Flight **)calloc(t->mask + 1, sizeof(Flight *));
+    if (t->buckets == NULL) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void fetch_table_destroy(FetchTable *t)
+{
+    if (t == NULL)
+        return;
+    free(t->buckets);
+    free(t);
+}
+
+Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash)
+{
+    for (Flight *f = t->buckets[hash & t->mask]; f != NULL; f = f->hash_next)
+        if (f->hash == hash && f->key_len == len && memcmp(f->key, key, len) == 0)
+            return f;
+    return NULL;
+}
+
+static void grow(FetchTable *t)
+{
+    size_t mask = t->mask * 2 + 1;
+    Flight **buckets = (Flight **)calloc(mask + 1, sizeof(Flight *));
+    if (buckets == NULL)
+        return;  // longer chains, still correct
+    for (size_t i = 0; i <= t->mask; i++) {
+        Flight *next;
+        for (Flight *f = t->buckets[i]; f != NULL; f = next) {
+            next = f->hash_next;
+            f->hash_next = buckets[f->hash & mask];
+            buckets[f->hash & mask] = f;
+        }
+    }
+    free(t->buckets);
+    t->buckets = buckets;
+    t->mask = mask;
+}
+
+Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation)
+{
+    Flight *f = (Flight *)malloc(sizeof(Flight) + len);
+    if (f == NULL)
+        return NULL;
+    if (t->count > t->mask)
+        grow(t);
+    f->hash = hash;
+    f->generation = generation;
+    f->invalidated = false;
+    f->waiters = NULL;
+    f->waiters_tail = &f->waiters;
+    f->stale = NULL;
+    f->started_us = 0;
+    f->owner = NULL;
+    f->key_len = len;
+    memcpy(f->key, key, len);
+    Flight **bucket = &t->buckets[hash & t->mask];
+    f->hash_next = *bucket;
+    *bucket = f;
+    t->count++;
+    return f;
+}
+
+void fetch_table_join(Flight *f, FlightWaiter *w)
+{
+    w->next = NULL;
+    *f->waiters_tail = w;
+    f->waiters_tail = &w->next;
+}
+
+void fetch_table_remove(FetchTable *t, Flight *f)
+{
+    Flight **slot = &t->buckets[f->hash & t->mask];
+    while (*slot != f)
+        slot = &(*slot)->hash_next;
+    *slot = f->hash_next;
+    t->count--;
+}
+
+bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash)
+{
+    Flight *f = fetch_table_find(t, key, len, hash);
+    if (f == NULL)
+        return false;
+    f->invalidated = true;
+    return true;
+}
+
+size_t fetch_table_count(const FetchTable *t) { return t->count; }

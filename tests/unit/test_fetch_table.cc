@@ -1,0 +1,87 @@
+// The fetch table on its own: flights found by key, waiters in order, invalidation marks.
+#include <CppUTest/TestHarness.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetch_table.h"
+
+TEST_GROUP(FetchTable)
+{
+    FetchTable *t = nullptr;
+    void setup() override { t = fetch_table_create(); }
+    void teardown() override { fetch_table_destroy(t); }
+
+    // Any hash will do for the table: it is the cache's, passed in. Colliding ones on purpose.
+    uint64_t hash_of(const char *key) { return strlen(key) % 3; }
+    Flight *add(const char *key, uint16_t generation = 7)
+    {
+        return fetch_table_add(t, key, strlen(key), hash_of(key), generation);
+    }
+    Flight *find(const char *key) { return fetch_table_find(t, key, strlen(key), hash_of(key)); }
+    void remove_and_free(Flight *f)
+    {
+        fetch_table_remove(t, f);
+        free(f);
+    }
+};
+
+TEST(FetchTable, test_a_flight_is_found_by_its_key_until_removed)
+{
+    Flight *a = add("a"), *b = add("bb"), *d = add("d");  // a and d share a hash
+    POINTERS_EQUAL(a, find("a"));
+    POINTERS_EQUAL(b, find("bb"));
+    POINTERS_EQUAL(d, find("d"));
+    POINTERS_EQUAL(nullptr, find("c"));
+    LONGS_EQUAL(7, a->generation);
+    CHECK_FALSE(a->invalidated);
+    LONGS_EQUAL(3, fetch_table_count(t));
+    remove_and_free(a);
+    POINTERS_EQUAL(nullptr, find("a"));
+    POINTERS_EQUAL(d, find("d"));
+    remove_and_free(b);
+    remove_and_free(d);
+    LONGS_EQUAL(0, fetch_table_count(t));
+}
+
+TEST(FetchTable, test_waiters_are_kept_in_arrival_order)
+{
+    Flight *f = add("k");
+    FlightWaiter w[3];
+    for (FlightWaiter &x : w)
+        fetch_table_join(f, &x);
+    POINTERS_EQUAL(&w[0], f->waiters);
+    POINTERS_EQUAL(&w[1], w[0].next);
+    POINTERS_EQUAL(&w[2], w[1].next);
+    POINTERS_EQUAL(nullptr, w[2].next);
+    remove_and_free(f);
+}
+
+TEST(FetchTable, test_an_invalidation_marks_only_its_key_in_flight)
+{
+    Flight *a = add("a"), *d = add("d");
+    CHECK(fetch_table_invalidate(t, "a", 1, hash_of("a")));
+    CHECK(a->invalidated);
+    CHECK_FALSE(d->invalidated);
+    CHECK_FALSE(fetch_table_invalidate(t, "zz", 2, hash_of("zz")));  // not being fetched
+    remove_and_free(a);
+    CHECK_FALSE(fetch_table_invalidate(t, "a", 1, hash_of("a")));  // its reply came: nothing to mark
+    remove_and_free(d);
+}
+
+TEST(FetchTable, test_many_flights_grow_the_table)
+{
+    char key[16];
+    Flight *flights[1000];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "key%d", i);
+        flights[i] = fetch_table_add(t, key, strlen(key), (uint64_t)i * 0x9E3779B97F4A7C15ULL, 0);
+    }
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "key%d", i);
+        POINTERS_EQUAL(flights[i], fetch_table_find(t, key, strlen(key), (uint64_t)i * 0x9E3779B97F4A7C15ULL));
+    }
+    for (Flight *f : flights)
+        remove_and_free(f);
+}
