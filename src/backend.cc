@@ -37,13 +37,13 @@ struct Backend {
     const Config *config;
     BackendTarget target;
     WorkerStats *stats;
-    BackendUntrustedFn on_untrusted;
-    void *untrusted_arg;
+    BackendHooks hooks;
     int fd;                  // -1 while disconnected
     bool connected;          // connect(2) has completed
     bool ready;              // and AUTH/SELECT have been answered OK
     bool write_pending;      // write_event is added
     bool distrusted;         // a callback said the reply it got made no sense
+    bool push_mode;          // subscribed: replies past the outstanding commands are pushes
     int handshake_pending;   // AUTH/SELECT replies still awaited
     event *read_event, *write_event;  // on fd; NULL while disconnected
     evbuffer *out;           // commands not yet written
@@ -105,8 +105,8 @@ static void schedule_reconnect(Backend *b, const char *what, const char *detail)
     b->failures++;
     b->stats->redis_tried = 1;
     // The first failure is news; the repeats while Redis stays down are not.
-    log_msg(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s: %s%s%s; retrying in %llums",
-            b->target.display, what, detail ? ": " : "", detail ? detail : "",
+    log_msg(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s%s%s; retrying in %llums",
+            b->target.display, b->hooks.label, what, detail ? ": " : "", detail ? detail : "",
             (unsigned long long)delay);
     struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
     evtimer_add(b->reconnect_timer, &tv);
@@ -131,7 +131,7 @@ static void close_connection(Backend *b, BackendFailure failure)
         close(b->fd);
         b->fd = -1;
     }
-    b->connected = b->ready = b->write_pending = b->distrusted = false;
+    b->connected = b->ready = b->write_pending = b->distrusted = b->push_mode = false;
     b->stats->redis_connected = 0;
     b->handshake_pending = 0;
     evtimer_del(b->connect_timer);
@@ -156,12 +156,15 @@ static void backend_drop(Backend *b, BackendFailure failure, const char *what, c
     }
     if (b->ready)
         b->failures = 0;  // it was up: news again, and retry fast
+    bool was_open = b->fd >= 0;
     // Logged before the commands waiting on it are answered: the log says why before a client
     // sees the error.
     schedule_reconnect(b, what, detail);
     close_connection(b, failure);
     if (b->reader == NULL)
-        log_error("redis %s: out of memory for the reply parser; retrying", b->target.display);
+        log_error("redis %s%s: out of memory for the reply parser; retrying", b->target.display, b->hooks.label);
+    if (was_open && b->hooks.on_lost != NULL)
+        b->hooks.on_lost(b->hooks.arg);
 }
 
 // The connection is out of step with its commands: replies read through it may have been paired
@@ -169,10 +172,11 @@ static void backend_drop(Backend *b, BackendFailure failure, const char *what, c
 static void backend_drop_untrusted(Backend *b, const char *what, const char *detail)
 {
     b->stats->redis_out_of_step++;
-    log_error("redis %s: %s%s%s; dropping the connection and what was read through it",
-              b->target.display, what, detail ? ": " : "", detail ? detail : "");
+    log_error("redis %s%s: %s%s%s; dropping the connection and what was read through it",
+              b->target.display, b->hooks.label, what, detail ? ": " : "", detail ? detail : "");
     backend_drop(b, BACKEND_UNAVAILABLE, what, detail);
-    b->on_untrusted(b->untrusted_arg);
+    if (b->hooks.on_untrusted != NULL)
+        b->hooks.on_untrusted(b->hooks.arg);
 }
 
 static void arm_timeout(Backend *b, uint64_t delay_ms)
@@ -279,10 +283,12 @@ static void became_ready(Backend *b)
     b->stats->redis_connected = 1;
     b->stats->redis_tried = 1;
     if (b->failures > 0)
-        log_info("redis %s: connected after %d failed attempt(s)", b->target.display, b->failures);
+        log_info("redis %s%s: connected after %d failed attempt(s)", b->target.display, b->hooks.label, b->failures);
     else
-        log_debug("redis %s: connected", b->target.display);
+        log_debug("redis %s%s: connected", b->target.display, b->hooks.label);
     b->failures = 0;
+    if (b->hooks.on_ready != NULL)
+        b->hooks.on_ready(b->hooks.arg);
 }
 
 static void on_handshake_reply(Backend *b, const char *command, redisReply *r, BackendFailure f)
@@ -372,7 +378,7 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
         backend_drop_untrusted(b, "unreadable reply", b->reader->err ? b->reader->errstr : "out of memory");
         return;
     }
-    if ((size_t)n > b->ring_len) {
+    if ((size_t)n > b->ring_len && !b->push_mode) {
         // Checked before delivering any of them: with commands pipelined, an extra reply would
         // otherwise be handed to the next command and cached under its key.
         char detail[96];
@@ -383,6 +389,16 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
     }
     uint64_t now_us = n > 0 ? monotonic_us() : 0;
     for (size_t i = 0; i < (size_t)n; i++) {
+        if (b->ring_len == 0) {  // push mode: a message or a subscription's confirmation
+            if (b->hooks.on_push != NULL)
+                b->hooks.on_push(b->hooks.arg, b->batch[i]);
+            freeReplyObject(b->batch[i]);
+            if (b->fd != fd) {  // the owner reset the connection
+                free_batch(b, i + 1, (size_t)n);
+                return;
+            }
+            continue;
+        }
         PendingCommand cmd = pop_command(b);
         histogram_observe(&b->stats->redis_seconds, now_us - cmd.sent_us);
         cmd.fn(cmd.arg, b->batch[i], BACKEND_OK);
@@ -392,7 +408,7 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
             backend_drop_untrusted(b, "reply of the wrong type", NULL);
             return;
         }
-        if (b->fd != fd) {  // the handshake failed and dropped the connection
+        if (b->fd != fd) {  // the handshake failed, or the callback reset the connection
             free_batch(b, i + 1, (size_t)n);
             return;
         }
@@ -529,11 +545,8 @@ static void backend_connect(Backend *b)
     }
 }
 
-static void ignore_untrusted(void *) {}
-
 Backend *backend_create(event_base *base, const Config *config, const BackendTarget *target,
-                        WorkerStats *stats, uint64_t seed, BackendUntrustedFn on_untrusted,
-                        void *untrusted_arg)
+                        WorkerStats *stats, uint64_t seed, const BackendHooks *hooks)
 {
     Backend *b = (Backend *)calloc(1, sizeof(Backend));
     if (b == NULL)
@@ -542,8 +555,10 @@ Backend *backend_create(event_base *base, const Config *config, const BackendTar
     b->config = config;
     b->target = *target;
     b->stats = stats;
-    b->on_untrusted = on_untrusted ? on_untrusted : ignore_untrusted;
-    b->untrusted_arg = untrusted_arg;
+    if (hooks != NULL)
+        b->hooks = *hooks;
+    if (b->hooks.label == NULL)
+        b->hooks.label = "";
     b->fd = -1;
     b->rng = seed | 1;
     b->ring_cap = 64;
@@ -596,6 +611,22 @@ bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, voi
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, len};
     return backend_command(b, 2, argv, lens, fn, arg);
+}
+
+bool backend_subscribe(Backend *b, int argc, const char **argv, const size_t *lens)
+{
+    if (b->fd < 0 || !append_command(b->out, argc, argv, lens))
+        return false;
+    b->push_mode = true;
+    b->stats->redis_commands++;
+    want_write(b);
+    return true;
+}
+
+void backend_reset(Backend *b, const char *why)
+{
+    if (b->fd >= 0)
+        backend_drop(b, BACKEND_UNAVAILABLE, "connection reset", why);
 }
 
 void backend_distrust(Backend *b) { b->distrusted = true; }

@@ -34,10 +34,22 @@ enum BackendFailure {
 // reply is non-NULL exactly when failure == BACKEND_OK, and valid only during the call.
 typedef void (*BackendReplyFn)(void *arg, redisReply *reply, BackendFailure failure);
 
-// Called when the connection proved out of step (extra replies, unparseable bytes, or a reply a
-// caller found nonsensical): replies delivered through it before may have gone to the wrong
-// commands.
-typedef void (*BackendUntrustedFn)(void *arg);
+// What the owner hears of the connection. Any hook may be NULL.
+struct BackendHooks {
+    // Connected and past AUTH/SELECT: commands sent from here are answered.
+    void (*on_ready)(void *arg);
+    // An open connection was dropped, for any reason (its outstanding commands have been
+    // answered with a failure). Whatever state Redis kept for it is gone.
+    void (*on_lost)(void *arg);
+    // The connection proved out of step (extra replies, unparseable bytes, or a reply a caller
+    // found nonsensical): replies delivered through it before may have gone to the wrong commands.
+    void (*on_untrusted)(void *arg);
+    // After backend_subscribe: each reply that answers no command (a pub/sub message or
+    // confirmation), valid only during the call.
+    void (*on_push)(void *arg, redisReply *reply);
+    void *arg;
+    const char *label;  // for logs: "redis ADDRESS LABEL: ..." (NULL: none)
+};
 
 // Where Redis is, resolved once by the master so that no worker ever blocks on DNS.
 struct BackendTarget {
@@ -52,10 +64,9 @@ bool backend_target_resolve(const char *address, BackendTarget *target, char *er
 
 struct Backend;
 
-// Starts connecting at once.
+// Starts connecting at once. hooks may be NULL.
 Backend *backend_create(event_base *base, const Config *config, const BackendTarget *target,
-                        WorkerStats *stats, uint64_t seed, BackendUntrustedFn on_untrusted,
-                        void *untrusted_arg);
+                        WorkerStats *stats, uint64_t seed, const BackendHooks *hooks);
 // Answers every outstanding command with BACKEND_UNAVAILABLE, then frees everything.
 void backend_destroy(Backend *b);
 
@@ -66,6 +77,14 @@ bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens
 
 // GET key, as backend_command.
 bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg);
+
+// Sends a SUBSCRIBE-like command whose replies answer no command: from here on, replies beyond
+// the commands outstanding go to on_push instead of counting as out of step (RESP2 pub/sub).
+// Only (P)SUBSCRIBE may follow on such a connection. False when there is no connection.
+bool backend_subscribe(Backend *b, int argc, const char **argv, const size_t *lens);
+
+// Drops the connection (answering what waits on it) and reconnects with backoff, logging why.
+void backend_reset(Backend *b, const char *why);
 
 // Called from inside a reply callback: the reply made no sense for its command (a wrong type),
 // so the connection is out of step. It is dropped once the callback returns.

@@ -146,21 +146,25 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     cache_entry_release(e);
 }
 
-// Since when an entry has not been fresh (its TTL passed, or its generation ended), or 0 while
-// it is; UINT64_MAX when its generation ended too long ago to remember.
-static uint64_t stale_since(const Cache *c, const CacheEntry *e, uint64_t now_ms)
+// Whether an entry is fresh: its TTL has not passed and its generation is the current one. If
+// not, *since says since when (its expiry, or the end of its generation, whichever came first),
+// UINT64_MAX when its generation ended too long ago to remember.
+static bool is_fresh(const Cache *c, const CacheEntry *e, uint64_t now_ms, uint64_t *since)
 {
-    uint64_t since = now_ms >= e->expires_at_ms ? (uint64_t)e->expires_at_ms : 0;
-    if (e->generation != c->generation) {
-        uint16_t behind = (uint16_t)(c->generation - e->generation);
-        if (behind > GENERATION_HISTORY)
-            return UINT64_MAX;
-        // It ended when the next one began.
-        uint64_t ended = c->generation_ended_ms[(uint16_t)(e->generation) % GENERATION_HISTORY];
-        if (since == 0 || ended < since)
-            since = ended;
+    bool expired = now_ms >= e->expires_at_ms;
+    if (e->generation == c->generation) {
+        *since = e->expires_at_ms;
+        return !expired;
     }
-    return since;
+    uint16_t behind = (uint16_t)(c->generation - e->generation);
+    if (behind > GENERATION_HISTORY) {
+        *since = UINT64_MAX;
+        return false;
+    }
+    // It ended when the next one began.
+    uint64_t ended = c->generation_ended_ms[(uint16_t)(e->generation) % GENERATION_HISTORY];
+    *since = expired && e->expires_at_ms < ended ? (uint64_t)e->expires_at_ms : ended;
+    return false;
 }
 
 CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms,
@@ -172,8 +176,8 @@ CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t 
     if (slot == NULL)
         return NULL;
     CacheEntry *e = *slot;
-    uint64_t since = stale_since(c, e, now_ms);
-    if (since != 0) {
+    uint64_t since;
+    if (!is_fresh(c, e, now_ms, &since)) {
         if (since == UINT64_MAX || now_ms - since >= c->grace_ms) {
             entry_unlink(c, e);
             c->stats->cache_expirations++;

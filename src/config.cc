@@ -78,6 +78,8 @@ static const Setting settings[] = {
     {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false},
     {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false},
     {"cache", "max_memory", SETTING_SIZE, FIELD(max_memory), "0", 0, 1024 * GIB, false},
+    {"cache", "invalidation", SETTING_INVALIDATION, FIELD(invalidation), "tracking", 0, 0, false},
+    {"cache", "heartbeat", SETTING_DURATION, FIELD(heartbeat_ms), "1s", 100, MINUTE_MS, false},
     {"cache", "cache_not_found", SETTING_AUTO_SWITCH, FIELD(cache_not_found), "auto", 0, 0, false},
     {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
@@ -556,5 +558,6 @@ int config_worker_count(const Config *c)
 
 bool config_caches_not_found(const Config *c)
 {
-    return c->cache_not_found == SWITCH_ON;  // auto: on once invalidation tracking is in
+    return c->cache_not_found == SWITCH_ON ||
+           (c->cache_not_found == SWITCH_AUTO && c->invalidation == INVALIDATION_TRACKING);
 }

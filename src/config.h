@@ -36,6 +36,8 @@ struct Config {
     int64_t capacity;
     int64_t max_value_size;
     int64_t max_memory;       // bytes per worker; 0: the capacity (keys) only
+    int64_t invalidation;     // enum Invalidation
+    int64_t heartbeat_ms;
     int64_t cache_not_found;  // enum AutoSwitch
     int64_t stale_if_error_ms;
     // [admin]

@@ -50,3 +50,10 @@ void fetch_table_remove(FetchTable *t, Flight *f);
 // The key changed in Redis: a flight for it must not cache its reply. Returns whether one was.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);
 size_t fetch_table_count(const FetchTable *t);
+
+// Whether a flight's reply may be cached, as far as the flight knows: no invalidation for its key
+// came while it was on its way, and the cache is still in the generation it was sent in.
+inline bool flight_may_cache(const Flight *f, uint16_t cache_generation)
+{
+    return !f->invalidated && f->generation == cache_generation;
+}

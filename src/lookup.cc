@@ -42,7 +42,7 @@ static void count(Worker *w, Front front, const LookupResult *r)
 {
     static const RequestResult of_status[] = {
         RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR};
-    RequestResult result = r->hit && r->status == LOOKUP_FOUND ? RESULT_HIT : of_status[r->status];
+    RequestResult result = r->hit ? RESULT_HIT : of_status[r->status];  // a cached not-found is a hit
     w->stats->requests[front][result]++;
     histogram_observe(&w->stats->request_seconds[front], r->wait_us);
 }
@@ -83,7 +83,7 @@ static LookupResult result_of_entry(CacheEntry *e, bool hit)
 // state to cache at all (with tracking: only once Redis tracks what this worker reads).
 static bool may_cache(Worker *w, const Flight *f)
 {
-    return w->caching && !f->invalidated && f->generation == cache_generation(w->cache);
+    return w->caching && flight_may_cache(f, cache_generation(w->cache));
 }
 
 // Turns a string-or-nil reply for a flight's key into a result, caching it when it may be. A

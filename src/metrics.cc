@@ -106,6 +106,17 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_coalesced_total", "counter",
            "Misses that joined a fetch of the same key already on its way (single flight).",
            (unsigned long long)s->coalesced);
+    single(out, "redis_proxy_tracking_workers", "gauge",
+           "Workers whose reads Redis tracks (invalidation = tracking, established): they cache.",
+           (unsigned long long)s->tracking);
+    single(out, "redis_proxy_invalidations_total", "counter", "Cached keys dropped because Redis said they changed.",
+           (unsigned long long)s->invalidations);
+    single(out, "redis_proxy_invalidation_flushes_total", "counter",
+           "Whole caches made stale because Redis was flushed (FLUSHALL, FLUSHDB).",
+           (unsigned long long)s->invalidation_flushes);
+    single(out, "redis_proxy_tracking_losses_total", "counter",
+           "Whole caches made stale because a worker lost its invalidation link or its Redis connection.",
+           (unsigned long long)s->tracking_losses);
     single(out, "redis_proxy_stale_answers_total", "counter",
            "Keys answered from an entry past its TTL because Redis could not be reached (stale_if_error).",
            (unsigned long long)s->stale_answers);

@@ -337,7 +337,8 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
                      "cache_hits:%llu\r\ncache_misses:%llu\r\ncache_keys:%llu\r\ncache_bytes:%llu\r\n"
                      "cache_capacity:%lld\r\nevicted_keys:%llu\r\nexpired_keys:%llu\r\n"
                      "redis_unavailable:%llu\r\nredis_timeouts:%llu\r\nredis_errors:%llu\r\n"
-                     "redis_connected_workers:%llu\r\ncoalesced:%llu\r\nstale_answers:%llu\r\n",
+                     "redis_connected_workers:%llu\r\ncoalesced:%llu\r\nstale_answers:%llu\r\n"
+                     "tracking_workers:%llu\r\ninvalidations:%llu\r\ntracking_losses:%llu\r\n",
                      REDIS_PROXY_VERSION, (int)getpid(), w->id, t.workers,
                      (unsigned long long)((monotonic_ms() - w->started_ms) / 1000),
                      (unsigned long long)(s->clients_open[FRONT_HTTP] + s->clients_open[FRONT_RESP]),
@@ -347,7 +348,8 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
                      (unsigned long long)s->cache_expirations, (unsigned long long)result[RESULT_UNAVAILABLE],
                      (unsigned long long)result[RESULT_TIMEOUT], (unsigned long long)result[RESULT_ERROR],
                      (unsigned long long)s->redis_connected, (unsigned long long)s->coalesced,
-                     (unsigned long long)s->stale_answers);
+                     (unsigned long long)s->stale_answers, (unsigned long long)s->tracking,
+                     (unsigned long long)s->invalidations, (unsigned long long)s->tracking_losses);
     resp_add_bulk(out, text, (size_t)n);
 }
 

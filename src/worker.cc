@@ -10,6 +10,7 @@
 
 #include "cache.h"
 #include "fetch_table.h"
+#include "tracking.h"
 #include "clock.h"
 #include "config.h"
 #include "admin_front.h"
@@ -139,12 +140,27 @@ static void forget_cache(void *arg)
     log_warn("worker %d: dropped all %zu cached entries read through that connection", w->id, n);
 }
 
+static void on_redis_ready(void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->tracking != NULL)
+        tracking_data_ready(w->tracking);
+}
+
+static void on_redis_lost(void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->tracking != NULL)
+        tracking_data_lost(w->tracking);
+}
+
 static void worker_free(Worker *w)
 {
     w->stopping = true;
     // The backend first: it answers every fetch still in flight while their HTTP requests are
     // alive. evhttp_free would free those requests under our feet.
     backend_destroy(w->backend);
+    tracking_destroy(w->tracking);
     http_front_destroy(w->http);
     resp_front_destroy(w->resp);
     admin_front_destroy(w->admin);
@@ -199,10 +215,20 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     }
     cache_set_grace(w.cache, (uint64_t)config->stale_if_error_ms);
     cache_set_max_bytes(w.cache, (size_t)config->max_memory);
-    w.caching = true;
+    w.caching = true;  // with tracking: only once it is established
     w.cache_not_found = config_caches_not_found(config);
-    w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id,
-                               forget_cache, &w);
+    BackendHooks hooks = {};
+    hooks.on_untrusted = forget_cache;
+    hooks.on_ready = on_redis_ready;
+    hooks.on_lost = on_redis_lost;
+    hooks.arg = &w;
+    w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
+    if (config->invalidation == INVALIDATION_TRACKING && w.backend != NULL &&
+        (w.tracking = tracking_create(&w, &setup->redis, seed * 37 + (uint64_t)w.id)) == NULL) {
+        log_error("worker %d: out of memory at start", w.id);
+        worker_free(&w);
+        return 1;
+    }
     w.http = http_front_create(&w, &setup->http);
     if (setup->resp.count > 0 && (w.resp = resp_front_create(&w, &setup->resp)) == NULL) {
         log_error("worker %d: cannot set up the RESP front", w.id);

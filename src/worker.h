@@ -25,6 +25,7 @@ struct Worker {
     event_base *base;
     Cache *cache;
     struct FetchTable *flights;  // keys being fetched, with their waiting requests
+    struct Tracking *tracking;   // NULL with invalidation = off
     bool caching;          // replies may be cached (with tracking: only while it is established)
     bool cache_not_found;  // a nil reply is cached too (cache_not_found)
     Backend *backend;

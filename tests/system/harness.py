@@ -235,7 +235,10 @@ class Proxy:
         self.port, resp_port, self.admin_port = free_ports(3)
         self.resp_port = resp_port if resp else None
         self.settings = {"proxy": {"listen": "127.0.0.1:%d" % self.port, "workers": "1"},
-                         "redis": {}, "cache": {}, "admin": {"listen": "127.0.0.1:%d" % self.admin_port},
+                         # TTL-only unless a test asks for tracking: the coherence tests do
+                         # (test_invalidation.py), the rest pin down the cache's own rules.
+                         "redis": {}, "cache": {"invalidation": "off"},
+                         "admin": {"listen": "127.0.0.1:%d" % self.admin_port},
                          "log": {"level": "info"}}
         if resp:
             self.settings["proxy"]["resp_listen"] = "127.0.0.1:%d" % self.resp_port

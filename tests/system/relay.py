@@ -4,10 +4,13 @@ It lets a test make requests pile up in the proxy while Redis itself stays real 
 commandstats then count exactly what the proxy sent).
 
     relay = Relay(redis.port).start()   # on a free port of 127.0.0.1
-    relay.hold(); ...; relay.release()
+    relay.hold(); ...; relay.release()  # every connection's commands
+    relay.hold(1, to_redis=False, from_redis=True)  # what Redis sends on the second connection
 """
 import socket
 import threading
+
+from harness import wait_until
 
 
 class Relay:
@@ -18,6 +21,8 @@ class Relay:
         self.port = self.listener.getsockname()[1]
         self._open = threading.Event()  # set: bytes flow to Redis
         self._open.set()
+        self._gates = []
+        self._upstream_ports = []  # per connection, in accept order: [to Redis, from Redis], set = open
         self._stopping = False
         self._sockets = []
         self._threads = []
@@ -27,15 +32,36 @@ class Relay:
         self._spawn(self._accept_loop)
         return self
 
-    def hold(self):
-        self._open.clear()
+    def hold(self, index=None, to_redis=True, from_redis=False):
+        """Hold every connection's commands, or one connection's (by accept order) either way."""
+        if index is None:
+            self._open.clear()
+            return
+        wait_until(lambda: len(self._gates) > index, what="relay connection %d" % index)
+        if to_redis:
+            self._gates[index][0].clear()
+        if from_redis:
+            self._gates[index][1].clear()
 
     def release(self):
         self._open.set()
+        for gates in self._gates:
+            for g in gates:
+                g.set()
+
+    def connections(self):
+        return len(self._gates)
+
+    def index_of(self, redis_addr):
+        """The connection whose Redis side is redis_addr ("127.0.0.1:PORT", as CLIENT LIST shows)."""
+        for i, port in enumerate(self._upstream_ports):
+            if redis_addr == "127.0.0.1:%d" % port:
+                return i
+        raise KeyError(redis_addr)
 
     def stop(self):
         self._stopping = True
-        self._open.set()
+        self.release()
         for s in [self.listener] + self._sockets:
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -58,10 +84,15 @@ class Relay:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._sockets += [client, upstream]
-            self._spawn(self._pump, client, upstream, True)
-            self._spawn(self._pump, upstream, client, False)
+            gates = [threading.Event(), threading.Event()]
+            for g in gates:
+                g.set()
+            self._upstream_ports.append(upstream.getsockname()[1])
+            self._gates.append(gates)
+            self._spawn(self._pump, client, upstream, gates[0], True)
+            self._spawn(self._pump, upstream, client, gates[1], False)
 
-    def _pump(self, src, dst, to_redis):
+    def _pump(self, src, dst, gate, to_redis):
         while True:
             try:
                 data = src.recv(65536)
@@ -69,6 +100,7 @@ class Relay:
                 data = b""
             if to_redis:
                 self._open.wait()
+            gate.wait()
             try:
                 if not data:
                     dst.shutdown(socket.SHUT_WR)

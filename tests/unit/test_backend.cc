@@ -82,7 +82,9 @@ TEST_GROUP(Backend)
         char err[256];
         std::string address = std::string("unix:") + path;
         CHECK(backend_target_resolve(address.c_str(), &target, err, sizeof(err)));
-        backend = backend_create(base, &config, &target, &stats, 42, on_untrusted, nullptr);
+        BackendHooks hooks = {};
+        hooks.on_untrusted = on_untrusted;
+        backend = backend_create(base, &config, &target, &stats, 42, &hooks);
         CHECK(backend != nullptr);
         peer = accept(listener, nullptr, nullptr);
         CHECK(peer >= 0);

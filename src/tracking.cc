@@ -1,0 +1,306 @@
+#include "tracking.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "cache.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "lookup.h"
+#include "worker.h"
+
+static const char INVALIDATE_CHANNEL[] = "__redis__:invalidate";
+
+struct Tracking {
+    Worker *w;
+    Backend *link;           // the invalidation connection; NULL once Redis refused tracking
+    WorkerStats link_stats;  // the link's own numbers: not counted as the worker's Redis traffic
+    long long link_id;       // its CLIENT ID; 0 until known
+    int confirmations;       // SUBSCRIBE confirmations so far (two channels)
+    bool link_ready;         // subscribed to both channels
+    bool enabling;           // CLIENT TRACKING sent on the data connection, not yet answered
+    bool established;        // ... and confirmed: invalidations flow, the worker caches
+    bool ever_established;
+    bool heartbeat_refused;  // PUBLISH refused (an ACL): only a dropped connection is noticed
+    bool unsupported;        // Redis refused tracking: TTL only, the link is (being) freed
+    // Bumped whenever the link or the data connection is lost: an answer to a command sent
+    // before then (a CLIENT TRACKING's OK, a heartbeat's count) no longer says anything.
+    uint64_t epoch;
+    char channel[96];  // the private heartbeat channel
+    event *heartbeat_timer;
+    uint64_t beats_sent, beats_back;
+};
+
+struct TrackingCommand {  // a reply's context: the tracking and the epoch it was sent in
+    Tracking *t;
+    uint64_t epoch;
+};
+
+static TrackingCommand *command_context(Tracking *t)
+{
+    TrackingCommand *c = (TrackingCommand *)malloc(sizeof(TrackingCommand));
+    if (c != NULL)
+        *c = {t, t->epoch};
+    return c;
+}
+
+static void set_caching(Tracking *t, bool on)
+{
+    t->w->caching = on;
+    t->w->stats->tracking = on;
+}
+
+// Whatever tells the worker of changes in Redis is gone: nothing it holds can be trusted (a
+// new generation: no more hits on it), and nothing fetched before counts.
+static void lose(Tracking *t, const char *why)
+{
+    if (t->unsupported)
+        return;  // TTL only: nothing was trusted on Redis's word
+    t->epoch++;
+    t->enabling = false;
+    if (t->established) {
+        cache_new_generation(t->w->cache, monotonic_ms());
+        t->w->stats->tracking_losses++;
+        log_warn("worker %d: invalidation tracking lost (%s); not caching until it is back", t->w->id, why);
+    }
+    t->established = false;
+    set_caching(t, false);
+}
+
+// An older Redis, or one that forbids the commands: TTL only, as with invalidation = off. The
+// link goes; the caller is a reply callback of the data connection or of the link itself, and a
+// backend may be destroyed from its own callback only by the backend's rules: so the link is
+// reset here and freed from the heartbeat timer.
+static void give_up(Tracking *t, const char *command, const redisReply *reply)
+{
+    log_warn("worker %d: Redis refuses %s (%.*s); running without invalidation: entries live until their TTL",
+             t->w->id, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
+             reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply");
+    t->unsupported = true;
+    t->link_ready = false;
+    t->w->caching = true;
+    t->w->cache_not_found = t->w->config->cache_not_found == SWITCH_ON;
+    event_active(t->heartbeat_timer, EV_TIMEOUT, 1);  // frees the link, out of any callback
+}
+
+static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    TrackingCommand *c = (TrackingCommand *)arg;
+    Tracking *t = c->t;
+    bool current = c->epoch == t->epoch;
+    free(c);
+    if (!current || failure != BACKEND_OK)
+        return;  // lost meanwhile: lose() has run, and the next ready connection tries again
+    t->enabling = false;
+    if (reply->type == REDIS_REPLY_STATUS) {
+        t->established = true;
+        set_caching(t, true);
+        log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking %s (link id %lld)",
+                t->w->id, t->ever_established ? "back" : "on", t->link_id);
+        t->ever_established = true;
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "redirect") != NULL) {
+        backend_reset(t->link, "Redis no longer knows it");  // the link died meanwhile
+        return;
+    }
+    give_up(t, "CLIENT TRACKING", reply);
+}
+
+// Both connections ready: ask Redis to track what the data connection reads, for the link.
+static void enable(Tracking *t)
+{
+    Worker *w = t->w;
+    if (t->unsupported || !t->link_ready || t->enabling || t->established || !backend_ready(w->backend))
+        return;
+    // What was fetched before this command was read untracked: its replies must not be cached.
+    cache_new_generation(w->cache, monotonic_ms());
+    char id[24];
+    int n = snprintf(id, sizeof(id), "%lld", t->link_id);
+    const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id};
+    size_t lens[] = {6, 8, 2, 8, (size_t)n};
+    TrackingCommand *c = command_context(t);
+    if (c == NULL)
+        return;
+    if (!backend_command(w->backend, 5, argv, lens, on_tracking_reply, c)) {
+        free(c);
+        return;
+    }
+    t->enabling = true;
+}
+
+static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    TrackingCommand *c = (TrackingCommand *)arg;
+    Tracking *t = c->t;
+    bool current = c->epoch == t->epoch;
+    free(c);
+    if (!current || failure != BACKEND_OK)
+        return;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && t->established) {
+        // Nobody subscribed to the channel: the link is not what Redis redirects to any more.
+        backend_reset(t->link, "no longer subscribed");
+    } else if (reply->type == REDIS_REPLY_ERROR && !t->heartbeat_refused) {
+        t->heartbeat_refused = true;
+        log_warn("worker %d: Redis refuses the heartbeat's PUBLISH (%.*s): a silent loss of the "
+                 "invalidation link goes unnoticed until its connection drops",
+                 t->w->id, (int)reply->len, reply->str);
+    }
+}
+
+// Every heartbeat/2: the previous beat must be back by now, else the link is silently gone.
+// A silent loss is thus noticed within one heartbeat.
+static void on_heartbeat_timer(evutil_socket_t, short, void *arg)
+{
+    Tracking *t = (Tracking *)arg;
+    if (t->unsupported) {
+        if (t->link != NULL) {
+            backend_destroy(t->link);
+            t->link = NULL;
+            event_del(t->heartbeat_timer);
+        }
+        return;
+    }
+    if (!t->established || t->heartbeat_refused)
+        return;
+    if (t->beats_back < t->beats_sent) {
+        char why[96];
+        snprintf(why, sizeof(why), "heartbeat not back within %lldms", (long long)t->w->config->heartbeat_ms / 2);
+        backend_reset(t->link, why);
+        return;
+    }
+    char seq[24];
+    int n = snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++t->beats_sent);
+    const char *argv[] = {"PUBLISH", t->channel, seq};
+    size_t lens[] = {7, strlen(t->channel), (size_t)n};
+    TrackingCommand *c = command_context(t);
+    if (c != NULL && !backend_command(t->w->backend, 3, argv, lens, on_heartbeat_reply, c))
+        free(c);
+}
+
+static bool is_text(const redisReply *r, const char *text)
+{
+    size_t n = strlen(text);
+    return (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->len == n &&
+           memcmp(r->str, text, n) == 0;
+}
+
+static void on_invalidation(Tracking *t, const redisReply *keys)
+{
+    Worker *w = t->w;
+    if (keys->type == REDIS_REPLY_NIL) {  // FLUSHALL or FLUSHDB: everything changed
+        cache_new_generation(w->cache, monotonic_ms());
+        w->stats->invalidation_flushes++;
+        return;
+    }
+    if (keys->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < keys->elements; i++)
+        if (keys->element[i]->type == REDIS_REPLY_STRING)
+            lookup_invalidate(w, keys->element[i]->str, keys->element[i]->len);
+}
+
+// What the link receives: subscription confirmations, invalidations, heartbeats.
+static void on_push(void *arg, redisReply *r)
+{
+    Tracking *t = (Tracking *)arg;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return;
+    const redisReply *kind = r->element[0], *channel = r->element[1], *payload = r->element[2];
+    if (is_text(kind, "subscribe")) {
+        if (++t->confirmations == 2) {
+            t->link_ready = true;
+            enable(t);
+        }
+    } else if (is_text(kind, "message") && is_text(channel, INVALIDATE_CHANNEL)) {
+        on_invalidation(t, payload);
+    } else if (is_text(kind, "message") && is_text(channel, t->channel) && payload->type == REDIS_REPLY_STRING) {
+        unsigned long long seq = strtoull(payload->str, NULL, 10);
+        if (seq > t->beats_back && seq <= t->beats_sent)
+            t->beats_back = seq;
+    }
+}
+
+static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
+{
+    TrackingCommand *c = (TrackingCommand *)arg;
+    Tracking *t = c->t;
+    bool current = c->epoch == t->epoch;
+    free(c);
+    if (!current || failure != BACKEND_OK)
+        return;
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        give_up(t, "CLIENT ID", reply);
+        return;
+    }
+    t->link_id = reply->integer;
+    snprintf(t->channel, sizeof(t->channel), "__redis-proxy__:heartbeat:%d:%lld", (int)getpid(), t->link_id);
+    const char *argv[] = {"SUBSCRIBE", INVALIDATE_CHANNEL, t->channel};
+    size_t lens[] = {9, sizeof(INVALIDATE_CHANNEL) - 1, strlen(t->channel)};
+    t->confirmations = 0;
+    t->beats_sent = t->beats_back = 0;
+    backend_subscribe(t->link, 3, argv, lens);
+}
+
+static void on_link_ready(void *arg)
+{
+    Tracking *t = (Tracking *)arg;
+    const char *argv[] = {"CLIENT", "ID"};
+    size_t lens[] = {6, 2};
+    TrackingCommand *c = command_context(t);
+    if (c != NULL && !backend_command(t->link, 2, argv, lens, on_client_id, c))
+        free(c);
+}
+
+static void on_link_lost(void *arg)
+{
+    Tracking *t = (Tracking *)arg;
+    t->link_ready = false;
+    t->link_id = 0;
+    t->confirmations = 0;
+    lose(t, "invalidation connection lost");
+}
+
+Tracking *tracking_create(Worker *w, const BackendTarget *target, uint64_t seed)
+{
+    Tracking *t = (Tracking *)calloc(1, sizeof(Tracking));
+    if (t == NULL)
+        return NULL;
+    t->w = w;
+    BackendHooks hooks = {};
+    hooks.on_ready = on_link_ready;
+    hooks.on_lost = on_link_lost;
+    hooks.on_push = on_push;
+    hooks.arg = t;
+    hooks.label = " (invalidation link)";
+    t->link = backend_create(w->base, w->config, target, &t->link_stats, seed, &hooks);
+    t->heartbeat_timer = event_new(w->base, -1, EV_PERSIST, on_heartbeat_timer, t);
+    if (t->link == NULL || t->heartbeat_timer == NULL) {
+        tracking_destroy(t);
+        return NULL;
+    }
+    int64_t half = w->config->heartbeat_ms / 2;
+    struct timeval tv = {(time_t)(half / 1000), (suseconds_t)(half % 1000) * 1000};
+    event_add(t->heartbeat_timer, &tv);
+    set_caching(t, false);
+    return t;
+}
+
+void tracking_destroy(Tracking *t)
+{
+    if (t == NULL)
+        return;
+    backend_destroy(t->link);  // answers its outstanding commands while t is still here
+    if (t->heartbeat_timer != NULL)
+        event_free(t->heartbeat_timer);
+    free(t);
+}
+
+void tracking_data_ready(Tracking *t) { enable(t); }
+
+void tracking_data_lost(Tracking *t) { lose(t, "data connection lost"); }

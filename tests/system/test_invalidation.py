@@ -1,0 +1,199 @@
+"""invalidation = tracking: a change made directly in Redis reaches every worker's cache, with a
+TTL long enough (300s) that only an invalidation can explain a new answer. Each test first waits
+until Redis tracks every worker, and makes sure each worker has the key cached (a hit), so that a
+proxy without invalidation would fail it."""
+import re
+import time
+
+from harness import ProxyTestCase, wait_until
+from fake_redis import FakeRedis
+from relay import Relay
+from test_admin import metric
+
+WORKERS = 2
+FAST = 1.0  # seconds: generous against a loaded machine; invalidations take well under 1 ms
+
+
+class TrackingTestCase(ProxyTestCase):
+    def start_tracking_proxy(self, server=None, workers=WORKERS, **cache):
+        settings = {"invalidation": "tracking", "ttl": "300s"}
+        settings.update(cache)
+        proxy = self.start_proxy(server, resp=True, proxy={"workers": str(workers)}, cache=settings)
+        self.wait_tracked(proxy, workers)
+        self.conns = self.one_connection_per_worker(proxy, workers)
+        return proxy
+
+    def wait_tracked(self, proxy, workers):
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_workers") == workers,
+                   what="Redis to track every worker")
+
+    def one_connection_per_worker(self, proxy, workers):
+        by_pid, spare = {}, []
+        while len(by_pid) < workers and len(spare) < 200:
+            c = proxy.resp()
+            pid = int(re.search(rb"process_id:(\d+)", c("INFO")).group(1))
+            (spare if pid in by_pid else by_pid.setdefault(pid, [])).append(c)
+        for c in spare:
+            c.close()
+        conns = [cs[0] for cs in by_pid.values()]
+        self.assertEqual(len(conns), workers)
+        for c in conns:
+            self.addCleanup(c.close)
+        return conns
+
+    def hits(self, proxy):
+        return metric(proxy.admin("/metrics")[1], "redis_proxy_requests_total", front="resp", result="hit")
+
+    def cache_everywhere(self, proxy, key, value):
+        """Reads the key through every worker until each answers it from its cache. (A change
+        the test just made reaches the workers a moment later: wait for it first.)"""
+        self.every_worker_answers(key, value)
+        for c in self.conns:
+            self.assertEqual(c("GET", key), value)
+            before = self.hits(proxy)
+            self.assertEqual(c("GET", key), value)
+            self.assertEqual(self.hits(proxy), before + 1, "%r not cached by a worker" % key)
+
+    def every_worker_answers(self, key, value, within=FAST):
+        wait_until(lambda: all(c("GET", key) == value for c in self.conns), timeout=within,
+                   what="every worker to answer %r for %r" % (value, key))
+
+
+class InvalidationTest(TrackingTestCase):
+    def test_changes_in_redis_reach_every_worker(self):
+        proxy = self.start_tracking_proxy()
+        for name, change, after in [
+            ("SET", ("SET", "k", "new"), b"new"),
+            ("DEL", ("DEL", "k"), None),
+            ("EXPIRE", ("PEXPIRE", "k", "1"), None),
+        ]:
+            self.redis("SET", "k", "old")
+            self.cache_everywhere(proxy, "k", b"old")
+            self.redis(*change)
+            # An expiry reaches the proxy when Redis deletes the key (its expiry cycle runs 10
+            # times a second); the others at once.
+            self.every_worker_answers("k", after, within=FAST if name != "EXPIRE" else 3.0)
+        self.assertGreaterEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_invalidations_total"), 3 * WORKERS)
+
+    def test_flushall_and_flushdb_empty_every_worker(self):
+        proxy = self.start_tracking_proxy()
+        for flush in ("FLUSHALL", "FLUSHDB"):
+            self.redis("MSET", "a", "1", "b", "2")
+            self.cache_everywhere(proxy, "a", b"1")
+            self.cache_everywhere(proxy, "b", b"2")
+            self.redis(flush)
+            self.every_worker_answers("a", None)
+            self.every_worker_answers("b", None)
+        self.assertGreaterEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_invalidation_flushes_total"),
+                                2 * WORKERS)
+
+    def test_a_cached_not_found_is_dropped_when_the_key_is_created(self):
+        proxy = self.start_tracking_proxy()
+        self.cache_everywhere(proxy, "later", None)  # not found is cached by default with tracking
+        self.redis("SET", "later", "here")
+        self.every_worker_answers("later", b"here")
+
+    def test_mget_reads_are_tracked_too(self):
+        proxy = self.start_tracking_proxy()
+        self.redis("MSET", "a", "1", "b", "2")
+        for c in self.conns:
+            self.assertEqual(c("MGET", "a", "b", "c"), [b"1", b"2", None])
+        self.redis("SET", "b", "two")
+        self.redis("SET", "c", "three")
+        wait_until(lambda: all(c("MGET", "a", "b", "c") == [b"1", b"two", b"three"] for c in self.conns),
+                   timeout=FAST, what="the MGETs to see the changes")
+
+    def test_http_answers_follow_redis_too(self):
+        proxy = self.start_tracking_proxy(workers=1)
+        self.redis("SET", "user:42", "alice")
+        self.assertEqual(proxy.get("user:42").body, b"alice")
+        self.assertHit(proxy.get("user:42"), b"alice")
+        self.redis("SET", "user:42", "bob")
+        wait_until(lambda: proxy.get("user:42").body == b"bob", timeout=FAST, what="bob")
+
+
+class LostLinkTest(TrackingTestCase):
+    def test_a_killed_invalidation_connection_leaves_no_stale_value(self):
+        proxy = self.start_tracking_proxy()
+        self.redis("SET", "k", "old")
+        self.cache_everywhere(proxy, "k", b"old")
+        self.redis("CLIENT", "KILL", "TYPE", "pubsub")
+        self.redis("SET", "k", "new")  # while the link is down: no invalidation reaches anyone
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_losses_total") >= WORKERS,
+                   what="the workers to notice")
+        for c in self.conns:
+            self.assertEqual(c("GET", "k"), b"new")
+        # Tracking comes back by itself, and invalidations with it.
+        self.wait_tracked(proxy, WORKERS)
+        self.cache_everywhere(proxy, "k", b"new")
+        self.redis("SET", "k", "newer")
+        self.every_worker_answers("k", b"newer")
+
+    def test_redis_restarted_on_the_same_port_leaves_no_stale_value(self):
+        proxy = self.start_tracking_proxy()
+        self.redis("SET", "k", "old")
+        self.cache_everywhere(proxy, "k", b"old")
+        self.redis.stop()
+        self.redis.start()  # empty: no persistence
+        self.redis("SET", "k", "new")
+        seen = set()
+
+        def all_new():
+            answers = []
+            for c in self.conns:
+                try:
+                    answers.append(c("GET", "k"))
+                except Exception as e:  # BACKENDDOWN while a worker reconnects
+                    answers.append(str(e).split()[0])
+            seen.update(a for a in answers if isinstance(a, bytes))
+            return all(a == b"new" for a in answers)
+        wait_until(all_new, what="every worker to answer the new value")
+        self.assertNotIn(b"old", seen)
+
+    def test_a_silent_link_is_caught_by_the_heartbeat(self):
+        # The invalidation connection stays open but Redis's messages on it stop arriving: only
+        # the heartbeat can tell.
+        relay = Relay(self.redis.port).start()
+        self.addCleanup(relay.stop)
+        proxy = self.start_proxy(resp=True, redis={"address": "127.0.0.1:%d" % relay.port},
+                                 cache={"invalidation": "tracking", "ttl": "300s", "heartbeat": "200ms"})
+        self.wait_tracked(proxy, 1)
+        self.conns = self.one_connection_per_worker(proxy, 1)
+        self.assertEqual(relay.connections(), 2)
+        self.redis("SET", "k", "old")
+        self.cache_everywhere(proxy, "k", b"old")
+        link = [l for l in self.redis("CLIENT", "LIST").decode().splitlines() if " sub=2 " in l][0]
+        addr = re.search(r" addr=(\S+)", link).group(1)
+        relay.hold(relay.index_of(addr), to_redis=False, from_redis=True)
+        self.redis("SET", "k", "new")  # its invalidation is held in the relay
+        started = time.monotonic()
+        self.every_worker_answers("k", b"new", within=3.0)
+        self.assertLess(time.monotonic() - started, 1.0)  # the heartbeat bounds it: 200 ms, plus slack
+        self.assertIn("heartbeat not back", proxy.log())
+        relay.release()
+
+
+class UnsupportedTest(ProxyTestCase):
+    START_REDIS = False
+
+    def test_a_redis_without_tracking_gets_one_warning_and_ttl_only(self):
+        fake = FakeRedis().start()
+        self.addCleanup(fake.stop)
+        fake.data[b"k"] = b"v"
+        proxy = self.start_proxy(fake, cache={"invalidation": "tracking"})
+        wait_until(lambda: "running without invalidation" in proxy.log(), what="the warning")
+        self.assertEqual(proxy.get("k").status, 200)
+        self.assertHit(proxy.get("k"), b"v")
+        self.assertEqual(proxy.get("absent").status, 404)
+        self.assertEqual(proxy.get("absent").header("X-Cache"), "MISS")  # auto: off without tracking
+        self.assertEqual(proxy.log().count("running without invalidation"), 1)
+
+
+class OffTest(ProxyTestCase):
+    def test_with_invalidation_off_a_change_waits_for_the_ttl(self):
+        proxy = self.start_proxy(cache={"invalidation": "off", "ttl": "300s"})
+        self.redis("SET", "k", "old")
+        self.assertEqual(proxy.get("k").body, b"old")
+        self.redis("SET", "k", "new")
+        self.assertHit(proxy.get("k"), b"old")
+        self.assertEqual(len([l for l in self.redis("CLIENT", "LIST").splitlines() if b"cmd=" in l]), 2)
