@@ -7,6 +7,7 @@ Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte va
   RESP hits    redis-benchmark -t get -r 100000 -c 50 at -P 1 and -P 16: proxy, redis, nutcracker
   latency      an open-loop paced client at half the proxy's peak HTTP hit rate
   memory       bytes per cached entry (1,000,000 entries, 16-byte keys, 32-byte values) vs Redis
+  staleness    time from a SET in Redis until every worker answers the new value (tracking)
   callgrind    instructions per hit in one worker (noise-free, for tracking between commits)
 Prints a table and writes bench/results.md. Every process it starts is stopped on every exit.
 """
@@ -36,6 +37,7 @@ ROUNDS = 2
 RESP_ROUNDS = 3
 CONNECTIONS = 50
 MEMORY_ENTRIES = int(os.environ.get("BENCH_MEMORY_ENTRIES", "1000000"))
+STALENESS_WRITES = 300
 
 processes = []
 
@@ -138,6 +140,8 @@ def callgrind_worker_total(workdir, redis, run):
     """Starts a one-worker proxy under callgrind, calls run(proxy), stops it, and returns the
     instructions the worker executed in its whole life (the dump it writes at exit)."""
     dump_dir = tempfile.mkdtemp(dir=workdir)
+    # TTL-only (the harness's default): a hit runs the same code either way, and the counts stay
+    # comparable with those of earlier commits.
     proxy = Proxy(workdir, {"redis": {"address": "127.0.0.1:%d" % redis.port}}, resp=True)
     proxy.write_config()
     log = open(proxy.log_path, "ab")
@@ -225,13 +229,52 @@ def callgrind_per_request(workdir, redis):
     return results
 
 
-def start_proxy(workdir, redis, workers, capacity, resp=False):
-    """A proxy in front of `redis`, started and registered for cleanup."""
+def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking"):
+    """A proxy in front of `redis`, started and registered for cleanup; with tracking (the
+    default configuration), once Redis tracks every worker (they cache only from then on)."""
     proxy = Proxy(workdir, {"proxy": {"workers": str(workers)}, "redis": {"address": "127.0.0.1:%d" % redis.port},
-                            "cache": {"capacity": str(capacity), "ttl": "1h"}, "log": {"level": "info"}}, resp=resp)
+                            "cache": {"capacity": str(capacity), "ttl": "1h", "invalidation": invalidation},
+                            "log": {"level": "info"}}, resp=resp)
     proxy.start()
     processes.append(proxy.proc)
+    if invalidation == "tracking":
+        wait_until(lambda: re.search(r"^redis_proxy_tracking_workers %d$" % workers,
+                                     proxy.admin("/metrics")[1], re.M), what="tracking in every worker")
     return proxy
+
+
+def measure_staleness(proxy, redis, workers, writes):
+    """For each write: SET in Redis, then read through one RESP connection per worker until every
+    worker answers the new value. Milliseconds from the SET's reply, polling included (each poll
+    is a round trip to the proxy, so this is an upper bound)."""
+    conns = {}
+    for _ in range(200):
+        c = proxy.resp()
+        pid = re.search(rb"process_id:(\d+)", c("INFO")).group(1)
+        if pid in conns or len(conns) == workers:
+            c.close()
+        else:
+            conns[pid] = c
+        if len(conns) == workers:
+            break
+    writer = RedisClient(redis.port)
+    samples = []
+    for i in range(writes):
+        value = b"v%d" % i
+        writer("SET", "staleness:probe", value)
+        start = time.monotonic()
+        waiting = list(conns.values())
+        while waiting:
+            waiting = [c for c in waiting if c("GET", "staleness:probe") != value]
+        samples.append((time.monotonic() - start) * 1000)
+        for c in conns.values():  # cached again everywhere before the next write
+            c("GET", "staleness:probe")
+    writer.close()
+    for c in conns.values():
+        c.close()
+    samples.sort()
+    return {"p50": samples[len(samples) // 2], "p99": samples[int(len(samples) * 0.99)], "max": samples[-1],
+            "writes": writes}
 
 
 def best(runs):
@@ -342,6 +385,10 @@ def main():
         show("paced", "nginx at the same rate", paced["nginx"])
         for name, r in runs.items():
             print("paced        %-6s p99 of the three runs: %s ms" % (name, ", ".join("%.3f" % run["p99"] for run in r)))
+        staleness = measure_staleness(proxy, redis, 2, STALENESS_WRITES)
+        print("staleness    SET in Redis to every worker answering it: p50 %.3f ms, p99 %.3f ms, max %.3f ms "
+              "(%d writes, 2 workers)" % (staleness["p50"], staleness["p99"], staleness["max"], staleness["writes"]),
+              flush=True)
         proxy.stop()
 
         # HTTP misses: a one-key cache, so every request is a Redis round trip.
@@ -362,7 +409,10 @@ def main():
         before = redis_used_memory(mem_redis.port)
         load_redis(mem_redis.port, MEMORY_ENTRIES, "k:%014d", VALUE, batch=10000)
         redis_bytes = (redis_used_memory(mem_redis.port) - before) / MEMORY_ENTRIES
-        mem_proxy = start_proxy(workdir, mem_redis, 1, MEMORY_ENTRIES, resp=True)
+        # TTL-only here: an entry costs the proxy the same either way, and a million tracked keys
+        # would fill Redis's tracking table (tracking-table-max-keys), whose early invalidations
+        # would empty the very cache being measured.
+        mem_proxy = start_proxy(workdir, mem_redis, 1, MEMORY_ENTRIES, resp=True, invalidation="off")
         worker = mem_proxy.worker_pids()[0]
         rss_before = worker_rss_kb(worker)
         warm_all_workers(mem_proxy, 1, MEMORY_ENTRIES, "k:%014d")
@@ -378,14 +428,14 @@ def main():
             print("callgrind    %-42s %8.0f instructions per request" % (name, count), flush=True)
 
         write_results(http["proxy"], http["bare"], http["nginx"], http["webdis"], proxy_miss, webdis_miss, resp,
-                      paced, proxy_bytes, redis_bytes, instructions)
+                      paced, proxy_bytes, redis_bytes, instructions, staleness)
     finally:
         stop_all()
         shutil.rmtree(workdir, True)
 
 
 def write_results(proxy_hit, bare, nginx, webdis, proxy_miss, webdis_miss, resp, paced, proxy_bytes, redis_bytes,
-                  instructions):
+                  instructions, staleness):
     def line(name, r, proxy=None):
         """A row; for a peer, the last column is the proxy's throughput over the peer's."""
         ratio = "" if proxy is None else "%.2fx" % (proxy["rps"] / r["rps"])
@@ -421,6 +471,10 @@ def write_results(proxy_hit, bare, nginx, webdis, proxy_miss, webdis_miss, resp,
                               paced["nginx"]["p50"], paced["nginx"]["p99"]),
             "", "Memory per cached entry, %d entries of 16-byte keys and 32-byte values: redis-proxy %.1f bytes "
             "(growth of the worker's RSS), Redis %.1f bytes (growth of used_memory)." % (MEMORY_ENTRIES, proxy_bytes, redis_bytes),
+            "", "Staleness after a write, with invalidation = tracking (the default): from a SET's reply in Redis "
+            "until every worker (2) answers the new value, polling each through RESP, over %d writes: p50 %.3f ms, "
+            "p99 %.3f ms, max %.3f ms. Without invalidation it would be up to the TTL."
+            % (staleness["writes"], staleness["p50"], staleness["p99"], staleness["max"]),
             "", "Ratios against the targets:", "",
             "| target | measured | |", "|---|---|---|"]
 
