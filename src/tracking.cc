@@ -99,6 +99,7 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
     t->enabling = false;
     if (reply->type == REDIS_REPLY_STATUS) {
         t->established = true;
+        t->beats_back = t->beats_sent;  // a beat lost with an earlier connection is no news
         set_caching(t, true);
         log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking %s (link id %lld)",
                 t->w->id, t->ever_established ? "back" : "on", t->link_id);
