@@ -60,9 +60,13 @@ static void grow(FetchTable *t)
     t->mask = mask;
 }
 
-Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation)
+static size_t room_offset(size_t key_len) { return (sizeof(Flight) + key_len + 15) & ~(size_t)15; }
+
+void *flight_room(Flight *f) { return (char *)f + room_offset(f->key_len); }
+
+Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation, size_t room)
 {
-    Flight *f = (Flight *)malloc(sizeof(Flight) + len);
+    Flight *f = (Flight *)malloc(room_offset(len) + room);
     if (f == NULL)
         return NULL;
     if (t->count > t->mask)
@@ -73,7 +77,6 @@ Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t has
     f->waiters = NULL;
     f->waiters_tail = &f->waiters;
     f->stale = NULL;
-    f->started_us = 0;
     f->owner = NULL;
     f->key_len = len;
     memcpy(f->key, key, len);

@@ -30,7 +30,6 @@ struct Flight {
     bool invalidated;     // an invalidation for the key came while it was on its way
     FlightWaiter *waiters, **waiters_tail;  // in arrival order
     CacheEntry *stale;    // retained: answered if Redis cannot be reached (stale_if_error)
-    uint64_t started_us;
     void *owner;          // the worker, for the reply callback
     size_t key_len;
     char key[];
@@ -43,9 +42,14 @@ void fetch_table_destroy(FetchTable *t);  // the flights must have been resolved
 
 Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash);
 // A new flight for the key (not yet in the table), with no waiters; NULL if out of memory.
-Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation);
+// `room` bytes more come in the same allocation (flight_room), for the first waiter: a miss then
+// costs one allocation, not two.
+Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation,
+                        size_t room = 0);
+void *flight_room(Flight *f);
 void fetch_table_join(Flight *f, FlightWaiter *w);
-// Takes the flight out of the table; the caller answers its waiters and frees it (free()).
+// Takes the flight out of the table; the caller answers its waiters and frees it (free(), which
+// frees its room too).
 void fetch_table_remove(FetchTable *t, Flight *f);
 // The key changed in Redis: a flight for it must not cache its reply. Returns whether one was.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);

@@ -17,6 +17,7 @@ static const size_t COPY_VALUE_MAX = 1024;
 // A GET request waiting for its key's flight.
 struct GetWaiter {
     FlightWaiter base;  // first: the flight hands this back
+    bool in_flight_room;  // the first waiter lives in its flight's allocation, freed with it
     Worker *worker;
     Front front;
     LookupDone done;
@@ -139,7 +140,8 @@ static void answer_get(FlightWaiter *self, const LookupResult *result)
     r.wait_us = monotonic_us() - g->started_us;
     count(g->worker, g->front, &r);
     g->done(g->arg, &r);
-    free(g);
+    if (!g->in_flight_room)
+        free(g);
 }
 
 static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
@@ -156,13 +158,12 @@ static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 
 // A flight for a key not in the table: it keeps the key's stale entry, if any, for when Redis
 // cannot be reached. The caller sends its command.
-static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash, CacheEntry *stale)
+static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room)
 {
-    Flight *f = fetch_table_add(w->flights, key, len, hash, cache_generation(w->cache));
+    Flight *f = fetch_table_add(w->flights, key, len, hash, cache_generation(w->cache), room);
     if (f == NULL)
         return NULL;
     f->owner = w;
-    f->started_us = monotonic_us();
     if (stale != NULL && cache_entry_retain(stale))
         f->stale = stale;
     return f;
@@ -179,24 +180,24 @@ void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupD
         done(arg, &r);
         return;
     }
-    GetWaiter *g = (GetWaiter *)malloc(sizeof(GetWaiter));
-    if (g == NULL) {
-        finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
-        return;
-    }
-    *g = {{NULL, answer_get}, w, front, done, arg, monotonic_us()};
     Flight *f = fetch_table_find(w->flights, key, key_len, hash);
+    GetWaiter *g;
     if (f != NULL) {  // already on its way: wait for the same reply
+        if ((g = (GetWaiter *)malloc(sizeof(GetWaiter))) == NULL) {
+            finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
+            return;
+        }
+        *g = {{NULL, answer_get}, false, w, front, done, arg, monotonic_us()};
         w->stats->coalesced++;
         fetch_table_join(f, &g->base);
         return;
     }
-    f = new_flight(w, key, key_len, hash, stale);
-    if (f == NULL) {
-        free(g);
+    if ((f = new_flight(w, key, key_len, hash, stale, sizeof(GetWaiter))) == NULL) {
         finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
+    g = (GetWaiter *)flight_room(f);
+    *g = {{NULL, answer_get}, true, w, front, done, arg, monotonic_us()};
     fetch_table_join(f, &g->base);
     if (!backend_get(w->backend, key, key_len, on_get_reply, f)) {
         resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
@@ -328,7 +329,7 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         Flight *f = fetch_table_find(w->flights, keys[i].ptr, keys[i].len, hash);
         if (f != NULL) {
             w->stats->coalesced++;
-        } else if ((f = new_flight(w, keys[i].ptr, keys[i].len, hash, stale)) != NULL) {
+        } else if ((f = new_flight(w, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
             cmd->flights[cmd->n++] = f;
         } else {
             continue;  // out of memory: answered unavailable
