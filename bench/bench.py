@@ -2,9 +2,13 @@
 """make bench: the proxy against its peers, back to back on this machine, in one run.
 
 Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte values), then runs:
-  HTTP hits    wrk against the proxy (every key cached), a bare evhttp server, nginx, webdis
+  sweep        each peer's knobs, a short run per setting, to run it at its fastest below:
+               webdis threads x pool_size x output, nutcracker server_connections, redis io-threads
+  HTTP hits    wrk against the proxy with 1 and 2 workers (every key cached), a bare evhttp server
+               with 1 and 2 processes, nginx, webdis
   HTTP misses  wrk against the proxy with a one-key cache, and webdis (a Redis round trip each)
-  RESP hits    redis-benchmark -t get -r 100000 -c 50 at -P 1 and -P 16: proxy, redis, nutcracker
+  RESP hits    redis-benchmark -t get -r 100000 -c 50 at -P 1 and -P 16: proxy (1 and 2 workers),
+               redis, nutcracker
   latency      an open-loop paced client at half the proxy's peak HTTP hit rate
   memory       bytes per cached entry (1,000,000 entries, 16-byte keys, 32-byte values) vs Redis
   staleness    time from a SET in Redis until every worker answers the new value (tracking)
@@ -33,8 +37,10 @@ VALUE = b"v" * 32
 BARE_BODY = b"0123456789abcdef0123456789abcdef"  # what bench/evhttp_bare.cc answers
 DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
 PACED_SECONDS = 2
-ROUNDS = 2
+ROUNDS = 3
 RESP_ROUNDS = 3
+SWEEP_SECONDS = 2
+SWEEP_PASSES = 2
 CONNECTIONS = 50
 MEMORY_ENTRIES = int(os.environ.get("BENCH_MEMORY_ENTRIES", "1000000"))
 STALENESS_WRITES = 300
@@ -102,10 +108,11 @@ def warm_all_workers(proxy, workers, n, key_format):
     raise RuntimeError("could not reach every worker")
 
 
-def run_wrk(port, *script_args):
-    out = subprocess.run(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % DURATION, "--latency",
+def run_wrk(port, *script_args, duration=None):
+    duration = duration or DURATION
+    out = subprocess.run(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % duration, "--latency",
                           "-s", os.path.join(HERE, "random_key.lua"), "http://127.0.0.1:%d" % port, "--"]
-                         + list(script_args), capture_output=True, text=True, timeout=DURATION + 30).stdout
+                         + list(script_args), capture_output=True, text=True, timeout=duration + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 
@@ -116,8 +123,8 @@ def run_wrk(port, *script_args):
     return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": int(errors.group(1)) if errors else 0}
 
 
-def run_redis_benchmark(port, pipeline):
-    n = 150000 if pipeline == 1 else 2000000
+def run_redis_benchmark(port, pipeline, sweep=False):
+    n = (150000 if pipeline == 1 else 2000000) // (3 if sweep else 1)
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "get", "-r", str(KEYS), "-c", str(CONNECTIONS),
                           "-n", str(n), "-P", str(pipeline), "--csv"],
                          capture_output=True, text=True, timeout=300).stdout
@@ -277,16 +284,89 @@ def measure_staleness(proxy, redis, workers, writes):
             "writes": writes}
 
 
-def best(runs):
-    return max(runs, key=lambda r: r["rps"])
+def summary(runs):
+    """The best run of a contestant, with the spread of all its runs (min-max req/s)."""
+    b = dict(max(runs, key=lambda r: r["rps"]))
+    b["min"], b["max"], b["runs"] = min(r["rps"] for r in runs), b["rps"], len(runs)
+    return b
+
+
+def start_webdis(workdir, redis_port, threads, pool_size):
+    port = free_port()
+    config = os.path.join(workdir, "webdis-%d-%d.json" % (threads, pool_size))
+    with open(config, "w") as f:
+        f.write('{"redis_host": "127.0.0.1", "redis_port": %d, "http_host": "127.0.0.1", "http_port": %d,'
+                ' "threads": %d, "pool_size": %d, "daemonize": false, "database": 0, "verbosity": 0,'
+                ' "logfile": "%s/webdis.log"}' % (redis_port, port, threads, pool_size, workdir))
+    p = start(["webdis", config], "webdis", workdir)
+    wait_until(lambda: port_answers(port), what="webdis")
+    return port, p
+
+
+WEBDIS_OUTPUT = {"txt": ("/GET/", ".txt"), "json": ("/GET/", "")}  # wrk script's prefix and suffix
+
+
+def start_nutcracker(workdir, redis_port, server_connections):
+    port = free_port()
+    name = "nutcracker-%d" % server_connections
+    with open(os.path.join(workdir, name + ".yml"), "w") as f:
+        f.write("bench:\n  listen: 127.0.0.1:%d\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n"
+                "  server_connections: %d\n  servers:\n   - 127.0.0.1:%d:1\n" % (port, server_connections, redis_port))
+    start(["nutcracker", "-c", os.path.join(workdir, name + ".yml"), "-s", str(free_port()),
+           "-o", os.path.join(workdir, name + ".out"), "-p", os.path.join(workdir, name + ".pid")], name, workdir)
+    wait_until(lambda: port_answers(port), what=name)
+    return port
+
+
+def sweep(workdir, redis):
+    """Each peer's knobs: every setting up at once, SWEEP_PASSES alternating short runs each, the
+    best kept. Returns the fastest setting of each peer (per table row) and every measurement,
+    for the sweep table. The proxy gets no such help: it is measured as configured by default,
+    with workers = 1 and 2 both shown."""
+    # (peer, setting, row, run): run() measures it once.
+    candidates = []
+    for threads in (1, 2):
+        for pool_size in (1, 2, 4, 8, 20):
+            port, _ = start_webdis(workdir, redis.port, threads, pool_size)
+            for output, args in WEBDIS_OUTPUT.items():
+                candidates.append(("webdis", {"threads": threads, "pool_size": pool_size, "output": output, "port": port},
+                                   "webdis",
+                                   lambda port=port, args=args: run_wrk(port, *args, duration=SWEEP_SECONDS)))
+    for connections in (1, 2, 4):
+        port = start_nutcracker(workdir, redis.port, connections)
+        for pipeline in (1, 16):
+            candidates.append(("nutcracker", {"server_connections": connections, "port": port},
+                               "nutcracker -P %d" % pipeline,
+                               lambda port=port, pipeline=pipeline: run_redis_benchmark(port, pipeline, sweep=True)))
+    # redis-server with I/O threads: a second server, loaded alike (the first one stays the
+    # proxies' backend).
+    threaded = RedisServer(workdir, extra_args=["--io-threads", "2", "--io-threads-do-reads", "yes"])
+    threaded.start()
+    processes.append(threaded.proc)
+    load_redis(threaded.port, KEYS, "key:%012d", VALUE)
+    for io_threads, server in ((1, redis), (2, threaded)):
+        for pipeline in (1, 16):
+            candidates.append(("redis-server", {"io-threads": io_threads, "port": server.port}, "redis -P %d" % pipeline,
+                               lambda port=server.port, pipeline=pipeline: run_redis_benchmark(port, pipeline, sweep=True)))
+    measured = [0.0] * len(candidates)
+    for _ in range(SWEEP_PASSES):
+        for i, (_, _, _, run) in enumerate(candidates):
+            measured[i] = max(measured[i], run()["rps"])
+    rows, chosen = [], {}
+    for (peer, setting, row, _), rps in zip(candidates, measured):
+        rows.append((peer, setting, row, rps))
+        if row not in chosen or rps > chosen[row]["rps"]:
+            chosen[row] = {"rps": rps, "setting": setting}
+    return chosen, rows
 
 
 def main():
     workdir = tempfile.mkdtemp(prefix="redis-proxy-bench-")
 
     def show(group, name, r):
-        print("%-12s %-38s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms" % (group, name, r["rps"], r["p50"], r["p99"]),
-              flush=True)
+        print("%-12s %-44s %10.0f req/s  (%d runs: %.0f-%.0f)  p50 %7.3f ms  p99 %7.3f ms"
+              % (group, name, r["rps"], r.get("runs", 1), r.get("min", r["rps"]), r.get("max", r["rps"]),
+                 r["p50"], r["p99"]), flush=True)
 
     try:
         redis = RedisServer(workdir)
@@ -295,75 +375,71 @@ def main():
         load_redis(redis.port, KEYS, "key:%012d", VALUE)
         print("loaded %d keys into redis-server on port %d" % (KEYS, redis.port), flush=True)
 
-        # Every contestant up at once, each idle while another is measured.
-        proxy = start_proxy(workdir, redis, 2, KEYS * 2, resp=True)
-        warm_all_workers(proxy, 2, KEYS, "key:%012d")
+        chosen, sweep_rows = sweep(workdir, redis)
+        for peer, setting, row, rps in sweep_rows:
+            print("sweep        %-16s %-60s %10.0f req/s" % (row, ", ".join("%s=%s" % kv for kv in setting.items()
+                                                                           if kv[0] != "port"), rps), flush=True)
 
-        bare_port = free_port()
-        start([os.path.join(BUILD, "bench", "evhttp_bare"), str(bare_port), "2"], "evhttp-bare", workdir)
+        # Every contestant up at once, each idle while another is measured: the proxy with 1 and
+        # with 2 workers, the bare evhttp server with as many processes, each peer at its best.
+        proxies = {}
+        for workers in (2, 1):
+            proxies[workers] = start_proxy(workdir, redis, workers, KEYS * 2, resp=True)
+            warm_all_workers(proxies[workers], workers, KEYS, "key:%012d")
+        bare_ports = {}
+        for processes_count in (2, 1):
+            bare_ports[processes_count] = free_port()
+            start([os.path.join(BUILD, "bench", "evhttp_bare"), str(bare_ports[processes_count]), str(processes_count)],
+                  "evhttp-bare-%d" % processes_count, workdir)
         nginx_port = free_port()
         nginx_dir = os.path.join(workdir, "nginx")
         os.makedirs(os.path.join(nginx_dir, "logs"))
         with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-            f.write("worker_processes 2;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
+            f.write("worker_processes auto;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
                     "events { worker_connections 4096; }\n"
                     "http { access_log off; keepalive_requests 100000000; server { listen 127.0.0.1:%d reuseport; "
                     "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
                     % (nginx_dir, nginx_dir, nginx_port, VALUE.decode()))
         start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"],
               "nginx", workdir)
-        webdis_port = free_port()
-        with open(os.path.join(workdir, "webdis.json"), "w") as f:
-            f.write('{"redis_host": "127.0.0.1", "redis_port": %d, "http_host": "127.0.0.1", "http_port": %d,'
-                    ' "threads": 2, "pool_size": 20, "daemonize": false, "database": 0, "verbosity": 0,'
-                    ' "logfile": "%s/webdis.log"}' % (redis.port, webdis_port, workdir))
-        start(["webdis", os.path.join(workdir, "webdis.json")], "webdis", workdir)
-        twem_port = free_port()
-        with open(os.path.join(workdir, "nutcracker.yml"), "w") as f:
-            f.write("bench:\n  listen: 127.0.0.1:%d\n  hash: fnv1a_64\n  distribution: ketama\n"
-                    "  redis: true\n  servers:\n   - 127.0.0.1:%d:1\n" % (twem_port, redis.port))
-        start(["nutcracker", "-c", os.path.join(workdir, "nutcracker.yml"), "-s", str(free_port()),
-               "-o", os.path.join(workdir, "nutcracker.out"), "-p", os.path.join(workdir, "nutcracker.pid")],
-              "nutcracker", workdir)
-        for port, name in ((bare_port, "evhttp-bare"), (nginx_port, "nginx"), (webdis_port, "webdis"),
-                           (twem_port, "nutcracker")):
+        webdis = chosen["webdis"]["setting"]
+        webdis_port, webdis_args = webdis["port"], WEBDIS_OUTPUT[webdis["output"]]  # still up from the sweep
+        for port, name in list((p, "evhttp-bare") for p in bare_ports.values()) + [(nginx_port, "nginx")]:
             wait_until(lambda: port_answers(port), what=name)
 
-        # Rounds with the contestants alternating, the best run of each kept: a noisy moment on a
-        # shared 2-core machine then costs one run, not the comparison.
-        http = {name: [] for name in ("proxy", "bare", "nginx", "webdis")}
+        # Rounds with the contestants alternating, the best run of each kept and the spread shown:
+        # a noisy moment on a shared 2-core machine then costs one run, not the comparison.
+        http_targets = {"proxy 2": (proxies[2].port, ()), "proxy 1": (proxies[1].port, ()),
+                        "bare 2": (bare_ports[2], ()), "bare 1": (bare_ports[1], ()),
+                        "nginx": (nginx_port, ()), "webdis": (webdis_port, webdis_args)}
+        http = {name: [] for name in http_targets}
         for _ in range(ROUNDS):
-            http["proxy"].append(run_wrk(proxy.port))
-            http["bare"].append(run_wrk(bare_port))
-            http["nginx"].append(run_wrk(nginx_port))
-            http["webdis"].append(run_wrk(webdis_port, "/GET/", ".txt"))
-        http = {name: best(runs) for name, runs in http.items()}
+            for name, (port, args) in http_targets.items():
+                http[name].append(run_wrk(port, *args))
+        http = {name: summary(runs) for name, runs in http.items()}
+        for name in http_targets:
+            show("HTTP hit", name, http[name])
 
-        # RESP against single-process peers: a one-worker proxy, so that each contestant is one
-        # process and redis-benchmark has the other core to itself (with two workers, three busy
-        # processes share two cores and the load generator loses).
-        resp_proxy = start_proxy(workdir, redis, 1, KEYS * 2, resp=True)
-        warm_all_workers(resp_proxy, 1, KEYS, "key:%012d")
-        resp = {p: {name: [] for name in ("proxy", "redis", "nutcracker")} for p in (1, 16)}
-        for _ in range(RESP_ROUNDS):
-            for p in (1, 16):
-                resp[p]["proxy"].append(run_redis_benchmark(resp_proxy.resp_port, p))
-                resp[p]["redis"].append(run_redis_benchmark(redis.port, p))
-                resp[p]["nutcracker"].append(run_redis_benchmark(twem_port, p))
-        resp_proxy.stop()
-        resp = {p: (best(r["proxy"]), best(r["redis"]), best(r["nutcracker"])) for p, r in resp.items()}
-        show("HTTP hit", "redis-proxy (2 workers, all cached)", http["proxy"])
-        show("HTTP hit", "bare evhttp (2 processes)", http["bare"])
-        show("HTTP hit", "nginx return 200 (2 workers)", http["nginx"])
-        show("HTTP hit", "webdis (2 threads, no cache)", http["webdis"])
+        # RESP: each peer at its best per pipeline depth. With two workers, three busy processes
+        # share two cores with redis-benchmark: the one-worker row shows what that costs.
+        resp = {}
         for p in (1, 16):
-            show("RESP -P %d" % p, "redis-proxy (1 worker, all cached)", resp[p][0])
-            show("RESP -P %d" % p, "redis-server direct", resp[p][1])
-            show("RESP -P %d" % p, "nutcracker (twemproxy)", resp[p][2])
+            targets = {"proxy 1": proxies[1].resp_port, "proxy 2": proxies[2].resp_port,
+                       "redis": chosen["redis -P %d" % p]["setting"]["port"],
+                       "nutcracker": chosen["nutcracker -P %d" % p]["setting"]["port"]}
+            runs = {name: [] for name in targets}
+            for _ in range(RESP_ROUNDS):
+                for name, port in targets.items():
+                    runs[name].append(run_redis_benchmark(port, p))
+            resp[p] = {name: summary(r) for name, r in runs.items()}
+            for name in targets:
+                show("RESP -P %d" % p, name, resp[p][name])
 
-        # Latency at half the peak hit rate: the median of three paced runs; and the same rate
-        # against the bare evhttp server and nginx, to see what the machine itself adds.
-        half = http["proxy"]["rps"] / 2
+        # Latency at half the peak hit rate of the default configuration (workers = auto: 2
+        # here): the median of three paced runs; and the same rate against the bare evhttp
+        # server and nginx, to see what the machine itself adds.
+        proxy = proxies[2]
+        half = http["proxy 2"]["rps"] / 2
 
         def paced_run(port):
             out = subprocess.run([os.path.join(BUILD, "bench", "paced_client"), str(port), str(int(half)),
@@ -375,7 +451,7 @@ def main():
         runs = {"proxy": [], "bare": [], "nginx": []}
         for _ in range(3):  # alternating, like the throughput runs: the median p99 of each
             runs["proxy"].append(paced_run(proxy.port))
-            runs["bare"].append(paced_run(bare_port))
+            runs["bare"].append(paced_run(bare_ports[2]))
             runs["nginx"].append(paced_run(nginx_port))
         median = {name: sorted(r, key=lambda run: run["p99"])[1] for name, r in runs.items()}
         paced = median["proxy"]
@@ -385,22 +461,29 @@ def main():
         show("paced", "nginx at the same rate", paced["nginx"])
         for name, r in runs.items():
             print("paced        %-6s p99 of the three runs: %s ms" % (name, ", ".join("%.3f" % run["p99"] for run in r)))
+
         staleness = measure_staleness(proxy, redis, 2, STALENESS_WRITES)
         print("staleness    SET in Redis to every worker answering it: p50 %.3f ms, p99 %.3f ms, max %.3f ms "
               "(%d writes, 2 workers)" % (staleness["p50"], staleness["p99"], staleness["max"], staleness["writes"]),
               flush=True)
-        proxy.stop()
+        for p in proxies.values():
+            p.stop()
 
         # HTTP misses: a one-key cache, so every request is a Redis round trip.
-        miss_proxy = start_proxy(workdir, redis, 2, 1)
-        misses, webdis_misses = [], []
-        for _ in range(ROUNDS):  # back to back with webdis again: the same moment for both
-            misses.append(run_wrk(miss_proxy.port))
-            webdis_misses.append(run_wrk(webdis_port, "/GET/", ".txt"))
-        proxy_miss, webdis_miss = best(misses), best(webdis_misses)
-        miss_proxy.stop()
-        show("HTTP miss", "redis-proxy (capacity 1)", proxy_miss)
-        show("HTTP miss", "webdis", webdis_miss)
+        # Also with invalidation off: with tracking, Redis records every key each GET reads (its
+        # tracking table), which on this machine shares the cores with everything else.
+        miss_proxies = {"proxy 2": start_proxy(workdir, redis, 2, 1), "proxy 1": start_proxy(workdir, redis, 1, 1),
+                        "proxy 2 off": start_proxy(workdir, redis, 2, 1, invalidation="off")}
+        misses = {name: [] for name in list(miss_proxies) + ["webdis"]}
+        for _ in range(ROUNDS):  # back to back with webdis again: the same moment for all
+            for name, p in miss_proxies.items():
+                misses[name].append(run_wrk(p.port))
+            misses["webdis"].append(run_wrk(webdis_port, *webdis_args))
+        misses = {name: summary(r) for name, r in misses.items()}
+        for p in miss_proxies.values():
+            p.stop()
+        for name, r in misses.items():
+            show("HTTP miss", name, r)
 
         # Memory per entry.
         mem_redis = RedisServer(workdir)
@@ -427,44 +510,67 @@ def main():
         for name, count in instructions.items():
             print("callgrind    %-42s %8.0f instructions per request" % (name, count), flush=True)
 
-        write_results(http["proxy"], http["bare"], http["nginx"], http["webdis"], proxy_miss, webdis_miss, resp,
-                      paced, proxy_bytes, redis_bytes, instructions, staleness)
+        write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, redis_bytes, instructions, staleness)
     finally:
         stop_all()
         shutil.rmtree(workdir, True)
 
 
-def write_results(proxy_hit, bare, nginx, webdis, proxy_miss, webdis_miss, resp, paced, proxy_bytes, redis_bytes,
-                  instructions, staleness):
+def describe(setting):
+    return ", ".join("%s %s" % (k.replace("_", " ") if k != "io-threads" else k, v)
+                     for k, v in setting.items() if k != "port")
+
+
+def write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, redis_bytes, instructions, staleness):
     def line(name, r, proxy=None):
         """A row; for a peer, the last column is the proxy's throughput over the peer's."""
         ratio = "" if proxy is None else "%.2fx" % (proxy["rps"] / r["rps"])
-        return "| %s | %.0f | %.3f | %.3f | %s |" % (name, r["rps"], r["p50"], r["p99"], ratio)
+        return "| %s | %.0f | %.0f–%.0f | %.3f | %.3f | %s |" % (name, r["rps"], r["min"], r["max"], r["p50"], r["p99"],
+                                                                  ratio)
 
+    # The proxy's figure for each comparison: its better worker count for that front.
+    hit = max((http["proxy 1"], 1), (http["proxy 2"], 2), key=lambda x: x[0]["rps"])
+    miss = max(misses["proxy 1"], misses["proxy 2"], key=lambda r: r["rps"])
     cpu = open("/proc/cpuinfo").read()
     model = re.search(r"model name\s*:\s*(.*)", cpu)
+    webdis = chosen["webdis"]["setting"]
     out = ["# redis-proxy benchmark", "",
            "`make bench` on %s, %d CPUs, %s. wrk: 1 thread, %d connections, %d s, random keys of %d; "
            "redis-benchmark: 50 clients, -r %d. Each throughput is the best of %d (HTTP) or %d (RESP) "
-           "alternating rounds. The last column is the proxy's throughput over that row's." %
+           "alternating rounds, with the spread of all of them. Every peer runs with the fastest of "
+           "its settings in the sweep below; the proxy runs as configured by default, with 1 and 2 "
+           "workers. The last column is the proxy's throughput (its better worker count) over that row's." %
            (time.strftime("%Y-%m-%d"), os.cpu_count(), model.group(1) if model else "unknown CPU",
             CONNECTIONS, DURATION, KEYS, KEYS, ROUNDS, RESP_ROUNDS), "",
-           "| contestant | req/s | p50 ms | p99 ms | proxy / this |", "|---|---|---|---|---|",
-           "| **HTTP, cache hits** | | | | |",
-           line("redis-proxy, 2 workers, every key cached", proxy_hit),
-           line("bare evhttp, 2 processes (the library's ceiling)", bare, proxy_hit),
-           line("nginx `return 200`, 2 workers (the machine's ceiling)", nginx, proxy_hit),
-           line("webdis, 2 threads (no cache)", webdis, proxy_hit),
-           "| **HTTP, misses** (a Redis round trip each) | | | | |",
-           line("redis-proxy, capacity 1", proxy_miss),
-           line("webdis", webdis_miss, proxy_miss),
+           "| contestant | req/s | spread | p50 ms | p99 ms | proxy / this |", "|---|---|---|---|---|---|",
+           "| **HTTP, cache hits** | | | | | |",
+           line("redis-proxy, 2 workers, every key cached", http["proxy 2"]),
+           line("redis-proxy, 1 worker, every key cached", http["proxy 1"]),
+           line("bare evhttp, 2 processes (the library's ceiling)", http["bare 2"], hit[0]),
+           line("bare evhttp, 1 process", http["bare 1"], hit[0]),
+           line("nginx `return 200`, worker_processes auto (the machine's ceiling)", http["nginx"], hit[0]),
+           line("webdis, %s (no cache)" % describe(webdis), http["webdis"], hit[0]),
+           "| **HTTP, misses** (a Redis round trip each) | | | | | |",
+           line("redis-proxy, 2 workers, capacity 1", misses["proxy 2"]),
+           line("redis-proxy, 1 worker, capacity 1", misses["proxy 1"]),
+           line("redis-proxy, 2 workers, capacity 1, invalidation off", misses["proxy 2 off"]),
+           line("webdis, same settings", misses["webdis"], miss),
            ]
+    best_resp = {}
     for p in (1, 16):
-        out += ["| **RESP GET, cache hits, -P %d** | | | | |" % p,
-                line("redis-proxy, 1 worker", resp[p][0]),
-                line("redis-server direct", resp[p][1], resp[p][0]),
-                line("nutcracker (twemproxy)", resp[p][2], resp[p][0])]
-    out += ["", "Open-loop latency at half the proxy's peak HTTP hit rate (bench/paced_client.cc, measured "
+        r = resp[p]
+        best_resp[p] = max(r["proxy 1"], r["proxy 2"], key=lambda x: x["rps"])
+        out += ["| **RESP GET, cache hits, -P %d** | | | | | |" % p,
+                line("redis-proxy, 1 worker", r["proxy 1"]),
+                line("redis-proxy, 2 workers", r["proxy 2"]),
+                line("redis-server direct, %s" % describe(chosen["redis -P %d" % p]["setting"]), r["redis"], best_resp[p]),
+                line("nutcracker (twemproxy), %s" % describe(chosen["nutcracker -P %d" % p]["setting"]),
+                     r["nutcracker"], best_resp[p])]
+    out += ["", "The sweep, to pick each peer's fastest setting (the best of %d alternating %d s runs per "
+            "setting; redis-benchmark a third of the requests of the runs above):" % (SWEEP_PASSES, SWEEP_SECONDS), "",
+            "| row | setting | req/s |", "|---|---|---|"]
+    out += ["| %s | %s | %.0f |" % (row, describe(setting), rps) for _, setting, row, rps in sweep_rows]
+    out += ["", "Open-loop latency at half the proxy's peak HTTP hit rate (2 workers; bench/paced_client.cc, measured "
             "from when each request was due; three alternating runs each, the median by p99): %.0f req/s, p50 %.3f ms, "
             "p99 %.3f ms. At the same rate, bare evhttp: p50 %.3f ms, p99 %.3f ms; nginx: p50 %.3f ms, "
             "p99 %.3f ms." % (paced["rps"], paced["p50"], paced["p99"], paced["bare"]["p50"], paced["bare"]["p99"],
@@ -475,19 +581,20 @@ def write_results(proxy_hit, bare, nginx, webdis, proxy_miss, webdis_miss, resp,
             "until every worker (2) answers the new value, polling each through RESP, over %d writes: p50 %.3f ms, "
             "p99 %.3f ms, max %.3f ms. Without invalidation it would be up to the TTL."
             % (staleness["writes"], staleness["p50"], staleness["p99"], staleness["max"]),
-            "", "Ratios against the targets:", "",
+            "", "Ratios against the targets, each against the peer at its best:", "",
             "| target | measured | |", "|---|---|---|"]
 
     def target(name, value, goal, higher=True, fmt="%.2fx"):
         ok = value >= goal if higher else value <= goal
         out.append("| %s %s %s | %s | %s |" % (name, ">=" if higher else "<=", fmt % goal, fmt % value,
                                                 "met" if ok else "**not met**"))
-    target("HTTP hit vs bare evhttp", proxy_hit["rps"] / bare["rps"], 0.95)
-    target("HTTP hit vs webdis", proxy_hit["rps"] / webdis["rps"], 1.3)
-    target("HTTP miss vs webdis", proxy_miss["rps"] / webdis_miss["rps"], 1.0)
+    target("HTTP hit vs bare evhttp (%d process(es), as the proxy's %d worker(s))" % (hit[1], hit[1]),
+           hit[0]["rps"] / http["bare %d" % hit[1]]["rps"], 0.95)
+    target("HTTP hit vs webdis", hit[0]["rps"] / http["webdis"]["rps"], 1.3)
+    target("HTTP miss vs webdis", miss["rps"] / misses["webdis"]["rps"], 1.0)
     for p in (1, 16):
-        target("RESP -P %d vs redis-server" % p, resp[p][0]["rps"] / resp[p][1]["rps"], 1.0)
-        target("RESP -P %d vs nutcracker" % p, resp[p][0]["rps"] / resp[p][2]["rps"], 1.0)
+        target("RESP -P %d vs redis-server" % p, best_resp[p]["rps"] / resp[p]["redis"]["rps"], 1.0)
+        target("RESP -P %d vs nutcracker" % p, best_resp[p]["rps"] / resp[p]["nutcracker"]["rps"], 1.0)
     target("bytes per entry vs Redis (%.0f vs %.0f)" % (proxy_bytes, redis_bytes), proxy_bytes / redis_bytes, 0.85,
            higher=False)
     target("p99 at half the peak hit rate (%.0f req/s), ms" % paced["rps"], paced["p99"], 1.0, higher=False,
