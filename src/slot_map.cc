@@ -1,0 +1,129 @@
+#include "slot_map.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void slot_map_init(SlotMap *m)
+{
+    m->nodes = 0;
+    for (int i = 0; i < CLUSTER_SLOTS; i++)
+        m->owner[i] = -1;
+}
+
+int slot_map_node(SlotMap *m, const char *ip, int port)
+{
+    for (int i = 0; i < m->nodes; i++)
+        if (m->node[i].port == port && strcmp(m->node[i].ip, ip) == 0)
+            return i;
+    if (m->nodes == SLOT_MAP_MAX_NODES || strlen(ip) >= sizeof(m->node[0].ip))
+        return -1;
+    ClusterNode *n = &m->node[m->nodes];
+    snprintf(n->ip, sizeof(n->ip), "%s", ip);
+    n->port = port;
+    return m->nodes++;
+}
+
+// One node of a CLUSTER SLOTS entry: [ip, port, id, ...]. An empty ip (or "?") means the node
+// that answered.
+static bool entry_node(const redisReply *r, const ClusterNode *asked, ClusterNode *out)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_INTEGER || r->element[1]->integer <= 0 ||
+        r->element[1]->integer > 65535 || r->element[0]->len >= sizeof(out->ip))
+        return false;
+    const redisReply *ip = r->element[0];
+    if (ip->len == 0 || (ip->len == 1 && ip->str[0] == '?'))
+        snprintf(out->ip, sizeof(out->ip), "%s", asked->ip);
+    else
+        snprintf(out->ip, sizeof(out->ip), "%.*s", (int)ip->len, ip->str);
+    out->port = (int)r->element[1]->integer;
+    return true;
+}
+
+bool slot_map_apply_slots(SlotMap *m, const redisReply *reply, const ClusterNode *asked, char *err, size_t errlen)
+{
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "CLUSTER SLOTS answered with a reply of the wrong type");
+        return false;
+    }
+    // Checked whole before anything changes: a malformed reply leaves the map as it was.
+    SlotMap *next = (SlotMap *)malloc(sizeof(SlotMap));
+    if (next == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    memcpy(next->node, m->node, sizeof(m->node[0]) * (size_t)m->nodes);
+    next->nodes = m->nodes;
+    for (int i = 0; i < CLUSTER_SLOTS; i++)
+        next->owner[i] = -1;
+    for (size_t e = 0; e < reply->elements; e++) {
+        const redisReply *r = reply->element[e];
+        ClusterNode primary;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+            r->element[1]->type != REDIS_REPLY_INTEGER || !entry_node(r->element[2], asked, &primary)) {
+            snprintf(err, errlen, "CLUSTER SLOTS entry %zu is malformed", e);
+            free(next);
+            return false;
+        }
+        long long first = r->element[0]->integer, last = r->element[1]->integer;
+        if (first < 0 || last < first || last >= CLUSTER_SLOTS) {
+            snprintf(err, errlen, "CLUSTER SLOTS entry %zu has slots %lld-%lld", e, first, last);
+            free(next);
+            return false;
+        }
+        int node = slot_map_node(next, primary.ip, primary.port);
+        if (node < 0) {
+            snprintf(err, errlen, "more than %d primaries", SLOT_MAP_MAX_NODES);
+            free(next);
+            return false;
+        }
+        for (long long s = first; s <= last; s++)
+            next->owner[s] = (int16_t)node;
+    }
+    memcpy(m, next, sizeof(SlotMap));
+    free(next);
+    return true;
+}
+
+bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out)
+{
+    char buf[160];
+    if (len >= sizeof(buf))
+        return false;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    char kind[8], where[128];
+    int slot;
+    char extra;
+    if (sscanf(buf, "%7s %d %127s %c", kind, &slot, where, &extra) != 3 || slot < 0 || slot >= CLUSTER_SLOTS)
+        return false;
+    if (strcmp(kind, "MOVED") == 0)
+        out->ask = false;
+    else if (strcmp(kind, "ASK") == 0)
+        out->ask = true;
+    else
+        return false;
+    // host:port, the port after the last ':' (an IPv6 address has colons of its own, with or
+    // without brackets).
+    char *colon = strrchr(where, ':');
+    if (colon == NULL || colon == where)
+        return false;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port <= 0 || port > 65535)
+        return false;
+    *colon = '\0';
+    char *host = where;
+    size_t host_len = strlen(host);
+    if (host[0] == '[' && host_len >= 2 && host[host_len - 1] == ']') {
+        host[host_len - 1] = '\0';
+        host++;
+    }
+    if (host[0] == '\0' || strlen(host) >= sizeof(out->to.ip))
+        return false;
+    out->slot = slot;
+    snprintf(out->to.ip, sizeof(out->to.ip), "%s", host);
+    out->to.port = (int)port;
+    return true;
+}

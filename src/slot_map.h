@@ -1,0 +1,45 @@
+// Which node of a Redis Cluster owns each hash slot: read from CLUSTER SLOTS, corrected by MOVED
+// redirects. Pure (no I/O): routing (issue 10, under way) asks it, tests drive it by hand.
+// Nodes are primaries, known by address; a node's index stays valid for the map's life, so that
+// per-node state (a connection, its tracking link) can be kept in arrays beside it.
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster_slot.h"
+
+static const int SLOT_MAP_MAX_NODES = 256;
+
+struct ClusterNode {
+    char ip[64];
+    int port;
+};
+
+struct SlotMap {
+    ClusterNode node[SLOT_MAP_MAX_NODES];
+    int nodes;
+    int16_t owner[CLUSTER_SLOTS];  // index into node; -1: no owner known (CLUSTERDOWN for it)
+};
+
+void slot_map_init(SlotMap *m);
+
+// The node at ip:port, added if new; -1 when the table is full.
+int slot_map_node(SlotMap *m, const char *ip, int port);
+
+// Fills the owners from a CLUSTER SLOTS reply (primaries only; node indexes of known nodes are
+// kept). `asked` stands in for a node whose address Redis left empty (it means the node that
+// answered). False, with the map unchanged and a reason in err, if the reply is not one.
+bool slot_map_apply_slots(SlotMap *m, const redisReply *reply, const ClusterNode *asked, char *err, size_t errlen);
+
+// What a -MOVED or -ASK error says: the slot and the node to ask instead.
+struct ClusterRedirect {
+    bool ask;  // ASK: this once, after ASKING; MOVED: from now on
+    int slot;
+    ClusterNode to;
+};
+
+// Parses "MOVED 3999 127.0.0.1:6381" or "ASK 3999 [::1]:6381" (the error text without its '-').
+// False for any other error.
+bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out);

@@ -1,0 +1,152 @@
+// The slot map from CLUSTER SLOTS replies (parsed from RESP text by hiredis's own reader, as the
+// backend would) and the parsing of MOVED/ASK redirects.
+#include <CppUTest/TestHarness.h>
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <string>
+
+#include "slot_map.h"
+
+static redisReply *parse(const std::string &resp)
+{
+    redisReader *r = redisReaderCreate();
+    redisReaderFeed(r, resp.data(), resp.size());
+    void *reply = NULL;
+    CHECK_EQUAL(REDIS_OK, redisReaderGetReply(r, &reply));
+    CHECK(reply != NULL);
+    redisReaderFree(r);
+    return (redisReply *)reply;
+}
+
+static std::string bulk(const std::string &s) { return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n"; }
+
+// One CLUSTER SLOTS entry: slots first..last on ip:port, with one replica.
+static std::string entry(int first, int last, const std::string &ip, int port)
+{
+    return "*4\r\n:" + std::to_string(first) + "\r\n:" + std::to_string(last) + "\r\n" + "*4\r\n" + bulk(ip) + ":" +
+           std::to_string(port) + "\r\n" + bulk(std::string(40, 'a')) + "*0\r\n" + "*3\r\n" + bulk("10.0.0.9") +
+           ":" + std::to_string(port + 100) + "\r\n" + bulk(std::string(40, 'b'));
+}
+
+TEST_GROUP(SlotMap)
+{
+    SlotMap *m;
+    ClusterNode asked = {"127.0.0.1", 7000};
+    char err[200];
+    void setup() override
+    {
+        m = new SlotMap;
+        slot_map_init(m);
+    }
+    void teardown() override { delete m; }
+    bool apply(const std::string &resp)
+    {
+        redisReply *r = parse(resp);
+        bool ok = slot_map_apply_slots(m, r, &asked, err, sizeof(err));
+        freeReplyObject(r);
+        return ok;
+    }
+    std::string owner(int slot)
+    {
+        int n = m->owner[slot];
+        return n < 0 ? "none" : std::string(m->node[n].ip) + ":" + std::to_string(m->node[n].port);
+    }
+};
+
+TEST(SlotMap, test_three_primaries_own_their_ranges_and_replicas_are_ignored)
+{
+    CHECK_TEXT(apply("*3\r\n" + entry(0, 5460, "127.0.0.1", 7000) + entry(5461, 10922, "127.0.0.1", 7001) +
+                     entry(10923, 16383, "127.0.0.1", 7002)),
+               err);
+    LONGS_EQUAL(3, m->nodes);
+    STRCMP_EQUAL("127.0.0.1:7000", owner(0).c_str());
+    STRCMP_EQUAL("127.0.0.1:7000", owner(5460).c_str());
+    STRCMP_EQUAL("127.0.0.1:7001", owner(5461).c_str());
+    STRCMP_EQUAL("127.0.0.1:7002", owner(16383).c_str());
+}
+
+TEST(SlotMap, test_a_node_keeps_its_index_when_the_map_changes)
+{
+    apply("*2\r\n" + entry(0, 8191, "127.0.0.1", 7000) + entry(8192, 16383, "127.0.0.1", 7001));
+    int second = m->owner[9000];
+    // Resharded: slots 8000-8191 moved to the second node, and a third node joined.
+    CHECK(apply("*3\r\n" + entry(0, 7999, "127.0.0.1", 7000) + entry(8000, 12000, "127.0.0.1", 7001) +
+                entry(12001, 16383, "127.0.0.1", 7002)));
+    LONGS_EQUAL(second, m->owner[8100]);
+    LONGS_EQUAL(second, m->owner[9000]);
+    LONGS_EQUAL(3, m->nodes);
+}
+
+TEST(SlotMap, test_slots_nobody_serves_have_no_owner)
+{
+    CHECK(apply("*1\r\n" + entry(100, 200, "127.0.0.1", 7000)));
+    STRCMP_EQUAL("none", owner(99).c_str());
+    STRCMP_EQUAL("127.0.0.1:7000", owner(150).c_str());
+    STRCMP_EQUAL("none", owner(201).c_str());
+}
+
+TEST(SlotMap, test_an_empty_address_means_the_node_asked)
+{
+    asked = {"10.1.2.3", 7005};
+    CHECK(apply("*1\r\n" + entry(0, 16383, "", 7005)));
+    STRCMP_EQUAL("10.1.2.3:7005", owner(42).c_str());
+}
+
+TEST(SlotMap, test_a_malformed_reply_leaves_the_map_as_it_was)
+{
+    CHECK(apply("*1\r\n" + entry(0, 16383, "127.0.0.1", 7000)));
+    const char *bad[] = {
+        "+OK\r\n",                                                     // not an array
+        "*1\r\n*3\r\n$1\r\n0\r\n:5\r\n*2\r\n$1\r\nx\r\n:1\r\n",        // a slot as a string
+        "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nx\r\n:1\r\n",         // past the last slot
+        "*1\r\n*3\r\n:9\r\n:3\r\n*2\r\n$1\r\nx\r\n:1\r\n",             // a range backwards
+        "*1\r\n*2\r\n:0\r\n:5\r\n",                                    // no primary
+        "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nx\r\n:0\r\n",             // port 0
+    };
+    for (const char *b : bad) {
+        CHECK_FALSE_TEXT(apply(b), b);
+        STRCMP_EQUAL("127.0.0.1:7000", owner(3).c_str());
+        LONGS_EQUAL(1, m->nodes);
+    }
+}
+
+TEST_GROUP(ClusterRedirect)
+{
+    ClusterRedirect r;
+    bool parse_text(const char *text) { return cluster_parse_redirect(text, strlen(text), &r); }
+};
+
+TEST(ClusterRedirect, test_moved_and_ask)
+{
+    CHECK(parse_text("MOVED 3999 127.0.0.1:6381"));
+    CHECK_FALSE(r.ask);
+    LONGS_EQUAL(3999, r.slot);
+    STRCMP_EQUAL("127.0.0.1", r.to.ip);
+    LONGS_EQUAL(6381, r.to.port);
+    CHECK(parse_text("ASK 0 10.0.0.1:7000"));
+    CHECK(r.ask);
+    LONGS_EQUAL(0, r.slot);
+}
+
+TEST(ClusterRedirect, test_ipv6_with_or_without_brackets)
+{
+    CHECK(parse_text("MOVED 16383 ::1:7000"));
+    STRCMP_EQUAL("::1", r.to.ip);
+    LONGS_EQUAL(7000, r.to.port);
+    CHECK(parse_text("ASK 12 [fe80::1]:7001"));
+    STRCMP_EQUAL("fe80::1", r.to.ip);
+    LONGS_EQUAL(7001, r.to.port);
+}
+
+TEST(ClusterRedirect, test_other_errors_and_garbage_are_not_redirects)
+{
+    const char *no[] = {"ERR unknown command", "MOVED", "MOVED 12", "MOVED x 1.2.3.4:5", "MOVED 16384 a:1",
+                        "MOVED -1 a:1", "MOVED 1 host", "MOVED 1 host:", "MOVED 1 host:0", "MOVED 1 host:70000",
+                        "MOVED 1 :7000", "MOVED 1 a:1 extra", "TRYAGAIN Multiple keys request during rehashing",
+                        "CLUSTERDOWN The cluster is down"};
+    for (const char *text : no)
+        CHECK_FALSE_TEXT(parse_text(text), text);
+}
