@@ -3,6 +3,7 @@ TTL long enough (300s) that only an invalidation can explain a new answer. Each 
 until Redis tracks every worker, and makes sure each worker has the key cached (a hit), so that a
 proxy without invalidation would fail it."""
 import re
+import signal
 import time
 
 from harness import ProxyTestCase, wait_until
@@ -189,6 +190,31 @@ class StaleWithTrackingTest(TrackingTestCase):
         self.cache_everywhere(proxy, "k", b"v")
         self.redis.stop()
         wait_until(lambda: proxy.get("k").status == 503, what="the loss to be noticed")
+
+
+class TrackingLifecycleTest(TrackingTestCase):
+    def test_a_reload_brings_tracking_back_and_a_stop_is_prompt(self):
+        proxy = self.start_tracking_proxy()
+        old = [c for c in self.conns]
+        proxy.settings["cache"]["ttl"] = "200s"
+        proxy.write_config()
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "serving; stopping" in proxy.log(), what="the new generation")
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_workers") == WORKERS,
+                   what="the old generation gone")
+        for c in old:
+            c.close()
+        self.wait_tracked(proxy, WORKERS)
+        self.conns = self.one_connection_per_worker(proxy, WORKERS)
+        self.redis("SET", "k", "v1")
+        self.cache_everywhere(proxy, "k", b"v1")
+        self.redis("SET", "k", "v2")
+        self.every_worker_answers("k", b"v2")
+        for c in self.conns:
+            c.close()
+        started = time.monotonic()
+        self.assertEqual(proxy.stop(), 0)
+        self.assertLess(time.monotonic() - started, 5.0)  # the links and heartbeats hold nothing up
 
 
 class UnsupportedTest(ProxyTestCase):
