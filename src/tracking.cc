@@ -210,6 +210,10 @@ static void on_invalidation(Tracking *t, const redisReply *keys)
 static void on_push(void *arg, redisReply *r)
 {
     Tracking *t = (Tracking *)arg;
+    if (r->type == REDIS_REPLY_ERROR && !t->link_ready) {
+        give_up(t, "SUBSCRIBE", r);  // an ACL without these channels (NOPERM)
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
         return;
     const redisReply *kind = r->element[0], *channel = r->element[1], *payload = r->element[2];

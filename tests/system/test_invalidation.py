@@ -233,6 +233,18 @@ class UnsupportedTest(ProxyTestCase):
         self.assertEqual(proxy.log().count("running without invalidation"), 1)
 
 
+class AclTest(TrackingTestCase):
+    def test_a_user_without_pubsub_channels_gets_one_warning_and_ttl_only(self):
+        # Redis 7 gives new ACL users no channels (acl-pubsub-default resetchannels).
+        self.redis("ACL", "SETUSER", "limited", "on", ">secret", "~*", "+@all", "resetchannels")
+        proxy = self.start_proxy(redis={"username": "limited", "password": "secret"},
+                                 cache={"invalidation": "tracking", "ttl": "300s"})
+        wait_until(lambda: "refuses SUBSCRIBE" in proxy.log(), what="the warning")
+        self.redis("SET", "k", "v")
+        self.assertEqual(proxy.get("k").status, 200)
+        self.assertHit(proxy.get("k"), b"v")  # cached, TTL only
+
+
 class OffTest(ProxyTestCase):
     def test_with_invalidation_off_a_change_waits_for_the_ttl(self):
         proxy = self.start_proxy(cache={"invalidation": "off", "ttl": "300s"})
