@@ -244,6 +244,18 @@ class AclTest(TrackingTestCase):
         self.assertEqual(proxy.get("k").status, 200)
         self.assertHit(proxy.get("k"), b"v")  # cached, TTL only
 
+    def test_a_user_granted_the_two_channels_gets_tracking(self):
+        self.redis("ACL", "SETUSER", "granted", "on", ">secret", "~*", "+@all", "resetchannels",
+                   "&__redis__:invalidate", "&__redis-proxy__:*")
+        proxy = self.start_proxy(redis={"username": "granted", "password": "secret"},
+                                 cache={"invalidation": "tracking", "ttl": "300s"})
+        self.wait_tracked(proxy, 1)
+        self.redis("SET", "k", "old")
+        self.assertEqual(proxy.get("k").body, b"old")
+        self.redis("SET", "k", "new")
+        wait_until(lambda: proxy.get("k").body == b"new", timeout=FAST, what="the invalidation")
+        self.assertNotIn("refuses", proxy.log())
+
 
 class OffTest(ProxyTestCase):
     def test_with_invalidation_off_a_change_waits_for_the_ttl(self):
