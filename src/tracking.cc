@@ -73,9 +73,8 @@ static void lose(Tracking *t, const char *why)
 }
 
 // An older Redis, or one that forbids the commands: TTL only, as with invalidation = off. The
-// link goes; the caller is a reply callback of the data connection or of the link itself, and a
-// backend may be destroyed from its own callback only by the backend's rules: so the link is
-// reset here and freed from the heartbeat timer.
+// link goes, but not from here: the caller may be one of the link's own reply callbacks, and a
+// backend must not be freed under its own feet. The heartbeat timer frees it, out of any callback.
 static void give_up(Tracking *t, const char *command, const redisReply *reply)
 {
     log_warn("worker %d: Redis refuses %s (%.*s); running without invalidation: entries live until their TTL",
