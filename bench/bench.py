@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
 from harness import (Proxy, RedisClient, RedisServer, _die_with_parent, free_port,  # noqa: E402
-                     resp_encode, resp_read, wait_until)
+                     one_connection_per_worker, resp_encode, resp_read, wait_until)
 
 BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
 KEYS = 100000
@@ -254,30 +254,21 @@ def measure_staleness(proxy, redis, workers, writes):
     """For each write: SET in Redis, then read through one RESP connection per worker until every
     worker answers the new value. Milliseconds from the SET's reply, polling included (each poll
     is a round trip to the proxy, so this is an upper bound)."""
-    conns = {}
-    for _ in range(200):
-        c = proxy.resp()
-        pid = re.search(rb"process_id:(\d+)", c("INFO")).group(1)
-        if pid in conns or len(conns) == workers:
-            c.close()
-        else:
-            conns[pid] = c
-        if len(conns) == workers:
-            break
+    conns = one_connection_per_worker(proxy, workers)
     writer = RedisClient(redis.port)
     samples = []
     for i in range(writes):
         value = b"v%d" % i
         writer("SET", "staleness:probe", value)
         start = time.monotonic()
-        waiting = list(conns.values())
+        waiting = list(conns)
         while waiting:
             waiting = [c for c in waiting if c("GET", "staleness:probe") != value]
         samples.append((time.monotonic() - start) * 1000)
-        for c in conns.values():  # cached again everywhere before the next write
+        for c in conns:  # cached again everywhere before the next write
             c("GET", "staleness:probe")
     writer.close()
-    for c in conns.values():
+    for c in conns:
         c.close()
     samples.sort()
     return {"p50": samples[len(samples) // 2], "p99": samples[int(len(samples) * 0.99)], "max": samples[-1],

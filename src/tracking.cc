@@ -41,12 +41,29 @@ struct TrackingCommand {  // a reply's context: the tracking and the epoch it wa
     uint64_t epoch;
 };
 
-static TrackingCommand *command_context(Tracking *t)
+// Sends a command whose reply comes back to fn with its context. False if it could not be sent.
+static bool send_command(Tracking *t, Backend *to, int argc, const char **argv, const size_t *lens,
+                         BackendReplyFn fn)
 {
     TrackingCommand *c = (TrackingCommand *)malloc(sizeof(TrackingCommand));
-    if (c != NULL)
-        *c = {t, t->epoch};
-    return c;
+    if (c == NULL)
+        return false;
+    *c = {t, t->epoch};
+    if (backend_command(to, argc, argv, lens, fn, c))
+        return true;
+    free(c);
+    return false;
+}
+
+// A reply's tracking, or NULL when the command failed or was sent before the last loss (lose()
+// has run since, and the next ready connection tries again): then the reply says nothing.
+static Tracking *reply_owner(void *arg, BackendFailure failure)
+{
+    TrackingCommand *c = (TrackingCommand *)arg;
+    Tracking *t = c->t;
+    bool current = c->epoch == t->epoch;
+    free(c);
+    return current && failure == BACKEND_OK ? t : NULL;
 }
 
 static void set_caching(Tracking *t, bool on)
@@ -89,12 +106,9 @@ static void give_up(Tracking *t, const char *command, const redisReply *reply)
 
 static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    TrackingCommand *c = (TrackingCommand *)arg;
-    Tracking *t = c->t;
-    bool current = c->epoch == t->epoch;
-    free(c);
-    if (!current || failure != BACKEND_OK)
-        return;  // lost meanwhile: lose() has run, and the next ready connection tries again
+    Tracking *t = reply_owner(arg, failure);
+    if (t == NULL)
+        return;
     t->enabling = false;
     if (reply->type == REDIS_REPLY_STATUS) {
         t->established = true;
@@ -124,23 +138,14 @@ static void enable(Tracking *t)
     int n = snprintf(id, sizeof(id), "%lld", t->link_id);
     const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id};
     size_t lens[] = {6, 8, 2, 8, (size_t)n};
-    TrackingCommand *c = command_context(t);
-    if (c == NULL)
-        return;
-    if (!backend_command(w->backend, 5, argv, lens, on_tracking_reply, c)) {
-        free(c);
-        return;
-    }
-    t->enabling = true;
+    if (send_command(t, w->backend, 5, argv, lens, on_tracking_reply))
+        t->enabling = true;
 }
 
 static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    TrackingCommand *c = (TrackingCommand *)arg;
-    Tracking *t = c->t;
-    bool current = c->epoch == t->epoch;
-    free(c);
-    if (!current || failure != BACKEND_OK)
+    Tracking *t = reply_owner(arg, failure);
+    if (t == NULL)
         return;
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && t->established) {
         // Nobody subscribed to the channel: the link is not what Redis redirects to any more.
@@ -178,9 +183,7 @@ static void on_heartbeat_timer(evutil_socket_t, short, void *arg)
     int n = snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++t->beats_sent);
     const char *argv[] = {"PUBLISH", t->channel, seq};
     size_t lens[] = {7, strlen(t->channel), (size_t)n};
-    TrackingCommand *c = command_context(t);
-    if (c != NULL && !backend_command(t->w->backend, 3, argv, lens, on_heartbeat_reply, c))
-        free(c);
+    send_command(t, t->w->backend, 3, argv, lens, on_heartbeat_reply);
 }
 
 static bool is_text(const redisReply *r, const char *text)
@@ -232,11 +235,8 @@ static void on_push(void *arg, redisReply *r)
 
 static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
 {
-    TrackingCommand *c = (TrackingCommand *)arg;
-    Tracking *t = c->t;
-    bool current = c->epoch == t->epoch;
-    free(c);
-    if (!current || failure != BACKEND_OK)
+    Tracking *t = reply_owner(arg, failure);
+    if (t == NULL)
         return;
     if (reply->type != REDIS_REPLY_INTEGER) {
         give_up(t, "CLIENT ID", reply);
@@ -256,9 +256,7 @@ static void on_link_ready(void *arg)
     Tracking *t = (Tracking *)arg;
     const char *argv[] = {"CLIENT", "ID"};
     size_t lens[] = {6, 2};
-    TrackingCommand *c = command_context(t);
-    if (c != NULL && !backend_command(t->link, 2, argv, lens, on_client_id, c))
-        free(c);
+    send_command(t, t->link, 2, argv, lens, on_client_id);
 }
 
 static void on_link_lost(void *arg)

@@ -328,6 +328,27 @@ class Proxy:
         return RedisClient(self.resp_port, timeout=timeout)
 
 
+def worker_pid(conn):
+    """The pid of the worker serving a RESP connection to the proxy (from its INFO)."""
+    return int(re.search(rb"process_id:(\d+)", conn("INFO")).group(1))
+
+
+def one_connection_per_worker(proxy, workers):
+    """RESP connections until every worker serves one (the kernel picks the worker of each):
+    one per worker, the others closed."""
+    by_pid = {}
+    for _ in range(200):
+        c = proxy.resp()
+        pid = worker_pid(c)
+        if pid in by_pid:
+            c.close()
+        else:
+            by_pid[pid] = c
+        if len(by_pid) == workers:
+            return list(by_pid.values())
+    raise AssertionError("%d connections reached %d of %d workers" % (200, len(by_pid), workers))
+
+
 class ProxyTestCase(unittest.TestCase):
     """Each test gets a temp dir and a fresh redis-server (unless START_REDIS is False);
     start_proxy() starts the proxy, with settings given per section: cache={"ttl": "1s"}."""

@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from harness import ProxyTestCase, wait_until
+from harness import ProxyTestCase, one_connection_per_worker, wait_until
 from fake_redis import FakeRedis
 from relay import Relay
 from test_admin import metric
@@ -29,15 +29,7 @@ class TrackingTestCase(ProxyTestCase):
                    what="Redis to track every worker")
 
     def one_connection_per_worker(self, proxy, workers):
-        by_pid, spare = {}, []
-        while len(by_pid) < workers and len(spare) < 200:
-            c = proxy.resp()
-            pid = int(re.search(rb"process_id:(\d+)", c("INFO")).group(1))
-            (spare if pid in by_pid else by_pid.setdefault(pid, [])).append(c)
-        for c in spare:
-            c.close()
-        conns = [cs[0] for cs in by_pid.values()]
-        self.assertEqual(len(conns), workers)
+        conns = one_connection_per_worker(proxy, workers)
         for c in conns:
             self.addCleanup(c.close)
         return conns

@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 
-from harness import ProxyTestCase, RedisError, alive, free_ports, wait_until
+from harness import ProxyTestCase, RedisError, alive, free_ports, wait_until, worker_pid
 from test_admin import metric
 from test_service import ServiceManager
 
@@ -128,7 +128,7 @@ class ReloadTest(ProxyTestCase):
         served = {}
         for _ in range(300):
             c = proxy.resp()
-            pid = int(re.search(rb"process_id:(\d+)", c("INFO")).group(1))
+            pid = worker_pid(c)
             c.close()
             served[pid] = served.get(pid, 0) + 1
         self.assertEqual(sorted(served), sorted(new))

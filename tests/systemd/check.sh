@@ -103,9 +103,11 @@ check "/readyz" test "$(in_container curl -s -o /dev/null -w '%{http_code}' http
 main_pid=$(in_container systemctl show -p MainPID --value redis-proxy)
 in_container sed -i 's/^capacity = 10000 /capacity = 500 /' /etc/redis-proxy/proxy.ini
 in_container systemctl reload redis-proxy
-capacity() { in_container curl -s http://127.0.0.1:9121/metrics | sed -n 's/^redis_proxy_cache_capacity_entries //p'; }
-for _ in $(seq 50); do [ "$(capacity)" = 1000 ] && break; sleep 0.1; done
-check "systemctl reload: the edited capacity is in effect (2 workers x 500)" test "$(capacity)" = 1000
+# metric NAME: its value on /metrics; wait_for_metric NAME VALUE: until it has it, for 10 s at most.
+metric() { in_container curl -s http://127.0.0.1:9121/metrics | sed -n "s/^redis_proxy_$1 //p"; }
+wait_for_metric() { for _ in $(seq 100); do [ "$(metric "$1")" = "$2" ] && break; sleep 0.1; done; }
+wait_for_metric cache_capacity_entries 1000
+check "systemctl reload: the edited capacity is in effect (2 workers x 500)" test "$(metric cache_capacity_entries)" = 1000
 check "systemctl reload keeps the main PID and the service active" \
     test "$(in_container systemctl show -p MainPID --value redis-proxy)" = "$main_pid" -a \
     "$(in_container systemctl is-active redis-proxy)" = active
@@ -115,9 +117,8 @@ check "systemctl status shows the STATUS= line after the reload" \
 # which the unit's sandbox must allow (a classic BPF program on the socket).
 in_container sed -i 's/^workers = auto /workers = 1 /' /etc/redis-proxy/proxy.ini
 in_container systemctl reload redis-proxy
-workers() { in_container curl -s http://127.0.0.1:9121/metrics | sed -n 's/^redis_proxy_workers //p'; }
-for _ in $(seq 100); do [ "$(workers)" = 1 ] && break; sleep 0.1; done
-check "systemctl reload from 2 workers to 1: one worker left" test "$(workers)" = 1
+wait_for_metric workers 1
+check "systemctl reload from 2 workers to 1: one worker left" test "$(metric workers)" = 1
 check "and new connections are steered without a warning" \
     bash -c "! nsenter -t $CONTAINER -a journalctl -u redis-proxy -p warning --no-pager -o cat | grep -q 'cannot steer'"
 check "curl still answers after it" \
