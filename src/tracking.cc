@@ -18,6 +18,7 @@ static const char INVALIDATE_CHANNEL[] = "__redis__:invalidate";
 
 struct Tracking {
     Worker *w;
+    TrackingOwner owner;
     Backend *link;           // the invalidation connection; NULL once Redis refused tracking
     WorkerStats link_stats;  // the link's own numbers: not counted as the worker's Redis traffic
     long long link_id;       // its CLIENT ID; 0 until known
@@ -31,9 +32,11 @@ struct Tracking {
     // Bumped whenever the link or the data connection is lost: an answer to a command sent
     // before then (a CLIENT TRACKING's OK, a heartbeat's count) no longer says anything.
     uint64_t epoch;
-    char channel[96];  // the private heartbeat channel
+    char channel[160];  // the private heartbeat channel
     event *heartbeat_timer;
     uint64_t beats_sent, beats_back;
+    char target_ip[64];  // the node, in the heartbeat channel's name
+    int target_port;
 };
 
 struct TrackingCommand {  // a reply's context: the tracking and the epoch it was sent in
@@ -68,8 +71,7 @@ static Tracking *reply_owner(void *arg, BackendFailure failure)
 
 static void set_caching(Tracking *t, bool on)
 {
-    t->w->caching = on;
-    t->w->stats->tracking = on;
+    t->owner.set_caching(t->owner.arg, on, on);
 }
 
 // Whatever tells the worker of changes in Redis is gone: nothing it holds can be trusted (a
@@ -81,7 +83,7 @@ static void lose(Tracking *t, const char *why)
     t->epoch++;
     t->enabling = false;
     if (t->established) {
-        cache_new_generation(t->w->cache, monotonic_ms());
+        t->owner.distrust(t->owner.arg);
         t->w->stats->tracking_losses++;
         log_warn("worker %d: invalidation tracking lost (%s); not caching until it is back", t->w->id, why);
     }
@@ -99,7 +101,7 @@ static void give_up(Tracking *t, const char *command, const redisReply *reply)
              reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply");
     t->unsupported = true;
     t->link_ready = false;
-    t->w->caching = true;
+    t->owner.set_caching(t->owner.arg, true, false);
     t->w->cache_not_found = t->w->config->cache_not_found == SWITCH_ON;
     event_active(t->heartbeat_timer, EV_TIMEOUT, 1);  // frees the link, out of any callback
 }
@@ -129,16 +131,15 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
 // Both connections ready: ask Redis to track what the data connection reads, for the link.
 static void enable(Tracking *t)
 {
-    Worker *w = t->w;
-    if (t->unsupported || !t->link_ready || t->enabling || t->established || !backend_ready(w->backend))
+    if (t->unsupported || !t->link_ready || t->enabling || t->established || !backend_ready(t->owner.data))
         return;
     // What was fetched before this command was read untracked: its replies must not be cached.
-    cache_new_generation(w->cache, monotonic_ms());
+    t->owner.distrust(t->owner.arg);
     char id[24];
     int n = snprintf(id, sizeof(id), "%lld", t->link_id);
     const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id};
     size_t lens[] = {6, 8, 2, 8, (size_t)n};
-    if (send_command(t, w->backend, 5, argv, lens, on_tracking_reply))
+    if (send_command(t, t->owner.data, 5, argv, lens, on_tracking_reply))
         t->enabling = true;
 }
 
@@ -183,7 +184,7 @@ static void on_heartbeat_timer(evutil_socket_t, short, void *arg)
     int n = snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++t->beats_sent);
     const char *argv[] = {"PUBLISH", t->channel, seq};
     size_t lens[] = {7, strlen(t->channel), (size_t)n};
-    send_command(t, t->w->backend, 3, argv, lens, on_heartbeat_reply);
+    send_command(t, t->owner.data, 3, argv, lens, on_heartbeat_reply);
 }
 
 static bool is_text(const redisReply *r, const char *text)
@@ -197,7 +198,7 @@ static void on_invalidation(Tracking *t, const redisReply *keys)
 {
     Worker *w = t->w;
     if (keys->type == REDIS_REPLY_NIL) {  // FLUSHALL or FLUSHDB: everything changed
-        cache_new_generation(w->cache, monotonic_ms());
+        t->owner.distrust(t->owner.arg);
         w->stats->invalidation_flushes++;
         return;
     }
@@ -243,7 +244,10 @@ static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
         return;
     }
     t->link_id = reply->integer;
-    snprintf(t->channel, sizeof(t->channel), "__redis-proxy__:heartbeat:%d:%lld", (int)getpid(), t->link_id);
+    // A cluster broadcasts PUBLISH to every node, and CLIENT IDs are per node: the node's port
+    // keeps one worker's links on two nodes apart.
+    snprintf(t->channel, sizeof(t->channel), "__redis-proxy__:heartbeat:%d:%s:%d:%lld", (int)getpid(),
+             t->target_ip, t->target_port, t->link_id);
     const char *argv[] = {"SUBSCRIBE", INVALIDATE_CHANNEL, t->channel};
     size_t lens[] = {9, sizeof(INVALIDATE_CHANNEL) - 1, strlen(t->channel)};
     t->confirmations = 0;
@@ -268,12 +272,15 @@ static void on_link_lost(void *arg)
     lose(t, "invalidation connection lost");
 }
 
-Tracking *tracking_create(Worker *w, const BackendTarget *target, uint64_t seed)
+Tracking *tracking_create(Worker *w, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed)
 {
     Tracking *t = (Tracking *)calloc(1, sizeof(Tracking));
     if (t == NULL)
         return NULL;
     t->w = w;
+    t->owner = *owner;
+    snprintf(t->target_ip, sizeof(t->target_ip), "%s", target->is_unix ? "unix" : target->ip);
+    t->target_port = target->port;
     BackendHooks hooks = {};
     hooks.on_ready = on_link_ready;
     hooks.on_lost = on_link_lost;

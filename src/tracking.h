@@ -10,9 +10,10 @@
 //   - a heartbeat: PUBLISH on the data connection to the private channel, which must come back
 //     through the link within heartbeat/2. In RESP2 nothing tells the data connection that its
 //     redirect target died, so this is what bounds staleness after a silent link loss.
-// The worker caches only while tracking is established (w->caching). Losing either connection,
-// or a heartbeat, starts a new cache generation: nothing cached before is a hit any more, and
-// nothing fetched before is cached. Both reconnect with backoff; caching resumes once SUBSCRIBE
+// The owner caches only while tracking is established (set_caching). Losing either connection,
+// or a heartbeat, makes the owner distrust what was read through the data connection: nothing
+// cached before is a hit any more, and nothing fetched before is cached (for one Redis, a new
+// cache generation; for a cluster node, its slots). Both reconnect with backoff; caching resumes once SUBSCRIBE
 // and CLIENT TRACKING are both confirmed again. A Redis that refuses CLIENT TRACKING (older than
 // 6.0) gets one warning, and the worker runs TTL-only.
 #pragma once
@@ -21,9 +22,22 @@
 
 struct Worker;
 struct Tracking;
+struct Backend;
 struct BackendTarget;
 
-Tracking *tracking_create(Worker *w, const BackendTarget *target, uint64_t seed);
+// Whoever reads through the tracked data connection: one Redis (the worker), or one cluster node.
+struct TrackingOwner {
+    Backend *data;  // the data connection whose reads Redis tracks
+    // Everything read through it so far may be out of date (a link lost, a flush in Redis).
+    void (*distrust)(void *arg);
+    // Whether replies read through it may be cached from now on, and whether Redis tracks them
+    // (caching without tracking: Redis refused it, entries live until their TTL).
+    void (*set_caching)(void *arg, bool caching, bool tracked);
+    void *arg;
+};
+
+// target is where `data` connects: the link goes to the same node.
+Tracking *tracking_create(Worker *w, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed);
 void tracking_destroy(Tracking *t);
 
 // The worker's data connection is ready (past its handshake), or was lost.

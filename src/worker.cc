@@ -140,6 +140,20 @@ static void forget_cache(void *arg)
     log_warn("worker %d: dropped all %zu cached entries read through that connection", w->id, n);
 }
 
+// Tracking's word on the one Redis: a new generation makes everything cached untrusted.
+static void distrust_cache(void *arg)
+{
+    Worker *w = (Worker *)arg;
+    cache_new_generation(w->cache, monotonic_ms());
+}
+
+static void set_caching(void *arg, bool caching, bool tracked)
+{
+    Worker *w = (Worker *)arg;
+    w->caching = caching;
+    w->stats->tracking = tracked;
+}
+
 static void on_redis_ready(void *arg)
 {
     Worker *w = (Worker *)arg;
@@ -223,8 +237,9 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     hooks.on_lost = on_redis_lost;
     hooks.arg = &w;
     w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
+    TrackingOwner owner = {w.backend, distrust_cache, set_caching, &w};
     if (config->invalidation == INVALIDATION_TRACKING && w.backend != NULL &&
-        (w.tracking = tracking_create(&w, &setup->redis, seed * 37 + (uint64_t)w.id)) == NULL) {
+        (w.tracking = tracking_create(&w, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
         log_error("worker %d: out of memory at start", w.id);
         worker_free(&w);
         return 1;
