@@ -271,6 +271,8 @@ void cache_new_generation(Cache *c, uint64_t now_ms)
 
 uint16_t cache_generation(const Cache *c) { return c->generation; }
 
+uint64_t cache_entry_stored_ms(const Cache *c, const CacheEntry *e) { return e->expires_at_ms - c->ttl_ms; }
+
 void cache_set_grace(Cache *c, uint64_t grace_ms) { c->grace_ms = grace_ms; }
 
 void cache_set_max_bytes(Cache *c, size_t max_bytes) { c->max_bytes = max_bytes; }

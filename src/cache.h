@@ -95,6 +95,9 @@ void cache_set_max_bytes(Cache *cache, size_t max_bytes);
 // What an entry with this key and value costs against max_bytes.
 size_t cache_entry_footprint(size_t key_len, size_t value_len);
 
+// When the entry was stored (its now_ms at insertion).
+uint64_t cache_entry_stored_ms(const Cache *cache, const CacheEntry *e);
+
 // Drops up to `max` expired entries from the head of the age list; returns how many.
 size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
 

@@ -16,6 +16,7 @@ enum SettingType {
     SETTING_LISTEN,    // host:port
     SETTING_OPTIONAL_LISTEN,  // host:port, or empty for off
     SETTING_UPSTREAM,  // host:port or unix:/path
+    SETTING_SEEDS,     // empty, or host:port host:port ... (spaces or commas between)
     SETTING_COUNT,     // integer within [min, max]
     SETTING_WORKERS,   // integer, or "auto" (stored as 0)
     SETTING_DURATION,  // milliseconds
@@ -67,6 +68,8 @@ static const Setting settings[] = {
     {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false},
     {"redis", "address", SETTING_UPSTREAM, FIELD(redis_address), "127.0.0.1:6379", 0, 0, false},
+    {"redis", "cluster", SETTING_SEEDS, FIELD(redis_cluster), "", 0, 0, false},
+    {"redis", "cluster_refresh", SETTING_DURATION, FIELD(cluster_refresh_ms), "1s", 100, MINUTE_MS, false},
     {"redis", "username", SETTING_STRING, FIELD(redis_username), "", 0, 0, false},
     {"redis", "password", SETTING_STRING, FIELD(redis_password), "", 0, 0, true},
     {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false},
@@ -131,7 +134,7 @@ static void format_value(const Setting *s, const Config *c, char *out, size_t ou
     const char *field = (const char *)c + s->offset;
     int64_t v = 0;
     bool is_text = s->type == SETTING_STRING || s->type == SETTING_LISTEN ||
-                   s->type == SETTING_OPTIONAL_LISTEN || s->type == SETTING_UPSTREAM;
+                   s->type == SETTING_OPTIONAL_LISTEN || s->type == SETTING_UPSTREAM || s->type == SETTING_SEEDS;
     if (!is_text)
         memcpy(&v, field, sizeof(v));
     switch (s->type) {
@@ -139,6 +142,7 @@ static void format_value(const Setting *s, const Config *c, char *out, size_t ou
     case SETTING_LISTEN:
     case SETTING_OPTIONAL_LISTEN:
     case SETTING_UPSTREAM:
+    case SETTING_SEEDS:
         snprintf(out, outlen, "%s", (s->secret && field[0]) ? "********" : field);
         break;
     case SETTING_WORKERS:
@@ -183,12 +187,20 @@ static bool setting_apply(const Setting *s, Config *c, const char *value, char *
     case SETTING_LISTEN:
     case SETTING_OPTIONAL_LISTEN:
     case SETTING_UPSTREAM:
+    case SETTING_SEEDS:
         if (strlen(value) >= s->size) {
             snprintf(err, errlen, "value for %s in [%s] is too long (at most %zu characters)",
                      s->name, s->section, s->size - 1);
             return false;
         }
-        if (s->type != SETTING_STRING && !(s->type == SETTING_OPTIONAL_LISTEN && value[0] == '\0')) {
+        if (s->type == SETTING_SEEDS) {
+            if (config_split_seeds(value, NULL, err, errlen) < 0) {
+                char why_seeds[256];
+                snprintf(why_seeds, sizeof(why_seeds), "%s", err);
+                snprintf(err, errlen, "invalid value for %s in [%s]: %s", s->name, s->section, why_seeds);
+                return false;
+            }
+        } else if (s->type != SETTING_STRING && !(s->type == SETTING_OPTIONAL_LISTEN && value[0] == '\0')) {
             Address a;
             if (!address_parse(value, s->type == SETTING_UPSTREAM, &a, &why)) {
                 snprintf(err, errlen, "invalid address '%s' for %s in [%s]: %s", value, s->name,
@@ -502,6 +514,15 @@ static bool listens_clash(const char *x, const char *y)
 
 bool config_validate(const Config *c, char *err, size_t errlen)
 {
+    const Setting *address = setting_find("redis", "address"), *cluster = setting_find("redis", "cluster");
+    if (c->redis_cluster[0] != '\0' && c->source_line[address - settings] != 0)
+        return validate_error(c, given_last(c, address, cluster), err, errlen,
+                              "[redis] takes address (one Redis) or cluster (seed nodes of a Redis "
+                              "Cluster), not both");
+    const Setting *database = setting_find("redis", "database");
+    if (c->redis_cluster[0] != '\0' && c->redis_database != 0)
+        return validate_error(c, given_last(c, database, cluster), err, errlen,
+                              "database in [redis] must be 0 with cluster: a Redis Cluster has one database");
     if (c->redis_username[0] != '\0' && c->redis_password[0] == '\0')
         return validate_error(c, setting_find("redis", "username"), err, errlen,
                               "username in [redis] needs a password");
@@ -546,6 +567,48 @@ void config_print(const Config *c, FILE *out)
         format_value(&settings[i], c, value, sizeof(value));
         fprintf(out, "%s.%s = %s\n", settings[i].section, settings[i].name, value);
     }
+}
+
+int config_split_seeds(const char *text, char (*seeds)[CONFIG_SEED_SIZE], char *err, size_t errlen)
+{
+    int n = 0;
+    const char *at = text;
+    for (;;) {
+        at += strspn(at, " \t,");
+        if (*at == '\0')
+            break;
+        size_t len = strcspn(at, " \t,");
+        char seed[CONFIG_SEED_SIZE];
+        if (len >= sizeof(seed)) {
+            snprintf(err, errlen, "seed '%.*s...' is too long", 40, at);
+            return -1;
+        }
+        memcpy(seed, at, len);
+        seed[len] = '\0';
+        Address a;
+        const char *why;
+        if (!address_parse(seed, false, &a, &why)) {
+            snprintf(err, errlen, "seed '%s': %s", seed, why);
+            return -1;
+        }
+        if (a.port == 0) {
+            snprintf(err, errlen, "seed '%s': needs a port", seed);
+            return -1;
+        }
+        if (n == CONFIG_MAX_SEEDS) {
+            snprintf(err, errlen, "more than %d seed nodes", CONFIG_MAX_SEEDS);
+            return -1;
+        }
+        if (seeds != NULL)
+            memcpy(seeds[n], seed, len + 1);
+        n++;
+        at += len;
+    }
+    if (n == 0 && text[0] != '\0') {
+        snprintf(err, errlen, "no seed node in '%s'", text);
+        return -1;
+    }
+    return n;
 }
 
 int config_worker_count(const Config *c)

@@ -8,6 +8,8 @@
 
 static const int CONFIG_MAX_SETTINGS = 64;
 static const int CONFIG_MAX_WORKERS = 256;
+static const int CONFIG_MAX_SEEDS = 16;
+static const int CONFIG_SEED_SIZE = 280;
 
 enum Invalidation { INVALIDATION_TRACKING, INVALIDATION_OFF };
 enum AutoSwitch { SWITCH_AUTO, SWITCH_ON, SWITCH_OFF };
@@ -25,6 +27,8 @@ struct Config {
     int64_t max_key_size;
     // [redis]
     char redis_address[280];
+    char redis_cluster[280];  // seed nodes; empty: one Redis at redis_address
+    int64_t cluster_refresh_ms;
     char redis_username[128];
     char redis_password[256];
     int64_t redis_database;
@@ -86,6 +90,10 @@ bool parse_size(const char *text, int64_t *out);
 
 // Whether a "not found" is cached: cache_not_found, where auto means with tracking only.
 bool config_caches_not_found(const Config *c);
+
+// The seed nodes of [redis] cluster, copied into seeds (when not NULL). Returns how many (0 for
+// an empty text), or -1 with a reason in err.
+int config_split_seeds(const char *text, char (*seeds)[CONFIG_SEED_SIZE], char *err, size_t errlen);
 
 // Number of workers to start: the setting, or the CPU count for auto.
 int config_worker_count(const Config *c);

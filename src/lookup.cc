@@ -6,6 +6,8 @@
 
 #include "backend.h"
 #include "clock.h"
+#include "cluster.h"
+#include "cluster_slot.h"
 #include "config.h"
 #include "fetch_table.h"
 #include "worker.h"
@@ -62,7 +64,10 @@ static LookupResult result_bad_reply(Worker *w)
 {
     static const char text[] = "redis sent a reply of the wrong type";
     w->stats->redis_bad_replies++;
-    backend_distrust(w->backend);
+    if (w->cluster != NULL)
+        cluster_distrust_reply(w->cluster);
+    else
+        backend_distrust(w->backend);
     return {LOOKUP_BAD_REPLY, false, false, NULL, text, sizeof(text) - 1, 0};
 }
 
@@ -82,9 +87,33 @@ static LookupResult result_of_entry(CacheEntry *e, bool hit)
 // A reply may be cached only if nothing since its GET was sent says it may be out of date: no
 // invalidation for its key, no new generation (a flush, a lost link), and the worker is in a
 // state to cache at all (with tracking: only once Redis tracks what this worker reads).
+// With a cluster, the node that answered must be trusted for the key's slot (cluster.h).
 static bool may_cache(Worker *w, const Flight *f)
 {
-    return w->caching && flight_may_cache(f, cache_generation(w->cache));
+    bool trusted = w->cluster != NULL ? cluster_reply_cacheable(w->cluster) : w->caching;
+    return trusted && flight_may_cache(f, cache_generation(w->cache));
+}
+
+// Sends a fetch for keys of one slot: to the one Redis, or to the cluster node that owns the slot.
+static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+                       void *arg)
+{
+    if (w->cluster != NULL)
+        return cluster_command(w->cluster, slot, argc, argv, lens, fn, arg);
+    return backend_command(w->backend, argc, argv, lens, fn, arg);
+}
+
+// A cached entry, found: with a cluster, it is a hit only if it was stored after its slot last
+// changed owner or lost its tracking (cluster.h). If not, it is stale since then: kept for
+// stale_if_error within the grace, like an entry of an ended generation.
+static CacheEntry *trusted_in_cluster(Worker *w, const char *key, size_t len, CacheEntry *e, uint64_t now,
+                                      CacheEntry **stale)
+{
+    uint64_t since = cluster_slot_distrusted_ms(w->cluster, cluster_key_slot(key, len));
+    if (cache_entry_stored_ms(w->cache, e) > since)
+        return e;
+    *stale = now - since < (uint64_t)w->config->stale_if_error_ms ? e : NULL;
+    return NULL;
 }
 
 // Turns a string-or-nil reply for a flight's key into a result, caching it when it may be. A
@@ -171,9 +200,11 @@ static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash,
 
 void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
-    uint64_t hash = cache_hash(w->cache, key, key_len);
+    uint64_t hash = cache_hash(w->cache, key, key_len), now = monotonic_ms();
     CacheEntry *stale;
-    CacheEntry *e = cache_find_or_stale(w->cache, key, key_len, hash, monotonic_ms(), &stale);
+    CacheEntry *e = cache_find_or_stale(w->cache, key, key_len, hash, now, &stale);
+    if (e != NULL && w->cluster != NULL)
+        e = trusted_in_cluster(w, key, key_len, e, now, &stale);
     if (e != NULL) {
         LookupResult r = result_of_entry(e, true);
         count(w, front, &r);
@@ -199,7 +230,10 @@ void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupD
     g = (GetWaiter *)flight_room(f);
     *g = {{NULL, answer_get}, true, w, front, done, arg, monotonic_us()};
     fetch_table_join(f, &g->base);
-    if (!backend_get(w->backend, key, key_len, on_get_reply, f)) {
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, key_len};
+    int slot = w->cluster != NULL ? cluster_key_slot(key, key_len) : 0;
+    if (!send_fetch(w, slot, 2, argv, lens, on_get_reply, f)) {
         resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
         return;
     }
@@ -296,6 +330,66 @@ static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
     free(cmd);
 }
 
+// Sends one MGET for the command's flights (argv, lens: room for them all), all of one slot.
+static void send_mget(Worker *w, MgetCommand *cmd, int slot, const char **argv, size_t *lens)
+{
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < cmd->n; i++) {
+        argv[i + 1] = cmd->flights[i]->key;
+        lens[i + 1] = cmd->flights[i]->key_len;
+    }
+    w->inflight++;  // on_mget_reply decrements it, also when called here
+    if (!send_fetch(w, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
+        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+}
+
+struct SlotFlight {
+    int slot;
+    size_t index;
+    Flight *flight;
+};
+
+static int by_slot(const void *a, const void *b)
+{
+    const SlotFlight *x = (const SlotFlight *)a, *y = (const SlotFlight *)b;
+    if (x->slot != y->slot)
+        return x->slot < y->slot ? -1 : 1;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+// A cluster refuses an MGET whose keys are in different slots (CROSSSLOT), even on one node: one
+// MGET per slot, all sent at once, each to its slot's owner. Frees cmd.
+static void send_mget_by_slot(Worker *w, MgetCommand *cmd, const char **argv, size_t *lens)
+{
+    SlotFlight *order = (SlotFlight *)malloc(cmd->n * sizeof(SlotFlight));
+    if (order == NULL) {
+        w->inflight++;
+        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+        return;
+    }
+    for (size_t i = 0; i < cmd->n; i++)
+        order[i] = {cluster_key_slot(cmd->flights[i]->key, cmd->flights[i]->key_len), i, cmd->flights[i]};
+    qsort(order, cmd->n, sizeof(SlotFlight), by_slot);
+    for (size_t from = 0, to; from < cmd->n; from = to) {
+        for (to = from + 1; to < cmd->n && order[to].slot == order[from].slot; to++) {
+        }
+        MgetCommand *group = (MgetCommand *)malloc(sizeof(MgetCommand) + (to - from) * sizeof(Flight *));
+        if (group == NULL) {
+            for (size_t i = from; i < to; i++)
+                resolve(w, order[i].flight, result_unreachable(w, order[i].flight, LOOKUP_UNAVAILABLE));
+            continue;
+        }
+        group->worker = w;
+        group->n = to - from;
+        for (size_t i = from; i < to; i++)
+            group->flights[i - from] = order[i].flight;
+        send_mget(w, group, order[from].slot, argv, lens);
+    }
+    free(order);
+    free(cmd);
+}
+
 void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
 {
     size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Waiter));
@@ -319,6 +413,8 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
         CacheEntry *stale;
         CacheEntry *e = cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale);
+        if (e != NULL && w->cluster != NULL)
+            e = trusted_in_cluster(w, keys[i].ptr, keys[i].len, e, now, &stale);
         if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (a saturated count: fetch it)
             m->results[i] = result_of_entry(e, true);
             continue;
@@ -337,19 +433,12 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         fetch_table_join(f, &m->waiters[i].base);
         m->pending++;
     }
-    if (cmd->n > 0) {
-        argv[0] = "MGET";
-        lens[0] = 4;
-        for (size_t i = 0; i < cmd->n; i++) {
-            argv[i + 1] = cmd->flights[i]->key;
-            lens[i + 1] = cmd->flights[i]->key_len;
-        }
-        w->inflight++;  // on_mget_reply decrements it, also when called here
-        if (!backend_command(w->backend, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
-            on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
-    } else {
+    if (cmd->n == 0)
         free(cmd);
-    }
+    else if (w->cluster == NULL)
+        send_mget(w, cmd, 0, argv, lens);
+    else
+        send_mget_by_slot(w, cmd, argv, lens);
     free(argv);
     // The one pending count held by this function itself: every key may already be answered.
     if (--m->pending == 0)

@@ -350,6 +350,24 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
     return STATUS_EVERY_MS;
 }
 
+// Where the workers find Redis: its address, or a cluster's seed nodes. Host names are resolved
+// here, once, so that no worker ever blocks on DNS.
+static bool resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t errlen)
+{
+    out->seed_count = 0;
+    if (c->redis_cluster[0] == '\0')
+        return backend_target_resolve(c->redis_address, &out->redis, err, errlen);
+    char seeds[CONFIG_MAX_SEEDS][CONFIG_SEED_SIZE];
+    int n = config_split_seeds(c->redis_cluster, seeds, err, errlen);
+    for (int i = 0; i < n; i++)
+        if (!backend_target_resolve(seeds[i], &out->seeds[i], err, errlen))
+            return false;
+    out->seed_count = n;
+    // The first seed stands for the cluster in what names one Redis (logs, the admin endpoint).
+    out->redis = out->seeds[0];
+    return n > 0;
+}
+
 // The listening groups a new configuration needs: kept where the address stays (grown when
 // there are more workers: the new sockets get no connections before the new generation serves
 // them), opened where it is new. On failure nothing has changed and err says why.
@@ -398,7 +416,7 @@ static void reload(Master *m)
     Config *next = (Config *)malloc(sizeof(Config));
     char err[1024];
     const char *refused = NULL;
-    BackendTarget target;
+    WorkerSetup targets;
     pid_t *retiring;
     WorkerSlot *slots = NULL;
     ListenGroup *groups[LISTEN_KINDS];
@@ -409,7 +427,7 @@ static void reload(Master *m)
         refused = err;
     } else if (m->retiring_count > 0) {
         refused = "the previous reload is still under way";
-    } else if (!backend_target_resolve(next->redis_address, &target, err, sizeof(err))) {
+    } else if (!resolve_redis(next, &targets, err, sizeof(err))) {
         refused = err;
     }
     if (refused == NULL) {
@@ -452,7 +470,9 @@ static void reload(Master *m)
     free(m->reloaded);
     m->reloaded = next;
     m->config = next;
-    m->setup.redis = target;
+    m->setup.redis = targets.redis;
+    memcpy(m->setup.seeds, targets.seeds, sizeof(targets.seeds));
+    m->setup.seed_count = targets.seed_count;
     log_set_level((int)next->log_level);
     raise_fd_limit(next, workers);
     m->scoreboard->generation++;
@@ -480,7 +500,7 @@ int master_run(const Config *config, const ConfigSource *source)
         return 1;
     }
     char err[400];
-    if (!backend_target_resolve(config->redis_address, &m.setup.redis, err, sizeof(err))) {
+    if (!resolve_redis(config, &m.setup, err, sizeof(err))) {
         log_error("%s", err);
         return 1;
     }
@@ -502,7 +522,9 @@ int master_run(const Config *config, const ConfigSource *source)
         sigaddset(&m.handled, sig);
     sigprocmask(SIG_BLOCK, &m.handled, NULL);
 
-    log_info("redis-proxy starting %d worker(s); redis at %s", m.count, config->redis_address);
+    log_info("redis-proxy starting %d worker(s); %s at %s", m.count,
+             config->redis_cluster[0] ? "redis cluster" : "redis",
+             config->redis_cluster[0] ? config->redis_cluster : config->redis_address);
     for (int i = 0; i < m.count; i++)
         spawn_worker(&m, i);
 

@@ -117,6 +117,16 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_tracking_losses_total", "counter",
            "Whole caches made stale because a worker lost its invalidation link or its Redis connection.",
            (unsigned long long)s->tracking_losses);
+    single(out, "redis_proxy_cluster_moved_total", "counter",
+           "MOVED answers followed to another Redis Cluster node (the slot's owner changed).",
+           (unsigned long long)s->cluster_moved);
+    single(out, "redis_proxy_cluster_asks_total", "counter",
+           "ASK answers followed to another Redis Cluster node (the slot is being migrated).",
+           (unsigned long long)s->cluster_asks);
+    single(out, "redis_proxy_cluster_retries_total", "counter",
+           "Commands tried again after a CLUSTERDOWN or TRYAGAIN answer.", (unsigned long long)s->cluster_retries);
+    single(out, "redis_proxy_cluster_map_refreshes_total", "counter", "Redis Cluster slot maps asked for.",
+           (unsigned long long)s->cluster_map_refreshes);
     single(out, "redis_proxy_stale_answers_total", "counter",
            "Keys answered from an entry past its TTL because Redis could not be reached (stale_if_error).",
            (unsigned long long)s->stale_answers);

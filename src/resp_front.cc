@@ -327,10 +327,11 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
     uint64_t lookups = 0;
     for (uint64_t n : result)
         lookups += n;
-    char text[1400];
+    char text[1600];
     // redis_version: what clients that feature-detect by version should assume of this subset.
     int n = snprintf(text, sizeof(text),
                      "# Server\r\nredis_version:7.0.0\r\nredis_proxy_version:%s\r\nredis_mode:standalone\r\n"
+                     "redis_backend:%s\r\n"
                      "process_id:%d\r\nworker_id:%d\r\nworkers:%d\r\nuptime_in_seconds:%llu\r\n\r\n"
                      "# Clients\r\nconnected_clients:%llu\r\n\r\n"
                      "# Stats\r\n# (the whole proxy: every worker; each worker has a cache of its own)\r\n"
@@ -338,8 +339,9 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
                      "cache_capacity:%lld\r\nevicted_keys:%llu\r\nexpired_keys:%llu\r\n"
                      "redis_unavailable:%llu\r\nredis_timeouts:%llu\r\nredis_errors:%llu\r\n"
                      "redis_connected_workers:%llu\r\ncoalesced:%llu\r\nstale_answers:%llu\r\n"
-                     "tracking_workers:%llu\r\ninvalidations:%llu\r\ntracking_losses:%llu\r\n",
-                     REDIS_PROXY_VERSION, (int)getpid(), w->id, t.workers,
+                     "tracking_workers:%llu\r\ninvalidations:%llu\r\ntracking_losses:%llu\r\n"
+                     "cluster_moved:%llu\r\ncluster_asks:%llu\r\ncluster_retries:%llu\r\n",
+                     REDIS_PROXY_VERSION, w->config->redis_cluster[0] ? "cluster" : "standalone", (int)getpid(), w->id, t.workers,
                      (unsigned long long)((monotonic_ms() - w->started_ms) / 1000),
                      (unsigned long long)(s->clients_open[FRONT_HTTP] + s->clients_open[FRONT_RESP]),
                      (unsigned long long)result[RESULT_HIT], (unsigned long long)(lookups - result[RESULT_HIT]),
@@ -349,7 +351,9 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
                      (unsigned long long)result[RESULT_TIMEOUT], (unsigned long long)result[RESULT_ERROR],
                      (unsigned long long)s->redis_connected, (unsigned long long)s->coalesced,
                      (unsigned long long)s->stale_answers, (unsigned long long)s->tracking,
-                     (unsigned long long)s->invalidations, (unsigned long long)s->tracking_losses);
+                     (unsigned long long)s->invalidations, (unsigned long long)s->tracking_losses,
+                     (unsigned long long)s->cluster_moved, (unsigned long long)s->cluster_asks,
+                     (unsigned long long)s->cluster_retries);
     resp_add_bulk(out, text, (size_t)n);
 }
 

@@ -127,3 +127,37 @@ bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out)
     out->to.port = (int)port;
     return true;
 }
+
+bool slot_map_set_owner(SlotMap *m, int slot, int node)
+{
+    if (m->owner[slot] == node)
+        return false;
+    m->owner[slot] = (int16_t)node;
+    return true;
+}
+
+static bool has_prefix(const redisReply *r, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return r->len >= n && memcmp(r->str, prefix, n) == 0 && (r->len == n || r->str[n] == ' ');
+}
+
+ClusterReplyPlan cluster_plan_reply(const redisReply *reply, int slot, int redirects)
+{
+    ClusterReplyPlan plan = {};
+    plan.action = CLUSTER_DELIVER;
+    if (reply->type != REDIS_REPLY_ERROR)
+        return plan;
+    if (cluster_parse_redirect(reply->str, reply->len, &plan.to)) {
+        // A MOVED says the map is out of date for one slot at least; an ASK is a migration
+        // under way and changes nothing yet.
+        plan.refresh = !plan.to.ask;
+        plan.action = redirects >= CLUSTER_MAX_REDIRECTS || plan.to.slot != slot ? CLUSTER_GIVE_UP : CLUSTER_FOLLOW;
+    } else if (has_prefix(reply, "CLUSTERDOWN")) {
+        plan.refresh = true;  // a failover, or slots nobody serves: the map will change
+        plan.action = CLUSTER_RETRY;
+    } else if (has_prefix(reply, "TRYAGAIN")) {
+        plan.action = CLUSTER_RETRY;  // a multi-key command while its slot is half migrated
+    }
+    return plan;
+}

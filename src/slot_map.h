@@ -40,6 +40,28 @@ struct ClusterRedirect {
     ClusterNode to;
 };
 
+// Makes node the slot's owner. Returns whether that changed the owner.
+bool slot_map_set_owner(SlotMap *m, int slot, int node);
+
 // Parses "MOVED 3999 127.0.0.1:6381" or "ASK 3999 [::1]:6381" (the error text without its '-').
 // False for any other error.
 bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out);
+
+// At most this many redirects per command; past them it fails (a cluster in flux, or a loop).
+static const int CLUSTER_MAX_REDIRECTS = 5;
+
+enum ClusterReplyAction {
+    CLUSTER_DELIVER,  // the answer: hand it to whoever asked
+    CLUSTER_FOLLOW,   // MOVED or ASK: send the command again where `to` says
+    CLUSTER_RETRY,    // CLUSTERDOWN or TRYAGAIN: send it again after a pause, while time lasts
+    CLUSTER_GIVE_UP,  // a redirect past CLUSTER_MAX_REDIRECTS, or to another slot: unavailable
+};
+
+struct ClusterReplyPlan {
+    ClusterReplyAction action;
+    bool refresh;  // the map is likely out of date: reread it
+    ClusterRedirect to;  // for CLUSTER_FOLLOW
+};
+
+// What to do with a node's reply to a command for `slot` that has already followed `redirects`.
+ClusterReplyPlan cluster_plan_reply(const redisReply *reply, int slot, int redirects);

@@ -68,6 +68,10 @@ struct WorkerStats {
     uint64_t invalidations;     // cached keys dropped because Redis said they changed
     uint64_t invalidation_flushes; // the whole cache made stale: FLUSHALL/FLUSHDB in Redis
     uint64_t tracking_losses;   // the invalidation link lost: the whole cache made stale
+    uint64_t cluster_moved;     // MOVED answers followed (Redis Cluster): the slot's owner changed
+    uint64_t cluster_asks;      // ASK answers followed: the slot is being migrated
+    uint64_t cluster_retries;   // commands tried again after CLUSTERDOWN or TRYAGAIN
+    uint64_t cluster_map_refreshes; // slot maps asked for (CLUSTER SLOTS)
     // gauges: not carried over when a worker exits
     uint64_t clients_open[FRONT_COUNT];
     uint64_t cache_entries;

@@ -85,7 +85,8 @@ static void lose(Tracking *t, const char *why)
     if (t->established) {
         t->owner.distrust(t->owner.arg);
         t->w->stats->tracking_losses++;
-        log_warn("worker %d: invalidation tracking lost (%s); not caching until it is back", t->w->id, why);
+        log_warn("worker %d: invalidation tracking%s lost (%s); not caching%s until it is back", t->w->id,
+                 t->owner.label, why, t->owner.label[0] ? " its slots" : "");
     }
     t->established = false;
     set_caching(t, false);
@@ -96,8 +97,8 @@ static void lose(Tracking *t, const char *why)
 // backend must not be freed under its own feet. The heartbeat timer frees it, out of any callback.
 static void give_up(Tracking *t, const char *command, const redisReply *reply)
 {
-    log_warn("worker %d: Redis refuses %s (%.*s); running without invalidation: entries live until their TTL",
-             t->w->id, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
+    log_warn("worker %d: Redis%s refuses %s (%.*s); running without invalidation: entries live until their TTL",
+             t->w->id, t->owner.label, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
              reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply");
     t->unsupported = true;
     t->link_ready = false;
@@ -116,8 +117,8 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
         t->established = true;
         t->beats_back = t->beats_sent;  // a beat lost with an earlier connection is no news
         set_caching(t, true);
-        log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking %s (link id %lld)",
-                t->w->id, t->ever_established ? "back" : "on", t->link_id);
+        log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking%s %s (link id %lld)",
+                t->w->id, t->owner.label, t->ever_established ? "back" : "on", t->link_id);
         t->ever_established = true;
         return;
     }
@@ -279,6 +280,8 @@ Tracking *tracking_create(Worker *w, const BackendTarget *target, const Tracking
         return NULL;
     t->w = w;
     t->owner = *owner;
+    if (t->owner.label == NULL)
+        t->owner.label = "";
     snprintf(t->target_ip, sizeof(t->target_ip), "%s", target->is_unix ? "unix" : target->ip);
     t->target_port = target->port;
     BackendHooks hooks = {};

@@ -34,6 +34,7 @@ struct TrackingOwner {
     // (caching without tracking: Redis refused it, entries live until their TTL).
     void (*set_caching)(void *arg, bool caching, bool tracked);
     void *arg;
+    const char *label;  // for logs, e.g. " of 10.0.0.1:7000" (NULL: one Redis, none)
 };
 
 // target is where `data` connects: the link goes to the same node.

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "cluster.h"
 #include "fetch_table.h"
 #include "tracking.h"
 #include "clock.h"
@@ -175,6 +176,7 @@ static void worker_free(Worker *w)
     // alive. evhttp_free would free those requests under our feet.
     backend_destroy(w->backend);
     tracking_destroy(w->tracking);
+    cluster_destroy(w->cluster);
     http_front_destroy(w->http);
     resp_front_destroy(w->resp);
     admin_front_destroy(w->admin);
@@ -231,18 +233,27 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     cache_set_max_bytes(w.cache, (size_t)config->max_memory);
     w.caching = true;  // with tracking: only once it is established
     w.cache_not_found = config_caches_not_found(config);
-    BackendHooks hooks = {};
-    hooks.on_untrusted = forget_cache;
-    hooks.on_ready = on_redis_ready;
-    hooks.on_lost = on_redis_lost;
-    hooks.arg = &w;
-    w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
-    TrackingOwner owner = {w.backend, distrust_cache, set_caching, &w};
-    if (config->invalidation == INVALIDATION_TRACKING && w.backend != NULL &&
-        (w.tracking = tracking_create(&w, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
-        log_error("worker %d: out of memory at start", w.id);
-        worker_free(&w);
-        return 1;
+    if (setup->seed_count > 0) {
+        // A cluster: connections per primary, each with its own tracking (cluster.h).
+        if ((w.cluster = cluster_create(&w, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w.id)) == NULL) {
+            log_error("worker %d: out of memory at start", w.id);
+            worker_free(&w);
+            return 1;
+        }
+    } else {
+        BackendHooks hooks = {};
+        hooks.on_untrusted = forget_cache;
+        hooks.on_ready = on_redis_ready;
+        hooks.on_lost = on_redis_lost;
+        hooks.arg = &w;
+        w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
+        TrackingOwner owner = {w.backend, distrust_cache, set_caching, &w, NULL};
+        if (config->invalidation == INVALIDATION_TRACKING && w.backend != NULL &&
+            (w.tracking = tracking_create(&w, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
+            log_error("worker %d: out of memory at start", w.id);
+            worker_free(&w);
+            return 1;
+        }
     }
     w.http = http_front_create(&w, &setup->http);
     if (setup->resp.count > 0 && (w.resp = resp_front_create(&w, &setup->resp)) == NULL) {
@@ -260,7 +271,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.accept_retry_timer = evtimer_new(w.base, on_accept_retry_timer, &w);
     w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.sigint_event = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
-    if (!w.backend || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
+    if ((!w.backend && !w.cluster) || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
         !w.accept_retry_timer) {
         log_error("worker %d: cannot set up its event loop", w.id);
         worker_free(&w);

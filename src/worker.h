@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "config.h"
 #include "listener_set.h"
 #include "stats.h"
 
@@ -28,7 +29,8 @@ struct Worker {
     struct Tracking *tracking;   // NULL with invalidation = off
     bool caching;          // replies may be cached (with tracking: only while it is established)
     bool cache_not_found;  // a nil reply is cached too (cache_not_found)
-    Backend *backend;
+    Backend *backend;       // one Redis ([redis] address); NULL with a cluster
+    struct Cluster *cluster;  // a Redis Cluster ([redis] cluster); NULL with one Redis
     HttpFront *http;
     RespFront *resp;  // NULL when resp_listen is off
     AdminFront *admin;  // NULL when [admin] listen is off
@@ -52,7 +54,9 @@ struct WorkerSetup {
     ListenFds http;  // listening sockets, owned by the master
     ListenFds resp;  // none when resp_listen is off
     ListenFds admin;  // none when [admin] listen is off
-    BackendTarget redis;
+    BackendTarget redis;  // with a cluster: its first seed
+    BackendTarget seeds[CONFIG_MAX_SEEDS];  // a Redis Cluster's seed nodes; none for one Redis
+    int seed_count;
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
 };

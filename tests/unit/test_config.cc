@@ -357,3 +357,47 @@ TEST(Config, test_print_masks_password_and_round_trips)
     CHECK(text.find("proxy.workers = auto\n") != std::string::npos);
     CHECK(text.find("cache.max_value_size = 1m\n") != std::string::npos);
 }
+
+TEST(Config, test_cluster_seeds_split_on_spaces_and_commas)
+{
+    CHECK_TRUE(load("[redis]\ncluster = 10.0.0.1:7000, 10.0.0.2:7001,node-3:7002  [::1]:7003\n"));
+    char seeds[CONFIG_MAX_SEEDS][CONFIG_SEED_SIZE];
+    LONGS_EQUAL(4, config_split_seeds(config.redis_cluster, seeds, err, sizeof(err)));
+    STRCMP_EQUAL("10.0.0.1:7000", seeds[0]);
+    STRCMP_EQUAL("10.0.0.2:7001", seeds[1]);
+    STRCMP_EQUAL("node-3:7002", seeds[2]);
+    STRCMP_EQUAL("[::1]:7003", seeds[3]);
+    LONGS_EQUAL(0, config_split_seeds("", seeds, err, sizeof(err)));
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+}
+
+TEST(Config, test_bad_cluster_seeds_are_errors)
+{
+    CHECK_FALSE(load("[redis]\ncluster = 10.0.0.1:7000 unix:/tmp/r.sock\n"));
+    STRCMP_EQUAL("FILE:2: invalid value for cluster in [redis]: seed 'unix:/tmp/r.sock': a unix socket is not allowed here",
+                 error().c_str());
+    CHECK_FALSE(load("[redis]\ncluster = 10.0.0.1\n"));
+    STRCMP_EQUAL("FILE:2: invalid value for cluster in [redis]: seed '10.0.0.1': expected host:port", error().c_str());
+    CHECK_FALSE(load("[redis]\ncluster = 10.0.0.1:0\n"));
+    STRCMP_EQUAL("FILE:2: invalid value for cluster in [redis]: seed '10.0.0.1:0': needs a port", error().c_str());
+    CHECK_FALSE(load("[redis]\ncluster = ,,\n"));
+    STRCMP_EQUAL("FILE:2: invalid value for cluster in [redis]: no seed node in ',,'", error().c_str());
+    CHECK_FALSE(load("[redis]\ncluster = a:1 a:2 a:3 a:4 a:5 a:6 a:7 a:8 a:9 a:10 a:11 a:12 a:13 a:14 a:15 a:16 a:17\n"));
+    STRCMP_EQUAL("FILE:2: invalid value for cluster in [redis]: more than 16 seed nodes", error().c_str());
+}
+
+TEST(Config, test_cluster_and_address_exclude_each_other)
+{
+    CHECK_TRUE(load("[redis]\naddress = 127.0.0.1:6379\ncluster = 127.0.0.1:7000\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:3: [redis] takes address (one Redis) or cluster (seed nodes of a Redis Cluster), not both",
+                 error().c_str());
+}
+
+TEST(Config, test_cluster_needs_database_0)
+{
+    CHECK_TRUE(load("[redis]\ncluster = 127.0.0.1:7000\ndatabase = 2\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:3: database in [redis] must be 0 with cluster: a Redis Cluster has one database",
+                 error().c_str());
+}

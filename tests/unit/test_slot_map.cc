@@ -150,3 +150,80 @@ TEST(ClusterRedirect, test_other_errors_and_garbage_are_not_redirects)
     for (const char *text : no)
         CHECK_FALSE_TEXT(parse_text(text), text);
 }
+
+TEST_GROUP(ClusterReplyPlan)
+{
+    redisReply *reply = NULL;
+    void teardown() override
+    {
+        if (reply != NULL)
+            freeReplyObject(reply);
+    }
+    ClusterReplyPlan plan(const std::string &resp, int slot, int redirects)
+    {
+        if (reply != NULL)
+            freeReplyObject(reply);
+        reply = parse(resp);
+        return cluster_plan_reply(reply, slot, redirects);
+    }
+};
+
+TEST(ClusterReplyPlan, test_answers_and_plain_errors_are_delivered)
+{
+    const char *answers[] = {"$1\r\nv\r\n", "$-1\r\n", "*1\r\n$1\r\nv\r\n", "-ERR wrong\r\n",
+                             "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+                             "-MOVEDX 1 a:1\r\n", "-CLUSTERDOWNX\r\n"};
+    for (const char *a : answers) {
+        ClusterReplyPlan p = plan(a, 1, 0);
+        LONGS_EQUAL_TEXT(CLUSTER_DELIVER, p.action, a);
+        CHECK_FALSE_TEXT(p.refresh, a);
+    }
+}
+
+TEST(ClusterReplyPlan, test_moved_is_followed_and_rereads_the_map)
+{
+    ClusterReplyPlan p = plan("-MOVED 7 10.0.0.2:7001\r\n", 7, 0);
+    LONGS_EQUAL(CLUSTER_FOLLOW, p.action);
+    CHECK(p.refresh);
+    CHECK_FALSE(p.to.ask);
+    STRCMP_EQUAL("10.0.0.2", p.to.to.ip);
+    LONGS_EQUAL(7001, p.to.to.port);
+}
+
+TEST(ClusterReplyPlan, test_ask_is_followed_and_leaves_the_map)
+{
+    ClusterReplyPlan p = plan("-ASK 7 10.0.0.2:7001\r\n", 7, 2);
+    LONGS_EQUAL(CLUSTER_FOLLOW, p.action);
+    CHECK_FALSE(p.refresh);
+    CHECK(p.to.ask);
+}
+
+TEST(ClusterReplyPlan, test_redirects_stop_at_the_limit_or_for_another_slot)
+{
+    LONGS_EQUAL(CLUSTER_FOLLOW, plan("-MOVED 7 a:1\r\n", 7, CLUSTER_MAX_REDIRECTS - 1).action);
+    LONGS_EQUAL(CLUSTER_GIVE_UP, plan("-MOVED 7 a:1\r\n", 7, CLUSTER_MAX_REDIRECTS).action);
+    LONGS_EQUAL(CLUSTER_GIVE_UP, plan("-ASK 7 a:1\r\n", 7, CLUSTER_MAX_REDIRECTS).action);
+    LONGS_EQUAL(CLUSTER_GIVE_UP, plan("-MOVED 8 a:1\r\n", 7, 0).action);
+}
+
+TEST(ClusterReplyPlan, test_clusterdown_and_tryagain_are_retried)
+{
+    ClusterReplyPlan p = plan("-CLUSTERDOWN The cluster is down\r\n", 7, 0);
+    LONGS_EQUAL(CLUSTER_RETRY, p.action);
+    CHECK(p.refresh);
+    p = plan("-CLUSTERDOWN Hash slot not served\r\n", 7, 0);
+    LONGS_EQUAL(CLUSTER_RETRY, p.action);
+    p = plan("-TRYAGAIN Multiple keys request during rehashing of slot\r\n", 7, 0);
+    LONGS_EQUAL(CLUSTER_RETRY, p.action);
+    CHECK_FALSE(p.refresh);
+}
+
+TEST(SlotMap, test_set_owner_says_whether_the_owner_changed)
+{
+    int a = slot_map_node(m, "10.0.0.1", 7000), b = slot_map_node(m, "10.0.0.2", 7000);
+    CHECK(slot_map_set_owner(m, 5, a));
+    CHECK_FALSE(slot_map_set_owner(m, 5, a));
+    CHECK(slot_map_set_owner(m, 5, b));
+    LONGS_EQUAL(b, m->owner[5]);
+    LONGS_EQUAL(-1, m->owner[6]);
+}

@@ -1,0 +1,639 @@
+#include "cluster.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "slot_map.h"
+#include "tracking.h"
+#include "worker.h"
+
+static const uint64_t REFRESH_GAP_MIN_MS = 100;   // between two rereads of the map, at least
+static const uint64_t REFRESH_GAP_MAX_MS = 1000;  // ... backing off to this while nothing changes
+static const uint64_t RETRY_MIN_MS = 10;          // CLUSTERDOWN, TRYAGAIN: first pause
+static const uint64_t RETRY_MAX_MS = 200;
+
+struct Cluster;
+
+// One primary: its data connection and, with tracking, its invalidation link.
+struct NodeLink {
+    Cluster *c;
+    int index;         // in the slot map's node table
+    Backend *data;     // NULL: not connected (not in the map)
+    Tracking *tracking;
+    bool caching;      // replies from it may be cached
+    bool tracked;      // Redis tracks what is read through it
+    bool leaving;      // no longer owns slots: freed by the sweep, out of any callback
+    char label[312];   // " of ip:port", for tracking's logs
+};
+
+// A command on its way, with copies of its arguments for resending after a redirect.
+struct ClusterRequest {
+    ClusterRequest *prev, *next;  // in c->parked while it waits to be retried
+    Cluster *c;
+    BackendReplyFn fn;
+    void *arg;
+    int slot, node;
+    int redirects, retries;
+    bool asked;            // answered by an ASK target: not the slot's owner, never cached
+    uint64_t sent_ms;      // first sent: the reply is cached only if the slot was not distrusted since
+    uint64_t deadline_ms;  // CLUSTERDOWN and TRYAGAIN are retried until then
+    event *retry_timer;
+    int argc;
+    const char **argv;
+    size_t *lens;
+};
+
+// A CLUSTER SLOTS on its way: whom it asked (an empty address in the answer means that node).
+struct SlotsQuery {
+    Cluster *c;
+    ClusterNode asked;
+    bool probe;
+};
+
+struct Cluster {
+    Worker *w;
+    const BackendTarget *seeds;
+    int seed_count;
+    uint64_t seed;
+    SlotMap map;
+    bool have_map;
+    NodeLink links[SLOT_MAP_MAX_NODES];
+    uint64_t distrusted_ms[CLUSTER_SLOTS];
+    // Refreshing the map.
+    bool refreshing;        // a CLUSTER SLOTS is on its way
+    bool refresh_soon;      // the timer is set for a refresh something asked for
+    bool refresh_changed;   // the last refresh changed the map
+    uint64_t last_refresh_ms;
+    uint64_t refresh_gap_ms;
+    event *refresh_timer;
+    // While no primary is connected, the map is asked of a seed (or a known node) on a
+    // connection of its own, one candidate after the other.
+    Backend *probe;
+    bool probe_done;        // its answer came: the sweep frees it
+    int probe_next;
+    WorkerStats probe_stats;  // not the worker's: a seed is no primary it reads from
+    event *sweep_event;
+    ClusterRequest *parked;
+    bool destroying;
+    // Set while a reply is delivered to its caller.
+    bool reply_cacheable;
+    Backend *replying;
+};
+
+static void want_refresh(Cluster *c);
+static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure);
+
+static void distrust_slot(Cluster *c, int slot, uint64_t now) { c->distrusted_ms[slot] = now; }
+
+// Everything read through the node may be out of date: its slots' entries stop being hits.
+static void distrust_node(void *arg)
+{
+    NodeLink *l = (NodeLink *)arg;
+    Cluster *c = l->c;
+    uint64_t now = monotonic_ms();
+    for (int s = 0; s < CLUSTER_SLOTS; s++)
+        if (c->map.owner[s] == l->index)
+            distrust_slot(c, s, now);
+}
+
+// The worker's gauges speak for the whole cluster: connected (tracked) when every primary is.
+static void update_gauges(Cluster *c)
+{
+    bool connected = c->have_map, tracked = c->have_map;
+    bool owns[SLOT_MAP_MAX_NODES] = {};
+    for (int s = 0; s < CLUSTER_SLOTS; s++)
+        if (c->map.owner[s] >= 0)
+            owns[c->map.owner[s]] = true;
+    for (int n = 0; n < c->map.nodes; n++) {
+        if (!owns[n])
+            continue;
+        const NodeLink *l = &c->links[n];
+        connected = connected && l->data != NULL && backend_ready(l->data);
+        tracked = tracked && l->tracked;
+    }
+    c->w->stats->redis_connected = connected;
+    c->w->stats->tracking = tracked && c->w->config->invalidation == INVALIDATION_TRACKING;
+}
+
+static void set_node_caching(void *arg, bool caching, bool tracked)
+{
+    NodeLink *l = (NodeLink *)arg;
+    l->caching = caching;
+    l->tracked = tracked;
+    update_gauges(l->c);
+}
+
+static void on_node_ready(void *arg)
+{
+    NodeLink *l = (NodeLink *)arg;
+    if (l->tracking != NULL)
+        tracking_data_ready(l->tracking);
+    update_gauges(l->c);
+}
+
+static void on_node_lost(void *arg)
+{
+    NodeLink *l = (NodeLink *)arg;
+    if (l->tracking != NULL)
+        tracking_data_lost(l->tracking);
+    update_gauges(l->c);
+    want_refresh(l->c);  // a failover may be under way
+}
+
+// Replies read through the node may have gone to the wrong commands: values may sit under the
+// wrong keys, in any slot, so the whole cache goes (as with one Redis).
+static void on_node_untrusted(void *arg)
+{
+    NodeLink *l = (NodeLink *)arg;
+    Worker *w = l->c->w;
+    size_t n = cache_count(w->cache);
+    cache_clear(w->cache);
+    log_warn("worker %d: dropped all %zu cached entries: a connection to %s:%d was out of step", w->id, n,
+             l->c->map.node[l->index].ip, l->c->map.node[l->index].port);
+}
+
+static void node_target(const ClusterNode *n, BackendTarget *t)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->ip, sizeof(t->ip), "%s", n->ip);
+    t->port = n->port;
+    snprintf(t->display, sizeof(t->display), strchr(n->ip, ':') ? "[%s]:%d" : "%s:%d", n->ip, n->port);
+}
+
+// Opens the node's connections if they are not open (or keeps them if they were leaving).
+static bool link_open(Cluster *c, int node)
+{
+    NodeLink *l = &c->links[node];
+    l->leaving = false;
+    if (l->data != NULL)
+        return true;
+    if (c->destroying)
+        return false;
+    Worker *w = c->w;
+    BackendTarget target;
+    node_target(&c->map.node[node], &target);
+    l->c = c;
+    l->index = node;
+    l->caching = w->config->invalidation != INVALIDATION_TRACKING;
+    l->tracked = false;
+    BackendHooks hooks = {};
+    hooks.on_ready = on_node_ready;
+    hooks.on_lost = on_node_lost;
+    hooks.on_untrusted = on_node_untrusted;
+    hooks.arg = l;
+    l->data = backend_create(w->base, w->config, &target, w->stats, c->seed * 41 + (uint64_t)node, &hooks);
+    if (l->data == NULL)
+        return false;
+    if (w->config->invalidation == INVALIDATION_TRACKING) {
+        snprintf(l->label, sizeof(l->label), " of %s", target.display);
+        TrackingOwner owner = {l->data, distrust_node, set_node_caching, l, l->label};
+        l->tracking = tracking_create(w, &target, &owner, c->seed * 43 + (uint64_t)node);
+        if (l->tracking == NULL) {
+            backend_destroy(l->data);
+            l->data = NULL;
+            return false;
+        }
+    }
+    log_debug("worker %d: connecting to cluster node %s", w->id, target.display);
+    return true;
+}
+
+static void link_close(NodeLink *l)
+{
+    tracking_destroy(l->tracking);
+    l->tracking = NULL;
+    Backend *data = l->data;
+    l->data = NULL;  // before its waiting commands are answered: nothing new is sent on it
+    l->caching = l->tracked = l->leaving = false;
+    backend_destroy(data);
+}
+
+// Frees, out of any callback, what a callback could not: the probe once it answered, and the
+// connections of nodes that left the map.
+static void on_sweep(evutil_socket_t, short, void *arg)
+{
+    Cluster *c = (Cluster *)arg;
+    if (c->probe != NULL && c->probe_done) {
+        Backend *probe = c->probe;
+        c->probe = NULL;
+        backend_destroy(probe);
+    }
+    for (int n = 0; n < c->map.nodes; n++)
+        if (c->links[n].leaving && c->links[n].data != NULL) {
+            log_info("worker %d: closing the connections to %s:%d, which owns no slot any more", c->w->id,
+                     c->map.node[n].ip, c->map.node[n].port);
+            link_close(&c->links[n]);
+        }
+    update_gauges(c);
+}
+
+static void sweep_later(Cluster *c) { event_active(c->sweep_event, EV_TIMEOUT, 1); }
+
+// Makes `node` the slot's owner; a new owner never saw our reads of the slot, and the old one
+// will not tell us of changes to it any more.
+static void set_owner(Cluster *c, int slot, int node)
+{
+    if (slot_map_set_owner(&c->map, slot, node))
+        distrust_slot(c, slot, monotonic_ms());
+}
+
+static void schedule_refresh(Cluster *c, uint64_t delay_ms)
+{
+    struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
+    evtimer_add(c->refresh_timer, &tv);
+}
+
+// Something says the map may be out of date: reread it, but at most once per refresh gap.
+static void want_refresh(Cluster *c)
+{
+    if (c->refreshing || c->refresh_soon || c->w->stopping)
+        return;
+    c->refresh_soon = true;
+    uint64_t now = monotonic_ms(), at = c->last_refresh_ms + c->refresh_gap_ms;
+    schedule_refresh(c, at > now ? at - now : 0);
+}
+
+static void refresh_ended(Cluster *c, bool changed)
+{
+    c->refreshing = false;
+    c->refresh_soon = false;
+    // Asked for soon and nothing changed: the next soon one waits longer (a failover takes a
+    // moment to show in the map; no need to ask a hundred times meanwhile).
+    c->refresh_gap_ms = changed ? REFRESH_GAP_MIN_MS
+                                : (c->refresh_gap_ms * 2 > REFRESH_GAP_MAX_MS ? REFRESH_GAP_MAX_MS : c->refresh_gap_ms * 2);
+    schedule_refresh(c, (uint64_t)c->w->config->cluster_refresh_ms);
+}
+
+static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *asked)
+{
+    int16_t *before = (int16_t *)malloc(sizeof(c->map.owner));
+    if (before == NULL) {
+        refresh_ended(c, false);
+        return;
+    }
+    memcpy(before, c->map.owner, sizeof(c->map.owner));
+    char err[160];
+    if (!slot_map_apply_slots(&c->map, reply, asked, err, sizeof(err))) {
+        log_warn("worker %d: cluster map from %s:%d unusable (%s); keeping the one we have", c->w->id, asked->ip,
+                 asked->port, err);
+        free(before);
+        refresh_ended(c, false);
+        return;
+    }
+    uint64_t now = monotonic_ms();
+    int moved = 0, uncovered = 0;
+    bool owns[SLOT_MAP_MAX_NODES] = {};
+    for (int s = 0; s < CLUSTER_SLOTS; s++) {
+        if (c->map.owner[s] != before[s]) {
+            distrust_slot(c, s, now);
+            moved++;
+        }
+        if (c->map.owner[s] >= 0)
+            owns[c->map.owner[s]] = true;
+        else
+            uncovered++;
+    }
+    free(before);
+    int primaries = 0;
+    for (int n = 0; n < c->map.nodes; n++) {
+        if (owns[n]) {
+            primaries++;
+            if (!link_open(c, n))
+                log_error("worker %d: out of memory connecting to %s:%d", c->w->id, c->map.node[n].ip,
+                          c->map.node[n].port);
+        } else if (c->links[n].data != NULL && !c->links[n].leaving) {
+            c->links[n].leaving = true;
+            sweep_later(c);
+        }
+    }
+    if (!c->have_map || moved > 0)
+        log_msg(c->have_map ? LOG_INFO : LOG_DEBUG, "worker %d: cluster map from %s:%d: %d primaries, %d slot(s) %s%s",
+                c->w->id, asked->ip, asked->port, primaries, c->have_map ? moved : CLUSTER_SLOTS - uncovered,
+                c->have_map ? "changed owner" : "served", uncovered > 0 ? ", some slots served by nobody" : "");
+    c->have_map = true;
+    c->w->stats->redis_tried = 1;
+    update_gauges(c);
+    refresh_ended(c, moved > 0);
+}
+
+static void start_refresh(Cluster *c);
+
+static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    SlotsQuery *q = (SlotsQuery *)arg;
+    Cluster *c = q->c;
+    ClusterNode asked = q->asked;
+    bool probe = q->probe;
+    free(q);
+    if (probe) {
+        c->w->stats->redis_tried = 1;  // the first attempt has ended, either way (readiness)
+        c->probe_done = true;
+        sweep_later(c);
+    }
+    if (failure != BACKEND_OK || reply->type == REDIS_REPLY_ERROR) {
+        if (failure == BACKEND_OK)
+            log_warn("worker %d: %s:%d refuses CLUSTER SLOTS (%.*s)%s", c->w->id, asked.ip, asked.port,
+                     (int)reply->len, reply->str,
+                     strstr(reply->str, "disabled") ? ": it is no cluster node, use [redis] address" : "");
+        c->refreshing = false;
+        c->refresh_soon = false;
+        if (probe && c->probe_next % (c->seed_count + c->map.nodes) != 0) {
+            start_refresh(c);  // the next candidate at once; a whole round waits the gap
+            return;
+        }
+        c->refresh_gap_ms = c->refresh_gap_ms * 2 > REFRESH_GAP_MAX_MS ? REFRESH_GAP_MAX_MS : c->refresh_gap_ms * 2;
+        want_refresh(c);
+        return;
+    }
+    apply_map(c, reply, &asked);
+}
+
+static bool ask_slots(Cluster *c, Backend *to, const ClusterNode *asked, bool probe)
+{
+    SlotsQuery *q = (SlotsQuery *)malloc(sizeof(SlotsQuery));
+    if (q == NULL)
+        return false;
+    *q = {c, *asked, probe};
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    size_t lens[] = {7, 5};
+    if (backend_command(to, 2, argv, lens, on_slots_reply, q))
+        return true;
+    free(q);
+    return false;
+}
+
+// Asks a connected primary for the map; with none, a seed or a known node, on a probe connection.
+static void start_refresh(Cluster *c)
+{
+    if (c->refreshing || c->w->stopping)
+        return;
+    c->refreshing = true;
+    c->last_refresh_ms = monotonic_ms();
+    c->w->stats->cluster_map_refreshes++;
+    for (int n = 0; n < c->map.nodes; n++) {
+        NodeLink *l = &c->links[n];
+        if (l->data != NULL && !l->leaving && backend_ready(l->data) && ask_slots(c, l->data, &c->map.node[n], false))
+            return;
+    }
+    if (c->probe != NULL) {  // the last probe is not freed yet: try again once it is
+        c->refreshing = false;
+        want_refresh(c);
+        return;
+    }
+    int candidates = c->seed_count + c->map.nodes;
+    int i = c->probe_next++ % candidates;
+    BackendTarget target;
+    ClusterNode asked;
+    if (i < c->seed_count) {
+        target = c->seeds[i];
+        snprintf(asked.ip, sizeof(asked.ip), "%s", target.ip);
+        asked.port = target.port;
+    } else {
+        asked = c->map.node[i - c->seed_count];
+        node_target(&asked, &target);
+    }
+    BackendHooks hooks = {};
+    hooks.label = " (cluster seed)";
+    c->probe_done = false;
+    c->probe = backend_create(c->w->base, c->w->config, &target, &c->probe_stats, c->seed * 47 + (uint64_t)i, &hooks);
+    if (c->probe == NULL || !ask_slots(c, c->probe, &asked, true)) {
+        c->w->stats->redis_tried = 1;
+        c->probe_done = true;  // could not even start: freed by the sweep, the next tried later
+        sweep_later(c);
+        c->refreshing = false;
+        want_refresh(c);
+    }
+}
+
+static void on_refresh_timer(evutil_socket_t, short, void *arg)
+{
+    Cluster *c = (Cluster *)arg;
+    c->refresh_soon = false;
+    start_refresh(c);
+}
+
+// ---- commands ----
+
+static void ignore_reply(void *, redisReply *, BackendFailure) {}
+
+static void on_reply(void *arg, redisReply *reply, BackendFailure failure);
+
+// Sends the request to node (after ASKING when asked). False if it could not be sent.
+static bool send_to(ClusterRequest *r, int node, bool asking)
+{
+    Cluster *c = r->c;
+    if (node < 0 || !link_open(c, node))
+        return false;
+    Backend *b = c->links[node].data;
+    r->node = node;
+    if (asking) {
+        static const char *argv[] = {"ASKING"};
+        static const size_t lens[] = {6};
+        if (!backend_command(b, 1, argv, lens, ignore_reply, NULL))
+            return false;
+    }
+    return backend_command(b, r->argc, r->argv, r->lens, on_reply, r);
+}
+
+static void unpark(ClusterRequest *r)
+{
+    Cluster *c = r->c;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        c->parked = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void on_retry_timer(evutil_socket_t, short, void *arg)
+{
+    ClusterRequest *r = (ClusterRequest *)arg;
+    unpark(r);
+    r->asked = false;
+    if (!send_to(r, r->c->map.owner[r->slot], false))
+        deliver(r, NULL, BACKEND_UNAVAILABLE);
+}
+
+// CLUSTERDOWN or TRYAGAIN: tried again after a pause, while its time lasts. False: past it.
+static bool park(ClusterRequest *r)
+{
+    Cluster *c = r->c;
+    uint64_t pause = RETRY_MIN_MS << (r->retries < 5 ? r->retries : 5);
+    if (pause > RETRY_MAX_MS)
+        pause = RETRY_MAX_MS;
+    if (c->w->stopping || monotonic_ms() + pause >= r->deadline_ms)
+        return false;
+    if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->w->base, on_retry_timer, r)) == NULL)
+        return false;
+    r->retries++;
+    c->w->stats->cluster_retries++;
+    r->prev = NULL;
+    r->next = c->parked;
+    if (c->parked != NULL)
+        c->parked->prev = r;
+    c->parked = r;
+    struct timeval tv = {0, (suseconds_t)pause * 1000};
+    evtimer_add(r->retry_timer, &tv);
+    return true;
+}
+
+// A MOVED or an ASK: resend where it says. False if it could not be sent.
+static bool follow(ClusterRequest *r, const ClusterRedirect *to)
+{
+    Cluster *c = r->c;
+    int node = slot_map_node(&c->map, to->to.ip, to->to.port);
+    if (node < 0)
+        return false;
+    r->redirects++;
+    if (to->ask) {
+        c->w->stats->cluster_asks++;
+        r->asked = true;
+    } else {
+        c->w->stats->cluster_moved++;
+        set_owner(c, to->slot, node);
+    }
+    return send_to(r, node, to->ask);
+}
+
+static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure)
+{
+    Cluster *c = r->c;
+    const NodeLink *l = r->node >= 0 ? &c->links[r->node] : NULL;
+    bool saved_cacheable = c->reply_cacheable;
+    Backend *saved_replying = c->replying;
+    c->reply_cacheable = failure == BACKEND_OK && !r->asked && l != NULL && l->caching &&
+                         r->sent_ms > c->distrusted_ms[r->slot];
+    c->replying = l != NULL ? l->data : NULL;
+    r->fn(r->arg, reply, failure);
+    c->reply_cacheable = saved_cacheable;
+    c->replying = saved_replying;
+    if (r->retry_timer != NULL)
+        event_free(r->retry_timer);
+    free(r);
+}
+
+static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    ClusterRequest *r = (ClusterRequest *)arg;
+    Cluster *c = r->c;
+    if (failure != BACKEND_OK) {
+        want_refresh(c);  // the node may have failed over
+        deliver(r, reply, failure);
+        return;
+    }
+    ClusterReplyPlan plan = cluster_plan_reply(reply, r->slot, r->redirects);
+    if (plan.refresh)
+        want_refresh(c);
+    switch (plan.action) {
+    case CLUSTER_DELIVER:
+        deliver(r, reply, failure);
+        break;
+    case CLUSTER_FOLLOW:
+        if (!follow(r, &plan.to))
+            deliver(r, NULL, BACKEND_UNAVAILABLE);
+        break;
+    case CLUSTER_RETRY:
+        if (!park(r))
+            deliver(r, reply, failure);  // out of time: the error itself (503)
+        break;
+    case CLUSTER_GIVE_UP:
+        log_warn("worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->w->id, r->slot,
+                 (int)reply->len, reply->str, r->redirects);
+        deliver(r, NULL, BACKEND_UNAVAILABLE);
+        break;
+    }
+}
+
+bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+                     void *arg)
+{
+    int node = c->map.owner[slot];
+    if (node < 0 || c->links[node].data == NULL || c->links[node].leaving) {
+        want_refresh(c);  // no map yet, or nobody serves the slot: ask again
+        return false;
+    }
+    size_t bytes = sizeof(ClusterRequest) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++)
+        bytes += lens[i];
+    ClusterRequest *r = (ClusterRequest *)malloc(bytes);
+    if (r == NULL)
+        return false;
+    uint64_t now = monotonic_ms();
+    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now, now + (uint64_t)c->w->config->command_timeout_ms,
+          NULL, argc, NULL, NULL};
+    r->argv = (const char **)(r + 1);
+    r->lens = (size_t *)(r->argv + argc);
+    char *at = (char *)(r->lens + argc);
+    for (int i = 0; i < argc; i++) {
+        memcpy(at, argv[i], lens[i]);
+        r->argv[i] = at;
+        r->lens[i] = lens[i];
+        at += lens[i];
+    }
+    if (!send_to(r, node, false)) {
+        free(r);
+        want_refresh(c);  // the owner is not connected: it may have failed over
+        return false;
+    }
+    return true;
+}
+
+uint64_t cluster_slot_distrusted_ms(const Cluster *c, int slot) { return c->distrusted_ms[slot]; }
+
+bool cluster_reply_cacheable(const Cluster *c) { return c->reply_cacheable; }
+
+void cluster_distrust_reply(Cluster *c)
+{
+    if (c->replying != NULL)
+        backend_distrust(c->replying);
+}
+
+Cluster *cluster_create(Worker *w, const BackendTarget *seeds, int seed_count, uint64_t seed)
+{
+    Cluster *c = (Cluster *)calloc(1, sizeof(Cluster));
+    if (c == NULL)
+        return NULL;
+    c->w = w;
+    c->seeds = seeds;
+    c->seed_count = seed_count;
+    c->seed = seed;
+    c->refresh_gap_ms = REFRESH_GAP_MIN_MS;
+    slot_map_init(&c->map);
+    c->refresh_timer = evtimer_new(w->base, on_refresh_timer, c);
+    c->sweep_event = event_new(w->base, -1, 0, on_sweep, c);
+    if (c->refresh_timer == NULL || c->sweep_event == NULL || seed_count < 1) {
+        cluster_destroy(c);
+        return NULL;
+    }
+    start_refresh(c);
+    return c;
+}
+
+void cluster_destroy(Cluster *c)
+{
+    if (c == NULL)
+        return;
+    c->destroying = true;
+    while (c->parked != NULL) {
+        ClusterRequest *r = c->parked;
+        unpark(r);
+        deliver(r, NULL, BACKEND_UNAVAILABLE);
+    }
+    for (int n = 0; n < c->map.nodes; n++)
+        if (c->links[n].data != NULL)
+            link_close(&c->links[n]);
+    backend_destroy(c->probe);
+    if (c->refresh_timer != NULL)
+        event_free(c->refresh_timer);
+    if (c->sweep_event != NULL)
+        event_free(c->sweep_event);
+    free(c);
+}

@@ -1,0 +1,50 @@
+// A Redis Cluster behind the proxy ([redis] cluster). Per worker:
+//   - the slot map (slot_map.h), read with CLUSTER SLOTS from the first seed that answers, then
+//     from any connected primary: every cluster_refresh, and sooner (at most once per 100ms,
+//     backing off to 1s while nothing changes) after a MOVED, a CLUSTERDOWN or a lost node;
+//   - one data connection per primary that owns slots, opened as the map names it and closed
+//     when the node leaves the map, and with invalidation = tracking one tracking link per
+//     primary (tracking.h): a node only reports keys read through its own connections;
+//   - each command goes to its slot's owner. MOVED: the slot's owner changes from now on and
+//     the command is resent there; ASK: ASKING and the command go to the target, once, the map
+//     unchanged. At most MAX_REDIRECTS per command, then it fails as unavailable (503).
+//     CLUSTERDOWN and TRYAGAIN are retried after a short pause until command_timeout has passed
+//     since the command was first sent, then passed on;
+//   - coherence: a time per slot when what was cached for it stopped being trusted, set when the
+//     slot changes owner and, for every slot of a node, when that node's tracking is lost or
+//     (re)started. An entry is a hit only if it was stored after its slot's time, and a reply is
+//     cached only if its command was sent after it: O(1) per lookup, no scan of the cache.
+// Hits never come here: lookup checks the slot's time only when the cache has the key.
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+struct Worker;
+struct Cluster;
+
+Cluster *cluster_create(Worker *w, const BackendTarget *seeds, int seed_count, uint64_t seed);
+// Answers every command still waiting with BACKEND_UNAVAILABLE, then frees everything.
+void cluster_destroy(Cluster *c);
+
+// Sends a command whose keys all hash to `slot` to the slot's owner, following redirects. As
+// backend_command: false at once when it cannot be sent (no map yet, the owner not connected),
+// else fn is called exactly once, later.
+bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+                     void *arg);
+
+// Since when entries of the slot are not trusted (monotonic ms): an entry stored at or before
+// this time is no hit. 0: never.
+uint64_t cluster_slot_distrusted_ms(const Cluster *c, int slot);
+
+// Inside a reply callback of cluster_command: whether the reply may be cached (it came from the
+// slot's owner, not through ASK; the owner's reads are tracked or tracking is off; the slot was
+// not distrusted since the command was sent).
+bool cluster_reply_cacheable(const Cluster *c);
+
+// Inside a reply callback: the reply made no sense for its command; the connection it came on
+// is out of step and is dropped once the callback returns (backend_distrust).
+void cluster_distrust_reply(Cluster *c);
