@@ -76,6 +76,7 @@ struct Cluster {
     // connection of its own, one candidate after the other.
     Backend *probe;
     bool probe_done;        // its answer came: the sweep frees it
+    bool probe_again;       // ... and then tries the next candidate
     int probe_next;
     WorkerStats probe_stats;  // not the worker's: a seed is no primary it reads from
     event *sweep_event;
@@ -87,6 +88,7 @@ struct Cluster {
 };
 
 static void want_refresh(Cluster *c);
+static void start_refresh(Cluster *c);
 static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure);
 
 static void distrust_slot(Cluster *c, int slot, uint64_t now) { c->distrusted_ms[slot] = now; }
@@ -229,8 +231,13 @@ static void on_sweep(evutil_socket_t, short, void *arg)
             log_info("worker %d: closing the connections to %s:%d, which owns no slot any more", c->w->id,
                      c->map.node[n].ip, c->map.node[n].port);
             link_close(&c->links[n]);
+            slot_map_forget(&c->map, n);  // its index may serve a node that joins later
         }
     update_gauges(c);
+    if (c->probe_again) {
+        c->probe_again = false;
+        start_refresh(c);
+    }
 }
 
 static void sweep_later(Cluster *c) { event_active(c->sweep_event, EV_TIMEOUT, 1); }
@@ -344,9 +351,10 @@ static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
         c->refreshing = false;
         c->refresh_soon = false;
         if (probe && c->probe_next % (c->seed_count + c->map.nodes) != 0) {
-            start_refresh(c);  // the next candidate at once; a whole round waits the gap
+            c->probe_again = true;  // the next candidate as soon as the sweep has freed this probe
             return;
         }
+        // A whole round of candidates failed, or a connected node refused: wait longer each time.
         c->refresh_gap_ms = c->refresh_gap_ms * 2 > REFRESH_GAP_MAX_MS ? REFRESH_GAP_MAX_MS : c->refresh_gap_ms * 2;
         want_refresh(c);
         return;
@@ -386,8 +394,10 @@ static void start_refresh(Cluster *c)
         want_refresh(c);
         return;
     }
-    int candidates = c->seed_count + c->map.nodes;
-    int i = c->probe_next++ % candidates;
+    int candidates = c->seed_count + c->map.nodes, i;
+    do  // (a seed always qualifies; a known node unless its entry was freed)
+        i = c->probe_next++ % candidates;
+    while (i >= c->seed_count && c->map.node[i - c->seed_count].port == 0);
     BackendTarget target;
     ClusterNode asked;
     if (i < c->seed_count) {

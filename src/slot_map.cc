@@ -13,15 +13,29 @@ void slot_map_init(SlotMap *m)
 
 int slot_map_node(SlotMap *m, const char *ip, int port)
 {
-    for (int i = 0; i < m->nodes; i++)
+    int free_entry = -1;
+    for (int i = 0; i < m->nodes; i++) {
         if (m->node[i].port == port && strcmp(m->node[i].ip, ip) == 0)
             return i;
-    if (m->nodes == SLOT_MAP_MAX_NODES || strlen(ip) >= sizeof(m->node[0].ip))
+        if (m->node[i].port == 0 && free_entry < 0)
+            free_entry = i;
+    }
+    if (strlen(ip) >= sizeof(m->node[0].ip) || port <= 0 || (free_entry < 0 && m->nodes == SLOT_MAP_MAX_NODES))
         return -1;
-    ClusterNode *n = &m->node[m->nodes];
-    snprintf(n->ip, sizeof(n->ip), "%s", ip);
-    n->port = port;
-    return m->nodes++;
+    int i = free_entry >= 0 ? free_entry : m->nodes++;
+    snprintf(m->node[i].ip, sizeof(m->node[i].ip), "%s", ip);
+    m->node[i].port = port;
+    return i;
+}
+
+bool slot_map_forget(SlotMap *m, int node)
+{
+    for (int s = 0; s < CLUSTER_SLOTS; s++)
+        if (m->owner[s] == node)
+            return false;
+    m->node[node].ip[0] = '\0';
+    m->node[node].port = 0;
+    return true;
 }
 
 // One node of a CLUSTER SLOTS entry: [ip, port, id, ...]. An empty ip (or "?") means the node

@@ -14,7 +14,7 @@ static const int SLOT_MAP_MAX_NODES = 256;
 
 struct ClusterNode {
     char ip[64];
-    int port;
+    int port;  // 0: a free entry (a node forgotten), reused by the next new node
 };
 
 struct SlotMap {
@@ -25,8 +25,13 @@ struct SlotMap {
 
 void slot_map_init(SlotMap *m);
 
-// The node at ip:port, added if new; -1 when the table is full.
+// The node at ip:port, added if new (in a free entry if there is one); -1 when the table is full.
 int slot_map_node(SlotMap *m, const char *ip, int port);
+
+// Frees a node's entry for reuse, so that nodes coming and going over a long life (new addresses
+// after each failover or rescheduling) never fill the table. Only for a node that owns no slot
+// and that nothing refers to any more (its connections closed). False if it owns slots.
+bool slot_map_forget(SlotMap *m, int node);
 
 // Fills the owners from a CLUSTER SLOTS reply (primaries only; node indexes of known nodes are
 // kept). `asked` stands in for a node whose address Redis left empty (it means the node that

@@ -13,6 +13,19 @@ CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
                 "--repl-diskless-sync-delay", "0"]
 
 
+def _crc16_table():
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        table.append(crc)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
 def key_slot(key):
     """Redis Cluster's hash slot: CRC16 (XMODEM) of the key or its non-empty {hash tag}. The tests
     check it against CLUSTER KEYSLOT (test_slot_function_agrees_with_redis)."""
@@ -25,10 +38,7 @@ def key_slot(key):
             key = key[start + 1:end]
     crc = 0
     for byte in key:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
     return crc % 16384
 
 

@@ -145,6 +145,22 @@ class ClusterReadTest(ClusterProxyMixin, ProxyTestCase):
             self.assertEqual(r.body, b"v")
             self.assertEqual(r.header("X-Cache"), "MISS" if port == victim else "HIT", (port, victim))
 
+    def test_connections_are_two_per_primary_per_worker(self):
+        proxy = self.start_cluster_proxy(self.cluster, proxy={"workers": "2"}, cache={"invalidation": "tracking"})
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_workers") == 2,
+                   what="tracking in both workers")
+        for k in ("conn:%d" % i for i in range(50)):
+            proxy.get(k)
+
+        def proxy_clients(port):
+            # Everything but replicas (flags S) and the connection asking.
+            lines = self.cluster.server(port)("CLIENT", "LIST").decode().splitlines()
+            return [l for l in lines if " flags=S " not in l and "cmd=client|list" not in l]
+        for port in sorted(set(self.owner_of_slot.values())):
+            wait_until(lambda: len(proxy_clients(port)) == 4, timeout=5,
+                       what="4 connections on %d: %r" % (port, proxy_clients(port)))
+            self.assertEqual(sum(" flags=P " in l for l in proxy_clients(port)), 2, "one link per worker")
+
     def test_a_seed_list_whose_first_node_is_down(self):
         seeds = ["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % self.cluster.servers[1].port]
         proxy = self.start_cluster_proxy(self.cluster, seeds=seeds)

@@ -227,3 +227,27 @@ TEST(SlotMap, test_set_owner_says_whether_the_owner_changed)
     LONGS_EQUAL(b, m->owner[5]);
     LONGS_EQUAL(-1, m->owner[6]);
 }
+
+TEST(SlotMap, test_a_forgotten_node_frees_its_entry_for_the_next_one)
+{
+    int a = slot_map_node(m, "10.0.0.1", 7000), b = slot_map_node(m, "10.0.0.2", 7000);
+    CHECK(slot_map_set_owner(m, 9, b));
+    CHECK_FALSE(slot_map_forget(m, b));  // it owns a slot
+    CHECK(slot_map_forget(m, a));
+    LONGS_EQUAL(a, slot_map_node(m, "10.0.0.3", 7000));  // reused
+    STRCMP_EQUAL("10.0.0.3", m->node[a].ip);
+    LONGS_EQUAL(b, slot_map_node(m, "10.0.0.2", 7000));
+    LONGS_EQUAL(2, m->nodes);
+}
+
+TEST(SlotMap, test_the_table_never_fills_with_nodes_that_came_and_went)
+{
+    for (int i = 0; i < 10 * SLOT_MAP_MAX_NODES; i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
+        int n = slot_map_node(m, ip, 7000);
+        CHECK(n >= 0);
+        CHECK(slot_map_forget(m, n));
+    }
+    CHECK(m->nodes <= 1);
+}
