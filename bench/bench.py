@@ -402,7 +402,7 @@ def measure_cluster(workdir, redis):
                        what="tracking on every primary in every worker")
             return proxy
         hits, misses = cluster_proxy(KEYS * 2), cluster_proxy(1)
-        single = start_proxy(workdir, redis, 2, KEYS * 2)
+        single = start_proxy(workdir, redis, 2, KEYS * 2, resp=True)
         warm_all_workers(hits, 2, KEYS, "key:%012d")
         warm_all_workers(single, 2, KEYS, "key:%012d")
         runs = {"hit": [], "hit one redis": [], "miss": [], "direct": []}
