@@ -266,14 +266,22 @@ static void want_refresh(Cluster *c)
     schedule_refresh(c, at > now ? at - now : 0);
 }
 
+// Asked for soon and nothing changed: the next soon one waits longer.
+static void back_off_refresh(Cluster *c)
+{
+    c->refresh_gap_ms = c->refresh_gap_ms * 2 > REFRESH_GAP_MAX_MS ? REFRESH_GAP_MAX_MS : c->refresh_gap_ms * 2;
+}
+
 static void refresh_ended(Cluster *c, bool changed)
 {
     c->refreshing = false;
     c->refresh_soon = false;
     // Asked for soon and nothing changed: the next soon one waits longer (a failover takes a
     // moment to show in the map; no need to ask a hundred times meanwhile).
-    c->refresh_gap_ms = changed ? REFRESH_GAP_MIN_MS
-                                : (c->refresh_gap_ms * 2 > REFRESH_GAP_MAX_MS ? REFRESH_GAP_MAX_MS : c->refresh_gap_ms * 2);
+    if (changed)
+        c->refresh_gap_ms = REFRESH_GAP_MIN_MS;
+    else
+        back_off_refresh(c);
     schedule_refresh(c, (uint64_t)c->w->config->cluster_refresh_ms);
 }
 
@@ -355,7 +363,7 @@ static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
             return;
         }
         // A whole round of candidates failed, or a connected node refused: wait longer each time.
-        c->refresh_gap_ms = c->refresh_gap_ms * 2 > REFRESH_GAP_MAX_MS ? REFRESH_GAP_MAX_MS : c->refresh_gap_ms * 2;
+        back_off_refresh(c);
         want_refresh(c);
         return;
     }
