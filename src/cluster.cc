@@ -7,6 +7,7 @@
 
 #include "cache.h"
 #include "clock.h"
+#include "command_owner.h"
 #include "config.h"
 #include "log.h"
 #include "slot_map.h"
@@ -51,7 +52,7 @@ struct ClusterRequest {
 
 // A CLUSTER SLOTS on its way: whom it asked (an empty address in the answer means that node).
 struct SlotsQuery {
-    Cluster *c;
+    OwnedCommand base;  // owned by the cluster: cancelled when it goes
     ClusterNode asked;
     bool probe;
 };
@@ -81,6 +82,7 @@ struct Cluster {
     WorkerStats probe_stats;  // not the worker's: a seed is no primary it reads from
     event *sweep_event;
     ClusterRequest *parked;
+    CommandOwner queries;  // the CLUSTER SLOTS on their way
     bool destroying;
     // Set while a reply is delivered to its caller.
     bool reply_cacheable;
@@ -342,10 +344,12 @@ static void start_refresh(Cluster *c);
 static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     SlotsQuery *q = (SlotsQuery *)arg;
-    Cluster *c = q->c;
+    Cluster *c = (Cluster *)owned_command_take(&q->base);
     ClusterNode asked = q->asked;
     bool probe = q->probe;
     free(q);
+    if (c == NULL)
+        return;  // the cluster is being destroyed
     if (probe) {
         c->w->stats->redis_tried = 1;  // the first attempt has ended, either way (readiness)
         c->probe_done = true;
@@ -375,11 +379,14 @@ static bool ask_slots(Cluster *c, Backend *to, const ClusterNode *asked, bool pr
     SlotsQuery *q = (SlotsQuery *)malloc(sizeof(SlotsQuery));
     if (q == NULL)
         return false;
-    *q = {c, *asked, probe};
+    q->asked = *asked;
+    q->probe = probe;
+    command_owner_add(&c->queries, &q->base);
     const char *argv[] = {"CLUSTER", "SLOTS"};
     size_t lens[] = {7, 5};
     if (backend_command(to, 2, argv, lens, on_slots_reply, q))
         return true;
+    owned_command_take(&q->base);
     free(q);
     return false;
 }
@@ -620,6 +627,7 @@ Cluster *cluster_create(Worker *w, const BackendTarget *seeds, int seed_count, u
     if (c == NULL)
         return NULL;
     c->w = w;
+    c->queries.self = c;
     c->seeds = seeds;
     c->seed_count = seed_count;
     c->seed = seed;
@@ -640,6 +648,7 @@ void cluster_destroy(Cluster *c)
     if (c == NULL)
         return;
     c->destroying = true;
+    command_owner_cancel_all(&c->queries);
     while (c->parked != NULL) {
         ClusterRequest *r = c->parked;
         unpark(r);

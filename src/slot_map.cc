@@ -134,10 +134,11 @@ bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out)
         host[host_len - 1] = '\0';
         host++;
     }
-    if (host[0] == '\0' || strlen(host) >= sizeof(out->to.ip))
+    size_t host_size = strlen(host) + 1;
+    if (host_size == 1 || host_size > sizeof(out->to.ip))
         return false;
     out->slot = slot;
-    snprintf(out->to.ip, sizeof(out->to.ip), "%s", host);
+    memcpy(out->to.ip, host, host_size);
     out->to.port = (int)port;
     return true;
 }

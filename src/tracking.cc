@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "cache.h"
 #include "clock.h"
+#include "command_owner.h"
 #include "config.h"
 #include "log.h"
 #include "lookup.h"
@@ -37,10 +38,13 @@ struct Tracking {
     uint64_t beats_sent, beats_back;
     char target_ip[64];  // the node, in the heartbeat channel's name
     int target_port;
+    // The commands it sent and whose replies are still to come, on the link or on the data
+    // connection, which its owner may free before or after it: cancelled when it dies.
+    CommandOwner commands;
 };
 
-struct TrackingCommand {  // a reply's context: the tracking and the epoch it was sent in
-    Tracking *t;
+struct TrackingCommand {  // a reply's context: who sent it, and the epoch it was sent in
+    OwnedCommand base;
     uint64_t epoch;
 };
 
@@ -51,20 +55,23 @@ static bool send_command(Tracking *t, Backend *to, int argc, const char **argv, 
     TrackingCommand *c = (TrackingCommand *)malloc(sizeof(TrackingCommand));
     if (c == NULL)
         return false;
-    *c = {t, t->epoch};
+    c->epoch = t->epoch;
+    command_owner_add(&t->commands, &c->base);
     if (backend_command(to, argc, argv, lens, fn, c))
         return true;
+    owned_command_take(&c->base);
     free(c);
     return false;
 }
 
-// A reply's tracking, or NULL when the command failed or was sent before the last loss (lose()
-// has run since, and the next ready connection tries again): then the reply says nothing.
+// A reply's tracking, or NULL when the command failed, its tracking is gone, or it was sent
+// before the last loss (lose() has run since, and the next ready connection tries again): then
+// the reply says nothing.
 static Tracking *reply_owner(void *arg, BackendFailure failure)
 {
     TrackingCommand *c = (TrackingCommand *)arg;
-    Tracking *t = c->t;
-    bool current = c->epoch == t->epoch;
+    Tracking *t = (Tracking *)owned_command_take(&c->base);
+    bool current = t != NULL && c->epoch == t->epoch;
     free(c);
     return current && failure == BACKEND_OK ? t : NULL;
 }
@@ -279,6 +286,7 @@ Tracking *tracking_create(Worker *w, const BackendTarget *target, const Tracking
     if (t == NULL)
         return NULL;
     t->w = w;
+    t->commands.self = t;
     t->owner = *owner;
     if (t->owner.label == NULL)
         t->owner.label = "";
@@ -307,7 +315,9 @@ void tracking_destroy(Tracking *t)
 {
     if (t == NULL)
         return;
-    backend_destroy(t->link);  // answers its outstanding commands while t is still here
+    // Its commands on the owner's data connection may be answered after this, in any order.
+    command_owner_cancel_all(&t->commands);
+    backend_destroy(t->link);
     if (t->heartbeat_timer != NULL)
         event_free(t->heartbeat_timer);
     free(t);

@@ -57,6 +57,11 @@ class FakeRedis:
         sending itself (returning bytes sends them too)."""
         self.handlers[name.upper()] = answer
 
+    def stall(self, args, sock):
+        """A handler that never answers: the connection is stuck on this command, as a Redis busy
+        with it would be, and answers nothing after it either (replies come in order)."""
+        self._stopping.wait()
+
     def calls(self, name):
         with self._lock:
             return sum(1 for c in self.commands if c[0].upper() == name.upper().encode())
@@ -147,3 +152,18 @@ class FakeRedis:
                         sock.sendall(answer)
                 except OSError:
                     return
+
+
+def subscribe_confirmations(args, sock):
+    """A SUBSCRIBE's replies: one confirmation per channel, as Redis sends them (RESP2)."""
+    return b"".join(b"*3\r\n$9\r\nsubscribe\r\n%s:%d\r\n" % (bulk(ch), i + 1) for i, ch in enumerate(args[1:]))
+
+
+def cluster_slots_reply(owners):
+    """A CLUSTER SLOTS reply: owners is a list of (first slot, last slot, port) on 127.0.0.1."""
+    out = [b"*%d\r\n" % len(owners)]
+    for first, last, port in owners:
+        out.append(b"*3\r\n:%d\r\n:%d\r\n*3\r\n%s:%d\r\n%s" % (
+            first, last, bulk(b"127.0.0.1"), port, bulk(b"%040d" % port)))
+    return b"".join(out)
+
