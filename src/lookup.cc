@@ -455,13 +455,13 @@ void lookup_invalidate(Worker *w, const char *key, size_t len)
 
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }
 
-void lookup_add_value(evbuffer *out, const LookupResult *r)
+bool lookup_add_value(evbuffer *out, const LookupResult *r)
 {
     // Referenced in place only when it is large, cached, and can take one more reference.
     if (r->entry != NULL && r->value_len > COPY_VALUE_MAX && cache_entry_retain(r->entry)) {
         if (evbuffer_add_reference(out, r->value, r->value_len, release_entry, r->entry) == 0)
-            return;
+            return true;
         cache_entry_release(r->entry);
     }
-    evbuffer_add(out, r->value, r->value_len);
+    return evbuffer_add(out, r->value, r->value_len) == 0;
 }

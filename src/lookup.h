@@ -57,4 +57,5 @@ void lookup_invalidate(Worker *w, const char *key, size_t len);
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
 // than the chain a reference allocates); larger cached ones are referenced in place with the
 // entry retained until libevent has written them, so an eviction meanwhile is harmless.
-void lookup_add_value(evbuffer *out, const LookupResult *r);
+// False when out of memory: nothing was added, and the answer must not be sent as it is.
+bool lookup_add_value(evbuffer *out, const LookupResult *r);

@@ -245,6 +245,17 @@ static void signal_retiring(Master *m, int sig)
         kill(m->retiring[i], sig);
 }
 
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGHUP: return "SIGHUP";
+    default: return "signal";
+    }
+}
+
 // Graceful (SIGTERM to each worker: stop accepting, answer what is in flight, exit, all within
 // shutdown_timeout, after which they are killed) or immediate (SIGKILL at once).
 static void stop_workers(Master *m, bool graceful)
@@ -269,19 +280,17 @@ static void stop_workers(Master *m, bool graceful)
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
         siginfo_t info;
-        sigtimedwait(&m->handled, &info, &ts);  // wakes on SIGCHLD
+        int sig = sigtimedwait(&m->handled, &info, &ts);  // wakes on SIGCHLD
+        if (graceful && (sig == SIGINT || sig == SIGQUIT)) {
+            // Asked again while stopping gracefully (Ctrl-C twice, or SIGQUIT after SIGTERM):
+            // whoever asks will not wait out shutdown_timeout, so stop at once, as nginx does. A
+            // repeated SIGTERM changes nothing (a service manager escalates with SIGKILL itself).
+            log_info("%s received while stopping gracefully: stopping %d worker(s) at once", signal_name(sig),
+                     running_workers(m));
+            graceful = false;
+            deadline = 0;
+        }
         reap_workers(m, true);
-    }
-}
-
-static const char *signal_name(int sig)
-{
-    switch (sig) {
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGHUP: return "SIGHUP";
-    default: return "signal";
     }
 }
 

@@ -33,8 +33,10 @@ ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool)
     ReplySlot *s = pool->free;
     if (s != NULL)
         pool->free = s->next;
-    else if ((s = (ReplySlot *)malloc(sizeof(ReplySlot))) == NULL)
+    else if ((s = (ReplySlot *)malloc(sizeof(ReplySlot))) == NULL) {
+        q->failed = true;
         return NULL;
+    }
     s->next = NULL;
     s->queue = q;
     s->pool = pool;
@@ -55,9 +57,15 @@ evbuffer *reply_slot_output(ReplySlot *s)
         return NULL;
     if (s->queue->head == s)
         return s->queue->out;
-    if (s->out == NULL)
-        s->out = evbuffer_new();
+    if (s->out == NULL && (s->out = evbuffer_new()) == NULL)
+        s->queue->failed = true;
     return s->out;
+}
+
+void reply_slot_fail(ReplySlot *s)
+{
+    if (s->queue != NULL)
+        s->queue->failed = true;
 }
 
 void *reply_slot_finish(ReplySlot *s)
@@ -80,7 +88,7 @@ void *reply_slot_finish(ReplySlot *s)
         recycle(done);
         moved = true;
     }
-    return moved ? q->owner : NULL;
+    return moved || q->failed ? q->owner : NULL;
 }
 
 evbuffer *reply_queue_immediate(ReplyQueue *q, ReplySlotPool *pool, ReplySlot **slot)

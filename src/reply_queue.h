@@ -23,23 +23,31 @@ struct ReplyQueue {
     size_t pending;  // slots not yet moved into out
     evbuffer *out;   // answers in order, ready to send; owned by the connection
     void *owner;     // the connection, handed back by reply_slot_finish
+    // Out of memory for a slot or an answer's buffer: one answer is missing, so every later one
+    // would pair with the wrong command. The connection must close (it is never answered again).
+    bool failed;
 };
 
 void reply_pool_free(ReplySlotPool *pool);
 
-// A slot for the next answer. NULL when out of memory.
+// A slot for the next answer. NULL when out of memory (the queue has failed).
 ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool);
 
-// Where the slot's answer is to be written now. NULL when its connection has gone: skip it.
+// Where the slot's answer is to be written now. NULL when its connection has gone, or when out of
+// memory (the queue has failed): skip it.
 evbuffer *reply_slot_output(ReplySlot *s);
 
+// Out of memory while writing the slot's answer: the queue has failed (finish the slot still).
+void reply_slot_fail(ReplySlot *s);
+
 // The slot's answer is complete. Moves every complete answer at the head of the line into
-// `out`. Returns the queue's owner when there is something new in `out`, else NULL (also when
-// the connection has gone; the slot is then recycled).
+// `out`. Returns the queue's owner when there is something new in `out` or the queue has failed,
+// else NULL (also when the connection has gone; the slot is then recycled).
 void *reply_slot_finish(ReplySlot *s);
 
 // For an answer known at once: `out` itself when nothing waits ahead of it (*slot = NULL),
-// else a new slot's buffer (finish it with reply_slot_finish). NULL when out of memory.
+// else a new slot's buffer (finish it with reply_slot_finish). NULL when out of memory (the queue
+// has failed; a slot it took, if any, is still to be finished).
 evbuffer *reply_queue_immediate(ReplyQueue *q, ReplySlotPool *pool, ReplySlot **slot);
 
 // The connection is closing: complete slots are recycled, waiting ones orphaned.

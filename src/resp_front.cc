@@ -101,33 +101,33 @@ static void add_failure(evbuffer *out, const LookupResult *r)
 }
 
 // A bulk reply. A small value goes out in one evbuffer_add, header and CRLF around it; a large
-// cached one is referenced in place (lookup_add_value).
-static void add_value(evbuffer *out, const LookupResult *r)
+// cached one is referenced in place (lookup_add_value). False when out of memory.
+static bool add_value(evbuffer *out, const LookupResult *r)
 {
     char small[RESP_HEADER_MAX + 256 + 2];
     if (r->value_len <= 256) {
         size_t n = resp_format_header(small, '$', (long long)r->value_len);
         memcpy(small + n, r->value, r->value_len);
         memcpy(small + n + r->value_len, "\r\n", 2);
-        evbuffer_add(out, small, n + r->value_len + 2);
-        return;
+        return evbuffer_add(out, small, n + r->value_len + 2) == 0;
     }
     resp_add_bulk_header(out, r->value_len);
-    lookup_add_value(out, r);
-    evbuffer_add(out, "\r\n", 2);
+    if (!lookup_add_value(out, r))
+        return false;
+    return evbuffer_add(out, "\r\n", 2) == 0;
 }
 
 static void on_get_done(void *arg, const LookupResult *r)
 {
     ReplySlot *slot = (ReplySlot *)arg;
     evbuffer *out = reply_slot_output(slot);
-    if (out != NULL) {
-        if (r->status == LOOKUP_FOUND)
-            add_value(out, r);
-        else if (r->status == LOOKUP_NOT_FOUND)
-            resp_add_null(out);
-        else
-            add_failure(out, r);
+    if (out != NULL && r->status == LOOKUP_FOUND) {
+        if (!add_value(out, r))
+            reply_slot_fail(slot);
+    } else if (out != NULL && r->status == LOOKUP_NOT_FOUND) {
+        resp_add_null(out);
+    } else if (out != NULL) {
+        add_failure(out, r);
     }
     finish_slot(slot);
 }
@@ -148,10 +148,10 @@ static void on_mget_done(void *arg, const LookupResult *results, size_t n)
         } else {
             resp_add_array_header(out, n);
             for (size_t i = 0; i < n; i++) {
-                if (results[i].status == LOOKUP_FOUND)
-                    add_value(out, &results[i]);
-                else
+                if (results[i].status != LOOKUP_FOUND)
                     resp_add_null(out);
+                else if (!add_value(out, &results[i]))
+                    reply_slot_fail(slot);
             }
         }
     }
@@ -423,10 +423,8 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
     if (command != NULL && command->run == NULL && arity_ok) {
         ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots);
-        if (r == NULL) {
-            c->closing = true;  // out of memory: stop serving this client
-            return;
-        }
+        if (r == NULL)
+            return;  // out of memory: the queue has failed, and the client is closed
         if (command == &commands[COMMAND_GET]) {
             lookup_get(w, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
             return;
@@ -449,10 +447,8 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
     }
     ReplySlot *queued;
     evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
-    if (out == NULL) {
-        c->closing = true;
-        return;
-    }
+    if (out == NULL)
+        return;  // out of memory: the queue has failed, and the client is closed
     if (command == NULL) {
         bool is_write = false;
         for (const char *name : write_commands)
@@ -520,7 +516,7 @@ static void answer_protocol_error(RespClient *c, const char *error)
 
 static bool may_read(const RespClient *c)
 {
-    return !c->closing && c->replies.pending < MAX_PENDING_REPLIES &&
+    return !c->closing && !c->replies.failed && c->replies.pending < MAX_PENDING_REPLIES &&
            evbuffer_get_length(c->replies.out) < MAX_UNSENT_BYTES;
 }
 
@@ -647,6 +643,13 @@ static void on_writable(evutil_socket_t fd, short, void *arg)
 {
     RespClient *c = (RespClient *)arg;
     evbuffer *out = c->replies.out;
+    if (c->replies.failed) {
+        // An answer could not be stored: every later one would pair with the wrong command.
+        log_warn("worker %d: out of memory for an answer to RESP client %llu; closing it",
+                 c->front->worker->id, (unsigned long long)c->id);
+        client_close(c);
+        return;
+    }
     if (evbuffer_get_length(out) > 0) {
         int n = evbuffer_write(out, fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -665,7 +668,7 @@ static void on_writable(evutil_socket_t fd, short, void *arg)
     // Answers went out: commands held back by backpressure may run now; theirs go out next turn.
     if (c->in_len > 0 && may_read(c) && !c->reading) {
         process_input(c);
-        if (evbuffer_get_length(out) > 0)
+        if (evbuffer_get_length(out) > 0 || c->replies.failed)
             event_active(c->write_event, EV_WRITE, 1);
         return;
     }

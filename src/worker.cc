@@ -132,6 +132,16 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     on_stop_timer(-1, 0, w);
 }
 
+// SIGQUIT (Ctrl-\ in a terminal reaches every worker too): stop at once, without the core dump
+// that is its default. What is in flight is answered unavailable as the worker is freed.
+static void on_quit_signal(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    log_debug("worker %d: SIGQUIT, exiting at once", w->id);
+    w->stopping = true;
+    event_base_loopbreak(w->base);
+}
+
 // The Redis connection proved out of step: values read through it may sit under the wrong keys.
 static void forget_cache(void *arg)
 {
@@ -182,7 +192,7 @@ static void worker_free(Worker *w)
     admin_front_destroy(w->admin);
     cache_destroy(w->cache);
     fetch_table_destroy(w->flights);
-    event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event,
+    event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
                        w->accept_retry_timer};
     for (event *e : events)
         if (e != NULL)
@@ -200,9 +210,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     if (getppid() != master)
         return 1;
     // The master blocks signals to handle them synchronously; a worker uses libevent's handlers.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    // They stay blocked (inherited from the master) until those handlers exist: a SIGTERM that
+    // comes meanwhile waits, and is then a graceful stop rather than the default sudden death.
     signal(SIGHUP, SIG_IGN);  // reload is the master's business
     signal(SIGPIPE, SIG_IGN);
     log_set_level((int)config->log_level);
@@ -271,8 +280,9 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.accept_retry_timer = evtimer_new(w.base, on_accept_retry_timer, &w);
     w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.sigint_event = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
+    w.sigquit_event = evsignal_new(w.base, SIGQUIT, on_quit_signal, &w);
     if ((!w.backend && !w.cluster) || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
-        !w.accept_retry_timer) {
+        !w.sigquit_event || !w.accept_retry_timer) {
         log_error("worker %d: cannot set up its event loop", w.id);
         worker_free(&w);
         return 1;
@@ -281,6 +291,10 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     event_add(w.expire_timer, &tick);
     event_add(w.sigterm_event, NULL);
     event_add(w.sigint_event, NULL);
+    event_add(w.sigquit_event, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     w.stats->accepting = 1;
     log_info("worker %d ready (pid %d)", w.id, (int)getpid());

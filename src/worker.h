@@ -41,7 +41,7 @@ struct Worker {
     bool accepting;        // listeners enabled
     bool stopping;
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
-    event *expire_timer, *stop_timer, *sigterm_event, *sigint_event;
+    event *expire_timer, *stop_timer, *sigterm_event, *sigint_event, *sigquit_event;
     event *accept_retry_timer;  // ends a worker_pause_accepting
     uint64_t started_ms;
     uint64_t stop_deadline_ms;

@@ -111,6 +111,28 @@ class SupervisionTest(ProxyTestCase):
         for pid in pids:
             wait_until(lambda: not alive(pid), what="worker %d gone" % pid)
 
+    def test_sigquit_during_a_graceful_stop_stops_at_once(self):
+        proxy = self.start_proxy(redis={"command_timeout": "30s"}, proxy={"shutdown_timeout": "30s"})
+        t, result = self.miss_in_flight(proxy)
+        proxy.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "SIGTERM received" in proxy.log(), what="SIGTERM taken")
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGQUIT)
+        self.assertEqual(proxy.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - started, 2, "did not wait out shutdown_timeout")
+        self.assertIn("SIGQUIT received while stopping gracefully: stopping 1 worker(s) at once", proxy.log())
+
+    def test_sigquit_to_a_worker_ends_it_without_a_core_dump(self):
+        proxy = self.start_proxy()
+        pid = proxy.worker_pids()[0]
+        os.kill(pid, signal.SIGQUIT)
+        wait_until(lambda: "worker 0 (pid %d) exited with status 0" % pid in proxy.log(),
+                   what="the worker's exit logged")
+        self.assertNotIn("core dumped", proxy.log())
+        wait_until(lambda: proxy.worker_pids()[0] != pid, what="the worker respawned")
+        self.redis("SET", "k", "v")
+        self.assertEqual(proxy.get("k").status, 200)
+
     def test_graceful_stop_closes_idle_connections_and_answers_requests_under_way(self):
         proxy = self.start_proxy(resp=True, proxy={"shutdown_timeout": "10s"})
         self.redis("SET", "k", "v")

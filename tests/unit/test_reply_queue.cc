@@ -1,6 +1,8 @@
 #include <CppUTest/TestHarness.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <string>
@@ -132,4 +134,25 @@ TEST(ReplyQueue, test_slots_are_recycled)
         STRCMP_EQUAL("ab", sent().c_str());
         LONGS_EQUAL(2, pooled());
     }
+}
+
+// libevent's allocator, failing on demand: an answer's own buffer that cannot be had.
+static bool fail_allocations;
+static void *failing_malloc(size_t n) { return fail_allocations ? NULL : malloc(n); }
+static void *failing_realloc(void *p, size_t n) { return fail_allocations ? NULL : realloc(p, n); }
+
+TEST(ReplyQueue, test_an_answer_without_memory_fails_the_queue_instead_of_skipping_a_slot)
+{
+    ReplySlot *a = reply_queue_push(&q, &pool);  // waits for Redis, at the head
+    ReplySlot *b = reply_queue_push(&q, &pool);  // ready before its turn: needs a buffer of its own
+    event_set_mem_functions(failing_malloc, failing_realloc, free);
+    fail_allocations = true;
+    POINTERS_EQUAL(NULL, reply_slot_output(b));
+    fail_allocations = false;
+    event_set_mem_functions(NULL, NULL, NULL);
+    CHECK(q.failed);
+    // The connection hears of it at once, though nothing new is ready to send: it must close.
+    POINTERS_EQUAL(&owner, reply_slot_finish(b));
+    answer(a, "A");
+    POINTERS_EQUAL(&owner, reply_slot_finish(a));
 }
