@@ -51,7 +51,7 @@ static void on_request(evhttp_request *req, void *arg)
     ScoreboardTotals t;
     worker_totals(w, &t);
     int want = w->worker_count;
-    char text[160];
+    char text[256];
     if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0) {
         evbuffer *body = evbuffer_new();
         if (body == NULL) {
@@ -69,11 +69,19 @@ static void on_request(evhttp_request *req, void *arg)
         snprintf(text, sizeof(text), "%s: %d of %d workers running\n", ok ? "ok" : "unhealthy", t.workers, want);
         reply_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", text);
     } else if (path_len == 7 && memcmp(uri, "/readyz", 7) == 0) {
-        // Ready: every worker can answer a miss, i.e. is connected to Redis.
+        // Ready: every worker can answer a miss, i.e. is connected to Redis. With tracking, a
+        // worker whose tracking is not established serves too, from Redis without caching:
+        // said in the body, not in the status.
         int connected = (int)t.stats.redis_connected;
         bool ok = t.workers >= want && connected >= t.workers;
-        snprintf(text, sizeof(text), "%s: %d of %d workers connected to Redis\n", ok ? "ready" : "not ready",
-                 connected, t.workers);
+        int n = snprintf(text, sizeof(text), "%s: %d of %d workers connected to Redis", ok ? "ready" : "not ready",
+                         connected, t.workers);
+        if (a->worker->config->invalidation == INVALIDATION_TRACKING)
+            snprintf(text + n, sizeof(text) - (size_t)n, "; invalidation tracking established in %d of %d%s\n",
+                     (int)t.stats.tracking, t.workers,
+                     (int)t.stats.tracking < t.workers ? " (the others cache nothing until it is)" : "");
+        else
+            snprintf(text + n, sizeof(text) - (size_t)n, "\n");
         reply_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", text);
     } else {
         reply_text(req, 404, "Not Found", "try /metrics, /healthz or /readyz\n");

@@ -117,6 +117,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_tracking_losses_total", "counter",
            "Whole caches made stale because a worker lost its invalidation link or its Redis connection.",
            (unsigned long long)s->tracking_losses);
+    single(out, "redis_proxy_tracking_refusals_total", "counter",
+           "Tracking commands Redis refused for now (BUSY, LOADING, too many clients): retried with back-off.",
+           (unsigned long long)s->tracking_refusals);
     single(out, "redis_proxy_cluster_moved_total", "counter",
            "MOVED answers followed to another Redis Cluster node (the slot's owner changed).",
            (unsigned long long)s->cluster_moved);

@@ -68,6 +68,7 @@ struct WorkerStats {
     uint64_t invalidations;     // cached keys dropped because Redis said they changed
     uint64_t invalidation_flushes; // the whole cache made stale: FLUSHALL/FLUSHDB in Redis
     uint64_t tracking_losses;   // the invalidation link lost: the whole cache made stale
+    uint64_t tracking_refusals; // Redis refused a tracking command for now: retried with back-off
     uint64_t cluster_moved;     // MOVED answers followed (Redis Cluster): the slot's owner changed
     uint64_t cluster_asks;      // ASK answers followed: the slot is being migrated
     uint64_t cluster_retries;   // commands tried again after CLUSTERDOWN or TRYAGAIN

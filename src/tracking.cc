@@ -16,6 +16,8 @@
 #include "worker.h"
 
 static const char INVALIDATE_CHANNEL[] = "__redis__:invalidate";
+static const uint64_t RETRY_MIN_MS = 100;  // after a refusal for now (-BUSY, -LOADING, ...)
+static const uint64_t RETRY_MAX_MS = 5000;
 
 struct Tracking {
     Worker *w;
@@ -29,7 +31,10 @@ struct Tracking {
     bool established;        // ... and confirmed: invalidations flow, the worker caches
     bool ever_established;
     bool heartbeat_refused;  // PUBLISH refused (an ACL): only a dropped connection is noticed
-    bool unsupported;        // Redis refused tracking: TTL only, the link is (being) freed
+    bool unsupported;        // Redis refused tracking for good: TTL only, the link is (being) freed
+    bool retry_pending;      // refused for now: nothing is tried before retry_timer fires
+    int refusals;            // consecutive refusals for now: the back-off grows with them
+    event *retry_timer;
     // Bumped whenever the link or the data connection is lost: an answer to a command sent
     // before then (a CLIENT TRACKING's OK, a heartbeat's count) no longer says anything.
     uint64_t epoch;
@@ -114,6 +119,59 @@ static void give_up(Tracking *t, const char *command, const redisReply *reply)
     event_active(t->heartbeat_timer, EV_TIMEOUT, 1);  // frees the link, out of any callback
 }
 
+static void enable(Tracking *t);
+
+// A refusal that will not change by retrying: a Redis without the command (older than 6.0), or
+// an ACL that denies it or the channels. Anything else (-BUSY from a script, -LOADING, too many
+// clients, an odd reply) passes, so tracking is retried rather than switched off for good.
+static bool refused_for_good(const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ERROR)
+        return false;
+    if (strncmp(reply->str, "NOPERM", 6) == 0)
+        return true;
+    return strcasestr(reply->str, "unknown command") != NULL || strcasestr(reply->str, "unknown subcommand") != NULL;
+}
+
+// Refused for now: whatever was under way is lost, and the whole handshake is tried again after
+// a back-off (100ms doubling to 5s; back to the shortest once tracking is established).
+static void retry_later(Tracking *t, const char *command, const redisReply *reply)
+{
+    uint64_t delay = RETRY_MIN_MS << (t->refusals < 6 ? t->refusals : 6);
+    if (delay > RETRY_MAX_MS)
+        delay = RETRY_MAX_MS;
+    t->refusals++;
+    t->w->stats->tracking_refusals++;
+    log_msg(t->refusals == 1 ? LOG_WARN : LOG_DEBUG, "worker %d: Redis%s refuses %s for now (%.*s); not caching%s, retrying in %llums",
+            t->w->id, t->owner.label, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply", t->owner.label[0] ? " its slots" : "",
+            (unsigned long long)delay);
+    lose(t, "refused");
+    t->retry_pending = true;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    evtimer_add(t->retry_timer, &tv);
+}
+
+static void refused(Tracking *t, const char *command, const redisReply *reply)
+{
+    if (refused_for_good(reply))
+        give_up(t, command, reply);
+    else
+        retry_later(t, command, reply);
+}
+
+// The back-off after a refusal is over: the link starts again from CLIENT ID (a reset), or, if it
+// is subscribed, CLIENT TRACKING is asked again.
+static void on_retry_timer(evutil_socket_t, short, void *arg)
+{
+    Tracking *t = (Tracking *)arg;
+    t->retry_pending = false;
+    if (t->link_ready)
+        enable(t);
+    else
+        backend_reset(t->link, "retrying tracking after a refusal");
+}
+
 static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Tracking *t = reply_owner(arg, failure);
@@ -127,19 +185,21 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
         log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking%s %s (link id %lld)",
                 t->w->id, t->owner.label, t->ever_established ? "back" : "on", t->link_id);
         t->ever_established = true;
+        t->refusals = 0;
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "redirect") != NULL) {
         backend_reset(t->link, "Redis no longer knows it");  // the link died meanwhile
         return;
     }
-    give_up(t, "CLIENT TRACKING", reply);
+    refused(t, "CLIENT TRACKING", reply);
 }
 
 // Both connections ready: ask Redis to track what the data connection reads, for the link.
 static void enable(Tracking *t)
 {
-    if (t->unsupported || !t->link_ready || t->enabling || t->established || !backend_ready(t->owner.data))
+    if (t->unsupported || t->retry_pending || !t->link_ready || t->enabling || t->established ||
+        !backend_ready(t->owner.data))
         return;
     // What was fetched before this command was read untracked: its replies must not be cached.
     t->owner.distrust(t->owner.arg);
@@ -222,7 +282,7 @@ static void on_push(void *arg, redisReply *r)
 {
     Tracking *t = (Tracking *)arg;
     if (r->type == REDIS_REPLY_ERROR && !t->link_ready) {
-        give_up(t, "SUBSCRIBE", r);  // an ACL without these channels (NOPERM)
+        refused(t, "SUBSCRIBE", r);  // for good: an ACL without these channels (NOPERM)
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
@@ -248,7 +308,7 @@ static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
     if (t == NULL)
         return;
     if (reply->type != REDIS_REPLY_INTEGER) {
-        give_up(t, "CLIENT ID", reply);
+        refused(t, "CLIENT ID", reply);
         return;
     }
     t->link_id = reply->integer;
@@ -300,7 +360,8 @@ Tracking *tracking_create(Worker *w, const BackendTarget *target, const Tracking
     hooks.label = " (invalidation link)";
     t->link = backend_create(w->base, w->config, target, &t->link_stats, seed, &hooks);
     t->heartbeat_timer = event_new(w->base, -1, EV_PERSIST, on_heartbeat_timer, t);
-    if (t->link == NULL || t->heartbeat_timer == NULL) {
+    t->retry_timer = evtimer_new(w->base, on_retry_timer, t);
+    if (t->link == NULL || t->heartbeat_timer == NULL || t->retry_timer == NULL) {
         tracking_destroy(t);
         return NULL;
     }
@@ -320,6 +381,8 @@ void tracking_destroy(Tracking *t)
     backend_destroy(t->link);
     if (t->heartbeat_timer != NULL)
         event_free(t->heartbeat_timer);
+    if (t->retry_timer != NULL)
+        event_free(t->retry_timer);
     free(t);
 }
 

@@ -14,8 +14,10 @@
 // or a heartbeat, makes the owner distrust what was read through the data connection: nothing
 // cached before is a hit any more, and nothing fetched before is cached (for one Redis, a new
 // cache generation; for a cluster node, its slots). Both reconnect with backoff; caching resumes once SUBSCRIBE
-// and CLIENT TRACKING are both confirmed again. A Redis that refuses CLIENT TRACKING (older than
-// 6.0) gets one warning, and the worker runs TTL-only.
+// and CLIENT TRACKING are both confirmed again. A Redis that refuses tracking for good (older than
+// 6.0: unknown command; an ACL that denies it: NOPERM) gets one warning, and the worker runs
+// TTL-only. Any other refusal (-BUSY, -LOADING, too many clients) is a loss like the others:
+// nothing cached is trusted, and the handshake is retried with a growing back-off.
 #pragma once
 
 #include <stdint.h>

@@ -26,8 +26,12 @@ class ClusterProxyMixin:
         p = Proxy(self.workdir, settings, resp)
         self.addCleanup(self._stop_proxy, p)
         p.start()
-        # Ready means the map is read and every primary connected: the admin's /readyz says so.
+        # Ready means the map is read and every primary connected: the admin's /readyz says so,
+        # and with tracking, whether every primary tracks what the workers read.
         wait_until(lambda: p.admin("/readyz")[0] == 200, what="the proxy connected to every primary")
+        if settings.get("cache", {}).get("invalidation") == "tracking":
+            wait_until(lambda: "tracking established in %d of %d\n" % (p.workers, p.workers) in p.admin("/readyz")[1],
+                       what="every primary tracking the workers' reads")
         return p
 
     def cset(self, cluster, key, value):

@@ -4,9 +4,10 @@ until Redis tracks every worker, and makes sure each worker has the key cached (
 proxy without invalidation would fail it."""
 import re
 import signal
+import threading
 import time
 
-from harness import ProxyTestCase, one_connection_per_worker, wait_until
+from harness import ProxyTestCase, RedisError, one_connection_per_worker, wait_until
 from fake_redis import FakeRedis
 from relay import Relay
 from test_admin import metric
@@ -223,6 +224,43 @@ class UnsupportedTest(ProxyTestCase):
         self.assertEqual(proxy.get("absent").status, 404)
         self.assertEqual(proxy.get("absent").header("X-Cache"), "MISS")  # auto: off without tracking
         self.assertEqual(proxy.log().count("running without invalidation"), 1)
+
+
+BUSY_SCRIPT = """local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]
+while true do local n = redis.call('TIME'); if n[1] * 1000000 + n[2] - start > 1500000 then break end end
+return 1"""
+
+
+class TransientRefusalTest(TrackingTestCase):
+    def test_a_busy_redis_delays_tracking_but_never_switches_it_off(self):
+        redis = self.start_redis(extra_args=["--busy-reply-threshold", "50"])
+        busy = threading.Thread(target=lambda: redis("EVAL", BUSY_SCRIPT, "0"), daemon=True)
+        busy.start()
+        wait_until(lambda: self.answers_busy(redis), what="Redis answering -BUSY")
+        proxy = self.start_proxy(redis, cache={"invalidation": "tracking", "ttl": "300s"})
+        wait_until(lambda: "refuses CLIENT ID for now (BUSY" in proxy.log(), what="the refusal")
+        status, body = proxy.admin("/readyz")
+        self.assertIn("invalidation tracking established in 0 of 1", body)
+        busy.join(10)
+        self.wait_tracked(proxy, 1)  # retried once the script is over
+        status, body = proxy.admin("/readyz")
+        self.assertEqual(status, 200)
+        self.assertIn("invalidation tracking established in 1 of 1\n", body)
+        self.assertNotIn("running without invalidation", proxy.log())
+        self.assertGreaterEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_refusals_total"), 1)
+        # And it works: cached, then changed in Redis, then answered new.
+        redis("SET", "k", "old")
+        self.assertEqual(proxy.get("k").body, b"old")
+        self.assertHit(proxy.get("k"), b"old")
+        redis("SET", "k", "new")
+        wait_until(lambda: proxy.get("k").body == b"new", timeout=FAST, what="the invalidation")
+
+    def answers_busy(self, redis):
+        try:
+            redis("PING")
+            return False
+        except RedisError as e:
+            return str(e).startswith("BUSY")
 
 
 class AclTest(TrackingTestCase):
