@@ -23,12 +23,18 @@ static const uint64_t RECONNECT_MIN_MS = 100;
 static const uint64_t RECONNECT_MAX_MS = 2000;
 static const size_t READ_CHUNK = 64 * 1024;
 
+// Past its deadline, a command has been answered BACKEND_TIMEOUT but keeps its place, its reply
+// read and dropped when it comes. Only when the oldest such command has waited this many times
+// command_timeout is the connection itself given up on and reset.
+static const uint64_t ABANDONED_RESET_FACTOR = 3;
+
 // One command sent to Redis and not yet answered. Redis answers in order, so these form a FIFO:
-// the head is both the next reply's owner and the oldest deadline.
+// the head is the next reply's owner; deadlines are in the same order, since every command gets
+// the same command_timeout.
 struct PendingCommand {
     uint64_t deadline_ms;
     uint64_t sent_us;  // for the round-trip histogram
-    BackendReplyFn fn;
+    BackendReplyFn fn;  // NULL once abandoned: answered as timed out, its reply dropped
     void *arg;
 };
 
@@ -53,6 +59,7 @@ struct Backend {
     size_t batch_cap;
     PendingCommand *ring;
     size_t ring_cap, ring_head, ring_len;
+    size_t abandoned;  // the first `abandoned` commands of the ring are past their deadline
     event *connect_timer, *timeout_timer, *reconnect_timer;
     bool timeout_armed;
     int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
@@ -117,8 +124,12 @@ static PendingCommand pop_command(Backend *b)
     PendingCommand cmd = b->ring[b->ring_head];
     b->ring_head = (b->ring_head + 1) & (b->ring_cap - 1);
     b->ring_len--;
+    if (b->abandoned > 0)
+        b->abandoned--;
     return cmd;
 }
+
+static PendingCommand *ring_at(Backend *b, size_t i) { return &b->ring[(b->ring_head + i) & (b->ring_cap - 1)]; }
 
 // Closes the socket and answers every outstanding command with `failure`. The state is reset
 // before any callback runs, so a callback that sends a new command is refused cleanly.
@@ -143,8 +154,10 @@ static void close_connection(Backend *b, BackendFailure failure)
     b->reply_bytes = 0;
     while (b->ring_len > 0) {
         PendingCommand cmd = pop_command(b);
-        cmd.fn(cmd.arg, NULL, failure);
+        if (cmd.fn != NULL)
+            cmd.fn(cmd.arg, NULL, failure);
     }
+    b->abandoned = 0;
 }
 
 static void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
@@ -245,7 +258,7 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
     if (!append_command(b->out, argc, argv, lens))
         return false;
     uint64_t timeout = (uint64_t)b->config->command_timeout_ms;
-    PendingCommand *cmd = &b->ring[(b->ring_head + b->ring_len) & (b->ring_cap - 1)];
+    PendingCommand *cmd = ring_at(b, b->ring_len);
     cmd->deadline_ms = monotonic_ms() + timeout;
     cmd->sent_us = monotonic_us();
     cmd->fn = fn;
@@ -258,22 +271,43 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
     return true;
 }
 
-// Fires at the oldest outstanding command's deadline (or a little after, if it was answered and
-// a younger one is now the oldest: then it re-arms for that one).
+// Each command has its own deadline: one late reply fails only its own command, not the younger
+// ones behind it. The timer fires at the oldest live command's deadline (or a little after, if it
+// was answered meanwhile: then it re-arms for the next). A command past its deadline is answered
+// BACKEND_TIMEOUT and abandoned in place (its reply still comes, in order, and is dropped). Only
+// when abandoned commands pile up far past their time is the connection reset.
 static void on_timeout_timer(evutil_socket_t, short, void *arg)
 {
     Backend *b = (Backend *)arg;
     b->timeout_armed = false;
-    if (b->ring_len == 0)
-        return;
-    uint64_t now = monotonic_ms(), deadline = b->ring[b->ring_head].deadline_ms;
-    if (now < deadline) {
-        arm_timeout(b, deadline - now);
+    uint64_t now = monotonic_ms(), timeout = (uint64_t)b->config->command_timeout_ms;
+    int fd = b->fd;
+    if (b->abandoned > 0 && now >= ring_at(b, 0)->deadline_ms + (ABANDONED_RESET_FACTOR - 1) * timeout) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "%zu command(s) outstanding, the oldest for over %llums",
+                 b->ring_len, (unsigned long long)(ABANDONED_RESET_FACTOR * timeout));
+        backend_drop(b, BACKEND_TIMEOUT, "no reply within command_timeout", detail);
         return;
     }
-    char detail[96];
-    snprintf(detail, sizeof(detail), "%zu command(s) outstanding, answered as timed out", b->ring_len);
-    backend_drop(b, BACKEND_TIMEOUT, "no reply within command_timeout", detail);
+    while (b->abandoned < b->ring_len && ring_at(b, b->abandoned)->deadline_ms <= now) {
+        PendingCommand *cmd = ring_at(b, b->abandoned++);
+        BackendReplyFn fn = cmd->fn;
+        cmd->fn = NULL;  // abandoned before its callback runs: nothing answers it twice
+        b->stats->redis_timeouts++;
+        if (b->abandoned == 1)
+            log_warn("redis %s%s: no reply within command_timeout (%lldms); answering that command as timed out, "
+                     "and any later one that is late too", b->target.display, b->hooks.label,
+                     (long long)b->config->command_timeout_ms);
+        fn(cmd->arg, NULL, BACKEND_TIMEOUT);
+        if (b->fd != fd)
+            return;  // the callback dropped the connection: everything is answered
+    }
+    // The next deadline: the oldest live command's, or the reset of the abandoned ones.
+    uint64_t next = b->abandoned > 0 ? ring_at(b, 0)->deadline_ms + (ABANDONED_RESET_FACTOR - 1) * timeout : UINT64_MAX;
+    if (b->abandoned < b->ring_len && ring_at(b, b->abandoned)->deadline_ms < next)
+        next = ring_at(b, b->abandoned)->deadline_ms;
+    if (next != UINT64_MAX)
+        arm_timeout(b, next > now ? next - now : 0);
 }
 
 static void became_ready(Backend *b)
@@ -293,6 +327,12 @@ static void became_ready(Backend *b)
 
 static void on_handshake_reply(Backend *b, const char *command, redisReply *r, BackendFailure f)
 {
+    if (f == BACKEND_TIMEOUT) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "%s not answered within command_timeout", command);
+        backend_drop(b, BACKEND_UNAVAILABLE, "handshake failed", detail);
+        return;
+    }
     if (f != BACKEND_OK)
         return;  // the connection is going away; its drop already scheduled the retry
     if (r->type != REDIS_REPLY_STATUS) {
@@ -400,6 +440,10 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
             continue;
         }
         PendingCommand cmd = pop_command(b);
+        if (cmd.fn == NULL) {  // answered as timed out already: this late reply goes nowhere
+            freeReplyObject(b->batch[i]);
+            continue;
+        }
         histogram_observe(&b->stats->redis_seconds, now_us - cmd.sent_us);
         cmd.fn(cmd.arg, b->batch[i], BACKEND_OK);
         freeReplyObject(b->batch[i]);
@@ -601,7 +645,9 @@ void backend_destroy(Backend *b)
 bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                      void *arg)
 {
-    if (b->fd < 0)
+    // Until the connection is ready, a command could wait on a connect that never finishes (a
+    // host that drops SYNs): refused, so the caller answers at once.
+    if (!b->ready && !(b->hooks.queue_while_connecting && b->fd >= 0))
         return false;
     return send_command(b, fn, arg, argc, argv, lens);
 }

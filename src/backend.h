@@ -8,11 +8,13 @@
 //     replies than commands outstanding means the connection is out of step, and it is dropped
 //     with nothing from that read delivered;
 //   - a reply is bounded by [redis] max_reply_size as it streams in;
-//   - commands time out: a timer watches the oldest outstanding command; when it is late the
-//     connection is dropped, which answers every outstanding command with BACKEND_TIMEOUT;
+//   - each command has its own deadline (command_timeout): a late one is answered BACKEND_TIMEOUT
+//     and abandoned in place (its reply, when it comes, is dropped), so one slow command fails no
+//     younger one; the connection is reset only when abandoned commands pile up, the oldest
+//     waiting 3 x command_timeout;
 //   - after any failure, reconnect from a timer with jittered exponential backoff.
-// While there is no connection, backend_command refuses at once so callers never wait on a dead
-// Redis. Nothing here knows about the cache: when a connection turns out to be out of step, the
+// Until the connection is ready (connected, past AUTH/SELECT), backend_command refuses at once so
+// callers never wait on a dead Redis or on a connect that may never finish. Nothing here knows about the cache: when a connection turns out to be out of step, the
 // owner's on_untrusted hook is told, since whatever was read through it may have been mis-paired.
 #pragma once
 
@@ -49,6 +51,9 @@ struct BackendHooks {
     void (*on_push)(void *arg, redisReply *reply);
     void *arg;
     const char *label;  // for logs: "redis ADDRESS LABEL: ..." (NULL: none)
+    // Commands sent while connecting wait for the connection instead of being refused (a probe
+    // that asks one question as soon as it connects).
+    bool queue_while_connecting;
 };
 
 // Where Redis is, resolved once by the master so that no worker ever blocks on DNS.
@@ -70,8 +75,9 @@ Backend *backend_create(event_base *base, const Config *config, const BackendTar
 // Answers every outstanding command with BACKEND_UNAVAILABLE, then frees everything.
 void backend_destroy(Backend *b);
 
-// Sends one command. Returns false at once when there is no connection to Redis (fn is not
-// called); otherwise fn is called exactly once, later, from the event loop.
+// Sends one command. Returns false at once when the connection is not ready (fn is not called);
+// otherwise fn is called exactly once, later, from the event loop: with the reply, or with a
+// failure (BACKEND_TIMEOUT at the command's own deadline).
 bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                      void *arg);
 

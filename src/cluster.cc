@@ -425,6 +425,7 @@ static void start_refresh(Cluster *c)
     }
     BackendHooks hooks = {};
     hooks.label = " (cluster seed)";
+    hooks.queue_while_connecting = true;  // CLUSTER SLOTS, asked as soon as it connects
     c->probe_done = false;
     c->probe = backend_create(c->w->base, c->w->config, &target, &c->probe_stats, c->seed * 47 + (uint64_t)i, &hooks);
     if (c->probe == NULL || !ask_slots(c, c->probe, &asked, true)) {
@@ -478,16 +479,19 @@ static void unpark(ClusterRequest *r)
     r->prev = r->next = NULL;
 }
 
+static bool park(ClusterRequest *r);
+
 static void on_retry_timer(evutil_socket_t, short, void *arg)
 {
     ClusterRequest *r = (ClusterRequest *)arg;
     unpark(r);
     r->asked = false;
-    if (!send_to(r, r->c->map.owner[r->slot], false))
+    if (!send_to(r, r->c->map.owner[r->slot], false) && !park(r))
         deliver(r, NULL, BACKEND_UNAVAILABLE);
 }
 
-// CLUSTERDOWN or TRYAGAIN: tried again after a pause, while its time lasts. False: past it.
+// CLUSTERDOWN, TRYAGAIN, or a redirect to a node still connecting: tried again after a pause,
+// while its time lasts. False: past it.
 static bool park(ClusterRequest *r)
 {
     Cluster *c = r->c;
@@ -562,7 +566,9 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
         deliver(r, reply, failure);
         break;
     case CLUSTER_FOLLOW:
-        if (!follow(r, &plan.to))
+        // A node the map has just learnt is still connecting (a command waits for no connect):
+        // tried again after a pause, within the command's time.
+        if (!follow(r, &plan.to) && !park(r))
             deliver(r, NULL, BACKEND_UNAVAILABLE);
         break;
     case CLUSTER_RETRY:

@@ -138,6 +138,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)s->redis_commands);
     single(out, "redis_proxy_redis_error_replies_total", "counter", "Error replies from Redis.",
            (unsigned long long)s->redis_errors);
+    single(out, "redis_proxy_redis_timeouts_total", "counter",
+           "Commands answered as timed out: no reply from Redis within command_timeout.",
+           (unsigned long long)s->redis_timeouts);
     single(out, "redis_proxy_redis_bad_replies_total", "counter", "Replies from Redis of the wrong type for their command.",
            (unsigned long long)s->redis_bad_replies);
     single(out, "redis_proxy_redis_out_of_step_total", "counter",

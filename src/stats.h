@@ -57,6 +57,7 @@ struct WorkerStats {
     Histogram redis_seconds;                 // a command's round trip to Redis
     uint64_t redis_commands;    // commands sent to Redis
     uint64_t redis_errors;      // Redis answered an error reply
+    uint64_t redis_timeouts;    // commands answered as timed out (command_timeout)
     uint64_t redis_bad_replies; // Redis answered a reply of the wrong shape (502)
     uint64_t redis_connects;    // successful (re)connections to Redis
     uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies

@@ -69,16 +69,16 @@ static bool send_command(Tracking *t, Backend *to, int argc, const char **argv, 
     return false;
 }
 
-// A reply's tracking, or NULL when the command failed, its tracking is gone, or it was sent
+// A reply's tracking (frees the context), or NULL when its tracking is gone or it was sent
 // before the last loss (lose() has run since, and the next ready connection tries again): then
 // the reply says nothing.
-static Tracking *reply_owner(void *arg, BackendFailure failure)
+static Tracking *reply_owner(void *arg)
 {
     TrackingCommand *c = (TrackingCommand *)arg;
     Tracking *t = (Tracking *)owned_command_take(&c->base);
     bool current = t != NULL && c->epoch == t->epoch;
     free(c);
-    return current && failure == BACKEND_OK ? t : NULL;
+    return current ? t : NULL;
 }
 
 static void set_caching(Tracking *t, bool on)
@@ -137,15 +137,16 @@ static bool refused_for_good(const redisReply *reply)
 // a back-off (100ms doubling to 5s; back to the shortest once tracking is established).
 static void retry_later(Tracking *t, const char *command, const redisReply *reply)
 {
+    int len = reply == NULL ? 33 : reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12;
+    const char *why = reply == NULL ? "no reply within command_timeout" : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                                                                        : "an odd reply";
     uint64_t delay = RETRY_MIN_MS << (t->refusals < 6 ? t->refusals : 6);
     if (delay > RETRY_MAX_MS)
         delay = RETRY_MAX_MS;
     t->refusals++;
     t->w->stats->tracking_refusals++;
     log_msg(t->refusals == 1 ? LOG_WARN : LOG_DEBUG, "worker %d: Redis%s refuses %s for now (%.*s); not caching%s, retrying in %llums",
-            t->w->id, t->owner.label, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
-            reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply", t->owner.label[0] ? " its slots" : "",
-            (unsigned long long)delay);
+            t->w->id, t->owner.label, command, len, why, t->owner.label[0] ? " its slots" : "", (unsigned long long)delay);
     lose(t, "refused");
     t->retry_pending = true;
     struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
@@ -174,10 +175,16 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
 
 static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    Tracking *t = reply_owner(arg, failure);
+    Tracking *t = reply_owner(arg);
     if (t == NULL)
         return;
     t->enabling = false;
+    if (failure == BACKEND_TIMEOUT) {
+        retry_later(t, "CLIENT TRACKING", NULL);  // its late reply, if any, is dropped
+        return;
+    }
+    if (failure != BACKEND_OK)
+        return;  // the data connection is lost: lose() has run, and its return tries again
     if (reply->type == REDIS_REPLY_STATUS) {
         t->established = true;
         t->beats_back = t->beats_sent;  // a beat lost with an earlier connection is no news
@@ -213,9 +220,9 @@ static void enable(Tracking *t)
 
 static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    Tracking *t = reply_owner(arg, failure);
-    if (t == NULL)
-        return;
+    Tracking *t = reply_owner(arg);
+    if (t == NULL || failure != BACKEND_OK)
+        return;  // a beat that is not back in time is caught by the timer
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && t->established) {
         // Nobody subscribed to the channel: the link is not what Redis redirects to any more.
         backend_reset(t->link, "no longer subscribed");
@@ -304,8 +311,14 @@ static void on_push(void *arg, redisReply *r)
 
 static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
 {
-    Tracking *t = reply_owner(arg, failure);
+    Tracking *t = reply_owner(arg);
     if (t == NULL)
+        return;
+    if (failure == BACKEND_TIMEOUT) {
+        backend_reset(t->link, "CLIENT ID not answered within command_timeout");
+        return;
+    }
+    if (failure != BACKEND_OK)
         return;
     if (reply->type != REDIS_REPLY_INTEGER) {
         refused(t, "CLIENT ID", reply);

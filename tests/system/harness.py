@@ -365,14 +365,22 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(r.stop)
         return r.start()
 
-    def start_proxy(self, server=None, wait=True, nofile_limit=None, resp=False, env=None, **sections):
+    def start_proxy(self, server=None, wait=True, nofile_limit=None, resp=False, env=None, connected=None, **sections):
+        """With wait, returns once every worker is ready and, when the server is expected to
+        answer (connected; by default: unless it is a RedisServer not running), connected to it:
+        a miss is refused (503) until then."""
         server = server or self.redis
         settings = {"redis": {"address": "127.0.0.1:%d" % server.port}}
         for section, values in sections.items():
             settings.setdefault(section, {}).update(values)
         p = Proxy(self.workdir, settings, resp)
         self.addCleanup(self._stop_proxy, p)
-        return p.start(wait, nofile_limit, env)
+        p.start(wait, nofile_limit, env)
+        if connected is None:
+            connected = getattr(server, "proc", True) is not None
+        if wait and connected and p.settings["admin"].get("listen"):
+            wait_until(lambda: p.admin("/readyz")[0] == 200, what="every worker connected to Redis")
+        return p
 
     def _stop_proxy(self, p):
         p.stop()

@@ -2,9 +2,12 @@
 import os
 import signal
 import socket
+import threading
 import time
 
 from harness import ProxyTestCase, RedisClient, RedisServer, free_port, wait_until
+from relay import Relay
+from test_admin import metric
 
 
 class OutageTest(ProxyTestCase):
@@ -46,9 +49,9 @@ class OutageTest(ProxyTestCase):
         up("SET", "k", "v")
         wait_until(lambda: proxy.get("k").status == 200, timeout=10, what="first connect")
 
-    def test_connect_timeout_when_redis_never_accepts(self):
-        # A listener whose accept queue is full: the kernel drops new SYNs, so connect(2) hangs,
-        # as it would to a host that has gone away. Only the connect timer can end it.
+    def black_hole(self):
+        """A listener whose accept queue is full: the kernel drops new SYNs, so connect(2) hangs,
+        as it would to a host that has gone away. Only the connect timer can end it."""
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
@@ -62,13 +65,51 @@ class OutageTest(ProxyTestCase):
             except BlockingIOError:
                 pass
             self.addCleanup(filler.close)
-        black_hole = RedisServer(self.workdir, port)  # never started: only its port is used
-        proxy = self.start_proxy(server=black_hole, redis={"connect_timeout": "300ms"})
-        started = time.monotonic()
-        r = proxy.get("k")
-        self.assertEqual(r.status, 503)
-        self.assertLess(time.monotonic() - started, 1.5)
+        return RedisServer(self.workdir, port)  # never started: only its port is used
+
+    def test_connect_timeout_when_redis_never_accepts(self):
+        proxy = self.start_proxy(server=self.black_hole(), redis={"connect_timeout": "300ms"})
         wait_until(lambda: "connect_timeout reached" in proxy.log(), what="the connect timeout in the log")
+        self.assertEqual(proxy.get("k").status, 503)
+
+    def test_misses_are_refused_at_once_while_a_connect_hangs(self):
+        proxy = self.start_proxy(server=self.black_hole(), redis={"connect_timeout": "10s", "command_timeout": "10s"})
+        for _ in range(3):
+            started = time.monotonic()
+            r = proxy.get("k")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.header("Retry-After"), "1")
+            self.assertLess(time.monotonic() - started, 0.5, "waited on the connect")
+        self.assertNotIn("no reply within command_timeout", proxy.log())
+
+    def test_a_late_reply_fails_only_its_own_request(self):
+        relay = Relay(self.redis.port).start()
+        self.addCleanup(relay.stop)
+        proxy = self.start_proxy(server=relay, redis={"command_timeout": "500ms"})
+        self.redis("SET", "late", "L")
+        self.redis("SET", "young", "Y")
+        relay.hold(0, to_redis=False, from_redis=True)  # Redis's replies wait in the relay
+        results = {}
+
+        def get(key):
+            r = proxy.get(key)
+            results[key] = (r.status, r.body)
+        sent = lambda n: metric(proxy.admin("/metrics")[1], "redis_proxy_redis_commands_total") == n
+        first = threading.Thread(target=get, args=("late",))
+        first.start()
+        wait_until(lambda: sent(1), what="the first GET sent")
+        time.sleep(0.2)  # the scenario: a second GET 0.2s after the first, not a wait for the proxy
+        second = threading.Thread(target=get, args=("young",))
+        second.start()
+        wait_until(lambda: sent(2), what="the second GET sent")
+        first.join(5)
+        self.assertEqual(results["late"][0], 504)
+        relay.release()  # both replies now: the first is dropped, the second answers its GET
+        second.join(5)
+        self.assertEqual(results["young"], (200, b"Y"))
+        self.assertEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_redis_timeouts_total"), 1)
+        self.assertEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_redis_connects_total"), 1)  # never reset
+        self.assertMiss(proxy.get("late"), b"L")  # the late reply was not cached either
 
     def test_slow_redis_is_504_and_hits_are_served_meanwhile(self):
         proxy = self.start_proxy(redis={"command_timeout": "300ms"})
@@ -101,7 +142,7 @@ class AuthTest(ProxyTestCase):
 
     def test_wrong_password_is_503_and_logged(self):
         self.redis = self.start_redis(extra_args=["--requirepass", "s3cret"], password="s3cret")
-        proxy = self.start_proxy(redis={"password": "wrong"})
+        proxy = self.start_proxy(redis={"password": "wrong"}, connected=False)
         wait_until(lambda: "AUTH refused" in proxy.log(), what="AUTH failure in the log")
         self.assertEqual(proxy.get("k").status, 503)
         self.assertNotIn("wrong", proxy.log())  # the password is never logged

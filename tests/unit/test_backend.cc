@@ -70,7 +70,8 @@ TEST_GROUP(Backend)
         backend_destroy(backend);
         if (peer >= 0)
             close(peer);
-        close(listener);
+        if (listener >= 0)
+            close(listener);
         unlink(path);
         event_base_free(base);
         log_set_level(2);
@@ -254,10 +255,68 @@ TEST(Backend, test_no_reply_within_command_timeout)
 TEST(Backend, test_commands_are_refused_at_once_while_disconnected)
 {
     start();
+    // Nobody listens any more: every reconnect fails, whenever its timer fires.
+    close(listener);
+    listener = -1;
+    unlink(path);
     close(peer);
     peer = -1;
     run_until([&] { return !backend_ready(backend); });
     Answer a;
     CHECK_FALSE(backend_get(backend, "a", 1, on_answer, &a));
     LONGS_EQUAL(0, a.calls);
+}
+
+TEST(Backend, test_commands_are_refused_until_the_handshake_is_answered)
+{
+    snprintf(config.redis_password, sizeof(config.redis_password), "secret");
+    BackendTarget target;
+    char err[256];
+    std::string address = std::string("unix:") + path;
+    CHECK(backend_target_resolve(address.c_str(), &target, err, sizeof(err)));
+    backend = backend_create(base, &config, &target, &stats, 42, nullptr);
+    peer = accept(listener, nullptr, nullptr);
+    std::string auth = "*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n";
+    STRCMP_EQUAL(auth.c_str(), peer_reads(auth.size()).c_str());
+    Answer a;
+    CHECK_FALSE(backend_get(backend, "a", 1, on_answer, &a));  // connected, AUTH not answered yet
+    peer_writes("+OK\r\n");
+    run_until([&] { return backend_ready(backend); });
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+}
+
+TEST(Backend, test_a_late_reply_times_out_only_its_own_command)
+{
+    config.command_timeout_ms = 100;
+    start();
+    Answer late, young;
+    CHECK(backend_get(backend, "late", 4, on_answer, &late));
+    usleep(60 * 1000);
+    CHECK(backend_get(backend, "young", 5, on_answer, &young));
+    run_until([&] { return late.calls > 0; });
+    LONGS_EQUAL(BACKEND_TIMEOUT, late.failure);
+    LONGS_EQUAL(0, young.calls);  // its own deadline is still ahead
+    // Both replies come now: the late one is dropped, the younger command gets its own.
+    peer_writes("$4\r\nLATE\r\n$5\r\nYOUNG\r\n");
+    run_until([&] { return young.calls > 0; });
+    LONGS_EQUAL(BACKEND_OK, young.failure);
+    STRCMP_EQUAL("YOUNG", young.value.c_str());
+    LONGS_EQUAL(1, late.calls);
+    CHECK(backend_ready(backend));  // the connection was kept
+    LONGS_EQUAL(0, backend_outstanding(backend));
+    LONGS_EQUAL(1, stats.redis_timeouts);
+}
+
+TEST(Backend, test_abandoned_commands_piling_up_reset_the_connection)
+{
+    config.command_timeout_ms = 50;
+    start();
+    Answer a;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    run_until([&] { return a.calls > 0; });
+    LONGS_EQUAL(BACKEND_TIMEOUT, a.failure);
+    CHECK(backend_ready(backend));  // abandoned in place, for now
+    // Still no reply at 3 x command_timeout: the connection itself is given up on.
+    run_until([&] { return peer_sees_close(); });
+    LONGS_EQUAL(1, a.calls);
 }
