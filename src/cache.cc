@@ -7,8 +7,8 @@
 
 static_assert(sizeof(CacheEntry) == 56, "an entry header is 7 words: see cache.h");
 
-// How many past generations remember when they ended, for the grace of their entries.
-static const unsigned GENERATION_HISTORY = 64;
+static const uint64_t LIFE_FULL = 32767;              // an entry's life: all of the TTL
+static const uint64_t STORED_SPAN_US = 1ULL << 48;    // what an entry's stored_us can count
 
 struct Cache {
     CacheEntry **buckets;
@@ -20,8 +20,7 @@ struct Cache {
     size_t bytes, max_bytes;  // footprints held; 0: no bound
     uint64_t ttl_ms;
     uint64_t grace_ms;
-    uint16_t generation;
-    uint64_t generation_ended_ms[GENERATION_HISTORY];  // by generation % GENERATION_HISTORY
+    uint64_t base_us;  // entries' stored_us count from here (set when the cache is empty)
     uint64_t seed;
     WorkerStats *stats;
 };
@@ -146,25 +145,19 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     cache_entry_release(e);
 }
 
-// Whether an entry is fresh: its TTL has not passed and its generation is the current one. If
-// not, *since says since when (its expiry, or the end of its generation, whichever came first),
-// UINT64_MAX when its generation ended too long ago to remember.
-static bool is_fresh(const Cache *c, const CacheEntry *e, uint64_t now_ms, uint64_t *since)
+uint64_t cache_entry_stored_us(const Cache *c, const CacheEntry *e) { return c->base_us + e->stored_us; }
+
+// When the entry stops being fresh: its TTL, or the part of it that its key lives in Redis.
+static uint64_t expires_ms(const Cache *c, const CacheEntry *e)
 {
-    bool expired = now_ms >= e->expires_at_ms;
-    if (e->generation == c->generation) {
-        *since = e->expires_at_ms;
-        return !expired;
-    }
-    uint16_t behind = (uint16_t)(c->generation - e->generation);
-    if (behind > GENERATION_HISTORY) {
-        *since = UINT64_MAX;
-        return false;
-    }
-    // It ended when the next one began.
-    uint64_t ended = c->generation_ended_ms[(uint16_t)(e->generation) % GENERATION_HISTORY];
-    *since = expired && e->expires_at_ms < ended ? (uint64_t)e->expires_at_ms : ended;
-    return false;
+    uint64_t stored_ms = (c->base_us + e->stored_us) / 1000;
+    return stored_ms + (e->life == LIFE_FULL ? c->ttl_ms : c->ttl_ms * e->life / LIFE_FULL);
+}
+
+void cache_entry_limit_life(const Cache *c, CacheEntry *e, uint64_t life_ms)
+{
+    if (life_ms < c->ttl_ms)
+        e->life = life_ms * LIFE_FULL / c->ttl_ms;  // rounded down: never longer
 }
 
 CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms,
@@ -176,9 +169,9 @@ CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t 
     if (slot == NULL)
         return NULL;
     CacheEntry *e = *slot;
-    uint64_t since;
-    if (!is_fresh(c, e, now_ms, &since)) {
-        if (since == UINT64_MAX || now_ms - since >= c->grace_ms) {
+    uint64_t expires = expires_ms(c, e);
+    if (now_ms >= expires) {
+        if (now_ms - expires >= c->grace_ms) {
             entry_unlink(c, e);
             c->stats->cache_expirations++;
         } else if (stale != NULL) {
@@ -199,10 +192,18 @@ CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uin
 }
 
 static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t hash, const char *value,
-                          size_t value_len, bool absent, uint64_t now_ms)
+                          size_t value_len, bool absent, uint64_t now_ms, uint64_t now_us)
 {
     if (key_len > CACHE_MAX_KEY || value_len > UINT32_MAX - sizeof(CacheEntry) - key_len)
         return NULL;
+    if (now_us == 0)
+        now_us = now_ms * 1000;
+    if (c->count == 0 || now_us - c->base_us >= STORED_SPAN_US) {
+        // Empty: counting starts here. Full span (once in 8.9 years): what is held could no
+        // longer say when it was stored, so it goes.
+        cache_clear(c);
+        c->base_us = now_us > 0 ? now_us - 1 : 0;
+    }
     size_t footprint = cache_entry_footprint(key_len, value_len);
     if (c->max_bytes != 0 && footprint > c->max_bytes)
         return NULL;  // could never fit: answered, not cached
@@ -220,9 +221,9 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         entry_unlink(c, c->lru_tail);
         c->stats->cache_evictions++;
     }
-    e->expires_at_ms = now_ms + c->ttl_ms;
+    e->stored_us = now_us - c->base_us;
     e->absent = absent;
-    e->generation = c->generation;
+    e->life = LIFE_FULL;
     e->key_len = (uint16_t)key_len;
     e->value_len = (uint32_t)value_len;
     e->refs = 1;
@@ -248,30 +249,17 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
 }
 
 CacheEntry *cache_insert(Cache *c, const char *key, size_t key_len, uint64_t hash, const char *value,
-                         size_t value_len, uint64_t now_ms)
+                         size_t value_len, uint64_t now_ms, uint64_t now_us)
 {
-    return insert(c, key, key_len, hash, value, value_len, false, now_ms);
+    return insert(c, key, key_len, hash, value, value_len, false, now_ms, now_us);
 }
 
-CacheEntry *cache_insert_absent(Cache *c, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms)
+CacheEntry *cache_insert_absent(Cache *c, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms,
+                                uint64_t now_us)
 {
-    return insert(c, key, key_len, hash, "", 0, true, now_ms);
+    return insert(c, key, key_len, hash, "", 0, true, now_ms, now_us);
 }
 
-void cache_new_generation(Cache *c, uint64_t now_ms)
-{
-    c->generation_ended_ms[c->generation % GENERATION_HISTORY] = now_ms;
-    c->generation++;
-    // Entries of older generations are dropped as they are found, or by TTL or LRU: O(1) now.
-    // Except on a wrap, once every 65,536: an entry that many generations old would pass for
-    // fresh, so everything goes.
-    if (c->generation == 0)
-        cache_clear(c);
-}
-
-uint16_t cache_generation(const Cache *c) { return c->generation; }
-
-uint64_t cache_entry_stored_ms(const Cache *c, const CacheEntry *e) { return e->expires_at_ms - c->ttl_ms; }
 
 void cache_set_grace(Cache *c, uint64_t grace_ms) { c->grace_ms = grace_ms; }
 
@@ -289,7 +277,7 @@ bool cache_remove(Cache *c, const char *key, size_t len, uint64_t hash)
 size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 {
     size_t n = 0;
-    while (n < max && c->age_head != NULL && now_ms >= c->age_head->expires_at_ms + c->grace_ms) {
+    while (n < max && c->age_head != NULL && now_ms >= expires_ms(c, c->age_head) + c->grace_ms) {
         entry_unlink(c, c->age_head);
         n++;
     }

@@ -5,12 +5,13 @@
 //   - a chained hash table with a fixed bucket array sized from the capacity (never rehashed);
 //   - a recency list (head = most recently read) gives the LRU victim at its tail;
 //   - an age list (head = oldest insertion). The TTL is global, so insertion order is expiry
-//     order: expired entries are always at the head, and dropping them never scans.
-// Generations: when the cache can no longer trust what it holds (the link that tells it of
-// changes in Redis was lost, or Redis was flushed), cache_new_generation makes every entry stale
-// in O(1); an entry is fresh only if it was stored in the current generation (and its TTL has
-// not passed). Stale entries are never hits; within the grace (stale_if_error) they can still be
-// found as stale, for when Redis cannot be reached.
+//     order for every entry that lives its whole TTL: dropping them never scans. An entry whose
+//     key expires sooner in Redis (cache_entry_limit_life) is never found past its end, and its
+//     memory goes when it is found, evicted, or reaches the head.
+// Past its TTL an entry is no hit; within the grace (stale_if_error) it can still be found as
+// stale, for when Redis cannot be reached. Whether an entry is still *trusted* (nothing said
+// Redis may have changed since it was stored) is not the cache's to know: each entry keeps when
+// it was stored, to the microsecond, for the coherence rules (coherence.h).
 //
 // Key and value bytes live inline after a 56-byte header, in one block of the slab allocator
 // (slab.h): a 16-byte key with a 32-byte value costs 104 bytes plus its bucket's 8. The hash is
@@ -30,12 +31,13 @@ struct CacheEntry {
     CacheEntry *hash_next;
     CacheEntry *lru_prev, *lru_next;
     CacheEntry *age_prev, *age_next;
-    // One word: 47 bits of milliseconds last 4,000 years; 16 bits of generation wrap after 65,536
-    // new generations, when the cache is emptied (cache_new_generation) so that no entry of an
-    // old generation could pass for a new one.
-    uint64_t expires_at_ms : 47;
+    // One word: when it was stored, in microseconds after the cache's base (48 bits last 8.9
+    // years; the cache is emptied and rebased before they run out); whether Redis has no such
+    // key; and how much of the TTL it lives, in 32767ths (all of it unless Redis expires the key
+    // sooner: then rounded down, so that it never outlives the key).
+    uint64_t stored_us : 48;
     uint64_t absent : 1;  // Redis has no such key: a cached "not found" (value_len 0)
-    uint64_t generation : 16;
+    uint64_t life : 15;
     uint32_t value_len;
     uint16_t key_len;
     uint16_t refs;  // 1 while in the cache, plus one per outstanding reply
@@ -67,23 +69,26 @@ CacheEntry *cache_find_or_stale(Cache *cache, const char *key, size_t len, uint6
                                 CacheEntry **stale);
 
 // Stores a copy of key and value, replacing any entry for the key; evicts the least recently
-// read entry when full. Returns the new entry (valid as for cache_find), or NULL if out of memory
-// or the key is longer than CACHE_MAX_KEY.
+// read entry when full. now_us is the same moment on the precise clock (0: now_ms * 1000), kept
+// as when it was stored.
+// Returns the new entry (valid as for cache_find), or NULL if out of memory or the key is longer
+// than CACHE_MAX_KEY.
 CacheEntry *cache_insert(Cache *cache, const char *key, size_t key_len, uint64_t hash,
-                         const char *value, size_t value_len, uint64_t now_ms);
+                         const char *value, size_t value_len, uint64_t now_ms, uint64_t now_us = 0);
 
 // Stores that Redis has no such key (a cached "not found"), as cache_insert.
-CacheEntry *cache_insert_absent(Cache *cache, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms);
+CacheEntry *cache_insert_absent(Cache *cache, const char *key, size_t key_len, uint64_t hash, uint64_t now_ms,
+                                uint64_t now_us = 0);
 
 // Drops the key if present. Returns whether it was present.
 bool cache_remove(Cache *cache, const char *key, size_t len, uint64_t hash);
 
-// Every entry held now becomes stale (and is dropped when there is no grace). O(1).
-void cache_new_generation(Cache *cache, uint64_t now_ms);
-uint16_t cache_generation(const Cache *cache);
+// The entry lives at most life_ms from when it was stored (Redis expires its key then), if that
+// is shorter than the TTL.
+void cache_entry_limit_life(const Cache *cache, CacheEntry *e, uint64_t life_ms);
 
-// How long past its TTL, or past the end of its generation, an entry is kept for answering
-// when Redis cannot be reached (stale_if_error). 0 (the default): not kept.
+// How long past its TTL an entry is kept for answering when Redis cannot be reached
+// (stale_if_error). 0 (the default): not kept.
 void cache_set_grace(Cache *cache, uint64_t grace_ms);
 
 // A bound on the bytes held (entries as the slab allocates them; the bucket array, fixed at
@@ -95,8 +100,8 @@ void cache_set_max_bytes(Cache *cache, size_t max_bytes);
 // What an entry with this key and value costs against max_bytes.
 size_t cache_entry_footprint(size_t key_len, size_t value_len);
 
-// When the entry was stored (its now_ms at insertion).
-uint64_t cache_entry_stored_ms(const Cache *cache, const CacheEntry *e);
+// When the entry was stored (its now_us at insertion).
+uint64_t cache_entry_stored_us(const Cache *cache, const CacheEntry *e);
 
 // Drops up to `max` expired entries from the head of the age list; returns how many.
 size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);

@@ -11,3 +11,12 @@ inline uint64_t monotonic_ms()
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+// Microseconds on the precise monotonic clock: for latencies, and for the coherence rules, where
+// monotonic_ms's coarse tick would make a store and the distrust before it look simultaneous.
+inline uint64_t monotonic_us()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}

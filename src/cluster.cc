@@ -42,7 +42,6 @@ struct ClusterRequest {
     int slot, node;
     int redirects, retries;
     bool asked;            // answered by an ASK target: not the slot's owner, never cached
-    uint64_t sent_ms;      // first sent: the reply is cached only if the slot was not distrusted since
     uint64_t deadline_ms;  // CLUSTERDOWN and TRYAGAIN are retried until then
     event *retry_timer;
     int argc;
@@ -65,7 +64,7 @@ struct Cluster {
     SlotMap map;
     bool have_map;
     NodeLink links[SLOT_MAP_MAX_NODES];
-    uint64_t distrusted_ms[CLUSTER_SLOTS];
+    uint64_t distrusted_us[CLUSTER_SLOTS];  // since when each slot's reads are not trusted (coherence.h)
     // Refreshing the map.
     bool refreshing;        // a CLUSTER SLOTS is on its way
     bool refresh_soon;      // the timer is set for a refresh something asked for
@@ -93,14 +92,14 @@ static void want_refresh(Cluster *c);
 static void start_refresh(Cluster *c);
 static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure);
 
-static void distrust_slot(Cluster *c, int slot, uint64_t now) { c->distrusted_ms[slot] = now; }
+static void distrust_slot(Cluster *c, int slot, uint64_t now_us) { c->distrusted_us[slot] = now_us; }
 
 // Everything read through the node may be out of date: its slots' entries stop being hits.
 static void distrust_node(void *arg)
 {
     NodeLink *l = (NodeLink *)arg;
     Cluster *c = l->c;
-    uint64_t now = monotonic_ms();
+    uint64_t now = monotonic_us();
     for (int s = 0; s < CLUSTER_SLOTS; s++)
         if (c->map.owner[s] == l->index)
             distrust_slot(c, s, now);
@@ -249,7 +248,7 @@ static void sweep_later(Cluster *c) { event_active(c->sweep_event, EV_TIMEOUT, 1
 static void set_owner(Cluster *c, int slot, int node)
 {
     if (slot_map_set_owner(&c->map, slot, node))
-        distrust_slot(c, slot, monotonic_ms());
+        distrust_slot(c, slot, monotonic_us());
 }
 
 static void schedule_refresh(Cluster *c, uint64_t delay_ms)
@@ -303,7 +302,7 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
         refresh_ended(c, false);
         return;
     }
-    uint64_t now = monotonic_ms();
+    uint64_t now = monotonic_us();
     int moved = 0, uncovered = 0;
     bool owns[SLOT_MAP_MAX_NODES] = {};
     for (int s = 0; s < CLUSTER_SLOTS; s++) {
@@ -538,8 +537,7 @@ static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure
     const NodeLink *l = r->node >= 0 ? &c->links[r->node] : NULL;
     bool saved_cacheable = c->reply_cacheable;
     Backend *saved_replying = c->replying;
-    c->reply_cacheable = failure == BACKEND_OK && !r->asked && l != NULL && l->caching &&
-                         r->sent_ms > c->distrusted_ms[r->slot];
+    c->reply_cacheable = failure == BACKEND_OK && !r->asked && l != NULL && l->caching;
     c->replying = l != NULL ? l->data : NULL;
     r->fn(r->arg, reply, failure);
     c->reply_cacheable = saved_cacheable;
@@ -598,7 +596,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
     if (r == NULL)
         return false;
     uint64_t now = monotonic_ms();
-    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now, now + (uint64_t)c->w->config->command_timeout_ms,
+    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->w->config->command_timeout_ms,
           NULL, argc, NULL, NULL};
     r->argv = (const char **)(r + 1);
     r->lens = (size_t *)(r->argv + argc);
@@ -617,7 +615,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
     return true;
 }
 
-uint64_t cluster_slot_distrusted_ms(const Cluster *c, int slot) { return c->distrusted_ms[slot]; }
+uint64_t cluster_slot_distrusted_us(const Cluster *c, int slot) { return c->distrusted_us[slot]; }
 
 bool cluster_reply_cacheable(const Cluster *c) { return c->reply_cacheable; }
 

@@ -36,13 +36,13 @@ void cluster_destroy(Cluster *c);
 bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                      void *arg);
 
-// Since when entries of the slot are not trusted (monotonic ms): an entry stored at or before
-// this time is no hit. 0: never.
-uint64_t cluster_slot_distrusted_ms(const Cluster *c, int slot);
+// Since when reads of the slot are not trusted (monotonic_us; 0: never), for the coherence rules
+// (coherence.h): an entry stored, or a fetch sent, at or before it says nothing of Redis now.
+uint64_t cluster_slot_distrusted_us(const Cluster *c, int slot);
 
-// Inside a reply callback of cluster_command: whether the reply may be cached (it came from the
-// slot's owner, not through ASK; the owner's reads are tracked or tracking is off; the slot was
-// not distrusted since the command was sent).
+// Inside a reply callback of cluster_command: whether its source may be cached from (it came
+// from the slot's owner, not through ASK, and the owner's reads are tracked or tracking is off).
+// Whether the slot was distrusted since the command was sent is the coherence rules' to say.
 bool cluster_reply_cacheable(const Cluster *c);
 
 // Inside a reply callback: the reply made no sense for its command; the connection it came on

@@ -64,7 +64,7 @@ static size_t room_offset(size_t key_len) { return (sizeof(Flight) + key_len + 1
 
 void *flight_room(Flight *f) { return (char *)f + room_offset(f->key_len); }
 
-Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation, size_t room)
+Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint64_t sent_us, size_t room)
 {
     Flight *f = (Flight *)malloc(room_offset(len) + room);
     if (f == NULL)
@@ -72,8 +72,9 @@ Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t has
     if (t->count > t->mask)
         grow(t);
     f->hash = hash;
-    f->generation = generation;
+    f->sent_us = sent_us;
     f->invalidated = false;
+    f->detached = false;
     f->waiters = NULL;
     f->waiters_tail = &f->waiters;
     f->stale = NULL;
@@ -96,11 +97,21 @@ void fetch_table_join(Flight *f, FlightWaiter *w)
 
 void fetch_table_remove(FetchTable *t, Flight *f)
 {
+    if (f->detached)
+        return;
     Flight **slot = &t->buckets[f->hash & t->mask];
     while (*slot != f)
         slot = &(*slot)->hash_next;
     *slot = f->hash_next;
+    f->hash_next = NULL;
+    f->detached = true;
     t->count--;
+}
+
+void fetch_table_detach(FetchTable *t, Flight *f)
+{
+    fetch_table_remove(t, f);
+    f->invalidated = true;
 }
 
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash)
@@ -108,7 +119,7 @@ bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t
     Flight *f = fetch_table_find(t, key, len, hash);
     if (f == NULL)
         return false;
-    f->invalidated = true;
+    fetch_table_detach(t, f);
     return true;
 }
 

@@ -5,10 +5,10 @@
 // more GET, so 200 clients missing one key cost Redis one GET per worker.
 //
 // The invalidation race: a reply and the invalidation for its key travel on two connections,
-// so the invalidation can arrive first. It then marks the key's flight, and the reply it
-// invalidates is answered but not cached. Flights also carry the cache generation they were
-// sent in: a reply is cached only in that same generation (a flush or a lost link meanwhile
-// starts a new one).
+// so the invalidation can arrive first. It then unlinks the key's flight from the table: the
+// requests already waiting get its reply, uncached, and a request that comes after the
+// invalidation starts a new fetch instead of joining one sent before the change. Flights also
+// carry when they were sent, for the coherence rules (coherence.h) to compare with distrust.
 #pragma once
 
 #include <stddef.h>
@@ -26,8 +26,9 @@ struct FlightWaiter {
 struct Flight {
     Flight *hash_next;
     uint64_t hash;
-    uint16_t generation;  // the cache's when the fetch was sent
-    bool invalidated;     // an invalidation for the key came while it was on its way
+    uint64_t sent_us;     // when the fetch was sent (monotonic_us)
+    bool invalidated;     // not to be joined or cached: an invalidation came, or it was unlinked
+    bool detached;        // unlinked from the table (it still answers its waiters)
     FlightWaiter *waiters, **waiters_tail;  // in arrival order
     CacheEntry *stale;    // retained: answered if Redis cannot be reached (stale_if_error)
     void *owner;          // the worker, for the reply callback
@@ -44,20 +45,16 @@ Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t ha
 // A new flight for the key (not yet in the table), with no waiters; NULL if out of memory.
 // `room` bytes more come in the same allocation (flight_room), for the first waiter: a miss then
 // costs one allocation, not two.
-Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint16_t generation,
+Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint64_t sent_us,
                         size_t room = 0);
 void *flight_room(Flight *f);
 void fetch_table_join(Flight *f, FlightWaiter *w);
-// Takes the flight out of the table; the caller answers its waiters and frees it (free(), which
-// frees its room too).
+// Takes the flight out of the table (if still there); the caller answers its waiters and frees it
+// (free(), which frees its room too).
 void fetch_table_remove(FetchTable *t, Flight *f);
-// The key changed in Redis: a flight for it must not cache its reply. Returns whether one was.
+// Unlinks the flight from the table, marked invalidated: nobody joins it any more, its reply is
+// not cached; it stays the caller's (its command's) to answer and free.
+void fetch_table_detach(FetchTable *t, Flight *f);
+// The key changed in Redis: its flight, if any, is detached. Returns whether there was one.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);
-size_t fetch_table_count(const FetchTable *t);
-
-// Whether a flight's reply may be cached, as far as the flight knows: no invalidation for its key
-// came while it was on its way, and the cache is still in the generation it was sent in.
-inline bool flight_may_cache(const Flight *f, uint16_t cache_generation)
-{
-    return !f->invalidated && f->generation == cache_generation;
-}
+size_t fetch_table_count(const FetchTable *t);  // flights in the table (detached ones not counted)

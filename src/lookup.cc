@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "cluster.h"
 #include "cluster_slot.h"
+#include "coherence.h"
 #include "config.h"
 #include "fetch_table.h"
 #include "worker.h"
@@ -84,14 +85,22 @@ static LookupResult result_of_entry(CacheEntry *e, bool hit)
     return {LOOKUP_FOUND, hit, false, e, cache_entry_value(e), e->value_len, 0};
 }
 
-// A reply may be cached only if nothing since its GET was sent says it may be out of date: no
-// invalidation for its key, no new generation (a flush, a lost link), and the worker is in a
-// state to cache at all (with tracking: only once Redis tracks what this worker reads).
-// With a cluster, the node that answered must be trusted for the key's slot (cluster.h).
+// What is known now of a key's source (coherence.h): the one Redis, or its slot's owner.
+static KeyTrust key_trust(const Worker *w, const char *key, size_t len)
+{
+    if (w->cluster != NULL)
+        return {cluster_slot_distrusted_us(w->cluster, cluster_key_slot(key, len)), true};
+    return {w->distrusted_us, w->caching};
+}
+
+// Inside a reply callback: whether the flight's reply may be cached (coherence.h). With a
+// cluster, whether its source may cache is the answering node's (cluster.h).
 static bool may_cache(Worker *w, const Flight *f)
 {
-    bool trusted = w->cluster != NULL ? cluster_reply_cacheable(w->cluster) : w->caching;
-    return trusted && flight_may_cache(f, cache_generation(w->cache));
+    KeyTrust trust = key_trust(w, f->key, f->key_len);
+    if (w->cluster != NULL)
+        trust.caching = cluster_reply_cacheable(w->cluster);
+    return coherence_reply_cacheable(f, &trust, true);
 }
 
 // Sends a fetch for keys of one slot: to the one Redis, or to the cluster node that owns the slot.
@@ -103,17 +112,27 @@ static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const s
     return backend_command(w->backend, argc, argv, lens, fn, arg);
 }
 
-// A cached entry, found: with a cluster, it is a hit only if it was stored after its slot last
-// changed owner or lost its tracking (cluster.h). If not, it is stale since then: kept for
-// stale_if_error within the grace, like an entry of an ended generation.
-static CacheEntry *trusted_in_cluster(Worker *w, const char *key, size_t len, CacheEntry *e, uint64_t now,
-                                      CacheEntry **stale)
+// A fresh cache entry is a hit only if it was stored after its source was last distrusted
+// (coherence.h). If not, it is stale since then: kept for stale_if_error within the grace.
+static CacheEntry *trusted(Worker *w, const KeyTrust *trust, CacheEntry *e, CacheEntry **stale)
 {
-    uint64_t since = cluster_slot_distrusted_ms(w->cluster, cluster_key_slot(key, len));
-    if (cache_entry_stored_ms(w->cache, e) > since)
+    if (e == NULL || coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), trust))
         return e;
-    *stale = now - since < (uint64_t)w->config->stale_if_error_ms ? e : NULL;
+    *stale = monotonic_us() - trust->distrusted_us < (uint64_t)w->config->stale_if_error_ms * 1000 ? e : NULL;
     return NULL;
+}
+
+// The key's flight, if a new request may wait for it (coherence.h). One sent before its source
+// was distrusted is unlinked from the table (its waiters still get its reply, uncached), so the
+// request starts a fetch of its own.
+static Flight *joinable_flight(Worker *w, const KeyTrust *trust, const char *key, size_t len, uint64_t hash)
+{
+    Flight *f = fetch_table_find(w->flights, key, len, hash);
+    if (f != NULL && !coherence_may_join(f, trust)) {
+        fetch_table_detach(w->flights, f);
+        return NULL;
+    }
+    return f;
 }
 
 // Turns a string-or-nil reply for a flight's key into a result, caching it when it may be. A
@@ -123,12 +142,12 @@ static LookupResult result_from_value(Worker *w, const Flight *f, const redisRep
     bool cache = may_cache(w, f);
     if (reply->type == REDIS_REPLY_NIL) {
         if (cache && w->cache_not_found)
-            cache_insert_absent(w->cache, f->key, f->key_len, f->hash, monotonic_ms());
+            cache_insert_absent(w->cache, f->key, f->key_len, f->hash, monotonic_ms(), monotonic_us());
         return {LOOKUP_NOT_FOUND, false, false, NULL, NULL, 0, 0};
     }
     CacheEntry *e = NULL;
     if (cache && reply->len <= (size_t)w->config->max_value_size)
-        e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms());
+        e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms(), monotonic_us());
     return {LOOKUP_FOUND, false, false, e, e ? cache_entry_value(e) : reply->str, reply->len, 0};
 }
 
@@ -189,7 +208,7 @@ static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 // cannot be reached. The caller sends its command.
 static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room)
 {
-    Flight *f = fetch_table_add(w->flights, key, len, hash, cache_generation(w->cache), room);
+    Flight *f = fetch_table_add(w->flights, key, len, hash, monotonic_us(), room);
     if (f == NULL)
         return NULL;
     f->owner = w;
@@ -200,18 +219,17 @@ static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash,
 
 void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
-    uint64_t hash = cache_hash(w->cache, key, key_len), now = monotonic_ms();
+    uint64_t hash = cache_hash(w->cache, key, key_len);
+    KeyTrust trust = key_trust(w, key, key_len);
     CacheEntry *stale;
-    CacheEntry *e = cache_find_or_stale(w->cache, key, key_len, hash, now, &stale);
-    if (e != NULL && w->cluster != NULL)
-        e = trusted_in_cluster(w, key, key_len, e, now, &stale);
+    CacheEntry *e = trusted(w, &trust, cache_find_or_stale(w->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
     if (e != NULL) {
         LookupResult r = result_of_entry(e, true);
         count(w, front, &r);
         done(arg, &r);
         return;
     }
-    Flight *f = fetch_table_find(w->flights, key, key_len, hash);
+    Flight *f = joinable_flight(w, &trust, key, key_len, hash);
     GetWaiter *g;
     if (f != NULL) {  // already on its way: wait for the same reply
         if ((g = (GetWaiter *)malloc(sizeof(GetWaiter))) == NULL) {
@@ -411,10 +429,9 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
         uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
+        KeyTrust trust = key_trust(w, keys[i].ptr, keys[i].len);
         CacheEntry *stale;
-        CacheEntry *e = cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale);
-        if (e != NULL && w->cluster != NULL)
-            e = trusted_in_cluster(w, keys[i].ptr, keys[i].len, e, now, &stale);
+        CacheEntry *e = trusted(w, &trust, cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
         if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (a saturated count: fetch it)
             m->results[i] = result_of_entry(e, true);
             continue;
@@ -422,7 +439,7 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         m->results[i] = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
         m->waiters[i] = {{NULL, answer_multi}, m, i};
         // An earlier key of this same MGET may have started the flight.
-        Flight *f = fetch_table_find(w->flights, keys[i].ptr, keys[i].len, hash);
+        Flight *f = joinable_flight(w, &trust, keys[i].ptr, keys[i].len, hash);
         if (f != NULL) {
             w->stats->coalesced++;
         } else if ((f = new_flight(w, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
@@ -450,7 +467,8 @@ void lookup_invalidate(Worker *w, const char *key, size_t len)
     uint64_t hash = cache_hash(w->cache, key, len);
     if (cache_remove(w->cache, key, len, hash))
         w->stats->invalidations++;
-    fetch_table_invalidate(w->flights, key, len, hash);
+    if (fetch_table_invalidate(w->flights, key, len, hash))
+        w->stats->invalidated_fetches++;
 }
 
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }

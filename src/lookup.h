@@ -51,7 +51,8 @@ typedef void (*LookupManyDone)(void *arg, const LookupResult *results, size_t n)
 void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
 
 // The key changed in Redis (an invalidation): drop it from the cache, and if it is being fetched,
-// do not cache that reply (it may have been read before the change).
+// unlink that fetch: its reply (maybe read before the change) answers those already waiting and
+// is not cached; a request from now on sends a fetch of its own.
 void lookup_invalidate(Worker *w, const char *key, size_t len);
 
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper

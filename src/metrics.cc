@@ -111,6 +111,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)s->tracking);
     single(out, "redis_proxy_invalidations_total", "counter", "Cached keys dropped because Redis said they changed.",
            (unsigned long long)s->invalidations);
+    single(out, "redis_proxy_invalidated_fetches_total", "counter",
+           "Fetches an invalidation of their key overtook: answered to who waited, not cached, not joined.",
+           (unsigned long long)s->invalidated_fetches);
     single(out, "redis_proxy_invalidation_flushes_total", "counter",
            "Whole caches made stale because Redis was flushed (FLUSHALL, FLUSHDB).",
            (unsigned long long)s->invalidation_flushes);

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "clock.h"
+
 enum Front { FRONT_HTTP, FRONT_RESP, FRONT_COUNT };
 
 // How a key asked for was answered (an MGET counts each of its keys).
@@ -40,14 +42,6 @@ inline void histogram_observe(Histogram *h, uint64_t us)
     h->sum_us += us;
 }
 
-// Microseconds on the monotonic clock, for latencies (monotonic_ms's coarse clock is too coarse).
-inline uint64_t monotonic_us()
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 struct WorkerStats {
     // counters
     uint64_t requests[FRONT_COUNT][RESULT_COUNT];
@@ -67,6 +61,7 @@ struct WorkerStats {
     uint64_t coalesced;         // misses that joined a fetch already on its way (single flight)
     uint64_t stale_answers;     // answered stale because Redis could not be reached (stale_if_error)
     uint64_t invalidations;     // cached keys dropped because Redis said they changed
+    uint64_t invalidated_fetches; // fetches an invalidation overtook: answered, not cached, not joined
     uint64_t invalidation_flushes; // the whole cache made stale: FLUSHALL/FLUSHDB in Redis
     uint64_t tracking_losses;   // the invalidation link lost: the whole cache made stale
     uint64_t tracking_refusals; // Redis refused a tracking command for now: retried with back-off

@@ -148,14 +148,15 @@ static void forget_cache(void *arg)
     Worker *w = (Worker *)arg;
     size_t n = cache_count(w->cache);
     cache_clear(w->cache);
+    w->distrusted_us = monotonic_us();  // and no fetch sent before is joined or cached
     log_warn("worker %d: dropped all %zu cached entries read through that connection", w->id, n);
 }
 
-// Tracking's word on the one Redis: a new generation makes everything cached untrusted.
+// Tracking's word on the one Redis: nothing cached or fetched before now is trusted (coherence.h).
 static void distrust_cache(void *arg)
 {
     Worker *w = (Worker *)arg;
-    cache_new_generation(w->cache, monotonic_ms());
+    w->distrusted_us = monotonic_us();
 }
 
 static void set_caching(void *arg, bool caching, bool tracked)

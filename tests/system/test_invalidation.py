@@ -106,6 +106,38 @@ class InvalidationTest(TrackingTestCase):
         wait_until(lambda: proxy.get("user:42").body == b"bob", timeout=FAST, what="bob")
 
 
+class InvalidationRaceTest(TrackingTestCase):
+    def test_a_request_after_an_invalidation_never_gets_the_value_read_before_it(self):
+        relay = Relay(self.redis.port).start()
+        self.addCleanup(relay.stop)
+        proxy = self.start_tracking_proxy(server=relay, workers=1)
+        self.redis("SET", "k", "old")
+        def gets():
+            m = re.search(rb"cmdstat_get:calls=(\d+)", self.redis("INFO", "commandstats"))
+            return int(m.group(1)) if m else 0
+        # The data connection is the one Redis tracks (flags t): its replies wait in the relay.
+        data = [l for l in self.redis("CLIENT", "LIST").decode().splitlines() if " flags=t " in l][0]
+        relay.hold(relay.index_of(re.search(r" addr=(\S+) ", data).group(1)), to_redis=False, from_redis=True)
+        answers = {}
+
+        def get(name):
+            answers[name] = proxy.get("k").body
+        first = threading.Thread(target=get, args=("first",))
+        first.start()
+        wait_until(lambda: gets() == 1, what="Redis to read the old value for the first request")
+        self.redis("SET", "k", "new")  # its invalidation overtakes the held reply
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_invalidated_fetches_total") == 1,
+                   what="the invalidation to reach the proxy")
+        second = threading.Thread(target=get, args=("second",))
+        second.start()
+        wait_until(lambda: gets() == 2, what="a fetch of its own for the request after the invalidation")
+        relay.release()
+        first.join(5)
+        second.join(5)
+        self.assertEqual(answers, {"first": b"old", "second": b"new"})
+        self.assertEqual(proxy.get("k").body, b"new")  # the old reply was not cached
+
+
 class LostLinkTest(TrackingTestCase):
     def test_a_killed_invalidation_connection_leaves_no_stale_value(self):
         proxy = self.start_tracking_proxy()

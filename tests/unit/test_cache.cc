@@ -267,17 +267,42 @@ TEST(Cache, test_many_keys)
     cache_destroy(big);
 }
 
-TEST(Cache, test_a_new_generation_makes_every_entry_stale_at_once)
+TEST(Cache, test_an_entry_keeps_when_it_was_stored_to_the_microsecond)
 {
-    put("a", "1", 0);
-    put("b", "2", 0);
-    uint16_t before = cache_generation(cache);
-    cache_new_generation(cache, 10);
-    LONGS_EQUAL(before + 1, cache_generation(cache));
-    POINTERS_EQUAL(nullptr, get("a", 20));  // no grace: dropped on the way
-    LONGS_EQUAL(1, cache_count(cache));     // b waits for its lookup, TTL or LRU
-    put("a", "new", 30);
-    STRCMP_EQUAL("new", value_of("a", 40).c_str());
+    CacheEntry *a = cache_insert(cache, "a", 1, cache_hash(cache, "a", 1), "1", 1, 5, 5000123);
+    CacheEntry *b = cache_insert(cache, "b", 1, cache_hash(cache, "b", 1), "2", 1, 5, 5000124);
+    LONGS_EQUAL(5000123, cache_entry_stored_us(cache, a));
+    LONGS_EQUAL(5000124, cache_entry_stored_us(cache, b));  // one microsecond apart, and told apart
+    CacheEntry *c = put("c", "3", 7);                          // no precise time given: the millisecond
+    LONGS_EQUAL(7000, cache_entry_stored_us(cache, c));
+}
+
+TEST(Cache, test_a_life_shorter_than_the_ttl_ends_the_entry_sooner_never_later)
+{
+    CacheEntry *e = put("k", "v", 1000);
+    cache_entry_limit_life(cache, e, 250);  // Redis expires the key 250 ms after it was read
+    CHECK(get("k", 1200) != nullptr);
+    POINTERS_EQUAL(nullptr, get("k", 1250));
+    e = put("long", "v", 1000);
+    cache_entry_limit_life(cache, e, TTL * 2);  // the key outlives the TTL: the TTL holds
+    CHECK(get("long", 1000 + TTL - 1) != nullptr);
+    POINTERS_EQUAL(nullptr, get("long", 1000 + TTL));
+    for (uint64_t life = 0; life < TTL; life += 7) {  // rounded, always down
+        e = put("r", "v", 0);
+        cache_entry_limit_life(cache, e, life);
+        POINTERS_EQUAL(nullptr, get("r", life));
+    }
+}
+
+TEST(Cache, test_running_out_of_stored_time_span_empties_the_cache)
+{
+    cache_insert(cache, "a", 1, cache_hash(cache, "a", 1), "1", 1, 0, 1000);
+    LONGS_EQUAL(1, cache_count(cache));
+    // 8.9 years later (a worker never restarted): "a" could no longer say when it was stored.
+    uint64_t later_us = 1000 + (1ULL << 48);
+    cache_insert(cache, "b", 1, cache_hash(cache, "b", 1), "2", 1, later_us / 1000, later_us);
+    LONGS_EQUAL(1, cache_count(cache));
+    LONGS_EQUAL(later_us, cache_entry_stored_us(cache, cache_find(cache, "b", 1, cache_hash(cache, "b", 1), later_us / 1000)));
 }
 
 TEST(Cache, test_stale_entries_are_found_as_stale_within_the_grace_only)
@@ -295,35 +320,6 @@ TEST(Cache, test_stale_entries_are_found_as_stale_within_the_grace_only)
     POINTERS_EQUAL(nullptr, stale);  // past it: gone
     LONGS_EQUAL(0, cache_count(cache));
 
-    put("distrusted", "v", 1000);
-    cache_new_generation(cache, 1200);  // stale from here, though its TTL runs to 2000
-    hash = cache_hash(cache, "distrusted", 10);
-    POINTERS_EQUAL(nullptr, cache_find_or_stale(cache, "distrusted", 10, hash, 1600, &stale));
-    CHECK(stale != nullptr);
-    POINTERS_EQUAL(nullptr, cache_find_or_stale(cache, "distrusted", 10, hash, 1700, &stale));
-    POINTERS_EQUAL(nullptr, stale);
-}
-
-TEST(Cache, test_an_entry_too_many_generations_old_is_never_stale)
-{
-    cache_set_grace(cache, 1000000);
-    put("a", "1", 0);
-    for (int i = 0; i < 65; i++)
-        cache_new_generation(cache, 1);
-    CacheEntry *stale;
-    cache_find_or_stale(cache, "a", 1, cache_hash(cache, "a", 1), 2, &stale);
-    POINTERS_EQUAL(nullptr, stale);
-}
-
-TEST(Cache, test_the_generation_wrapping_around_empties_the_cache)
-{
-    for (int i = 0; i < 65535; i++)
-        cache_new_generation(cache, 0);
-    put("a", "1", 0);
-    LONGS_EQUAL(65535, cache_generation(cache));
-    cache_new_generation(cache, 0);  // to 0: "a" would be 65,536 behind, and look current
-    LONGS_EQUAL(0, cache_generation(cache));
-    LONGS_EQUAL(0, cache_count(cache));
 }
 
 TEST(Cache, test_absent_keys_are_cached_as_such)

@@ -1,0 +1,39 @@
+// The three decisions that keep the cache coherent with Redis, made in one place for one Redis
+// and for a Redis Cluster alike (lookup asks them; tests drive them by hand). Pure: no I/O, no
+// clock; times are monotonic microseconds the caller passes (monotonic_us: exact enough that a
+// store or a send never ties with the distrust it follows).
+//
+// Trust is a time per source of keys (the one Redis; a cluster slot's owner): since when what
+// was read from it says nothing about Redis now (a lost invalidation link, a flush, a tracking
+// handshake under way, a slot that changed owner). A cached entry stored, or a fetch sent, at or
+// before that time is not trusted.
+//
+// The orderings this settles, for a key K:
+//   - request, reply: the reply is cached (if its source may cache) and answers the request;
+//   - request, invalidation of K, reply: the fetch is unlinked at the invalidation (fetch_table);
+//     its waiters get its reply, uncached; a request after the invalidation starts a new fetch;
+//   - request, distrust (flush, lost link, slot move), request: the second does not join the
+//     first's fetch (sent before the distrust), it starts its own; neither caches the first's;
+//   - store, distrust, read: no hit (stale at most, for stale_if_error when Redis is unreachable).
+#pragma once
+
+#include <stdint.h>
+
+struct Flight;
+
+// What is known now of the source of one key.
+struct KeyTrust {
+    uint64_t distrusted_us;  // since when its reads are not trusted; 0: always trusted
+    bool caching;            // its replies may be cached now (tracking established, or off)
+};
+
+// A cache entry stored at stored_us may be answered as a hit.
+bool coherence_entry_is_hit(uint64_t stored_us, const KeyTrust *trust);
+
+// A new request for the key may wait for this fetch instead of sending its own: the fetch was
+// not invalidated and was sent after the key's source was last distrusted.
+bool coherence_may_join(const Flight *f, const KeyTrust *trust);
+
+// The fetch's reply may be cached: it may be joined (above), its source may cache now, and it
+// came from the key's owner (always, with one Redis; not through a cluster's ASK).
+bool coherence_reply_cacheable(const Flight *f, const KeyTrust *trust, bool from_owner);
