@@ -24,11 +24,13 @@ enum SettingType {
     SETTING_LOG_LEVEL,     // one of the names below, stored as its index
     SETTING_INVALIDATION,
     SETTING_AUTO_SWITCH,
+    SETTING_SWITCH,    // "off" (0) or "on" (1)
 };
 
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const invalidation_names[] = {"tracking", "off", NULL};  // enum Invalidation
 static const char *const auto_switch_names[] = {"auto", "on", "off", NULL};  // enum AutoSwitch
+static const char *const switch_names[] = {"off", "on", NULL};
 
 // The names a choice setting takes, NULL for the other types.
 static const char *const *choice_names(SettingType type)
@@ -36,6 +38,7 @@ static const char *const *choice_names(SettingType type)
     return type == SETTING_LOG_LEVEL      ? log_level_names
            : type == SETTING_INVALIDATION ? invalidation_names
            : type == SETTING_AUTO_SWITCH  ? auto_switch_names
+           : type == SETTING_SWITCH       ? switch_names
                                           : NULL;
 }
 
@@ -85,6 +88,7 @@ static const Setting settings[] = {
     {"cache", "heartbeat", SETTING_DURATION, FIELD(heartbeat_ms), "1s", 100, MINUTE_MS, false},
     {"cache", "cache_not_found", SETTING_AUTO_SWITCH, FIELD(cache_not_found), "auto", 0, 0, false},
     {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
+    {"cache", "follow_key_expiry", SETTING_SWITCH, FIELD(follow_key_expiry), "on", 0, 0, false},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
 };
@@ -171,6 +175,7 @@ static void format_value(const Setting *s, const Config *c, char *out, size_t ou
     case SETTING_LOG_LEVEL:
     case SETTING_INVALIDATION:
     case SETTING_AUTO_SWITCH:
+    case SETTING_SWITCH:
         snprintf(out, outlen, "%s", choice_names(s->type)[v]);
         break;
     }
@@ -246,7 +251,8 @@ static bool setting_apply(const Setting *s, Config *c, const char *value, char *
         break;
     case SETTING_LOG_LEVEL:
     case SETTING_INVALIDATION:
-    case SETTING_AUTO_SWITCH: {
+    case SETTING_AUTO_SWITCH:
+    case SETTING_SWITCH: {
         const char *const *names = choice_names(s->type);
         for (v = 0; names[v] != NULL; v++)
             if (strcmp(value, names[v]) == 0)

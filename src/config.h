@@ -44,7 +44,7 @@ struct Config {
     int64_t heartbeat_ms;
     int64_t cache_not_found;  // enum AutoSwitch
     int64_t stale_if_error_ms;
-    // [admin]
+    int64_t follow_key_expiry;  // 1: each miss asks the key's PTTL too; an entry never outlives its key
     char admin_listen[280];  // empty: off
     // [log]
     int64_t log_level;

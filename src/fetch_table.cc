@@ -79,6 +79,8 @@ Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t has
     f->waiters_tail = &f->waiters;
     f->stale = NULL;
     f->owner = NULL;
+    f->key_pttl_ms = FLIGHT_PTTL_UNKNOWN;
+    f->refs = 1;
     f->key_len = len;
     memcpy(f->key, key, len);
     Flight **bucket = &t->buckets[hash & t->mask];
@@ -124,3 +126,9 @@ bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t
 }
 
 size_t fetch_table_count(const FetchTable *t) { return t->count; }
+
+void flight_release(Flight *f)
+{
+    if (--f->refs == 0)
+        free(f);
+}

@@ -32,9 +32,18 @@ struct Flight {
     FlightWaiter *waiters, **waiters_tail;  // in arrival order
     CacheEntry *stale;    // retained: answered if Redis cannot be reached (stale_if_error)
     void *owner;          // the worker, for the reply callback
+    // The key's remaining life in Redis, from a PTTL sent just before the GET: -1 none, -2 no such
+    // key, FLIGHT_PTTL_UNKNOWN until its reply comes, FLIGHT_PTTL_REFUSED.
+    int64_t key_pttl_ms;
+    // Commands whose replies still point at the flight (its GET or MGET, and its PTTL): freed
+    // when the last one is done with it (flight_release).
+    int refs;
     size_t key_len;
     char key[];
 };
+
+static const int64_t FLIGHT_PTTL_UNKNOWN = INT64_MIN;
+static const int64_t FLIGHT_PTTL_REFUSED = INT64_MIN + 1;  // Redis answered PTTL with an error
 
 struct FetchTable;
 
@@ -42,15 +51,16 @@ FetchTable *fetch_table_create();
 void fetch_table_destroy(FetchTable *t);  // the flights must have been resolved
 
 Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash);
-// A new flight for the key (not yet in the table), with no waiters; NULL if out of memory.
+// A new flight for the key (not yet in the table), with no waiters, held once (for its fetch);
+// NULL if out of memory.
 // `room` bytes more come in the same allocation (flight_room), for the first waiter: a miss then
 // costs one allocation, not two.
 Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint64_t sent_us,
                         size_t room = 0);
 void *flight_room(Flight *f);
 void fetch_table_join(Flight *f, FlightWaiter *w);
-// Takes the flight out of the table (if still there); the caller answers its waiters and frees it
-// (free(), which frees its room too).
+// Takes the flight out of the table (if still there); the caller answers its waiters and
+// releases it.
 void fetch_table_remove(FetchTable *t, Flight *f);
 // Unlinks the flight from the table, marked invalidated: nobody joins it any more, its reply is
 // not cached; it stays the caller's (its command's) to answer and free.
@@ -58,3 +68,6 @@ void fetch_table_detach(FetchTable *t, Flight *f);
 // The key changed in Redis: its flight, if any, is detached. Returns whether there was one.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);
 size_t fetch_table_count(const FetchTable *t);  // flights in the table (detached ones not counted)
+
+// One command is done with the flight; the last frees it (and its room).
+void flight_release(Flight *f);

@@ -11,6 +11,7 @@
 #include "coherence.h"
 #include "config.h"
 #include "fetch_table.h"
+#include "log.h"
 #include "worker.h"
 
 // Below this, copying a value into the output buffer costs less than referencing it, which
@@ -137,17 +138,36 @@ static Flight *joinable_flight(Worker *w, const KeyTrust *trust, const char *key
 
 // Turns a string-or-nil reply for a flight's key into a result, caching it when it may be. A
 // cached value is answered from the entry's copy: the reply buffer dies when the callback returns.
+// follow_key_expiry: how long an entry for the flight's value may live, so that it never
+// outlives its key in Redis. -1: as long as the TTL; 0: not cached at all.
+static int64_t value_life_ms(const Worker *w, const Flight *f, uint64_t now_us)
+{
+    if (!w->config->follow_key_expiry || f->key_pttl_ms == -1 || f->key_pttl_ms == FLIGHT_PTTL_REFUSED)
+        return -1;
+    // Unknown: its answer did not come before the GET's (a cluster retry reordered them). -2: the
+    // key was created between the PTTL and the GET. Either way, nothing to go by.
+    if (f->key_pttl_ms < 0)
+        return 0;
+    // Counted from the PTTL's sending, rounded against the entry: it is stored only now.
+    int64_t elapsed_ms = (int64_t)((now_us - f->sent_us + 999) / 1000);
+    return f->key_pttl_ms > elapsed_ms ? f->key_pttl_ms - elapsed_ms : 0;
+}
+
 static LookupResult result_from_value(Worker *w, const Flight *f, const redisReply *reply)
 {
     bool cache = may_cache(w, f);
+    uint64_t now_us = monotonic_us();
     if (reply->type == REDIS_REPLY_NIL) {
         if (cache && w->cache_not_found)
-            cache_insert_absent(w->cache, f->key, f->key_len, f->hash, monotonic_ms(), monotonic_us());
+            cache_insert_absent(w->cache, f->key, f->key_len, f->hash, monotonic_ms(), now_us);
         return {LOOKUP_NOT_FOUND, false, false, NULL, NULL, 0, 0};
     }
+    int64_t life = value_life_ms(w, f, now_us);
     CacheEntry *e = NULL;
-    if (cache && reply->len <= (size_t)w->config->max_value_size)
-        e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms(), monotonic_us());
+    if (cache && life != 0 && reply->len <= (size_t)w->config->max_value_size)
+        e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms(), now_us);
+    if (e != NULL && life > 0)
+        cache_entry_limit_life(w->cache, e, (uint64_t)life);
     return {LOOKUP_FOUND, false, false, e, e ? cache_entry_value(e) : reply->str, reply->len, 0};
 }
 
@@ -178,7 +198,40 @@ static void resolve(Worker *w, Flight *f, LookupResult r)
         cache_entry_release(held);
     if (f->stale != NULL)
         cache_entry_release(f->stale);
-    free(f);
+    f->stale = NULL;
+    flight_release(f);  // its PTTL's reply may still point at it
+}
+
+static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    Flight *f = (Flight *)arg;
+    Worker *w = (Worker *)f->owner;
+    if (failure == BACKEND_OK && reply->type == REDIS_REPLY_INTEGER) {
+        f->key_pttl_ms = reply->integer;
+    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR) {
+        // An ACL that denies PTTL, say: entries then live their TTL, as with follow_key_expiry off.
+        f->key_pttl_ms = FLIGHT_PTTL_REFUSED;
+        if (!w->pttl_refused_logged)
+            log_warn("worker %d: Redis refuses PTTL (%.*s); entries live their whole ttl even if their key expires "
+                     "sooner: allow PTTL, or set follow_key_expiry = off", w->id, (int)reply->len, reply->str);
+        w->pttl_refused_logged = true;
+    } else if (failure == BACKEND_OK) {
+        result_bad_reply(w);  // the connection is out of step: dropped once this returns
+    }
+    flight_release(f);
+}
+
+// follow_key_expiry: a PTTL for the flight's key, sent just before its GET (or MGET) on the same
+// connection, so that its answer is known when the value comes. Redis's tracking reports a key's
+// expiry only when Redis deletes it, which for a key nobody else reads may be long after.
+static void ask_key_life(Worker *w, int slot, Flight *f)
+{
+    if (!w->config->follow_key_expiry)
+        return;
+    const char *argv[2] = {"PTTL", f->key};
+    size_t lens[2] = {4, f->key_len};
+    if (send_fetch(w, slot, 2, argv, lens, on_pttl_reply, f))
+        f->refs++;
 }
 
 static void answer_get(FlightWaiter *self, const LookupResult *result)
@@ -251,6 +304,7 @@ void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupD
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
     int slot = w->cluster != NULL ? cluster_key_slot(key, key_len) : 0;
+    ask_key_life(w, slot, f);
     if (!send_fetch(w, slot, 2, argv, lens, on_get_reply, f)) {
         resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
         return;
@@ -356,6 +410,7 @@ static void send_mget(Worker *w, MgetCommand *cmd, int slot, const char **argv, 
     for (size_t i = 0; i < cmd->n; i++) {
         argv[i + 1] = cmd->flights[i]->key;
         lens[i + 1] = cmd->flights[i]->key_len;
+        ask_key_life(w, slot, cmd->flights[i]);
     }
     w->inflight++;  // on_mget_reply decrements it, also when called here
     if (!send_fetch(w, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))

@@ -30,6 +30,7 @@ struct Worker {
     bool caching;          // replies may be cached (with tracking: only while it is established)
     uint64_t distrusted_us;  // one Redis: since when what was read from it is not trusted (coherence.h)
     bool cache_not_found;  // a nil reply is cached too (cache_not_found)
+    bool pttl_refused_logged;
     Backend *backend;       // one Redis ([redis] address); NULL with a cluster
     struct Cluster *cluster;  // a Redis Cluster ([redis] cluster); NULL with one Redis
     HttpFront *http;

@@ -116,6 +116,8 @@ class FakeRedis:
             return b"+OK\r\n"
         if name == b"GET":
             return bulk(self.data.get(args[1]))
+        if name == b"PTTL":  # no expiry set: -1, or -2 for no such key
+            return b":-1\r\n" if args[1] in self.data else b":-2\r\n"
         if name == b"MGET":
             return b"*%d\r\n" % (len(args) - 1) + b"".join(bulk(self.data.get(k)) for k in args[1:])
         return b"-ERR unknown command\r\n"

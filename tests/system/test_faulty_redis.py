@@ -124,7 +124,8 @@ class OutOfStepTest(FaultyRedisTestCase):
         # An extra reply read together with the replies before it is caught before any of them is
         # delivered; one read later, while other GETs wait, it cannot be told from theirs (RESP
         # replies carry no request id). It is noticed at the latest when the replies outnumber the
-        # commands, and then everything cached through that connection is dropped.
+        # commands (here sooner: the extra bulk lands on the next key's PTTL, which wants an
+        # integer), and then everything cached through that connection is dropped.
         self.start()
         self.fake.on("GET", lambda args, sock: bulk(args[1].upper()) + bulk(b"EXTRA"))
         keys = [b"p%d" % i for i in range(20)]
@@ -135,7 +136,8 @@ class OutOfStepTest(FaultyRedisTestCase):
             except RedisError as e:
                 self.assertIn("BACKENDDOWN", str(e))
         del self.fake.handlers["GET"]
-        wait_until(lambda: "more replies than commands" in self.proxy.log(), what="out of step")
+        wait_until(lambda: "dropping the connection and what was read through it" in self.proxy.log(),
+                   what="out of step")
         self.wait_reconnected()
         for k in keys:
             self.fake.data[k] = b"fresh"

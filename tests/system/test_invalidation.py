@@ -138,6 +138,38 @@ class InvalidationRaceTest(TrackingTestCase):
         self.assertEqual(proxy.get("k").body, b"new")  # the old reply was not cached
 
 
+class KeyExpiryTest(TrackingTestCase):
+    """Redis reports an expiry only when it deletes the key: lazily, when something reads it (the
+    proxy never does, it has it cached), or in its sampled expiry cycle, which with many keys may
+    come long after. Here that cycle is off, as if it never got to the key."""
+
+    def start_lazy_redis(self):
+        redis = self.start_redis(extra_args=["--enable-debug-command", "yes"])
+        redis("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        return redis
+
+    def test_an_entry_never_outlives_its_key(self):
+        redis = self.start_lazy_redis()
+        for invalidation in ("tracking", "off"):
+            proxy = self.start_proxy(redis, cache={"invalidation": invalidation, "ttl": "300s"})
+            redis("SET", "short", "lived", "PX", "600")
+            started = time.monotonic()
+            self.assertMiss(proxy.get("short"), b"lived")
+            self.assertHit(proxy.get("short"), b"lived")  # cached while the key lives
+            wait_until(lambda: proxy.get("short").status == 404, timeout=3, what="the key's expiry, with " + invalidation)
+            self.assertGreater(time.monotonic() - started, 0.55, "not before the key expired")
+            proxy.stop()
+
+    def test_with_follow_key_expiry_off_an_entry_lives_its_ttl(self):
+        redis = self.start_lazy_redis()
+        proxy = self.start_proxy(redis, cache={"invalidation": "off", "ttl": "300s", "follow_key_expiry": "off"})
+        redis("SET", "short", "lived", "PX", "200")
+        self.assertMiss(proxy.get("short"), b"lived")
+        wait_until(lambda: redis("EXISTS", "short") == 0, what="the key expired in Redis")
+        self.assertHit(proxy.get("short"), b"lived")  # the price of one command per miss
+        self.assertNotIn(b"cmdstat_pttl", redis("INFO", "commandstats"))
+
+
 class LostLinkTest(TrackingTestCase):
     def test_a_killed_invalidation_connection_leaves_no_stale_value(self):
         proxy = self.start_tracking_proxy()

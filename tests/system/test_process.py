@@ -74,7 +74,8 @@ class SupervisionTest(ProxyTestCase):
                 result.append(repr(e))
         t = threading.Thread(target=get, daemon=True)
         t.start()
-        wait_until(lambda: "redis_proxy_redis_commands_total 1\n" in proxy.admin("/metrics")[1],
+        # Two commands: the key's PTTL (follow_key_expiry), then its GET.
+        wait_until(lambda: "redis_proxy_redis_commands_total 2\n" in proxy.admin("/metrics")[1],
                    what="the GET sent to Redis")
         return t, result
 
