@@ -57,11 +57,26 @@ struct Master {
     ListenGroup *closing[LISTEN_KINDS];
     Scoreboard *scoreboard;
     bool ready;  // READY=1 sent for the current generation
-    // A reload's previous generation: told to stop once the new one serves, killed at the deadline.
+    // A reload's previous generation: told to stop once the new one serves, killed at the deadline
+    // (also the new generation of a reload that was abandoned).
     pid_t *retiring;
     int retiring_count;
     bool retire_signalled;
     uint64_t retire_deadline_ms;
+    // A reload whose new generation does not serve yet: what it replaced, put back if it never
+    // does within the new shutdown_timeout (the reload is then abandoned).
+    struct {
+        bool starting;
+        uint64_t deadline_ms;
+        WorkerSlot *slots;
+        int count;
+        const Config *config;
+        Config *reloaded;
+        WorkerSetup setup;
+        ListenGroup *listening[LISTEN_KINDS];
+        int sockets[LISTEN_KINDS];  // each group's socket count before (a grown one shrinks back)
+    } previous;
+    bool reload_pending;  // a SIGHUP came while a reload was under way: the file is read again after it
     uint64_t status_at_ms;
     char status[160];  // the STATUS line last sent
     sigset_t handled;  // signals the master waits for with sigtimedwait
@@ -195,7 +210,8 @@ static int reap_workers(Master *m, bool stopping)
                 was_retiring = true;
                 reaped++;
                 log_debug("previous-generation worker (pid %d) has exited", (int)pid);
-                if (m->retiring_count == 0)
+                // (While a reload is still starting, its dropped addresses may come back.)
+                if (m->retiring_count == 0 && !m->previous.starting)
                     close_dropped_addresses(m);
                 break;
             }
@@ -331,9 +347,15 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
     describe_status(&t, status, sizeof(status));
     if (!m->ready) {
         m->ready = true;
-        if (m->retiring_count > 0) {
+        if (m->previous.starting) {
             // The new generation serves: the old one stops accepting, answers what it has in
             // flight and exits, on the same sockets, so no connection waits on a dead worker.
+            m->previous.starting = false;
+            free(m->previous.slots);
+            if (m->previous.reloaded != m->reloaded)
+                free(m->previous.reloaded);
+            m->scoreboard->generation++;
+            m->scoreboard->last_reload_ok = 1;
             log_info("reload: configuration generation %u serving; stopping %d previous worker(s)",
                      m->scoreboard->generation, m->retiring_count);
             // New connections now go to one socket per new worker; with fewer workers than
@@ -346,6 +368,8 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
                              m->count);
             signal_retiring(m, SIGTERM);
             m->retire_signalled = true;
+            if (m->retiring_count == 0)  // every previous worker died while this one started
+                close_dropped_addresses(m);
             m->retire_deadline_ms = now + (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS;
         } else {
             log_info("ready: %s", status);
@@ -420,6 +444,12 @@ static bool prepare_listeners(Master *m, const Config *next, int workers, Listen
 // A reload starts with empty caches.
 static void reload(Master *m)
 {
+    if (m->previous.starting || m->retiring_count > 0) {
+        // The last SIGHUP wins: the file is read as it is then, once this one has ended.
+        log_info("reload: one is still under way; the file will be read again once it has ended");
+        m->reload_pending = true;
+        return;
+    }
     m->scoreboard->reloads++;
     notify_reloading();
     Config *next = (Config *)malloc(sizeof(Config));
@@ -434,8 +464,6 @@ static void reload(Master *m)
         refused = "out of memory";
     } else if (!config_load(next, m->source, err, sizeof(err))) {
         refused = err;
-    } else if (m->retiring_count > 0) {
-        refused = "the previous reload is still under way";
     } else if (!resolve_redis(next, &targets, err, sizeof(err))) {
         refused = err;
     }
@@ -449,8 +477,8 @@ static void reload(Master *m)
         else if (!prepare_listeners(m, next, workers, groups, err, sizeof(err)))
             refused = err;
     }
-    m->scoreboard->last_reload_ok = refused == NULL;
     if (refused != NULL) {
+        m->scoreboard->last_reload_ok = 0;
         m->scoreboard->reload_failures++;
         log_error("reload refused: %s; keeping the running configuration", refused);
         free(next);
@@ -462,6 +490,17 @@ static void reload(Master *m)
         if (m->slots[i].pid != 0)
             m->retiring[m->retiring_count++] = m->slots[i].pid;
     m->retire_signalled = false;
+    m->previous.starting = true;
+    m->previous.deadline_ms = monotonic_ms() + (uint64_t)next->shutdown_timeout_ms;
+    m->previous.slots = m->slots;
+    m->previous.count = m->count;
+    m->previous.config = m->config;
+    m->previous.reloaded = m->reloaded;
+    m->previous.setup = m->setup;
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        m->previous.listening[k] = m->listening[k];
+        m->previous.sockets[k] = m->listening[k] ? m->listening[k]->count : 0;
+    }
     for (int k = 0; k < LISTEN_KINDS; k++) {
         if (m->listening[k] != NULL && m->listening[k] != groups[k]) {
             log_info("reload: %s stops listening on %s once the previous workers have gone", LISTEN_NAMES[k],
@@ -472,11 +511,9 @@ static void reload(Master *m)
             log_info("reload: listening for %s on %s", LISTEN_NAMES[k], groups[k]->text);
         m->listening[k] = groups[k];
     }
-    free(m->slots);
     m->slots = slots;
     m->count = workers;
     m->setup.worker_count = workers;
-    free(m->reloaded);
     m->reloaded = next;
     m->config = next;
     m->setup.redis = targets.redis;
@@ -484,12 +521,74 @@ static void reload(Master *m)
     m->setup.seed_count = targets.seed_count;
     log_set_level((int)next->log_level);
     raise_fd_limit(next, workers);
-    m->scoreboard->generation++;
     log_info("reload: configuration generation %u read from %s; starting %d new worker(s)",
-             m->scoreboard->generation, m->source->path, m->count);
+             m->scoreboard->generation + 1, m->source->path, m->count);
     for (int i = 0; i < m->count; i++)
         spawn_worker(m, i);
     m->ready = false;
+}
+
+// The new generation did not serve within its shutdown_timeout (its workers keep dying, or never
+// reach Redis): it is stopped as a previous generation is, and the one before keeps serving, on
+// the configuration, sockets and steering it had. The next SIGHUP is taken as usual.
+static void abandon_reload(Master *m)
+{
+    m->scoreboard->reload_failures++;
+    m->scoreboard->last_reload_ok = 0;
+    int starting = 0;
+    for (int i = 0; i < m->count; i++)
+        starting += m->slots[i].pid != 0;
+    log_error("reload abandoned: configuration generation %u did not serve within shutdown_timeout (%lldms); "
+              "stopping its %d worker(s), the previous configuration keeps serving",
+              m->scoreboard->generation + 1, (long long)m->config->shutdown_timeout_ms, starting);
+    // The previous generation is the current one again: off the retiring list, back in its slots
+    // (a slot whose worker died meanwhile is respawned at once).
+    WorkerSlot *slots = m->previous.slots;
+    for (int i = 0; i < m->previous.count; i++) {
+        bool running = false;
+        for (int j = 0; j < m->retiring_count && !running; j++)
+            if (m->retiring[j] == slots[i].pid) {
+                m->retiring[j] = m->retiring[--m->retiring_count];
+                running = true;
+            }
+        if (!running) {
+            slots[i].pid = 0;
+            slots[i].respawn_at_ms = 0;
+        }
+    }
+    pid_t *retiring = (pid_t *)realloc(m->retiring, (size_t)(m->retiring_count + m->count) * sizeof(pid_t));
+    if (retiring != NULL)
+        m->retiring = retiring;
+    for (int i = 0; i < m->count; i++) {
+        if (m->slots[i].pid == 0)
+            continue;
+        kill(m->slots[i].pid, SIGTERM);
+        if (retiring != NULL)
+            m->retiring[m->retiring_count++] = m->slots[i].pid;
+    }
+    m->retire_signalled = true;
+    m->retire_deadline_ms = monotonic_ms() + (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS;
+    for (int k = 0; k < LISTEN_KINDS; k++) {
+        ListenGroup *before = m->previous.listening[k];
+        if (m->listening[k] != before)
+            listen_group_close(m->listening[k]);  // opened for this reload
+        else if (before != NULL)
+            listen_group_shrink(before, m->previous.sockets[k]);  // grown for it: nothing steered there yet
+        if (m->closing[k] == before)
+            m->closing[k] = NULL;
+        m->listening[k] = before;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->count = m->previous.count;
+    free(m->reloaded);
+    m->reloaded = m->previous.reloaded;
+    m->config = m->previous.config;
+    m->setup = m->previous.setup;
+    log_set_level((int)m->config->log_level);
+    m->previous.starting = false;
+    m->ready = true;
+    notify_ready(m->status);  // ends the reload, as systemd expects
 }
 
 static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
@@ -546,6 +645,17 @@ int master_run(const Config *config, const ConfigSource *source)
             if (s->pid == 0 && s->respawn_at_ms < next)
                 next = s->respawn_at_ms;
         }
+        if (m.previous.starting) {
+            if (now >= m.previous.deadline_ms)
+                abandon_reload(&m);
+            else if (m.previous.deadline_ms < next)
+                next = m.previous.deadline_ms;
+        }
+        if (m.reload_pending && !m.previous.starting && m.retiring_count == 0) {
+            m.reload_pending = false;
+            log_info("reload: reading the file again for the SIGHUP that came during the last one");
+            reload(&m);
+        }
         if (m.retiring_count > 0 && m.retire_signalled) {
             if (now >= m.retire_deadline_ms) {
                 log_warn("%d previous-generation worker(s) did not stop within shutdown_timeout; killing them",
@@ -574,6 +684,11 @@ int master_run(const Config *config, const ConfigSource *source)
             scoreboard_destroy(m.scoreboard);
             free(m.retiring);
             free(m.reloaded);
+            if (m.previous.starting) {
+                free(m.previous.slots);
+                if (m.previous.reloaded != m.reloaded)
+                    free(m.previous.reloaded);
+            }
             log_info("stopped");
             return 0;
         } else if (sig == SIGHUP) {

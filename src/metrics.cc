@@ -67,7 +67,7 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)sb->reload_failures);
     single(out, "redis_proxy_last_reload_success", "gauge", "1 unless the last reload was refused (1 before any).",
            (unsigned long long)sb->last_reload_ok);
-    single(out, "redis_proxy_config_generation", "gauge", "Configuration generation in force: 1 at start, one more per reload.",
+    single(out, "redis_proxy_config_generation", "gauge", "Configuration generation in force: 1 at start, one more per reload once its workers serve.",
            (unsigned long long)sb->generation);
 
     header(out, "redis_proxy_requests_total", "counter",

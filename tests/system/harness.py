@@ -84,6 +84,25 @@ def wait_until(condition, timeout=10.0, what="condition"):
         time.sleep(0.01)
 
 
+def black_hole_port(test):
+    """A port whose listener's accept queue is full: the kernel drops new SYNs, so a connect(2)
+    to it hangs, as to a host that has gone away. Closed by the test's cleanups."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    test.addCleanup(listener.close)
+    port = listener.getsockname()[1]
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        test.addCleanup(filler.close)
+    return port
+
+
 # --- a minimal RESP client, to talk to Redis directly --------------------------------------
 
 class RedisError(Exception):

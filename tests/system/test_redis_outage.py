@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from harness import ProxyTestCase, RedisClient, RedisServer, free_port, wait_until
+from harness import ProxyTestCase, RedisClient, RedisServer, black_hole_port, free_port, wait_until
 from relay import Relay
 from test_admin import metric
 
@@ -50,22 +50,7 @@ class OutageTest(ProxyTestCase):
         wait_until(lambda: proxy.get("k").status == 200, timeout=10, what="first connect")
 
     def black_hole(self):
-        """A listener whose accept queue is full: the kernel drops new SYNs, so connect(2) hangs,
-        as it would to a host that has gone away. Only the connect timer can end it."""
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        self.addCleanup(listener.close)
-        port = listener.getsockname()[1]
-        for _ in range(3):
-            filler = socket.socket()
-            filler.setblocking(False)
-            try:
-                filler.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
-            self.addCleanup(filler.close)
-        return RedisServer(self.workdir, port)  # never started: only its port is used
+        return RedisServer(self.workdir, black_hole_port(self))  # never started: only its port is used
 
     def test_connect_timeout_when_redis_never_accepts(self):
         proxy = self.start_proxy(server=self.black_hole(), redis={"connect_timeout": "300ms"})

@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 
-from harness import ProxyTestCase, RedisError, alive, free_ports, wait_until, worker_pid
+from harness import ProxyTestCase, RedisError, alive, black_hole_port, free_ports, wait_until, worker_pid
 from test_admin import metric
 from test_service import ServiceManager
 
@@ -134,6 +134,47 @@ class ReloadTest(ProxyTestCase):
         self.assertEqual(sorted(served), sorted(new))
         for pid, n in served.items():
             self.assertTrue(105 <= n <= 195, "uneven: %r" % served)
+
+    def test_a_reload_that_never_serves_is_abandoned_and_the_next_one_taken(self):
+        # The new generation's Redis never answers a connect (its SYNs are dropped): its workers
+        # never make their first attempt, so it never serves. The old one keeps serving.
+        proxy = self.start_proxy(proxy={"workers": "2", "shutdown_timeout": "1s"})
+        self.redis("SET", "k", "v")
+        old = generation_pids(proxy, 2)
+        good = dict(proxy.settings["redis"])
+        self.reload(proxy, redis={"address": "127.0.0.1:%d" % black_hole_port(self), "connect_timeout": "30s"})
+        wait_until(lambda: "reload abandoned: configuration generation 2 did not serve within shutdown_timeout"
+                   in proxy.log(), what="the reload abandoned")
+        new = generation_pids(proxy, 2)
+        for pid in new:
+            wait_until(lambda: not alive(pid), what="abandoned worker %d stopped" % pid)
+        self.assertTrue(all(alive(pid) for pid in old), "the previous generation keeps serving")
+        for _ in range(10):
+            self.assertEqual(proxy.get("k").status, 200)
+        _, text = proxy.admin("/metrics")
+        self.assertEqual(metric(text, "redis_proxy_reload_failures_total"), 1)
+        self.assertEqual(metric(text, "redis_proxy_last_reload_success"), 0)
+        self.assertEqual(metric(text, "redis_proxy_config_generation"), 1)  # the one in force
+        # The next SIGHUP, with a good file again, is taken (not refused as still under way).
+        proxy.settings["redis"] = good
+        self.reload(proxy)
+        self.wait_for_reload(proxy, 1, 2)
+        _, text = proxy.admin("/metrics")
+        self.assertEqual(metric(text, "redis_proxy_config_generation"), 2)
+        self.assertEqual(metric(text, "redis_proxy_last_reload_success"), 1)
+        self.assertNotIn("still under way", proxy.log())
+
+    def test_the_last_sighup_wins(self):
+        proxy = self.start_proxy(proxy={"workers": "1"})
+        self.reload(proxy, proxy={"workers": "3"})
+        wait_until(lambda: "starting 3 new worker(s)" in proxy.log(), what="the first reload")
+        self.reload(proxy, proxy={"workers": "1"})  # while the first is still under way
+        wait_until(lambda: "reading the file again for the SIGHUP that came during the last one" in proxy.log(),
+                   what="the second SIGHUP applied")
+        self.wait_for_reload(proxy, 2, 1)
+        _, text = proxy.admin("/metrics")
+        self.assertEqual(metric(text, "redis_proxy_workers"), 1)
+        self.assertEqual(metric(text, "redis_proxy_config_generation"), 3)
 
     def run_reloads_under_load(self, proxy, reloads):
         """Reloads with each settings change in turn while clients keep asking: two with a new
