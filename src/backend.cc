@@ -501,6 +501,7 @@ static void on_connect_timer(evutil_socket_t, short, void *arg)
 
 static void on_reconnect_timer(evutil_socket_t, short, void *arg) { backend_connect((Backend *)arg); }
 
+// 0 when the target's address is not a numeric IP: never connect to an address not given.
 static socklen_t target_sockaddr(const BackendTarget *t, struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof(*ss));
@@ -517,7 +518,8 @@ static socklen_t target_sockaddr(const BackendTarget *t, struct sockaddr_storage
         return (socklen_t)sizeof(*sin);
     }
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    inet_pton(AF_INET6, t->ip, &sin6->sin6_addr);  // resolved by the master: always valid
+    if (inet_pton(AF_INET6, t->ip, &sin6->sin6_addr) != 1)
+        return 0;
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons((uint16_t)t->port);
     return (socklen_t)sizeof(*sin6);
@@ -531,6 +533,10 @@ static void backend_connect(Backend *b)
     }
     struct sockaddr_storage ss;
     socklen_t len = target_sockaddr(&b->target, &ss);
+    if (len == 0) {
+        schedule_reconnect(b, "cannot connect", "not an IP address");
+        return;
+    }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         schedule_reconnect(b, "cannot connect", strerror(errno));

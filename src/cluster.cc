@@ -63,6 +63,7 @@ struct Cluster {
     uint64_t seed;
     SlotMap map;
     bool have_map;
+    int unaddressable_before;  // in the map before: the warning is logged when it changes
     NodeLink links[SLOT_MAP_MAX_NODES];
     uint64_t distrusted_us[CLUSTER_SLOTS];  // since when each slot's reads are not trusted (coherence.h)
     // Refreshing the map.
@@ -328,6 +329,14 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
             sweep_later(c);
         }
     }
+    if (c->map.unaddressable > 0) {
+        c->w->stats->cluster_unaddressable_nodes += (uint64_t)c->map.unaddressable;
+        log_msg(c->map.unaddressable != c->unaddressable_before ? LOG_WARN : LOG_DEBUG,"worker %d: cluster map from %s:%d: %d primar%s announced by name only (%s), with no IP beside it; "
+                 "%s slots are answered unavailable (use cluster-preferred-endpoint-type ip, or Redis 7's metadata)",
+                 c->w->id, asked->ip, asked->port, c->map.unaddressable, c->map.unaddressable == 1 ? "y" : "ies",
+                 c->map.unaddressable_name, c->map.unaddressable == 1 ? "its" : "their");
+    }
+    c->unaddressable_before = c->map.unaddressable;
     if (!c->have_map || moved > 0)
         log_msg(c->have_map ? LOG_INFO : LOG_DEBUG, "worker %d: cluster map from %s:%d: %d primaries, %d slot(s) %s%s",
                 c->w->id, asked->ip, asked->port, primaries, c->have_map ? moved : CLUSTER_SLOTS - uncovered,
@@ -517,7 +526,9 @@ static bool park(ClusterRequest *r)
 static bool follow(ClusterRequest *r, const ClusterRedirect *to)
 {
     Cluster *c = r->c;
-    int node = slot_map_node(&c->map, to->to.ip, to->to.port);
+    // By IP, or by a name a known node announces; a name nobody announces cannot be followed
+    // until the map is read again (the plan asked for that): never an address guessed.
+    int node = slot_map_endpoint(&c->map, to->to.ip, to->to.port);
     if (node < 0)
         return false;
     r->redirects++;

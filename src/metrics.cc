@@ -133,6 +133,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            "Commands tried again after a CLUSTERDOWN or TRYAGAIN answer.", (unsigned long long)s->cluster_retries);
     single(out, "redis_proxy_cluster_map_refreshes_total", "counter", "Redis Cluster slot maps asked for.",
            (unsigned long long)s->cluster_map_refreshes);
+    single(out, "redis_proxy_cluster_unaddressable_nodes_total", "counter",
+           "Primaries a cluster map named by host name with no IP beside it (their slots are answered unavailable).",
+           (unsigned long long)s->cluster_unaddressable_nodes);
     single(out, "redis_proxy_stale_answers_total", "counter",
            "Keys answered from an entry past its TTL because Redis could not be reached (stale_if_error).",
            (unsigned long long)s->stale_answers);

@@ -1,5 +1,6 @@
 #include "slot_map.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,26 @@ void slot_map_init(SlotMap *m)
         m->owner[i] = -1;
 }
 
+bool slot_map_is_ip(const char *text)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, text, buf) == 1 || inet_pton(AF_INET6, text, buf) == 1;
+}
+
+int slot_map_endpoint(SlotMap *m, const char *endpoint, int port)
+{
+    if (slot_map_is_ip(endpoint))
+        return slot_map_node(m, endpoint, port);
+    for (int i = 0; i < m->nodes; i++)
+        if (m->node[i].port == port && m->node[i].name[0] != '\0' && strcmp(m->node[i].name, endpoint) == 0)
+            return i;
+    return -1;
+}
+
 int slot_map_node(SlotMap *m, const char *ip, int port)
 {
+    if (!slot_map_is_ip(ip))
+        return -1;
     int free_entry = -1;
     for (int i = 0; i < m->nodes; i++) {
         if (m->node[i].port == port && strcmp(m->node[i].ip, ip) == 0)
@@ -25,6 +44,7 @@ int slot_map_node(SlotMap *m, const char *ip, int port)
     int i = free_entry >= 0 ? free_entry : m->nodes++;
     snprintf(m->node[i].ip, sizeof(m->node[i].ip), "%s", ip);
     m->node[i].port = port;
+    m->node[i].name[0] = '\0';
     return i;
 }
 
@@ -34,24 +54,52 @@ bool slot_map_forget(SlotMap *m, int node)
         if (m->owner[s] == node)
             return false;
     m->node[node].ip[0] = '\0';
+    m->node[node].name[0] = '\0';
     m->node[node].port = 0;
     return true;
 }
 
-// One node of a CLUSTER SLOTS entry: [ip, port, id, ...]. An empty ip (or "?") means the node
-// that answered.
+// The value of `key` in a node's metadata (Redis 7: a flat array of names and values), or NULL.
+static const redisReply *metadata(const redisReply *node, const char *key)
+{
+    if (node->elements < 4 || node->element[3]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    const redisReply *m = node->element[3];
+    for (size_t i = 0; i + 1 < m->elements; i += 2)
+        if (m->element[i]->type == REDIS_REPLY_STRING && m->element[i]->len == strlen(key) &&
+            memcmp(m->element[i]->str, key, m->element[i]->len) == 0 && m->element[i + 1]->type == REDIS_REPLY_STRING)
+            return m->element[i + 1];
+    return NULL;
+}
+
+// One node of a CLUSTER SLOTS entry: [endpoint, port, id, metadata...]. An empty endpoint (or
+// "?") means the node that answered; a host name is used by the "ip" in its metadata, and with
+// none the node has no address (out->ip is left empty). False if it is malformed.
 static bool entry_node(const redisReply *r, const ClusterNode *asked, ClusterNode *out)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_INTEGER || r->element[1]->integer <= 0 ||
-        r->element[1]->integer > 65535 || r->element[0]->len >= sizeof(out->ip))
+        r->element[1]->integer > 65535 || r->element[0]->len >= sizeof(out->name))
         return false;
-    const redisReply *ip = r->element[0];
-    if (ip->len == 0 || (ip->len == 1 && ip->str[0] == '?'))
-        snprintf(out->ip, sizeof(out->ip), "%s", asked->ip);
-    else
-        snprintf(out->ip, sizeof(out->ip), "%.*s", (int)ip->len, ip->str);
+    const redisReply *endpoint = r->element[0];
+    out->ip[0] = out->name[0] = '\0';
     out->port = (int)r->element[1]->integer;
+    if (endpoint->len == 0 || (endpoint->len == 1 && endpoint->str[0] == '?')) {
+        snprintf(out->ip, sizeof(out->ip), "%s", asked->ip);
+        return true;
+    }
+    snprintf(out->name, sizeof(out->name), "%.*s", (int)endpoint->len, endpoint->str);
+    if (slot_map_is_ip(out->name)) {
+        snprintf(out->ip, sizeof(out->ip), "%s", out->name);
+        out->name[0] = '\0';
+        return true;
+    }
+    const redisReply *ip = metadata(r, "ip");
+    if (ip != NULL && ip->len < sizeof(out->ip)) {
+        snprintf(out->ip, sizeof(out->ip), "%.*s", (int)ip->len, ip->str);
+        if (!slot_map_is_ip(out->ip))
+            out->ip[0] = '\0';
+    }
     return true;
 }
 
@@ -69,6 +117,8 @@ bool slot_map_apply_slots(SlotMap *m, const redisReply *reply, const ClusterNode
     }
     memcpy(next->node, m->node, sizeof(m->node[0]) * (size_t)m->nodes);
     next->nodes = m->nodes;
+    next->unaddressable = 0;
+    next->unaddressable_name[0] = '\0';
     for (int i = 0; i < CLUSTER_SLOTS; i++)
         next->owner[i] = -1;
     for (size_t e = 0; e < reply->elements; e++) {
@@ -86,7 +136,14 @@ bool slot_map_apply_slots(SlotMap *m, const redisReply *reply, const ClusterNode
             free(next);
             return false;
         }
+        if (primary.ip[0] == '\0') {  // a name and no IP: its slots stay without an owner
+            if (next->unaddressable++ == 0)
+                snprintf(next->unaddressable_name, sizeof(next->unaddressable_name), "%s", primary.name);
+            continue;
+        }
         int node = slot_map_node(next, primary.ip, primary.port);
+        if (node >= 0 && primary.name[0] != '\0')
+            snprintf(next->node[node].name, sizeof(next->node[node].name), "%s", primary.name);
         if (node < 0) {
             snprintf(err, errlen, "more than %d primaries", SLOT_MAP_MAX_NODES);
             free(next);

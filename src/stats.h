@@ -69,6 +69,7 @@ struct WorkerStats {
     uint64_t cluster_asks;      // ASK answers followed: the slot is being migrated
     uint64_t cluster_retries;   // commands tried again after CLUSTERDOWN or TRYAGAIN
     uint64_t cluster_map_refreshes; // slot maps asked for (CLUSTER SLOTS)
+    uint64_t cluster_unaddressable_nodes; // primaries a map named without an IP: their slots unserved
     // gauges: not carried over when a worker exits
     uint64_t clients_open[FRONT_COUNT];
     uint64_t cache_entries;

@@ -162,10 +162,18 @@ def subscribe_confirmations(args, sock):
 
 
 def cluster_slots_reply(owners):
-    """A CLUSTER SLOTS reply: owners is a list of (first slot, last slot, port) on 127.0.0.1."""
+    """A CLUSTER SLOTS reply: owners is a list of (first slot, last slot, port) on 127.0.0.1, or
+    (first, last, port, name, ip) for a node announced by a host name (Redis 7's
+    cluster-preferred-endpoint-type hostname), with its IP in the metadata unless ip is None."""
     out = [b"*%d\r\n" % len(owners)]
-    for first, last, port in owners:
-        out.append(b"*3\r\n:%d\r\n:%d\r\n*3\r\n%s:%d\r\n%s" % (
-            first, last, bulk(b"127.0.0.1"), port, bulk(b"%040d" % port)))
+    for owner in owners:
+        first, last, port = owner[:3]
+        if len(owner) == 3:
+            node = b"*3\r\n%s:%d\r\n%s" % (bulk(b"127.0.0.1"), port, bulk(b"%040d" % port))
+        else:
+            name, ip = owner[3], owner[4]
+            meta = b"*2\r\n%s%s" % (bulk(b"ip"), bulk(ip.encode())) if ip else b"*0\r\n"
+            node = b"*4\r\n%s:%d\r\n%s%s" % (bulk(name.encode()), port, bulk(b"%040d" % port), meta)
+        out.append(b"*3\r\n:%d\r\n:%d\r\n%s" % (first, last, node))
     return b"".join(out)
 

@@ -7,6 +7,7 @@ import signal
 
 from fake_redis import FakeRedis, cluster_slots_reply, subscribe_confirmations
 from harness import Proxy, ProxyTestCase, wait_until
+from test_admin import metric
 
 
 class FakeClusterNode(FakeRedis):
@@ -89,3 +90,35 @@ class UnansweredCommandsTest(ProxyTestCase):
         self.assertCleanExit(proxy)
         self.assertEqual(proxy.stop(), 0)
         self.assertCleanExit(proxy)
+
+
+class NamedNodesTest(ProxyTestCase):
+    """Nodes that announce a host name (cluster-preferred-endpoint-type hostname): used by the IP
+    Redis 7 gives beside the name, and never connected to at an address made up from the name."""
+    START_REDIS = False
+
+    def start_on(self, node):
+        p = Proxy(self.workdir, {"redis": {"cluster": "127.0.0.1:%d" % node.port}, "cache": {"invalidation": "off"}})
+        self.addCleanup(self._stop_proxy, p)
+        return p.start()
+
+    def test_a_name_with_an_ip_beside_it_is_served_by_that_ip(self):
+        node = FakeClusterNode(stuck=False).start()
+        self.addCleanup(node.stop)
+        node.owners = [(0, 16383, node.port, "redis-0.invalid", "127.0.0.1")]
+        node.data[b"k"] = b"v"
+        proxy = self.start_on(node)
+        wait_until(lambda: proxy.get("k").status == 200, what="the key served through the named node")
+        self.assertEqual(proxy.get("k").body, b"v")
+
+    def test_a_name_without_an_ip_is_refused_not_guessed(self):
+        node = FakeClusterNode(stuck=False).start()
+        self.addCleanup(node.stop)
+        node.owners = [(0, 16383, node.port, "redis-0.invalid", None)]
+        node.data[b"k"] = b"v"
+        proxy = self.start_on(node)
+        wait_until(lambda: "announced by name only (redis-0.invalid)" in proxy.log(), what="the warning")
+        r = proxy.get("k")
+        self.assertEqual(r.status, 503)
+        self.assertGreaterEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_cluster_unaddressable_nodes_total"), 1)
+        self.assertEqual(node.calls("GET"), 0)

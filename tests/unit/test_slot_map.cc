@@ -34,7 +34,7 @@ static std::string entry(int first, int last, const std::string &ip, int port)
 TEST_GROUP(SlotMap)
 {
     SlotMap *m;
-    ClusterNode asked = {"127.0.0.1", 7000};
+    ClusterNode asked = {"127.0.0.1", 7000, ""};
     char err[200];
     void setup() override
     {
@@ -90,9 +90,44 @@ TEST(SlotMap, test_slots_nobody_serves_have_no_owner)
 
 TEST(SlotMap, test_an_empty_address_means_the_node_asked)
 {
-    asked = {"10.1.2.3", 7005};
+    asked = {"10.1.2.3", 7005, ""};
     CHECK(apply("*1\r\n" + entry(0, 16383, "", 7005)));
     STRCMP_EQUAL("10.1.2.3:7005", owner(42).c_str());
+}
+
+// A node entry as Redis 7 sends it with cluster-preferred-endpoint-type hostname: the name first,
+// the IP in the metadata (or, with no IP known to it, none).
+static std::string named_entry(int first, int last, const std::string &name, int port, const char *ip)
+{
+    std::string meta = ip ? "*2\r\n" + bulk("ip") + bulk(ip) : "*0\r\n";
+    return "*3\r\n:" + std::to_string(first) + "\r\n:" + std::to_string(last) + "\r\n" + "*4\r\n" + bulk(name) +
+           ":" + std::to_string(port) + "\r\n" + bulk(std::string(40, 'c')) + meta;
+}
+
+TEST(SlotMap, test_a_node_announced_by_name_is_used_by_the_ip_beside_it)
+{
+    CHECK(apply("*2\r\n" + named_entry(0, 8191, "redis-0.example", 7000, "10.0.0.5") +
+                named_entry(8192, 16383, "redis-1.example", 7000, NULL)));
+    STRCMP_EQUAL("10.0.0.5:7000", owner(100).c_str());
+    STRCMP_EQUAL("redis-0.example", m->node[m->owner[100]].name);
+    // No IP beside the name: its slots have no owner, and no address is made up for it.
+    STRCMP_EQUAL("none", owner(9000).c_str());
+    LONGS_EQUAL(1, m->unaddressable);
+    STRCMP_EQUAL("redis-1.example", m->unaddressable_name);
+    for (int i = 0; i < m->nodes; i++)
+        CHECK(slot_map_is_ip(m->node[i].ip));
+}
+
+TEST(SlotMap, test_a_redirect_by_name_finds_the_node_that_announced_it_and_no_other)
+{
+    CHECK(apply("*1\r\n" + named_entry(0, 16383, "redis-0.example", 7000, "10.0.0.5")));
+    int known = m->owner[0];
+    LONGS_EQUAL(known, slot_map_endpoint(m, "redis-0.example", 7000));
+    LONGS_EQUAL(known, slot_map_endpoint(m, "10.0.0.5", 7000));
+    LONGS_EQUAL(-1, slot_map_endpoint(m, "redis-0.example", 7001));  // another port: another node
+    LONGS_EQUAL(-1, slot_map_endpoint(m, "redis-9.example", 7000));  // nobody announced it
+    LONGS_EQUAL(-1, slot_map_node(m, "redis-9.example", 7000));      // never added as an "IP"
+    CHECK(slot_map_endpoint(m, "10.0.0.9", 7000) >= 0);               // a new IP is added
 }
 
 TEST(SlotMap, test_a_malformed_reply_leaves_the_map_as_it_was)
