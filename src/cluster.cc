@@ -66,6 +66,8 @@ struct Cluster {
     int unaddressable_before;  // in the map before: the warning is logged when it changes
     NodeLink links[SLOT_MAP_MAX_NODES];
     uint64_t distrusted_us[CLUSTER_SLOTS];  // since when each slot's reads are not trusted (coherence.h)
+    uint64_t migrating_seen_ms[CLUSTER_SLOTS];  // when a node last said it migrates or imports the slot
+    bool migrating_now[CLUSTER_SLOTS];          // scratch for one CLUSTER NODES reply
     // Refreshing the map.
     bool refreshing;        // a CLUSTER SLOTS is on its way
     bool refresh_soon;      // the timer is set for a refresh something asked for
@@ -399,6 +401,43 @@ static bool ask_slots(Cluster *c, Backend *to, const ClusterNode *asked, bool pr
     return false;
 }
 
+static void on_nodes_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    OwnedCommand *q = (OwnedCommand *)arg;
+    Cluster *c = (Cluster *)owned_command_take(q);
+    free(q);
+    if (c == NULL || failure != BACKEND_OK || reply->type != REDIS_REPLY_STRING)
+        return;
+    memset(c->migrating_now, 0, sizeof(c->migrating_now));
+    if (cluster_nodes_migrating(reply->str, reply->len, c->migrating_now) == 0)
+        return;
+    uint64_t now = monotonic_ms();
+    for (int s = 0; s < CLUSTER_SLOTS; s++)
+        if (c->migrating_now[s])
+            c->migrating_seen_ms[s] = now;
+}
+
+// Which slots are being migrated: each primary reports only its own (CLUSTER NODES), so every
+// connected one is asked, with each refresh.
+static void ask_migrations(Cluster *c)
+{
+    static const char *argv[] = {"CLUSTER", "NODES"};
+    static const size_t lens[] = {7, 5};
+    for (int n = 0; n < c->map.nodes; n++) {
+        NodeLink *l = &c->links[n];
+        if (l->data == NULL || l->leaving || !backend_ready(l->data))
+            continue;
+        OwnedCommand *q = (OwnedCommand *)malloc(sizeof(OwnedCommand));
+        if (q == NULL)
+            return;
+        command_owner_add(&c->queries, q);
+        if (!backend_command(l->data, 2, argv, lens, on_nodes_reply, q)) {
+            owned_command_take(q);
+            free(q);
+        }
+    }
+}
+
 // Asks a connected primary for the map; with none, a seed or a known node, on a probe connection.
 static void start_refresh(Cluster *c)
 {
@@ -409,8 +448,10 @@ static void start_refresh(Cluster *c)
     c->w->stats->cluster_map_refreshes++;
     for (int n = 0; n < c->map.nodes; n++) {
         NodeLink *l = &c->links[n];
-        if (l->data != NULL && !l->leaving && backend_ready(l->data) && ask_slots(c, l->data, &c->map.node[n], false))
+        if (l->data != NULL && !l->leaving && backend_ready(l->data) && ask_slots(c, l->data, &c->map.node[n], false)) {
+            ask_migrations(c);
             return;
+        }
     }
     if (c->probe != NULL) {  // the last probe is not freed yet: try again once it is
         c->refreshing = false;
@@ -494,6 +535,11 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
     ClusterRequest *r = (ClusterRequest *)arg;
     unpark(r);
     r->asked = false;
+    // A fresh attempt from the slot's owner: the redirects it follows count anew (the limit guards
+    // against a loop within one attempt; the command's deadline bounds the attempts). Otherwise
+    // a multi-key command refused TRYAGAIN by a slot's importing node, asked again through the
+    // migrating one, would run out of redirects while the migration is still going well.
+    r->redirects = 0;
     if (!send_to(r, r->c->map.owner[r->slot], false) && !park(r))
         deliver(r, NULL, BACKEND_UNAVAILABLE);
 }
@@ -627,6 +673,13 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
 }
 
 uint64_t cluster_slot_distrusted_us(const Cluster *c, int slot) { return c->distrusted_us[slot]; }
+
+bool cluster_slot_migrating(const Cluster *c, int slot)
+{
+    // Said at one refresh, and not said again within two more: the migration has ended.
+    uint64_t seen = c->migrating_seen_ms[slot];
+    return seen != 0 && monotonic_ms() - seen < 2 * (uint64_t)c->w->config->cluster_refresh_ms + 100;
+}
 
 bool cluster_reply_cacheable(const Cluster *c) { return c->reply_cacheable; }
 

@@ -40,6 +40,11 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
 // (coherence.h): an entry stored, or a fetch sent, at or before it says nothing of Redis now.
 uint64_t cluster_slot_distrusted_us(const Cluster *c, int slot);
 
+// Whether a node reported the slot migrating or importing at a recent map refresh (CLUSTER NODES,
+// asked of every primary with each refresh): a cached "not found" there may exist on the
+// importing node already, so it is no hit.
+bool cluster_slot_migrating(const Cluster *c, int slot);
+
 // Inside a reply callback of cluster_command: whether its source may be cached from (it came
 // from the slot's owner, not through ASK, and the owner's reads are tracked or tracking is off).
 // Whether the slot was distrusted since the command was sent is the coherence rules' to say.

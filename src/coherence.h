@@ -14,7 +14,9 @@
 //     its waiters get its reply, uncached; a request after the invalidation starts a new fetch;
 //   - request, distrust (flush, lost link, slot move), request: the second does not join the
 //     first's fetch (sent before the distrust), it starts its own; neither caches the first's;
-//   - store, distrust, read: no hit (stale at most, for stale_if_error when Redis is unreachable).
+//   - store, distrust, read: no hit (stale at most, for stale_if_error when Redis is unreachable);
+//   - a cached "not found" in a cluster slot being migrated: no hit, and none cached there (the
+//     key may exist on the importing node, which the slot's owner sends us to with ASK).
 #pragma once
 
 #include <stdint.h>
@@ -25,15 +27,17 @@ struct Flight;
 struct KeyTrust {
     uint64_t distrusted_us;  // since when its reads are not trusted; 0: always trusted
     bool caching;            // its replies may be cached now (tracking established, or off)
+    bool migrating;          // a cluster slot being migrated: "not found" says nothing
 };
 
-// A cache entry stored at stored_us may be answered as a hit.
-bool coherence_entry_is_hit(uint64_t stored_us, const KeyTrust *trust);
+// A cache entry stored at stored_us (absent: a cached "not found") may be answered as a hit.
+bool coherence_entry_is_hit(uint64_t stored_us, bool absent, const KeyTrust *trust);
 
 // A new request for the key may wait for this fetch instead of sending its own: the fetch was
 // not invalidated and was sent after the key's source was last distrusted.
 bool coherence_may_join(const Flight *f, const KeyTrust *trust);
 
-// The fetch's reply may be cached: it may be joined (above), its source may cache now, and it
-// came from the key's owner (always, with one Redis; not through a cluster's ASK).
-bool coherence_reply_cacheable(const Flight *f, const KeyTrust *trust, bool from_owner);
+// The fetch's reply (absent: "not found") may be cached: it may be joined (above), its source may
+// cache now, and it came from the key's owner (always, with one Redis; not through a cluster's
+// ASK).
+bool coherence_reply_cacheable(const Flight *f, const KeyTrust *trust, bool from_owner, bool absent);

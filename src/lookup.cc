@@ -89,19 +89,21 @@ static LookupResult result_of_entry(CacheEntry *e, bool hit)
 // What is known now of a key's source (coherence.h): the one Redis, or its slot's owner.
 static KeyTrust key_trust(const Worker *w, const char *key, size_t len)
 {
-    if (w->cluster != NULL)
-        return {cluster_slot_distrusted_us(w->cluster, cluster_key_slot(key, len)), true};
-    return {w->distrusted_us, w->caching};
+    if (w->cluster != NULL) {
+        int slot = cluster_key_slot(key, len);
+        return {cluster_slot_distrusted_us(w->cluster, slot), true, cluster_slot_migrating(w->cluster, slot)};
+    }
+    return {w->distrusted_us, w->caching, false};
 }
 
 // Inside a reply callback: whether the flight's reply may be cached (coherence.h). With a
 // cluster, whether its source may cache is the answering node's (cluster.h).
-static bool may_cache(Worker *w, const Flight *f)
+static bool may_cache(Worker *w, const Flight *f, bool absent)
 {
     KeyTrust trust = key_trust(w, f->key, f->key_len);
     if (w->cluster != NULL)
         trust.caching = cluster_reply_cacheable(w->cluster);
-    return coherence_reply_cacheable(f, &trust, true);
+    return coherence_reply_cacheable(f, &trust, true, absent);
 }
 
 // Sends a fetch for keys of one slot: to the one Redis, or to the cluster node that owns the slot.
@@ -117,7 +119,7 @@ static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const s
 // (coherence.h). If not, it is stale since then: kept for stale_if_error within the grace.
 static CacheEntry *trusted(Worker *w, const KeyTrust *trust, CacheEntry *e, CacheEntry **stale)
 {
-    if (e == NULL || coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), trust))
+    if (e == NULL || coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), e->absent, trust))
         return e;
     *stale = monotonic_us() - trust->distrusted_us < (uint64_t)w->config->stale_if_error_ms * 1000 ? e : NULL;
     return NULL;
@@ -155,7 +157,7 @@ static int64_t value_life_ms(const Worker *w, const Flight *f, uint64_t now_us)
 
 static LookupResult result_from_value(Worker *w, const Flight *f, const redisReply *reply)
 {
-    bool cache = may_cache(w, f);
+    bool cache = may_cache(w, f, reply->type == REDIS_REPLY_NIL);
     uint64_t now_us = monotonic_us();
     if (reply->type == REDIS_REPLY_NIL) {
         if (cache && w->cache_not_found)

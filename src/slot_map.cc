@@ -200,6 +200,48 @@ bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out)
     return true;
 }
 
+int cluster_nodes_migrating(const char *text, size_t len, bool *migrating)
+{
+    const char *end = text + len;
+    for (const char *line = text; line < end;) {
+        const char *eol = (const char *)memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            eol = end;
+        // The flags are the third field; "myself" among them marks the answering node's line.
+        const char *p = line;
+        for (int field = 0; field < 2 && p < eol; field++) {
+            p = (const char *)memchr(p, ' ', (size_t)(eol - p));
+            p = p == NULL ? eol : p + 1;
+        }
+        size_t flags_len = (size_t)(eol - p);
+        const char *space = (const char *)memchr(p, ' ', flags_len);
+        if (space != NULL)
+            flags_len = (size_t)(space - p);
+        bool myself = false;
+        for (const char *f = p; f + 6 <= p + flags_len; f++)
+            if (memcmp(f, "myself", 6) == 0)
+                myself = true;
+        if (!myself) {
+            line = eol + 1;
+            continue;
+        }
+        int marked = 0;
+        for (const char *b = p; b < eol; b++) {
+            if (*b != '[')
+                continue;
+            char *after;
+            long slot = strtol(b + 1, &after, 10);
+            if (after > b + 1 && slot >= 0 && slot < CLUSTER_SLOTS && after + 3 <= eol &&
+                (memcmp(after, "->-", 3) == 0 || memcmp(after, "-<-", 3) == 0)) {
+                migrating[slot] = true;
+                marked++;
+            }
+        }
+        return marked;
+    }
+    return 0;
+}
+
 bool slot_map_set_owner(SlotMap *m, int slot, int node)
 {
     if (m->owner[slot] == node)

@@ -63,6 +63,11 @@ struct ClusterRedirect {
     ClusterNode to;
 };
 
+// Marks in `migrating` (CLUSTER_SLOTS flags) the slots a CLUSTER NODES reply says the node that
+// answered is migrating away or importing ([slot->-id] or [slot-<-id] on its "myself" line: a
+// node reports only its own). CLUSTER SLOTS does not show them. Returns how many it marked.
+int cluster_nodes_migrating(const char *text, size_t len, bool *migrating);
+
 // Makes node the slot's owner. Returns whether that changed the owner.
 bool slot_map_set_owner(SlotMap *m, int slot, int node);
 

@@ -263,6 +263,27 @@ class ClusterTopologyTest(ClusterProxyMixin, ProxyTestCase):
         wait_until(lambda: proxy.get(changed).body == b"after", timeout=5, what="the write on the new owner")
         wait_until(lambda: proxy.get(absent).body == b"created", timeout=5, what="the key created on the new owner")
 
+    def test_a_cached_not_found_is_not_answered_while_its_slot_migrates(self):
+        proxy = self.start_cluster_proxy(self.cluster, cache={"invalidation": "tracking"})
+        source, target = self.cluster.primaries()[0], self.cluster.primaries()[1]
+        slot = source["slots"][0][0]
+        key = RedisCluster.key_in_slot(slot, "born-on-the-target:")
+        self.assertEqual(proxy.get(key).status, 404)
+        self.assertEqual(proxy.get(key).header("X-Cache"), "HIT")  # a cached "not found"
+        src, dst = self.cluster.server(source["port"]), self.cluster.server(target["port"])
+        dst("CLUSTER", "SETSLOT", slot, "IMPORTING", source["id"])
+        src("CLUSTER", "SETSLOT", slot, "MIGRATING", target["id"])
+        c = RedisClient(target["port"])  # the key is created where the slot is going
+        c("ASKING")
+        c("SET", key, "created")
+        c.close()
+        started = time.monotonic()
+        # The migration is learnt at the next map refresh (cluster_refresh, 1s); the slot stays
+        # MIGRATING throughout, so only that can end the cached "not found".
+        wait_until(lambda: proxy.get(key).body == b"created", timeout=5, what="the key created on the target")
+        self.assertLess(time.monotonic() - started, 2.5)
+        self.assertEqual(proxy.get(key).header("X-Cache"), "MISS")  # asked of the target: never cached
+
     def test_failover_after_a_primary_is_killed(self):
         proxy = self.start_cluster_proxy(self.cluster, cache={"invalidation": "tracking", "stale_if_error": "30s"},
                                          redis={"command_timeout": "5s"})

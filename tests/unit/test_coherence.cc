@@ -14,7 +14,7 @@ TEST_GROUP(Coherence)
 {
     FetchTable *t = nullptr;
     uint64_t now = 1000;           // microseconds, moved by hand
-    KeyTrust trust = {0, true};    // the key's source: trusted, caching
+    KeyTrust trust = {0, true, false};  // the key's source: trusted, caching, no migration
     void setup() override { t = fetch_table_create(); }
     void teardown() override { fetch_table_destroy(t); }
 
@@ -33,10 +33,10 @@ TEST_GROUP(Coherence)
     void invalidate(const char *key) { fetch_table_invalidate(t, key, strlen(key), hash(key)); }
     void distrust() { trust.distrusted_us = tick(); }
     // The reply: whether it may be cached; the flight is done with.
-    bool reply(Flight *f, bool from_owner = true)
+    bool reply(Flight *f, bool from_owner = true, bool absent = false)
     {
         tick();
-        bool cacheable = coherence_reply_cacheable(f, &trust, from_owner);
+        bool cacheable = coherence_reply_cacheable(f, &trust, from_owner, absent);
         fetch_table_remove(t, f);
         free(f);
         return cacheable;
@@ -130,22 +130,35 @@ TEST(Coherence, test_a_reply_through_ask_is_never_cached)
 TEST(Coherence, test_an_entry_stored_before_a_distrust_is_no_hit)
 {
     uint64_t stored = tick();
-    CHECK(coherence_entry_is_hit(stored, &trust));
+    CHECK(coherence_entry_is_hit(stored, false, &trust));
     distrust();
-    CHECK_FALSE(coherence_entry_is_hit(stored, &trust));
-    CHECK(coherence_entry_is_hit(tick(), &trust));  // stored after it: a hit
+    CHECK_FALSE(coherence_entry_is_hit(stored, false, &trust));
+    CHECK(coherence_entry_is_hit(tick(), false, &trust));  // stored after it: a hit
 }
 
 TEST(Coherence, test_a_slot_move_distrusts_only_that_slot)
 {
-    KeyTrust moved = {0, true}, stayed = {0, true};
+    KeyTrust moved = {0, true, false}, stayed = {0, true, false};
     uint64_t stored = tick();
     Flight *f = fetch_table_add(t, "m", 1, 1, tick());
     moved.distrusted_us = tick();
-    CHECK_FALSE(coherence_entry_is_hit(stored, &moved));
-    CHECK(coherence_entry_is_hit(stored, &stayed));
+    CHECK_FALSE(coherence_entry_is_hit(stored, false, &moved));
+    CHECK(coherence_entry_is_hit(stored, false, &stayed));
     CHECK_FALSE(coherence_may_join(f, &moved));
     CHECK(coherence_may_join(f, &stayed));
     fetch_table_remove(t, f);
     free(f);
+}
+
+TEST(Coherence, test_a_not_found_says_nothing_while_its_slot_migrates)
+{
+    uint64_t stored = tick();
+    trust.migrating = true;  // a node reported the slot migrating or importing
+    CHECK_FALSE(coherence_entry_is_hit(stored, true, &trust));  // it may exist on the importing node
+    CHECK(coherence_entry_is_hit(stored, false, &trust));       // a value cached is still the value
+    CHECK_FALSE(reply(request("absent"), true, true));          // nor is a new "not found" cached
+    CHECK(reply(request("present")));
+    trust.migrating = false;
+    CHECK(coherence_entry_is_hit(stored, true, &trust));
+    CHECK(reply(request("absent"), true, true));
 }

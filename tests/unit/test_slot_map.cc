@@ -286,3 +286,23 @@ TEST(SlotMap, test_the_table_never_fills_with_nodes_that_came_and_went)
     }
     CHECK(m->nodes <= 1);
 }
+
+TEST(SlotMap, test_migrating_and_importing_slots_come_from_the_answering_nodes_line_only)
+{
+    static bool migrating[CLUSTER_SLOTS];
+    memset(migrating, 0, sizeof(migrating));
+    std::string nodes =
+        "e7d1 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922 [93-<-292f] [77->-e7d1]\n"
+        "67ed 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5000->-e7d1] [12-<-292f]\n"
+        "292f 127.0.0.1:30003@40003 master - 0 1426238318243 3 connected 10923-16383\n";
+    LONGS_EQUAL(2, cluster_nodes_migrating(nodes.data(), nodes.size(), migrating));
+    CHECK(migrating[5000]);
+    CHECK(migrating[12]);
+    CHECK_FALSE(migrating[93]);  // another node's own state, as that node sees it: not ours to read
+    CHECK_FALSE(migrating[77]);
+    CHECK_FALSE(migrating[0]);
+    std::string quiet = "67ed 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-16383\n";
+    LONGS_EQUAL(0, cluster_nodes_migrating(quiet.data(), quiet.size(), migrating));
+    std::string garbage = "myself [ [x->- [99999->-a] [-1->-a]";
+    LONGS_EQUAL(0, cluster_nodes_migrating(garbage.data(), garbage.size(), migrating));
+}
