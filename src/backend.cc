@@ -394,6 +394,19 @@ static long take_replies(Backend *b)
     }
 }
 
+// The bytes a complete reply carries (its strings, all of an array's elements): what
+// max_reply_size bounds, for a reply that came whole within one read.
+static size_t reply_payload(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY) {
+        size_t n = 0;
+        for (size_t i = 0; i < r->elements; i++)
+            n += reply_payload(r->element[i]);
+        return n;
+    }
+    return r->type == REDIS_REPLY_INTEGER || r->type == REDIS_REPLY_NIL ? 0 : r->len;
+}
+
 static void on_readable(evutil_socket_t fd, short, void *arg)
 {
     Backend *b = (Backend *)arg;
@@ -427,6 +440,15 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
         backend_drop_untrusted(b, "more replies than commands", detail);
         return;
     }
+    // The bound holds for a reply read whole, too, not only for one still streaming in (below).
+    for (size_t i = 0; i < (size_t)n; i++)
+        if (reply_payload(b->batch[i]) > (size_t)b->config->redis_max_reply_size) {
+            free_batch(b, 0, (size_t)n);
+            char detail[96];
+            snprintf(detail, sizeof(detail), "a reply of more than %lld bytes", (long long)b->config->redis_max_reply_size);
+            backend_drop(b, BACKEND_UNAVAILABLE, "reply larger than max_reply_size", detail);
+            return;
+        }
     uint64_t now_us = n > 0 ? monotonic_us() : 0;
     for (size_t i = 0; i < (size_t)n; i++) {
         if (b->ring_len == 0) {  // push mode: a message or a subscription's confirmation

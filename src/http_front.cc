@@ -298,12 +298,18 @@ static void on_lookup_done(void *arg, const LookupResult *r)
         reply_error(req, 502, "Bad Gateway", "redis sent a reply of the wrong type\n");
         return;
     case LOOKUP_REDIS_ERROR: {
+        // Redis cannot serve for now (loading, busy, failing over): unavailable, as with no
+        // connection, and the client may retry. Any other error is Redis's answer to the key.
+        bool transient = redis_error_is_transient(r->value, r->value_len);
         char text[600];
-        int n = snprintf(text, sizeof(text), "redis error: %.*s\n", (int)(r->value_len > 512 ? 512 : r->value_len), r->value);
-        if (redis_error_is_transient(r->value, r->value_len))
+        int n = snprintf(text, sizeof(text), "%s: %.*s\n", transient ? "redis unavailable" : "redis error",
+                         (int)(r->value_len > 512 ? 512 : r->value_len), r->value);
+        if (transient) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
             reply_text(req, 503, "Service Unavailable", text, (size_t)n);
-        else
+        } else {
             reply_text(req, 409, "Conflict", text, (size_t)n);
+        }
         return;
     }
     }

@@ -204,14 +204,22 @@ static void resolve(Worker *w, Flight *f, LookupResult r)
     flight_release(f);  // its PTTL's reply may still point at it
 }
 
+// An error that asking again will not change: an ACL's NOPERM, or a command Redis does not know.
+static bool refused_for_good(const redisReply *reply)
+{
+    return strncmp(reply->str, "NOPERM", 6) == 0 || strncmp(reply->str, "ERR unknown command", 19) == 0;
+}
+
 static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
     Worker *w = (Worker *)f->owner;
     if (failure == BACKEND_OK && reply->type == REDIS_REPLY_INTEGER) {
         f->key_pttl_ms = reply->integer;
+    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR && !refused_for_good(reply)) {
+        // -BUSY, -LOADING...: nothing learnt, and the value is not cached (its GET likely fails too).
     } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR) {
-        // An ACL that denies PTTL, say: entries then live their TTL, as with follow_key_expiry off.
+        // An ACL that denies PTTL: entries then live their TTL, as with follow_key_expiry off.
         f->key_pttl_ms = FLIGHT_PTTL_REFUSED;
         if (!w->pttl_refused_logged)
             log_warn("worker %d: Redis refuses PTTL (%.*s); entries live their whole ttl even if their key expires "

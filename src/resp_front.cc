@@ -224,12 +224,37 @@ static void cmd_select(RespClient *c, const char *cmd, const RespArg *args, int,
         resp_add_simple(out, "OK");
 }
 
+static const size_t CLIENT_NAME_MAX = 256;  // a client's name is kept for its whole connection
+
+// CLIENT SETNAME's rules, as Redis's: printable characters and no spaces; empty clears the name.
+// Past CLIENT_NAME_MAX it is refused (Redis has no bound; a connection's memory here has one).
+// False, with the error in out, when refused.
+static bool set_client_name(RespClient *c, const char *name, size_t len, evbuffer *out)
+{
+    for (size_t i = 0; i < len; i++)
+        if (name[i] < '!' || name[i] > '~') {
+            resp_add_error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
+            return false;
+        }
+    if (len > CLIENT_NAME_MAX) {
+        resp_add_error(out, "ERR Client names are limited to %zu bytes by redis-proxy", CLIENT_NAME_MAX);
+        return false;
+    }
+    char *copy = len > 0 ? strndup(name, len) : NULL;
+    if (len > 0 && copy == NULL) {
+        resp_add_error(out, "ERR out of memory");
+        return false;
+    }
+    free(c->name);
+    c->name = copy;
+    return true;
+}
+
 static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
     if (arg_is(cmd, &args[1], "SETNAME") && argc == 3) {
-        free(c->name);
-        c->name = strndup(cmd + args[2].offset, args[2].len > 256 ? 256 : args[2].len);
-        resp_add_simple(out, "OK");
+        if (set_client_name(c, cmd + args[2].offset, args[2].len, out))
+            resp_add_simple(out, "OK");
     } else if (arg_is(cmd, &args[1], "GETNAME") && argc == 2) {
         if (c->name != NULL)
             resp_add_bulk(out, c->name, strlen(c->name));
@@ -259,10 +284,8 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
             return;
         }
         for (int i = 2; i + 1 < argc; i++)
-            if (arg_is(cmd, &args[i], "SETNAME")) {
-                free(c->name);
-                c->name = strndup(cmd + args[i + 1].offset, args[i + 1].len > 256 ? 256 : args[i + 1].len);
-            }
+            if (arg_is(cmd, &args[i], "SETNAME") && !set_client_name(c, cmd + args[i + 1].offset, args[i + 1].len, out))
+                return;
     }
     // RESP2 has no map type: the map goes out as a flat array of keys and values.
     resp_add_array_header(out, 14);

@@ -5,7 +5,8 @@ import socket
 import threading
 import time
 
-from harness import ProxyTestCase, RedisClient, RedisServer, black_hole_port, free_port, wait_until
+from fake_redis import FakeRedis
+from harness import ProxyTestCase, RedisClient, RedisError, RedisServer, black_hole_port, free_port, wait_until
 from relay import Relay
 from test_admin import metric
 
@@ -115,6 +116,29 @@ class OutageTest(ProxyTestCase):
         self.redis("SET", "cold", "now")
         wait_until(lambda: proxy.get("cold").status == 200, what="recovery after timeout")
         self.assertIn("no reply within command_timeout", proxy.log())
+
+
+class TransientErrorTest(ProxyTestCase):
+    START_REDIS = False
+
+    def test_redis_loading_or_busy_is_503_with_retry_after_and_not_cached(self):
+        fake = FakeRedis().start()
+        self.addCleanup(fake.stop)
+        fake.data[b"k"] = b"v"
+        proxy = self.start_proxy(fake, resp=True)
+        for error in (b"LOADING Redis is loading the dataset in memory", b"BUSY Redis is busy running a script",
+                      b"MASTERDOWN Link with MASTER is down", b"TRYAGAIN Multiple keys request during rehashing"):
+            fake.on("GET", b"-" + error + b"\r\n")
+            r = proxy.get("k")
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.header("Retry-After"), "1")
+            self.assertEqual(r.body, b"redis unavailable: " + error + b"\n")
+            with self.assertRaises(RedisError) as e:  # RESP passes Redis's own error on
+                proxy.resp()("GET", "k")
+            self.assertEqual(str(e.exception), error.decode())
+        del fake.handlers["GET"]
+        self.assertMiss(proxy.get("k"), b"v")
+        self.assertNotIn("refuses PTTL", proxy.log())
 
 
 class AuthTest(ProxyTestCase):

@@ -223,6 +223,22 @@ TEST(Backend, test_reply_past_max_reply_size_drops_the_connection_but_trusts_it)
     LONGS_EQUAL(0, untrusted_calls);  // too big is not out of step: the cache stays
 }
 
+TEST(Backend, test_a_reply_past_max_reply_size_read_whole_in_one_read_is_refused_too)
+{
+    config.redis_max_reply_size = 1024;
+    start();
+    Answer a, b;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    CHECK(backend_get(backend, "b", 1, on_answer, &b));
+    peer_reads(40);
+    // One write, one read: a small reply, then one of 2,000 bytes, complete.
+    peer_writes("$2\r\nok\r\n$2000\r\n" + std::string(2000, 'x') + "\r\n");
+    run_until([&] { return b.calls > 0; });
+    LONGS_EQUAL(BACKEND_UNAVAILABLE, b.failure);
+    LONGS_EQUAL(BACKEND_UNAVAILABLE, a.failure);  // nothing of that read is delivered
+    CHECK(peer_sees_close());
+}
+
 TEST(Backend, test_many_small_replies_are_not_one_big_reply)
 {
     config.redis_max_reply_size = 1024;
