@@ -116,12 +116,14 @@ static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const s
 }
 
 // A fresh cache entry is a hit only if it was stored after its source was last distrusted
-// (coherence.h). If not, it is stale since then: kept for stale_if_error within the grace.
+// (coherence.h). If not, it is kept as the answer for when its source cannot be reached (its
+// fetch refused or timed out): within its TTL, tracking is never worse than invalidation = off,
+// which would have answered it as a hit.
 static CacheEntry *trusted(Worker *w, const KeyTrust *trust, CacheEntry *e, CacheEntry **stale)
 {
     if (e == NULL || coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), e->absent, trust))
         return e;
-    *stale = monotonic_us() - trust->distrusted_us < (uint64_t)w->config->stale_if_error_ms * 1000 ? e : NULL;
+    *stale = e;
     return NULL;
 }
 

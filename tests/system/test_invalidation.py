@@ -194,19 +194,18 @@ class LostLinkTest(TrackingTestCase):
         self.redis.stop()
         self.redis.start()  # empty: no persistence
         self.redis("SET", "k", "new")
-        seen = set()
+        # While a worker has not reconnected yet, Redis cannot be reached: the old value within
+        # its TTL is answered, marked STALE. Once it answers again, never the old value.
+        answers = []
 
         def all_new():
-            answers = []
-            for c in self.conns:
-                try:
-                    answers.append(c("GET", "k"))
-                except Exception as e:  # BACKENDDOWN while a worker reconnects
-                    answers.append(str(e).split()[0])
-            seen.update(a for a in answers if isinstance(a, bytes))
-            return all(a == b"new" for a in answers)
+            rs = [proxy.get("k") for _ in range(10)]
+            answers.extend((r.body, r.header("X-Cache")) for r in rs)
+            return all(r.body == b"new" for r in rs)
         wait_until(all_new, what="every worker to answer the new value")
-        self.assertNotIn(b"old", seen)
+        self.assertEqual([a for a in answers if a[0] == b"old" and a[1] != "STALE"], [])
+        for c in self.conns:
+            self.assertEqual(c("GET", "k"), b"new")
 
     def test_a_silent_link_is_caught_by_the_heartbeat(self):
         # The invalidation connection stays open but Redis's messages on it stop arriving: only
@@ -232,21 +231,37 @@ class LostLinkTest(TrackingTestCase):
 
 
 class StaleWithTrackingTest(TrackingTestCase):
-    def test_redis_down_distrusts_the_cache_but_stale_if_error_answers_within_its_grace(self):
-        proxy = self.start_tracking_proxy(workers=1, stale_if_error="1500ms")
-        self.redis("SET", "k", "v")
-        self.cache_everywhere(proxy, "k", b"v")
-        self.redis.stop()  # the link is lost: the entry stops being trusted, though its TTL runs
-        wait_until(lambda: proxy.get("k").header("X-Cache") == "STALE", what="the loss to be noticed")
-        self.assertEqual(self.conns[0]("GET", "k"), b"v")
-        wait_until(lambda: proxy.get("k").status == 503, what="the grace to pass")
+    """Tracking is never worse than invalidation = off: while Redis cannot be reached, an entry
+    within its TTL is answered (X-Cache: STALE); once Redis answers again, nothing stored before
+    the outage is trusted."""
 
-    def test_without_stale_if_error_redis_down_means_no_answer_from_the_cache(self):
+    def test_redis_down_entries_within_their_ttl_are_answered_stale(self):
         proxy = self.start_tracking_proxy(workers=1)
         self.redis("SET", "k", "v")
         self.cache_everywhere(proxy, "k", b"v")
+        port = self.redis.port
+        self.redis.stop()  # the link is lost: the entry stops being trusted, though its TTL runs
+        wait_until(lambda: proxy.get("k").header("X-Cache") == "STALE", what="the loss to be noticed")
+        stale_before = metric(proxy.admin("/metrics")[1], "redis_proxy_stale_answers_total")
+        for _ in range(20):  # for as long as the outage lasts, not a grace
+            r = proxy.get("k")
+            self.assertEqual((r.status, r.body, r.header("X-Cache")), (200, b"v", "STALE"))
+            self.assertEqual(self.conns[0]("GET", "k"), b"v")
+            time.sleep(0.05)  # the outage goes on: part of the scenario, not a wait for the proxy
+        self.assertEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_stale_answers_total"), stale_before + 40)
+        self.assertEqual(proxy.get("never-cached").status, 503)
+        # Redis back, with other data: what was stored before the outage is not trusted.
+        self.redis = self.start_redis(port=port)
+        self.redis("SET", "k", "after")
+        wait_until(lambda: proxy.get("k").body == b"after", what="the entry fetched again")
+
+    def test_past_its_ttl_an_entry_is_answered_only_within_stale_if_error(self):
+        proxy = self.start_tracking_proxy(workers=1, ttl="1s", stale_if_error="1s")
+        self.redis("SET", "k", "v")
+        self.cache_everywhere(proxy, "k", b"v")
         self.redis.stop()
-        wait_until(lambda: proxy.get("k").status == 503, what="the loss to be noticed")
+        wait_until(lambda: proxy.get("k").header("X-Cache") == "STALE", what="the loss to be noticed")
+        wait_until(lambda: proxy.get("k").status == 503, timeout=5, what="the TTL and the grace to pass")
 
 
 class TrackingLifecycleTest(TrackingTestCase):

@@ -13,22 +13,31 @@ from test_admin import metric
 
 class OutageTest(ProxyTestCase):
     def test_redis_down_misses_fail_fast_and_hits_are_served(self):
-        proxy = self.start_proxy()
-        self.redis("SET", "hot", "cached")
-        self.assertEqual(proxy.get("hot").status, 200)
-        self.redis.stop()
-        started = time.monotonic()
-        r = proxy.get("cold")
-        self.assertLess(time.monotonic() - started, 0.5)
-        self.assertIn(r.status, (503,))
-        self.assertEqual(r.header("Retry-After"), "1")
-        self.assertHit(proxy.get("hot"), b"cached")
-        # misses keep failing fast while Redis stays down (no queueing behind reconnect attempts)
-        for _ in range(10):
-            started = time.monotonic()
-            self.assertEqual(proxy.get("cold").status, 503)
-            self.assertLess(time.monotonic() - started, 0.5)
+        # With invalidation off a cached key stays a hit; with tracking, Redis can no longer say
+        # what changed, so it is answered STALE, but answered: tracking is never worse than off.
+        for invalidation, marked in (("off", "HIT"), ("tracking", "STALE")):
+            redis = self.start_redis()
+            proxy = self.start_proxy(redis, cache={"invalidation": invalidation})
+            if invalidation == "tracking":
+                wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_workers") == 1,
+                           what="tracking established")
+            redis("SET", "hot", "cached")
+            self.assertEqual(proxy.get("hot").status, 200)
             self.assertHit(proxy.get("hot"), b"cached")
+            redis.stop()
+            started = time.monotonic()
+            r = proxy.get("cold")
+            self.assertLess(time.monotonic() - started, 0.5)
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.header("Retry-After"), "1")
+            # misses keep failing fast while Redis stays down (no queueing behind reconnect attempts)
+            for _ in range(10):
+                started = time.monotonic()
+                self.assertEqual(proxy.get("cold").status, 503)
+                self.assertLess(time.monotonic() - started, 0.5)
+                r = proxy.get("hot")
+                self.assertEqual((r.status, r.body, r.header("X-Cache")), (200, b"cached", marked), invalidation)
+            proxy.stop()
 
     def test_proxy_reconnects_when_redis_comes_back(self):
         proxy = self.start_proxy()
