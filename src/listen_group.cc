@@ -91,14 +91,17 @@ bool listen_group_same_address(const ListenGroup *g, const char *text)
            memcmp(&ss, &g->requested, len) == 0;
 }
 
-// Picks one of the first `active` sockets from the client's address and port. The kernel runs
-// it with the packet's payload at offset 0 (a SYN has none), so the headers are read through
-// SKF_NET_OFF. An IPv4 header with options makes it read the wrong port: still a valid pick.
-// A load past the packet makes the program return 0: the first socket, also a valid pick.
-// The multiply-and-shift spreads ports that all have the same parity (as Linux hands them out).
-static bool attach_steering(ListenGroup *g, int active)
+// Picks one of `n` sockets (by index in the group, in `targets`) from the client's address and
+// port. The kernel runs it with the packet's payload at offset 0 (a SYN has none), so the headers
+// are read through SKF_NET_OFF. An IPv4 header with options makes it read the wrong port: still
+// a valid pick. A load past the packet makes the program return 0: the first socket, also a
+// valid pick. The multiply-and-shift spreads ports that all have the same parity (as Linux hands
+// them out); a table of one comparison per target turns the pick into a socket's index (CBPF has
+// no arrays).
+static bool attach_steering(ListenGroup *g, const int *targets, int n)
 {
-    struct sock_filter code[] = {
+    struct sock_filter code[15 + 2 * LISTEN_GROUP_MAX_SOCKETS];
+    const struct sock_filter hash[] = {
         BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (__u32)SKF_NET_OFF),  // IP version
         BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 4),
@@ -112,14 +115,32 @@ static bool attach_steering(ListenGroup *g, int active)
         BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
         BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1u),
         BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
-        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (__u32)active),
-        BPF_STMT(BPF_RET | BPF_A, 0),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (__u32)n),
     };
-    struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])), code};
+    if (n < 1 || n > LISTEN_GROUP_MAX_SOCKETS)
+        return false;
+    size_t len = sizeof(hash) / sizeof(hash[0]);
+    memcpy(code, hash, sizeof(hash));
+    for (int k = 0; k < n; k++) {
+        code[len++] = BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (__u32)k, 0, 1);
+        code[len++] = BPF_STMT(BPF_RET | BPF_K, (__u32)targets[k]);
+    }
+    code[len++] = BPF_STMT(BPF_RET | BPF_A, 0);  // unreachable: A < n
+    struct sock_fprog prog = {(unsigned short)len, code};
     // The program belongs to the kernel's group: set on any one socket, it applies to all.
     if (setsockopt(g->fds[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
         return false;
     g->steered = true;
+    return true;
+}
+
+static bool steer_to_first(ListenGroup *g, int active)
+{
+    int targets[LISTEN_GROUP_MAX_SOCKETS];
+    for (int i = 0; i < active; i++)
+        targets[i] = i;
+    if (!attach_steering(g, targets, active))
+        return false;
     g->active = active;
     return true;
 }
@@ -132,7 +153,20 @@ bool listen_group_steer(ListenGroup *g, int active)
         g->active = active;
         return true;  // the kernel's own spreading over every socket
     }
-    return attach_steering(g, active);
+    return steer_to_first(g, active);
+}
+
+bool listen_group_steer_to(ListenGroup *g, const bool *serving)
+{
+    int targets[LISTEN_GROUP_MAX_SOCKETS], n = 0;
+    for (int i = 0; i < g->active; i++)
+        if (serving[i])
+            targets[n++] = i;
+    if (n == g->active)
+        return listen_group_steer(g, g->active);
+    if (n == 0)
+        return true;  // nobody serves: wherever they queue, they wait
+    return attach_steering(g, targets, n);
 }
 
 bool listen_group_grow(ListenGroup *g, int sockets, char *err, size_t errlen)
@@ -148,7 +182,7 @@ bool listen_group_grow(ListenGroup *g, int sockets, char *err, size_t errlen)
     // Sockets joining a group that already serves traffic must get no connections before a
     // worker serves them: steer to the present ones first.
     if (g->count > 0)
-        attach_steering(g, g->active);
+        steer_to_first(g, g->active);
     int had = g->count;
     while (g->count < sockets) {
         int fd = add_socket(g, err, errlen);

@@ -40,9 +40,16 @@ bool listen_group_grow(ListenGroup *g, int sockets, char *err, size_t errlen);
 // to yet: closing resets the ones queued on it.
 void listen_group_shrink(ListenGroup *g, int sockets);
 
+static const int LISTEN_GROUP_MAX_SOCKETS = 1024;
+
 // Sends new connections to the first `active` sockets only (all of them: the kernel's own
 // spreading). False if the kernel refused the program; every socket is then still served.
 bool listen_group_steer(ListenGroup *g, int active);
+
+// Sends new connections only to those of the first `active` sockets whose worker serves now
+// (serving[i]; a worker that died and waits for its respawn does not), until called again. With
+// none serving it changes nothing. False if the kernel refused the program.
+bool listen_group_steer_to(ListenGroup *g, const bool *serving);
 
 // The sockets the worker in `slot` (of `workers`) serves: its own, fds[slot], and the surplus
 // ones slot + workers, slot + 2 * workers, ... Returns how many it wrote to out (room: count).

@@ -30,6 +30,7 @@ static const uint64_t STOP_KILL_GRACE_MS = 500;  // past shutdown_timeout: the w
 
 struct WorkerSlot {
     pid_t pid;  // 0 when not running
+    WorkerRecord *record;  // its numbers in the scoreboard (reused by another worker once it died)
     uint64_t started_ms;
     int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
     uint64_t respawn_at_ms;
@@ -77,6 +78,9 @@ struct Master {
         int sockets[LISTEN_KINDS];  // each group's socket count before (a grown one shrinks back)
     } previous;
     bool reload_pending;  // a SIGHUP came while a reload was under way: the file is read again after it
+    // Which slots new connections are steered to: those whose worker serves (steer_to_serving).
+    bool steered_serving[CONFIG_MAX_WORKERS];
+    bool steering_known;  // steered_serving is what the groups were last steered to
     uint64_t status_at_ms;
     char status[160];  // the STATUS line last sent
     sigset_t handled;  // signals the master waits for with sigtimedwait
@@ -169,6 +173,7 @@ static void spawn_worker(Master *m, int i)
     if (record != NULL)
         record->pid = pid;
     s->pid = pid;
+    s->record = record;
     s->started_ms = monotonic_ms();
     s->respawn_at_ms = 0;
 }
@@ -361,6 +366,7 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
             // New connections now go to one socket per new worker; with fewer workers than
             // before, the surplus sockets get none and their queues are emptied by the workers
             // that share them in.
+            m->steering_known = false;  // steer_to_serving applies who serves of the new ones next
             for (int k = 0; k < LISTEN_KINDS; k++)
                 if (m->listening[k] != NULL && !listen_group_steer(m->listening[k], m->count))
                     log_warn("%s: cannot steer new connections (%s); %d socket(s) shared by %d worker(s) "
@@ -587,8 +593,41 @@ static void abandon_reload(Master *m)
     m->setup = m->previous.setup;
     log_set_level((int)m->config->log_level);
     m->previous.starting = false;
+    m->steering_known = false;
     m->ready = true;
     notify_ready(m->status);  // ends the reload, as systemd expects
+}
+
+// Whether the slot's worker serves its sockets now: running, and past its start.
+static bool slot_serving(const WorkerSlot *s)
+{
+    return s->pid != 0 && s->record != NULL && s->record->pid == s->pid && s->record->stats.accepting;
+}
+
+// With SO_REUSEPORT the kernel hashes each new connection to one slot's socket, also while that
+// slot's worker is dead and waits out its respawn delay (up to 10s for one that keeps dying): new
+// connections are steered to the slots whose worker serves. (The ones already queued on a dead
+// worker's socket wait for its successor.) Returns whether a slot is still starting, for the
+// caller to look again soon.
+static bool steer_to_serving(Master *m)
+{
+    if (m->previous.starting)
+        return false;  // the reload's new generation is steered to once it serves
+    bool serving[CONFIG_MAX_WORKERS], starting = false, changed = !m->steering_known;
+    for (int i = 0; i < m->count; i++) {
+        serving[i] = slot_serving(&m->slots[i]);
+        starting = starting || (m->slots[i].pid != 0 && !serving[i]);
+        changed = changed || serving[i] != m->steered_serving[i];
+    }
+    if (!changed)
+        return starting;
+    for (int k = 0; k < LISTEN_KINDS; k++)
+        if (m->listening[k] != NULL && !listen_group_steer_to(m->listening[k], serving))
+            log_warn("%s: cannot steer new connections away from a dead worker's socket (%s)", LISTEN_NAMES[k],
+                     strerror(errno));
+    memcpy(m->steered_serving, serving, sizeof(serving));
+    m->steering_known = true;
+    return starting;
 }
 
 static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
@@ -651,6 +690,8 @@ int master_run(const Config *config, const ConfigSource *source)
             else if (m.previous.deadline_ms < next)
                 next = m.previous.deadline_ms;
         }
+        if (steer_to_serving(&m) && now + READY_POLL_MS < next)
+            next = now + READY_POLL_MS;
         if (m.reload_pending && !m.previous.starting && m.retiring_count == 0) {
             m.reload_pending = false;
             log_info("reload: reading the file again for the SIGHUP that came during the last one");

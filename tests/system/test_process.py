@@ -44,6 +44,28 @@ class SupervisionTest(ProxyTestCase):
         self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
         self.assertNotEqual(proxy.worker_pids()[0], old)
 
+    def test_new_connections_skip_a_dead_workers_socket_while_it_waits_to_respawn(self):
+        # Killed four times within a second of starting, worker 0 waits 800ms for its respawn.
+        # Meanwhile every new connection is served at once by worker 1: none waits on worker 0's
+        # socket for its successor.
+        proxy = self.start_proxy(proxy={"workers": "2"})
+        self.redis("SET", "k", "v")
+        for delay in (100, 200, 400, 800):
+            pid = proxy.worker_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: "respawning in %d ms" % delay in proxy.log(), what="the %d ms delay" % delay)
+            if delay < 800:
+                wait_until(lambda: proxy.worker_pids()[0] != pid, what="respawn")
+        waits = []
+        for _ in range(40):  # each on a new connection, hashed by its port
+            started = time.monotonic()
+            r = proxy.get("k")
+            waits.append(time.monotonic() - started)
+            self.assertEqual((r.status, r.body), (200, b"v"))
+        self.assertLess(max(waits), 0.3, "a connection waited for the dead worker's successor")
+        self.assertIn("worker 0 (pid %d) killed by signal 9 (Killed); respawning in 800 ms" % pid, proxy.log())
+        self.assertEqual(proxy.worker_pids()[0], pid, "the requests ran while worker 0 was dead")
+
     def test_a_worker_that_keeps_dying_is_respawned_with_growing_delays(self):
         proxy = self.start_proxy()
         for _ in range(3):

@@ -130,3 +130,23 @@ TEST(ListenGroup, test_surplus_sockets_are_shared_out_among_the_workers)
     LONGS_EQUAL(g->fds[1], out[0]);
     LONGS_EQUAL(g->fds[3], out[1]);
 }
+
+TEST(ListenGroup, test_sockets_whose_worker_does_not_serve_get_no_new_connections)
+{
+    g = listen_group_open("HTTP", "127.0.0.1:0", 3, err, sizeof(err));
+    CHECK_TEXT(g != nullptr, err);
+    bool serving[3] = {true, false, true};  // the worker of socket 1 died and waits for its respawn
+    CHECK(listen_group_steer_to(g, serving));
+    int per[3];
+    connect_and_count(g, CLIENTS, per);
+    LONGS_EQUAL(0, per[1]);
+    LONGS_EQUAL(CLIENTS, per[0] + per[2]);
+    CHECK_TEXT(per[0] > CLIENTS / 4 && per[2] > CLIENTS / 4, "uneven spread");
+    serving[1] = true;  // back
+    CHECK(listen_group_steer_to(g, serving));
+    connect_and_count(g, CLIENTS, per);
+    for (int s = 0; s < 3; s++)
+        CHECK_TEXT(per[s] > CLIENTS / 10, "a socket served again got too few connections");
+    bool none[3] = {false, false, false};  // nobody serves: nothing to choose, nothing changes
+    CHECK(listen_group_steer_to(g, none));
+}
