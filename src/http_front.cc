@@ -499,10 +499,10 @@ void http_front_destroy(HttpFront *h)
     free(h);
 }
 
-void http_front_drain(HttpFront *h)
+void http_front_drain(HttpFront *h, bool close_idle)
 {
     h->draining = true;
-    for (size_t fd = 0; fd < h->by_fd_cap; fd++) {
+    for (size_t fd = 0; close_idle && fd < h->by_fd_cap; fd++) {
         HttpClient *c = h->by_fd[fd];
         // Idle: kept alive after a request, with none being answered and none begun (its bytes
         // would be in the input). A connection that has not sent its first request yet is not

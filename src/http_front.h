@@ -13,6 +13,9 @@ void http_front_destroy(HttpFront *h);
 // Stops or resumes accepting new connections (open ones are unaffected).
 void http_front_set_accepting(HttpFront *h, bool accepting);
 
-// The worker is stopping: idle connections are closed now; one with a request under way or
-// being answered gets its answer with "Connection: close", and closes after it.
-void http_front_drain(HttpFront *h);
+// The worker is stopping: every connection's next answer carries "Connection: close", and the
+// connection closes after it. Idle keep-alive connections are closed now (a stop), or kept until
+// their next request is answered so (close_idle false: a reload, where closing one under a client
+// that may be sending a request right then would make it see an error, as HAProxy's
+// idle-close-on-response avoids). The worker's shutdown_timeout ends the ones that stay idle.
+void http_front_drain(HttpFront *h, bool close_idle);

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "handover.h"
 #include "listen_group.h"
 #include "log.h"
 #include "scoreboard.h"
@@ -30,6 +31,7 @@ static const uint64_t STOP_KILL_GRACE_MS = 500;  // past shutdown_timeout: the w
 
 struct WorkerSlot {
     pid_t pid;  // 0 when not running
+    int channel;  // the master's end of the worker's channel (handover.h); -1 when not running
     WorkerRecord *record;  // its numbers in the scoreboard (reused by another worker once it died)
     uint64_t started_ms;
     int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
@@ -86,6 +88,27 @@ struct Master {
     sigset_t handled;  // signals the master waits for with sigtimedwait
 };
 
+static WorkerSlot *new_slots(int count)
+{
+    WorkerSlot *slots = (WorkerSlot *)calloc((size_t)count, sizeof(WorkerSlot));
+    for (int i = 0; slots != NULL && i < count; i++)
+        slots[i].channel = -1;
+    return slots;
+}
+
+static void close_channel(WorkerSlot *s)
+{
+    if (s->channel >= 0)
+        close(s->channel);
+    s->channel = -1;
+}
+
+static void close_channels(WorkerSlot *slots, int count)
+{
+    for (int i = 0; slots != NULL && i < count; i++)
+        close_channel(&slots[i]);
+}
+
 static bool open_listeners(Master *m)
 {
     char err[400];
@@ -137,15 +160,28 @@ static void spawn_worker(Master *m, int i)
     WorkerRecord *record = scoreboard_claim(m->scoreboard, i);
     if (record == NULL)
         log_error("worker %d: no free scoreboard record; its numbers will be missing", i);
+    int channel[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, channel) != 0)
+        log_warn("worker %d: no channel (%s); a reload will close its RESP connections", i, strerror(errno));
     pid_t pid = fork();
     if (pid < 0) {
         log_error("cannot fork worker %d: %s; retrying in 1s", i, strerror(errno));
         s->respawn_at_ms = monotonic_ms() + 1000;
         if (record != NULL)
             scoreboard_retire(m->scoreboard, record);
+        if (channel[0] >= 0) {
+            close(channel[0]);
+            close(channel[1]);
+        }
         return;
     }
     if (pid == 0) {
+        // Only its own end of its own channel: the master's ends are the master's.
+        close_channels(m->slots, m->count);
+        if (m->previous.starting)
+            close_channels(m->previous.slots, m->previous.count);
+        if (channel[0] >= 0)
+            close(channel[0]);
         // The child keeps only the sockets it serves: a socket another process still holds
         // would outlive the master's close (a dropped address, a dead sibling's slot).
         static int mine[LISTEN_KINDS][CONFIG_MAX_WORKERS];
@@ -168,8 +204,13 @@ static void spawn_worker(Master *m, int i)
         setup.admin = fds[LISTEN_ADMIN];
         setup.stats = record ? &record->stats : NULL;
         setup.scoreboard = m->scoreboard;
+        setup.channel = channel[1];
         _exit(worker_run(m->config, &setup));
     }
+    if (channel[1] >= 0)
+        close(channel[1]);
+    close_channel(s);
+    s->channel = channel[0];
     if (record != NULL)
         record->pid = pid;
     s->pid = pid;
@@ -228,6 +269,7 @@ static int reap_workers(Master *m, bool stopping)
                 continue;
             reaped++;
             s->pid = 0;
+            close_channel(s);
             char how[128];
             describe_exit(status, how, sizeof(how));
             if (stopping) {
@@ -338,6 +380,31 @@ static void describe_status(const ScoreboardTotals *t, char *out, size_t len)
              (unsigned long long)t->stats.redis_connected, (unsigned long long)requests);
 }
 
+// The previous generation's workers are told to retire through their channels, with the new
+// workers' channels to hand their RESP connections to (handover.h); one without a channel, or
+// whose channel fails, gets SIGTERM and closes them as a stop does. Their channels are closed
+// here: nothing more is said to them.
+static void retire_previous(Master *m)
+{
+    int targets[CONFIG_MAX_WORKERS], n = 0;
+    for (int i = 0; i < m->count; i++)
+        if (m->slots[i].pid != 0 && m->slots[i].channel >= 0)
+            targets[n++] = m->slots[i].channel;
+    for (int i = 0; i < m->previous.count; i++) {
+        WorkerSlot *s = &m->previous.slots[i];
+        if (s->pid == 0)
+            continue;
+        bool told = s->channel >= 0 && n > 0;
+        for (int at = 0; told && at < n; at += HANDOVER_MAX_FDS)
+            told = handover_send(s->channel, HANDOVER_TARGETS, targets + at,
+                                 n - at < HANDOVER_MAX_FDS ? n - at : HANDOVER_MAX_FDS, NULL, 0);
+        told = told && handover_send(s->channel, HANDOVER_RETIRE, NULL, 0, NULL, 0);
+        if (!told)
+            kill(s->pid, SIGTERM);
+    }
+    close_channels(m->previous.slots, m->previous.count);
+}
+
 // Sends READY=1 once the workers are ready, then keeps the STATUS line current. Returns how long
 // the master may sleep before it should look again.
 static uint64_t report_to_service_manager(Master *m, uint64_t now)
@@ -356,6 +423,7 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
             // The new generation serves: the old one stops accepting, answers what it has in
             // flight and exits, on the same sockets, so no connection waits on a dead worker.
             m->previous.starting = false;
+            retire_previous(m);
             free(m->previous.slots);
             if (m->previous.reloaded != m->reloaded)
                 free(m->previous.reloaded);
@@ -372,7 +440,6 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
                     log_warn("%s: cannot steer new connections (%s); %d socket(s) shared by %d worker(s) "
                              "may load them unevenly", LISTEN_NAMES[k], strerror(errno), m->listening[k]->count,
                              m->count);
-            signal_retiring(m, SIGTERM);
             m->retire_signalled = true;
             if (m->retiring_count == 0)  // every previous worker died while this one started
                 close_dropped_addresses(m);
@@ -475,7 +542,7 @@ static void reload(Master *m)
     }
     if (refused == NULL) {
         workers = config_worker_count(next);
-        slots = (WorkerSlot *)calloc((size_t)workers, sizeof(WorkerSlot));
+        slots = new_slots(workers);
         if ((retiring = (pid_t *)realloc(m->retiring, (size_t)m->count * sizeof(pid_t))) != NULL)
             m->retiring = retiring;
         if (slots == NULL || retiring == NULL)
@@ -584,6 +651,7 @@ static void abandon_reload(Master *m)
             m->closing[k] = NULL;
         m->listening[k] = before;
     }
+    close_channels(m->slots, m->count);
     free(m->slots);
     m->slots = slots;
     m->count = m->previous.count;
@@ -639,7 +707,7 @@ int master_run(const Config *config, const ConfigSource *source)
     m.config = config;
     m.source = source;
     m.count = config_worker_count(config);
-    m.slots = (WorkerSlot *)calloc((size_t)m.count, sizeof(WorkerSlot));
+    m.slots = new_slots(m.count);
     m.setup.worker_count = m.count;
     m.scoreboard = scoreboard_create(CONFIG_MAX_WORKERS);  // whatever a reload makes of workers
     if (m.slots == NULL || m.scoreboard == NULL) {
@@ -721,6 +789,7 @@ int master_run(const Config *config, const ConfigSource *source)
             stop_workers(&m, graceful);
             close_groups(m.listening);
             close_groups(m.closing);
+            close_channels(m.slots, m.count);
             free(m.slots);
             scoreboard_destroy(m.scoreboard);
             free(m.retiring);

@@ -111,6 +111,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)s->tracking);
     single(out, "redis_proxy_invalidations_total", "counter", "Cached keys dropped because Redis said they changed.",
            (unsigned long long)s->invalidations);
+    single(out, "redis_proxy_connections_handed_over_total", "counter",
+           "RESP connections a reload handed over from a retiring worker to a new one, unseen by their clients.",
+           (unsigned long long)s->connections_handed_over);
     single(out, "redis_proxy_invalidated_fetches_total", "counter",
            "Fetches an invalidation of their key overtook: answered to who waited, not cached, not joined.",
            (unsigned long long)s->invalidated_fetches);

@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
+#include "handover.h"
 #include "log.h"
 #include "lookup.h"
 #include "reply_queue.h"
@@ -60,6 +61,10 @@ struct RespFront {
     LookupKey *keys;  // scratch for MGET
     size_t keys_cap;
     bool draining;    // the worker is stopping: close each client once it has no command under way
+    // ... or retiring (a reload): hand each client over instead, once it owes nothing.
+    const int *handover_targets;  // the new generation's channels; NULL unless retiring
+    int handover_count, handover_next;
+    event *handover_retry;  // every target refused (full or gone): try again shortly
     uint64_t next_id;
 };
 
@@ -591,7 +596,7 @@ static void process_input(RespClient *c)
         if (c->deadline_armed)  // (event_del costs more than this test, on every read)
             event_del(c->deadline_event);
         c->deadline_armed = false;
-        if (c->front->draining)
+        if (c->front->draining && c->front->handover_targets == NULL)
             c->closing = true;  // no command under way: close once every answer is sent
     } else if (at > 0 || !c->deadline_armed) {
         event_add(c->deadline_event, c->front->request_timeout);
@@ -607,6 +612,8 @@ static void process_input(RespClient *c)
 }
 
 static void on_writable(evutil_socket_t fd, short, void *arg);
+static bool owes_nothing(const RespClient *c);
+static bool hand_over(RespClient *c);
 
 static void on_deadline(evutil_socket_t, short, void *arg)
 {
@@ -695,19 +702,20 @@ static void on_writable(evutil_socket_t fd, short, void *arg)
             event_active(c->write_event, EV_WRITE, 1);
         return;
     }
+    if (c->front->handover_targets != NULL && owes_nothing(c) && hand_over(c))
+        return;  // a retiring worker's client, at a boundary: served by a new worker from here
     update_reading(c);
 }
 
-static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, int, void *arg)
+// A client on a connected socket: accepted here, or handed over by a retiring worker. NULL (the
+// socket closed) when out of memory.
+static RespClient *client_open(RespFront *f, int fd)
 {
-    RespFront *f = (RespFront *)arg;
     RespClient *c = (RespClient *)calloc(1, sizeof(RespClient));
     if (c == NULL) {
         close(fd);
-        return;
+        return NULL;
     }
-    int on = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
     c->front = f;
     c->fd = fd;
     c->id = ++f->next_id;
@@ -727,7 +735,7 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, i
             event_free(c->deadline_event);
         close(fd);
         free(c);
-        return;
+        return NULL;
     }
     const Config *config = f->worker->config;
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
@@ -738,6 +746,81 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, i
     worker_client_opened(f->worker, FRONT_RESP);
     c->reading = false;
     update_reading(c);
+    return c;
+}
+
+static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, int, void *arg)
+{
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
+    client_open((RespFront *)arg, fd);
+}
+
+void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
+{
+    RespClient *c = client_open(f, fd);
+    if (c == NULL)
+        return;
+    c->used = state->used != 0;
+    if (state->name_len > 0 && state->name_len <= sizeof(state->name))
+        c->name = strndup(state->name, state->name_len);
+    f->worker->stats->connections_handed_over++;
+    log_debug("worker %d: RESP client %llu handed over from the previous generation", f->worker->id,
+              (unsigned long long)c->id);
+}
+
+// A retiring worker's client that owes nothing (no command under way, no answer unsent, no unread
+// input of ours) goes to the next new worker; its socket, closed here, lives on there. Whatever
+// the client sends meanwhile waits in the kernel for the new worker. False if no target took it.
+static bool hand_over(RespClient *c)
+{
+    RespFront *f = c->front;
+    HandoverClient state;
+    memset(&state, 0, sizeof(state));
+    state.used = c->used;
+    if (c->name != NULL) {
+        state.name_len = (uint32_t)strlen(c->name);
+        memcpy(state.name, c->name, state.name_len);
+    }
+    for (int tries = 0; tries < f->handover_count; tries++) {
+        int target = f->handover_targets[f->handover_next++ % f->handover_count];
+        if (handover_send(target, HANDOVER_CLIENT, &c->fd, 1, &state, sizeof(state))) {
+            client_close(c);
+            return true;
+        }
+    }
+    // Every new worker's queue full, or gone: shortly again (the deadline bounds the tries).
+    if (!evtimer_pending(f->handover_retry, NULL)) {
+        struct timeval tv = {0, 20 * 1000};
+        evtimer_add(f->handover_retry, &tv);
+    }
+    return false;
+}
+
+static bool owes_nothing(const RespClient *c)
+{
+    return !c->closing && !c->replies.failed && c->in_len == 0 && c->replies.head == NULL &&
+           evbuffer_get_length(c->replies.out) == 0;
+}
+
+static void hand_over_idle(RespFront *f)
+{
+    RespClient *next;
+    for (RespClient *c = f->clients; c != NULL; c = next) {
+        next = c->next;
+        if (owes_nothing(c) && !hand_over(c))
+            return;  // every target refused: the retry timer goes on from here
+    }
+}
+
+static void on_handover_retry(evutil_socket_t, short, void *arg) { hand_over_idle((RespFront *)arg); }
+
+void resp_front_hand_over(RespFront *f, const int *targets, int n)
+{
+    f->draining = true;
+    f->handover_targets = targets;
+    f->handover_count = n;
+    hand_over_idle(f);
 }
 
 static void on_accept_error(evconnlistener *, void *arg)
@@ -757,7 +840,8 @@ RespFront *resp_front_create(Worker *w, const ListenFds *listen_fds)
     struct timeval deadline = {(time_t)(w->config->request_timeout_ms / 1000),
                                (suseconds_t)(w->config->request_timeout_ms % 1000) * 1000};
     f->request_timeout = event_base_init_common_timeout(w->base, &deadline);
-    if (f->idle_timeout == NULL || f->request_timeout == NULL ||
+    f->handover_retry = evtimer_new(w->base, on_handover_retry, f);
+    if (f->idle_timeout == NULL || f->request_timeout == NULL || f->handover_retry == NULL ||
         !listener_set_open(&f->listeners, w->base, listen_fds, on_accept, f, on_accept_error, NULL)) {
         resp_front_destroy(f);
         return NULL;
@@ -772,6 +856,8 @@ void resp_front_destroy(RespFront *f)
     while (f->clients != NULL)
         client_close(f->clients);
     listener_set_free(&f->listeners);
+    if (f->handover_retry != NULL)
+        event_free(f->handover_retry);
     reply_pool_free(&f->slots);
     free(f->keys);
     free(f);

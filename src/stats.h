@@ -47,6 +47,7 @@ struct WorkerStats {
     uint64_t requests[FRONT_COUNT][RESULT_COUNT];
     uint64_t bad_requests[FRONT_COUNT];  // malformed requests answered with an error
     uint64_t clients_accepted[FRONT_COUNT];
+    uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
     Histogram request_seconds[FRONT_COUNT];  // from a request's arrival to its answer
     Histogram redis_seconds;                 // a command's round trip to Redis
     uint64_t redis_commands;    // commands sent to Redis

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "admin_front.h"
+#include "handover.h"
 #include "http_front.h"
 #include "log.h"
 #include "resp_front.h"
@@ -113,6 +114,26 @@ static void on_stop_timer(evutil_socket_t, short, void *arg)
     evtimer_add(w->stop_timer, &tv);
 }
 
+// A graceful stop (SIGTERM), or a reload's retirement (RETIRE on the channel): no new
+// connections, and each open one ends as its front decides, within shutdown_timeout. A stop
+// closes them; a retirement hands RESP connections over to the new generation (handover.h) and
+// closes an idle HTTP one only with an answer, or at the deadline.
+static void begin_stop(Worker *w, bool retiring)
+{
+    set_accepting(w, false);
+    if (w->admin != NULL)
+        admin_front_stop_accepting(w->admin);
+    w->stopping = true;
+    w->stats->accepting = 0;
+    w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->shutdown_timeout_ms;
+    http_front_drain(w->http, !retiring);
+    if (w->resp != NULL && retiring && w->handover_target_count > 0)
+        resp_front_hand_over(w->resp, w->handover_targets, w->handover_target_count);
+    else if (w->resp != NULL)
+        resp_front_drain(w->resp);
+    on_stop_timer(-1, 0, w);
+}
+
 static void on_stop_signal(evutil_socket_t sig, short, void *arg)
 {
     Worker *w = (Worker *)arg;
@@ -120,16 +141,48 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
         return;
     log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
               sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
-    set_accepting(w, false);
-    if (w->admin != NULL)
-        admin_front_stop_accepting(w->admin);
-    w->stopping = true;
-    w->stats->accepting = 0;
-    w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->shutdown_timeout_ms;
-    http_front_drain(w->http);
-    if (w->resp != NULL)
-        resp_front_drain(w->resp);
-    on_stop_timer(-1, 0, w);
+    begin_stop(w, false);
+}
+
+// What the master (TARGETS, RETIRE) or a retiring worker (CLIENT) sends on the channel.
+static void on_channel(evutil_socket_t fd, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    for (int messages = 0; messages < 64; messages++) {  // a bounded turn: others' events wait
+        HandoverKind kind;
+        int fds[HANDOVER_MAX_FDS], nfds;
+        HandoverClient client;
+        size_t len;
+        int got = handover_recv(fd, &kind, fds, HANDOVER_MAX_FDS, &nfds, &client, sizeof(client), &len);
+        if (got == 0)
+            return;
+        if (got == -2) {  // the master said all it had to (or has gone)
+            event_del(w->channel_event);
+            return;
+        }
+        if (got < 0)
+            continue;
+        if (kind == HANDOVER_TARGETS) {
+            for (int i = 0; i < nfds; i++) {
+                if (w->handover_target_count < CONFIG_MAX_WORKERS)
+                    w->handover_targets[w->handover_target_count++] = fds[i];
+                else
+                    close(fds[i]);
+            }
+        } else if (kind == HANDOVER_RETIRE && !w->stopping) {
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            log_debug("worker %d: retiring; handing %s connections over to %d new worker(s)", w->id,
+                      w->resp != NULL ? "its RESP" : "no", w->handover_target_count);
+            begin_stop(w, true);
+        } else if (kind == HANDOVER_CLIENT && nfds == 1 && len == sizeof(client) && w->resp != NULL) {
+            resp_front_adopt(w->resp, fds[0], &client);
+        } else {
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+        }
+    }
+    event_active(w->channel_event, EV_READ, 1);  // more may wait: next turn
 }
 
 // SIGQUIT (Ctrl-\ in a terminal reaches every worker too): stop at once, without the core dump
@@ -194,11 +247,15 @@ static void worker_free(Worker *w)
     cache_destroy(w->cache);
     fetch_table_destroy(w->flights);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
-                       w->accept_retry_timer};
+                       w->accept_retry_timer, w->channel_event};
     for (event *e : events)
         if (e != NULL)
             event_free(e);
     free(w->key_buf);
+    for (int i = 0; i < w->handover_target_count; i++)
+        close(w->handover_targets[i]);
+    if (w->channel >= 0)
+        close(w->channel);
     if (w->base)
         event_base_free(w->base);
 }
@@ -219,6 +276,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
 
     Worker w;
     memset(&w, 0, sizeof(w));
+    w.channel = -1;
     w.id = setup->id;
     w.worker_count = setup->worker_count;
     w.config = config;
@@ -226,6 +284,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.scoreboard = setup->scoreboard;
     w.accepting = true;
     w.started_ms = monotonic_ms();
+    w.channel = setup->channel;
     w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
     uint64_t seed;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
@@ -282,6 +341,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.sigint_event = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
     w.sigquit_event = evsignal_new(w.base, SIGQUIT, on_quit_signal, &w);
+    if (w.channel >= 0)
+        w.channel_event = event_new(w.base, w.channel, EV_READ | EV_PERSIST, on_channel, &w);
     if ((!w.backend && !w.cluster) || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
         !w.sigquit_event || !w.accept_retry_timer) {
         log_error("worker %d: cannot set up its event loop", w.id);
@@ -293,6 +354,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     event_add(w.sigterm_event, NULL);
     event_add(w.sigint_event, NULL);
     event_add(w.sigquit_event, NULL);
+    if (w.channel_event != NULL)
+        event_add(w.channel_event, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

@@ -45,6 +45,10 @@ struct Worker {
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
     event *expire_timer, *stop_timer, *sigterm_event, *sigint_event, *sigquit_event;
     event *accept_retry_timer;  // ends a worker_pause_accepting
+    int channel;             // to the master (handover.h); -1: none
+    event *channel_event;
+    int handover_targets[CONFIG_MAX_WORKERS];  // the new generation's channels, once retiring
+    int handover_target_count;
     uint64_t started_ms;
     uint64_t stop_deadline_ms;
     WorkerStats own_stats;
@@ -61,6 +65,7 @@ struct WorkerSetup {
     int seed_count;
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
+    int channel;  // its end of the channel with the master (handover.h); -1: none
 };
 
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.

@@ -6,9 +6,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 
-from harness import ProxyTestCase, RedisError, alive, black_hole_port, free_ports, wait_until, worker_pid
+from harness import (ProxyTestCase, RedisError, alive, black_hole_port, free_ports, resp_encode, wait_until,
+                     worker_pid)
 from test_admin import metric
 from test_service import ServiceManager
 
@@ -177,22 +179,28 @@ class ReloadTest(ProxyTestCase):
         self.assertEqual(metric(text, "redis_proxy_config_generation"), 3)
 
     def run_reloads_under_load(self, proxy, reloads):
-        """Reloads with each settings change in turn while clients keep asking: two with a new
-        connection per request, two on keep-alive connections, one RESP client if there is a
-        RESP port. An old worker closes its idle keep-alive connections when it stops; a client
-        that sent on one just then may retry once on a new connection, as HTTP allows for a
-        request that got no answer (RFC 9112, 9.3.1), and nothing more."""
-        self.redis("SET", "k", "v")
+        """Reloads with each settings change in turn while clients keep asking, none of which
+        retries: two with a new connection per request, two on HTTP keep-alive connections (a
+        new connection only after an answer with Connection: close, as http.client does), and,
+        with a RESP port, three persistent RESP connections, redis-cli reading commands from a
+        pipe, and a RESP client with a new connection per command. A reload must be invisible:
+        no error, every answer right, and every RESP connection the same from start to end."""
+        for i in range(4):
+            self.redis("SET", "k%d" % i, "v%d" % i)
         stop = threading.Event()
-        failures, answered, retries = [], [0], [0]
+        failures, answered = [], [0]
+
+        def count(ok, what):
+            if ok:
+                answered[0] += 1
+            else:
+                failures.append(what)
 
         def client():
             while not stop.is_set():
                 try:
-                    r = proxy.get("k")
-                    if r.status != 200:
-                        failures.append(r.status)
-                    answered[0] += 1
+                    r = proxy.get("k0")
+                    count((r.status, r.body) == (200, b"v0"), r.status)
                 except OSError as e:
                     failures.append(repr(e))
 
@@ -200,35 +208,49 @@ class ReloadTest(ProxyTestCase):
             conn = proxy.connection()
             while not stop.is_set():
                 try:
-                    r = proxy.get("k", conn)
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    conn.close()
-                    conn = proxy.connection()
-                    retries[0] += 1
-                    try:
-                        r = proxy.get("k", conn)
-                    except OSError as e:
-                        failures.append("after a retry: %r" % e)
-                        continue
-                except OSError as e:
-                    failures.append(repr(e))
-                    continue
-                if r.status != 200:
-                    failures.append(r.status)
-                answered[0] += 1
+                    r = proxy.get("k1", conn)
+                    count((r.status, r.body) == (200, b"v1"), r.status)
+                except (OSError, http.client.HTTPException) as e:
+                    failures.append("keep-alive: %r" % e)
+                    return
             conn.close()
 
-        def resp_client():  # a new connection per command: RESP has no retry rule
+        def persistent_resp_client(i):
+            c = proxy.resp()
+            key, want = "k%d" % i, b"v%d" % i
+            while not stop.is_set():
+                try:
+                    count(c("GET", key) == want, "RESP answer")
+                except (OSError, RedisError, ConnectionError) as e:
+                    failures.append("persistent RESP %d: %r" % (i, e))
+                    return
+            c.close()
+
+        def redis_cli_client():
+            cli = subprocess.Popen(["redis-cli", "-p", str(proxy.resp_port)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            while not stop.is_set():
+                cli.stdin.write(b"GET k3\n")
+                cli.stdin.flush()
+                line = cli.stdout.readline()
+                count(line == b"v3\n", "redis-cli: %r" % line)
+            cli.stdin.close()
+            rest = cli.stdout.read()
+            cli.wait(10)
+            if rest:
+                failures.append("redis-cli: %r" % rest)
+
+        def resp_client():  # a new connection per command
             while not stop.is_set():
                 try:
                     c = proxy.resp()
-                    if c("GET", "k") != b"v":
-                        failures.append("RESP answer")
+                    count(c("GET", "k0") == b"v0", "RESP answer")
                     c.close()
-                    answered[0] += 1
-                except (OSError, RedisError) as e:
+                except (OSError, RedisError, ConnectionError) as e:
                     failures.append("RESP: %r" % e)
-        clients = [client, client, keep_alive_client, keep_alive_client] + ([resp_client] if proxy.resp_port else [])
+        clients = [client, client, keep_alive_client, keep_alive_client]
+        if proxy.resp_port:
+            clients += [lambda i=i: persistent_resp_client(i) for i in (0, 1, 2)] + [redis_cli_client, resp_client]
         threads = [threading.Thread(target=f, daemon=True) for f in clients]
         for t in threads:
             t.start()
@@ -242,6 +264,8 @@ class ReloadTest(ProxyTestCase):
             t.join(10)
         self.assertEqual(failures, [])
         self.assertEqual(proxy.log().count("serving; stopping"), len(reloads))
+        if proxy.resp_port:
+            self.assertGreater(metric(proxy.admin("/metrics")[1], "redis_proxy_connections_handed_over_total"), 0)
 
     def test_requests_keep_being_answered_across_reloads(self):
         proxy = self.start_proxy(proxy={"workers": "2"}, cache={"ttl": "60s"})
@@ -250,3 +274,24 @@ class ReloadTest(ProxyTestCase):
     def test_requests_keep_being_answered_while_the_workers_change(self):
         proxy = self.start_proxy(resp=True, proxy={"workers": "2"})
         self.run_reloads_under_load(proxy, [{"proxy": {"workers": n}} for n in ("3", "1", "4", "2")])
+
+    def test_a_reload_is_invisible_to_persistent_clients(self):
+        proxy = self.start_proxy(resp=True, proxy={"workers": "2"}, cache={"ttl": "60s", "capacity": "1000"})
+        self.run_reloads_under_load(proxy, [{"cache": {"ttl": "30s"}}, {"cache": {"capacity": "2000"}},
+                                            {"proxy": {"workers": "3"}}, {"proxy": {"workers": "1"}},
+                                            {"proxy": {"workers": "2"}}])
+
+    def test_a_client_mid_pipeline_gets_every_reply_in_order(self):
+        proxy = self.start_proxy(resp=True, proxy={"workers": "1"})
+        for i in range(200):
+            self.redis("SET", "p%d" % i, "v%d" % i)
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        c.send_raw(b"".join(resp_encode("GET", "p%d" % i) for i in range(200)))
+        old = generation_pids(proxy, 1)[0]
+        self.reload(proxy, cache={"ttl": "30s"})
+        self.wait_for_reload(proxy, 1, 1)
+        wait_until(lambda: not alive(old), what="the old worker gone")
+        self.assertEqual([c.read_reply() for _ in range(200)], [b"v%d" % i for i in range(200)])
+        self.assertEqual(c("GET", "p7"), b"v7")  # the same connection, now the new worker's
+        self.assertEqual(worker_pid(c), generation_pids(proxy, 1)[0])

@@ -1,0 +1,38 @@
+// Handing a reload's RESP connections over, so that no client sees the reload. Each worker has
+// a channel to the master (a SOCK_SEQPACKET socketpair made at fork). When a reload's new
+// generation serves, the master sends each retiring worker, on its channel, the new workers'
+// channel ends (TARGETS, as SCM_RIGHTS) and then RETIRE. The retiring worker passes each RESP
+// connection, once it owes nothing and holds no unread input, straight to one of them (CLIENT:
+// the socket and the little state the front keeps); bytes the client sends meanwhile wait in the
+// kernel and are read by the new worker. No I/O beyond one sendmsg/recvmsg per message, never
+// blocking.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum HandoverKind {
+    HANDOVER_TARGETS = 1,  // fds: channels of the new generation's workers
+    HANDOVER_RETIRE = 2,   // stop accepting, hand every RESP connection over, exit
+    HANDOVER_CLIENT = 3,   // fd: a RESP client connection; data: HandoverClient
+};
+
+static const int HANDOVER_MAX_FDS = 64;  // per message (the kernel takes up to 253)
+
+// What a RESP connection carries to its new worker.
+struct HandoverClient {
+    uint32_t used;      // it has sent a command
+    uint32_t name_len;  // CLIENT SETNAME's name (0: none)
+    char name[256];
+};
+
+// Sends one message without blocking. False (errno set: EAGAIN when the peer's queue is full,
+// EPIPE or ECONNREFUSED when it has gone) if it was not sent.
+bool handover_send(int channel, HandoverKind kind, const int *fds, int nfds, const void *data, size_t len);
+
+// Receives one message without blocking: its kind, up to max_fds descriptors (the caller owns
+// them), and up to cap bytes of data (*len). Returns 1 for a message, 0 when none is waiting, -1
+// for a malformed one (its descriptors are closed), -2 when every sender has closed its end.
+int handover_recv(int channel, HandoverKind *kind, int *fds, int max_fds, int *nfds, void *data, size_t cap,
+                  size_t *len);
