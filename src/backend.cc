@@ -62,6 +62,7 @@ struct Backend {
     size_t abandoned;  // the first `abandoned` commands of the ring are past their deadline
     event *connect_timer, *timeout_timer, *reconnect_timer;
     bool timeout_armed;
+    uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
     int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
     uint64_t rng;
 };
@@ -197,6 +198,7 @@ static void arm_timeout(Backend *b, uint64_t delay_ms)
     struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
     evtimer_add(b->timeout_timer, &tv);
     b->timeout_armed = true;
+    b->timeout_at_ms = monotonic_ms() + delay_ms;
 }
 
 static void want_write(Backend *b)
@@ -265,7 +267,8 @@ static bool send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, con
     cmd->arg = arg;
     b->ring_len++;
     b->stats->redis_commands++;
-    if (!b->timeout_armed)
+    // The timer may be set for later (the reset of abandoned commands): this deadline comes first.
+    if (!b->timeout_armed || cmd->deadline_ms < b->timeout_at_ms)
         arm_timeout(b, timeout);
     want_write(b);
     return true;
@@ -704,6 +707,26 @@ void backend_reset(Backend *b, const char *why)
 }
 
 void backend_distrust(Backend *b) { b->distrusted = true; }
+
+bool backend_error_is_permanent(const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ERROR)
+        return false;
+    if (strncmp(reply->str, "NOPERM", 6) == 0)
+        return true;
+    return strcasestr(reply->str, "unknown command") != NULL || strcasestr(reply->str, "unknown subcommand") != NULL;
+}
+
+bool backend_error_is_transient(const char *text, size_t len)
+{
+    static const char *const prefixes[] = {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"};
+    for (const char *p : prefixes) {
+        size_t n = strlen(p);
+        if (len >= n && memcmp(text, p, n) == 0)
+            return true;
+    }
+    return false;
+}
 
 bool backend_ready(const Backend *b) { return b->ready; }
 

@@ -33,8 +33,8 @@ struct CacheEntry {
     CacheEntry *age_prev, *age_next;
     // One word: when it was stored, in microseconds after the cache's base (48 bits last 8.9
     // years; the cache is emptied and rebased before they run out); whether Redis has no such
-    // key; and how much of the TTL it lives, in 32767ths (all of it unless Redis expires the key
-    // sooner: then rounded down, so that it never outlives the key).
+    // key; and how long it lives: all of the TTL, or less when Redis expires the key sooner (a
+    // 15-bit float of milliseconds, rounded down so that it never outlives the key).
     uint64_t stored_us : 48;
     uint64_t absent : 1;  // Redis has no such key: a cached "not found" (value_len 0)
     uint64_t life : 15;

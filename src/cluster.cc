@@ -64,6 +64,7 @@ struct Cluster {
     SlotMap map;
     bool have_map;
     int unaddressable_before;  // in the map before: the warning is logged when it changes
+    uint64_t gave_up_logged_ms;  // the last "after N redirects" warning
     NodeLink links[SLOT_MAP_MAX_NODES];
     uint64_t distrusted_us[CLUSTER_SLOTS];  // since when each slot's reads are not trusted (coherence.h)
     uint64_t migrating_seen_ms[CLUSTER_SLOTS];  // when a node last said it migrates or imports the slot
@@ -332,7 +333,8 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
         }
     }
     if (c->map.unaddressable > 0) {
-        c->w->stats->cluster_unaddressable_nodes += (uint64_t)c->map.unaddressable;
+        if (c->map.unaddressable > c->unaddressable_before)  // counted when they appear, not per refresh
+            c->w->stats->cluster_unaddressable_nodes += (uint64_t)(c->map.unaddressable - c->unaddressable_before);
         log_msg(c->map.unaddressable != c->unaddressable_before ? LOG_WARN : LOG_DEBUG,"worker %d: cluster map from %s:%d: %d primar%s announced by name only (%s), with no IP beside it; "
                  "%s slots are answered unavailable (use cluster-preferred-endpoint-type ip, or Redis 7's metadata)",
                  c->w->id, asked->ip, asked->port, c->map.unaddressable, c->map.unaddressable == 1 ? "y" : "ies",
@@ -630,11 +632,17 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
         if (!park(r))
             deliver(r, reply, failure);  // out of time: the error itself (503)
         break;
-    case CLUSTER_GIVE_UP:
-        log_warn("worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->w->id, r->slot,
-                 (int)reply->len, reply->str, r->redirects);
+    case CLUSTER_GIVE_UP: {
+        // Once a second at most: a cluster that loops (or a hostile node) must not flood the log.
+        uint64_t now = monotonic_ms();
+        log_msg(now - c->gave_up_logged_ms >= 1000 ? LOG_WARN : LOG_DEBUG,
+                "worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->w->id, r->slot,
+                (int)reply->len, reply->str, r->redirects);
+        if (now - c->gave_up_logged_ms >= 1000)
+            c->gave_up_logged_ms = now;
         deliver(r, NULL, BACKEND_UNAVAILABLE);
         break;
+    }
     }
 }
 

@@ -1,18 +1,11 @@
 #include "coherence.h"
 
-#include "fetch_table.h"
-
-bool coherence_entry_is_hit(uint64_t stored_us, bool absent, const KeyTrust *trust)
+Flight *coherence_joinable_flight(FetchTable *t, const char *key, size_t len, uint64_t hash, const KeyTrust *trust)
 {
-    return stored_us > trust->distrusted_us && !(absent && trust->migrating);
-}
-
-bool coherence_may_join(const Flight *f, const KeyTrust *trust)
-{
-    return !f->invalidated && f->sent_us > trust->distrusted_us;
-}
-
-bool coherence_reply_cacheable(const Flight *f, const KeyTrust *trust, bool from_owner, bool absent)
-{
-    return from_owner && trust->caching && !(absent && trust->migrating) && coherence_may_join(f, trust);
+    Flight *f = fetch_table_find(t, key, len, hash);
+    if (f != NULL && !coherence_may_join(f, trust)) {
+        fetch_table_detach(t, f);
+        return NULL;
+    }
+    return f;
 }

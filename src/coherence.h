@@ -19,25 +19,41 @@
 //     key may exist on the importing node, which the slot's owner sends us to with ASK).
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
-struct Flight;
+#include "fetch_table.h"
 
 // What is known now of the source of one key.
 struct KeyTrust {
     uint64_t distrusted_us;  // since when its reads are not trusted; 0: always trusted
-    bool caching;            // its replies may be cached now (tracking established, or off)
-    bool migrating;          // a cluster slot being migrated: "not found" says nothing
+    bool caching;            // its replies may be cached now (tracking established, or off; in a
+                             // cluster, the reply came from the slot's owner, not through ASK)
+    bool migrating;          // a cluster slot being migrated: "not found" says nothing (needed
+                             // only for absent entries and nil replies)
 };
 
 // A cache entry stored at stored_us (absent: a cached "not found") may be answered as a hit.
-bool coherence_entry_is_hit(uint64_t stored_us, bool absent, const KeyTrust *trust);
+inline bool coherence_entry_is_hit(uint64_t stored_us, bool absent, const KeyTrust *trust)
+{
+    return stored_us > trust->distrusted_us && !(absent && trust->migrating);
+}
 
 // A new request for the key may wait for this fetch instead of sending its own: the fetch was
 // not invalidated and was sent after the key's source was last distrusted.
-bool coherence_may_join(const Flight *f, const KeyTrust *trust);
+inline bool coherence_may_join(const Flight *f, const KeyTrust *trust)
+{
+    return !f->invalidated && f->sent_us > trust->distrusted_us;
+}
 
-// The fetch's reply (absent: "not found") may be cached: it may be joined (above), its source may
-// cache now, and it came from the key's owner (always, with one Redis; not through a cluster's
-// ASK).
-bool coherence_reply_cacheable(const Flight *f, const KeyTrust *trust, bool from_owner, bool absent);
+// The fetch a new request for the key waits for, if it may (above); NULL if there is none it may
+// join. One it may not join (sent before a distrust) is unlinked from the table on the way, so
+// that the request's own fetch takes its place; its waiters still get its reply, uncached.
+Flight *coherence_joinable_flight(FetchTable *t, const char *key, size_t len, uint64_t hash, const KeyTrust *trust);
+
+// The fetch's reply (absent: "not found") may be cached: it may be joined (above), and its
+// source may cache now.
+inline bool coherence_reply_cacheable(const Flight *f, const KeyTrust *trust, bool absent)
+{
+    return trust->caching && !(absent && trust->migrating) && coherence_may_join(f, trust);
+}

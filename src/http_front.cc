@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "cache.h"
 #include "config.h"
 #include "key_decode.h"
@@ -265,18 +266,6 @@ static void reply_error(evhttp_request *req, int code, const char *reason, const
     reply_text(req, code, reason, text, strlen(text));
 }
 
-// Errors Redis gives while it cannot serve for now: the client may retry, as with a 503.
-static bool redis_error_is_transient(const char *text, size_t len)
-{
-    static const char *const prefixes[] = {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"};
-    for (const char *p : prefixes) {
-        size_t n = strlen(p);
-        if (len >= n && memcmp(text, p, n) == 0)
-            return true;
-    }
-    return false;
-}
-
 static void on_lookup_done(void *arg, const LookupResult *r)
 {
     evhttp_request *req = (evhttp_request *)arg;
@@ -300,7 +289,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     case LOOKUP_REDIS_ERROR: {
         // Redis cannot serve for now (loading, busy, failing over): unavailable, as with no
         // connection, and the client may retry. Any other error is Redis's answer to the key.
-        bool transient = redis_error_is_transient(r->value, r->value_len);
+        bool transient = backend_error_is_transient(r->value, r->value_len);
         char text[600];
         int n = snprintf(text, sizeof(text), "%s: %.*s\n", transient ? "redis unavailable" : "redis error",
                          (int)(r->value_len > 512 ? 512 : r->value_len), r->value);

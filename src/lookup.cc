@@ -18,6 +18,9 @@
 // allocates an evbuffer chain and a release callback per reply.
 static const size_t COPY_VALUE_MAX = 1024;
 
+// How far monotonic_ms (a coarse clock) may lag monotonic_us: a few 4ms ticks at most.
+static const int64_t COARSE_CLOCK_LAG_MS = 10;
+
 // A GET request waiting for its key's flight.
 struct GetWaiter {
     FlightWaiter base;  // first: the flight hands this back
@@ -86,24 +89,33 @@ static LookupResult result_of_entry(CacheEntry *e, bool hit)
     return {LOOKUP_FOUND, hit, false, e, cache_entry_value(e), e->value_len, 0};
 }
 
-// What is known now of a key's source (coherence.h): the one Redis, or its slot's owner.
-static KeyTrust key_trust(const Worker *w, const char *key, size_t len)
+// What is known now of a key's source (coherence.h): the one Redis, or its slot's owner. Whether
+// its slot migrates matters for a "not found" only: asked for then (with_migration).
+static KeyTrust key_trust(const Worker *w, const char *key, size_t len, int *slot)
 {
-    if (w->cluster != NULL) {
-        int slot = cluster_key_slot(key, len);
-        return {cluster_slot_distrusted_us(w->cluster, slot), true, cluster_slot_migrating(w->cluster, slot)};
-    }
-    return {w->distrusted_us, w->caching, false};
+    if (w->cluster == NULL)
+        return {w->distrusted_us, w->caching, false};
+    *slot = cluster_key_slot(key, len);
+    return {cluster_slot_distrusted_us(w->cluster, *slot), true, false};
+}
+
+static void with_migration(const Worker *w, int slot, KeyTrust *trust)
+{
+    if (w->cluster != NULL)
+        trust->migrating = cluster_slot_migrating(w->cluster, slot);
 }
 
 // Inside a reply callback: whether the flight's reply may be cached (coherence.h). With a
 // cluster, whether its source may cache is the answering node's (cluster.h).
 static bool may_cache(Worker *w, const Flight *f, bool absent)
 {
-    KeyTrust trust = key_trust(w, f->key, f->key_len);
+    int slot = 0;
+    KeyTrust trust = key_trust(w, f->key, f->key_len, &slot);
     if (w->cluster != NULL)
         trust.caching = cluster_reply_cacheable(w->cluster);
-    return coherence_reply_cacheable(f, &trust, true, absent);
+    if (absent)
+        with_migration(w, slot, &trust);
+    return coherence_reply_cacheable(f, &trust, absent);
 }
 
 // Sends a fetch for keys of one slot: to the one Redis, or to the cluster node that owns the slot.
@@ -119,25 +131,16 @@ static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const s
 // (coherence.h). If not, it is kept as the answer for when its source cannot be reached (its
 // fetch refused or timed out): within its TTL, tracking is never worse than invalidation = off,
 // which would have answered it as a hit.
-static CacheEntry *trusted(Worker *w, const KeyTrust *trust, CacheEntry *e, CacheEntry **stale)
+static CacheEntry *trusted(Worker *w, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
 {
-    if (e == NULL || coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), e->absent, trust))
+    if (e == NULL)
+        return NULL;
+    if (e->absent)
+        with_migration(w, slot, trust);
+    if (coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), e->absent, trust))
         return e;
     *stale = e;
     return NULL;
-}
-
-// The key's flight, if a new request may wait for it (coherence.h). One sent before its source
-// was distrusted is unlinked from the table (its waiters still get its reply, uncached), so the
-// request starts a fetch of its own.
-static Flight *joinable_flight(Worker *w, const KeyTrust *trust, const char *key, size_t len, uint64_t hash)
-{
-    Flight *f = fetch_table_find(w->flights, key, len, hash);
-    if (f != NULL && !coherence_may_join(f, trust)) {
-        fetch_table_detach(w->flights, f);
-        return NULL;
-    }
-    return f;
 }
 
 // Turns a string-or-nil reply for a flight's key into a result, caching it when it may be. A
@@ -152,8 +155,9 @@ static int64_t value_life_ms(const Worker *w, const Flight *f, uint64_t now_us)
     // key was created between the PTTL and the GET. Either way, nothing to go by.
     if (f->key_pttl_ms < 0)
         return 0;
-    // Counted from the PTTL's sending, rounded against the entry: it is stored only now.
-    int64_t elapsed_ms = (int64_t)((now_us - f->sent_us + 999) / 1000);
+    // Counted from the PTTL's sending, rounded against the entry: it is stored only now, and its
+    // expiry is checked on the coarse clock, which may lag this one by a tick or two.
+    int64_t elapsed_ms = (int64_t)((now_us - f->sent_us + 999) / 1000) + COARSE_CLOCK_LAG_MS;
     return f->key_pttl_ms > elapsed_ms ? f->key_pttl_ms - elapsed_ms : 0;
 }
 
@@ -206,19 +210,14 @@ static void resolve(Worker *w, Flight *f, LookupResult r)
     flight_release(f);  // its PTTL's reply may still point at it
 }
 
-// An error that asking again will not change: an ACL's NOPERM, or a command Redis does not know.
-static bool refused_for_good(const redisReply *reply)
-{
-    return strncmp(reply->str, "NOPERM", 6) == 0 || strncmp(reply->str, "ERR unknown command", 19) == 0;
-}
-
 static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
     Worker *w = (Worker *)f->owner;
     if (failure == BACKEND_OK && reply->type == REDIS_REPLY_INTEGER) {
-        f->key_pttl_ms = reply->integer;
-    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR && !refused_for_good(reply)) {
+        // -1 (no expiry), -2 (no such key) or what is left; anything else says nothing.
+        f->key_pttl_ms = reply->integer >= -2 ? reply->integer : FLIGHT_PTTL_UNKNOWN;
+    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR && !backend_error_is_permanent(reply)) {
         // -BUSY, -LOADING...: nothing learnt, and the value is not cached (its GET likely fails too).
     } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR) {
         // An ACL that denies PTTL: entries then live their TTL, as with follow_key_expiry off.
@@ -285,16 +284,18 @@ static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash,
 void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
     uint64_t hash = cache_hash(w->cache, key, key_len);
-    KeyTrust trust = key_trust(w, key, key_len);
+    int slot = 0;
+    KeyTrust trust = key_trust(w, key, key_len, &slot);
     CacheEntry *stale;
-    CacheEntry *e = trusted(w, &trust, cache_find_or_stale(w->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
+    CacheEntry *e =
+        trusted(w, &trust, slot, cache_find_or_stale(w->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
     if (e != NULL) {
         LookupResult r = result_of_entry(e, true);
         count(w, front, &r);
         done(arg, &r);
         return;
     }
-    Flight *f = joinable_flight(w, &trust, key, key_len, hash);
+    Flight *f = coherence_joinable_flight(w->flights, key, key_len, hash, &trust);
     GetWaiter *g;
     if (f != NULL) {  // already on its way: wait for the same reply
         if ((g = (GetWaiter *)malloc(sizeof(GetWaiter))) == NULL) {
@@ -315,7 +316,6 @@ void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupD
     fetch_table_join(f, &g->base);
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
-    int slot = w->cluster != NULL ? cluster_key_slot(key, key_len) : 0;
     ask_key_life(w, slot, f);
     if (!send_fetch(w, slot, 2, argv, lens, on_get_reply, f)) {
         resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
@@ -496,9 +496,11 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
         uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
-        KeyTrust trust = key_trust(w, keys[i].ptr, keys[i].len);
+        int slot = 0;
+        KeyTrust trust = key_trust(w, keys[i].ptr, keys[i].len, &slot);
         CacheEntry *stale;
-        CacheEntry *e = trusted(w, &trust, cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
+        CacheEntry *e = trusted(w, &trust, slot,
+                                cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
         if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (a saturated count: fetch it)
             m->results[i] = result_of_entry(e, true);
             continue;
@@ -506,7 +508,7 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         m->results[i] = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
         m->waiters[i] = {{NULL, answer_multi}, m, i};
         // An earlier key of this same MGET may have started the flight.
-        Flight *f = joinable_flight(w, &trust, keys[i].ptr, keys[i].len, hash);
+        Flight *f = coherence_joinable_flight(w->flights, keys[i].ptr, keys[i].len, hash, &trust);
         if (f != NULL) {
             w->stats->coalesced++;
         } else if ((f = new_flight(w, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {

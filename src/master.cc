@@ -205,6 +205,7 @@ static void spawn_worker(Master *m, int i)
         setup.stats = record ? &record->stats : NULL;
         setup.scoreboard = m->scoreboard;
         setup.channel = channel[1];
+        setup.hold_until_redis_tried = m->previous.starting;
         _exit(worker_run(m->config, &setup));
     }
     if (channel[1] >= 0)
@@ -764,6 +765,7 @@ int master_run(const Config *config, const ConfigSource *source)
             m.reload_pending = false;
             log_info("reload: reading the file again for the SIGHUP that came during the last one");
             reload(&m);
+            next = now + READY_POLL_MS;  // its new generation is looked at as one started by SIGHUP is
         }
         if (m.retiring_count > 0 && m.retire_signalled) {
             if (now >= m.retire_deadline_ms) {

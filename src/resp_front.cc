@@ -266,7 +266,20 @@ static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int 
         else
             resp_add_null(out);
     } else if (arg_is(cmd, &args[1], "SETINFO") && argc == 4) {
-        resp_add_simple(out, "OK");
+        // Redis 7.2's rules; the values themselves are not kept.
+        const RespArg *attr = &args[2], *value = &args[3];
+        bool known = arg_is(cmd, attr, "LIB-NAME") || arg_is(cmd, attr, "LIB-VER");
+        bool printable = true;
+        for (size_t i = 0; i < value->len; i++)
+            printable = printable && cmd[value->offset + i] >= '!' && cmd[value->offset + i] <= '~';
+        if (!known)
+            resp_add_error(out, "ERR Unrecognized option '%.*s'", (int)(attr->len > 64 ? 64 : attr->len),
+                           cmd + attr->offset);
+        else if (!printable)
+            resp_add_error(out, "ERR %.*s cannot contain spaces, newlines or special characters.", (int)attr->len,
+                           cmd + attr->offset);
+        else
+            resp_add_simple(out, "OK");
     } else if (arg_is(cmd, &args[1], "ID") && argc == 2) {
         resp_add_integer(out, (long long)c->id);
     } else {

@@ -121,25 +121,13 @@ static void give_up(Tracking *t, const char *command, const redisReply *reply)
 
 static void enable(Tracking *t);
 
-// A refusal that will not change by retrying: a Redis without the command (older than 6.0), or
-// an ACL that denies it or the channels. Anything else (-BUSY from a script, -LOADING, too many
-// clients, an odd reply) passes, so tracking is retried rather than switched off for good.
-static bool refused_for_good(const redisReply *reply)
-{
-    if (reply->type != REDIS_REPLY_ERROR)
-        return false;
-    if (strncmp(reply->str, "NOPERM", 6) == 0)
-        return true;
-    return strcasestr(reply->str, "unknown command") != NULL || strcasestr(reply->str, "unknown subcommand") != NULL;
-}
-
 // Refused for now: whatever was under way is lost, and the whole handshake is tried again after
 // a back-off (100ms doubling to 5s; back to the shortest once tracking is established).
 static void retry_later(Tracking *t, const char *command, const redisReply *reply)
 {
-    int len = reply == NULL ? 33 : reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12;
     const char *why = reply == NULL ? "no reply within command_timeout" : reply->type == REDIS_REPLY_ERROR ? reply->str
                                                                                                         : "an odd reply";
+    int len = reply != NULL && reply->type == REDIS_REPLY_ERROR ? (int)reply->len : (int)strlen(why);
     uint64_t delay = RETRY_MIN_MS << (t->refusals < 6 ? t->refusals : 6);
     if (delay > RETRY_MAX_MS)
         delay = RETRY_MAX_MS;
@@ -155,7 +143,8 @@ static void retry_later(Tracking *t, const char *command, const redisReply *repl
 
 static void refused(Tracking *t, const char *command, const redisReply *reply)
 {
-    if (refused_for_good(reply))
+    // For good: an older Redis, or an ACL that denies the command or the channels.
+    if (backend_error_is_permanent(reply))
         give_up(t, command, reply);
     else
         retry_later(t, command, reply);

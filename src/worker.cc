@@ -26,6 +26,8 @@ static const size_t EXPIRE_BATCH = 10000;  // bounds the work of one tick; the r
 
 static void set_fronts_accepting(Worker *w, bool accepting)
 {
+    if (accepting && w->held)
+        return;  // a reload's new worker, before its first try at Redis (on_hold_timer)
     http_front_set_accepting(w->http, accepting);
     if (w->resp != NULL)
         resp_front_set_accepting(w->resp, accepting);
@@ -195,6 +197,23 @@ static void on_quit_signal(evutil_socket_t, short, void *arg)
     event_base_loopbreak(w->base);
 }
 
+// A reload's new worker shares its sockets with the worker it replaces, which serves on: it takes
+// no connection before its first attempt to reach Redis has ended, so that a new generation whose
+// Redis cannot be reached (a connect that hangs) answers nobody 503 while the old one could serve.
+static void on_hold_timer(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (!w->stats->redis_tried) {
+        struct timeval tv = {0, 10 * 1000};
+        evtimer_add(w->hold_timer, &tv);
+        return;
+    }
+    w->held = false;
+    w->stats->accepting = !w->stopping;
+    if (w->accepting && !w->stopping)
+        set_fronts_accepting(w, true);
+}
+
 // The Redis connection proved out of step: values read through it may sit under the wrong keys.
 static void forget_cache(void *arg)
 {
@@ -247,7 +266,7 @@ static void worker_free(Worker *w)
     cache_destroy(w->cache);
     fetch_table_destroy(w->flights);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
-                       w->accept_retry_timer, w->channel_event};
+                       w->accept_retry_timer, w->channel_event, w->hold_timer};
     for (event *e : events)
         if (e != NULL)
             event_free(e);
@@ -360,7 +379,20 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    w.stats->accepting = 1;
+    if (setup->hold_until_redis_tried) {
+        w.held = true;
+        http_front_set_accepting(w.http, false);
+        if (w.resp != NULL)
+            resp_front_set_accepting(w.resp, false);
+        if ((w.hold_timer = evtimer_new(w.base, on_hold_timer, &w)) == NULL) {
+            log_error("worker %d: cannot set up its event loop", w.id);
+            worker_free(&w);
+            return 1;
+        }
+        on_hold_timer(-1, 0, &w);
+    } else {
+        w.stats->accepting = 1;
+    }
     log_info("worker %d ready (pid %d)", w.id, (int)getpid());
     event_base_dispatch(w.base);
     log_debug("worker %d: exiting", w.id);

@@ -45,6 +45,8 @@ struct Worker {
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
     event *expire_timer, *stop_timer, *sigterm_event, *sigint_event, *sigquit_event;
     event *accept_retry_timer;  // ends a worker_pause_accepting
+    bool held;               // a reload's new worker, not accepting before its first try at Redis
+    event *hold_timer;
     int channel;             // to the master (handover.h); -1: none
     event *channel_event;
     int handover_targets[CONFIG_MAX_WORKERS];  // the new generation's channels, once retiring
@@ -66,6 +68,9 @@ struct WorkerSetup {
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
     int channel;  // its end of the channel with the master (handover.h); -1: none
+    // A reload's new worker: it accepts no connection before its first attempt to reach Redis has
+    // ended (the previous worker on the same sockets serves meanwhile).
+    bool hold_until_redis_tried;
 };
 
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 from harness import (ProxyTestCase, RedisError, alive, black_hole_port, free_ports, resp_encode, wait_until,
                      worker_pid)
@@ -145,6 +146,13 @@ class ReloadTest(ProxyTestCase):
         old = generation_pids(proxy, 2)
         good = dict(proxy.settings["redis"])
         self.reload(proxy, redis={"address": "127.0.0.1:%d" % black_hole_port(self), "connect_timeout": "30s"})
+        # Meanwhile the new workers take no connection (their first try at Redis has not ended):
+        # every request is the old generation's, answered as before.
+        statuses, deadline = set(), time.monotonic() + 10
+        while "reload abandoned" not in proxy.log():
+            self.assertLess(time.monotonic(), deadline, "the reload was never abandoned")
+            statuses.add(proxy.get("k").status)
+        self.assertEqual(statuses, {200})
         wait_until(lambda: "reload abandoned: configuration generation 2 did not serve within shutdown_timeout"
                    in proxy.log(), what="the reload abandoned")
         new = generation_pids(proxy, 2)

@@ -101,6 +101,11 @@ class RespGetTest(RespTestCase):
         self.assertEqual(c("CLIENT", "SETNAME", "app"), b"OK")
         self.assertEqual(c("CLIENT", "GETNAME"), b"app")
         self.assertEqual(c("CLIENT", "SETINFO", "lib-name", "x"), b"OK")
+        self.assertEqual(c("CLIENT", "SETINFO", "LIB-VER", "1.2.3"), b"OK")
+        with self.assertRaisesRegex(RedisError, "^ERR Unrecognized option 'foo'$"):
+            c("CLIENT", "SETINFO", "foo", "x")
+        with self.assertRaisesRegex(RedisError, "^ERR lib-name cannot contain spaces, newlines or special characters"):
+            c("CLIENT", "SETINFO", "lib-name", "a b")
         # CLIENT SETNAME's rules are Redis's: asked of both, the same answers and the same name after.
         direct = RedisClient(self.redis.port)
         for name in ["app", "with space", "new\nline", "tab\t", "ok-!~", "caf\u00e9", ""]:

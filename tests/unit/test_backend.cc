@@ -323,6 +323,25 @@ TEST(Backend, test_a_late_reply_times_out_only_its_own_command)
     LONGS_EQUAL(1, stats.redis_timeouts);
 }
 
+TEST(Backend, test_a_command_sent_after_one_was_abandoned_keeps_its_own_deadline)
+{
+    config.command_timeout_ms = 200;
+    start();
+    Answer first, second;
+    CHECK(backend_get(backend, "a", 1, on_answer, &first));
+    run_until([&] { return first.calls > 0; });  // abandoned: the timer now waits for the reset
+    struct timespec sent;
+    clock_gettime(CLOCK_MONOTONIC, &sent);
+    CHECK(backend_get(backend, "b", 1, on_answer, &second));
+    run_until([&] { return second.calls > 0; });
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long waited_ms = (now.tv_sec - sent.tv_sec) * 1000 + (now.tv_nsec - sent.tv_nsec) / 1000000;
+    LONGS_EQUAL(BACKEND_TIMEOUT, second.failure);
+    CHECK_TEXT(waited_ms < 300, "answered by the reset, not by its own deadline");
+    CHECK(backend_ready(backend));  // and the connection was kept
+}
+
 TEST(Backend, test_abandoned_commands_piling_up_reset_the_connection)
 {
     config.command_timeout_ms = 50;

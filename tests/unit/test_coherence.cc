@@ -1,7 +1,8 @@
 // The coherence rules (coherence.h) over every ordering of a request, its reply, an invalidation
 // of its key, and a distrust of its source (a flush, a lost link, a tracking handshake, a slot
 // that changed owner), driven by hand with the fetch table and the times lookup would pass.
-// These are the very functions lookup asks, so a broken rule fails here.
+// These are the very functions lookup asks (a cluster's ASK reply comes as caching false), so a
+// broken rule fails here.
 #include <CppUTest/TestHarness.h>
 
 #include <stdlib.h>
@@ -20,23 +21,20 @@ TEST_GROUP(Coherence)
 
     uint64_t tick() { return ++now; }
     uint64_t hash(const char *key) { return strlen(key); }
-    // A request that misses: it joins the key's flight if it may, else starts one (as lookup).
+    // A request that misses: it joins the key's flight if it may, else starts one, as lookup
+    // does with the same call.
     Flight *request(const char *key)
     {
-        Flight *f = fetch_table_find(t, key, strlen(key), hash(key));
-        if (f != nullptr && coherence_may_join(f, &trust))
-            return f;
-        if (f != nullptr)
-            fetch_table_detach(t, f);
-        return fetch_table_add(t, key, strlen(key), hash(key), tick());
+        Flight *f = coherence_joinable_flight(t, key, strlen(key), hash(key), &trust);
+        return f != nullptr ? f : fetch_table_add(t, key, strlen(key), hash(key), tick());
     }
     void invalidate(const char *key) { fetch_table_invalidate(t, key, strlen(key), hash(key)); }
     void distrust() { trust.distrusted_us = tick(); }
     // The reply: whether it may be cached; the flight is done with.
-    bool reply(Flight *f, bool from_owner = true, bool absent = false)
+    bool reply(Flight *f, bool absent = false)
     {
         tick();
-        bool cacheable = coherence_reply_cacheable(f, &trust, from_owner, absent);
+        bool cacheable = coherence_reply_cacheable(f, &trust, absent);
         fetch_table_remove(t, f);
         free(f);
         return cacheable;
@@ -122,11 +120,6 @@ TEST(Coherence, test_nothing_caches_while_the_source_may_not)
     CHECK_FALSE(reply(request("k")));
 }
 
-TEST(Coherence, test_a_reply_through_ask_is_never_cached)
-{
-    CHECK_FALSE(reply(request("k"), false));
-}
-
 TEST(Coherence, test_an_entry_stored_before_a_distrust_is_no_hit)
 {
     uint64_t stored = tick();
@@ -156,9 +149,9 @@ TEST(Coherence, test_a_not_found_says_nothing_while_its_slot_migrates)
     trust.migrating = true;  // a node reported the slot migrating or importing
     CHECK_FALSE(coherence_entry_is_hit(stored, true, &trust));  // it may exist on the importing node
     CHECK(coherence_entry_is_hit(stored, false, &trust));       // a value cached is still the value
-    CHECK_FALSE(reply(request("absent"), true, true));          // nor is a new "not found" cached
+    CHECK_FALSE(reply(request("absent"), true));                // nor is a new "not found" cached
     CHECK(reply(request("present")));
     trust.migrating = false;
     CHECK(coherence_entry_is_hit(stored, true, &trust));
-    CHECK(reply(request("absent"), true, true));
+    CHECK(reply(request("absent"), true));
 }
