@@ -13,6 +13,7 @@ static const uint64_t LIFE_FULL = 0x7fff;
 static const uint64_t STORED_SPAN_US = 1ULL << 48;    // what an entry's stored_us can count
 
 struct Cache {
+    CacheClock clock;  // first: cache_entry_stored_us reads it inline (cache.h)
     CacheEntry **buckets;
     size_t bucket_mask;
     CacheEntry *lru_head, *lru_tail;  // head: most recently read
@@ -22,7 +23,6 @@ struct Cache {
     size_t bytes, max_bytes;  // footprints held; 0: no bound
     uint64_t ttl_ms;
     uint64_t grace_ms;
-    uint64_t base_us;  // entries' stored_us count from here (set when the cache is empty)
     uint64_t seed;
     WorkerStats *stats;
 };
@@ -147,12 +147,10 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     cache_entry_release(e);
 }
 
-uint64_t cache_entry_stored_us(const Cache *c, const CacheEntry *e) { return c->base_us + e->stored_us; }
-
 // When the entry stops being fresh: its TTL, or sooner if its key lives less in Redis.
 static uint64_t expires_ms(const Cache *c, const CacheEntry *e)
 {
-    uint64_t stored_ms = (c->base_us + e->stored_us) / 1000;
+    uint64_t stored_ms = (c->clock.base_us + e->stored_us) / 1000;
     if (e->life == LIFE_FULL)
         return stored_ms + c->ttl_ms;
     uint64_t life = (uint64_t)(e->life & 1023) << (e->life >> 10);
@@ -207,11 +205,11 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         return NULL;
     if (now_us == 0)
         now_us = now_ms * 1000;
-    if (c->count == 0 || now_us - c->base_us >= STORED_SPAN_US) {
+    if (c->count == 0 || now_us - c->clock.base_us >= STORED_SPAN_US) {
         // Empty: counting starts here. Full span (once in 8.9 years): what is held could no
         // longer say when it was stored, so it goes.
         cache_clear(c);
-        c->base_us = now_us > 0 ? now_us - 1 : 0;
+        c->clock.base_us = now_us > 0 ? now_us - 1 : 0;
     }
     size_t footprint = cache_entry_footprint(key_len, value_len);
     if (c->max_bytes != 0 && footprint > c->max_bytes)
@@ -230,7 +228,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         entry_unlink(c, c->lru_tail);
         c->stats->cache_evictions++;
     }
-    e->stored_us = now_us - c->base_us;
+    e->stored_us = now_us - c->clock.base_us;
     e->absent = absent;
     e->life = LIFE_FULL;
     e->key_len = (uint16_t)key_len;

@@ -100,8 +100,16 @@ void cache_set_max_bytes(Cache *cache, size_t max_bytes);
 // What an entry with this key and value costs against max_bytes.
 size_t cache_entry_footprint(size_t key_len, size_t value_len);
 
+// The one part of a cache read on every hit outside cache.cc, so that it can be read inline.
+struct CacheClock {
+    uint64_t base_us;  // entries' stored_us count from here (set when the cache is empty)
+};
+
 // When the entry was stored (its now_us at insertion).
-uint64_t cache_entry_stored_us(const Cache *cache, const CacheEntry *e);
+inline uint64_t cache_entry_stored_us(const Cache *cache, const CacheEntry *e)
+{
+    return ((const CacheClock *)cache)->base_us + e->stored_us;
+}
 
 // Drops up to `max` expired entries from the head of the age list; returns how many.
 size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);

@@ -131,7 +131,7 @@ static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const s
 // (coherence.h). If not, it is kept as the answer for when its source cannot be reached (its
 // fetch refused or timed out): within its TTL, tracking is never worse than invalidation = off,
 // which would have answered it as a hit.
-static CacheEntry *trusted(Worker *w, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
+static inline CacheEntry *trusted(Worker *w, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
 {
     if (e == NULL)
         return NULL;
