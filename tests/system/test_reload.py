@@ -104,6 +104,23 @@ class ReloadTest(ProxyTestCase):
             with self.assertRaises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
+    def test_a_resp_connection_on_a_dropped_address_is_handed_over_too(self):
+        proxy = self.start_proxy(resp=True, proxy={"workers": "2"})
+        self.redis("SET", "k", "v")
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        self.assertEqual(c("CLIENT", "SETNAME", "kept"), b"OK")
+        old_resp = proxy.resp_port
+        new_resp = free_ports(1)[0]
+        self.reload(proxy, proxy={"resp_listen": "127.0.0.1:%d" % new_resp, "workers": "1"})
+        self.wait_for_reload(proxy, 1, 1)
+        wait_until(lambda: "stopped listening for RESP on 127.0.0.1:%d" % old_resp in proxy.log(),
+                   what="the old RESP address closed")
+        # The connection made on the old address lives on in the new worker, name and all.
+        self.assertEqual(c("GET", "k"), b"v")
+        self.assertEqual(c("CLIENT", "GETNAME"), b"kept")
+        self.assertEqual(worker_pid(c), generation_pids(proxy, 1)[0])
+
     def test_a_reload_that_cannot_bind_changes_nothing(self):
         taken = socket.socket()
         self.addCleanup(taken.close)
