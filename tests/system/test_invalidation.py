@@ -112,12 +112,14 @@ class InvalidationRaceTest(TrackingTestCase):
         m = re.search(rb"cmdstat_get:calls=(\d+)", self.redis("INFO", "commandstats"))
         return int(m.group(1)) if m else 0
 
-    def test_a_request_after_an_invalidation_never_gets_the_value_read_before_it(self):
+    def race(self, between):
+        """A first GET of k ("old") whose reply Redis has sent but the relay holds; then
+        between(proxy), which sets k to "new" in Redis; then a second GET, which must send a fetch
+        of its own (never join the first). Returns both answers, once the relay lets go."""
         relay = Relay(self.redis.port).start()
         self.addCleanup(relay.stop)
         proxy = self.start_tracking_proxy(server=relay, workers=1)
         self.redis("SET", "k", "old")
-        gets = self.redis_gets
         # The data connection is the one Redis tracks (flags t): its replies wait in the relay.
         data = [l for l in self.redis("CLIENT", "LIST").decode().splitlines() if " flags=t " in l][0]
         relay.hold(relay.index_of(re.search(r" addr=(\S+) ", data).group(1)), to_redis=False, from_redis=True)
@@ -127,47 +129,34 @@ class InvalidationRaceTest(TrackingTestCase):
             answers[name] = proxy.get("k").body
         first = threading.Thread(target=get, args=("first",))
         first.start()
-        wait_until(lambda: gets() == 1, what="Redis to read the old value for the first request")
-        self.redis("SET", "k", "new")  # its invalidation overtakes the held reply
-        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_invalidated_fetches_total") == 1,
-                   what="the invalidation to reach the proxy")
+        wait_until(lambda: self.redis_gets() == 1, what="Redis to read the old value for the first request")
+        between(proxy)
         second = threading.Thread(target=get, args=("second",))
         second.start()
-        wait_until(lambda: gets() == 2, what="a fetch of its own for the request after the invalidation")
+        wait_until(lambda: self.redis_gets() == 2, what="a fetch of its own for the second request")
         relay.release()
         first.join(5)
         second.join(5)
+        return proxy, answers
+
+    def test_a_request_after_an_invalidation_never_gets_the_value_read_before_it(self):
+        def write(proxy):
+            self.redis("SET", "k", "new")  # its invalidation overtakes the held reply
+            wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_invalidated_fetches_total") == 1,
+                       what="the invalidation to reach the proxy")
+        proxy, answers = self.race(write)
         self.assertEqual(answers, {"first": b"old", "second": b"new"})
         self.assertEqual(proxy.get("k").body, b"new")  # the old reply was not cached
 
-
     def test_a_request_after_a_lost_link_never_joins_a_fetch_sent_before_it(self):
-        relay = Relay(self.redis.port).start()
-        self.addCleanup(relay.stop)
-        proxy = self.start_tracking_proxy(server=relay, workers=1)
-        self.redis("SET", "k", "old")
-        gets = self.redis_gets
-        data = [l for l in self.redis("CLIENT", "LIST").decode().splitlines() if " flags=t " in l][0]
-        relay.hold(relay.index_of(re.search(r" addr=(\S+) ", data).group(1)), to_redis=False, from_redis=True)
-        answers = {}
-
-        def get(name):
-            answers[name] = proxy.get("k").body
-        first = threading.Thread(target=get, args=("first",))
-        first.start()
-        wait_until(lambda: gets() == 1, what="Redis to read the old value for the first request")
-        # The link goes, and the write after it is told to nobody: the worker distrusts all it
-        # read, and a request from now on must not wait for the fetch sent before.
-        self.redis("CLIENT", "KILL", "TYPE", "pubsub")
-        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_losses_total") == 1,
-                   what="the lost link noticed")
-        self.redis("SET", "k", "new")
-        second = threading.Thread(target=get, args=("second",))
-        second.start()
-        wait_until(lambda: gets() == 2, what="a fetch of its own for the request after the loss")
-        relay.release()
-        first.join(5)
-        second.join(5)
+        def lose_the_link_then_write(proxy):
+            # The link goes, and the write after it is told to nobody: the worker distrusts all it
+            # read, and a request from now on must not wait for the fetch sent before.
+            self.redis("CLIENT", "KILL", "TYPE", "pubsub")
+            wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_tracking_losses_total") == 1,
+                       what="the lost link noticed")
+            self.redis("SET", "k", "new")
+        proxy, answers = self.race(lose_the_link_then_write)
         self.assertEqual(answers, {"first": b"old", "second": b"new"})
 
 
