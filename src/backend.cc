@@ -105,9 +105,7 @@ static uint64_t next_random(Backend *b)
 
 static void schedule_reconnect(Backend *b, const char *what, const char *detail)
 {
-    uint64_t delay = RECONNECT_MIN_MS << (b->failures < 5 ? b->failures : 5);
-    if (delay > RECONNECT_MAX_MS)
-        delay = RECONNECT_MAX_MS;
+    uint64_t delay = backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, b->failures);
     // Jitter in [delay/2, delay]: workers that lost Redis together do not come back in lockstep.
     delay = delay / 2 + next_random(b) % (delay / 2 + 1);
     b->failures++;

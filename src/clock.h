@@ -20,3 +20,12 @@ inline uint64_t monotonic_us()
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
+
+// An exponential back-off: `first` doubled once per earlier attempt, never past `cap`.
+inline uint64_t backoff_ms(uint64_t first, uint64_t cap, int attempts)
+{
+    uint64_t delay = first;
+    for (int i = 0; i < attempts && delay < cap; i++)
+        delay *= 2;
+    return delay < cap ? delay : cap;
+}

@@ -551,9 +551,7 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
 static bool park(ClusterRequest *r)
 {
     Cluster *c = r->c;
-    uint64_t pause = RETRY_MIN_MS << (r->retries < 5 ? r->retries : 5);
-    if (pause > RETRY_MAX_MS)
-        pause = RETRY_MAX_MS;
+    uint64_t pause = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, r->retries);
     if (c->w->stopping || monotonic_ms() + pause >= r->deadline_ms)
         return false;
     if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->w->base, on_retry_timer, r)) == NULL)

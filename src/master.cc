@@ -280,12 +280,7 @@ static int reap_workers(Master *m, bool stopping)
             m->scoreboard->worker_restarts++;
             uint64_t now = monotonic_ms();
             s->fast_deaths = now - s->started_ms < FAST_DEATH_MS ? s->fast_deaths + 1 : 0;
-            uint64_t delay = 0;
-            if (s->fast_deaths > 0) {
-                delay = 100ULL << (s->fast_deaths < 8 ? s->fast_deaths - 1 : 7);
-                if (delay > RESPAWN_MAX_DELAY_MS)
-                    delay = RESPAWN_MAX_DELAY_MS;
-            }
+            uint64_t delay = s->fast_deaths > 0 ? backoff_ms(100, RESPAWN_MAX_DELAY_MS, s->fast_deaths - 1) : 0;
             s->respawn_at_ms = now + delay;
             log_error("worker %d (pid %d) %s; respawning%s%llu ms", i, (int)pid, how,
                       delay ? " in " : " now, after ", (unsigned long long)delay);

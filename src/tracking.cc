@@ -128,9 +128,7 @@ static void retry_later(Tracking *t, const char *command, const redisReply *repl
     const char *why = reply == NULL ? "no reply within command_timeout" : reply->type == REDIS_REPLY_ERROR ? reply->str
                                                                                                         : "an odd reply";
     int len = reply != NULL && reply->type == REDIS_REPLY_ERROR ? (int)reply->len : (int)strlen(why);
-    uint64_t delay = RETRY_MIN_MS << (t->refusals < 6 ? t->refusals : 6);
-    if (delay > RETRY_MAX_MS)
-        delay = RETRY_MAX_MS;
+    uint64_t delay = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, t->refusals);
     t->refusals++;
     t->w->stats->tracking_refusals++;
     log_msg(t->refusals == 1 ? LOG_WARN : LOG_DEBUG, "worker %d: Redis%s refuses %s for now (%.*s); not caching%s, retrying in %llums",
