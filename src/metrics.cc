@@ -88,6 +88,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     per_front(out, "redis_proxy_client_connections", "gauge", "Client connections open, by front.", s->clients_open);
     per_front(out, "redis_proxy_client_connections_accepted_total", "counter", "Client connections accepted, by front.",
               s->clients_accepted);
+    per_front(out, "redis_proxy_client_send_timeouts_total", "counter",
+              "Client connections closed because their answers waited client_timeout for them to read (RESP).",
+              s->clients_timed_out);
 
     single(out, "redis_proxy_cache_entries", "gauge", "Entries held by the caches of all workers.",
            (unsigned long long)s->cache_entries);

@@ -682,10 +682,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
 }
 
-static void on_writable(evutil_socket_t fd, short, void *arg)
+static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
     evbuffer *out = c->replies.out;
+    if (what & EV_TIMEOUT) {
+        // Its answers have waited client_timeout for room in the socket: a client that does not
+        // read holds its slot and its output like one that does not send (nginx's send_timeout).
+        log_debug("worker %d: RESP client %llu read none of its answers within client_timeout, closing",
+                  c->front->worker->id, (unsigned long long)c->id);
+        c->front->worker->stats->clients_timed_out[FRONT_RESP]++;
+        client_close(c);
+        return;
+    }
     if (c->replies.failed) {
         // An answer could not be stored: every later one would pair with the wrong command.
         log_warn("worker %d: out of memory for an answer to RESP client %llu; closing it",
@@ -701,7 +710,8 @@ static void on_writable(evutil_socket_t fd, short, void *arg)
         }
     }
     if (evbuffer_get_length(out) > 0) {
-        event_add(c->write_event, NULL);  // the socket is full: wait until it drains
+        // The socket is full: wait until it drains, client_timeout at most between two writes.
+        event_add(c->write_event, c->front->idle_timeout);
         return;
     }
     if (c->closing && c->replies.head == NULL) {

@@ -48,6 +48,7 @@ struct WorkerStats {
     uint64_t bad_requests[FRONT_COUNT];  // malformed requests answered with an error
     uint64_t clients_accepted[FRONT_COUNT];
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
+    uint64_t clients_timed_out[FRONT_COUNT];  // closed for not reading their answers within client_timeout
     Histogram request_seconds[FRONT_COUNT];  // from a request's arrival to its answer
     Histogram redis_seconds;                 // a command's round trip to Redis
     uint64_t redis_commands;    // commands sent to Redis

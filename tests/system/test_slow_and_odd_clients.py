@@ -109,6 +109,30 @@ class RequestTimeoutTest(ProxyTestCase):
         self.assertEqual(proxy.get("k", conn).status, 200)
 
 
+class NonReadingClientTest(ProxyTestCase):
+    def test_resp_clients_that_never_read_are_closed_at_client_timeout_and_free_their_slots(self):
+        # Two clients fill max_clients, pipeline GETs of a 256 KiB value and never read: their
+        # answers fill the sockets, and the proxy holds the rest back. A third client waits in
+        # the backlog; it must be served once client_timeout has passed, not never.
+        proxy = self.start_proxy(resp=True, proxy={"max_clients": "2", "client_timeout": "1s"})
+        self.redis("SET", "big", "x" * 262144)
+        self.redis("SET", "k", "v")
+        hogs = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", proxy.resp_port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 3000)  # past the 1,024 answers held back
+            self.addCleanup(s.close)
+            hogs.append(s)
+        started = time.monotonic()
+        third = proxy.resp(timeout=10)
+        self.addCleanup(third.close)
+        self.assertEqual(third("GET", "k"), b"v")
+        self.assertLess(time.monotonic() - started, 4, "the third client waited for a slot for too long")
+        text = proxy.admin("/metrics")[1]
+        self.assertIn('redis_proxy_client_send_timeouts_total{front="resp"} 2', text)
+
+
 class HttpFramingTest(ProxyTestCase):
     def setUp(self):
         super().setUp()
