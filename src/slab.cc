@@ -2,6 +2,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static const size_t PAGE_SIZE = 64 * 1024;
 static const size_t CLASSES = SLAB_MAX / 8;
@@ -39,8 +40,12 @@ void *slab_alloc(size_t size)
         return b;
     }
     if (c->next == NULL || c->next + rounded > c->end) {
-        char *page = (char *)malloc(PAGE_SIZE);
-        if (page == NULL)
+        // Pages come straight from the kernel, not from malloc's heap: there, the short-lived
+        // allocations of a miss (a fetch, its commands, its replies) would fill the gaps between
+        // pages and keep the heap from ever shrinking back (measured: 4.7 more bytes of RSS per
+        // entry once each miss also sent a PTTL).
+        char *page = (char *)mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED)
             return NULL;
         page_bytes += PAGE_SIZE;
         c->next = page;
