@@ -129,8 +129,9 @@ class NonReadingClientTest(ProxyTestCase):
         self.addCleanup(third.close)
         self.assertEqual(third("GET", "k"), b"v")
         self.assertLess(time.monotonic() - started, 4, "the third client waited for a slot for too long")
-        text = proxy.admin("/metrics")[1]
-        self.assertIn('redis_proxy_client_send_timeouts_total{front="resp"} 2', text)
+        # One closed hog is enough to serve the third client; the other closes at its own deadline.
+        wait_until(lambda: 'redis_proxy_client_send_timeouts_total{front="resp"} 2'
+                   in proxy.admin("/metrics")[1], timeout=5, what="both hogs closed by send timeout")
 
 
 class HttpFramingTest(ProxyTestCase):
