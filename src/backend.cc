@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "reply_frame.h"
 #include "resp_parser.h"
 
 static const uint64_t RECONNECT_MIN_MS = 100;
@@ -50,11 +51,12 @@ struct Backend {
     bool write_pending;      // write_event is added
     bool distrusted;         // a callback said the reply it got made no sense
     bool push_mode;          // subscribed: replies past the outstanding commands are pushes
+    bool too_large_logged;   // a reply past max_reply_size was logged: the rest are only counted
     int handshake_pending;   // AUTH/SELECT replies still awaited
     event *read_event, *write_event;  // on fd; NULL while disconnected
     evbuffer *out;           // commands not yet written
     redisReader *reader;     // hiredis's RESP parser, fed by on_readable
-    size_t reply_bytes;      // bytes of the reply being read so far, against max_reply_size
+    FrameScanner frame;      // runs ahead of the parser: where replies end, which are too large
     redisReply **batch;      // the complete replies of one read, counted before delivery
     size_t batch_cap;
     PendingCommand *ring;
@@ -150,7 +152,7 @@ static void close_connection(Backend *b, BackendFailure failure)
     if (b->reader != NULL)
         redisReaderFree(b->reader);
     b->reader = redisReaderCreate();
-    b->reply_bytes = 0;
+    frame_scanner_init(&b->frame);
     while (b->ring_len > 0) {
         PendingCommand cmd = pop_command(b);
         if (cmd.fn != NULL)
@@ -359,53 +361,79 @@ static void on_select_reply(void *arg, redisReply *r, BackendFailure f)
     on_handshake_reply((Backend *)arg, "SELECT", r, f);
 }
 
+// Stands in a read's batch for a reply being skipped as larger than max_reply_size: its command
+// is answered BACKEND_TOO_LARGE as soon as that is known, not when the reply's last byte has
+// passed, and the connection goes on.
+static redisReply too_large_marker;
+
 static void free_batch(Backend *b, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
-        freeReplyObject(b->batch[i]);
+        if (b->batch[i] != &too_large_marker)
+            freeReplyObject(b->batch[i]);
 }
 
-// Takes every complete reply out of the parser into b->batch. Returns how many, or -1 if the
-// bytes are not RESP that hiredis 0.14 reads (RESP3 types among them).
-static long take_replies(Backend *b)
+static bool batch_push(Backend *b, size_t n, redisReply *reply)
+{
+    if (n == b->batch_cap) {
+        size_t cap = b->batch_cap ? b->batch_cap * 2 : 64;
+        redisReply **batch = (redisReply **)realloc(b->batch, cap * sizeof(*batch));
+        if (batch == NULL)
+            return false;
+        b->batch = batch;
+        b->batch_cap = cap;
+    }
+    b->batch[n] = reply;
+    return true;
+}
+
+// Frames the bytes of one read reply by reply (reply_frame.h) into b->batch: each reply within
+// max_reply_size is fed to hiredis and taken out whole; one past it stands in the batch as
+// too_large_marker from the moment it passes, and the rest of it is skipped, none of it kept. Returns how many replies, or -1 when the bytes
+// cannot be framed or hiredis reads them otherwise (*why says which).
+static long take_replies(Backend *b, const char *p, size_t len, const char **why)
 {
     size_t n = 0;
+    uint64_t limit = (uint64_t)b->config->redis_max_reply_size;
     for (;;) {
-        void *reply;
-        if (redisReaderGetReply(b->reader, &reply) != REDIS_OK) {
-            free_batch(b, 0, n);
-            return -1;
+        FrameEvent event;
+        size_t used = frame_scan(&b->frame, p, len, limit, &event);
+        if (event == FRAME_BAD) {
+            *why = "not a RESP2 reply";
+            break;
         }
-        if (reply == NULL)
-            return (long)n;
-        if (n == b->batch_cap) {
-            size_t cap = b->batch_cap ? b->batch_cap * 2 : 64;
-            redisReply **batch = (redisReply **)realloc(b->batch, cap * sizeof(*batch));
-            if (batch == NULL) {
-                freeReplyObject(reply);
-                free_batch(b, 0, n);
-                return -1;
+        if (event == FRAME_TOO_LARGE) {
+            // What the parser holds of this reply goes with it: a fresh parser for the next one.
+            redisReaderFree(b->reader);
+            if ((b->reader = redisReaderCreate()) == NULL || !batch_push(b, n, &too_large_marker)) {
+                *why = "out of memory";
+                break;
             }
-            b->batch = batch;
-            b->batch_cap = cap;
+            n++;
+        } else if (!frame_skipping(&b->frame) && used > 0 && redisReaderFeed(b->reader, p, used) != REDIS_OK) {
+            *why = "out of memory";
+            break;
         }
-        b->batch[n++] = (redisReply *)reply;
-        // What is left unparsed starts the next reply.
-        b->reply_bytes = b->reader->len - b->reader->pos;
+        p += used;
+        len -= used;
+        if (event == FRAME_END && !frame_skipping(&b->frame)) {
+            void *reply = NULL;
+            if (redisReaderGetReply(b->reader, &reply) != REDIS_OK || reply == NULL) {
+                *why = b->reader->err ? b->reader->errstr : "a reply the parser does not end where it ends";
+                break;
+            }
+            if (!batch_push(b, n, (redisReply *)reply)) {
+                freeReplyObject(reply);
+                *why = "out of memory";
+                break;
+            }
+            n++;
+        }
+        if (len == 0 && event != FRAME_TOO_LARGE && !b->frame.end_due)
+            return (long)n;
     }
-}
-
-// The bytes a complete reply carries (its strings, all of an array's elements): what
-// max_reply_size bounds, for a reply that came whole within one read.
-static size_t reply_payload(const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ARRAY) {
-        size_t n = 0;
-        for (size_t i = 0; i < r->elements; i++)
-            n += reply_payload(r->element[i]);
-        return n;
-    }
-    return r->type == REDIS_REPLY_INTEGER || r->type == REDIS_REPLY_NIL ? 0 : r->len;
+    free_batch(b, 0, n);
+    return -1;
 }
 
 static void on_readable(evutil_socket_t fd, short, void *arg)
@@ -422,14 +450,13 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
             backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
         return;
     }
-    if (redisReaderFeed(b->reader, chunk, (size_t)got) != REDIS_OK) {
-        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", "out of memory for a reply");
-        return;
-    }
-    b->reply_bytes += (size_t)got;
-    long n = take_replies(b);
+    const char *why = NULL;
+    long n = take_replies(b, chunk, (size_t)got, &why);
     if (n < 0) {
-        backend_drop_untrusted(b, "unreadable reply", b->reader->err ? b->reader->errstr : "out of memory");
+        if (b->reader == NULL)  // out of memory for a fresh parser: not the server's fault
+            backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", why);
+        else
+            backend_drop_untrusted(b, "unreadable reply", why);
         return;
     }
     if ((size_t)n > b->ring_len && !b->push_mode) {
@@ -441,18 +468,19 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
         backend_drop_untrusted(b, "more replies than commands", detail);
         return;
     }
-    // The bound holds for a reply read whole, too, not only for one still streaming in (below).
-    for (size_t i = 0; i < (size_t)n; i++)
-        if (reply_payload(b->batch[i]) > (size_t)b->config->redis_max_reply_size) {
-            free_batch(b, 0, (size_t)n);
-            char detail[96];
-            snprintf(detail, sizeof(detail), "a reply of more than %lld bytes", (long long)b->config->redis_max_reply_size);
-            backend_drop(b, BACKEND_UNAVAILABLE, "reply larger than max_reply_size", detail);
-            return;
-        }
     uint64_t now_us = n > 0 ? monotonic_us() : 0;
     for (size_t i = 0; i < (size_t)n; i++) {
         if (b->ring_len == 0) {  // push mode: a message or a subscription's confirmation
+            if (b->batch[i] == &too_large_marker) {
+                // A message skipped is a message lost (an invalidation, maybe): the owner must
+                // hear of it as of a lost connection.
+                free_batch(b, i + 1, (size_t)n);
+                char detail[96];
+                snprintf(detail, sizeof(detail), "a message of more than %lld bytes",
+                         (long long)b->config->redis_max_reply_size);
+                backend_drop(b, BACKEND_UNAVAILABLE, "message larger than max_reply_size", detail);
+                return;
+            }
             if (b->hooks.on_push != NULL)
                 b->hooks.on_push(b->hooks.arg, b->batch[i]);
             freeReplyObject(b->batch[i]);
@@ -463,13 +491,24 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
             continue;
         }
         PendingCommand cmd = pop_command(b);
-        if (cmd.fn == NULL) {  // answered as timed out already: this late reply goes nowhere
-            freeReplyObject(b->batch[i]);
+        redisReply *reply = b->batch[i];
+        if (reply == &too_large_marker) {
+            b->stats->redis_replies_too_large++;
+            if (!b->too_large_logged)
+                log_warn("redis %s%s: a reply of more than %lld bytes (max_reply_size) is skipped, its request "
+                         "answered with an error; further ones are counted in redis_replies_too_large_total",
+                         b->target.display, b->hooks.label, (long long)b->config->redis_max_reply_size);
+            b->too_large_logged = true;
+            if (cmd.fn != NULL)
+                cmd.fn(cmd.arg, NULL, BACKEND_TOO_LARGE);
+        } else if (cmd.fn != NULL) {
+            histogram_observe(&b->stats->redis_seconds, now_us - cmd.sent_us);
+            cmd.fn(cmd.arg, reply, BACKEND_OK);
+            freeReplyObject(reply);
+        } else {  // answered as timed out already: this late reply goes nowhere
+            freeReplyObject(reply);
             continue;
         }
-        histogram_observe(&b->stats->redis_seconds, now_us - cmd.sent_us);
-        cmd.fn(cmd.arg, b->batch[i], BACKEND_OK);
-        freeReplyObject(b->batch[i]);
         if (b->distrusted) {
             free_batch(b, i + 1, (size_t)n);
             backend_drop_untrusted(b, "reply of the wrong type", NULL);
@@ -479,12 +518,6 @@ static void on_readable(evutil_socket_t fd, short, void *arg)
             free_batch(b, i + 1, (size_t)n);
             return;
         }
-    }
-    if (b->reply_bytes > (size_t)b->config->redis_max_reply_size) {
-        char detail[96];
-        snprintf(detail, sizeof(detail), "more than %lld bytes so far",
-                 (long long)b->config->redis_max_reply_size);
-        backend_drop(b, BACKEND_UNAVAILABLE, "reply larger than max_reply_size", detail);
     }
 }
 

@@ -7,7 +7,9 @@
 //   - every read is parsed and its complete replies counted *before* any is delivered: more
 //     replies than commands outstanding means the connection is out of step, and it is dropped
 //     with nothing from that read delivered;
-//   - a reply is bounded by [redis] max_reply_size as it streams in;
+//   - a reply is bounded by [redis] max_reply_size: a frame scanner (reply_frame.h) runs ahead of
+//     the parser, so one larger is skipped as it streams in, none of it kept, and answered
+//     BACKEND_TOO_LARGE; the connection stays in step and nothing else is disturbed;
 //   - each command has its own deadline (command_timeout): a late one is answered BACKEND_TIMEOUT
 //     and abandoned in place (its reply, when it comes, is dropped), so one slow command fails no
 //     younger one; the connection is reset only when abandoned commands pile up, the oldest
@@ -31,6 +33,7 @@ enum BackendFailure {
     BACKEND_OK = 0,
     BACKEND_UNAVAILABLE,  // connection failed or was lost before the reply came
     BACKEND_TIMEOUT,      // no reply within command_timeout
+    BACKEND_TOO_LARGE,    // the reply was larger than max_reply_size: skipped, the connection fine
 };
 
 // reply is non-NULL exactly when failure == BACKEND_OK, and valid only during the call.

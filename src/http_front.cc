@@ -286,6 +286,9 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     case LOOKUP_BAD_REPLY:
         reply_error(req, 502, "Bad Gateway", "redis sent a reply of the wrong type\n");
         return;
+    case LOOKUP_TOO_LARGE:
+        reply_error(req, 502, "Bad Gateway", "value too large: redis's reply is larger than max_reply_size\n");
+        return;
     case LOOKUP_REDIS_ERROR: {
         // Redis cannot serve for now (loading, busy, failing over): unavailable, as with no
         // connection, and the client may retry. Any other error is Redis's answer to the key.

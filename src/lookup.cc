@@ -46,10 +46,15 @@ static LookupStatus failure_status(BackendFailure failure)
     return failure == BACKEND_TIMEOUT ? LOOKUP_TIMEOUT : LOOKUP_UNAVAILABLE;
 }
 
+// A failed fetch: Redis could not be reached (its stale entry may answer), or the value is too
+// large to be read (Redis is fine, and the value is not what any stale copy holds).
+static LookupResult result_failed(Worker *w, const Flight *f, BackendFailure failure);
+
+
 static void count(Worker *w, Front front, const LookupResult *r)
 {
     static const RequestResult of_status[] = {
-        RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR};
+        RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR, RESULT_ERROR};
     RequestResult result = r->hit ? RESULT_HIT : of_status[r->status];  // a cached not-found is a hit
     w->stats->requests[front][result]++;
     histogram_observe(&w->stats->request_seconds[front], r->wait_us);
@@ -191,6 +196,13 @@ static LookupResult result_unreachable(Worker *w, const Flight *f, LookupStatus 
     return r;
 }
 
+static LookupResult result_failed(Worker *w, const Flight *f, BackendFailure failure)
+{
+    if (failure == BACKEND_TOO_LARGE)
+        return {LOOKUP_TOO_LARGE, false, false, NULL, NULL, 0, 0};
+    return result_unreachable(w, f, failure_status(failure));
+}
+
 // Answers every request waiting on the flight with one result, then frees it.
 static void resolve(Worker *w, Flight *f, LookupResult r)
 {
@@ -261,7 +273,7 @@ static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
     Flight *f = (Flight *)arg;
     Worker *w = (Worker *)f->owner;
     w->inflight--;
-    LookupResult r = failure != BACKEND_OK              ? result_unreachable(w, f, failure_status(failure))
+    LookupResult r = failure != BACKEND_OK              ? result_failed(w, f, failure)
                      : reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
                      : is_value_reply(reply)            ? result_from_value(w, f, reply)
                                                         : result_bad_reply(w);
@@ -405,7 +417,7 @@ static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
     for (size_t i = 0; i < cmd->n; i++) {
         Flight *f = cmd->flights[i];
         if (failure != BACKEND_OK)
-            resolve(w, f, result_unreachable(w, f, failure_status(failure)));
+            resolve(w, f, result_failed(w, f, failure));
         else if (values)
             resolve(w, f, result_from_value(w, f, reply->element[i]));
         else

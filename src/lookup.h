@@ -19,6 +19,7 @@ enum LookupStatus {
     LOOKUP_UNAVAILABLE,  // no connection to Redis
     LOOKUP_TIMEOUT,      // Redis did not answer within command_timeout
     LOOKUP_BAD_REPLY,    // Redis answered with a reply of the wrong shape for the command
+    LOOKUP_TOO_LARGE,    // the value (or an MGET's whole answer) is larger than max_reply_size
 };
 
 struct LookupResult {

@@ -158,6 +158,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_redis_out_of_step_total", "counter",
            "Connections to Redis dropped because their replies no longer matched their commands.",
            (unsigned long long)s->redis_out_of_step);
+    single(out, "redis_proxy_redis_replies_too_large_total", "counter",
+           "Replies from Redis larger than max_reply_size: skipped unread, their request answered with an error.",
+           (unsigned long long)s->redis_replies_too_large);
     single(out, "redis_proxy_redis_connects_total", "counter", "Successful connections to Redis, first ones included.",
            (unsigned long long)s->redis_connects);
     single(out, "redis_proxy_redis_connected_workers", "gauge", "Workers connected to Redis.",

@@ -97,6 +97,9 @@ static void add_failure(evbuffer *out, const LookupResult *r)
     case LOOKUP_BAD_REPLY:
         resp_add_error(out, "BACKENDERROR the backing Redis sent a reply of the wrong type");
         break;
+    case LOOKUP_TOO_LARGE:
+        resp_add_error(out, "ERR value too large: the backing Redis's reply is larger than max_reply_size");
+        break;
     case LOOKUP_REDIS_ERROR:
         resp_add_error(out, "%.*s", (int)(r->value_len > 400 ? 400 : r->value_len), r->value);
         break;

@@ -57,6 +57,7 @@ struct WorkerStats {
     uint64_t redis_bad_replies; // Redis answered a reply of the wrong shape (502)
     uint64_t redis_connects;    // successful (re)connections to Redis
     uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies
+    uint64_t redis_replies_too_large; // replies past max_reply_size: skipped, their request failed
     uint64_t cache_inserts;
     uint64_t cache_evictions;   // dropped by LRU to make room
     uint64_t cache_expirations; // dropped because their TTL passed (or they were no longer trusted)

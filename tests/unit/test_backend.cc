@@ -210,20 +210,7 @@ TEST(Backend, test_a_callback_that_distrusts_its_reply_drops_the_connection_afte
     LONGS_EQUAL(1, untrusted_calls);
 }
 
-TEST(Backend, test_reply_past_max_reply_size_drops_the_connection_but_trusts_it)
-{
-    config.redis_max_reply_size = 1024;
-    start();
-    Answer a;
-    CHECK(backend_get(backend, "a", 1, on_answer, &a));
-    peer_reads(20);
-    peer_writes("$100000\r\n" + std::string(2000, 'x'));
-    run_until([&] { return a.calls > 0; });
-    LONGS_EQUAL(BACKEND_UNAVAILABLE, a.failure);
-    LONGS_EQUAL(0, untrusted_calls);  // too big is not out of step: the cache stays
-}
-
-TEST(Backend, test_a_reply_past_max_reply_size_read_whole_in_one_read_is_refused_too)
+TEST(Backend, test_a_reply_past_max_reply_size_is_skipped_as_it_streams_and_the_connection_stays)
 {
     config.redis_max_reply_size = 1024;
     start();
@@ -231,12 +218,54 @@ TEST(Backend, test_a_reply_past_max_reply_size_read_whole_in_one_read_is_refused
     CHECK(backend_get(backend, "a", 1, on_answer, &a));
     CHECK(backend_get(backend, "b", 1, on_answer, &b));
     peer_reads(40);
-    // One write, one read: a small reply, then one of 2,000 bytes, complete.
-    peer_writes("$2\r\nok\r\n$2000\r\n" + std::string(2000, 'x') + "\r\n");
+    peer_writes("$100000\r\n" + std::string(50000, 'x'));
+    run_until([&] { return a.calls > 0; });  // answered as soon as its length is known
+    LONGS_EQUAL(BACKEND_TOO_LARGE, a.failure);
+    LONGS_EQUAL(0, b.calls);
+    peer_writes(std::string(50000, 'x') + "\r\n$1\r\nB\r\n");
     run_until([&] { return b.calls > 0; });
-    LONGS_EQUAL(BACKEND_UNAVAILABLE, b.failure);
-    LONGS_EQUAL(BACKEND_UNAVAILABLE, a.failure);  // nothing of that read is delivered
-    CHECK(peer_sees_close());
+    LONGS_EQUAL(BACKEND_OK, b.failure);
+    STRCMP_EQUAL("B", b.value.c_str());
+    LONGS_EQUAL(1, stats.redis_replies_too_large);
+    LONGS_EQUAL(0, untrusted_calls);
+    CHECK(backend_ready(backend));
+    CHECK_FALSE(peer_sees_close());
+}
+
+TEST(Backend, test_a_reply_past_max_reply_size_read_whole_in_one_read_is_skipped_too)
+{
+    config.redis_max_reply_size = 1024;
+    start();
+    Answer a, b, c;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    CHECK(backend_get(backend, "b", 1, on_answer, &b));
+    CHECK(backend_get(backend, "c", 1, on_answer, &c));
+    peer_reads(60);
+    // One write, one read: a small reply, one of 2,000 bytes, complete, and another small one.
+    peer_writes("$2\r\nok\r\n$2000\r\n" + std::string(2000, 'x') + "\r\n$1\r\nC\r\n");
+    run_until([&] { return c.calls > 0; });
+    STRCMP_EQUAL("ok", a.value.c_str());
+    LONGS_EQUAL(BACKEND_TOO_LARGE, b.failure);
+    STRCMP_EQUAL("C", c.value.c_str());
+    CHECK_FALSE(peer_sees_close());
+}
+
+TEST(Backend, test_an_array_whose_elements_together_pass_max_reply_size_is_skipped)
+{
+    config.redis_max_reply_size = 1024;
+    start();
+    Answer a, b;
+    const char *argv[] = {"MGET", "x", "y"};
+    size_t lens[] = {4, 1, 1};
+    CHECK(backend_command(backend, 3, argv, lens, on_answer, &a));
+    CHECK(backend_get(backend, "b", 1, on_answer, &b));
+    peer_reads(20 + 26);
+    std::string element = "$600\r\n" + std::string(600, 'v') + "\r\n";
+    peer_writes("*2\r\n" + element + element + "$1\r\nB\r\n");
+    run_until([&] { return b.calls > 0; });
+    LONGS_EQUAL(BACKEND_TOO_LARGE, a.failure);
+    STRCMP_EQUAL("B", b.value.c_str());
+    LONGS_EQUAL(0, untrusted_calls);
 }
 
 TEST(Backend, test_many_small_replies_are_not_one_big_reply)
