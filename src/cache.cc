@@ -314,16 +314,65 @@ CacheEntry *cache_entry_detached(const char *value, size_t len)
     return e;
 }
 
+// References past the 16 bits of an entry's count (65,535 answers waiting to be written with
+// one value) are counted here, beside it: an answer is never a copy because a value is popular.
+// Each such entry stands for at least 64 MiB of answers pending (a value is referenced only past
+// 1 KiB), which the client memory bounds keep rare: a short list, searched only when the count
+// is full.
+struct RefOverflow {
+    const CacheEntry *entry;
+    uint64_t extra;
+};
+static RefOverflow *overflows;
+static size_t overflow_count, overflow_cap;
+
+static RefOverflow *overflow_of(const CacheEntry *e)
+{
+    for (size_t i = 0; i < overflow_count; i++)
+        if (overflows[i].entry == e)
+            return &overflows[i];
+    return NULL;
+}
+
 bool cache_entry_retain(CacheEntry *e)
 {
-    if (e->refs == UINT16_MAX)
-        return false;
-    e->refs++;
+    if (e->refs < UINT16_MAX) {
+        e->refs++;
+        return true;
+    }
+    RefOverflow *o = overflow_of(e);
+    if (o == NULL) {
+        if (overflow_count == overflow_cap) {
+            size_t cap = overflow_cap ? overflow_cap * 2 : 4;
+            RefOverflow *grown = (RefOverflow *)realloc(overflows, cap * sizeof(RefOverflow));
+            if (grown == NULL)
+                return false;
+            overflows = grown;
+            overflow_cap = cap;
+        }
+        o = &overflows[overflow_count++];
+        *o = {e, 0};
+    }
+    o->extra++;
     return true;
 }
 
 void cache_entry_release(CacheEntry *e)
 {
+    if (e->refs == UINT16_MAX) {
+        RefOverflow *o = overflow_of(e);
+        if (o != NULL) {
+            if (--o->extra == 0)
+                *o = overflows[--overflow_count];
+            return;
+        }
+    }
     if (--e->refs == 0)
         slab_free(e, sizeof(CacheEntry) + e->key_len + e->value_len);
+}
+
+size_t cache_entry_references(const CacheEntry *e)
+{
+    const RefOverflow *o = e->refs == UINT16_MAX ? overflow_of(e) : NULL;
+    return e->refs + (o != NULL ? o->extra : 0);
 }

@@ -40,7 +40,7 @@ struct CacheEntry {
     uint64_t life : 15;
     uint32_t value_len;
     uint16_t key_len;
-    uint16_t refs;  // 1 while in the cache, plus one per outstanding reply
+    uint16_t refs;  // 1 while in the cache, plus one per outstanding reply (more: cache.cc)
     char data[];    // key_len key bytes, then value_len value bytes
 };
 
@@ -124,6 +124,10 @@ size_t cache_count(const Cache *cache);
 CacheEntry *cache_entry_detached(const char *value, size_t len);
 
 // Keeps an entry's bytes alive past the next cache call (e.g. while a reply references them).
-// Returns false when the entry already has the most references it can count: copy instead.
+// Any number of times: past the 16-bit count, the rest are counted beside the entry. False only
+// when out of memory for that.
 bool cache_entry_retain(CacheEntry *e);
 void cache_entry_release(CacheEntry *e);
+
+// The references an entry has (1 while in the cache, plus one per holder), for tests.
+size_t cache_entry_references(const CacheEntry *e);

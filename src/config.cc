@@ -70,6 +70,9 @@ static const Setting settings[] = {
     {"proxy", "request_timeout", SETTING_DURATION, FIELD(request_timeout_ms), "10s", 100, HOUR_MS, false},
     {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false},
+    {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false},
+    {"proxy", "max_client_output", SETTING_SIZE, FIELD(max_client_output), "64m", 64 * KIB, 64 * GIB, false},
+    {"proxy", "max_client_memory", SETTING_SIZE, FIELD(max_client_memory), "1g", 0, 1024 * GIB, false},
     {"redis", "address", SETTING_UPSTREAM, FIELD(redis_address), "127.0.0.1:6379", 0, 0, false},
     {"redis", "cluster", SETTING_SEEDS, FIELD(redis_cluster), "", 0, 0, false},
     {"redis", "cluster_refresh", SETTING_DURATION, FIELD(cluster_refresh_ms), "1s", 100, MINUTE_MS, false},
@@ -552,6 +555,19 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "max_reply_size in [redis] (%lld bytes) is smaller than max_value_size in "
                               "[cache] (%lld bytes): such values could never be read",
                               (long long)c->redis_max_reply_size, (long long)c->max_value_size);
+    const Setting *request = setting_find("proxy", "max_request_size"), *key = setting_find("proxy", "max_key_size");
+    if (c->max_request_size < c->max_key_size + 64)
+        return validate_error(c, given_last(c, request, key), err, errlen,
+                              "max_request_size in [proxy] (%lld bytes) cannot hold a GET of a key of max_key_size "
+                              "(%lld bytes): make it at least %lld",
+                              (long long)c->max_request_size, (long long)c->max_key_size,
+                              (long long)c->max_key_size + 64);
+    const Setting *memory = setting_find("proxy", "max_client_memory"), *output = setting_find("proxy", "max_client_output");
+    if (c->max_client_memory != 0 && c->max_client_memory < c->max_client_output)
+        return validate_error(c, given_last(c, memory, output), err, errlen,
+                              "max_client_memory in [proxy] (%lld bytes) is smaller than max_client_output (%lld "
+                              "bytes): one client could pass the whole worker's bound",
+                              (long long)c->max_client_memory, (long long)c->max_client_output);
     return true;
 }
 

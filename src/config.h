@@ -25,6 +25,9 @@ struct Config {
     int64_t request_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t max_key_size;
+    int64_t max_request_size;   // one RESP command's bytes
+    int64_t max_client_output;  // one client's answers not yet read
+    int64_t max_client_memory;  // per worker, all clients together; 0: no bound
     // [redis]
     char redis_address[280];
     char redis_cluster[280];  // seed nodes; empty: one Redis at redis_address

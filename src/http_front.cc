@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "address.h"
 #include "backend.h"
+#include "clock.h"
 #include "cache.h"
 #include "config.h"
 #include "key_decode.h"
@@ -40,6 +42,7 @@ struct HttpClient {
     uint32_t requests;               // complete requests received on this connection
     uint32_t requests_at_arm;
     bool busy;                       // a request of this connection is being answered
+    size_t memory;                   // its answer's bytes not yet written (client_memory.h)
 };
 
 struct HttpFront {
@@ -52,6 +55,7 @@ struct HttpFront {
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
     size_t by_fd_cap;
     bool draining;           // the worker is stopping: every answer closes its connection
+    uint64_t evict_logged_ms;  // evictions are logged once a second at most; all are counted
     const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
 
@@ -111,12 +115,18 @@ static void on_deadline(evutil_socket_t, short, void *arg)
 }
 
 // Called by evhttp once a reply is written in full.
-static void on_reply_written(evhttp_request *, void *arg) { ((HttpClient *)arg)->busy = false; }
+static void on_reply_written(evhttp_request *, void *arg)
+{
+    HttpClient *c = (HttpClient *)arg;
+    c->busy = false;
+    client_memory_set(&c->front->worker->client_memory, &c->memory, 0);
+}
 
 static void on_connection_closed(evhttp_connection *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     HttpFront *h = c->front;
+    client_memory_set(&h->worker->client_memory, &c->memory, 0);
     unwatch_input(c);
     event_free(c->deadline);
     if ((size_t)c->fd < h->by_fd_cap && h->by_fd[c->fd] == c)
@@ -245,6 +255,10 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
         return;  // the write callback meets the same error and closes the connection
     if (evbuffer_get_length(out) > 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_disable(bev, EV_READ);
+    // What the client has yet to read counts against the worker's client memory until it has.
+    HttpClient *c = client_of(process_front, evcon);
+    if (c != NULL && evbuffer_get_length(out) > 0)
+        client_memory_set(&process_front->worker->client_memory, &c->memory, evbuffer_get_length(out));
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
@@ -502,6 +516,38 @@ void http_front_drain(HttpFront *h, bool close_idle)
         if (c != NULL && c->requests > 0 && !c->busy && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
             evhttp_connection_free(c->evcon);  // on_connection_closed frees c
     }
+}
+
+size_t http_front_most_memory(HttpFront *h, void **client)
+{
+    HttpClient *most = NULL;
+    for (size_t fd = 0; fd < h->by_fd_cap; fd++) {
+        HttpClient *c = h->by_fd[fd];
+        if (c != NULL && c->memory > 0 && (most == NULL || c->memory > most->memory))
+            most = c;
+    }
+    *client = most;
+    return most != NULL ? most->memory : 0;
+}
+
+void http_front_evict(HttpFront *h, void *client)
+{
+    HttpClient *c = (HttpClient *)client;
+    h->worker->stats->clients_evicted[EVICT_MEMORY]++;
+    uint64_t now = monotonic_ms();
+    bool quiet = h->evict_logged_ms != 0 && now - h->evict_logged_ms < 1000;
+    if (!quiet)
+        h->evict_logged_ms = now;
+    char address[128] = "?";
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        address_format((struct sockaddr *)&ss, address, sizeof(address));
+    log_msg(quiet ? LOG_DEBUG : LOG_WARN,
+            "worker %d: closing HTTP client %s (holding %zu bytes): it held the most while the worker's clients "
+            "passed max_client_memory", h->worker->id, address, c->memory);
+    client_memory_set(&h->worker->client_memory, &c->memory, 0);  // (the close callback does too)
+    evhttp_connection_free(c->evcon);  // its answer was handed to evhttp: nothing of ours points at it
 }
 
 void http_front_set_accepting(HttpFront *h, bool accepting)

@@ -2,13 +2,23 @@
 // asks lookup, and writes the answer with its status code and headers.
 #pragma once
 
+#include <stddef.h>
+
 #include "listener_set.h"
+#include "stats.h"
 
 struct Worker;
 struct HttpFront;
 
 HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds);
 void http_front_destroy(HttpFront *h);
+
+// The client whose answer holds the most memory (client_memory.h) and how much; 0 and NULL when
+// none does. Only a client with an answer being written holds any: a request waiting for Redis
+// holds none of its own, and is never closed under it.
+size_t http_front_most_memory(HttpFront *h, void **client);
+// Closes that client, counting and logging why (max_client_memory).
+void http_front_evict(HttpFront *h, void *client);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void http_front_set_accepting(HttpFront *h, bool accepting);

@@ -26,8 +26,9 @@ struct LookupResult {
     LookupStatus status;
     bool hit;            // answered from the cache without asking Redis
     bool stale;          // Redis could not be reached: a stale copy, within stale_if_error
-    CacheEntry *entry;   // the cached entry holding value, or NULL if the value was not cached
-                         // (too large); valid during the callback, retain it to keep it longer
+    CacheEntry *entry;   // the entry holding value: cached, or detached when it could not be
+                         // cached; NULL for a small uncached value (or out of memory). Valid
+                         // during the callback, retain it to keep it longer
     const char *value;   // value bytes (or error text), valid during the callback
     size_t value_len;
     uint64_t wait_us;    // how long it waited for Redis (0 when answered at once)
@@ -57,7 +58,8 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
 void lookup_invalidate(Worker *w, const char *key, size_t len);
 
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
-// than the chain a reference allocates); larger cached ones are referenced in place with the
-// entry retained until libevent has written them, so an eviction meanwhile is harmless.
+// than the chain a reference allocates); larger ones are referenced in place with their entry
+// retained until libevent has written them, so an eviction meanwhile is harmless, and every
+// answer with one value shares its one copy.
 // False when out of memory: nothing was added, and the answer must not be sent as it is.
 bool lookup_add_value(evbuffer *out, const LookupResult *r);

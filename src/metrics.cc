@@ -91,6 +91,16 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     per_front(out, "redis_proxy_client_send_timeouts_total", "counter",
               "Client connections closed because their answers waited client_timeout for them to read (RESP).",
               s->clients_timed_out);
+    header(out, "redis_proxy_clients_evicted_total", "counter",
+           "Clients closed for what they held: a command past max_request_size (request), answers unread past "
+           "max_client_output (output), the most of all past max_client_memory (memory).");
+    static const char *const evict_names[EVICT_REASONS] = {"request", "output", "memory"};
+    for (int r = 0; r < EVICT_REASONS; r++)
+        evbuffer_add_printf(out, "redis_proxy_clients_evicted_total{reason=\"%s\"} %llu\n", evict_names[r],
+                            (unsigned long long)s->clients_evicted[r]);
+    single(out, "redis_proxy_client_memory_bytes", "gauge",
+           "Bytes the clients of all workers hold: their input, their answers not yet read, their lookups under way.",
+           (unsigned long long)s->client_memory);
 
     single(out, "redis_proxy_cache_entries", "gauge", "Entries held by the caches of all workers.",
            (unsigned long long)s->cache_entries);

@@ -9,6 +9,7 @@ struct ReplySlot {
     ReplySlotPool *pool;
     bool ready;
     evbuffer *out;      // the answer, when it completes before its turn
+    size_t held;        // what it counts in its queue's `held`
 };
 
 void reply_pool_free(ReplySlotPool *pool)
@@ -28,7 +29,7 @@ static void recycle(ReplySlot *s)
     s->pool->free = s;
 }
 
-ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool)
+ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost)
 {
     ReplySlot *s = pool->free;
     if (s != NULL)
@@ -42,6 +43,8 @@ ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool)
     s->pool = pool;
     s->ready = false;
     s->out = NULL;
+    s->held = cost;
+    q->held += cost;
     if (q->tail != NULL)
         q->tail->next = s;
     else
@@ -62,6 +65,8 @@ evbuffer *reply_slot_output(ReplySlot *s)
     return s->out;
 }
 
+void *reply_slot_owner(const ReplySlot *s) { return s->queue != NULL ? s->queue->owner : NULL; }
+
 void reply_slot_fail(ReplySlot *s)
 {
     if (s->queue != NULL)
@@ -76,6 +81,10 @@ void *reply_slot_finish(ReplySlot *s)
         recycle(s);
         return NULL;
     }
+    // Until its turn, it holds its answer's bytes instead of its lookup.
+    q->held -= s->held;
+    s->held = s->out != NULL ? evbuffer_get_length(s->out) : 0;
+    q->held += s->held;
     bool moved = false;
     while (q->head != NULL && q->head->ready) {
         ReplySlot *done = q->head;
@@ -83,6 +92,7 @@ void *reply_slot_finish(ReplySlot *s)
         if (q->head == NULL)
             q->tail = NULL;
         q->pending--;
+        q->held -= done->held;
         if (done->out != NULL)
             evbuffer_add_buffer(q->out, done->out);  // moves the chains: no copy
         recycle(done);
@@ -114,4 +124,5 @@ void reply_queue_abandon(ReplyQueue *q)
     }
     q->head = q->tail = NULL;
     q->pending = 0;
+    q->held = 0;
 }

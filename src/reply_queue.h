@@ -22,6 +22,9 @@ struct ReplyQueue {
     ReplySlot *head, *tail;
     size_t pending;  // slots not yet moved into out
     evbuffer *out;   // answers in order, ready to send; owned by the connection
+    // What the slots hold, for the connection's memory bound: the cost given for each one still
+    // waiting (the lookup under way), the bytes of each answered one waiting for its turn.
+    size_t held;
     void *owner;     // the connection, handed back by reply_slot_finish
     // Out of memory for a slot or an answer's buffer: one answer is missing, so every later one
     // would pair with the wrong command. The connection must close (it is never answered again).
@@ -30,12 +33,16 @@ struct ReplyQueue {
 
 void reply_pool_free(ReplySlotPool *pool);
 
-// A slot for the next answer. NULL when out of memory (the queue has failed).
-ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool);
+// A slot for the next answer, holding `cost` bytes while it waits. NULL when out of memory (the
+// queue has failed).
+ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost = 0);
 
 // Where the slot's answer is to be written now. NULL when its connection has gone, or when out of
 // memory (the queue has failed): skip it.
 evbuffer *reply_slot_output(ReplySlot *s);
+
+// The connection the slot answers (the queue's owner); NULL once it has gone.
+void *reply_slot_owner(const ReplySlot *s);
 
 // Out of memory while writing the slot's answer: the queue has failed (finish the slot still).
 void reply_slot_fail(ReplySlot *s);

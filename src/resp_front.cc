@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "address.h"
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
@@ -30,7 +31,10 @@
 static const size_t MAX_PENDING_REPLIES = 1024;
 static const size_t MAX_UNSENT_BYTES = 1024 * 1024;
 static const size_t INPUT_START = 4096;
-static const size_t INPUT_LIMIT = 64 * 1024 * 1024;  // one command cannot be larger than this
+// What a lookup under way holds, for the client's memory bound: a GET's flight and waiter, and
+// per key of an MGET its result, its waiter and its share of a flight (beside the key bytes).
+static const size_t GET_STATE_BYTES = 256;
+static const size_t MGET_STATE_BYTES_PER_KEY = 192;
 
 struct RespClient {
     RespFront *front;
@@ -48,6 +52,9 @@ struct RespClient {
     bool processing;  // in process_input: answers are written when it ends, not scheduled
     bool closing;  // after QUIT or a protocol error: close once everything is sent
     bool used;     // has sent a command
+    bool evicting;  // past a bound (client_memory.h): closed on the next turn of the loop
+    EvictReason evict_reason;
+    size_t memory;  // its share of the worker's client memory
     char *name;    // CLIENT SETNAME
 };
 
@@ -66,6 +73,7 @@ struct RespFront {
     int handover_count, handover_next;
     event *handover_retry;  // every target refused (full or gone): try again shortly
     uint64_t next_id;
+    uint64_t evict_logged_ms;  // evictions are logged once a second at most; all are counted
 };
 
 // Answers made while reading are written when the read handler ends; answers that arrive later
@@ -76,9 +84,14 @@ static void schedule_write(RespClient *c)
         event_active(c->write_event, EV_WRITE, 1);
 }
 
+static void account(RespClient *c);
+
 static void finish_slot(ReplySlot *slot)
 {
+    RespClient *owner = (RespClient *)reply_slot_owner(slot);
     RespClient *c = (RespClient *)reply_slot_finish(slot);
+    if (owner != NULL)
+        account(owner);  // an answer now waits to be written, or waits for its turn
     if (c != NULL)
         schedule_write(c);
 }
@@ -466,7 +479,10 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
     bool arity_ok = command != NULL &&
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
     if (command != NULL && command->run == NULL && arity_ok) {
-        ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots);
+        size_t cost = GET_STATE_BYTES;
+        for (int i = 1; i < argc; i++)
+            cost += MGET_STATE_BYTES_PER_KEY + args[i].len;
+        ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots, cost);
         if (r == NULL)
             return;  // out of memory: the queue has failed, and the client is closed
         if (command == &commands[COMMAND_GET]) {
@@ -523,6 +539,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
 
 static void client_close(RespClient *c)
 {
+    client_memory_set(&c->front->worker->client_memory, &c->memory, 0);
     // Answers still on their way from Redis are dropped when they arrive.
     reply_queue_abandon(&c->replies);
     if (c->prev != NULL)
@@ -558,9 +575,81 @@ static void answer_protocol_error(RespClient *c, const char *error)
     schedule_write(c);
 }
 
+// --- bounds: what one client may hold (client_memory.h) ----------------------------------
+
+static const char *const evict_reasons[EVICT_REASONS] = {
+    "sent a command larger than max_request_size",
+    "left answers unread past max_client_output",
+    "held the most while the worker's clients passed max_client_memory",
+};
+
+// Counted always; logged once a second at most, with the client's address, so that a flood of
+// them cannot flood the log.
+static void log_eviction(RespClient *c, EvictReason reason)
+{
+    RespFront *f = c->front;
+    f->worker->stats->clients_evicted[reason]++;
+    uint64_t now = monotonic_ms();
+    bool quiet = f->evict_logged_ms != 0 && now - f->evict_logged_ms < 1000;
+    if (!quiet)
+        f->evict_logged_ms = now;
+    char address[128] = "?";
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        address_format((struct sockaddr *)&ss, address, sizeof(address));
+    log_msg(quiet ? LOG_DEBUG : LOG_WARN, "worker %d: closing RESP client %s (id %llu, holding %zu bytes): it %s",
+            f->worker->id, address, (unsigned long long)c->id, c->memory, evict_reasons[reason]);
+}
+
+static void evict(RespClient *c, EvictReason reason)
+{
+    log_eviction(c, reason);
+    client_close(c);
+}
+
+// Past a bound while the client is being served (maybe deep inside its own commands): it reads
+// nothing more, and is closed from its write event, on the next turn of the loop.
+static void evict_later(RespClient *c, EvictReason reason)
+{
+    if (c->evicting)
+        return;
+    c->evicting = true;
+    c->evict_reason = reason;
+    if (c->reading) {
+        c->reading = false;
+        event_del(c->read_event);
+    }
+    schedule_write(c);
+}
+
+// Brings the client's share of the worker's client memory up to date: its input buffer, its
+// answers not yet written, and what its slots hold (lookups under way, answers waiting for their
+// turn). Past max_client_output, the client is closed.
+static void account(RespClient *c)
+{
+    const Config *config = c->front->worker->config;
+    size_t output = evbuffer_get_length(c->replies.out) + c->replies.held;
+    client_memory_set(&c->front->worker->client_memory, &c->memory, c->in_cap + output);
+    if (output > (size_t)config->max_client_output)
+        evict_later(c, EVICT_OUTPUT);
+}
+
+size_t resp_front_most_memory(RespFront *f, void **client)
+{
+    RespClient *most = NULL;
+    for (RespClient *c = f->clients; c != NULL; c = c->next)
+        if (c->memory > 0 && (most == NULL || c->memory > most->memory))
+            most = c;
+    *client = most;
+    return most != NULL ? most->memory : 0;
+}
+
+void resp_front_evict(RespFront *f, void *client, EvictReason reason) { evict((RespClient *)client, reason); }
+
 static bool may_read(const RespClient *c)
 {
-    return !c->closing && !c->replies.failed && c->replies.pending < MAX_PENDING_REPLIES &&
+    return !c->closing && !c->evicting && !c->replies.failed && c->replies.pending < MAX_PENDING_REPLIES &&
            evbuffer_get_length(c->replies.out) < MAX_UNSENT_BYTES;
 }
 
@@ -624,6 +713,7 @@ static void process_input(RespClient *c)
         c->in_cap = 0;
     }
     c->processing = false;
+    account(c);
     update_reading(c);
 }
 
@@ -649,12 +739,18 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->in_cap - c->in_len < 1024) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : INPUT_START;
-        if (cap > INPUT_LIMIT) {
-            answer_protocol_error(c, "Protocol error: request too large");
+        // What is left in the input is one command not yet complete (complete ones have run, or
+        // wait with reading off): past max_request_size it never will be, within the bound.
+        size_t limit = (size_t)c->front->worker->config->max_request_size;
+        if (c->in_len >= limit) {
+            log_eviction(c, EVICT_REQUEST);
+            answer_protocol_error(c, "Protocol error: request larger than max_request_size");
             update_reading(c);
             return;
         }
+        size_t cap = c->in_cap ? c->in_cap * 2 : INPUT_START;
+        if (cap > limit + 1024)
+            cap = limit + 1024;
         char *in = (char *)realloc(c->in, cap);
         if (in == NULL) {
             client_close(c);
@@ -689,6 +785,10 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
     evbuffer *out = c->replies.out;
+    if (c->evicting) {
+        evict(c, c->evict_reason);
+        return;
+    }
     if (what & EV_TIMEOUT) {
         // Its answers have waited client_timeout for room in the socket: a client that does not
         // read holds its slot and its output like one that does not send (nginx's send_timeout).
@@ -712,6 +812,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
             return;
         }
     }
+    account(c);
     if (evbuffer_get_length(out) > 0) {
         // The socket is full: wait until it drains, client_timeout at most between two writes.
         event_add(c->write_event, c->front->idle_timeout);

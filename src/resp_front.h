@@ -2,7 +2,10 @@
 // the worker's cache with GET and MGET. Same cache, same backend connection as the HTTP front.
 #pragma once
 
+#include <stddef.h>
+
 #include "listener_set.h"
+#include "stats.h"
 
 struct Worker;
 struct RespFront;
@@ -10,6 +13,12 @@ struct HandoverClient;
 
 RespFront *resp_front_create(Worker *w, const ListenFds *listen_fds);
 void resp_front_destroy(RespFront *f);
+
+// The client holding the most memory (client_memory.h) and how much, for the worker's
+// max_client_memory; 0 and NULL when none holds any.
+size_t resp_front_most_memory(RespFront *f, void **client);
+// Closes that client, counting and logging why.
+void resp_front_evict(RespFront *f, void *client, EvictReason reason);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void resp_front_set_accepting(RespFront *f, bool accepting);

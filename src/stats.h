@@ -21,6 +21,14 @@ enum RequestResult {
     RESULT_COUNT
 };
 
+// Why a client was closed for what it held (clients_evicted_total{reason}).
+enum EvictReason {
+    EVICT_REQUEST,  // a command larger than max_request_size
+    EVICT_OUTPUT,   // answers not read past max_client_output
+    EVICT_MEMORY,   // the most of all while the worker's clients passed max_client_memory
+    EVICT_REASONS
+};
+
 // Fixed buckets, cheap to bump: upper bounds in microseconds; the last bucket is +Inf.
 static const int HISTOGRAM_BUCKETS = 14;
 static const uint64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1] = {
@@ -49,6 +57,7 @@ struct WorkerStats {
     uint64_t clients_accepted[FRONT_COUNT];
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
     uint64_t clients_timed_out[FRONT_COUNT];  // closed for not reading their answers within client_timeout
+    uint64_t clients_evicted[EVICT_REASONS];  // closed for what they held (client_memory.h)
     Histogram request_seconds[FRONT_COUNT];  // from a request's arrival to its answer
     Histogram redis_seconds;                 // a command's round trip to Redis
     uint64_t redis_commands;    // commands sent to Redis
@@ -77,6 +86,7 @@ struct WorkerStats {
     uint64_t clients_open[FRONT_COUNT];
     uint64_t cache_entries;
     uint64_t cache_bytes;       // bytes of the entries held, as the slab allocates them
+    uint64_t client_memory;     // bytes the clients hold: input, answers unread, lookups (client_memory.h)
     uint64_t redis_connected;   // 1 while connected to Redis past AUTH/SELECT
     uint64_t redis_tried;       // 1 once the first attempt to reach Redis has ended, either way
     uint64_t accepting;         // 1 while the worker's listeners are open

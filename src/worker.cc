@@ -252,6 +252,31 @@ static void on_redis_lost(void *arg)
         tracking_data_lost(w->tracking);
 }
 
+// The clients together hold more than max_client_memory: close the one holding the most until
+// they fit (Redis's maxmemory-clients). From its own event, never from inside a front's work.
+static void on_evict_event(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    while (w->client_memory.used > w->client_memory.limit) {
+        void *resp_client = NULL, *http_client = NULL;
+        size_t resp_most = w->resp != NULL ? resp_front_most_memory(w->resp, &resp_client) : 0;
+        size_t http_most = http_front_most_memory(w->http, &http_client);
+        if (resp_client == NULL && http_client == NULL)
+            return;
+        if (resp_client != NULL && resp_most >= http_most)
+            resp_front_evict(w->resp, resp_client, EVICT_MEMORY);
+        else
+            http_front_evict(w->http, http_client);
+    }
+}
+
+static void schedule_eviction(void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->evict_event != NULL)
+        event_active(w->evict_event, EV_TIMEOUT, 1);
+}
+
 static void worker_free(Worker *w)
 {
     w->stopping = true;
@@ -266,7 +291,7 @@ static void worker_free(Worker *w)
     cache_destroy(w->cache);
     fetch_table_destroy(w->flights);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
-                       w->accept_retry_timer, w->channel_event, w->hold_timer};
+                       w->accept_retry_timer, w->channel_event, w->hold_timer, w->evict_event};
     for (event *e : events)
         if (e != NULL)
             event_free(e);
@@ -305,6 +330,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.started_ms = monotonic_ms();
     w.channel = setup->channel;
     w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
+    w.client_memory = {0, (size_t)config->max_client_memory, &w.stats->client_memory, schedule_eviction, &w};
     uint64_t seed;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);
@@ -312,7 +338,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.key_buf = (char *)malloc((size_t)config->max_key_size);
     w.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
     w.flights = fetch_table_create();
-    if (w.base == NULL || w.key_buf == NULL || w.cache == NULL || w.flights == NULL) {
+    w.evict_event = w.base != NULL ? event_new(w.base, -1, 0, on_evict_event, &w) : NULL;
+    if (w.base == NULL || w.evict_event == NULL || w.key_buf == NULL || w.cache == NULL || w.flights == NULL) {
         log_error("worker %d: out of memory at start", w.id);
         worker_free(&w);
         return 1;

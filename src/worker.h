@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "client_memory.h"
 #include "config.h"
 #include "listener_set.h"
 #include "stats.h"
@@ -40,6 +41,8 @@ struct Worker {
     const struct Scoreboard *scoreboard;  // may be NULL
     size_t inflight;       // fetches waiting for Redis
     int64_t client_limit;  // this worker's share of max_clients
+    ClientMemory client_memory;  // what the clients hold, against max_client_memory
+    event *evict_event;          // closes the clients holding the most, once past it
     bool accepting;        // listeners enabled
     bool stopping;
     char *key_buf;         // scratch for one decoded key, max_key_size bytes

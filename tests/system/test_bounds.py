@@ -1,8 +1,10 @@
 """One client, one value or one request costs only itself: a value too large to read fails its
 own request and nothing else, and what a client can make a worker hold is bounded."""
 import re
+import signal
+import socket
 
-from harness import ProxyTestCase, RedisError
+from harness import ProxyTestCase, RedisClient, RedisError, read_until_closed, resp_encode, wait_until
 
 
 def metric(text, name):
@@ -60,3 +62,173 @@ class LargeValueTest(ProxyTestCase):
         self.redis("SET", "k", "v")
         self.assertEqual(proxy.get("mid").status, 502)
         self.assertMiss(proxy.get("k"), b"v")
+
+
+BIG = 1153434  # 1.1 MiB: past max_value_size (1m), so never cached
+
+
+def bulk_bytes(n):
+    return len(b"$%d\r\n" % n) + n + 2
+
+
+def read_exactly(sock, n):
+    """Reads n bytes, keeping only the first 64 of them."""
+    head, got = b"", 0
+    while got < n:
+        chunk = sock.recv(min(1 << 20, n - got))
+        if not chunk:
+            raise ConnectionError("closed after %d of %d bytes" % (got, n))
+        if len(head) < 64:
+            head += chunk[:64 - len(head)]
+        got += len(chunk)
+    return head
+
+
+def requests_answered(proxy):
+    text = proxy.admin("/metrics")[1]
+    return sum(int(v) for v in re.findall(r'^redis_proxy_requests_total\{front="resp",result="[a-z_]+"\} (\d+)',
+                                          text, re.M))
+
+
+def evicted(proxy, reason):
+    m = re.search(r'^redis_proxy_clients_evicted_total\{reason="%s"\} (\d+)' % reason, proxy.admin("/metrics")[1], re.M)
+    return int(m.group(1))
+
+
+class SharedValueTest(ProxyTestCase):
+    """A value not cached is copied once, whatever the number of answers that carry it."""
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.start_proxy(resp=True, proxy={"max_client_output": "2g", "max_client_memory": "4g"})
+        self.redis("SET", "big", "b" * BIG)
+        self.pid = self.proxy.worker_pids()[0]
+        self.sock = socket.create_connection(("127.0.0.1", self.proxy.resp_port), timeout=30)
+        self.addCleanup(self.sock.close)
+
+    def assert_shared(self, request, answers, expected_bytes):
+        before = worker_rss_kb(self.pid)
+        self.sock.sendall(request)
+        wait_until(lambda: requests_answered(self.proxy) >= answers, what="every answer made")
+        grown_mb = (worker_rss_kb(self.pid) - before) / 1024
+        # Copied per answer, they would take 330 MB.
+        self.assertLess(grown_mb, 40, "the worker grew by %.0f MB for %d answers of one value" % (grown_mb, answers))
+        self.assertEqual(read_exactly(self.sock, expected_bytes)[-10:], b"b" * 10)
+
+    def test_one_mget_naming_a_large_key_many_times_holds_one_copy(self):
+        # Once, one 9 KB MGET naming a 1.1 MiB key 1,000 times added 1,107 MB of RSS.
+        n = 300
+        self.assert_shared(resp_encode("MGET", *["big"] * n), n, len(b"*%d\r\n" % n) + n * bulk_bytes(BIG))
+
+    def test_pipelined_gets_of_a_large_key_hold_one_copy(self):
+        n = 300
+        self.assert_shared(resp_encode("GET", "big") * n, n, n * bulk_bytes(BIG))
+
+
+class ClientBoundsTest(ProxyTestCase):
+    def test_a_client_whose_unread_answers_pass_max_client_output_is_closed(self):
+        proxy = self.start_proxy(resp=True)  # max_client_output = 64m
+        self.redis("SET", "big", "b" * BIG)
+        self.redis("SET", "k", "v")
+        hog = socket.create_connection(("127.0.0.1", proxy.resp_port), timeout=10)
+        self.addCleanup(hog.close)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog.sendall(resp_encode("MGET", *["big"] * 100))  # 110 MB of answer
+        wait_until(lambda: evicted(proxy, "output") == 1, what="the client closed")
+        read_until_closed(hog, 10)  # EOF: closed before its answer was written
+        other = proxy.resp()
+        self.addCleanup(other.close)
+        self.assertEqual(other("GET", "k"), b"v")
+        self.assertIn("left answers unread past max_client_output", proxy.log())
+        self.assertIn("127.0.0.1:", proxy.log())  # its address
+
+    def test_a_command_past_max_request_size_is_refused_and_its_client_closed(self):
+        # Once, six connections each sending an unfinished 60 MB MGET took a worker to 343 MB.
+        proxy = self.start_proxy(resp=True)  # max_request_size = 4m
+        pid = proxy.worker_pids()[0]
+        before = worker_rss_kb(pid)
+        clients = []
+        arg = b"$1000\r\n" + b"x" * 1000 + b"\r\n"
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", proxy.resp_port), timeout=10)
+            self.addCleanup(s.close)
+            try:  # an MGET of 9,999 keys of 1,000 bytes, 5 MB of it sent
+                s.sendall(b"*10000\r\n$4\r\nMGET\r\n" + arg * 5000)
+            except OSError:
+                pass  # closed under it: what this test wants
+            clients.append(s)
+        for s in clients:
+            # The error is sent before the close; with the rest of the command unread, the kernel
+            # may turn the close into a reset that overtakes it.
+            try:
+                got = read_until_closed(s, 10)
+                self.assertIn(b"-ERR Protocol error: request larger than max_request_size", got)
+            except ConnectionResetError:
+                pass
+        self.assertEqual(evicted(proxy, "request"), 6)
+        self.assertLess((worker_rss_kb(pid) - before) / 1024, 40)
+
+    def test_past_max_client_memory_the_client_holding_the_most_is_closed(self):
+        proxy = self.start_proxy(resp=True, proxy={"max_client_memory": "8m", "max_client_output": "4m",
+                                                   "max_request_size": "3m"})
+        self.redis("SET", "k", "v")
+        # Unfinished MGETs of 8,000-byte keys: each holds an input buffer of up to 3 MB, and
+        # together they pass 8 MB.
+        arg = b"$8000\r\n" + b"x" * 8000 + b"\r\n"
+        socks = []
+        for sent in (125, 250, 360, 360):
+            s = socket.create_connection(("127.0.0.1", proxy.resp_port), timeout=10)
+            self.addCleanup(s.close)
+            s.sendall(b"*%d\r\n$4\r\nMGET\r\n" % (sent + 6) + arg * sent)
+            socks.append(s)
+        wait_until(lambda: evicted(proxy, "memory") >= 1, what="a client evicted")
+        # The smallest stays: the ones holding the most went first. Its MGET completes.
+        socks[0].sendall(arg * 5)
+        small = RedisClient.__new__(RedisClient)
+        small.sock, small.file = socks[0], socks[0].makefile("rb")
+        self.assertEqual(small.read_reply(), [None] * 130)
+        fresh = proxy.resp()
+        self.addCleanup(fresh.close)
+        self.assertEqual(fresh("GET", "k"), b"v")
+        self.assertIn("held the most while the worker's clients passed max_client_memory", proxy.log())
+
+    def test_http_clients_that_do_not_read_count_against_max_client_memory(self):
+        # What the kernel takes of an answer (its socket buffers, a few MB) is not ours to count:
+        # values large enough that most of each answer stays with the worker.
+        value = 12 * 1024 * 1024
+        proxy = self.start_proxy(proxy={"max_client_memory": "24m", "max_client_output": "16m"},
+                                 redis={"max_reply_size": "16m"}, cache={"max_value_size": "16m"})
+        self.redis("SET", "big", "b" * value)
+        self.assertEqual(proxy.get("big").status, 200)  # cached
+        socks = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", proxy.port))
+            self.addCleanup(s.close)
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        wait_until(lambda: evicted(proxy, "memory") >= 1, what="an HTTP client evicted")
+        self.assertEqual(proxy.get("big").status, 200)  # others are served
+        self.assertIn("closing HTTP client 127.0.0.1:", proxy.log())
+
+
+class SlowRedisStateTest(ProxyTestCase):
+    def test_pipelined_mgets_waiting_on_a_stalled_redis_are_bounded(self):
+        # Once, 41 MB of pipelined MGETs took a worker to 576 MB: the state of the lookups under
+        # way was counted nowhere.
+        proxy = self.start_proxy(resp=True, redis={"command_timeout": "5s"})
+        pid = proxy.worker_pids()[0]
+        before = worker_rss_kb(pid)
+        self.redis.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.redis.proc.send_signal, signal.SIGCONT)
+        hog = socket.create_connection(("127.0.0.1", proxy.resp_port), timeout=10)
+        self.addCleanup(hog.close)
+        batch = b"".join(resp_encode("MGET", *["k%d:%d" % (i, j) for j in range(1000)]) for i in range(1000))
+        try:
+            hog.sendall(batch)  # 16 MB: a million keys
+        except OSError:
+            pass
+        wait_until(lambda: evicted(proxy, "output") == 1, what="the client closed")
+        grown_mb = (worker_rss_kb(pid) - before) / 1024
+        self.assertLess(grown_mb, 150, "the worker grew by %.0f MB" % grown_mb)

@@ -114,7 +114,9 @@ class NonReadingClientTest(ProxyTestCase):
         # Two clients fill max_clients, pipeline GETs of a 256 KiB value and never read: their
         # answers fill the sockets, and the proxy holds the rest back. A third client waits in
         # the backlog; it must be served once client_timeout has passed, not never.
-        proxy = self.start_proxy(resp=True, proxy={"max_clients": "2", "client_timeout": "1s"})
+        # (max_client_output raised: the client timeout, not the output bound, is under test)
+        proxy = self.start_proxy(resp=True, proxy={"max_clients": "2", "client_timeout": "1s",
+                                                   "max_client_output": "1g"})
         self.redis("SET", "big", "x" * 262144)
         self.redis("SET", "k", "v")
         hogs = []

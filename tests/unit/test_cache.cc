@@ -194,16 +194,27 @@ TEST(Cache, test_retained_entry_outlives_destroy)
     cache_entry_release(e);
 }
 
-TEST(Cache, test_retain_refuses_past_its_count_and_the_entry_survives)
+TEST(Cache, test_retain_counts_past_its_16_bits_and_releases_exactly)
 {
+    // Once, the 65,536th reference was refused and its answer became a copy of the value.
     CacheEntry *e = put("a", "v", 0);
-    int retained = 0;
-    while (cache_entry_retain(e))
-        retained++;
-    LONGS_EQUAL(UINT16_MAX - 1, retained);
-    for (int i = 0; i < retained; i++)
+    CacheEntry *other = put("b", "w", 0);
+    const int n = 200000;
+    for (int i = 0; i < n; i++) {
+        CHECK(cache_entry_retain(e));
+        CHECK(cache_entry_retain(other));
+    }
+    LONGS_EQUAL(n + 1, cache_entry_references(e));
+    CHECK(cache_remove(cache, "a", 1, cache_hash(cache, "a", 1)));  // the cache's own reference
+    for (int i = 0; i < n - 1; i++)
         cache_entry_release(e);
-    STRCMP_EQUAL("v", value_of("a", 0).c_str());
+    LONGS_EQUAL(1, cache_entry_references(e));
+    MEMCMP_EQUAL("v", cache_entry_value(e), 1);  // still alive: ASan would flag it otherwise
+    cache_entry_release(e);
+    for (int i = 0; i < n; i++)
+        cache_entry_release(other);
+    LONGS_EQUAL(1, cache_entry_references(other));
+    STRCMP_EQUAL("w", value_of("b", 0).c_str());
 }
 
 TEST(Cache, test_longest_key)

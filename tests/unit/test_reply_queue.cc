@@ -156,3 +156,22 @@ TEST(ReplyQueue, test_an_answer_without_memory_fails_the_queue_instead_of_skippi
     answer(a, "A");
     POINTERS_EQUAL(&owner, reply_slot_finish(a));
 }
+
+TEST(ReplyQueue, test_held_counts_lookups_under_way_then_answers_waiting_for_their_turn)
+{
+    ReplySlot *miss = reply_queue_push(&q, &pool, 1000);  // an MGET under way
+    ReplySlot *other = reply_queue_push(&q, &pool, 300);
+    LONGS_EQUAL(1300, q.held);
+    answer(other, "0123456789");
+    reply_slot_finish(other);
+    LONGS_EQUAL(1010, q.held);  // its answer waits behind the MGET
+    answer(miss, "m");
+    reply_slot_finish(miss);
+    LONGS_EQUAL(0, q.held);  // both in out now
+    STRCMP_EQUAL("m0123456789", sent().c_str());
+    ReplySlot *orphan = reply_queue_push(&q, &pool, 50);
+    reply_queue_abandon(&q);
+    LONGS_EQUAL(0, q.held);
+    POINTERS_EQUAL(NULL, reply_slot_finish(orphan));  // its lookup ends later: recycled
+    LONGS_EQUAL(0, q.held);
+}
