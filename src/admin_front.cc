@@ -1,6 +1,7 @@
 #include "admin_front.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -17,7 +18,74 @@ struct AdminFront {
     Worker *worker;
     evhttp *http;
     ListenerSet listeners;
+    int64_t open;             // connections open, against [admin] max_clients
+    bool accepting;
+    bool stopped;             // stopping or being freed: the listeners stay as they are
+    event *adopt_event;       // runs right after accept, see on_new_connection
+    bufferevent **fresh;      // accepted connections not yet adopted
+    size_t fresh_len, fresh_cap;
 };
+
+static void set_accepting(AdminFront *a)
+{
+    bool want = a->open < a->worker->config->admin_max_clients;
+    if (a->stopped)
+        return;
+    if (want != a->accepting)
+        listener_set_enable(&a->listeners, want);
+    a->accepting = want;
+}
+
+static void on_connection_closed(evhttp_connection *, void *arg)
+{
+    AdminFront *a = (AdminFront *)arg;
+    a->open--;
+    set_accepting(a);
+}
+
+// Counting connections with evhttp 2.1, as the HTTP front does (http_front.cc): the bufferevent
+// made for each accepted connection is ours, and once the accept has returned its evhttp
+// connection is found through it and given our close callback.
+static bufferevent *on_new_connection(event_base *base, void *arg)
+{
+    AdminFront *a = (AdminFront *)arg;
+    if (a->fresh_len == a->fresh_cap) {
+        size_t cap = a->fresh_cap ? a->fresh_cap * 2 : 8;
+        bufferevent **fresh = (bufferevent **)realloc(a->fresh, cap * sizeof(*fresh));
+        if (fresh == NULL)
+            return NULL;
+        a->fresh = fresh;
+        a->fresh_cap = cap;
+    }
+    bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        return NULL;
+    bufferevent_incref(bev);
+    a->fresh[a->fresh_len++] = bev;
+    event_active(a->adopt_event, EV_TIMEOUT, 1);
+    a->open++;
+    set_accepting(a);
+    return bev;
+}
+
+static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
+{
+    AdminFront *a = (AdminFront *)arg;
+    for (size_t i = 0; i < a->fresh_len; i++) {
+        bufferevent *bev = a->fresh[i];
+        bufferevent_data_cb readcb = NULL;
+        void *cbarg = NULL;
+        bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
+        if (readcb == NULL || cbarg == NULL) {
+            a->open--;  // evhttp already freed it
+            set_accepting(a);
+        } else {
+            evhttp_connection_set_closecb((evhttp_connection *)cbarg, on_connection_closed, a);
+        }
+        bufferevent_decref(bev);
+    }
+    a->fresh_len = 0;
+}
 
 static void reply(evhttp_request *req, int code, const char *reason, const char *content_type, evbuffer *body)
 {
@@ -94,14 +162,20 @@ AdminFront *admin_front_create(Worker *w, const ListenFds *listen_fds)
     if (a == NULL)
         return NULL;
     a->worker = w;
+    a->accepting = true;
     a->http = evhttp_new(w->base);
-    if (a->http == NULL || !listener_set_open(&a->listeners, w->base, listen_fds, NULL, NULL, NULL, a->http)) {
+    a->adopt_event = event_new(w->base, -1, 0, adopt_fresh_connections, a);
+    if (a->http == NULL || a->adopt_event == NULL ||
+        !listener_set_open(&a->listeners, w->base, listen_fds, NULL, NULL, NULL, a->http)) {
         admin_front_destroy(a);
         return NULL;
     }
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_timeout(a->http, 10);
+    int64_t idle_ms = w->config->admin_timeout_ms;
+    struct timeval idle = {(time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000};
+    evhttp_set_timeout_tv(a->http, &idle);
+    evhttp_set_bevcb(a->http, on_new_connection, a);
     evhttp_set_max_headers_size(a->http, 16 * 1024);
     evhttp_set_max_body_size(a->http, 0);
     evhttp_set_gencb(a->http, on_request, a);
@@ -112,13 +186,21 @@ void admin_front_destroy(AdminFront *a)
 {
     if (a == NULL)
         return;
+    a->stopped = true;  // evhttp_free closes the connections: their close callbacks run
     listener_set_free(&a->listeners);
     if (a->http)
         evhttp_free(a->http);  // frees the bound listeners too; the sockets are the master's
+    if (a->adopt_event) {
+        adopt_fresh_connections(-1, 0, a);
+        event_free(a->adopt_event);
+    }
+    free(a->fresh);
     free(a);
 }
 
 void admin_front_stop_accepting(AdminFront *a)
 {
     listener_set_enable(&a->listeners, false);
+    a->accepting = false;
+    a->stopped = true;
 }

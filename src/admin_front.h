@@ -1,7 +1,10 @@
 // The admin endpoint ([admin] listen): /metrics, /healthz, /readyz. Every worker serves it on
 // its own SO_REUSEPORT socket, as it serves HTTP, and whichever answers reads the whole proxy's
 // numbers from the scoreboard: the master never serves anything, so it never blocks on a
-// client. Admin connections do not count against max_clients.
+// client. Admin connections do not count against max_clients: they have a small limit of their
+// own per worker ([admin] max_clients; past it new ones wait in the kernel backlog, holding no
+// descriptor) and an idle timeout ([admin] timeout), so that no number of them can take the
+// descriptors the clients need.
 #pragma once
 
 #include "listener_set.h"

@@ -93,6 +93,8 @@ static const Setting settings[] = {
     {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
     {"cache", "follow_key_expiry", SETTING_SWITCH, FIELD(follow_key_expiry), "on", 0, 0, false},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
+    {"admin", "max_clients", SETTING_COUNT, FIELD(admin_max_clients), "16", 1, 10000, false},
+    {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
 };
 static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);

@@ -136,13 +136,16 @@ static void close_groups(ListenGroup **groups)
     }
 }
 
-// Each client connection is a descriptor in some worker: make room for max_clients of them.
+// Each client connection is a descriptor in some worker: make room for max_clients of them, and
+// for each worker's admin connections.
 static void raise_fd_limit(const Config *c, int workers)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     rlim_t per_worker = (rlim_t)((c->max_clients + workers - 1) / workers);
+    if (c->admin_listen[0] != '\0')
+        per_worker += (rlim_t)c->admin_max_clients;
     rlim_t want = per_worker + 64 + (rlim_t)workers;  // listeners, Redis, logs, slack
     if (rl.rlim_cur >= want)
         return;

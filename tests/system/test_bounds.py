@@ -1,5 +1,6 @@
 """One client, one value or one request costs only itself: a value too large to read fails its
 own request and nothing else, and what a client can make a worker hold is bounded."""
+import os
 import re
 import signal
 import socket
@@ -232,3 +233,28 @@ class SlowRedisStateTest(ProxyTestCase):
         wait_until(lambda: evicted(proxy, "output") == 1, what="the client closed")
         grown_mb = (worker_rss_kb(pid) - before) / 1024
         self.assertLess(grown_mb, 150, "the worker grew by %.0f MB" % grown_mb)
+
+
+class AdminConnectionsTest(ProxyTestCase):
+    def test_idle_admin_connections_cannot_take_the_clients_descriptors(self):
+        # Once, 3,000 idle admin connections under a 1,200-descriptor limit left HTTP and RESP
+        # clients unserved: admin connections counted nowhere.
+        proxy = self.start_proxy(resp=True, nofile_limit=256, proxy={"max_clients": "100"},
+                                 admin={"max_clients": "4", "timeout": "1s"})
+        self.redis("SET", "k", "v")
+        pid = proxy.worker_pids()[0]
+        idle = []
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=10)
+            self.addCleanup(s.close)
+            idle.append(s)
+        self.assertLess(len(os.listdir("/proc/%d/fd" % pid)), 100)  # 4 admin connections, not 300
+        self.assertEqual(proxy.get("k").status, 200)
+        client = proxy.resp()
+        self.addCleanup(client.close)
+        self.assertEqual(client("GET", "k"), b"v")
+        # The idle ones are closed at [admin] timeout, four at a time, and the endpoint answers.
+        for s in idle:
+            s.close()
+        status, _ = proxy.admin("/healthz", timeout=20)
+        self.assertEqual(status, 200)
