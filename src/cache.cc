@@ -11,11 +11,18 @@ static_assert(sizeof(CacheEntry) == 56, "an entry header is 7 words: see cache.h
 // rounded down (exact below 1,024 ms, within 0.2% above). All ones means all of the TTL.
 static const uint64_t LIFE_FULL = 0x7fff;
 static const uint64_t STORED_SPAN_US = 1ULL << 48;    // what an entry's stored_us can count
+static const size_t INITIAL_BUCKETS = 16;
+static const int GROW_STEP = 4;  // old buckets moved per insert while the table grows
 
 struct Cache {
     CacheClock clock;  // first: cache_entry_stored_us reads it inline (cache.h)
     CacheEntry **buckets;
     size_t bucket_mask;
+    // While the table grows: the previous one, whose buckets below `moved` have been moved into
+    // `buckets` already (an entry is in the old table exactly when its old bucket is not moved).
+    CacheEntry **old;
+    size_t old_mask, moved;
+    size_t max_buckets;  // the capacity's worth: the table never grows past it
     CacheEntry *lru_head, *lru_tail;  // head: most recently read
     CacheEntry *age_head, *age_tail;  // head: oldest insertion, first to expire
     size_t count;
@@ -32,16 +39,17 @@ Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats
     Cache *c = (Cache *)calloc(1, sizeof(Cache));
     if (c == NULL)
         return NULL;
-    // Load factor at most 1 at full capacity: chains stay short without ever rehashing.
-    size_t buckets = 16;
-    while (buckets < capacity)
-        buckets *= 2;
-    c->buckets = (CacheEntry **)calloc(buckets, sizeof(CacheEntry *));
+    // The table grows with the entries (load factor at most 1), not sized from the capacity at
+    // start: a capacity of 10^9 under a max_memory of 16 MB must not cost 8 GB of buckets.
+    c->max_buckets = INITIAL_BUCKETS;
+    while (c->max_buckets < capacity)
+        c->max_buckets *= 2;
+    c->buckets = (CacheEntry **)calloc(INITIAL_BUCKETS, sizeof(CacheEntry *));
     if (c->buckets == NULL) {
         free(c);
         return NULL;
     }
-    c->bucket_mask = buckets - 1;
+    c->bucket_mask = INITIAL_BUCKETS - 1;
     c->capacity = capacity;
     c->ttl_ms = ttl_ms;
     c->seed = seed;
@@ -62,6 +70,7 @@ void cache_destroy(Cache *c)
         return;
     cache_clear(c);
     free(c->buckets);
+    free(c->old);
     free(c);
 }
 
@@ -90,7 +99,55 @@ uint64_t cache_hash(const Cache *c, const char *key, size_t len)
     return mix(h ^ w ^ ((uint64_t)len << 59), k1);
 }
 
-static inline CacheEntry **bucket_of(Cache *c, uint64_t hash) { return &c->buckets[hash & c->bucket_mask]; }
+static inline CacheEntry **bucket_of(Cache *c, uint64_t hash)
+{
+    if (__builtin_expect(c->old != NULL, 0) && (hash & c->old_mask) >= c->moved)
+        return &c->old[hash & c->old_mask];
+    return &c->buckets[hash & c->bucket_mask];
+}
+
+// Moves a few buckets of the old table into the new one (Redis's dict does the same): growing is
+// O(1) per insert. Each entry's hash is computed again, once per doubling.
+static void grow_step(Cache *c)
+{
+    for (int i = 0; i < GROW_STEP && c->old != NULL; i++) {
+        CacheEntry *e = c->old[c->moved];
+        c->old[c->moved++] = NULL;
+        while (e != NULL) {
+            CacheEntry *next = e->hash_next;
+            CacheEntry **bucket = &c->buckets[cache_hash(c, e->data, e->key_len) & c->bucket_mask];
+            e->hash_next = *bucket;
+            *bucket = e;
+            e = next;
+        }
+        if (c->moved > c->old_mask) {
+            free(c->old);
+            c->old = NULL;
+        }
+    }
+}
+
+// Past a load factor of 1, a table twice the size; its buckets are filled by grow_step. Out of
+// memory: the chains grow longer instead.
+static void maybe_grow(Cache *c)
+{
+    if (c->old != NULL) {
+        grow_step(c);
+        return;
+    }
+    size_t n = c->bucket_mask + 1;
+    if (c->count < n || n >= c->max_buckets)
+        return;
+    CacheEntry **bigger = (CacheEntry **)calloc(2 * n, sizeof(CacheEntry *));
+    if (bigger == NULL)
+        return;
+    c->old = c->buckets;
+    c->old_mask = c->bucket_mask;
+    c->moved = 0;
+    c->buckets = bigger;
+    c->bucket_mask = 2 * n - 1;
+    grow_step(c);
+}
 
 static CacheEntry **slot_of(Cache *c, const char *key, size_t len, uint64_t hash)
 {
@@ -212,7 +269,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         c->clock.base_us = now_us > 0 ? now_us - 1 : 0;
     }
     size_t footprint = cache_entry_footprint(key_len, value_len);
-    if (c->max_bytes != 0 && footprint > c->max_bytes)
+    if (c->max_bytes != 0 && footprint + INITIAL_BUCKETS * sizeof(CacheEntry *) > c->max_bytes)
         return NULL;  // could never fit: answered, not cached
     CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + key_len + value_len);
     if (e == NULL)
@@ -223,8 +280,8 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     // Least recently read first, until both bounds hold with the new entry. One insert may evict
     // several small entries for a large one; each entry is evicted at most once, so it stays
     // O(1) per insert on average.
-    while (c->count > 0 &&
-           (c->count >= c->capacity || (c->max_bytes != 0 && c->bytes + footprint > c->max_bytes))) {
+    while (c->count > 0 && (c->count >= c->capacity ||
+                            (c->max_bytes != 0 && c->bytes + cache_table_bytes(c) + footprint > c->max_bytes))) {
         entry_unlink(c, c->lru_tail);
         c->stats->cache_evictions++;
     }
@@ -236,6 +293,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     e->refs = 1;
     memcpy(e->data, key, key_len);
     memcpy(e->data + key_len, value, value_len);
+    maybe_grow(c);
     CacheEntry **bucket = bucket_of(c, hash);
     e->hash_next = *bucket;
     *bucket = e;
@@ -299,6 +357,12 @@ void cache_clear(Cache *c)
 }
 
 size_t cache_count(const Cache *c) { return c->count; }
+
+size_t cache_table_bytes(const Cache *c)
+{
+    size_t buckets = c->bucket_mask + 1 + (c->old != NULL ? c->old_mask + 1 : 0);
+    return buckets * sizeof(CacheEntry *);
+}
 
 CacheEntry *cache_entry_detached(const char *value, size_t len)
 {

@@ -2,7 +2,8 @@
 // needs the time takes `now_ms`, so tests drive time by hand.
 //
 // Every operation is O(1):
-//   - a chained hash table with a fixed bucket array sized from the capacity (never rehashed);
+//   - a chained hash table that grows with the entries (load factor at most 1, up to the
+//     capacity's worth), doubling incrementally: a few buckets are moved per insert;
 //   - a recency list (head = most recently read) gives the LRU victim at its tail;
 //   - an age list (head = oldest insertion). The TTL is global, so insertion order is expiry
 //     order for every entry that lives its whole TTL: dropping them never scans. An entry whose
@@ -91,9 +92,8 @@ void cache_entry_limit_life(const Cache *cache, CacheEntry *e, uint64_t life_ms)
 // (stale_if_error). 0 (the default): not kept.
 void cache_set_grace(Cache *cache, uint64_t grace_ms);
 
-// A bound on the bytes held (entries as the slab allocates them; the bucket array, fixed at
-// creation, is not counted):
-// entries are evicted least recently read first until both the count and the bytes fit.
+// A bound on the bytes held: entries as the slab allocates them, and the hash table's buckets.
+// Entries are evicted least recently read first until both the count and the bytes fit.
 // 0 (the default): the count only.
 void cache_set_max_bytes(Cache *cache, size_t max_bytes);
 
@@ -118,6 +118,9 @@ size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
 void cache_clear(Cache *cache);
 
 size_t cache_count(const Cache *cache);
+
+// Bytes of the hash table's buckets (both tables while it grows): 8 to 16 per entry held.
+size_t cache_table_bytes(const Cache *cache);
 
 // An entry outside any cache holding a copy of `value` (one reference; release frees it): for an
 // answer that must outlive the reply it came in. NULL if out of memory.

@@ -4,17 +4,29 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-static const size_t PAGE_SIZE = 64 * 1024;
+static const size_t PAGE_SIZE = 64 * 1024;  // also its alignment: a block finds its page by masking
 static const size_t CLASSES = SLAB_MAX / 8;
+static const size_t HEADER = 64;  // the page's header, at its start; blocks follow
 
 struct FreeBlock {
     FreeBlock *next;
 };
 
+// The head of each page: which class it serves and what it has left.
+struct Page {
+    Page *prev, *next;  // in its class's list of pages with room
+    FreeBlock *free;    // blocks given back
+    char *unused;       // the part never handed out yet
+    uint32_t used;      // blocks handed out
+    uint32_t size;      // of its blocks
+    bool listed;        // on its class's list
+};
+static_assert(sizeof(Page) <= HEADER, "a page's header fits before its first block");
+
 struct SizeClass {
-    FreeBlock *free;  // blocks given back
-    char *next;       // the unused rest of the newest page
-    char *end;
+    Page *room;   // pages with a free or unused block
+    Page *spare;  // one emptied page kept for this class: a class that empties and refills at
+                  // the edge of a page does not map and unmap on every call
 };
 
 static SizeClass classes[CLASSES + 1];
@@ -28,46 +40,111 @@ static const bool use_malloc = true;
 static const bool use_malloc = false;
 #endif
 
+static void list_add(SizeClass *c, Page *p)
+{
+    p->prev = NULL;
+    p->next = c->room;
+    if (c->room != NULL)
+        c->room->prev = p;
+    c->room = p;
+    p->listed = true;
+}
+
+static void list_remove(SizeClass *c, Page *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        c->room = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    p->listed = false;
+}
+
+// A page aligned to its size, straight from the kernel: not from malloc's heap, where the
+// short-lived allocations of a miss would fill the gaps between pages and keep the heap from
+// ever shrinking back; and given back to the kernel when its last block is freed.
+static Page *page_map(size_t size)
+{
+    char *raw = (char *)mmap(NULL, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *start = (char *)(((uintptr_t)raw + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1));
+    if (start > raw)
+        munmap(raw, (size_t)(start - raw));
+    munmap(start + PAGE_SIZE, (size_t)(raw + 2 * PAGE_SIZE - (start + PAGE_SIZE)));
+    page_bytes += PAGE_SIZE;
+    Page *p = (Page *)start;
+    p->size = (uint32_t)size;
+    return p;
+}
+
+static void page_reset(Page *p)
+{
+    p->free = NULL;
+    p->unused = (char *)p + HEADER;
+    p->used = 0;
+}
+
 void *slab_alloc(size_t size)
 {
     if (use_malloc || size > SLAB_MAX || size == 0)
         return malloc(size);
     size_t rounded = (size + 7) & ~(size_t)7;
     SizeClass *c = &classes[rounded / 8];
-    if (c->free != NULL) {
-        FreeBlock *b = c->free;
-        c->free = b->next;
-        return b;
-    }
-    if (c->next == NULL || c->next + rounded > c->end) {
-        // Pages come straight from the kernel, not from malloc's heap: there, the short-lived
-        // allocations of a miss (a fetch, its commands, its replies) would fill the gaps between
-        // pages and keep the heap from ever shrinking back (measured: 4.7 more bytes of RSS per
-        // entry once each miss also sent a PTTL).
-        char *page = (char *)mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (page == MAP_FAILED)
+    Page *p = c->room;
+    if (p == NULL) {
+        if (c->spare != NULL) {
+            p = c->spare;
+            c->spare = NULL;
+        } else if ((p = page_map(rounded)) == NULL) {
             return NULL;
-        page_bytes += PAGE_SIZE;
-        c->next = page;
-        c->end = page + PAGE_SIZE;
+        }
+        page_reset(p);
+        list_add(c, p);
     }
-    void *p = c->next;
-    c->next += rounded;
-    return p;
+    void *block;
+    if (p->free != NULL) {
+        block = p->free;
+        p->free = p->free->next;
+    } else {
+        block = p->unused;
+        p->unused += rounded;
+    }
+    p->used++;
+    if (p->free == NULL && p->unused + rounded > (char *)p + PAGE_SIZE)
+        list_remove(c, p);  // full
+    return block;
 }
 
-void slab_free(void *p, size_t size)
+void slab_free(void *ptr, size_t size)
 {
-    if (p == NULL)
+    if (ptr == NULL)
         return;
     if (use_malloc || size > SLAB_MAX || size == 0) {
-        free(p);
+        free(ptr);
         return;
     }
     SizeClass *c = &classes[((size + 7) & ~(size_t)7) / 8];
-    FreeBlock *b = (FreeBlock *)p;
-    b->next = c->free;
-    c->free = b;
+    Page *p = (Page *)((uintptr_t)ptr & ~(uintptr_t)(PAGE_SIZE - 1));
+    FreeBlock *b = (FreeBlock *)ptr;
+    b->next = p->free;
+    p->free = b;
+    if (--p->used > 0) {
+        if (!p->listed)
+            list_add(c, p);
+        return;
+    }
+    // Empty: kept as the class's spare, or given back, so that memory a class no longer needs
+    // can serve another (what memcached's slab rebalancer does by moving pages).
+    if (p->listed)
+        list_remove(c, p);
+    if (c->spare == NULL) {
+        c->spare = p;
+    } else {
+        munmap(p, PAGE_SIZE);
+        page_bytes -= PAGE_SIZE;
+    }
 }
 
 size_t slab_page_bytes() { return page_bytes; }

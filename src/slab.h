@@ -1,9 +1,11 @@
 // A process-wide allocator for cache entries: blocks in size classes 8 bytes apart, carved from
 // 64 KiB pages, with no header per block. malloc spends 8 bytes of header on every block and
 // rounds to 16: for a typical entry (a 56-byte header, a 16-byte key, a 32-byte value) that is
-// 128 bytes for 104 used. Here it is 104. O(1) both ways: a free block goes on its class's list
-// and is the next one handed out. Pages are kept for reuse, never returned to the system
-// (memcached does the same). Sizes above SLAB_MAX go to malloc.
+// 128 bytes for 104 used. Here it is 104. O(1) both ways: each page keeps its own free blocks
+// and count, and a class lists its pages with room. A page whose last block is freed goes back
+// to the kernel (one per class is kept as a spare), so memory a class no longer needs serves
+// another: with max_memory, what the process holds follows what the cache holds whatever the
+// mix of sizes. Sizes above SLAB_MAX go to malloc.
 // Like malloc, it belongs to the process: an entry can outlive the cache it was made for.
 #pragma once
 

@@ -263,3 +263,36 @@ class AdminConnectionsTest(ProxyTestCase):
             s.close()
         status, _ = proxy.admin("/healthz", timeout=20)
         self.assertEqual(status, 200)
+
+
+class MaxMemoryTest(ProxyTestCase):
+    def fill(self, client, prefix, count, value):
+        """Sets count keys in Redis and reads each once through the proxy (a miss, cached)."""
+        for start in range(0, count, 1000):
+            keys = ["%s:%d" % (prefix, i) for i in range(start, min(start + 1000, count))]
+            args = []
+            for k in keys:
+                args += [k, value]
+            self.redis("MSET", *args)
+            self.assertEqual(client("MGET", *keys), [value.encode()] * len(keys))
+
+    def test_a_capacity_of_a_billion_keys_costs_nothing_until_used(self):
+        # Once, the hash table was sized from capacity at start: 1.1 GB of RSS at 10^9.
+        proxy = self.start_proxy(cache={"capacity": "1000000000", "max_memory": "16m"})
+        self.assertLess(worker_rss_kb(proxy.worker_pids()[0]) / 1024, 64)
+
+    def test_rss_follows_max_memory_whatever_the_mix_of_value_sizes(self):
+        # Once, with max_memory = 8m, RSS went from 12.8 to 101 MB over 12 size classes while the
+        # cache held 8 MB: pages stayed with their size class for ever.
+        proxy = self.start_proxy(resp=True, cache={"capacity": "10000000", "max_memory": "4m"})
+        client = proxy.resp()
+        self.addCleanup(client.close)
+        pid = proxy.worker_pids()[0]
+        before = worker_rss_kb(pid)
+        for n, size in enumerate(range(16, 400, 32)):  # 12 size classes, each filling the cache
+            self.fill(client, "c%d" % n, 4 * 1024 * 1024 // (size + 80) + 1000, "v" * size)
+        text = proxy.admin("/metrics")[1]
+        self.assertLessEqual(metric(text, "cache_bytes"), 4 * 1024 * 1024)
+        grown_mb = rss_grown_mb(pid, before)
+        # 4 MB of cache, its table, a spare page per class and malloc's own: a few MB, not 12 x 4.
+        self.assertLess(grown_mb, 12, "the worker grew by %.0f MB" % grown_mb)

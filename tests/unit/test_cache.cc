@@ -366,7 +366,7 @@ TEST(Cache, test_max_bytes_evicts_least_recently_read_until_the_new_entry_fits)
     cache_destroy(cache);
     cache = cache_create(100, TTL, 42, &stats);
     size_t small = cache_entry_footprint(1, 10);
-    cache_set_max_bytes(cache, 4 * small);
+    cache_set_max_bytes(cache, 4 * small + cache_table_bytes(cache));  // the table counts too
     std::string ten(10, 'x');
     put("a", ten.c_str(), 0);
     put("b", ten.c_str(), 0);
@@ -384,7 +384,7 @@ TEST(Cache, test_max_bytes_evicts_least_recently_read_until_the_new_entry_fits)
     CHECK(get("d", 3) != nullptr);
     LONGS_EQUAL(2, stats.cache_evictions);
     // One that could never fit is not cached, and evicts nothing.
-    std::string huge(5 * small, 'z');
+    std::string huge(5 * small + cache_table_bytes(cache), 'z');
     POINTERS_EQUAL(nullptr, put("f", huge.c_str(), 4));
     LONGS_EQUAL(3, cache_count(cache));
 }
@@ -398,4 +398,45 @@ TEST(Cache, test_bytes_count_what_the_slab_allocates)
     std::string large(1000, 'x');
     put("k3", large.c_str(), 0);  // above the slab's largest class: malloc's size
     LONGS_EQUAL(128 + ((56 + 2 + 1000 + 8 + 15) & ~15), stats.cache_bytes);
+}
+
+TEST(Cache, test_the_table_grows_with_the_entries_not_with_the_capacity)
+{
+    cache_destroy(cache);
+    cache = cache_create(1000000000, TTL, 42, &stats);  // a capacity of 10^9 keys
+    LONGS_EQUAL(16 * sizeof(void *), cache_table_bytes(cache));
+    const int n = 100000;
+    char key[16];
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(key, sizeof(key), "k%d", i);
+        CHECK(cache_insert(cache, key, (size_t)len, cache_hash(cache, key, (size_t)len), "v", 1, 0) != NULL);
+    }
+    // Every key is found, while the table doubled and moved its buckets along the way.
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(key, sizeof(key), "k%d", i);
+        CacheEntry *e = cache_find(cache, key, (size_t)len, cache_hash(cache, key, (size_t)len), 1);
+        CHECK(e != NULL && memcmp(cache_entry_key(e), key, (size_t)len) == 0);
+    }
+    CHECK(cache_table_bytes(cache) <= 3 * 131072 * sizeof(void *));  // at most both tables of a doubling
+    for (int i = 0; i < n; i += 2) {
+        int len = snprintf(key, sizeof(key), "k%d", i);
+        CHECK(cache_remove(cache, key, (size_t)len, cache_hash(cache, key, (size_t)len)));
+    }
+    LONGS_EQUAL(n / 2, cache_count(cache));
+}
+
+TEST(Cache, test_max_bytes_counts_the_table_so_it_bounds_the_whole_cache)
+{
+    cache_destroy(cache);
+    cache = cache_create(1000000000, TTL, 42, &stats);
+    size_t bound = 4 * 1024 * 1024;
+    cache_set_max_bytes(cache, bound);
+    char key[16];
+    for (int i = 0; i < 200000; i++) {
+        int len = snprintf(key, sizeof(key), "k%d", i);
+        cache_insert(cache, key, (size_t)len, cache_hash(cache, key, (size_t)len), "0123456789", 10, 0);
+        // (a doubling may pass the bound by its new table until the next insert evicts for it)
+        CHECK(stats.cache_bytes + cache_table_bytes(cache) <= bound + 2 * cache_table_bytes(cache) / 3);
+    }
+    CHECK(stats.cache_bytes + cache_table_bytes(cache) <= bound);
 }

@@ -44,6 +44,45 @@ TEST(Slab, test_no_header_between_blocks)
     slab_free(a, 48);
 }
 
+// Once, pages stayed with their size class for ever: with max_memory = 8m, RSS went from 12.8 to
+// 101 MB over 12 size classes while the cache held 8 MB.
+TEST(Slab, test_pages_a_class_empties_go_back_so_another_class_can_use_the_memory)
+{
+    size_t before = slab_page_bytes();
+    const size_t n = 20000;  // about 2 MB per class
+    static void *blocks[n];
+    size_t most = 0;
+    for (size_t size = 64; size <= SLAB_MAX; size += 32) {
+        for (size_t i = 0; i < n; i++)
+            blocks[i] = slab_alloc(size);
+        size_t held = slab_page_bytes() - before;
+        most = held > most ? held : most;
+        for (size_t i = 0; i < n; i++)
+            slab_free(blocks[(i * 7919) % n], size);  // in no particular order
+    }
+    // What is left: a spare page per class used, not every class's pages.
+    CHECK(slab_page_bytes() - before <= 15 * 64 * 1024);
+    CHECK(most <= (n * SLAB_MAX) * 11 / 10 + 15 * 64 * 1024);
+}
+
+TEST(Slab, test_a_page_with_room_again_is_used_again)
+{
+    size_t before = slab_page_bytes();
+    const size_t n = 5000;  // 520 KB of 104-byte blocks: several pages
+    static void *blocks[n];
+    for (size_t i = 0; i < n; i++)
+        blocks[i] = slab_alloc(104);
+    size_t full = slab_page_bytes();
+    for (size_t i = 0; i < n; i += 2)
+        slab_free(blocks[i], 104);  // half of every page
+    for (size_t i = 0; i < n; i += 2)
+        blocks[i] = slab_alloc(104);  // fills the holes: no new page
+    LONGS_EQUAL(full, slab_page_bytes());
+    for (size_t i = 0; i < n; i++)
+        slab_free(blocks[i], 104);
+    CHECK(slab_page_bytes() - before <= 64 * 1024);
+}
+
 #endif
 
 TEST(Slab, test_large_blocks_come_from_malloc)
