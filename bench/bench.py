@@ -240,12 +240,36 @@ def callgrind_per_request(workdir, redis):
     return results
 
 
-def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking"):
+BOUNDED_MAX_MB = 16
+
+
+def measure_bounded_rss(workdir, redis):
+    """How much a worker grows under max_memory when the cache is filled with one size of value
+    after another (12 slab size classes): the bound holds for the process, not only the cache."""
+    proxy = start_proxy(workdir, redis, 1, 10000000, resp=True, invalidation="off",
+                        cache={"max_memory": "%dm" % BOUNDED_MAX_MB})
+    worker = proxy.worker_pids()[0]
+    before = worker_rss_kb(worker)
+    c = proxy.resp(timeout=60)
+    for size in range(16, 400, 32):
+        n = BOUNDED_MAX_MB * 1024 * 1024 // (size + 80) + 1000
+        key_format = "b%d:%%010d" % size
+        load_redis(redis.port, n, key_format, b"v" * size, batch=10000)
+        for start_index in range(0, n, 1000):
+            c("MGET", *[key_format % i for i in range(start_index, min(n, start_index + 1000))])
+    grown = (worker_rss_kb(worker) - before) / 1024
+    c.close()
+    proxy.stop()
+    return grown
+
+
+def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking", cache=None):
     """A proxy in front of `redis`, started and registered for cleanup; with tracking (the
     default configuration), once Redis tracks every worker (they cache only from then on)."""
+    cache_settings = {"capacity": str(capacity), "ttl": "1h", "invalidation": invalidation}
+    cache_settings.update(cache or {})
     proxy = Proxy(workdir, {"proxy": {"workers": str(workers)}, "redis": {"address": "127.0.0.1:%d" % redis.port},
-                            "cache": {"capacity": str(capacity), "ttl": "1h", "invalidation": invalidation},
-                            "log": {"level": "info"}}, resp=resp)
+                            "cache": cache_settings, "log": {"level": "info"}}, resp=resp)
     proxy.start()
     processes.append(proxy.proc)
     if invalidation == "tracking":
@@ -592,9 +616,12 @@ def main():
         warm_all_workers(mem_proxy, 1, MEMORY_ENTRIES, "k:%014d")
         proxy_bytes = (worker_rss_kb(worker) - rss_before) * 1024 / MEMORY_ENTRIES
         mem_proxy.stop()
-        mem_redis.stop()
         print("memory       %d entries: redis-proxy %.1f bytes/entry (worker RSS), redis %.1f bytes/entry "
               "(used_memory): %.2fx" % (MEMORY_ENTRIES, proxy_bytes, redis_bytes, proxy_bytes / redis_bytes), flush=True)
+        bounded = measure_bounded_rss(workdir, mem_redis)
+        mem_redis.stop()
+        print("memory       max_memory %d MB, 12 value sizes each filling the cache in turn: worker RSS grew "
+              "%.1f MB" % (BOUNDED_MAX_MB, bounded), flush=True)
 
         clustered = measure_cluster(workdir, redis)
         show("cluster", "redis-proxy HTTP hits, 2 workers", clustered["hit"])
@@ -687,7 +714,10 @@ def write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, re
             "p99 %.3f ms." % (paced["rps"], paced["p50"], paced["p99"], paced["bare"]["p50"], paced["bare"]["p99"],
                               paced["nginx"]["p50"], paced["nginx"]["p99"]),
             "", "Memory per cached entry, %d entries of 16-byte keys and 32-byte values: redis-proxy %.1f bytes "
-            "(growth of the worker's RSS), Redis %.1f bytes (growth of used_memory)." % (MEMORY_ENTRIES, proxy_bytes, redis_bytes),
+            "(growth of the worker's RSS), Redis %.1f bytes (growth of used_memory). With max_memory = %dm and "
+            "values of 12 sizes (16 to 368 bytes) each filling the cache in turn, the worker's RSS grew %.1f MB: what "
+            "the process holds follows max_memory, whatever the mix of sizes." % (MEMORY_ENTRIES, proxy_bytes, redis_bytes,
+                                                                                 BOUNDED_MAX_MB, bounded),
             "", "Staleness after a write, with invalidation = tracking (the default): from a SET's reply in Redis "
             "until every worker (2) answers the new value, polling each through RESP, over %d writes: p50 %.3f ms, "
             "p99 %.3f ms, max %.3f ms. Without invalidation it would be up to the TTL. A key that expires in "
