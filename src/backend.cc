@@ -330,9 +330,10 @@ static void became_ready(Backend *b)
 
 static void on_handshake_reply(Backend *b, const char *command, redisReply *r, BackendFailure f)
 {
-    if (f == BACKEND_TIMEOUT) {
-        char detail[64];
-        snprintf(detail, sizeof(detail), "%s not answered within command_timeout", command);
+    if (f == BACKEND_TIMEOUT || f == BACKEND_TOO_LARGE) {
+        char detail[80];
+        snprintf(detail, sizeof(detail), "%s %s", command,
+                 f == BACKEND_TIMEOUT ? "not answered within command_timeout" : "answered past max_reply_size");
         backend_drop(b, BACKEND_UNAVAILABLE, "handshake failed", detail);
         return;
     }
@@ -389,8 +390,9 @@ static bool batch_push(Backend *b, size_t n, redisReply *reply)
 
 // Frames the bytes of one read reply by reply (reply_frame.h) into b->batch: each reply within
 // max_reply_size is fed to hiredis and taken out whole; one past it stands in the batch as
-// too_large_marker from the moment it passes, and the rest of it is skipped, none of it kept. Returns how many replies, or -1 when the bytes
-// cannot be framed or hiredis reads them otherwise (*why says which).
+// too_large_marker from the moment it passes, and the rest of it is skipped, none of it kept.
+// Returns how many replies, or -1 when the bytes cannot be framed or hiredis reads them
+// otherwise (*why says which).
 static long take_replies(Backend *b, const char *p, size_t len, const char **why)
 {
     size_t n = 0;

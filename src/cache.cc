@@ -99,10 +99,19 @@ uint64_t cache_hash(const Cache *c, const char *key, size_t len)
     return mix(h ^ w ^ ((uint64_t)len << 59), k1);
 }
 
+// While the table grows: the old table's bucket, if not moved yet. Kept out of line so that the
+// usual path below stays small enough to be inlined into every lookup.
+__attribute__((noinline)) static CacheEntry **bucket_while_growing(Cache *c, uint64_t hash)
+{
+    if ((hash & c->old_mask) >= c->moved)
+        return &c->old[hash & c->old_mask];
+    return &c->buckets[hash & c->bucket_mask];
+}
+
 static inline CacheEntry **bucket_of(Cache *c, uint64_t hash)
 {
-    if (__builtin_expect(c->old != NULL, 0) && (hash & c->old_mask) >= c->moved)
-        return &c->old[hash & c->old_mask];
+    if (__builtin_expect(c->old != NULL, 0))
+        return bucket_while_growing(c, hash);
     return &c->buckets[hash & c->bucket_mask];
 }
 
@@ -149,7 +158,8 @@ static void maybe_grow(Cache *c)
     grow_step(c);
 }
 
-static CacheEntry **slot_of(Cache *c, const char *key, size_t len, uint64_t hash)
+// Inlined into every lookup: it is the hit path.
+__attribute__((always_inline)) static inline CacheEntry **slot_of(Cache *c, const char *key, size_t len, uint64_t hash)
 {
     CacheEntry **slot = bucket_of(c, hash);
     for (CacheEntry *e = *slot; e != NULL; slot = &e->hash_next, e = e->hash_next)

@@ -14,15 +14,28 @@ struct ClientMemory {
     uint64_t *gauge;           // where `used` is shown (WorkerStats); may be NULL
     void (*over)(void *arg);   // `used` passed `limit`: must only schedule the eviction, since
     void *arg;                 // it is called from inside a front's work on a client
+    uint64_t logged_ms;        // when an eviction was last logged: once a second at most
 };
 
 // The client whose share was *share now holds `now` bytes.
 inline void client_memory_set(ClientMemory *m, size_t *share, size_t now)
 {
+    if (now == *share)
+        return;
     m->used = m->used - *share + now;
     *share = now;
     if (m->gauge != NULL)
         *m->gauge = m->used;
     if (m->limit != 0 && m->used > m->limit && m->over != NULL)
         m->over(m->arg);
+}
+
+// Whether an eviction at now_ms is to be logged quietly (debug): evictions are all counted, but
+// logged at warning level once a second at most, so that a flood of them cannot flood the log.
+inline bool client_memory_log_quietly(ClientMemory *m, uint64_t now_ms)
+{
+    if (m->logged_ms != 0 && now_ms - m->logged_ms < 1000)
+        return true;
+    m->logged_ms = now_ms;
+    return false;
 }

@@ -368,6 +368,9 @@ static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
         sweep_later(c);
     }
     if (failure != BACKEND_OK || reply->type == REDIS_REPLY_ERROR) {
+        if (failure == BACKEND_TOO_LARGE)
+            log_warn("worker %d: %s:%d answers CLUSTER SLOTS with more than max_reply_size: raise it", c->w->id,
+                     asked.ip, asked.port);
         if (failure == BACKEND_OK)
             log_warn("worker %d: %s:%d refuses CLUSTER SLOTS (%.*s)%s", c->w->id, asked.ip, asked.port,
                      (int)reply->len, reply->str,
@@ -609,7 +612,8 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
     ClusterRequest *r = (ClusterRequest *)arg;
     Cluster *c = r->c;
     if (failure != BACKEND_OK) {
-        want_refresh(c);  // the node may have failed over
+        if (failure != BACKEND_TOO_LARGE)  // (a value too large says nothing of the node)
+            want_refresh(c);  // the node may have failed over
         deliver(r, reply, failure);
         return;
     }

@@ -55,7 +55,6 @@ struct HttpFront {
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
     size_t by_fd_cap;
     bool draining;           // the worker is stopping: every answer closes its connection
-    uint64_t evict_logged_ms;  // evictions are logged once a second at most; all are counted
     const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
 
@@ -534,10 +533,7 @@ void http_front_evict(HttpFront *h, void *client)
 {
     HttpClient *c = (HttpClient *)client;
     h->worker->stats->clients_evicted[EVICT_MEMORY]++;
-    uint64_t now = monotonic_ms();
-    bool quiet = h->evict_logged_ms != 0 && now - h->evict_logged_ms < 1000;
-    if (!quiet)
-        h->evict_logged_ms = now;
+    bool quiet = client_memory_log_quietly(&h->worker->client_memory, monotonic_ms());
     char address[128] = "?";
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);

@@ -46,10 +46,6 @@ static LookupStatus failure_status(BackendFailure failure)
     return failure == BACKEND_TIMEOUT ? LOOKUP_TIMEOUT : LOOKUP_UNAVAILABLE;
 }
 
-// A failed fetch: Redis could not be reached (its stale entry may answer), or the value is too
-// large to be read (Redis is fine, and the value is not what any stale copy holds).
-static LookupResult result_failed(Worker *w, const Flight *f, BackendFailure failure);
-
 
 static void count(Worker *w, Front front, const LookupResult *r)
 {
@@ -196,6 +192,8 @@ static LookupResult result_unreachable(Worker *w, const Flight *f, LookupStatus 
     return r;
 }
 
+// A failed fetch: Redis could not be reached (its stale entry may answer), or the value is too
+// large to be read (Redis is fine, and the value is not what any stale copy holds).
 static LookupResult result_failed(Worker *w, const Flight *f, BackendFailure failure)
 {
     if (failure == BACKEND_TOO_LARGE)
@@ -415,11 +413,33 @@ static bool is_values_reply(const redisReply *r, size_t n)
     return true;
 }
 
+// One flight of an MGET whose answer as a whole passed max_reply_size, fetched again on its own.
+static void refetch_alone(Worker *w, Flight *f)
+{
+    int slot = w->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
+    const char *argv[2] = {"GET", f->key};
+    size_t lens[2] = {3, f->key_len};
+    w->inflight++;
+    if (!send_fetch(w, slot, 2, argv, lens, on_get_reply, f)) {
+        w->inflight--;
+        resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
+    }
+}
+
 static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     MgetCommand *cmd = (MgetCommand *)arg;
     Worker *w = cmd->worker;
     w->inflight--;
+    if (failure == BACKEND_TOO_LARGE && cmd->n > 1) {
+        // The answer as a whole passed max_reply_size, not necessarily any value in it: each key
+        // is fetched again on its own, so that only a value too large by itself fails, and the
+        // requests that joined these flights (other clients' GETs) are not failed with the MGET.
+        for (size_t i = 0; i < cmd->n; i++)
+            refetch_alone(w, cmd->flights[i]);
+        free(cmd);
+        return;
+    }
     // The whole reply is checked before anything of it is cached: one element of the wrong shape
     // and none of it is trusted.
     bool values = failure == BACKEND_OK && is_values_reply(reply, cmd->n);

@@ -28,7 +28,8 @@ static bool line_done(FrameScanner *s)
     if (s->type == '*')
         return item_done(s, s->number);
     s->bulk_left = s->number + 2;
-    s->size += s->bulk_left;  // the whole string counts as soon as its length is known
+    // The whole string counts as soon as its length is known; alone, its value only.
+    s->size = s->top_type == '$' ? s->number : s->size + s->bulk_left;
     return false;
 }
 
@@ -68,6 +69,7 @@ size_t frame_scan(FrameScanner *s, const char *p, size_t n, uint64_t limit, Fram
                 s->pending = 1;
                 s->size = 0;
                 s->over = false;
+                s->top_type = type;
             }
             s->size++;
             s->in_line = true;

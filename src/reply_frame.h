@@ -19,7 +19,11 @@ struct FrameScanner {
     uint64_t pending;    // items still to come in the current reply; 0 between replies
     uint64_t bulk_left;  // bytes of the current bulk string still to pass, its CRLF included
     uint64_t size;       // bytes of the current reply known so far (a bulk string's whole
-                         // length once its header is read): what the limit bounds
+                         // length once its header is read): what the limit bounds. A reply that
+                         // is one bulk string (a GET's) counts its value only, so that a value
+                         // of max_value_size fits a max_reply_size of the same; in an array every
+                         // byte counts, framing too, so that an array of nils is bounded
+    char top_type;       // the current reply's first type byte
     bool over;           // the current reply passed the limit
     bool end_due;        // it also ended on the byte that passed the limit: FRAME_END is next
     bool in_line;        // within a header line

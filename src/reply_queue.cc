@@ -65,26 +65,29 @@ evbuffer *reply_slot_output(ReplySlot *s)
     return s->out;
 }
 
-void *reply_slot_owner(const ReplySlot *s) { return s->queue != NULL ? s->queue->owner : NULL; }
-
 void reply_slot_fail(ReplySlot *s)
 {
     if (s->queue != NULL)
         s->queue->failed = true;
 }
 
-void *reply_slot_finish(ReplySlot *s)
+void *reply_slot_finish(ReplySlot *s, void **owner)
 {
     ReplyQueue *q = s->queue;
     s->ready = true;
     if (q == NULL) {
+        *owner = NULL;
         recycle(s);
         return NULL;
     }
+    *owner = q->owner;
     // Until its turn, it holds its answer's bytes instead of its lookup.
     q->held -= s->held;
-    s->held = s->out != NULL ? evbuffer_get_length(s->out) : 0;
-    q->held += s->held;
+    s->held = 0;
+    if (s->out != NULL) {
+        s->held = evbuffer_get_length(s->out);
+        q->held += s->held;
+    }
     bool moved = false;
     while (q->head != NULL && q->head->ready) {
         ReplySlot *done = q->head;
@@ -106,7 +109,7 @@ evbuffer *reply_queue_immediate(ReplyQueue *q, ReplySlotPool *pool, ReplySlot **
     *slot = NULL;
     if (q->head == NULL)
         return q->out;
-    *slot = reply_queue_push(q, pool);
+    *slot = reply_queue_push(q, pool, 0);
     return *slot != NULL ? reply_slot_output(*slot) : NULL;
 }
 

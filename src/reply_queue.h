@@ -35,22 +35,20 @@ void reply_pool_free(ReplySlotPool *pool);
 
 // A slot for the next answer, holding `cost` bytes while it waits. NULL when out of memory (the
 // queue has failed).
-ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost = 0);
+ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost);
 
 // Where the slot's answer is to be written now. NULL when its connection has gone, or when out of
 // memory (the queue has failed): skip it.
 evbuffer *reply_slot_output(ReplySlot *s);
-
-// The connection the slot answers (the queue's owner); NULL once it has gone.
-void *reply_slot_owner(const ReplySlot *s);
 
 // Out of memory while writing the slot's answer: the queue has failed (finish the slot still).
 void reply_slot_fail(ReplySlot *s);
 
 // The slot's answer is complete. Moves every complete answer at the head of the line into
 // `out`. Returns the queue's owner when there is something new in `out` or the queue has failed,
-// else NULL (also when the connection has gone; the slot is then recycled).
-void *reply_slot_finish(ReplySlot *s);
+// else NULL (also when the connection has gone; the slot is then recycled). *owner is the
+// queue's owner either way (NULL when the connection has gone): what its slots hold changed.
+void *reply_slot_finish(ReplySlot *s, void **owner);
 
 // For an answer known at once: `out` itself when nothing waits ahead of it (*slot = NULL),
 // else a new slot's buffer (finish it with reply_slot_finish). NULL when out of memory (the queue

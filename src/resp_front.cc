@@ -33,8 +33,8 @@ static const size_t MAX_UNSENT_BYTES = 1024 * 1024;
 static const size_t INPUT_START = 4096;
 // What a lookup under way holds, for the client's memory bound: a GET's flight and waiter, and
 // per key of an MGET its result, its waiter and its share of a flight (beside the key bytes).
-static const size_t GET_STATE_BYTES = 256;
-static const size_t MGET_STATE_BYTES_PER_KEY = 192;
+static const size_t LOOKUP_STATE_BYTES = 256;
+static const size_t KEY_STATE_BYTES = 192;
 
 struct RespClient {
     RespFront *front;
@@ -73,7 +73,6 @@ struct RespFront {
     int handover_count, handover_next;
     event *handover_retry;  // every target refused (full or gone): try again shortly
     uint64_t next_id;
-    uint64_t evict_logged_ms;  // evictions are logged once a second at most; all are counted
 };
 
 // Answers made while reading are written when the read handler ends; answers that arrive later
@@ -88,10 +87,13 @@ static void account(RespClient *c);
 
 static void finish_slot(ReplySlot *slot)
 {
-    RespClient *owner = (RespClient *)reply_slot_owner(slot);
-    RespClient *c = (RespClient *)reply_slot_finish(slot);
-    if (owner != NULL)
-        account(owner);  // an answer now waits to be written, or waits for its turn
+    void *owner_of_slot;
+    RespClient *c = (RespClient *)reply_slot_finish(slot, &owner_of_slot);
+    RespClient *owner = (RespClient *)owner_of_slot;
+    // An answer from Redis now waits to be written, or for its turn. (One made while its client's
+    // input is processed, a hit, is accounted once for the whole batch when that ends.)
+    if (owner != NULL && !owner->processing)
+        account(owner);
     if (c != NULL)
         schedule_write(c);
 }
@@ -479,9 +481,9 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
     bool arity_ok = command != NULL &&
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
     if (command != NULL && command->run == NULL && arity_ok) {
-        size_t cost = GET_STATE_BYTES;
-        for (int i = 1; i < argc; i++)
-            cost += MGET_STATE_BYTES_PER_KEY + args[i].len;
+        // (its keys' bytes: up to the end of the last argument)
+        size_t cost = LOOKUP_STATE_BYTES + (size_t)(argc - 1) * KEY_STATE_BYTES + args[argc - 1].offset +
+                      args[argc - 1].len;
         ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots, cost);
         if (r == NULL)
             return;  // out of memory: the queue has failed, and the client is closed
@@ -579,20 +581,16 @@ static void answer_protocol_error(RespClient *c, const char *error)
 
 static const char *const evict_reasons[EVICT_REASONS] = {
     "sent a command larger than max_request_size",
-    "left answers unread past max_client_output",
+    "held answers unread and lookups under way past max_client_output",
     "held the most while the worker's clients passed max_client_memory",
 };
 
-// Counted always; logged once a second at most, with the client's address, so that a flood of
-// them cannot flood the log.
+// Counted always; logged with the client's address (client_memory_log_quietly).
 static void log_eviction(RespClient *c, EvictReason reason)
 {
     RespFront *f = c->front;
     f->worker->stats->clients_evicted[reason]++;
-    uint64_t now = monotonic_ms();
-    bool quiet = f->evict_logged_ms != 0 && now - f->evict_logged_ms < 1000;
-    if (!quiet)
-        f->evict_logged_ms = now;
+    bool quiet = client_memory_log_quietly(&f->worker->client_memory, monotonic_ms());
     char address[128] = "?";
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -620,19 +618,25 @@ static void evict_later(RespClient *c, EvictReason reason)
         c->reading = false;
         event_del(c->read_event);
     }
-    schedule_write(c);
+    event_active(c->write_event, EV_WRITE, 1);  // even while processing: on_writable evicts first
 }
 
 // Brings the client's share of the worker's client memory up to date: its input buffer, its
 // answers not yet written, and what its slots hold (lookups under way, answers waiting for their
-// turn). Past max_client_output, the client is closed.
-static void account(RespClient *c)
+// turn). Past max_client_output, the client is closed. `unsent`: the length of replies.out.
+static void account_with(RespClient *c, size_t unsent)
 {
     const Config *config = c->front->worker->config;
-    size_t output = evbuffer_get_length(c->replies.out) + c->replies.held;
+    size_t output = unsent + c->replies.held;
     client_memory_set(&c->front->worker->client_memory, &c->memory, c->in_cap + output);
     if (output > (size_t)config->max_client_output)
         evict_later(c, EVICT_OUTPUT);
+}
+
+// Out of line: finish_slot, on every answer, stays small enough to be inlined.
+__attribute__((noinline)) static void account(RespClient *c)
+{
+    account_with(c, evbuffer_get_length(c->replies.out));
 }
 
 size_t resp_front_most_memory(RespFront *f, void **client)
@@ -740,7 +744,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     if (c->in_cap - c->in_len < 1024) {
         // What is left in the input is one command not yet complete (complete ones have run, or
-        // wait with reading off): past max_request_size it never will be, within the bound.
+        // wait with reading off). The buffer never grows past max_request_size: full, that
+        // command cannot be complete within the bound.
         size_t limit = (size_t)c->front->worker->config->max_request_size;
         if (c->in_len >= limit) {
             log_eviction(c, EVICT_REQUEST);
@@ -749,8 +754,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             return;
         }
         size_t cap = c->in_cap ? c->in_cap * 2 : INPUT_START;
-        if (cap > limit + 1024)
-            cap = limit + 1024;
+        if (cap > limit)
+            cap = limit;
         char *in = (char *)realloc(c->in, cap);
         if (in == NULL) {
             client_close(c);
@@ -812,8 +817,9 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
             return;
         }
     }
-    account(c);
-    if (evbuffer_get_length(out) > 0) {
+    size_t unsent = evbuffer_get_length(out);
+    account_with(c, unsent);
+    if (unsent > 0) {
         // The socket is full: wait until it drains, client_timeout at most between two writes.
         event_add(c->write_event, c->front->idle_timeout);
         return;

@@ -166,7 +166,7 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
     if (t == NULL)
         return;
     t->enabling = false;
-    if (failure == BACKEND_TIMEOUT) {
+    if (failure == BACKEND_TIMEOUT || failure == BACKEND_TOO_LARGE) {  // (no connection was lost)
         retry_later(t, "CLIENT TRACKING", NULL);  // its late reply, if any, is dropped
         return;
     }
@@ -301,8 +301,8 @@ static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
     Tracking *t = reply_owner(arg);
     if (t == NULL)
         return;
-    if (failure == BACKEND_TIMEOUT) {
-        backend_reset(t->link, "CLIENT ID not answered within command_timeout");
+    if (failure == BACKEND_TIMEOUT || failure == BACKEND_TOO_LARGE) {
+        backend_reset(t->link, "CLIENT ID not answered within command_timeout, or past max_reply_size");
         return;
     }
     if (failure != BACKEND_OK)

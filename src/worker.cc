@@ -330,7 +330,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.started_ms = monotonic_ms();
     w.channel = setup->channel;
     w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
-    w.client_memory = {0, (size_t)config->max_client_memory, &w.stats->client_memory, schedule_eviction, &w};
+    w.client_memory = {0, (size_t)config->max_client_memory, &w.stats->client_memory, schedule_eviction, &w, 0};
     uint64_t seed;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);

@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import time
 
 from harness import SANITIZED, ProxyTestCase, RedisClient, RedisError, read_until_closed, resp_encode, wait_until
 
@@ -48,18 +49,41 @@ class LargeValueTest(ProxyTestCase):
         self.assertEqual(metric(text, "redis_replies_too_large_total"), 2)
         self.assertEqual(metric(text, "redis_out_of_step_total"), 0)
 
-    def test_an_mget_whose_whole_answer_passes_max_reply_size_fails_alone(self):
+    def test_an_mget_whose_whole_answer_passes_max_reply_size_is_fetched_key_by_key(self):
+        # The bound is on one reply from Redis: four values of 900 kB are each within it, so the
+        # MGET is answered (each key fetched on its own), and so is another client's GET that
+        # joined one of its fetches; a value too large by itself fails the MGET it is in.
         proxy = self.start_proxy(resp=True, redis={"max_reply_size": "2m"}, cache={"max_value_size": "1m"})
         keys = ["part%d" % i for i in range(4)]
         for key in keys:
             self.redis("SET", key, "p" * 900000)
-        client = proxy.resp()
-        self.addCleanup(client.close)
+        self.redis("SET", "huge", "h" * 3000000)
+        a, b = proxy.resp(), proxy.resp()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.redis.proc.send_signal(signal.SIGSTOP)  # so that b's GET joins a's fetch
+        try:
+            a.send_raw(resp_encode("MGET", *keys))
+            b.send_raw(resp_encode("GET", "part0"))
+            wait_until(lambda: metric(proxy.admin("/metrics")[1], "coalesced_total") == 1, what="b's GET joined")
+        finally:
+            self.redis.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(a.read_reply(), [b"p" * 900000] * 4)
+        self.assertEqual(b.read_reply(), b"p" * 900000)
         with self.assertRaises(RedisError) as caught:
-            client("MGET", *keys)
+            a("MGET", "part0", "huge")
         self.assertIn("ERR value too large", str(caught.exception))
-        self.assertEqual(client("MGET", *keys[:2]), [b"p" * 900000] * 2)  # within the bound
+        self.assertEqual(a("GET", "part1"), b"p" * 900000)
         self.assertEqual(metric(proxy.admin("/metrics")[1], "redis_connects_total"), 1)
+
+    def test_a_value_of_max_value_size_is_read_when_max_reply_size_is_the_same(self):
+        # The bound counts a value, not the framing around it.
+        proxy = self.start_proxy(redis={"max_reply_size": "1k"}, cache={"max_value_size": "1k"})
+        self.redis("SET", "edge", "e" * 1024)
+        self.redis("SET", "over", "o" * 1025)
+        self.assertMiss(proxy.get("edge"), b"e" * 1024)
+        self.assertHit(proxy.get("edge"), b"e" * 1024)
+        self.assertEqual(proxy.get("over").status, 502)
 
     def test_a_reply_past_max_reply_size_read_whole_is_refused_too(self):
         # Once, a 30,000-byte reply passed a 1k bound because it arrived within one read.
@@ -145,7 +169,7 @@ class ClientBoundsTest(ProxyTestCase):
         other = proxy.resp()
         self.addCleanup(other.close)
         self.assertEqual(other("GET", "k"), b"v")
-        self.assertIn("left answers unread past max_client_output", proxy.log())
+        self.assertIn("held answers unread and lookups under way past max_client_output", proxy.log())
         self.assertIn("127.0.0.1:", proxy.log())  # its address
 
     def test_a_command_past_max_request_size_is_refused_and_its_client_closed(self):
@@ -173,6 +197,28 @@ class ClientBoundsTest(ProxyTestCase):
                 pass
         self.assertEqual(evicted(proxy, "request"), 6)
         self.assertLess(rss_grown_mb(pid, before), 40)
+
+    def test_max_request_size_is_exact(self):
+        proxy = self.start_proxy(resp=True, proxy={"max_request_size": "2k", "max_key_size": "1k"})
+
+        def mget_of(total):
+            """An MGET of two keys, exactly `total` bytes long."""
+            first = resp_encode("MGET", "a" * 1000)[2:]  # without its "*2"
+            n = total
+            while 2 + len(first) + len(b"$%d\r\n" % n) + n + 2 > total:
+                n -= 1
+            return b"*3" + first + b"$%d\r\n" % n + b"b" * n + b"\r\n"
+
+        fits, over = mget_of(2048), mget_of(2049)
+        self.assertEqual((len(fits), len(over)), (2048, 2049))
+        client = proxy.resp()
+        self.addCleanup(client.close)
+        client.send_raw(fits)
+        self.assertEqual(client.read_reply(), [None, None])
+        client.send_raw(over)
+        with self.assertRaises(RedisError) as caught:
+            client.read_reply()
+        self.assertIn("request larger than max_request_size", str(caught.exception))
 
     def test_past_max_client_memory_the_client_holding_the_most_is_closed(self):
         proxy = self.start_proxy(resp=True, proxy={"max_client_memory": "8m", "max_client_output": "4m",
@@ -258,11 +304,19 @@ class AdminConnectionsTest(ProxyTestCase):
         client = proxy.resp()
         self.addCleanup(client.close)
         self.assertEqual(client("GET", "k"), b"v")
-        # The idle ones are closed at [admin] timeout, four at a time, and the endpoint answers.
+
+    def test_an_idle_admin_connection_is_closed_at_its_timeout(self):
+        proxy = self.start_proxy(admin={"max_clients": "4", "timeout": "1s"})
+        idle = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=10)
+            self.addCleanup(s.close)
+            idle.append(s)
+        started = time.monotonic()
         for s in idle:
-            s.close()
-        status, _ = proxy.admin("/healthz", timeout=20)
-        self.assertEqual(status, 200)
+            self.assertEqual(read_until_closed(s, 10), b"")  # closed by the proxy, not by us
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(proxy.admin("/healthz")[0], 200)  # and the endpoint answers again
 
 
 class MaxMemoryTest(ProxyTestCase):

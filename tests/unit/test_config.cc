@@ -279,6 +279,29 @@ TEST(Config, test_max_reply_size_must_fit_max_value_size)
     STRCMP_CONTAINS("FILE:4: max_reply_size", error().c_str());
 }
 
+TEST(Config, test_max_request_size_must_hold_a_get_of_the_longest_key)
+{
+    CHECK_TRUE(load("[proxy]\nmax_key_size = 8k\nmax_request_size = 8k\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:3: max_request_size in [proxy] (8192 bytes) cannot hold a GET of a key of max_key_size "
+                 "(8192 bytes): make it at least 8256",
+                 error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nmax_key_size = 8k\nmax_request_size = 9k\n"));
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+}
+
+TEST(Config, test_max_client_memory_must_hold_one_clients_output_unless_off)
+{
+    CHECK_TRUE(load("[proxy]\nmax_client_output = 64m\nmax_client_memory = 32m\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_CONTAINS("FILE:3: max_client_memory in [proxy] (33554432 bytes) is smaller than max_client_output",
+                    error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nmax_client_output = 64m\nmax_client_memory = 0\n"));
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+}
+
 TEST(Config, test_defaults_are_valid)
 {
     CHECK_TRUE(config_validate(&config, err, sizeof(err)));

@@ -116,3 +116,13 @@ TEST(ReplyFrame, test_what_cannot_be_framed_is_bad)
         CHECK_TEXT(!events.empty() && events.back().first == FRAME_BAD, stream);
     }
 }
+
+TEST(ReplyFrame, test_a_value_of_exactly_the_limit_fits_its_framing_aside)
+{
+    std::string value(1024, 'v');
+    auto events = scan("$1024\r\n" + value + "\r\n", 1024, 100);
+    LONGS_EQUAL(1, events.size());
+    CHECK_EQUAL(FRAME_END, events[0].first);
+    events = scan("$1025\r\n" + value + "v\r\n", 1024, 100);
+    CHECK_EQUAL(FRAME_TOO_LARGE, events[0].first);
+}

@@ -42,6 +42,11 @@ TEST_GROUP(ReplyQueue)
         evbuffer_remove(q.out, &s[0], n);
         return s;
     }
+    void *finish(ReplySlot *s)
+    {
+        void *owner_of_slot;
+        return reply_slot_finish(s, &owner_of_slot);
+    }
     size_t pooled()
     {
         size_t n = 0;
@@ -53,22 +58,22 @@ TEST_GROUP(ReplyQueue)
 
 TEST(ReplyQueue, test_answers_in_order_leave_at_once)
 {
-    ReplySlot *a = reply_queue_push(&q, &pool);
+    ReplySlot *a = reply_queue_push(&q, &pool, 0);
     answer(a, "A");
-    POINTERS_EQUAL(&owner, reply_slot_finish(a));
+    POINTERS_EQUAL(&owner, finish(a));
     STRCMP_EQUAL("A", sent().c_str());
     LONGS_EQUAL(0, q.pending);
 }
 
 TEST(ReplyQueue, test_later_answer_waits_for_an_earlier_one)
 {
-    ReplySlot *miss = reply_queue_push(&q, &pool);
-    ReplySlot *hit = reply_queue_push(&q, &pool);
+    ReplySlot *miss = reply_queue_push(&q, &pool, 0);
+    ReplySlot *hit = reply_queue_push(&q, &pool, 0);
     answer(hit, "hit;");
-    POINTERS_EQUAL(NULL, reply_slot_finish(hit));  // nothing can leave yet
+    POINTERS_EQUAL(NULL, finish(hit));  // nothing can leave yet
     STRCMP_EQUAL("", sent().c_str());
     answer(miss, "miss;");
-    POINTERS_EQUAL(&owner, reply_slot_finish(miss));
+    POINTERS_EQUAL(&owner, finish(miss));
     STRCMP_EQUAL("miss;hit;", sent().c_str());
     LONGS_EQUAL(0, q.pending);
 }
@@ -77,10 +82,10 @@ TEST(ReplyQueue, test_many_answers_completing_in_reverse_order)
 {
     ReplySlot *slots[10];
     for (int i = 0; i < 10; i++)
-        slots[i] = reply_queue_push(&q, &pool);
+        slots[i] = reply_queue_push(&q, &pool, 0);
     for (int i = 9; i >= 0; i--) {
         answer(slots[i], std::to_string(i).c_str());
-        reply_slot_finish(slots[i]);
+        finish(slots[i]);
     }
     STRCMP_EQUAL("0123456789", sent().c_str());
 }
@@ -96,28 +101,28 @@ TEST(ReplyQueue, test_immediate_answer_goes_straight_out_when_nothing_waits)
 
 TEST(ReplyQueue, test_immediate_answer_queues_behind_a_waiting_one)
 {
-    ReplySlot *miss = reply_queue_push(&q, &pool);
+    ReplySlot *miss = reply_queue_push(&q, &pool, 0);
     ReplySlot *slot;
     evbuffer *out = reply_queue_immediate(&q, &pool, &slot);
     CHECK(slot != NULL);
     evbuffer_add(out, "PONG;", 5);
-    reply_slot_finish(slot);
+    finish(slot);
     STRCMP_EQUAL("", sent().c_str());
     answer(miss, "value;");
-    reply_slot_finish(miss);
+    finish(miss);
     STRCMP_EQUAL("value;PONG;", sent().c_str());
 }
 
 TEST(ReplyQueue, test_abandoned_slot_is_dropped_when_its_answer_arrives)
 {
-    ReplySlot *waiting = reply_queue_push(&q, &pool);
-    ReplySlot *done = reply_queue_push(&q, &pool);
+    ReplySlot *waiting = reply_queue_push(&q, &pool, 0);
+    ReplySlot *done = reply_queue_push(&q, &pool, 0);
     answer(done, "x");
-    reply_slot_finish(done);
+    finish(done);
     reply_queue_abandon(&q);  // the client went away
     LONGS_EQUAL(1, pooled());
     POINTERS_EQUAL(NULL, reply_slot_output(waiting));
-    POINTERS_EQUAL(NULL, reply_slot_finish(waiting));
+    POINTERS_EQUAL(NULL, finish(waiting));
     LONGS_EQUAL(2, pooled());
     STRCMP_EQUAL("", sent().c_str());
 }
@@ -125,12 +130,12 @@ TEST(ReplyQueue, test_abandoned_slot_is_dropped_when_its_answer_arrives)
 TEST(ReplyQueue, test_slots_are_recycled)
 {
     for (int round = 0; round < 3; round++) {
-        ReplySlot *a = reply_queue_push(&q, &pool);
-        ReplySlot *b = reply_queue_push(&q, &pool);
+        ReplySlot *a = reply_queue_push(&q, &pool, 0);
+        ReplySlot *b = reply_queue_push(&q, &pool, 0);
         answer(b, "b");
-        reply_slot_finish(b);
+        finish(b);
         answer(a, "a");
-        reply_slot_finish(a);
+        finish(a);
         STRCMP_EQUAL("ab", sent().c_str());
         LONGS_EQUAL(2, pooled());
     }
@@ -143,8 +148,8 @@ static void *failing_realloc(void *p, size_t n) { return fail_allocations ? NULL
 
 TEST(ReplyQueue, test_an_answer_without_memory_fails_the_queue_instead_of_skipping_a_slot)
 {
-    ReplySlot *a = reply_queue_push(&q, &pool);  // waits for Redis, at the head
-    ReplySlot *b = reply_queue_push(&q, &pool);  // ready before its turn: needs a buffer of its own
+    ReplySlot *a = reply_queue_push(&q, &pool, 0);  // waits for Redis, at the head
+    ReplySlot *b = reply_queue_push(&q, &pool, 0);  // ready before its turn: needs a buffer of its own
     event_set_mem_functions(failing_malloc, failing_realloc, free);
     fail_allocations = true;
     POINTERS_EQUAL(NULL, reply_slot_output(b));
@@ -152,9 +157,9 @@ TEST(ReplyQueue, test_an_answer_without_memory_fails_the_queue_instead_of_skippi
     event_set_mem_functions(NULL, NULL, NULL);
     CHECK(q.failed);
     // The connection hears of it at once, though nothing new is ready to send: it must close.
-    POINTERS_EQUAL(&owner, reply_slot_finish(b));
+    POINTERS_EQUAL(&owner, finish(b));
     answer(a, "A");
-    POINTERS_EQUAL(&owner, reply_slot_finish(a));
+    POINTERS_EQUAL(&owner, finish(a));
 }
 
 TEST(ReplyQueue, test_held_counts_lookups_under_way_then_answers_waiting_for_their_turn)
@@ -163,15 +168,15 @@ TEST(ReplyQueue, test_held_counts_lookups_under_way_then_answers_waiting_for_the
     ReplySlot *other = reply_queue_push(&q, &pool, 300);
     LONGS_EQUAL(1300, q.held);
     answer(other, "0123456789");
-    reply_slot_finish(other);
+    finish(other);
     LONGS_EQUAL(1010, q.held);  // its answer waits behind the MGET
     answer(miss, "m");
-    reply_slot_finish(miss);
+    finish(miss);
     LONGS_EQUAL(0, q.held);  // both in out now
     STRCMP_EQUAL("m0123456789", sent().c_str());
     ReplySlot *orphan = reply_queue_push(&q, &pool, 50);
     reply_queue_abandon(&q);
     LONGS_EQUAL(0, q.held);
-    POINTERS_EQUAL(NULL, reply_slot_finish(orphan));  // its lookup ends later: recycled
+    POINTERS_EQUAL(NULL, finish(orphan));  // its lookup ends later: recycled
     LONGS_EQUAL(0, q.held);
 }
