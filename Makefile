@@ -22,10 +22,14 @@ CXXFLAGS += -std=c++17 $(OPT) -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-SRC      := $(wildcard src/*.cc)
+# The source's layers, top to bottom (README, "Source layout"); each is a folder of src/ and of
+# tests/unit/, and a file includes only from its own layer or those below (tests/check_layers.py).
+LAYERS   := daemon front cache redis base
+CPPFLAGS += $(LAYERS:%=-Isrc/%)
+SRC      := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.cc))
 OBJ      := $(SRC:src/%.cc=$(BUILD)/obj/%.o)
-LIB_OBJ  := $(filter-out $(BUILD)/obj/main.o,$(OBJ))
-UNIT_SRC := $(wildcard tests/unit/*.cc)
+LIB_OBJ  := $(filter-out $(BUILD)/obj/daemon/main.o,$(OBJ))
+UNIT_SRC := $(wildcard tests/unit/*.cc) $(foreach l,$(LAYERS),$(wildcard tests/unit/$(l)/*.cc))
 UNIT_OBJ := $(UNIT_SRC:tests/unit/%.cc=$(BUILD)/unit/%.o)
 
 BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
@@ -39,12 +43,14 @@ all: $(BUILD)/redis-proxy
 $(BUILD)/redis-proxy: $(OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/%.o: src/%.cc | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.cc
+	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
 
 # CppUTest's new/delete leak detector clashes with ASan; disable it with -DCPPUTEST_MEM_LEAK_DETECTION_DISABLED.
-$(BUILD)/unit/%.o: tests/unit/%.cc | $(BUILD)/unit
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Wno-shadow -Isrc -c -o $@ $<
+$(BUILD)/unit/%.o: tests/unit/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Wno-shadow -c -o $@ $<
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(LIB_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lCppUTest -lCppUTestExt
@@ -135,7 +141,7 @@ install: all
 # `make deb`: the Debian package, from packaging/debian, built in a copy of the sources under
 # build-deb/ (so the tree itself never holds a debian/ directory or build leftovers), then
 # checked by lintian, which must report no error.
-VERSION  := $(shell sed -n 's/^#define REDIS_PROXY_VERSION "\(.*\)"/\1/p' src/version.h)
+VERSION  := $(shell sed -n 's/^#define REDIS_PROXY_VERSION "\(.*\)"/\1/p' src/base/version.h)
 DEB_TOOL_PKGS := dpkg-dev debhelper lintian fakeroot
 
 deb-deps:
@@ -162,11 +168,11 @@ FUZZ_PKGS    := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 FUZZ_CXX     := clang++
 FUZZ_FLAGS   := -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+                $(LAYERS:%=-Isrc/%) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_TARGETS := resp_parser key_decode config
-FUZZ_SRC_resp_parser := src/resp_parser.cc
-FUZZ_SRC_key_decode  := src/key_decode.cc
-FUZZ_SRC_config      := src/config.cc src/address.cc src/log.cc
+FUZZ_SRC_resp_parser := src/base/resp_parser.cc
+FUZZ_SRC_key_decode  := src/front/key_decode.cc
+FUZZ_SRC_config      := src/base/config.cc src/base/address.cc src/base/log.cc
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.cc $$(FUZZ_SRC_$$*)
 	@mkdir -p build-fuzz
