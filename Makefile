@@ -86,6 +86,7 @@ system: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
 	$(SYSTEM_ENV) python3 tests/system/run.py
 
 check: deps
+	python3 tests/check_layers.py
 	$(MAKE) all $(BUILD)/unit-tests $(BUILD)/resp-pipeline
 	$(BUILD)/unit-tests
 	$(SYSTEM_ENV) python3 tests/system/run.py

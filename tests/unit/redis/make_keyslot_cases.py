@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes tests/unit/keyslot_cases.inc: keys and the slot a real Redis gives each with CLUSTER
+"""Writes tests/unit/redis/keyslot_cases.inc: keys and the slot a real Redis gives each with CLUSTER
 KEYSLOT, for test_cluster_slot.cc. Run by hand (not by make check) when the cases change:
 
-    python3 tests/unit/make_keyslot_cases.py
+    python3 tests/unit/redis/make_keyslot_cases.py
 
 It starts a throwaway cluster-enabled redis-server on a free port and stops it again."""
 import os
@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "system"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "system"))
 from harness import RedisServer  # noqa: E402
 
 
