@@ -18,6 +18,7 @@
 #include "handover.h"
 #include "http_front.h"
 #include "log.h"
+#include "lookup.h"
 #include "resp_front.h"
 #include "scoreboard.h"
 
@@ -236,7 +237,17 @@ static void set_caching(void *arg, bool caching, bool tracked)
     Worker *w = (Worker *)arg;
     w->caching = caching;
     w->stats->tracking = tracked;
+    if (caching && !tracked)  // refused for good: no word of a key's creation will come
+        w->cache_not_found = w->config->cache_not_found == SWITCH_ON;
 }
+
+static void tracking_unsupported(void *arg)
+{
+    Worker *w = (Worker *)arg;
+    w->cache_not_found = w->config->cache_not_found == SWITCH_ON;
+}
+
+static void invalidate_key(void *arg, const char *key, size_t len) { lookup_invalidate((Worker *)arg, key, len); }
 
 static void on_redis_ready(void *arg)
 {
@@ -335,6 +346,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);
     w.base = event_base_new();
+    w.env = {w.base, config, w.stats, w.id, &w.stopping};
     w.key_buf = (char *)malloc((size_t)config->max_key_size);
     w.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
     w.flights = fetch_table_create();
@@ -350,7 +362,9 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.cache_not_found = config_caches_not_found(config);
     if (setup->seed_count > 0) {
         // A cluster: connections per primary, each with its own tracking (cluster.h).
-        if ((w.cluster = cluster_create(&w, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w.id)) == NULL) {
+        ClusterOwner owner = {forget_cache, invalidate_key, tracking_unsupported, &w};
+        w.cluster = cluster_create(&w.env, &owner, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w.id);
+        if (w.cluster == NULL) {
             log_error("worker %d: out of memory at start", w.id);
             worker_free(&w);
             return 1;
@@ -362,9 +376,9 @@ int worker_run(const Config *config, const WorkerSetup *setup)
         hooks.on_lost = on_redis_lost;
         hooks.arg = &w;
         w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
-        TrackingOwner owner = {w.backend, distrust_cache, set_caching, &w, NULL};
+        TrackingOwner owner = {w.backend, distrust_cache, set_caching, invalidate_key, &w, NULL};
         if (config->invalidation == INVALIDATION_TRACKING && w.backend != NULL &&
-            (w.tracking = tracking_create(&w, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
+            (w.tracking = tracking_create(&w.env, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
             log_error("worker %d: out of memory at start", w.id);
             worker_free(&w);
             return 1;

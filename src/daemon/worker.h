@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "client_memory.h"
+#include "worker_env.h"
 #include "config.h"
 #include "listener_set.h"
 #include "stats.h"
@@ -40,6 +41,7 @@ struct Worker {
     WorkerStats *stats;
     const struct Scoreboard *scoreboard;  // may be NULL
     size_t inflight;       // fetches waiting for Redis
+    WorkerEnv env;         // what the parts below read of it: loop, config, numbers, id, stopping
     int64_t client_limit;  // this worker's share of max_clients
     ClientMemory client_memory;  // what the clients hold, against max_client_memory
     event *evict_event;          // closes the clients holding the most, once past it

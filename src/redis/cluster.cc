@@ -5,14 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
 #include "clock.h"
 #include "command_owner.h"
 #include "config.h"
 #include "log.h"
 #include "slot_map.h"
 #include "tracking.h"
-#include "worker.h"
 
 static const uint64_t REFRESH_GAP_MIN_MS = 100;   // between two rereads of the map, at least
 static const uint64_t REFRESH_GAP_MAX_MS = 1000;  // ... backing off to this while nothing changes
@@ -57,7 +55,8 @@ struct SlotsQuery {
 };
 
 struct Cluster {
-    Worker *w;
+    const WorkerEnv *env;
+    ClusterOwner owner;
     const BackendTarget *seeds;
     int seed_count;
     uint64_t seed;
@@ -124,8 +123,14 @@ static void update_gauges(Cluster *c)
         connected = connected && l->data != NULL && backend_ready(l->data);
         tracked = tracked && l->tracked;
     }
-    c->w->stats->redis_connected = connected;
-    c->w->stats->tracking = tracked && c->w->config->invalidation == INVALIDATION_TRACKING;
+    c->env->stats->redis_connected = connected;
+    c->env->stats->tracking = tracked && c->env->config->invalidation == INVALIDATION_TRACKING;
+}
+
+static void invalidate_key(void *arg, const char *key, size_t len)
+{
+    Cluster *c = ((NodeLink *)arg)->c;
+    c->owner.invalidate(c->owner.arg, key, len);
 }
 
 static void set_node_caching(void *arg, bool caching, bool tracked)
@@ -134,6 +139,8 @@ static void set_node_caching(void *arg, bool caching, bool tracked)
     l->caching = caching;
     l->tracked = tracked;
     update_gauges(l->c);
+    if (caching && !tracked)
+        l->c->owner.tracking_unsupported(l->c->owner.arg);
 }
 
 static void on_node_ready(void *arg)
@@ -158,11 +165,9 @@ static void on_node_lost(void *arg)
 static void on_node_untrusted(void *arg)
 {
     NodeLink *l = (NodeLink *)arg;
-    Worker *w = l->c->w;
-    size_t n = cache_count(w->cache);
-    cache_clear(w->cache);
-    log_warn("worker %d: dropped all %zu cached entries: a connection to %s:%d was out of step", w->id, n,
+    log_warn("worker %d: a connection to %s:%d was out of step: dropping every cached entry", l->c->env->id,
              l->c->map.node[l->index].ip, l->c->map.node[l->index].port);
+    l->c->owner.forget_cache(l->c->owner.arg);
 }
 
 static void node_target(const ClusterNode *n, BackendTarget *t)
@@ -182,7 +187,7 @@ static bool link_open(Cluster *c, int node)
         return true;
     if (c->destroying)
         return false;
-    Worker *w = c->w;
+    const WorkerEnv *w = c->env;
     BackendTarget target;
     node_target(&c->map.node[node], &target);
     l->c = c;
@@ -199,7 +204,7 @@ static bool link_open(Cluster *c, int node)
         return false;
     if (w->config->invalidation == INVALIDATION_TRACKING) {
         snprintf(l->label, sizeof(l->label), " of %s", target.display);
-        TrackingOwner owner = {l->data, distrust_node, set_node_caching, l, l->label};
+        TrackingOwner owner = {l->data, distrust_node, set_node_caching, invalidate_key, l, l->label};
         l->tracking = tracking_create(w, &target, &owner, c->seed * 43 + (uint64_t)node);
         if (l->tracking == NULL) {
             backend_destroy(l->data);
@@ -233,7 +238,7 @@ static void on_sweep(evutil_socket_t, short, void *arg)
     }
     for (int n = 0; n < c->map.nodes; n++)
         if (c->links[n].leaving && c->links[n].data != NULL) {
-            log_info("worker %d: closing the connections to %s:%d, which owns no slot any more", c->w->id,
+            log_info("worker %d: closing the connections to %s:%d, which owns no slot any more", c->env->id,
                      c->map.node[n].ip, c->map.node[n].port);
             link_close(&c->links[n]);
             slot_map_forget(&c->map, n);  // its index may serve a node that joins later
@@ -264,7 +269,7 @@ static void schedule_refresh(Cluster *c, uint64_t delay_ms)
 // Something says the map may be out of date: reread it, but at most once per refresh gap.
 static void want_refresh(Cluster *c)
 {
-    if (c->refreshing || c->refresh_soon || c->w->stopping)
+    if (c->refreshing || c->refresh_soon || *c->env->stopping)
         return;
     c->refresh_soon = true;
     uint64_t now = monotonic_ms(), at = c->last_refresh_ms + c->refresh_gap_ms;
@@ -287,7 +292,7 @@ static void refresh_ended(Cluster *c, bool changed)
         c->refresh_gap_ms = REFRESH_GAP_MIN_MS;
     else
         back_off_refresh(c);
-    schedule_refresh(c, (uint64_t)c->w->config->cluster_refresh_ms);
+    schedule_refresh(c, (uint64_t)c->env->config->cluster_refresh_ms);
 }
 
 static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *asked)
@@ -300,7 +305,7 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
     memcpy(before, c->map.owner, sizeof(c->map.owner));
     char err[160];
     if (!slot_map_apply_slots(&c->map, reply, asked, err, sizeof(err))) {
-        log_warn("worker %d: cluster map from %s:%d unusable (%s); keeping the one we have", c->w->id, asked->ip,
+        log_warn("worker %d: cluster map from %s:%d unusable (%s); keeping the one we have", c->env->id, asked->ip,
                  asked->port, err);
         free(before);
         refresh_ended(c, false);
@@ -325,7 +330,7 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
         if (owns[n]) {
             primaries++;
             if (!link_open(c, n))
-                log_error("worker %d: out of memory connecting to %s:%d", c->w->id, c->map.node[n].ip,
+                log_error("worker %d: out of memory connecting to %s:%d", c->env->id, c->map.node[n].ip,
                           c->map.node[n].port);
         } else if (c->links[n].data != NULL && !c->links[n].leaving) {
             c->links[n].leaving = true;
@@ -334,19 +339,19 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
     }
     if (c->map.unaddressable > 0) {
         if (c->map.unaddressable > c->unaddressable_before)  // counted when they appear, not per refresh
-            c->w->stats->cluster_unaddressable_nodes += (uint64_t)(c->map.unaddressable - c->unaddressable_before);
+            c->env->stats->cluster_unaddressable_nodes += (uint64_t)(c->map.unaddressable - c->unaddressable_before);
         log_msg(c->map.unaddressable != c->unaddressable_before ? LOG_WARN : LOG_DEBUG,"worker %d: cluster map from %s:%d: %d primar%s announced by name only (%s), with no IP beside it; "
                  "%s slots are answered unavailable (use cluster-preferred-endpoint-type ip, or Redis 7's metadata)",
-                 c->w->id, asked->ip, asked->port, c->map.unaddressable, c->map.unaddressable == 1 ? "y" : "ies",
+                 c->env->id, asked->ip, asked->port, c->map.unaddressable, c->map.unaddressable == 1 ? "y" : "ies",
                  c->map.unaddressable_name, c->map.unaddressable == 1 ? "its" : "their");
     }
     c->unaddressable_before = c->map.unaddressable;
     if (!c->have_map || moved > 0)
         log_msg(c->have_map ? LOG_INFO : LOG_DEBUG, "worker %d: cluster map from %s:%d: %d primaries, %d slot(s) %s%s",
-                c->w->id, asked->ip, asked->port, primaries, c->have_map ? moved : CLUSTER_SLOTS - uncovered,
+                c->env->id, asked->ip, asked->port, primaries, c->have_map ? moved : CLUSTER_SLOTS - uncovered,
                 c->have_map ? "changed owner" : "served", uncovered > 0 ? ", some slots served by nobody" : "");
     c->have_map = true;
-    c->w->stats->redis_tried = 1;
+    c->env->stats->redis_tried = 1;
     update_gauges(c);
     refresh_ended(c, moved > 0);
 }
@@ -363,16 +368,16 @@ static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
     if (c == NULL)
         return;  // the cluster is being destroyed
     if (probe) {
-        c->w->stats->redis_tried = 1;  // the first attempt has ended, either way (readiness)
+        c->env->stats->redis_tried = 1;  // the first attempt has ended, either way (readiness)
         c->probe_done = true;
         sweep_later(c);
     }
     if (failure != BACKEND_OK || reply->type == REDIS_REPLY_ERROR) {
         if (failure == BACKEND_TOO_LARGE)
-            log_warn("worker %d: %s:%d answers CLUSTER SLOTS with more than max_reply_size: raise it", c->w->id,
+            log_warn("worker %d: %s:%d answers CLUSTER SLOTS with more than max_reply_size: raise it", c->env->id,
                      asked.ip, asked.port);
         if (failure == BACKEND_OK)
-            log_warn("worker %d: %s:%d refuses CLUSTER SLOTS (%.*s)%s", c->w->id, asked.ip, asked.port,
+            log_warn("worker %d: %s:%d refuses CLUSTER SLOTS (%.*s)%s", c->env->id, asked.ip, asked.port,
                      (int)reply->len, reply->str,
                      strstr(reply->str, "disabled") ? ": it is no cluster node, use [redis] address" : "");
         c->refreshing = false;
@@ -446,11 +451,11 @@ static void ask_migrations(Cluster *c)
 // Asks a connected primary for the map; with none, a seed or a known node, on a probe connection.
 static void start_refresh(Cluster *c)
 {
-    if (c->refreshing || c->w->stopping)
+    if (c->refreshing || *c->env->stopping)
         return;
     c->refreshing = true;
     c->last_refresh_ms = monotonic_ms();
-    c->w->stats->cluster_map_refreshes++;
+    c->env->stats->cluster_map_refreshes++;
     for (int n = 0; n < c->map.nodes; n++) {
         NodeLink *l = &c->links[n];
         if (l->data != NULL && !l->leaving && backend_ready(l->data) && ask_slots(c, l->data, &c->map.node[n], false)) {
@@ -481,9 +486,9 @@ static void start_refresh(Cluster *c)
     hooks.label = " (cluster seed)";
     hooks.queue_while_connecting = true;  // CLUSTER SLOTS, asked as soon as it connects
     c->probe_done = false;
-    c->probe = backend_create(c->w->base, c->w->config, &target, &c->probe_stats, c->seed * 47 + (uint64_t)i, &hooks);
+    c->probe = backend_create(c->env->base, c->env->config, &target, &c->probe_stats, c->seed * 47 + (uint64_t)i, &hooks);
     if (c->probe == NULL || !ask_slots(c, c->probe, &asked, true)) {
-        c->w->stats->redis_tried = 1;
+        c->env->stats->redis_tried = 1;
         c->probe_done = true;  // could not even start: freed by the sweep, the next tried later
         sweep_later(c);
         c->refreshing = false;
@@ -555,12 +560,12 @@ static bool park(ClusterRequest *r)
 {
     Cluster *c = r->c;
     uint64_t pause = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, r->retries);
-    if (c->w->stopping || monotonic_ms() + pause >= r->deadline_ms)
+    if (*c->env->stopping || monotonic_ms() + pause >= r->deadline_ms)
         return false;
-    if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->w->base, on_retry_timer, r)) == NULL)
+    if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->env->base, on_retry_timer, r)) == NULL)
         return false;
     r->retries++;
-    c->w->stats->cluster_retries++;
+    c->env->stats->cluster_retries++;
     r->prev = NULL;
     r->next = c->parked;
     if (c->parked != NULL)
@@ -582,10 +587,10 @@ static bool follow(ClusterRequest *r, const ClusterRedirect *to)
         return false;
     r->redirects++;
     if (to->ask) {
-        c->w->stats->cluster_asks++;
+        c->env->stats->cluster_asks++;
         r->asked = true;
     } else {
-        c->w->stats->cluster_moved++;
+        c->env->stats->cluster_moved++;
         set_owner(c, to->slot, node);
     }
     return send_to(r, node, to->ask);
@@ -638,7 +643,7 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
         // Once a second at most: a cluster that loops (or a hostile node) must not flood the log.
         uint64_t now = monotonic_ms();
         log_msg(now - c->gave_up_logged_ms >= 1000 ? LOG_WARN : LOG_DEBUG,
-                "worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->w->id, r->slot,
+                "worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->env->id, r->slot,
                 (int)reply->len, reply->str, r->redirects);
         if (now - c->gave_up_logged_ms >= 1000)
             c->gave_up_logged_ms = now;
@@ -663,7 +668,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
     if (r == NULL)
         return false;
     uint64_t now = monotonic_ms();
-    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->w->config->command_timeout_ms,
+    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->env->config->command_timeout_ms,
           NULL, argc, NULL, NULL};
     r->argv = (const char **)(r + 1);
     r->lens = (size_t *)(r->argv + argc);
@@ -688,7 +693,7 @@ bool cluster_slot_migrating(const Cluster *c, int slot)
 {
     // Said at one refresh, and not said again within two more: the migration has ended.
     uint64_t seen = c->migrating_seen_ms[slot];
-    return seen != 0 && monotonic_ms() - seen < 2 * (uint64_t)c->w->config->cluster_refresh_ms + 100;
+    return seen != 0 && monotonic_ms() - seen < 2 * (uint64_t)c->env->config->cluster_refresh_ms + 100;
 }
 
 bool cluster_reply_cacheable(const Cluster *c) { return c->reply_cacheable; }
@@ -699,20 +704,22 @@ void cluster_distrust_reply(Cluster *c)
         backend_distrust(c->replying);
 }
 
-Cluster *cluster_create(Worker *w, const BackendTarget *seeds, int seed_count, uint64_t seed)
+Cluster *cluster_create(const WorkerEnv *env, const ClusterOwner *owner, const BackendTarget *seeds, int seed_count,
+                        uint64_t seed)
 {
     Cluster *c = (Cluster *)calloc(1, sizeof(Cluster));
     if (c == NULL)
         return NULL;
-    c->w = w;
+    c->env = env;
+    c->owner = *owner;
     c->queries.self = c;
     c->seeds = seeds;
     c->seed_count = seed_count;
     c->seed = seed;
     c->refresh_gap_ms = REFRESH_GAP_MIN_MS;
     slot_map_init(&c->map);
-    c->refresh_timer = evtimer_new(w->base, on_refresh_timer, c);
-    c->sweep_event = event_new(w->base, -1, 0, on_sweep, c);
+    c->refresh_timer = evtimer_new(env->base, on_refresh_timer, c);
+    c->sweep_event = event_new(env->base, -1, 0, on_sweep, c);
     if (c->refresh_timer == NULL || c->sweep_event == NULL || seed_count < 1) {
         cluster_destroy(c);
         return NULL;

@@ -22,11 +22,23 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "worker_env.h"
 
-struct Worker;
 struct Cluster;
 
-Cluster *cluster_create(Worker *w, const BackendTarget *seeds, int seed_count, uint64_t seed);
+// What the cluster tells whoever caches what is read through it (the worker).
+struct ClusterOwner {
+    // A node's connection proved out of step: values may sit under the wrong keys, in any slot.
+    void (*forget_cache)(void *arg);
+    // Redis says the key changed (tracking.h).
+    void (*invalidate)(void *arg, const char *key, size_t len);
+    // A node refuses tracking for good: its slots are cached TTL-only, without Redis's word.
+    void (*tracking_unsupported)(void *arg);
+    void *arg;
+};
+
+Cluster *cluster_create(const WorkerEnv *env, const ClusterOwner *owner, const BackendTarget *seeds, int seed_count,
+                        uint64_t seed);
 // Answers every command still waiting with BACKEND_UNAVAILABLE, then frees everything.
 void cluster_destroy(Cluster *c);
 

@@ -7,20 +7,17 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "cache.h"
 #include "clock.h"
 #include "command_owner.h"
 #include "config.h"
 #include "log.h"
-#include "lookup.h"
-#include "worker.h"
 
 static const char INVALIDATE_CHANNEL[] = "__redis__:invalidate";
 static const uint64_t RETRY_MIN_MS = 100;  // after a refusal for now (-BUSY, -LOADING, ...)
 static const uint64_t RETRY_MAX_MS = 5000;
 
 struct Tracking {
-    Worker *w;
+    const WorkerEnv *env;
     TrackingOwner owner;
     Backend *link;           // the invalidation connection; NULL once Redis refused tracking
     WorkerStats link_stats;  // the link's own numbers: not counted as the worker's Redis traffic
@@ -96,8 +93,8 @@ static void lose(Tracking *t, const char *why)
     t->enabling = false;
     if (t->established) {
         t->owner.distrust(t->owner.arg);
-        t->w->stats->tracking_losses++;
-        log_warn("worker %d: invalidation tracking%s lost (%s); not caching%s until it is back", t->w->id,
+        t->env->stats->tracking_losses++;
+        log_warn("worker %d: invalidation tracking%s lost (%s); not caching%s until it is back", t->env->id,
                  t->owner.label, why, t->owner.label[0] ? " its slots" : "");
     }
     t->established = false;
@@ -110,12 +107,11 @@ static void lose(Tracking *t, const char *why)
 static void give_up(Tracking *t, const char *command, const redisReply *reply)
 {
     log_warn("worker %d: Redis%s refuses %s (%.*s); running without invalidation: entries live until their TTL",
-             t->w->id, t->owner.label, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
+             t->env->id, t->owner.label, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
              reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply");
     t->unsupported = true;
     t->link_ready = false;
     t->owner.set_caching(t->owner.arg, true, false);
-    t->w->cache_not_found = t->w->config->cache_not_found == SWITCH_ON;
     event_active(t->heartbeat_timer, EV_TIMEOUT, 1);  // frees the link, out of any callback
 }
 
@@ -130,9 +126,9 @@ static void retry_later(Tracking *t, const char *command, const redisReply *repl
     int len = reply != NULL && reply->type == REDIS_REPLY_ERROR ? (int)reply->len : (int)strlen(why);
     uint64_t delay = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, t->refusals);
     t->refusals++;
-    t->w->stats->tracking_refusals++;
+    t->env->stats->tracking_refusals++;
     log_msg(t->refusals == 1 ? LOG_WARN : LOG_DEBUG, "worker %d: Redis%s refuses %s for now (%.*s); not caching%s, retrying in %llums",
-            t->w->id, t->owner.label, command, len, why, t->owner.label[0] ? " its slots" : "", (unsigned long long)delay);
+            t->env->id, t->owner.label, command, len, why, t->owner.label[0] ? " its slots" : "", (unsigned long long)delay);
     lose(t, "refused");
     t->retry_pending = true;
     struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
@@ -177,7 +173,7 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
         t->beats_back = t->beats_sent;  // a beat lost with an earlier connection is no news
         set_caching(t, true);
         log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking%s %s (link id %lld)",
-                t->w->id, t->owner.label, t->ever_established ? "back" : "on", t->link_id);
+                t->env->id, t->owner.label, t->ever_established ? "back" : "on", t->link_id);
         t->ever_established = true;
         t->refusals = 0;
         return;
@@ -217,7 +213,7 @@ static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure fail
         t->heartbeat_refused = true;
         log_warn("worker %d: Redis refuses the heartbeat's PUBLISH (%.*s): a silent loss of the "
                  "invalidation link goes unnoticed until its connection drops",
-                 t->w->id, (int)reply->len, reply->str);
+                 t->env->id, (int)reply->len, reply->str);
     }
 }
 
@@ -238,7 +234,7 @@ static void on_heartbeat_timer(evutil_socket_t, short, void *arg)
         return;
     if (t->beats_back < t->beats_sent) {
         char why[96];
-        snprintf(why, sizeof(why), "heartbeat not back within %lldms", (long long)t->w->config->heartbeat_ms / 2);
+        snprintf(why, sizeof(why), "heartbeat not back within %lldms", (long long)t->env->config->heartbeat_ms / 2);
         backend_reset(t->link, why);
         return;
     }
@@ -258,17 +254,16 @@ static bool is_text(const redisReply *r, const char *text)
 
 static void on_invalidation(Tracking *t, const redisReply *keys)
 {
-    Worker *w = t->w;
     if (keys->type == REDIS_REPLY_NIL) {  // FLUSHALL or FLUSHDB: everything changed
         t->owner.distrust(t->owner.arg);
-        w->stats->invalidation_flushes++;
+        t->env->stats->invalidation_flushes++;
         return;
     }
     if (keys->type != REDIS_REPLY_ARRAY)
         return;
     for (size_t i = 0; i < keys->elements; i++)
         if (keys->element[i]->type == REDIS_REPLY_STRING)
-            lookup_invalidate(w, keys->element[i]->str, keys->element[i]->len);
+            t->owner.invalidate(t->owner.arg, keys->element[i]->str, keys->element[i]->len);
 }
 
 // What the link receives: subscription confirmations, invalidations, heartbeats.
@@ -340,12 +335,12 @@ static void on_link_lost(void *arg)
     lose(t, "invalidation connection lost");
 }
 
-Tracking *tracking_create(Worker *w, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed)
+Tracking *tracking_create(const WorkerEnv *env, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed)
 {
     Tracking *t = (Tracking *)calloc(1, sizeof(Tracking));
     if (t == NULL)
         return NULL;
-    t->w = w;
+    t->env = env;
     t->commands.self = t;
     t->owner = *owner;
     if (t->owner.label == NULL)
@@ -358,14 +353,14 @@ Tracking *tracking_create(Worker *w, const BackendTarget *target, const Tracking
     hooks.on_push = on_push;
     hooks.arg = t;
     hooks.label = " (invalidation link)";
-    t->link = backend_create(w->base, w->config, target, &t->link_stats, seed, &hooks);
-    t->heartbeat_timer = event_new(w->base, -1, EV_PERSIST, on_heartbeat_timer, t);
-    t->retry_timer = evtimer_new(w->base, on_retry_timer, t);
+    t->link = backend_create(env->base, env->config, target, &t->link_stats, seed, &hooks);
+    t->heartbeat_timer = event_new(env->base, -1, EV_PERSIST, on_heartbeat_timer, t);
+    t->retry_timer = evtimer_new(env->base, on_retry_timer, t);
     if (t->link == NULL || t->heartbeat_timer == NULL || t->retry_timer == NULL) {
         tracking_destroy(t);
         return NULL;
     }
-    int64_t half = w->config->heartbeat_ms / 2;
+    int64_t half = env->config->heartbeat_ms / 2;
     struct timeval tv = {(time_t)(half / 1000), (suseconds_t)(half % 1000) * 1000};
     event_add(t->heartbeat_timer, &tv);
     set_caching(t, false);

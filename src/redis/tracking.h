@@ -6,7 +6,7 @@
 //   - then CLIENT TRACKING on REDIRECT <link id> on the worker's data connection: Redis remembers
 //     every key this worker reads (nil answers included) and tells the link when one changes,
 //     expires or is evicted, or that everything went (FLUSHALL/FLUSHDB);
-//   - each invalidation drops its keys (lookup_invalidate); a flush starts a new cache generation;
+//   - each invalidation goes to the owner (invalidate); a flush makes it distrust everything;
 //   - a heartbeat: PUBLISH on the data connection to the private channel, which must come back
 //     through the link within heartbeat/2. In RESP2 nothing tells the data connection that its
 //     redirect target died, so this is what bounds staleness after a silent link loss.
@@ -20,9 +20,11 @@
 // nothing cached is trusted, and the handshake is retried with a growing back-off.
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
-struct Worker;
+#include "worker_env.h"
+
 struct Tracking;
 struct Backend;
 struct BackendTarget;
@@ -34,13 +36,17 @@ struct TrackingOwner {
     void (*distrust)(void *arg);
     // Whether replies read through it may be cached from now on, and whether Redis tracks them
     // (caching without tracking: Redis refused it, entries live until their TTL).
+    // (caching without tracking, for good: then a nil reply may not be cached, unless
+    // cache_not_found = on, since no invalidation will tell of the key's creation.)
     void (*set_caching)(void *arg, bool caching, bool tracked);
+    // Redis says the key changed (or expired, or was evicted).
+    void (*invalidate)(void *arg, const char *key, size_t len);
     void *arg;
     const char *label;  // for logs, e.g. " of 10.0.0.1:7000" (NULL: one Redis, none)
 };
 
 // target is where `data` connects: the link goes to the same node.
-Tracking *tracking_create(Worker *w, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed);
+Tracking *tracking_create(const WorkerEnv *env, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed);
 void tracking_destroy(Tracking *t);
 
 // The worker's data connection is ready (past its handshake), or was lost.

@@ -1,0 +1,17 @@
+// What every part of a worker reads from it: its event loop, its configuration, its numbers, its
+// id for the logs, and whether it is stopping. Handed down at creation, so that the parts below
+// the worker (tracking, the cluster) never reach up into it.
+#pragma once
+
+#include "stats.h"
+
+struct event_base;
+struct Config;
+
+struct WorkerEnv {
+    event_base *base;
+    const Config *config;
+    WorkerStats *stats;
+    int id;
+    const bool *stopping;
+};
