@@ -12,7 +12,6 @@
 #include "config.h"
 #include "fetch_table.h"
 #include "log.h"
-#include "worker.h"
 
 // Below this, copying a value into the output buffer costs less than referencing it, which
 // allocates an evbuffer chain and a release callback per reply.
@@ -25,19 +24,19 @@ static const int64_t COARSE_CLOCK_LAG_MS = 10;
 struct GetWaiter {
     FlightWaiter base;  // first: the flight hands this back
     bool in_flight_room;  // the first waiter lives in its flight's allocation, freed with it
-    Worker *worker;
+    Lookup *lookup;
     Front front;
     LookupDone done;
     void *arg;
     uint64_t started_us;
 };
 
-static void count(Worker *w, Front front, const LookupResult *r);
+static void count(Lookup *lk, Front front, const LookupResult *r);
 
-static void finish(Worker *w, Front front, LookupDone done, void *arg, LookupStatus status)
+static void finish(Lookup *lk, Front front, LookupDone done, void *arg, LookupStatus status)
 {
     LookupResult r = {status, false, false, NULL, NULL, 0, 0};
-    count(w, front, &r);
+    count(lk, front, &r);
     done(arg, &r);
 }
 
@@ -47,13 +46,13 @@ static LookupStatus failure_status(BackendFailure failure)
 }
 
 
-static void count(Worker *w, Front front, const LookupResult *r)
+static void count(Lookup *lk, Front front, const LookupResult *r)
 {
     static const RequestResult of_status[] = {
         RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR, RESULT_ERROR};
     RequestResult result = r->hit ? RESULT_HIT : of_status[r->status];  // a cached not-found is a hit
-    w->stats->requests[front][result]++;
-    histogram_observe(&w->stats->request_seconds[front], r->wait_us);
+    lk->stats->requests[front][result]++;
+    histogram_observe(&lk->stats->request_seconds[front], r->wait_us);
 }
 
 // A GET's reply, or one element of an MGET's: a string or nil. Anything else (an integer, an
@@ -66,20 +65,20 @@ static bool is_value_reply(const redisReply *r)
 
 // Also tells the backend: a reply that makes no sense for its command means the connection is
 // out of step, and it is dropped once this callback returns.
-static LookupResult result_bad_reply(Worker *w)
+static LookupResult result_bad_reply(Lookup *lk)
 {
     static const char text[] = "redis sent a reply of the wrong type";
-    w->stats->redis_bad_replies++;
-    if (w->cluster != NULL)
-        cluster_distrust_reply(w->cluster);
+    lk->stats->redis_bad_replies++;
+    if (lk->cluster != NULL)
+        cluster_distrust_reply(lk->cluster);
     else
-        backend_distrust(w->backend);
+        backend_distrust(lk->backend);
     return {LOOKUP_BAD_REPLY, false, false, NULL, text, sizeof(text) - 1, 0};
 }
 
-static LookupResult result_redis_error(Worker *w, const redisReply *reply)
+static LookupResult result_redis_error(Lookup *lk, const redisReply *reply)
 {
-    w->stats->redis_errors++;
+    lk->stats->redis_errors++;
     return {LOOKUP_REDIS_ERROR, false, false, NULL, reply->str, reply->len, 0};
 }
 
@@ -92,53 +91,53 @@ static LookupResult result_of_entry(CacheEntry *e, bool hit)
 
 // What is known now of a key's source (coherence.h): the one Redis, or its slot's owner. Whether
 // its slot migrates matters for a "not found" only: asked for then (with_migration).
-static KeyTrust key_trust(const Worker *w, const char *key, size_t len, int *slot)
+static KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, int *slot)
 {
-    if (w->cluster == NULL)
-        return {w->distrusted_us, w->caching, false};
+    if (lk->cluster == NULL)
+        return {lk->distrusted_us, lk->caching, false};
     *slot = cluster_key_slot(key, len);
-    return {cluster_slot_distrusted_us(w->cluster, *slot), true, false};
+    return {cluster_slot_distrusted_us(lk->cluster, *slot), true, false};
 }
 
-static void with_migration(const Worker *w, int slot, KeyTrust *trust)
+static void with_migration(const Lookup *lk, int slot, KeyTrust *trust)
 {
-    if (w->cluster != NULL)
-        trust->migrating = cluster_slot_migrating(w->cluster, slot);
+    if (lk->cluster != NULL)
+        trust->migrating = cluster_slot_migrating(lk->cluster, slot);
 }
 
 // Inside a reply callback: whether the flight's reply may be cached (coherence.h). With a
 // cluster, whether its source may cache is the answering node's (cluster.h).
-static bool may_cache(Worker *w, const Flight *f, bool absent)
+static bool may_cache(Lookup *lk, const Flight *f, bool absent)
 {
     int slot = 0;
-    KeyTrust trust = key_trust(w, f->key, f->key_len, &slot);
-    if (w->cluster != NULL)
-        trust.caching = cluster_reply_cacheable(w->cluster);
+    KeyTrust trust = key_trust(lk, f->key, f->key_len, &slot);
+    if (lk->cluster != NULL)
+        trust.caching = cluster_reply_cacheable(lk->cluster);
     if (absent)
-        with_migration(w, slot, &trust);
+        with_migration(lk, slot, &trust);
     return coherence_reply_cacheable(f, &trust, absent);
 }
 
 // Sends a fetch for keys of one slot: to the one Redis, or to the cluster node that owns the slot.
-static bool send_fetch(Worker *w, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+static bool send_fetch(Lookup *lk, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                        void *arg)
 {
-    if (w->cluster != NULL)
-        return cluster_command(w->cluster, slot, argc, argv, lens, fn, arg);
-    return backend_command(w->backend, argc, argv, lens, fn, arg);
+    if (lk->cluster != NULL)
+        return cluster_command(lk->cluster, slot, argc, argv, lens, fn, arg);
+    return backend_command(lk->backend, argc, argv, lens, fn, arg);
 }
 
 // A fresh cache entry is a hit only if it was stored after its source was last distrusted
 // (coherence.h). If not, it is kept as the answer for when its source cannot be reached (its
 // fetch refused or timed out): within its TTL, tracking is never worse than invalidation = off,
 // which would have answered it as a hit.
-static inline CacheEntry *trusted(Worker *w, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
+static inline CacheEntry *trusted(Lookup *lk, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
 {
     if (e == NULL)
         return NULL;
     if (e->absent)
-        with_migration(w, slot, trust);
-    if (coherence_entry_is_hit(cache_entry_stored_us(w->cache, e), e->absent, trust))
+        with_migration(lk, slot, trust);
+    if (coherence_entry_is_hit(cache_entry_stored_us(lk->cache, e), e->absent, trust))
         return e;
     *stale = e;
     return NULL;
@@ -148,9 +147,9 @@ static inline CacheEntry *trusted(Worker *w, KeyTrust *trust, int slot, CacheEnt
 // cached value is answered from the entry's copy: the reply buffer dies when the callback returns.
 // follow_key_expiry: how long an entry for the flight's value may live, so that it never
 // outlives its key in Redis. -1: as long as the TTL; 0: not cached at all.
-static int64_t value_life_ms(const Worker *w, const Flight *f, uint64_t now_us)
+static int64_t value_life_ms(const Lookup *lk, const Flight *f, uint64_t now_us)
 {
-    if (!w->config->follow_key_expiry || f->key_pttl_ms == -1 || f->key_pttl_ms == FLIGHT_PTTL_REFUSED)
+    if (!lk->config->follow_key_expiry || f->key_pttl_ms == -1 || f->key_pttl_ms == FLIGHT_PTTL_REFUSED)
         return -1;
     // Unknown: its answer did not come before the GET's (a cluster retry reordered them). -2: the
     // key was created between the PTTL and the GET. Either way, nothing to go by.
@@ -162,31 +161,31 @@ static int64_t value_life_ms(const Worker *w, const Flight *f, uint64_t now_us)
     return f->key_pttl_ms > elapsed_ms ? f->key_pttl_ms - elapsed_ms : 0;
 }
 
-static LookupResult result_from_value(Worker *w, const Flight *f, const redisReply *reply)
+static LookupResult result_from_value(Lookup *lk, const Flight *f, const redisReply *reply)
 {
-    bool cache = may_cache(w, f, reply->type == REDIS_REPLY_NIL);
+    bool cache = may_cache(lk, f, reply->type == REDIS_REPLY_NIL);
     uint64_t now_us = monotonic_us();
     if (reply->type == REDIS_REPLY_NIL) {
-        if (cache && w->cache_not_found)
-            cache_insert_absent(w->cache, f->key, f->key_len, f->hash, monotonic_ms(), now_us);
+        if (cache && lk->cache_not_found)
+            cache_insert_absent(lk->cache, f->key, f->key_len, f->hash, monotonic_ms(), now_us);
         return {LOOKUP_NOT_FOUND, false, false, NULL, NULL, 0, 0};
     }
-    int64_t life = value_life_ms(w, f, now_us);
+    int64_t life = value_life_ms(lk, f, now_us);
     CacheEntry *e = NULL;
-    if (cache && life != 0 && reply->len <= (size_t)w->config->max_value_size)
-        e = cache_insert(w->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms(), now_us);
+    if (cache && life != 0 && reply->len <= (size_t)lk->config->max_value_size)
+        e = cache_insert(lk->cache, f->key, f->key_len, f->hash, reply->str, reply->len, monotonic_ms(), now_us);
     if (e != NULL && life > 0)
-        cache_entry_limit_life(w->cache, e, (uint64_t)life);
+        cache_entry_limit_life(lk->cache, e, (uint64_t)life);
     return {LOOKUP_FOUND, false, false, e, e ? cache_entry_value(e) : reply->str, reply->len, 0};
 }
 
 // Redis could not be reached for this flight: its stale entry if it kept one (stale_if_error),
 // else the failure.
-static LookupResult result_unreachable(Worker *w, const Flight *f, LookupStatus status)
+static LookupResult result_unreachable(Lookup *lk, const Flight *f, LookupStatus status)
 {
     if (f->stale == NULL)
         return {status, false, false, NULL, NULL, 0, 0};
-    w->stats->stale_answers++;
+    lk->stats->stale_answers++;
     LookupResult r = result_of_entry(f->stale, false);
     r.stale = true;
     return r;
@@ -194,20 +193,20 @@ static LookupResult result_unreachable(Worker *w, const Flight *f, LookupStatus 
 
 // A failed fetch: Redis could not be reached (its stale entry may answer), or the value is too
 // large to be read (Redis is fine, and the value is not what any stale copy holds).
-static LookupResult result_failed(Worker *w, const Flight *f, BackendFailure failure)
+static LookupResult result_failed(Lookup *lk, const Flight *f, BackendFailure failure)
 {
     if (failure == BACKEND_TOO_LARGE)
         return {LOOKUP_TOO_LARGE, false, false, NULL, NULL, 0, 0};
-    return result_unreachable(w, f, failure_status(failure));
+    return result_unreachable(lk, f, failure_status(failure));
 }
 
 // Answers every request waiting on the flight with one result, then frees it. A large value that
 // was not cached (past max_value_size, or not to be trusted) is copied once into an entry of its
 // own that every waiter references: a thousand requests for one 8 MiB value cost 8 MiB,
 // not 8 GiB.
-static void resolve(Worker *w, Flight *f, LookupResult r)
+static void resolve(Lookup *lk, Flight *f, LookupResult r)
 {
-    fetch_table_remove(w->flights, f);
+    fetch_table_remove(lk->flights, f);
     CacheEntry *held = NULL;
     if (r.status == LOOKUP_FOUND && r.entry == NULL && r.value_len > COPY_VALUE_MAX) {
         if ((held = cache_entry_detached(r.value, r.value_len)) != NULL) {
@@ -234,7 +233,7 @@ static void resolve(Worker *w, Flight *f, LookupResult r)
 static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
-    Worker *w = (Worker *)f->owner;
+    Lookup *lk = (Lookup *)f->owner;
     if (failure == BACKEND_OK && reply->type == REDIS_REPLY_INTEGER) {
         // -1 (no expiry), -2 (no such key) or what is left; anything else says nothing.
         f->key_pttl_ms = reply->integer >= -2 ? reply->integer : FLIGHT_PTTL_UNKNOWN;
@@ -243,12 +242,12 @@ static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
     } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR) {
         // An ACL that denies PTTL: entries then live their TTL, as with follow_key_expiry off.
         f->key_pttl_ms = FLIGHT_PTTL_REFUSED;
-        if (!w->pttl_refused_logged)
+        if (!lk->pttl_refused_logged)
             log_warn("worker %d: Redis refuses PTTL (%.*s); entries live their whole ttl even if their key expires "
-                     "sooner: allow PTTL, or set follow_key_expiry = off", w->id, (int)reply->len, reply->str);
-        w->pttl_refused_logged = true;
+                     "sooner: allow PTTL, or set follow_key_expiry = off", lk->id, (int)reply->len, reply->str);
+        lk->pttl_refused_logged = true;
     } else if (failure == BACKEND_OK) {
-        result_bad_reply(w);  // the connection is out of step: dropped once this returns
+        result_bad_reply(lk);  // the connection is out of step: dropped once this returns
     }
     flight_release(f);
 }
@@ -256,13 +255,13 @@ static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
 // follow_key_expiry: a PTTL for the flight's key, sent just before its GET (or MGET) on the same
 // connection, so that its answer is known when the value comes. Redis's tracking reports a key's
 // expiry only when Redis deletes it, which for a key nobody else reads may be long after.
-static void ask_key_life(Worker *w, int slot, Flight *f)
+static void ask_key_life(Lookup *lk, int slot, Flight *f)
 {
-    if (!w->config->follow_key_expiry)
+    if (!lk->config->follow_key_expiry)
         return;
     const char *argv[2] = {"PTTL", f->key};
     size_t lens[2] = {4, f->key_len};
-    if (send_fetch(w, slot, 2, argv, lens, on_pttl_reply, f))
+    if (send_fetch(lk, slot, 2, argv, lens, on_pttl_reply, f))
         f->refs++;
 }
 
@@ -271,7 +270,7 @@ static void answer_get(FlightWaiter *self, const LookupResult *result)
     GetWaiter *g = (GetWaiter *)self;
     LookupResult r = *result;
     r.wait_us = monotonic_us() - g->started_us;
-    count(g->worker, g->front, &r);
+    count(g->lookup, g->front, &r);
     g->done(g->arg, &r);
     if (!g->in_flight_room)
         free(g);
@@ -280,69 +279,69 @@ static void answer_get(FlightWaiter *self, const LookupResult *result)
 static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
-    Worker *w = (Worker *)f->owner;
-    w->inflight--;
-    LookupResult r = failure != BACKEND_OK              ? result_failed(w, f, failure)
-                     : reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply)
-                     : is_value_reply(reply)            ? result_from_value(w, f, reply)
-                                                        : result_bad_reply(w);
-    resolve(w, f, r);
+    Lookup *lk = (Lookup *)f->owner;
+    lk->inflight--;
+    LookupResult r = failure != BACKEND_OK              ? result_failed(lk, f, failure)
+                     : reply->type == REDIS_REPLY_ERROR ? result_redis_error(lk, reply)
+                     : is_value_reply(reply)            ? result_from_value(lk, f, reply)
+                                                        : result_bad_reply(lk);
+    resolve(lk, f, r);
 }
 
 // A flight for a key not in the table: it keeps the key's stale entry, if any, for when Redis
 // cannot be reached. The caller sends its command.
-static Flight *new_flight(Worker *w, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room)
+static Flight *new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room)
 {
-    Flight *f = fetch_table_add(w->flights, key, len, hash, monotonic_us(), room);
+    Flight *f = fetch_table_add(lk->flights, key, len, hash, monotonic_us(), room);
     if (f == NULL)
         return NULL;
-    f->owner = w;
+    f->owner = lk;
     if (stale != NULL && cache_entry_retain(stale))
         f->stale = stale;
     return f;
 }
 
-void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
+void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
-    uint64_t hash = cache_hash(w->cache, key, key_len);
+    uint64_t hash = cache_hash(lk->cache, key, key_len);
     int slot = 0;
-    KeyTrust trust = key_trust(w, key, key_len, &slot);
+    KeyTrust trust = key_trust(lk, key, key_len, &slot);
     CacheEntry *stale;
     CacheEntry *e =
-        trusted(w, &trust, slot, cache_find_or_stale(w->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
+        trusted(lk, &trust, slot, cache_find_or_stale(lk->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
     if (e != NULL) {
         LookupResult r = result_of_entry(e, true);
-        count(w, front, &r);
+        count(lk, front, &r);
         done(arg, &r);
         return;
     }
-    Flight *f = coherence_joinable_flight(w->flights, key, key_len, hash, &trust);
+    Flight *f = coherence_joinable_flight(lk->flights, key, key_len, hash, &trust);
     GetWaiter *g;
     if (f != NULL) {  // already on its way: wait for the same reply
         if ((g = (GetWaiter *)malloc(sizeof(GetWaiter))) == NULL) {
-            finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
+            finish(lk, front, done, arg, LOOKUP_UNAVAILABLE);
             return;
         }
-        *g = {{NULL, answer_get}, false, w, front, done, arg, monotonic_us()};
-        w->stats->coalesced++;
+        *g = {{NULL, answer_get}, false, lk, front, done, arg, monotonic_us()};
+        lk->stats->coalesced++;
         fetch_table_join(f, &g->base);
         return;
     }
-    if ((f = new_flight(w, key, key_len, hash, stale, sizeof(GetWaiter))) == NULL) {
-        finish(w, front, done, arg, LOOKUP_UNAVAILABLE);
+    if ((f = new_flight(lk, key, key_len, hash, stale, sizeof(GetWaiter))) == NULL) {
+        finish(lk, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
     g = (GetWaiter *)flight_room(f);
-    *g = {{NULL, answer_get}, true, w, front, done, arg, monotonic_us()};
+    *g = {{NULL, answer_get}, true, lk, front, done, arg, monotonic_us()};
     fetch_table_join(f, &g->base);
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
-    ask_key_life(w, slot, f);
-    if (!send_fetch(w, slot, 2, argv, lens, on_get_reply, f)) {
-        resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
+    ask_key_life(lk, slot, f);
+    if (!send_fetch(lk, slot, 2, argv, lens, on_get_reply, f)) {
+        resolve(lk, f, result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
         return;
     }
-    w->inflight++;
+    lk->inflight++;
 }
 
 // An MGET: its hits come from the cache; each miss waits on its key's flight, new or already
@@ -350,7 +349,7 @@ void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupD
 // the waiters and the arguments. Every entry a result points at is retained until `done` has
 // run: caching fetched values may evict the very entries the hits point at.
 struct MultiFetch {
-    Worker *worker;
+    Lookup *lookup;
     Front front;
     LookupManyDone done;
     void *arg;
@@ -366,7 +365,7 @@ struct MultiFetch {
 
 // The flights one MGET command fetches, in the order of its arguments.
 struct MgetCommand {
-    Worker *worker;
+    Lookup *lookup;
     size_t n;
     Flight *flights[];
 };
@@ -374,7 +373,7 @@ struct MgetCommand {
 static void multi_finish(MultiFetch *m)
 {
     for (size_t i = 0; i < m->n; i++)
-        count(m->worker, m->front, &m->results[i]);
+        count(m->lookup, m->front, &m->results[i]);
     m->done(m->arg, m->results, m->n);
     for (size_t i = 0; i < m->n; i++)
         if (m->results[i].entry != NULL)
@@ -414,29 +413,29 @@ static bool is_values_reply(const redisReply *r, size_t n)
 }
 
 // One flight of an MGET whose answer as a whole passed max_reply_size, fetched again on its own.
-static void refetch_alone(Worker *w, Flight *f)
+static void refetch_alone(Lookup *lk, Flight *f)
 {
-    int slot = w->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
+    int slot = lk->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
     const char *argv[2] = {"GET", f->key};
     size_t lens[2] = {3, f->key_len};
-    w->inflight++;
-    if (!send_fetch(w, slot, 2, argv, lens, on_get_reply, f)) {
-        w->inflight--;
-        resolve(w, f, result_unreachable(w, f, LOOKUP_UNAVAILABLE));
+    lk->inflight++;
+    if (!send_fetch(lk, slot, 2, argv, lens, on_get_reply, f)) {
+        lk->inflight--;
+        resolve(lk, f, result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
     }
 }
 
 static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     MgetCommand *cmd = (MgetCommand *)arg;
-    Worker *w = cmd->worker;
-    w->inflight--;
+    Lookup *lk = cmd->lookup;
+    lk->inflight--;
     if (failure == BACKEND_TOO_LARGE && cmd->n > 1) {
         // The answer as a whole passed max_reply_size, not necessarily any value in it: each key
         // is fetched again on its own, so that only a value too large by itself fails, and the
         // requests that joined these flights (other clients' GETs) are not failed with the MGET.
         for (size_t i = 0; i < cmd->n; i++)
-            refetch_alone(w, cmd->flights[i]);
+            refetch_alone(lk, cmd->flights[i]);
         free(cmd);
         return;
     }
@@ -445,31 +444,31 @@ static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
     bool values = failure == BACKEND_OK && is_values_reply(reply, cmd->n);
     LookupResult shared = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
     if (failure == BACKEND_OK && !values)
-        shared = reply->type == REDIS_REPLY_ERROR ? result_redis_error(w, reply) : result_bad_reply(w);
+        shared = reply->type == REDIS_REPLY_ERROR ? result_redis_error(lk, reply) : result_bad_reply(lk);
     for (size_t i = 0; i < cmd->n; i++) {
         Flight *f = cmd->flights[i];
         if (failure != BACKEND_OK)
-            resolve(w, f, result_failed(w, f, failure));
+            resolve(lk, f, result_failed(lk, f, failure));
         else if (values)
-            resolve(w, f, result_from_value(w, f, reply->element[i]));
+            resolve(lk, f, result_from_value(lk, f, reply->element[i]));
         else
-            resolve(w, f, shared);
+            resolve(lk, f, shared);
     }
     free(cmd);
 }
 
 // Sends one MGET for the command's flights (argv, lens: room for them all), all of one slot.
-static void send_mget(Worker *w, MgetCommand *cmd, int slot, const char **argv, size_t *lens)
+static void send_mget(Lookup *lk, MgetCommand *cmd, int slot, const char **argv, size_t *lens)
 {
     argv[0] = "MGET";
     lens[0] = 4;
     for (size_t i = 0; i < cmd->n; i++) {
         argv[i + 1] = cmd->flights[i]->key;
         lens[i + 1] = cmd->flights[i]->key_len;
-        ask_key_life(w, slot, cmd->flights[i]);
+        ask_key_life(lk, slot, cmd->flights[i]);
     }
-    w->inflight++;  // on_mget_reply decrements it, also when called here
-    if (!send_fetch(w, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
+    lk->inflight++;  // on_mget_reply decrements it, also when called here
+    if (!send_fetch(lk, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
         on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
 }
 
@@ -489,11 +488,11 @@ static int by_slot(const void *a, const void *b)
 
 // A cluster refuses an MGET whose keys are in different slots (CROSSSLOT), even on one node: one
 // MGET per slot, all sent at once, each to its slot's owner. Frees cmd.
-static void send_mget_by_slot(Worker *w, MgetCommand *cmd, const char **argv, size_t *lens)
+static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, size_t *lens)
 {
     SlotFlight *order = (SlotFlight *)malloc(cmd->n * sizeof(SlotFlight));
     if (order == NULL) {
-        w->inflight++;
+        lk->inflight++;
         on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
         return;
     }
@@ -506,20 +505,20 @@ static void send_mget_by_slot(Worker *w, MgetCommand *cmd, const char **argv, si
         MgetCommand *group = (MgetCommand *)malloc(sizeof(MgetCommand) + (to - from) * sizeof(Flight *));
         if (group == NULL) {
             for (size_t i = from; i < to; i++)
-                resolve(w, order[i].flight, result_unreachable(w, order[i].flight, LOOKUP_UNAVAILABLE));
+                resolve(lk, order[i].flight, result_unreachable(lk, order[i].flight, LOOKUP_UNAVAILABLE));
             continue;
         }
-        group->worker = w;
+        group->lookup = lk;
         group->n = to - from;
         for (size_t i = from; i < to; i++)
             group->flights[i - from] = order[i].flight;
-        send_mget(w, group, order[from].slot, argv, lens);
+        send_mget(lk, group, order[from].slot, argv, lens);
     }
     free(order);
     free(cmd);
 }
 
-void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
 {
     size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Waiter));
     MultiFetch *m = (MultiFetch *)malloc(size);
@@ -533,18 +532,18 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         return;
     }
     size_t *lens = (size_t *)(argv + n + 1);
-    *m = {w, front, done, arg, monotonic_us(), n, 1, (LookupResult *)(m + 1), NULL};
+    *m = {lk, front, done, arg, monotonic_us(), n, 1, (LookupResult *)(m + 1), NULL};
     m->waiters = (MultiFetch::Waiter *)(m->results + n);
-    cmd->worker = w;
+    cmd->lookup = lk;
     cmd->n = 0;
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
-        uint64_t hash = cache_hash(w->cache, keys[i].ptr, keys[i].len);
+        uint64_t hash = cache_hash(lk->cache, keys[i].ptr, keys[i].len);
         int slot = 0;
-        KeyTrust trust = key_trust(w, keys[i].ptr, keys[i].len, &slot);
+        KeyTrust trust = key_trust(lk, keys[i].ptr, keys[i].len, &slot);
         CacheEntry *stale;
-        CacheEntry *e = trusted(w, &trust, slot,
-                                cache_find_or_stale(w->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
+        CacheEntry *e = trusted(lk, &trust, slot,
+                                cache_find_or_stale(lk->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
         if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (out of memory: fetch it)
             m->results[i] = result_of_entry(e, true);
             continue;
@@ -552,10 +551,10 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
         m->results[i] = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
         m->waiters[i] = {{NULL, answer_multi}, m, i};
         // An earlier key of this same MGET may have started the flight.
-        Flight *f = coherence_joinable_flight(w->flights, keys[i].ptr, keys[i].len, hash, &trust);
+        Flight *f = coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, hash, &trust);
         if (f != NULL) {
-            w->stats->coalesced++;
-        } else if ((f = new_flight(w, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
+            lk->stats->coalesced++;
+        } else if ((f = new_flight(lk, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
             cmd->flights[cmd->n++] = f;
         } else {
             continue;  // out of memory: answered unavailable
@@ -565,23 +564,23 @@ void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, Lo
     }
     if (cmd->n == 0)
         free(cmd);
-    else if (w->cluster == NULL)
-        send_mget(w, cmd, 0, argv, lens);
+    else if (lk->cluster == NULL)
+        send_mget(lk, cmd, 0, argv, lens);
     else
-        send_mget_by_slot(w, cmd, argv, lens);
+        send_mget_by_slot(lk, cmd, argv, lens);
     free(argv);
     // The one pending count held by this function itself: every key may already be answered.
     if (--m->pending == 0)
         multi_finish(m);
 }
 
-void lookup_invalidate(Worker *w, const char *key, size_t len)
+void lookup_invalidate(Lookup *lk, const char *key, size_t len)
 {
-    uint64_t hash = cache_hash(w->cache, key, len);
-    if (cache_remove(w->cache, key, len, hash))
-        w->stats->invalidations++;
-    if (fetch_table_invalidate(w->flights, key, len, hash))
-        w->stats->invalidated_fetches++;
+    uint64_t hash = cache_hash(lk->cache, key, len);
+    if (cache_remove(lk->cache, key, len, hash))
+        lk->stats->invalidations++;
+    if (fetch_table_invalidate(lk->flights, key, len, hash))
+        lk->stats->invalidated_fetches++;
 }
 
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }

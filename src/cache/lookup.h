@@ -9,8 +9,29 @@
 #include "cache.h"
 #include "stats.h"
 
-struct Worker;
 struct evbuffer;
+struct Config;
+struct FetchTable;
+struct Backend;
+struct Cluster;
+
+// What lookup works with: one worker's cache, the fetches under way, its Redis (one, or a
+// cluster), and what the coherence rules know of them (coherence.h). The worker owns it and sets
+// it up; lookup and the worker's tracking callbacks keep it.
+struct Lookup {
+    const Config *config;
+    WorkerStats *stats;
+    int id;                    // the worker's, for logs
+    Cache *cache;
+    FetchTable *flights;       // keys being fetched, with their waiting requests
+    Backend *backend;          // one Redis ([redis] address); NULL with a cluster
+    Cluster *cluster;          // a Redis Cluster ([redis] cluster); NULL with one Redis
+    bool caching;              // replies may be cached (with tracking: only while it is established)
+    uint64_t distrusted_us;    // one Redis: since when what was read from it is not trusted
+    bool cache_not_found;      // a nil reply is cached too (cache_not_found)
+    bool pttl_refused_logged;
+    size_t inflight;           // fetches waiting for Redis
+};
 
 enum LookupStatus {
     LOOKUP_FOUND,        // value below
@@ -37,7 +58,7 @@ struct LookupResult {
 typedef void (*LookupDone)(void *arg, const LookupResult *result);
 
 // `front` says who asks: each answer is counted under it (result and wait) before `done` runs.
-void lookup_get(Worker *w, Front front, const char *key, size_t key_len, LookupDone done, void *arg);
+void lookup_get(Lookup *lookup, Front front, const char *key, size_t key_len, LookupDone done, void *arg);
 
 struct LookupKey {
     const char *ptr;
@@ -50,12 +71,12 @@ typedef void (*LookupManyDone)(void *arg, const LookupResult *results, size_t n)
 // are fetched from Redis with a single MGET, cached, and answered together, in the order of keys. Called like
 // lookup_get: synchronously when every key is a hit, else once Redis has answered.
 // results is NULL (and n 0) only when out of memory.
-void lookup_get_many(Worker *w, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
+void lookup_get_many(Lookup *lookup, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
 
 // The key changed in Redis (an invalidation): drop it from the cache, and if it is being fetched,
 // unlink that fetch: its reply (maybe read before the change) answers those already waiting and
 // is not cached; a request from now on sends a fetch of its own.
-void lookup_invalidate(Worker *w, const char *key, size_t len);
+void lookup_invalidate(Lookup *lookup, const char *key, size_t len);
 
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
 // than the chain a reference allocates); larger ones are referenced in place with their entry

@@ -42,8 +42,12 @@ static void set_accepting(Worker *w, bool accepting)
     set_fronts_accepting(w, accepting);
 }
 
-void worker_pause_accepting(Worker *w, const char *front, int err)
+// accept(2) failed for a reason that does not clear by itself (EMFILE, ENFILE): descriptors are a
+// process-wide resource, so both fronts stop accepting for a moment, or libevent would retry in a
+// busy loop.
+static void pause_accepting(void *arg, const char *front, int err)
 {
+    Worker *w = (Worker *)arg;
     log_warn("worker %d: %s accept failed: %s; pausing new connections for 100ms", w->id, front,
              strerror(err));
     set_fronts_accepting(w, false);
@@ -59,8 +63,10 @@ static void on_accept_retry_timer(evutil_socket_t, short, void *arg)
         set_fronts_accepting(w, true);
 }
 
-void worker_totals(const Worker *w, ScoreboardTotals *t)
+// The whole proxy's numbers, from the scoreboard; this worker's own when it runs without one.
+static void totals(void *arg, ScoreboardTotals *t)
 {
+    const Worker *w = (const Worker *)arg;
     if (w->scoreboard != NULL) {
         scoreboard_totals(w->scoreboard, t);
         return;
@@ -75,8 +81,11 @@ static int64_t clients_open(const Worker *w)
     return (int64_t)(w->stats->clients_open[FRONT_HTTP] + w->stats->clients_open[FRONT_RESP]);
 }
 
-void worker_client_opened(Worker *w, Front front)
+// The fronts report client connections opening and closing; the worker stops accepting at its
+// share of max_clients (new connections then wait in the kernel backlog) and resumes below it.
+static void client_opened(void *arg, Front front)
 {
+    Worker *w = (Worker *)arg;
     w->stats->clients_accepted[front]++;
     w->stats->clients_open[front]++;
     if (clients_open(w) >= w->client_limit && w->accepting) {
@@ -86,8 +95,9 @@ void worker_client_opened(Worker *w, Front front)
     }
 }
 
-void worker_client_closed(Worker *w, Front front)
+static void client_closed(void *arg, Front front)
 {
+    Worker *w = (Worker *)arg;
     w->stats->clients_open[front]--;
     if (clients_open(w) < w->client_limit)
         set_accepting(w, true);
@@ -98,7 +108,7 @@ void worker_client_closed(Worker *w, Front front)
 static void on_expire_timer(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
-    cache_expire(w->cache, monotonic_ms(), EXPIRE_BATCH);
+    cache_expire(w->lookup.cache, monotonic_ms(), EXPIRE_BATCH);
 }
 
 // After SIGTERM: no new connections, idle ones closed, the others closed after their answers;
@@ -107,7 +117,7 @@ static void on_expire_timer(evutil_socket_t, short, void *arg)
 static void on_stop_timer(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
-    if ((w->inflight == 0 && clients_open(w) == 0) || monotonic_ms() >= w->stop_deadline_ms) {
+    if ((w->lookup.inflight == 0 && clients_open(w) == 0) || monotonic_ms() >= w->stop_deadline_ms) {
         // One more short turn of the loop lets the last replies reach their sockets.
         struct timeval tv = {0, 50 * 1000};
         event_base_loopexit(w->base, &tv);
@@ -143,7 +153,7 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     if (w->stopping)
         return;
     log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
-              sig == SIGTERM ? "SIGTERM" : "SIGINT", w->inflight);
+              sig == SIGTERM ? "SIGTERM" : "SIGINT", w->lookup.inflight);
     begin_stop(w, false);
 }
 
@@ -219,9 +229,9 @@ static void on_hold_timer(evutil_socket_t, short, void *arg)
 static void forget_cache(void *arg)
 {
     Worker *w = (Worker *)arg;
-    size_t n = cache_count(w->cache);
-    cache_clear(w->cache);
-    w->distrusted_us = monotonic_us();  // and no fetch sent before is joined or cached
+    size_t n = cache_count(w->lookup.cache);
+    cache_clear(w->lookup.cache);
+    w->lookup.distrusted_us = monotonic_us();  // and no fetch sent before is joined or cached
     log_warn("worker %d: dropped all %zu cached entries read through that connection", w->id, n);
 }
 
@@ -229,25 +239,28 @@ static void forget_cache(void *arg)
 static void distrust_cache(void *arg)
 {
     Worker *w = (Worker *)arg;
-    w->distrusted_us = monotonic_us();
+    w->lookup.distrusted_us = monotonic_us();
 }
 
 static void set_caching(void *arg, bool caching, bool tracked)
 {
     Worker *w = (Worker *)arg;
-    w->caching = caching;
+    w->lookup.caching = caching;
     w->stats->tracking = tracked;
     if (caching && !tracked)  // refused for good: no word of a key's creation will come
-        w->cache_not_found = w->config->cache_not_found == SWITCH_ON;
+        w->lookup.cache_not_found = w->config->cache_not_found == SWITCH_ON;
 }
 
 static void tracking_unsupported(void *arg)
 {
     Worker *w = (Worker *)arg;
-    w->cache_not_found = w->config->cache_not_found == SWITCH_ON;
+    w->lookup.cache_not_found = w->config->cache_not_found == SWITCH_ON;
 }
 
-static void invalidate_key(void *arg, const char *key, size_t len) { lookup_invalidate((Worker *)arg, key, len); }
+static void invalidate_key(void *arg, const char *key, size_t len)
+{
+    lookup_invalidate(&((Worker *)arg)->lookup, key, len);
+}
 
 static void on_redis_ready(void *arg)
 {
@@ -293,14 +306,14 @@ static void worker_free(Worker *w)
     w->stopping = true;
     // The backend first: it answers every fetch still in flight while their HTTP requests are
     // alive. evhttp_free would free those requests under our feet.
-    backend_destroy(w->backend);
+    backend_destroy(w->lookup.backend);
     tracking_destroy(w->tracking);
-    cluster_destroy(w->cluster);
+    cluster_destroy(w->lookup.cluster);
     http_front_destroy(w->http);
     resp_front_destroy(w->resp);
     admin_front_destroy(w->admin);
-    cache_destroy(w->cache);
-    fetch_table_destroy(w->flights);
+    cache_destroy(w->lookup.cache);
+    fetch_table_destroy(w->lookup.flights);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
                        w->accept_retry_timer, w->channel_event, w->hold_timer, w->evict_event};
     for (event *e : events)
@@ -347,24 +360,27 @@ int worker_run(const Config *config, const WorkerSetup *setup)
         seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);
     w.base = event_base_new();
     w.env = {w.base, config, w.stats, w.id, &w.stopping};
+    w.lookup.config = config;
+    w.lookup.stats = w.stats;
+    w.lookup.id = w.id;
     w.key_buf = (char *)malloc((size_t)config->max_key_size);
-    w.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
-    w.flights = fetch_table_create();
+    w.lookup.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
+    w.lookup.flights = fetch_table_create();
     w.evict_event = w.base != NULL ? event_new(w.base, -1, 0, on_evict_event, &w) : NULL;
-    if (w.base == NULL || w.evict_event == NULL || w.key_buf == NULL || w.cache == NULL || w.flights == NULL) {
+    if (w.base == NULL || w.evict_event == NULL || w.key_buf == NULL || w.lookup.cache == NULL || w.lookup.flights == NULL) {
         log_error("worker %d: out of memory at start", w.id);
         worker_free(&w);
         return 1;
     }
-    cache_set_grace(w.cache, (uint64_t)config->stale_if_error_ms);
-    cache_set_max_bytes(w.cache, (size_t)config->max_memory);
-    w.caching = true;  // with tracking: only once it is established
-    w.cache_not_found = config_caches_not_found(config);
+    cache_set_grace(w.lookup.cache, (uint64_t)config->stale_if_error_ms);
+    cache_set_max_bytes(w.lookup.cache, (size_t)config->max_memory);
+    w.lookup.caching = true;  // with tracking: only once it is established
+    w.lookup.cache_not_found = config_caches_not_found(config);
     if (setup->seed_count > 0) {
         // A cluster: connections per primary, each with its own tracking (cluster.h).
         ClusterOwner owner = {forget_cache, invalidate_key, tracking_unsupported, &w};
-        w.cluster = cluster_create(&w.env, &owner, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w.id);
-        if (w.cluster == NULL) {
+        w.lookup.cluster = cluster_create(&w.env, &owner, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w.id);
+        if (w.lookup.cluster == NULL) {
             log_error("worker %d: out of memory at start", w.id);
             worker_free(&w);
             return 1;
@@ -375,22 +391,24 @@ int worker_run(const Config *config, const WorkerSetup *setup)
         hooks.on_ready = on_redis_ready;
         hooks.on_lost = on_redis_lost;
         hooks.arg = &w;
-        w.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
-        TrackingOwner owner = {w.backend, distrust_cache, set_caching, invalidate_key, &w, NULL};
-        if (config->invalidation == INVALIDATION_TRACKING && w.backend != NULL &&
+        w.lookup.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
+        TrackingOwner owner = {w.lookup.backend, distrust_cache, set_caching, invalidate_key, &w, NULL};
+        if (config->invalidation == INVALIDATION_TRACKING && w.lookup.backend != NULL &&
             (w.tracking = tracking_create(&w.env, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
             log_error("worker %d: out of memory at start", w.id);
             worker_free(&w);
             return 1;
         }
     }
-    w.http = http_front_create(&w, &setup->http);
-    if (setup->resp.count > 0 && (w.resp = resp_front_create(&w, &setup->resp)) == NULL) {
+    w.front_env = {w.base, config, w.stats, w.id, w.worker_count, w.started_ms, w.scoreboard, &w.lookup,
+                   &w.client_memory, w.key_buf, client_opened, client_closed, pause_accepting, totals, &w};
+    w.http = http_front_create(&w.front_env, &setup->http);
+    if (setup->resp.count > 0 && (w.resp = resp_front_create(&w.front_env, &setup->resp)) == NULL) {
         log_error("worker %d: cannot set up the RESP front", w.id);
         worker_free(&w);
         return 1;
     }
-    if (setup->admin.count > 0 && (w.admin = admin_front_create(&w, &setup->admin)) == NULL) {
+    if (setup->admin.count > 0 && (w.admin = admin_front_create(&w.front_env, &setup->admin)) == NULL) {
         log_error("worker %d: cannot set up the admin endpoint", w.id);
         worker_free(&w);
         return 1;
@@ -403,7 +421,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.sigquit_event = evsignal_new(w.base, SIGQUIT, on_quit_signal, &w);
     if (w.channel >= 0)
         w.channel_event = event_new(w.base, w.channel, EV_READ | EV_PERSIST, on_channel, &w);
-    if ((!w.backend && !w.cluster) || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
+    if ((!w.lookup.backend && !w.lookup.cluster) || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
         !w.sigquit_event || !w.accept_retry_timer) {
         log_error("worker %d: cannot set up its event loop", w.id);
         worker_free(&w);

@@ -7,8 +7,10 @@
 
 #include "backend.h"
 #include "client_memory.h"
+#include "front_env.h"
 #include "worker_env.h"
 #include "config.h"
+#include "lookup.h"
 #include "listener_set.h"
 #include "stats.h"
 
@@ -26,22 +28,15 @@ struct Worker {
     int worker_count;
     const Config *config;
     event_base *base;
-    Cache *cache;
-    struct FetchTable *flights;  // keys being fetched, with their waiting requests
+    Lookup lookup;  // the cache, the fetches, the Redis connection or cluster (lookup.h)
     struct Tracking *tracking;   // NULL with invalidation = off
-    bool caching;          // replies may be cached (with tracking: only while it is established)
-    uint64_t distrusted_us;  // one Redis: since when what was read from it is not trusted (coherence.h)
-    bool cache_not_found;  // a nil reply is cached too (cache_not_found)
-    bool pttl_refused_logged;
-    Backend *backend;       // one Redis ([redis] address); NULL with a cluster
-    struct Cluster *cluster;  // a Redis Cluster ([redis] cluster); NULL with one Redis
     HttpFront *http;
     RespFront *resp;  // NULL when resp_listen is off
     AdminFront *admin;  // NULL when [admin] listen is off
     WorkerStats *stats;
     const struct Scoreboard *scoreboard;  // may be NULL
-    size_t inflight;       // fetches waiting for Redis
     WorkerEnv env;         // what the parts below read of it: loop, config, numbers, id, stopping
+    FrontEnv front_env;    // what the fronts get of it (front_env.h)
     int64_t client_limit;  // this worker's share of max_clients
     ClientMemory client_memory;  // what the clients hold, against max_client_memory
     event *evict_event;          // closes the clients holding the most, once past it
@@ -49,7 +44,7 @@ struct Worker {
     bool stopping;
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
     event *expire_timer, *stop_timer, *sigterm_event, *sigint_event, *sigquit_event;
-    event *accept_retry_timer;  // ends a worker_pause_accepting
+    event *accept_retry_timer;  // ends a pause in accepting (FrontEnv.pause_accepting)
     bool held;               // a reload's new worker, not accepting before its first try at Redis
     event *hold_timer;
     int channel;             // to the master (handover.h); -1: none
@@ -81,15 +76,4 @@ struct WorkerSetup {
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.
 int worker_run(const Config *config, const WorkerSetup *setup);
 
-// accept(2) failed for a reason that does not clear by itself (EMFILE, ENFILE): descriptors are a
-// process-wide resource, so both fronts stop accepting for a moment, or libevent would retry in a
-// busy loop. `front` names the one that hit it, for the log.
-void worker_pause_accepting(Worker *w, const char *front, int err);
 
-// The fronts report client connections opening and closing; the worker stops accepting at its
-// share of max_clients (new connections then wait in the kernel backlog) and resumes below it.
-// The whole proxy's numbers, from the scoreboard; this worker's own when it runs without one.
-void worker_totals(const Worker *w, ScoreboardTotals *t);
-
-void worker_client_opened(Worker *w, Front front);
-void worker_client_closed(Worker *w, Front front);

@@ -12,10 +12,10 @@
 #include "config.h"
 #include "metrics.h"
 #include "scoreboard.h"
-#include "worker.h"
+#include "front_env.h"
 
 struct AdminFront {
-    Worker *worker;
+    const FrontEnv *env;
     evhttp *http;
     ListenerSet listeners;
     int64_t open;             // connections open, against [admin] max_clients
@@ -28,7 +28,7 @@ struct AdminFront {
 
 static void set_accepting(AdminFront *a)
 {
-    bool want = a->open < a->worker->config->admin_max_clients;
+    bool want = a->open < a->env->config->admin_max_clients;
     if (a->stopped)
         return;
     if (want != a->accepting)
@@ -107,7 +107,7 @@ static void reply_text(evhttp_request *req, int code, const char *reason, const 
 static void on_request(evhttp_request *req, void *arg)
 {
     AdminFront *a = (AdminFront *)arg;
-    Worker *w = a->worker;
+    const FrontEnv *env = a->env;
     evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
@@ -117,8 +117,8 @@ static void on_request(evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     size_t path_len = strcspn(uri, "?#");
     ScoreboardTotals t;
-    worker_totals(w, &t);
-    int want = w->worker_count;
+    env->totals(env->arg, &t);
+    int want = env->worker_count;
     char text[256];
     if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0) {
         evbuffer *body = evbuffer_new();
@@ -126,9 +126,9 @@ static void on_request(evhttp_request *req, void *arg)
             reply_text(req, 503, "Service Unavailable", "out of memory\n");
             return;
         }
-        MetricsSettings settings = {want, w->config->capacity};
-        if (w->scoreboard != NULL)
-            metrics_render(body, w->scoreboard, &t, &settings);
+        MetricsSettings settings = {want, env->config->capacity};
+        if (env->scoreboard != NULL)
+            metrics_render(body, env->scoreboard, &t, &settings);
         reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
         evbuffer_free(body);
     } else if (path_len == 8 && memcmp(uri, "/healthz", 8) == 0) {
@@ -144,7 +144,7 @@ static void on_request(evhttp_request *req, void *arg)
         bool ok = t.workers >= want && connected >= t.workers;
         int n = snprintf(text, sizeof(text), "%s: %d of %d workers connected to Redis", ok ? "ready" : "not ready",
                          connected, t.workers);
-        if (a->worker->config->invalidation == INVALIDATION_TRACKING)
+        if (a->env->config->invalidation == INVALIDATION_TRACKING)
             snprintf(text + n, sizeof(text) - (size_t)n, "; invalidation tracking established in %d of %d%s\n",
                      (int)t.stats.tracking, t.workers,
                      (int)t.stats.tracking < t.workers ? " (the others cache nothing until it is)" : "");
@@ -156,23 +156,23 @@ static void on_request(evhttp_request *req, void *arg)
     }
 }
 
-AdminFront *admin_front_create(Worker *w, const ListenFds *listen_fds)
+AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds)
 {
     AdminFront *a = (AdminFront *)calloc(1, sizeof(AdminFront));
     if (a == NULL)
         return NULL;
-    a->worker = w;
+    a->env = env;
     a->accepting = true;
-    a->http = evhttp_new(w->base);
-    a->adopt_event = event_new(w->base, -1, 0, adopt_fresh_connections, a);
+    a->http = evhttp_new(env->base);
+    a->adopt_event = event_new(env->base, -1, 0, adopt_fresh_connections, a);
     if (a->http == NULL || a->adopt_event == NULL ||
-        !listener_set_open(&a->listeners, w->base, listen_fds, NULL, NULL, NULL, a->http)) {
+        !listener_set_open(&a->listeners, env->base, listen_fds, NULL, NULL, NULL, a->http)) {
         admin_front_destroy(a);
         return NULL;
     }
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    int64_t idle_ms = w->config->admin_timeout_ms;
+    int64_t idle_ms = env->config->admin_timeout_ms;
     struct timeval idle = {(time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000};
     evhttp_set_timeout_tv(a->http, &idle);
     evhttp_set_bevcb(a->http, on_new_connection, a);

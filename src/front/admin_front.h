@@ -9,10 +9,10 @@
 
 #include "listener_set.h"
 
-struct Worker;
+struct FrontEnv;
 struct AdminFront;
 
-AdminFront *admin_front_create(Worker *w, const ListenFds *listen_fds);
+AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds);
 void admin_front_destroy(AdminFront *a);
 
 // Stops accepting (a stopping worker leaves the endpoint to the others).

@@ -20,7 +20,7 @@
 #include "key_decode.h"
 #include "log.h"
 #include "lookup.h"
-#include "worker.h"
+#include "front_env.h"
 
 // What the front keeps per connection, beside evhttp's own state: the request deadline.
 //
@@ -46,7 +46,7 @@ struct HttpClient {
 };
 
 struct HttpFront {
-    Worker *worker;
+    const FrontEnv *env;
     evhttp *http;
     ListenerSet listeners;
     event *adopt_event;      // runs right after accept, see on_new_connection
@@ -109,7 +109,7 @@ static void on_deadline(evutil_socket_t, short, void *arg)
         return;
     }
     log_debug("worker %d: HTTP client sent no complete request within request_timeout; closing",
-              c->front->worker->id);
+              c->front->env->id);
     evhttp_connection_free(c->evcon);  // no request of ours is on it; on_connection_closed frees c
 }
 
@@ -118,20 +118,20 @@ static void on_reply_written(evhttp_request *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     c->busy = false;
-    client_memory_set(&c->front->worker->client_memory, &c->memory, 0);
+    client_memory_set(c->front->env->client_memory, &c->memory, 0);
 }
 
 static void on_connection_closed(evhttp_connection *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     HttpFront *h = c->front;
-    client_memory_set(&h->worker->client_memory, &c->memory, 0);
+    client_memory_set(h->env->client_memory, &c->memory, 0);
     unwatch_input(c);
     event_free(c->deadline);
     if ((size_t)c->fd < h->by_fd_cap && h->by_fd[c->fd] == c)
         h->by_fd[c->fd] = NULL;
     free(c);
-    worker_client_closed(h->worker, FRONT_HTTP);
+    h->env->client_closed(h->env->arg, FRONT_HTTP);
 }
 
 static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evcon)
@@ -157,7 +157,7 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
     c->evcon = evcon;
     c->bev = bev;
     c->fd = fd;
-    c->deadline = evtimer_new(h->worker->base, on_deadline, c);
+    c->deadline = evtimer_new(h->env->base, on_deadline, c);
     if (c->deadline == NULL) {
         free(c);
         return false;
@@ -200,7 +200,7 @@ static bufferevent *on_new_connection(event_base *base, void *arg)
     bufferevent_incref(bev);
     h->fresh[h->fresh_len++] = bev;
     event_active(h->adopt_event, EV_TIMEOUT, 1);
-    worker_client_opened(h->worker, FRONT_HTTP);
+    h->env->client_opened(h->env->arg, FRONT_HTTP);
     return bev;
 }
 
@@ -213,7 +213,7 @@ static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
         void *cbarg = NULL;
         bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
         if (readcb == NULL || cbarg == NULL)
-            worker_client_closed(h->worker, FRONT_HTTP);  // evhttp already freed it (setcb NULL on free)
+            h->env->client_closed(h->env->arg, FRONT_HTTP);  // evhttp already freed it (setcb NULL on free)
         else if (!track_client(h, bev, (evhttp_connection *)cbarg))
             evhttp_connection_free((evhttp_connection *)cbarg);  // out of memory: the close counts it
         bufferevent_decref(bev);
@@ -229,7 +229,7 @@ static HttpFront *process_front;
 
 static void on_accept_error(evconnlistener *, void *)
 {
-    worker_pause_accepting(process_front->worker, "HTTP", EVUTIL_SOCKET_ERROR());
+    process_front->env->pause_accepting(process_front->env->arg, "HTTP", EVUTIL_SOCKET_ERROR());
 }
 
 // Every answer leaves through here, and is written to the socket at once rather than on the
@@ -257,7 +257,7 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
     // What the client has yet to read counts against the worker's client memory until it has.
     HttpClient *c = client_of(process_front, evcon);
     if (c != NULL && evbuffer_get_length(out) > 0)
-        client_memory_set(&process_front->worker->client_memory, &c->memory, evbuffer_get_length(out));
+        client_memory_set(process_front->env->client_memory, &c->memory, evbuffer_get_length(out));
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)
@@ -337,9 +337,9 @@ static void on_lookup_done(void *arg, const LookupResult *r)
 }
 
 // A 400 that also closes the connection: what follows this request on it cannot be trusted.
-static void refuse(Worker *w, evhttp_request *req, int code, const char *reason, const char *text)
+static void refuse(const FrontEnv *env, evhttp_request *req, int code, const char *reason, const char *text)
 {
-    w->stats->bad_requests[FRONT_HTTP]++;
+    env->stats->bad_requests[FRONT_HTTP]++;
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     reply_error(req, code, reason, text);
 }
@@ -353,16 +353,16 @@ static void refuse(Worker *w, evhttp_request *req, int code, const char *reason,
 //    a Content-Length; and any body on a HEAD or TRACE, whose framing it ignores altogether (the
 //    body would be read as the next request). Such a request's body may end elsewhere than
 //    evhttp thought, so the connection is closed after the 400.
-static bool refuse_malformed(Worker *w, evhttp_request *req)
+static bool refuse_malformed(const FrontEnv *env, evhttp_request *req)
 {
     if (req->major != 1 || req->minor < 0) {
         bool ancient = req->major == 0 && req->minor >= 9;
         req->major = 1;  // the version our answer's status line carries
         req->minor = 1;
         if (ancient)
-            refuse(w, req, 505, "HTTP Version Not Supported", "only HTTP/1.x is supported\n");
+            refuse(env, req, 505, "HTTP Version Not Supported", "only HTTP/1.x is supported\n");
         else
-            refuse(w, req, 400, "Bad Request", "malformed HTTP version\n");
+            refuse(env, req, 400, "Bad Request", "malformed HTTP version\n");
         return true;
     }
     if (req->minor > 1)
@@ -373,7 +373,7 @@ static bool refuse_malformed(Worker *w, evhttp_request *req)
     for (const evkeyval *h = evhttp_request_get_input_headers(req)->tqh_first; h != NULL; h = h->next.tqe_next) {
         if (strcasecmp(h->key, "Content-Length") == 0) {
             if (lengths++ > 0 && strcmp(h->value, length) != 0) {
-                refuse(w, req, 400, "Bad Request", "conflicting Content-Length headers\n");
+                refuse(env, req, 400, "Bad Request", "conflicting Content-Length headers\n");
                 return true;
             }
             length = h->value;
@@ -383,13 +383,13 @@ static bool refuse_malformed(Worker *w, evhttp_request *req)
         }
     }
     if (encodings > 1 || (encodings == 1 && (!chunked || lengths > 0))) {
-        refuse(w, req, 400, "Bad Request", "unsupported Transfer-Encoding\n");
+        refuse(env, req, 400, "Bad Request", "unsupported Transfer-Encoding\n");
         return true;
     }
     evhttp_cmd_type method = evhttp_request_get_command(req);
     bool bodiless = method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_TRACE;
     if (bodiless && (encodings > 0 || (length != NULL && strcmp(length, "0") != 0))) {
-        refuse(w, req, 400, "Bad Request", "a HEAD request carries no body\n");
+        refuse(env, req, 400, "Bad Request", "a HEAD request carries no body\n");
         return true;
     }
     return false;
@@ -401,64 +401,64 @@ static bool refuse_malformed(Worker *w, evhttp_request *req)
 static void on_request(evhttp_request *req, void *arg)
 {
     HttpFront *h = (HttpFront *)arg;
-    Worker *w = h->worker;
+    const FrontEnv *env = h->env;
     HttpClient *c = client_of(h, evhttp_request_get_connection(req));
     if (c != NULL) {
         c->requests++;  // the deadline sees it when it fires
         c->busy = true;
         evhttp_request_set_on_complete_cb(req, on_reply_written, c);
     }
-    if (refuse_malformed(w, req))
+    if (refuse_malformed(env, req))
         return;
     evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        w->stats->bad_requests[FRONT_HTTP]++;
+        env->stats->bad_requests[FRONT_HTTP]++;
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         reply_error(req, 405, "Method Not Allowed", "only GET and HEAD are supported\n");
         return;
     }
     size_t key_len = 0;
-    switch (key_from_request_target(evhttp_request_get_uri(req), w->key_buf,
-                                    (size_t)w->config->max_key_size, &key_len)) {
+    switch (key_from_request_target(evhttp_request_get_uri(req), env->key_buf,
+                                    (size_t)env->config->max_key_size, &key_len)) {
     case KEY_OK:
-        lookup_get(w, FRONT_HTTP, w->key_buf, key_len, on_lookup_done, req);
+        lookup_get(env->lookup, FRONT_HTTP, env->key_buf, key_len, on_lookup_done, req);
         return;
     case KEY_EMPTY:
-        w->stats->bad_requests[FRONT_HTTP]++;
+        env->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "empty key: use GET /<key>\n");
         return;
     case KEY_BAD_ENCODING:
-        w->stats->bad_requests[FRONT_HTTP]++;
+        env->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "bad percent-encoding in key\n");
         return;
     case KEY_BAD_TARGET:
-        w->stats->bad_requests[FRONT_HTTP]++;
+        env->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "expected GET /<key>\n");
         return;
     case KEY_TOO_LONG: {
-        w->stats->bad_requests[FRONT_HTTP]++;
+        env->stats->bad_requests[FRONT_HTTP]++;
         char text[96];
         snprintf(text, sizeof(text), "key longer than max_key_size (%lld bytes)\n",
-                 (long long)w->config->max_key_size);
+                 (long long)env->config->max_key_size);
         reply_error(req, 414, "URI Too Long", text);
         return;
     }
     }
 }
 
-HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds)
+HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
 {
     HttpFront *h = (HttpFront *)calloc(1, sizeof(HttpFront));
     if (h == NULL)
         return NULL;
-    h->worker = w;
-    h->http = evhttp_new(w->base);
-    h->adopt_event = event_new(w->base, -1, 0, adopt_fresh_connections, h);
+    h->env = env;
+    h->http = evhttp_new(env->base);
+    h->adopt_event = event_new(env->base, -1, 0, adopt_fresh_connections, h);
     if (h->http == NULL || h->adopt_event == NULL) {
         http_front_destroy(h);
         return NULL;
     }
-    const Config *c = w->config;
+    const Config *c = env->config;
     // Everything reaches on_request, which answers 405 itself (with an Allow header).
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
@@ -471,7 +471,7 @@ HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds)
     evhttp_set_max_body_size(h->http, 64 * 1024);
     struct timeval deadline = {(time_t)(c->request_timeout_ms / 1000),
                                (suseconds_t)(c->request_timeout_ms % 1000) * 1000};
-    h->request_timeout = event_base_init_common_timeout(w->base, &deadline);
+    h->request_timeout = event_base_init_common_timeout(env->base, &deadline);
     if (h->request_timeout == NULL) {
         http_front_destroy(h);
         return NULL;
@@ -479,7 +479,7 @@ HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds)
     evhttp_set_gencb(h->http, on_request, h);
     evhttp_set_bevcb(h->http, on_new_connection, h);
     process_front = h;
-    if (!listener_set_open(&h->listeners, w->base, listen_fds, NULL, NULL, on_accept_error, h->http)) {
+    if (!listener_set_open(&h->listeners, env->base, listen_fds, NULL, NULL, on_accept_error, h->http)) {
         http_front_destroy(h);
         return NULL;
     }
@@ -532,8 +532,8 @@ size_t http_front_most_memory(HttpFront *h, void **client)
 void http_front_evict(HttpFront *h, void *client)
 {
     HttpClient *c = (HttpClient *)client;
-    h->worker->stats->clients_evicted[EVICT_MEMORY]++;
-    bool quiet = client_memory_log_quietly(&h->worker->client_memory, monotonic_ms());
+    h->env->stats->clients_evicted[EVICT_MEMORY]++;
+    bool quiet = client_memory_log_quietly(h->env->client_memory, monotonic_ms());
     char address[128] = "?";
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -541,8 +541,8 @@ void http_front_evict(HttpFront *h, void *client)
         address_format((struct sockaddr *)&ss, address, sizeof(address));
     log_msg(quiet ? LOG_DEBUG : LOG_WARN,
             "worker %d: closing HTTP client %s (holding %zu bytes): it held the most while the worker's clients "
-            "passed max_client_memory", h->worker->id, address, c->memory);
-    client_memory_set(&h->worker->client_memory, &c->memory, 0);  // (the close callback does too)
+            "passed max_client_memory", h->env->id, address, c->memory);
+    client_memory_set(h->env->client_memory, &c->memory, 0);  // (the close callback does too)
     evhttp_connection_free(c->evcon);  // its answer was handed to evhttp: nothing of ours points at it
 }
 

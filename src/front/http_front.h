@@ -7,10 +7,10 @@
 #include "listener_set.h"
 #include "stats.h"
 
-struct Worker;
+struct FrontEnv;
 struct HttpFront;
 
-HttpFront *http_front_create(Worker *w, const ListenFds *listen_fds);
+HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds);
 void http_front_destroy(HttpFront *h);
 
 // The client whose answer holds the most memory (client_memory.h) and how much; 0 and NULL when

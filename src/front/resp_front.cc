@@ -24,7 +24,7 @@
 #include "resp_parser.h"
 #include "scoreboard.h"
 #include "version.h"
-#include "worker.h"
+#include "front_env.h"
 
 // Backpressure: stop reading a client's commands while this many of its answers are unsent,
 // and resume when it has read them.
@@ -59,7 +59,7 @@ struct RespClient {
 };
 
 struct RespFront {
-    Worker *worker;
+    const FrontEnv *env;
     ListenerSet listeners;
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     const struct timeval *request_timeout;  // likewise
@@ -238,7 +238,7 @@ static bool parse_integer(const char *s, size_t len, long long *out)
 static void cmd_select(RespClient *c, const char *cmd, const RespArg *args, int, evbuffer *out)
 {
     long long db;
-    long long configured = c->front->worker->config->redis_database;
+    long long configured = c->front->env->config->redis_database;
     if (!parse_integer(cmd + args[1].offset, args[1].len, &db))
         resp_add_error(out, "ERR value is not an integer or out of range");
     else if (db != configured)
@@ -375,9 +375,9 @@ static void cmd_config(RespClient *, const char *cmd, const RespArg *args, int a
 // is no scoreboard.
 static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer *out)
 {
-    Worker *w = c->front->worker;
+    const FrontEnv *env = c->front->env;
     ScoreboardTotals t;
-    worker_totals(w, &t);
+    env->totals(env->arg, &t);
     const WorkerStats *s = &t.stats;
     uint64_t result[RESULT_COUNT] = {0};
     for (int f = 0; f < FRONT_COUNT; f++)
@@ -400,12 +400,12 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
                      "redis_connected_workers:%llu\r\ncoalesced:%llu\r\nstale_answers:%llu\r\n"
                      "tracking_workers:%llu\r\ninvalidations:%llu\r\ntracking_losses:%llu\r\n"
                      "cluster_moved:%llu\r\ncluster_asks:%llu\r\ncluster_retries:%llu\r\n",
-                     REDIS_PROXY_VERSION, w->config->redis_cluster[0] ? "cluster" : "standalone", (int)getpid(), w->id, t.workers,
-                     (unsigned long long)((monotonic_ms() - w->started_ms) / 1000),
+                     REDIS_PROXY_VERSION, env->config->redis_cluster[0] ? "cluster" : "standalone", (int)getpid(), env->id, t.workers,
+                     (unsigned long long)((monotonic_ms() - env->started_ms) / 1000),
                      (unsigned long long)(s->clients_open[FRONT_HTTP] + s->clients_open[FRONT_RESP]),
                      (unsigned long long)result[RESULT_HIT], (unsigned long long)(lookups - result[RESULT_HIT]),
                      (unsigned long long)s->cache_entries, (unsigned long long)s->cache_bytes,
-                     (long long)w->config->capacity * t.workers, (unsigned long long)s->cache_evictions,
+                     (long long)env->config->capacity * t.workers, (unsigned long long)s->cache_evictions,
                      (unsigned long long)s->cache_expirations, (unsigned long long)result[RESULT_UNAVAILABLE],
                      (unsigned long long)result[RESULT_TIMEOUT], (unsigned long long)result[RESULT_ERROR],
                      (unsigned long long)s->redis_connected, (unsigned long long)s->coalesced,
@@ -470,7 +470,7 @@ static void unknown_command(const char *cmd, const RespArg *args, int argc, evbu
 
 static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
 {
-    Worker *w = c->front->worker;
+    const FrontEnv *env = c->front->env;
     const Command *command = NULL;
     for (const Command &candidate : commands)
         if (args[0].len == candidate.name_len &&
@@ -488,7 +488,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
         if (r == NULL)
             return;  // out of memory: the queue has failed, and the client is closed
         if (command == &commands[COMMAND_GET]) {
-            lookup_get(w, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
+            lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
             return;
         }
         RespFront *f = c->front;
@@ -504,7 +504,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
         }
         for (size_t i = 0; i < n; i++)
             f->keys[i] = {cmd + args[i + 1].offset, args[i + 1].len};
-        lookup_get_many(w, FRONT_RESP, f->keys, n, on_mget_done, r);
+        lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
         return;
     }
     ReplySlot *queued;
@@ -520,14 +520,14 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
             cmd_read_only(c, cmd, args, argc, out);
         else
             unknown_command(cmd, args, argc, out);
-        w->stats->bad_requests[FRONT_RESP]++;
+        env->stats->bad_requests[FRONT_RESP]++;
     } else if (!arity_ok) {
         char name[32];
         size_t len = strlen(command->name);
         for (size_t i = 0; i <= len; i++)
             name[i] = (char)(command->name[i] | (command->name[i] ? 0x20 : 0));  // lower case
         resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
-        w->stats->bad_requests[FRONT_RESP]++;
+        env->stats->bad_requests[FRONT_RESP]++;
     } else {
         command->run(c, cmd, args, argc, out);
     }
@@ -541,7 +541,7 @@ static void dispatch(RespClient *c, const char *cmd, const RespArg *args, int ar
 
 static void client_close(RespClient *c)
 {
-    client_memory_set(&c->front->worker->client_memory, &c->memory, 0);
+    client_memory_set(c->front->env->client_memory, &c->memory, 0);
     // Answers still on their way from Redis are dropped when they arrive.
     reply_queue_abandon(&c->replies);
     if (c->prev != NULL)
@@ -558,7 +558,7 @@ static void client_close(RespClient *c)
     resp_parser_free(&c->parser);
     free(c->in);
     free(c->name);
-    worker_client_closed(c->front->worker, FRONT_RESP);
+    c->front->env->client_closed(c->front->env->arg, FRONT_RESP);
     free(c);
 }
 
@@ -572,7 +572,7 @@ static void answer_protocol_error(RespClient *c, const char *error)
         resp_add_error(out, "ERR %s", error);
     if (queued != NULL)
         finish_slot(queued);
-    c->front->worker->stats->bad_requests[FRONT_RESP]++;
+    c->front->env->stats->bad_requests[FRONT_RESP]++;
     c->closing = true;
     schedule_write(c);
 }
@@ -589,15 +589,15 @@ static const char *const evict_reasons[EVICT_REASONS] = {
 static void log_eviction(RespClient *c, EvictReason reason)
 {
     RespFront *f = c->front;
-    f->worker->stats->clients_evicted[reason]++;
-    bool quiet = client_memory_log_quietly(&f->worker->client_memory, monotonic_ms());
+    f->env->stats->clients_evicted[reason]++;
+    bool quiet = client_memory_log_quietly(f->env->client_memory, monotonic_ms());
     char address[128] = "?";
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
         address_format((struct sockaddr *)&ss, address, sizeof(address));
     log_msg(quiet ? LOG_DEBUG : LOG_WARN, "worker %d: closing RESP client %s (id %llu, holding %zu bytes): it %s",
-            f->worker->id, address, (unsigned long long)c->id, c->memory, evict_reasons[reason]);
+            f->env->id, address, (unsigned long long)c->id, c->memory, evict_reasons[reason]);
 }
 
 static void evict(RespClient *c, EvictReason reason)
@@ -626,9 +626,9 @@ static void evict_later(RespClient *c, EvictReason reason)
 // turn). Past max_client_output, the client is closed. `unsent`: the length of replies.out.
 static void account_with(RespClient *c, size_t unsent)
 {
-    const Config *config = c->front->worker->config;
+    const Config *config = c->front->env->config;
     size_t output = unsent + c->replies.held;
-    client_memory_set(&c->front->worker->client_memory, &c->memory, c->in_cap + output);
+    client_memory_set(c->front->env->client_memory, &c->memory, c->in_cap + output);
     if (output > (size_t)config->max_client_output)
         evict_later(c, EVICT_OUTPUT);
 }
@@ -729,7 +729,7 @@ static void on_deadline(evutil_socket_t, short, void *arg)
 {
     RespClient *c = (RespClient *)arg;
     log_debug("worker %d: RESP client %llu sent no complete command within request_timeout, closing",
-              c->front->worker->id, (unsigned long long)c->id);
+              c->front->env->id, (unsigned long long)c->id);
     client_close(c);
 }
 
@@ -737,7 +737,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
     if (what & EV_TIMEOUT) {
-        log_debug("worker %d: RESP client %llu idle for client_timeout, closing", c->front->worker->id,
+        log_debug("worker %d: RESP client %llu idle for client_timeout, closing", c->front->env->id,
                   (unsigned long long)c->id);
         client_close(c);
         return;
@@ -746,7 +746,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         // What is left in the input is one command not yet complete (complete ones have run, or
         // wait with reading off). The buffer never grows past max_request_size: full, that
         // command cannot be complete within the bound.
-        size_t limit = (size_t)c->front->worker->config->max_request_size;
+        size_t limit = (size_t)c->front->env->config->max_request_size;
         if (c->in_len >= limit) {
             log_eviction(c, EVICT_REQUEST);
             answer_protocol_error(c, "Protocol error: request larger than max_request_size");
@@ -798,15 +798,15 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         // Its answers have waited client_timeout for room in the socket: a client that does not
         // read holds its slot and its output like one that does not send (nginx's send_timeout).
         log_debug("worker %d: RESP client %llu read none of its answers within client_timeout, closing",
-                  c->front->worker->id, (unsigned long long)c->id);
-        c->front->worker->stats->clients_timed_out[FRONT_RESP]++;
+                  c->front->env->id, (unsigned long long)c->id);
+        c->front->env->stats->clients_timed_out[FRONT_RESP]++;
         client_close(c);
         return;
     }
     if (c->replies.failed) {
         // An answer could not be stored: every later one would pair with the wrong command.
         log_warn("worker %d: out of memory for an answer to RESP client %llu; closing it",
-                 c->front->worker->id, (unsigned long long)c->id);
+                 c->front->env->id, (unsigned long long)c->id);
         client_close(c);
         return;
     }
@@ -854,9 +854,9 @@ static RespClient *client_open(RespFront *f, int fd)
     c->id = ++f->next_id;
     c->replies.out = evbuffer_new();
     c->replies.owner = c;
-    c->read_event = event_new(f->worker->base, fd, EV_READ | EV_PERSIST, on_readable, c);
-    c->write_event = event_new(f->worker->base, fd, EV_WRITE, on_writable, c);
-    c->deadline_event = evtimer_new(f->worker->base, on_deadline, c);
+    c->read_event = event_new(f->env->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->write_event = event_new(f->env->base, fd, EV_WRITE, on_writable, c);
+    c->deadline_event = evtimer_new(f->env->base, on_deadline, c);
     if (c->replies.out == NULL || c->read_event == NULL || c->write_event == NULL || c->deadline_event == NULL) {
         if (c->replies.out)
             evbuffer_free(c->replies.out);
@@ -870,13 +870,13 @@ static RespClient *client_open(RespFront *f, int fd)
         free(c);
         return NULL;
     }
-    const Config *config = f->worker->config;
+    const Config *config = f->env->config;
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
     c->next = f->clients;
     if (f->clients != NULL)
         f->clients->prev = c;
     f->clients = c;
-    worker_client_opened(f->worker, FRONT_RESP);
+    f->env->client_opened(f->env->arg, FRONT_RESP);
     c->reading = false;
     update_reading(c);
     return c;
@@ -897,8 +897,8 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
     c->used = state->used != 0;
     if (state->name_len > 0 && state->name_len <= sizeof(state->name))
         c->name = strndup(state->name, state->name_len);
-    f->worker->stats->connections_handed_over++;
-    log_debug("worker %d: RESP client %llu handed over from the previous generation", f->worker->id,
+    f->env->stats->connections_handed_over++;
+    log_debug("worker %d: RESP client %llu handed over from the previous generation", f->env->id,
               (unsigned long long)c->id);
 }
 
@@ -958,24 +958,24 @@ void resp_front_hand_over(RespFront *f, const int *targets, int n)
 
 static void on_accept_error(evconnlistener *, void *arg)
 {
-    worker_pause_accepting(((RespFront *)arg)->worker, "RESP", EVUTIL_SOCKET_ERROR());
+    ((RespFront *)arg)->env->pause_accepting(((RespFront *)arg)->env->arg, "RESP", EVUTIL_SOCKET_ERROR());
 }
 
-RespFront *resp_front_create(Worker *w, const ListenFds *listen_fds)
+RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds)
 {
     RespFront *f = (RespFront *)calloc(1, sizeof(RespFront));
     if (f == NULL)
         return NULL;
-    f->worker = w;
-    struct timeval idle = {(time_t)(w->config->client_timeout_ms / 1000),
-                           (suseconds_t)(w->config->client_timeout_ms % 1000) * 1000};
-    f->idle_timeout = event_base_init_common_timeout(w->base, &idle);
-    struct timeval deadline = {(time_t)(w->config->request_timeout_ms / 1000),
-                               (suseconds_t)(w->config->request_timeout_ms % 1000) * 1000};
-    f->request_timeout = event_base_init_common_timeout(w->base, &deadline);
-    f->handover_retry = evtimer_new(w->base, on_handover_retry, f);
+    f->env = env;
+    struct timeval idle = {(time_t)(env->config->client_timeout_ms / 1000),
+                           (suseconds_t)(env->config->client_timeout_ms % 1000) * 1000};
+    f->idle_timeout = event_base_init_common_timeout(env->base, &idle);
+    struct timeval deadline = {(time_t)(env->config->request_timeout_ms / 1000),
+                               (suseconds_t)(env->config->request_timeout_ms % 1000) * 1000};
+    f->request_timeout = event_base_init_common_timeout(env->base, &deadline);
+    f->handover_retry = evtimer_new(env->base, on_handover_retry, f);
     if (f->idle_timeout == NULL || f->request_timeout == NULL || f->handover_retry == NULL ||
-        !listener_set_open(&f->listeners, w->base, listen_fds, on_accept, f, on_accept_error, NULL)) {
+        !listener_set_open(&f->listeners, env->base, listen_fds, on_accept, f, on_accept_error, NULL)) {
         resp_front_destroy(f);
         return NULL;
     }

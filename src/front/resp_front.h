@@ -7,11 +7,11 @@
 #include "listener_set.h"
 #include "stats.h"
 
-struct Worker;
+struct FrontEnv;
 struct RespFront;
 struct HandoverClient;
 
-RespFront *resp_front_create(Worker *w, const ListenFds *listen_fds);
+RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds);
 void resp_front_destroy(RespFront *f);
 
 // The client holding the most memory (client_memory.h) and how much, for the worker's
