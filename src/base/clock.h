@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/time.h>
 #include <time.h>
 
 inline uint64_t monotonic_ms()
@@ -19,6 +20,13 @@ inline uint64_t monotonic_us()
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+// A duration in milliseconds as the struct timeval libevent's timers take.
+inline struct timeval timeval_of_ms(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
 }
 
 // An exponential back-off: `first` doubled once per earlier attempt, never past `cap`.

@@ -427,7 +427,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
         worker_free(&w);
         return 1;
     }
-    struct timeval tick = {0, (suseconds_t)EXPIRE_INTERVAL_MS * 1000};
+    struct timeval tick = timeval_of_ms(EXPIRE_INTERVAL_MS);
     event_add(w.expire_timer, &tick);
     event_add(w.sigterm_event, NULL);
     event_add(w.sigint_event, NULL);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "metrics.h"
 #include "scoreboard.h"
@@ -173,7 +174,7 @@ AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     int64_t idle_ms = env->config->admin_timeout_ms;
-    struct timeval idle = {(time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000};
+    struct timeval idle = timeval_of_ms((uint64_t)idle_ms);
     evhttp_set_timeout_tv(a->http, &idle);
     evhttp_set_bevcb(a->http, on_new_connection, a);
     evhttp_set_max_headers_size(a->http, 16 * 1024);

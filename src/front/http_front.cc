@@ -463,14 +463,13 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                             EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    struct timeval idle = {(time_t)(c->client_timeout_ms / 1000), (suseconds_t)(c->client_timeout_ms % 1000) * 1000};
+    struct timeval idle = timeval_of_ms((uint64_t)c->client_timeout_ms);
     evhttp_set_timeout_tv(h->http, &idle);
     // Room for a fully percent-encoded key of max_key_size plus ordinary headers; evhttp answers
     // 413 past this. GETs carry no body.
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)(3 * c->max_key_size + 16 * 1024));
     evhttp_set_max_body_size(h->http, 64 * 1024);
-    struct timeval deadline = {(time_t)(c->request_timeout_ms / 1000),
-                               (suseconds_t)(c->request_timeout_ms % 1000) * 1000};
+    struct timeval deadline = timeval_of_ms((uint64_t)c->request_timeout_ms);
     h->request_timeout = event_base_init_common_timeout(env->base, &deadline);
     if (h->request_timeout == NULL) {
         http_front_destroy(h);

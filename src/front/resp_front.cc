@@ -967,11 +967,9 @@ RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     if (f == NULL)
         return NULL;
     f->env = env;
-    struct timeval idle = {(time_t)(env->config->client_timeout_ms / 1000),
-                           (suseconds_t)(env->config->client_timeout_ms % 1000) * 1000};
+    struct timeval idle = timeval_of_ms((uint64_t)env->config->client_timeout_ms);
     f->idle_timeout = event_base_init_common_timeout(env->base, &idle);
-    struct timeval deadline = {(time_t)(env->config->request_timeout_ms / 1000),
-                               (suseconds_t)(env->config->request_timeout_ms % 1000) * 1000};
+    struct timeval deadline = timeval_of_ms((uint64_t)env->config->request_timeout_ms);
     f->request_timeout = event_base_init_common_timeout(env->base, &deadline);
     f->handover_retry = evtimer_new(env->base, on_handover_retry, f);
     if (f->idle_timeout == NULL || f->request_timeout == NULL || f->handover_retry == NULL ||

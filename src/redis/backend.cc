@@ -116,7 +116,7 @@ static void schedule_reconnect(Backend *b, const char *what, const char *detail)
     log_msg(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s%s%s; retrying in %llums",
             b->target.display, b->hooks.label, what, detail ? ": " : "", detail ? detail : "",
             (unsigned long long)delay);
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    struct timeval tv = timeval_of_ms((uint64_t)delay);
     evtimer_add(b->reconnect_timer, &tv);
 }
 
@@ -195,7 +195,7 @@ static void backend_drop_untrusted(Backend *b, const char *what, const char *det
 
 static void arm_timeout(Backend *b, uint64_t delay_ms)
 {
-    struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
+    struct timeval tv = timeval_of_ms((uint64_t)delay_ms);
     evtimer_add(b->timeout_timer, &tv);
     b->timeout_armed = true;
     b->timeout_at_ms = monotonic_ms() + delay_ms;
@@ -627,8 +627,7 @@ static void backend_connect(Backend *b)
     // Writability says the connect finished, either way (on_writable reads SO_ERROR).
     event_add(b->write_event, NULL);
     b->write_pending = true;
-    struct timeval tv = {(time_t)(b->config->connect_timeout_ms / 1000),
-                         (suseconds_t)(b->config->connect_timeout_ms % 1000) * 1000};
+    struct timeval tv = timeval_of_ms((uint64_t)b->config->connect_timeout_ms);
     evtimer_add(b->connect_timer, &tv);
     // Queued now, sent as soon as the socket connects, answered before any GET queued after them.
     const Config *c = b->config;

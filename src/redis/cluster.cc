@@ -262,7 +262,7 @@ static void set_owner(Cluster *c, int slot, int node)
 
 static void schedule_refresh(Cluster *c, uint64_t delay_ms)
 {
-    struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
+    struct timeval tv = timeval_of_ms((uint64_t)delay_ms);
     evtimer_add(c->refresh_timer, &tv);
 }
 
@@ -571,7 +571,7 @@ static bool park(ClusterRequest *r)
     if (c->parked != NULL)
         c->parked->prev = r;
     c->parked = r;
-    struct timeval tv = {0, (suseconds_t)pause * 1000};
+    struct timeval tv = timeval_of_ms(pause);
     evtimer_add(r->retry_timer, &tv);
     return true;
 }

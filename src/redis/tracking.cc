@@ -131,7 +131,7 @@ static void retry_later(Tracking *t, const char *command, const redisReply *repl
             t->env->id, t->owner.label, command, len, why, t->owner.label[0] ? " its slots" : "", (unsigned long long)delay);
     lose(t, "refused");
     t->retry_pending = true;
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    struct timeval tv = timeval_of_ms((uint64_t)delay);
     evtimer_add(t->retry_timer, &tv);
 }
 
@@ -361,7 +361,7 @@ Tracking *tracking_create(const WorkerEnv *env, const BackendTarget *target, con
         return NULL;
     }
     int64_t half = env->config->heartbeat_ms / 2;
-    struct timeval tv = {(time_t)(half / 1000), (suseconds_t)(half % 1000) * 1000};
+    struct timeval tv = timeval_of_ms((uint64_t)half);
     event_add(t->heartbeat_timer, &tv);
     set_caching(t, false);
     return t;
