@@ -13,9 +13,11 @@
 #include "fetch_table.h"
 #include "log.h"
 
-// Below this, copying a value into the output buffer costs less than referencing it, which
-// allocates an evbuffer chain and a release callback per reply.
-static const size_t COPY_VALUE_MAX = 1024;
+// Up to this, a value is copied into the output buffer; above it, referenced in place. A
+// reference is not free: libevent allocates a 1 KiB chain for it, and another for the bytes that
+// follow (lookup_add_value), so it pays only for values several times that. Then what an answer
+// really holds (about 2 KiB) stays below the value's length, which the client bounds count.
+static const size_t COPY_VALUE_MAX = 4096;
 
 // How far monotonic_ms (a coarse clock) may lag monotonic_us: a few 4ms ticks at most.
 static const int64_t COARSE_CLOCK_LAG_MS = 10;
@@ -585,13 +587,31 @@ void lookup_invalidate(Lookup *lk, const char *key, size_t len)
 
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }
 
-bool lookup_add_value(evbuffer *out, const LookupResult *r)
+// Bytes written right after a reference: libevent sizes the chain it allocates for them from the
+// reference's length (doubled, up to 4 KiB), so two bytes after a 1 MiB value would take a 1 MiB
+// chain, for every answer. Written into a buffer of their own instead, they get a small chain,
+// which is then moved (not copied) behind the reference; later writes fill the rest of it.
+static bool add_after_reference(evbuffer *out, const char *bytes, size_t len)
+{
+    static evbuffer *scratch;  // the worker is one thread; empty between calls
+    if (scratch == NULL && (scratch = evbuffer_new()) == NULL)
+        return false;
+    if (evbuffer_add(scratch, bytes, len) != 0)
+        return false;
+    if (evbuffer_add_buffer(out, scratch) == 0)
+        return true;
+    evbuffer_drain(scratch, evbuffer_get_length(scratch));
+    return false;
+}
+
+bool lookup_add_value(evbuffer *out, const LookupResult *r, const char *suffix, size_t suffix_len)
 {
     // Referenced in place only when it is large and in an entry.
     if (r->entry != NULL && r->value_len > COPY_VALUE_MAX && cache_entry_retain(r->entry)) {
         if (evbuffer_add_reference(out, r->value, r->value_len, release_entry, r->entry) == 0)
-            return true;
+            return suffix_len == 0 || add_after_reference(out, suffix, suffix_len);
         cache_entry_release(r->entry);
     }
-    return evbuffer_add(out, r->value, r->value_len) == 0;
+    return evbuffer_add(out, r->value, r->value_len) == 0 &&
+           (suffix_len == 0 || evbuffer_add(out, suffix, suffix_len) == 0);
 }

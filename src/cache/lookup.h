@@ -81,6 +81,6 @@ void lookup_invalidate(Lookup *lookup, const char *key, size_t len);
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
 // than the chain a reference allocates); larger ones are referenced in place with their entry
 // retained until libevent has written them, so an eviction meanwhile is harmless, and every
-// answer with one value shares its one copy.
-// False when out of memory: nothing was added, and the answer must not be sent as it is.
-bool lookup_add_value(evbuffer *out, const LookupResult *r);
+// answer with one value shares its one copy. `suffix` (static bytes, may be empty) follows it.
+// False when out of memory: the answer must not be sent as it is.
+bool lookup_add_value(evbuffer *out, const LookupResult *r, const char *suffix, size_t suffix_len);

@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include <event2/event.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,21 +278,28 @@ static void on_redis_lost(void *arg)
 }
 
 // The clients together hold more than max_client_memory: close the one holding the most until
-// they fit (Redis's maxmemory-clients). From its own event, never from inside a front's work.
+// they fit (Redis's maxmemory-clients). Back under it, the RESP clients held back go on. From its
+// own event, never from inside a front's work.
 static void on_evict_event(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
-    while (w->client_memory.used > w->client_memory.limit) {
+    bool evicted = false;
+    while (w->client_memory.over) {
         void *resp_client = NULL, *http_client = NULL;
         size_t resp_most = w->resp != NULL ? resp_front_most_memory(w->resp, &resp_client) : 0;
         size_t http_most = http_front_most_memory(w->http, &http_client);
         if (resp_client == NULL && http_client == NULL)
-            return;
+            break;
         if (resp_client != NULL && resp_most >= http_most)
             resp_front_evict(w->resp, resp_client, EVICT_MEMORY);
         else
             http_front_evict(w->http, http_client);
+        evicted = true;
     }
+    if (evicted)
+        malloc_trim(0);  // what the evicted held goes back to the system, not only to malloc
+    if (!w->client_memory.over && w->resp != NULL)
+        resp_front_resume(w->resp);
 }
 
 static void schedule_eviction(void *arg)
@@ -354,7 +362,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     w.started_ms = monotonic_ms();
     w.channel = setup->channel;
     w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
-    w.client_memory = {0, (size_t)config->max_client_memory, &w.stats->client_memory, schedule_eviction, &w, 0};
+    w.client_memory = {0, (size_t)config->max_client_memory, &w.stats->client_memory, schedule_eviction, &w, false, 0};
     uint64_t seed;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);

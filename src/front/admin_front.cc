@@ -37,11 +37,38 @@ static void set_accepting(AdminFront *a)
     a->accepting = want;
 }
 
+// One admin connection: it lasts [admin] timeout at most, idle or not, so that clients sending a
+// byte now and then cannot hold the admin slots (evhttp's own timeout sees only silence).
+struct AdminConn {
+    AdminFront *front;
+    evhttp_connection *evcon;  // NULL once closed
+    event *deadline;
+    bool expiring;  // closed by its deadline: the deadline's callback frees it
+};
+
 static void on_connection_closed(evhttp_connection *, void *arg)
 {
-    AdminFront *a = (AdminFront *)arg;
-    a->open--;
-    set_accepting(a);
+    AdminConn *c = (AdminConn *)arg;
+    c->front->open--;
+    set_accepting(c->front);
+    c->evcon = NULL;
+    if (!c->expiring) {
+        event_free(c->deadline);
+        free(c);
+    }
+}
+
+static void on_deadline(evutil_socket_t, short, void *arg)
+{
+    AdminConn *c = (AdminConn *)arg;
+    c->expiring = true;
+    evhttp_connection_free(c->evcon);  // calls on_connection_closed
+    if (c->evcon != NULL) {             // (it did not: count the close here)
+        c->front->open--;
+        set_accepting(c->front);
+    }
+    event_free(c->deadline);
+    free(c);
 }
 
 // Counting connections with evhttp 2.1, as the HTTP front does (http_front.cc): the bufferevent
@@ -69,6 +96,26 @@ static bufferevent *on_new_connection(event_base *base, void *arg)
     return bev;
 }
 
+static void adopt(AdminFront *a, evhttp_connection *evcon)
+{
+    AdminConn *c = (AdminConn *)calloc(1, sizeof(AdminConn));
+    if (c != NULL && (c->deadline = evtimer_new(a->env->base, on_deadline, c)) == NULL) {
+        free(c);
+        c = NULL;
+    }
+    if (c == NULL) {  // out of memory: the connection goes
+        evhttp_connection_free(evcon);
+        a->open--;
+        set_accepting(a);
+        return;
+    }
+    c->front = a;
+    c->evcon = evcon;
+    struct timeval lifetime = timeval_of_ms((uint64_t)a->env->config->admin_timeout_ms);
+    evtimer_add(c->deadline, &lifetime);
+    evhttp_connection_set_closecb(evcon, on_connection_closed, c);
+}
+
 static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
 {
     AdminFront *a = (AdminFront *)arg;
@@ -81,7 +128,7 @@ static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
             a->open--;  // evhttp already freed it
             set_accepting(a);
         } else {
-            evhttp_connection_set_closecb((evhttp_connection *)cbarg, on_connection_closed, a);
+            adopt(a, (evhttp_connection *)cbarg);
         }
         bufferevent_decref(bev);
     }

@@ -2,7 +2,9 @@
 // maxmemory-clients): each client's input, its answers not yet read, and the lookups it has
 // under way. A value that many answers share counts once per answer: that is what the client
 // asked to be sent, and a bound on what it could keep alive. Each front keeps its clients'
-// shares current; past the bound, the worker closes the clients holding the most.
+// shares current; past the bound, no RESP client's command is run (so that one turn of the loop
+// cannot take the worker far past it) and the worker closes the clients holding the most; back
+// under it, the fronts go on.
 #pragma once
 
 #include <stddef.h>
@@ -12,8 +14,11 @@ struct ClientMemory {
     size_t used;
     size_t limit;              // 0: no bound
     uint64_t *gauge;           // where `used` is shown (WorkerStats); may be NULL
-    void (*over)(void *arg);   // `used` passed `limit`: must only schedule the eviction, since
-    void *arg;                 // it is called from inside a front's work on a client
+    // `used` passed `limit`, or went back under it: must only schedule the work (evicting, or
+    // resuming the clients held back), since it is called from inside a front's work on a client.
+    void (*crossed)(void *arg);
+    void *arg;
+    bool over;                 // used > limit (limit set)
     uint64_t logged_ms;        // when an eviction was last logged: once a second at most
 };
 
@@ -26,8 +31,12 @@ inline void client_memory_set(ClientMemory *m, size_t *share, size_t now)
     *share = now;
     if (m->gauge != NULL)
         *m->gauge = m->used;
-    if (m->limit != 0 && m->used > m->limit && m->over != NULL)
-        m->over(m->arg);
+    bool over = m->limit != 0 && m->used > m->limit;
+    if (over != m->over) {
+        m->over = over;
+        if (m->crossed != NULL)
+            m->crossed(m->arg);
+    }
 }
 
 // Whether an eviction at now_ms is to be logged quietly (debug): evictions are all counted, but

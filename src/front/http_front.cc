@@ -326,7 +326,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
         char length[24];
         snprintf(length, sizeof(length), "%zu", r->value_len);
         evhttp_add_header(headers, "Content-Length", length);
-    } else if (!lookup_add_value(evhttp_request_get_output_buffer(req), r)) {
+    } else if (!lookup_add_value(evhttp_request_get_output_buffer(req), r, "", 0)) {
         // Never a 200 with part of a value: an error, and the connection goes with it.
         evhttp_clear_headers(headers);
         evhttp_add_header(headers, "Connection", "close");

@@ -135,9 +135,7 @@ static bool add_value(evbuffer *out, const LookupResult *r)
         return evbuffer_add(out, small, n + r->value_len + 2) == 0;
     }
     resp_add_bulk_header(out, r->value_len);
-    if (!lookup_add_value(out, r))
-        return false;
-    return evbuffer_add(out, "\r\n", 2) == 0;
+    return lookup_add_value(out, r, "\r\n", 2);
 }
 
 static void on_get_done(void *arg, const LookupResult *r)
@@ -651,9 +649,13 @@ size_t resp_front_most_memory(RespFront *f, void **client)
 
 void resp_front_evict(RespFront *f, void *client, EvictReason reason) { evict((RespClient *)client, reason); }
 
+
+// Past max_client_memory, no client's command runs until the worker has evicted enough
+// (resp_front_resume): one turn of the loop cannot take the worker far past its bound.
 static bool may_read(const RespClient *c)
 {
-    return !c->closing && !c->evicting && !c->replies.failed && c->replies.pending < MAX_PENDING_REPLIES &&
+    return !c->closing && !c->evicting && !c->front->env->client_memory->over && !c->replies.failed &&
+           c->replies.pending < MAX_PENDING_REPLIES &&
            evbuffer_get_length(c->replies.out) < MAX_UNSENT_BYTES;
 }
 
@@ -668,6 +670,15 @@ static void update_reading(RespClient *c)
     else
         event_del(c->read_event);
 }
+// Activates the write event of each client that was held back: on_writable runs its commands
+// (if it has any waiting) and turns reading back on, each in its own callback.
+void resp_front_resume(RespFront *f)
+{
+    for (RespClient *c = f->clients; c != NULL; c = c->next)
+        if (!c->reading && may_read(c))
+            event_active(c->write_event, EV_WRITE, 1);
+}
+
 
 // Runs every complete command in the input (all of them in one go: their answers leave in one
 // write), unless backpressure says to wait.

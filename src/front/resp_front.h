@@ -19,6 +19,8 @@ void resp_front_destroy(RespFront *f);
 size_t resp_front_most_memory(RespFront *f, void **client);
 // Closes that client, counting and logging why.
 void resp_front_evict(RespFront *f, void *client, EvictReason reason);
+// The worker's clients are back under max_client_memory: those held back read again.
+void resp_front_resume(RespFront *f);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void resp_front_set_accepting(RespFront *f, bool accepting);

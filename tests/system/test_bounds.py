@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 
 from harness import SANITIZED, ProxyTestCase, RedisClient, RedisError, read_until_closed, resp_encode, wait_until
@@ -286,6 +287,75 @@ class SlowRedisStateTest(ProxyTestCase):
         self.assertLess(grown_mb, 150, "the worker grew by %.0f MB" % grown_mb)
 
 
+class MemoryBurstTest(ProxyTestCase):
+    """What a worker really holds stays near what its clients are counted for."""
+
+    def flood(self, proxy, value_size, clients, repeat=9999):
+        self.redis("SET", "v", "v" * value_size)
+        warm = proxy.resp()
+        self.addCleanup(warm.close)
+        warm("GET", "v")  # cached
+        mget = resp_encode("MGET", *["v"] * repeat)
+        socks = []
+        for _ in range(clients):
+            s = socket.create_connection(("127.0.0.1", proxy.resp_port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.addCleanup(s.close)
+            socks.append(s)
+        for s in socks:
+            try:
+                s.sendall(mget)  # and never read
+            except OSError:
+                pass  # closed under it (evicted)
+        return socks
+
+    def test_one_turn_of_the_loop_cannot_take_a_worker_far_past_max_client_memory(self):
+        # Once, 200 clients each sending one MGET of a 1 KiB key 9,999 times took a worker with
+        # max_client_memory = 256m to 1.5 GB: every client ready in the same turn ran its MGET
+        # before the eviction did.
+        proxy = self.start_proxy(resp=True, proxy={"max_client_memory": "64m", "max_client_output": "32m"})
+        pid = proxy.worker_pids()[0]
+        before = worker_rss_kb(pid)
+        peak = [before]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], worker_rss_kb(pid))
+                done.wait(0.01)
+        t = threading.Thread(target=sample)
+        t.start()
+        try:
+            self.flood(proxy, 1024, 200)
+            wait_until(lambda: evicted(proxy, "memory") > 0, what="evictions")
+        finally:
+            done.set()
+            t.join()
+        grown_mb = 0 if SANITIZED else (peak[0] - before) / 1024
+        self.assertLess(grown_mb, 64 + 48, "the worker grew by %.0f MB at its peak" % grown_mb)
+        fresh = proxy.resp()
+        self.addCleanup(fresh.close)
+        self.assertEqual(fresh("GET", "v"), b"v" * 1024)
+
+    def test_answers_cost_about_what_they_are_counted_for(self):
+        # Once, each answer referencing a value cost a chain of twice its size for the CRLF after
+        # it: 8 clients x 9,999 answers of 1,025 bytes were counted 59 MB and held 393 MB. Values
+        # up to 4 KiB are copied now (counted as they are), larger ones referenced (about 2 KiB of
+        # chains each, counted at the value's length).
+        for size in (1025, 5000):
+            with self.subTest(value=size):
+                proxy = self.start_proxy(resp=True, proxy={"max_client_memory": "2g", "max_client_output": "1g"})
+                pid = proxy.worker_pids()[0]
+                before = worker_rss_kb(pid)
+                self.flood(proxy, size, 8)
+                wait_until(lambda: requests_answered(proxy) >= 8 * 9999 + 1, what="every answer made")
+                counted_mb = metric(proxy.admin("/metrics")[1], "client_memory_bytes") / (1024 * 1024)
+                grown_mb = rss_grown_mb(pid, before)
+                self.assertLess(grown_mb, counted_mb * 1.25 + 16,
+                                "held %.0f MB for %.0f MB counted" % (grown_mb, counted_mb))
+                proxy.stop()
+
+
 class AdminConnectionsTest(ProxyTestCase):
     def test_idle_admin_connections_cannot_take_the_clients_descriptors(self):
         # Once, 3,000 idle admin connections under a 1,200-descriptor limit left HTTP and RESP
@@ -317,6 +387,35 @@ class AdminConnectionsTest(ProxyTestCase):
             self.assertEqual(read_until_closed(s, 10), b"")  # closed by the proxy, not by us
         self.assertLess(time.monotonic() - started, 3)
         self.assertEqual(proxy.admin("/healthz")[0], 200)  # and the endpoint answers again
+
+
+    def test_admin_clients_trickling_bytes_cannot_hold_the_admin_slots(self):
+        # Each connection lasts [admin] timeout at most, busy or not: sixteen clients sending a
+        # header byte a second would otherwise keep /healthz unreachable for ever.
+        proxy = self.start_proxy(admin={"max_clients": "4", "timeout": "1s"})
+        slow = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=10)
+            self.addCleanup(s.close)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+            slow.append(s)
+        stop = threading.Event()
+
+        def trickle():
+            while not stop.is_set():
+                for s in slow:
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        pass
+                stop.wait(0.3)  # the pace of these clients, not a wait for the proxy
+        t = threading.Thread(target=trickle)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        started = time.monotonic()
+        self.assertEqual(proxy.admin("/healthz", timeout=10)[0], 200)
+        self.assertLess(time.monotonic() - started, 3)
 
 
 class MaxMemoryTest(ProxyTestCase):
