@@ -1,0 +1,97 @@
+// The RESP front's own parts, shared by its connection code (resp_front.cc) and its commands
+// (resp_commands.cc): a connection, the front, and the few calls between the two.
+#pragma once
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "front_env.h"
+#include "listener_set.h"
+#include "lookup.h"
+#include "reply_queue.h"
+#include "resp_parser.h"
+
+struct RespFront;
+
+// Backpressure: stop reading a client's commands while this many of its answers are unsent,
+// and resume when it has read them.
+inline constexpr size_t MAX_PENDING_REPLIES = 1024;
+inline constexpr size_t MAX_UNSENT_BYTES = 1024 * 1024;
+inline constexpr size_t INPUT_START = 4096;
+// What a lookup under way holds, for the client's memory bound: a GET's flight and waiter, and
+// per key of an MGET its result, its waiter and its share of a flight (beside the key bytes).
+inline constexpr size_t LOOKUP_STATE_BYTES = 256;
+inline constexpr size_t KEY_STATE_BYTES = 192;
+
+struct RespClient {
+    RespFront *front;
+    RespClient *prev, *next;  // the front's open clients
+    int fd;
+    uint64_t id;
+    event *read_event, *write_event;
+    event *deadline_event;  // request_timeout: a command begun must be complete by then
+    bool deadline_armed;
+    char *in;  // unparsed input; the parser works on it in place
+    size_t in_len, in_cap;
+    RespParser parser;
+    ReplyQueue replies;  // replies.out: answers in order, ready to send
+    bool reading;
+    bool processing;  // in process_input: answers are written when it ends, not scheduled
+    bool closing;  // after QUIT or a protocol error: close once everything is sent
+    bool used;     // has sent a command
+    bool evicting;  // past a bound (client_memory.h): closed on the next turn of the loop
+    EvictReason evict_reason;
+    size_t memory;  // its share of the worker's client memory
+    char *name;    // CLIENT SETNAME
+};
+
+struct RespFront {
+    const FrontEnv *env;
+    ListenerSet listeners;
+    const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
+    const struct timeval *request_timeout;  // likewise
+    RespClient *clients;
+    ReplySlotPool slots;
+    LookupKey *keys;  // scratch for MGET
+    size_t keys_cap;
+    bool draining;    // the worker is stopping: close each client once it has no command under way
+    // ... or retiring (a reload): hand each client over instead, once it owes nothing.
+    const int *handover_targets;  // the new generation's channels; NULL unless retiring
+    int handover_count, handover_next;
+    event *handover_retry;  // every target refused (full or gone): try again shortly
+    uint64_t next_id;
+};
+
+// Answers made while reading are written when the read handler ends; answers that arrive later
+// (from Redis) are written once per turn of the loop, however many arrived in it.
+inline void resp_schedule_write(RespClient *c)
+{
+    if (!c->processing)
+        event_active(c->write_event, EV_WRITE, 1);
+}
+
+// Brings the client's share of the worker's client memory up to date (resp_front.cc).
+void resp_account(RespClient *c);
+
+// The slot's answer is complete: accounted, and written when its turn comes.
+inline void resp_finish_slot(ReplySlot *slot)
+{
+    void *owner_of_slot;
+    RespClient *c = (RespClient *)reply_slot_finish(slot, &owner_of_slot);
+    RespClient *owner = (RespClient *)owner_of_slot;
+    // An answer from Redis now waits to be written, or for its turn. (One made while its client's
+    // input is processed, a hit, is accounted once for the whole batch when that ends.)
+    if (owner != NULL && !owner->processing)
+        resp_account(owner);
+    if (c != NULL)
+        resp_schedule_write(c);
+}
+
+// Runs one complete command (resp_commands.cc): its answer, now or once Redis has answered, takes
+// its place in the client's reply queue.
+void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc);
+
+// Answers a protocol error after every earlier answer, then closes (resp_front.cc).
+void resp_answer_protocol_error(RespClient *c, const char *error);
+
