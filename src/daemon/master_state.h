@@ -1,0 +1,92 @@
+// The master's state, shared by its process management (master.cc) and its reload
+// (master_reload.cc). Internal to the daemon layer.
+#pragma once
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "listen_group.h"
+#include "scoreboard.h"
+#include "worker.h"
+
+inline constexpr uint64_t FAST_DEATH_MS = 1000;       // a worker that dies sooner counts as crashing
+inline constexpr uint64_t RESPAWN_MAX_DELAY_MS = 10000;
+inline constexpr uint64_t READY_POLL_MS = 10;      // how often the master looks whether it is ready
+inline constexpr uint64_t STATUS_EVERY_MS = 5000;  // how often it refreshes systemd's STATUS line
+inline constexpr uint64_t STOP_KILL_GRACE_MS = 500;  // past shutdown_timeout: the workers' own bound first
+
+struct WorkerSlot {
+    pid_t pid;  // 0 when not running
+    int channel;  // the master's end of the worker's channel (handover.h); -1 when not running
+    WorkerRecord *record;  // its numbers in the scoreboard (reused by another worker once it died)
+    uint64_t started_ms;
+    int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
+    uint64_t respawn_at_ms;
+};
+
+// The three addresses every worker listens on.
+enum ListenKind { LISTEN_HTTP, LISTEN_RESP, LISTEN_ADMIN, LISTEN_KINDS };
+inline const char *const LISTEN_NAMES[LISTEN_KINDS] = {"HTTP", "RESP", "admin"};
+
+inline const char *listen_address(const Config *c, int kind)
+{
+    return kind == LISTEN_HTTP ? c->listen : kind == LISTEN_RESP ? c->resp_listen : c->admin_listen;
+}
+
+struct Master {
+    const Config *config;
+    const ConfigSource *source;  // where a reload reads the configuration again
+    Config *reloaded;            // the configuration of the last reload (owned), or NULL
+    WorkerSetup setup;  // shared part; id and fd filled per worker
+    WorkerSlot *slots;
+    int count;
+    ListenGroup *listening[LISTEN_KINDS];  // NULL when that front is off
+    // Addresses a reload dropped: the previous generation still serves them; closed once it has
+    // gone (reset connections queued there after that are the price of removing an address).
+    ListenGroup *closing[LISTEN_KINDS];
+    Scoreboard *scoreboard;
+    bool ready;  // READY=1 sent for the current generation
+    // A reload's previous generation: told to stop once the new one serves, killed at the deadline
+    // (also the new generation of a reload that was abandoned).
+    pid_t *retiring;
+    int retiring_count;
+    bool retire_signalled;
+    uint64_t retire_deadline_ms;
+    // A reload whose new generation does not serve yet: what it replaced, put back if it never
+    // does within the new shutdown_timeout (the reload is then abandoned).
+    struct {
+        bool starting;
+        uint64_t deadline_ms;
+        WorkerSlot *slots;
+        int count;
+        const Config *config;
+        Config *reloaded;
+        WorkerSetup setup;
+        ListenGroup *listening[LISTEN_KINDS];
+        int sockets[LISTEN_KINDS];  // each group's socket count before (a grown one shrinks back)
+    } previous;
+    bool reload_pending;  // a SIGHUP came while a reload was under way: the file is read again after it
+    // Which slots new connections are steered to: those whose worker serves (steer_to_serving).
+    bool steered_serving[CONFIG_MAX_WORKERS];
+    bool steering_known;  // steered_serving is what the groups were last steered to
+    uint64_t status_at_ms;
+    char status[160];  // the STATUS line last sent
+    sigset_t handled;  // signals the master waits for with sigtimedwait
+};
+
+
+// master.cc: the process table.
+WorkerSlot *master_new_slots(int count);
+void master_close_channels(WorkerSlot *slots, int count);
+void master_raise_fd_limit(const Config *c, int workers);
+bool master_resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t errlen);
+void master_spawn_worker(Master *m, int i);
+
+// master_reload.cc: SIGHUP, and the generations it makes.
+bool master_generation_ready(Master *m);
+void master_retire_previous(Master *m);
+void master_reload(Master *m);
+void master_abandon_reload(Master *m);
+bool master_steer_to_serving(Master *m);
