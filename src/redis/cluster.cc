@@ -6,94 +6,14 @@
 #include <string.h>
 
 #include "clock.h"
-#include "command_owner.h"
+#include "cluster_state.h"
 #include "config.h"
 #include "log.h"
-#include "slot_map.h"
-#include "tracking.h"
 
-static const uint64_t REFRESH_GAP_MIN_MS = 100;   // between two rereads of the map, at least
-static const uint64_t REFRESH_GAP_MAX_MS = 1000;  // ... backing off to this while nothing changes
-static const uint64_t RETRY_MIN_MS = 10;          // CLUSTERDOWN, TRYAGAIN: first pause
-static const uint64_t RETRY_MAX_MS = 200;
+// The slot map and the connections to the nodes it names: read with CLUSTER SLOTS (and CLUSTER
+// NODES for the slots being migrated), reread when a redirect or a failure says it changed.
 
-struct Cluster;
-
-// One primary: its data connection and, with tracking, its invalidation link.
-struct NodeLink {
-    Cluster *c;
-    int index;         // in the slot map's node table
-    Backend *data;     // NULL: not connected (not in the map)
-    Tracking *tracking;
-    bool caching;      // replies from it may be cached
-    bool tracked;      // Redis tracks what is read through it
-    bool leaving;      // no longer owns slots: freed by the sweep, out of any callback
-    char label[312];   // " of ip:port", for tracking's logs
-};
-
-// A command on its way, with copies of its arguments for resending after a redirect.
-struct ClusterRequest {
-    ClusterRequest *prev, *next;  // in c->parked while it waits to be retried
-    Cluster *c;
-    BackendReplyFn fn;
-    void *arg;
-    int slot, node;
-    int redirects, retries;
-    bool asked;            // answered by an ASK target: not the slot's owner, never cached
-    uint64_t deadline_ms;  // CLUSTERDOWN and TRYAGAIN are retried until then
-    event *retry_timer;
-    int argc;
-    const char **argv;
-    size_t *lens;
-};
-
-// A CLUSTER SLOTS on its way: whom it asked (an empty address in the answer means that node).
-struct SlotsQuery {
-    OwnedCommand base;  // owned by the cluster: cancelled when it goes
-    ClusterNode asked;
-    bool probe;
-};
-
-struct Cluster {
-    const WorkerEnv *env;
-    ClusterOwner owner;
-    const BackendTarget *seeds;
-    int seed_count;
-    uint64_t seed;
-    SlotMap map;
-    bool have_map;
-    int unaddressable_before;  // in the map before: the warning is logged when it changes
-    uint64_t gave_up_logged_ms;  // the last "after N redirects" warning
-    NodeLink links[SLOT_MAP_MAX_NODES];
-    uint64_t distrusted_us[CLUSTER_SLOTS];  // since when each slot's reads are not trusted (coherence.h)
-    uint64_t migrating_seen_ms[CLUSTER_SLOTS];  // when a node last said it migrates or imports the slot
-    bool migrating_now[CLUSTER_SLOTS];          // scratch for one CLUSTER NODES reply
-    // Refreshing the map.
-    bool refreshing;        // a CLUSTER SLOTS is on its way
-    bool refresh_soon;      // the timer is set for a refresh something asked for
-    bool refresh_changed;   // the last refresh changed the map
-    uint64_t last_refresh_ms;
-    uint64_t refresh_gap_ms;
-    event *refresh_timer;
-    // While no primary is connected, the map is asked of a seed (or a known node) on a
-    // connection of its own, one candidate after the other.
-    Backend *probe;
-    bool probe_done;        // its answer came: the sweep frees it
-    bool probe_again;       // ... and then tries the next candidate
-    int probe_next;
-    WorkerStats probe_stats;  // not the worker's: a seed is no primary it reads from
-    event *sweep_event;
-    ClusterRequest *parked;
-    CommandOwner queries;  // the CLUSTER SLOTS on their way
-    bool destroying;
-    // Set while a reply is delivered to its caller.
-    bool reply_cacheable;
-    Backend *replying;
-};
-
-static void want_refresh(Cluster *c);
 static void start_refresh(Cluster *c);
-static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure);
 
 static void distrust_slot(Cluster *c, int slot, uint64_t now_us) { c->distrusted_us[slot] = now_us; }
 
@@ -157,7 +77,7 @@ static void on_node_lost(void *arg)
     if (l->tracking != NULL)
         tracking_data_lost(l->tracking);
     update_gauges(l->c);
-    want_refresh(l->c);  // a failover may be under way
+    map_want_refresh(l->c);  // a failover may be under way
 }
 
 // Replies read through the node may have gone to the wrong commands: values may sit under the
@@ -179,7 +99,7 @@ static void node_target(const ClusterNode *n, BackendTarget *t)
 }
 
 // Opens the node's connections if they are not open (or keeps them if they were leaving).
-static bool link_open(Cluster *c, int node)
+bool map_link_open(Cluster *c, int node)
 {
     NodeLink *l = &c->links[node];
     l->leaving = false;
@@ -254,7 +174,7 @@ static void sweep_later(Cluster *c) { event_active(c->sweep_event, EV_TIMEOUT, 1
 
 // Makes `node` the slot's owner; a new owner never saw our reads of the slot, and the old one
 // will not tell us of changes to it any more.
-static void set_owner(Cluster *c, int slot, int node)
+void map_set_owner(Cluster *c, int slot, int node)
 {
     if (slot_map_set_owner(&c->map, slot, node))
         distrust_slot(c, slot, monotonic_us());
@@ -267,7 +187,7 @@ static void schedule_refresh(Cluster *c, uint64_t delay_ms)
 }
 
 // Something says the map may be out of date: reread it, but at most once per refresh gap.
-static void want_refresh(Cluster *c)
+void map_want_refresh(Cluster *c)
 {
     if (c->refreshing || c->refresh_soon || *c->env->stopping)
         return;
@@ -329,7 +249,7 @@ static void apply_map(Cluster *c, const redisReply *reply, const ClusterNode *as
     for (int n = 0; n < c->map.nodes; n++) {
         if (owns[n]) {
             primaries++;
-            if (!link_open(c, n))
+            if (!map_link_open(c, n))
                 log_error("worker %d: out of memory connecting to %s:%d", c->env->id, c->map.node[n].ip,
                           c->map.node[n].port);
         } else if (c->links[n].data != NULL && !c->links[n].leaving) {
@@ -388,7 +308,7 @@ static void on_slots_reply(void *arg, redisReply *reply, BackendFailure failure)
         }
         // A whole round of candidates failed, or a connected node refused: wait longer each time.
         back_off_refresh(c);
-        want_refresh(c);
+        map_want_refresh(c);
         return;
     }
     apply_map(c, reply, &asked);
@@ -465,7 +385,7 @@ static void start_refresh(Cluster *c)
     }
     if (c->probe != NULL) {  // the last probe is not freed yet: try again once it is
         c->refreshing = false;
-        want_refresh(c);
+        map_want_refresh(c);
         return;
     }
     int candidates = c->seed_count + c->map.nodes, i;
@@ -492,7 +412,7 @@ static void start_refresh(Cluster *c)
         c->probe_done = true;  // could not even start: freed by the sweep, the next tried later
         sweep_later(c);
         c->refreshing = false;
-        want_refresh(c);
+        map_want_refresh(c);
     }
 }
 
@@ -501,207 +421,6 @@ static void on_refresh_timer(evutil_socket_t, short, void *arg)
     Cluster *c = (Cluster *)arg;
     c->refresh_soon = false;
     start_refresh(c);
-}
-
-// ---- commands ----
-
-static void ignore_reply(void *, redisReply *, BackendFailure) {}
-
-static void on_reply(void *arg, redisReply *reply, BackendFailure failure);
-
-// Sends the request to node (after ASKING when asked). False if it could not be sent.
-static bool send_to(ClusterRequest *r, int node, bool asking)
-{
-    Cluster *c = r->c;
-    if (node < 0 || !link_open(c, node))
-        return false;
-    Backend *b = c->links[node].data;
-    r->node = node;
-    if (asking) {
-        static const char *argv[] = {"ASKING"};
-        static const size_t lens[] = {6};
-        if (!backend_command(b, 1, argv, lens, ignore_reply, NULL))
-            return false;
-    }
-    return backend_command(b, r->argc, r->argv, r->lens, on_reply, r);
-}
-
-static void unpark(ClusterRequest *r)
-{
-    Cluster *c = r->c;
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        c->parked = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-}
-
-static bool park(ClusterRequest *r);
-
-static void on_retry_timer(evutil_socket_t, short, void *arg)
-{
-    ClusterRequest *r = (ClusterRequest *)arg;
-    unpark(r);
-    r->asked = false;
-    // A fresh attempt from the slot's owner: the redirects it follows count anew (the limit guards
-    // against a loop within one attempt; the command's deadline bounds the attempts). Otherwise
-    // a multi-key command refused TRYAGAIN by a slot's importing node, asked again through the
-    // migrating one, would run out of redirects while the migration is still going well.
-    r->redirects = 0;
-    if (!send_to(r, r->c->map.owner[r->slot], false) && !park(r))
-        deliver(r, NULL, BACKEND_UNAVAILABLE);
-}
-
-// CLUSTERDOWN, TRYAGAIN, or a redirect to a node still connecting: tried again after a pause,
-// while its time lasts. False: past it.
-static bool park(ClusterRequest *r)
-{
-    Cluster *c = r->c;
-    uint64_t pause = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, r->retries);
-    if (*c->env->stopping || monotonic_ms() + pause >= r->deadline_ms)
-        return false;
-    if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->env->base, on_retry_timer, r)) == NULL)
-        return false;
-    r->retries++;
-    c->env->stats->cluster_retries++;
-    r->prev = NULL;
-    r->next = c->parked;
-    if (c->parked != NULL)
-        c->parked->prev = r;
-    c->parked = r;
-    struct timeval tv = timeval_of_ms(pause);
-    evtimer_add(r->retry_timer, &tv);
-    return true;
-}
-
-// A MOVED or an ASK: resend where it says. False if it could not be sent.
-static bool follow(ClusterRequest *r, const ClusterRedirect *to)
-{
-    Cluster *c = r->c;
-    // By IP, or by a name a known node announces; a name nobody announces cannot be followed
-    // until the map is read again (the plan asked for that): never an address guessed.
-    int node = slot_map_endpoint(&c->map, to->to.ip, to->to.port);
-    if (node < 0)
-        return false;
-    r->redirects++;
-    if (to->ask) {
-        c->env->stats->cluster_asks++;
-        r->asked = true;
-    } else {
-        c->env->stats->cluster_moved++;
-        set_owner(c, to->slot, node);
-    }
-    return send_to(r, node, to->ask);
-}
-
-static void deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure)
-{
-    Cluster *c = r->c;
-    const NodeLink *l = r->node >= 0 ? &c->links[r->node] : NULL;
-    bool saved_cacheable = c->reply_cacheable;
-    Backend *saved_replying = c->replying;
-    c->reply_cacheable = failure == BACKEND_OK && !r->asked && l != NULL && l->caching;
-    c->replying = l != NULL ? l->data : NULL;
-    r->fn(r->arg, reply, failure);
-    c->reply_cacheable = saved_cacheable;
-    c->replying = saved_replying;
-    if (r->retry_timer != NULL)
-        event_free(r->retry_timer);
-    free(r);
-}
-
-static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
-{
-    ClusterRequest *r = (ClusterRequest *)arg;
-    Cluster *c = r->c;
-    if (failure != BACKEND_OK) {
-        if (failure != BACKEND_TOO_LARGE)  // (a value too large says nothing of the node)
-            want_refresh(c);  // the node may have failed over
-        deliver(r, reply, failure);
-        return;
-    }
-    ClusterReplyPlan plan = cluster_plan_reply(reply, r->slot, r->redirects);
-    if (plan.refresh)
-        want_refresh(c);
-    switch (plan.action) {
-    case CLUSTER_DELIVER:
-        deliver(r, reply, failure);
-        break;
-    case CLUSTER_FOLLOW:
-        // A node the map has just learnt is still connecting (a command waits for no connect):
-        // tried again after a pause, within the command's time.
-        if (!follow(r, &plan.to) && !park(r))
-            deliver(r, NULL, BACKEND_UNAVAILABLE);
-        break;
-    case CLUSTER_RETRY:
-        if (!park(r))
-            deliver(r, reply, failure);  // out of time: the error itself (503)
-        break;
-    case CLUSTER_GIVE_UP: {
-        // Once a second at most: a cluster that loops (or a hostile node) must not flood the log.
-        uint64_t now = monotonic_ms();
-        log_msg(now - c->gave_up_logged_ms >= 1000 ? LOG_WARN : LOG_DEBUG,
-                "worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->env->id, r->slot,
-                (int)reply->len, reply->str, r->redirects);
-        if (now - c->gave_up_logged_ms >= 1000)
-            c->gave_up_logged_ms = now;
-        deliver(r, NULL, BACKEND_UNAVAILABLE);
-        break;
-    }
-    }
-}
-
-bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
-                     void *arg)
-{
-    int node = c->map.owner[slot];
-    if (node < 0 || c->links[node].data == NULL || c->links[node].leaving) {
-        want_refresh(c);  // no map yet, or nobody serves the slot: ask again
-        return false;
-    }
-    size_t bytes = sizeof(ClusterRequest) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++)
-        bytes += lens[i];
-    ClusterRequest *r = (ClusterRequest *)malloc(bytes);
-    if (r == NULL)
-        return false;
-    uint64_t now = monotonic_ms();
-    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->env->config->command_timeout_ms,
-          NULL, argc, NULL, NULL};
-    r->argv = (const char **)(r + 1);
-    r->lens = (size_t *)(r->argv + argc);
-    char *at = (char *)(r->lens + argc);
-    for (int i = 0; i < argc; i++) {
-        memcpy(at, argv[i], lens[i]);
-        r->argv[i] = at;
-        r->lens[i] = lens[i];
-        at += lens[i];
-    }
-    if (!send_to(r, node, false)) {
-        free(r);
-        want_refresh(c);  // the owner is not connected: it may have failed over
-        return false;
-    }
-    return true;
-}
-
-uint64_t cluster_slot_distrusted_us(const Cluster *c, int slot) { return c->distrusted_us[slot]; }
-
-bool cluster_slot_migrating(const Cluster *c, int slot)
-{
-    // Said at one refresh, and not said again within two more: the migration has ended.
-    uint64_t seen = c->migrating_seen_ms[slot];
-    return seen != 0 && monotonic_ms() - seen < 2 * (uint64_t)c->env->config->cluster_refresh_ms + 100;
-}
-
-bool cluster_reply_cacheable(const Cluster *c) { return c->reply_cacheable; }
-
-void cluster_distrust_reply(Cluster *c)
-{
-    if (c->replying != NULL)
-        backend_distrust(c->replying);
 }
 
 Cluster *cluster_create(const WorkerEnv *env, const ClusterOwner *owner, const BackendTarget *seeds, int seed_count,
@@ -736,8 +455,8 @@ void cluster_destroy(Cluster *c)
     command_owner_cancel_all(&c->queries);
     while (c->parked != NULL) {
         ClusterRequest *r = c->parked;
-        unpark(r);
-        deliver(r, NULL, BACKEND_UNAVAILABLE);
+        route_unpark(r);
+        route_deliver(r, NULL, BACKEND_UNAVAILABLE);
     }
     for (int n = 0; n < c->map.nodes; n++)
         if (c->links[n].data != NULL)

@@ -1,0 +1,210 @@
+// Commands through a Redis Cluster: each to its slot's owner; MOVED and ASK followed, CLUSTERDOWN
+// and TRYAGAIN retried after a pause, all within the command's deadline.
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "cluster_state.h"
+#include "config.h"
+#include "log.h"
+
+static void ignore_reply(void *, redisReply *, BackendFailure) {}
+
+static void on_reply(void *arg, redisReply *reply, BackendFailure failure);
+
+// Sends the request to node (after ASKING when asked). False if it could not be sent.
+static bool send_to(ClusterRequest *r, int node, bool asking)
+{
+    Cluster *c = r->c;
+    if (node < 0 || !map_link_open(c, node))
+        return false;
+    Backend *b = c->links[node].data;
+    r->node = node;
+    if (asking) {
+        static const char *argv[] = {"ASKING"};
+        static const size_t lens[] = {6};
+        if (!backend_command(b, 1, argv, lens, ignore_reply, NULL))
+            return false;
+    }
+    return backend_command(b, r->argc, r->argv, r->lens, on_reply, r);
+}
+
+void route_unpark(ClusterRequest *r)
+{
+    Cluster *c = r->c;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        c->parked = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static bool park(ClusterRequest *r);
+
+static void on_retry_timer(evutil_socket_t, short, void *arg)
+{
+    ClusterRequest *r = (ClusterRequest *)arg;
+    route_unpark(r);
+    r->asked = false;
+    // A fresh attempt from the slot's owner: the redirects it follows count anew (the limit guards
+    // against a loop within one attempt; the command's deadline bounds the attempts). Otherwise
+    // a multi-key command refused TRYAGAIN by a slot's importing node, asked again through the
+    // migrating one, would run out of redirects while the migration is still going well.
+    r->redirects = 0;
+    if (!send_to(r, r->c->map.owner[r->slot], false) && !park(r))
+        route_deliver(r, NULL, BACKEND_UNAVAILABLE);
+}
+
+// CLUSTERDOWN, TRYAGAIN, or a redirect to a node still connecting: tried again after a pause,
+// while its time lasts. False: past it.
+static bool park(ClusterRequest *r)
+{
+    Cluster *c = r->c;
+    uint64_t pause = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, r->retries);
+    if (*c->env->stopping || monotonic_ms() + pause >= r->deadline_ms)
+        return false;
+    if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->env->base, on_retry_timer, r)) == NULL)
+        return false;
+    r->retries++;
+    c->env->stats->cluster_retries++;
+    r->prev = NULL;
+    r->next = c->parked;
+    if (c->parked != NULL)
+        c->parked->prev = r;
+    c->parked = r;
+    struct timeval tv = timeval_of_ms(pause);
+    evtimer_add(r->retry_timer, &tv);
+    return true;
+}
+
+// A MOVED or an ASK: resend where it says. False if it could not be sent.
+static bool follow(ClusterRequest *r, const ClusterRedirect *to)
+{
+    Cluster *c = r->c;
+    // By IP, or by a name a known node announces; a name nobody announces cannot be followed
+    // until the map is read again (the plan asked for that): never an address guessed.
+    int node = slot_map_endpoint(&c->map, to->to.ip, to->to.port);
+    if (node < 0)
+        return false;
+    r->redirects++;
+    if (to->ask) {
+        c->env->stats->cluster_asks++;
+        r->asked = true;
+    } else {
+        c->env->stats->cluster_moved++;
+        map_set_owner(c, to->slot, node);
+    }
+    return send_to(r, node, to->ask);
+}
+
+void route_deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure)
+{
+    Cluster *c = r->c;
+    const NodeLink *l = r->node >= 0 ? &c->links[r->node] : NULL;
+    bool saved_cacheable = c->reply_cacheable;
+    Backend *saved_replying = c->replying;
+    c->reply_cacheable = failure == BACKEND_OK && !r->asked && l != NULL && l->caching;
+    c->replying = l != NULL ? l->data : NULL;
+    r->fn(r->arg, reply, failure);
+    c->reply_cacheable = saved_cacheable;
+    c->replying = saved_replying;
+    if (r->retry_timer != NULL)
+        event_free(r->retry_timer);
+    free(r);
+}
+
+static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    ClusterRequest *r = (ClusterRequest *)arg;
+    Cluster *c = r->c;
+    if (failure != BACKEND_OK) {
+        if (failure != BACKEND_TOO_LARGE)  // (a value too large says nothing of the node)
+            map_want_refresh(c);  // the node may have failed over
+        route_deliver(r, reply, failure);
+        return;
+    }
+    ClusterReplyPlan plan = cluster_plan_reply(reply, r->slot, r->redirects);
+    if (plan.refresh)
+        map_want_refresh(c);
+    switch (plan.action) {
+    case CLUSTER_DELIVER:
+        route_deliver(r, reply, failure);
+        break;
+    case CLUSTER_FOLLOW:
+        // A node the map has just learnt is still connecting (a command waits for no connect):
+        // tried again after a pause, within the command's time.
+        if (!follow(r, &plan.to) && !park(r))
+            route_deliver(r, NULL, BACKEND_UNAVAILABLE);
+        break;
+    case CLUSTER_RETRY:
+        if (!park(r))
+            route_deliver(r, reply, failure);  // out of time: the error itself (503)
+        break;
+    case CLUSTER_GIVE_UP: {
+        // Once a second at most: a cluster that loops (or a hostile node) must not flood the log.
+        uint64_t now = monotonic_ms();
+        log_msg(now - c->gave_up_logged_ms >= 1000 ? LOG_WARN : LOG_DEBUG,
+                "worker %d: slot %d: %.*s after %d redirect(s); answering unavailable", c->env->id, r->slot,
+                (int)reply->len, reply->str, r->redirects);
+        if (now - c->gave_up_logged_ms >= 1000)
+            c->gave_up_logged_ms = now;
+        route_deliver(r, NULL, BACKEND_UNAVAILABLE);
+        break;
+    }
+    }
+}
+
+bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
+                     void *arg)
+{
+    int node = c->map.owner[slot];
+    if (node < 0 || c->links[node].data == NULL || c->links[node].leaving) {
+        map_want_refresh(c);  // no map yet, or nobody serves the slot: ask again
+        return false;
+    }
+    size_t bytes = sizeof(ClusterRequest) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++)
+        bytes += lens[i];
+    ClusterRequest *r = (ClusterRequest *)malloc(bytes);
+    if (r == NULL)
+        return false;
+    uint64_t now = monotonic_ms();
+    *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->env->config->command_timeout_ms,
+          NULL, argc, NULL, NULL};
+    r->argv = (const char **)(r + 1);
+    r->lens = (size_t *)(r->argv + argc);
+    char *at = (char *)(r->lens + argc);
+    for (int i = 0; i < argc; i++) {
+        memcpy(at, argv[i], lens[i]);
+        r->argv[i] = at;
+        r->lens[i] = lens[i];
+        at += lens[i];
+    }
+    if (!send_to(r, node, false)) {
+        free(r);
+        map_want_refresh(c);  // the owner is not connected: it may have failed over
+        return false;
+    }
+    return true;
+}
+
+uint64_t cluster_slot_distrusted_us(const Cluster *c, int slot) { return c->distrusted_us[slot]; }
+
+bool cluster_slot_migrating(const Cluster *c, int slot)
+{
+    // Said at one refresh, and not said again within two more: the migration has ended.
+    uint64_t seen = c->migrating_seen_ms[slot];
+    return seen != 0 && monotonic_ms() - seen < 2 * (uint64_t)c->env->config->cluster_refresh_ms + 100;
+}
+
+bool cluster_reply_cacheable(const Cluster *c) { return c->reply_cacheable; }
+
+void cluster_distrust_reply(Cluster *c)
+{
+    if (c->replying != NULL)
+        backend_distrust(c->replying);
+}
