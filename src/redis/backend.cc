@@ -18,56 +18,8 @@
 #include "config.h"
 #include "log.h"
 #include "reply_frame.h"
+#include "backend_state.h"
 #include "resp_parser.h"
-
-static const uint64_t RECONNECT_MIN_MS = 100;
-static const uint64_t RECONNECT_MAX_MS = 2000;
-static const size_t READ_CHUNK = 64 * 1024;
-
-// Past its deadline, a command has been answered BACKEND_TIMEOUT but keeps its place, its reply
-// read and dropped when it comes. Only when the oldest such command has waited this many times
-// command_timeout is the connection itself given up on and reset.
-static const uint64_t ABANDONED_RESET_FACTOR = 3;
-
-// One command sent to Redis and not yet answered. Redis answers in order, so these form a FIFO:
-// the head is the next reply's owner; deadlines are in the same order, since every command gets
-// the same command_timeout.
-struct PendingCommand {
-    uint64_t deadline_ms;
-    uint64_t sent_us;  // for the round-trip histogram
-    BackendReplyFn fn;  // NULL once abandoned: answered as timed out, its reply dropped
-    void *arg;
-};
-
-struct Backend {
-    event_base *base;
-    const Config *config;
-    BackendTarget target;
-    WorkerStats *stats;
-    BackendHooks hooks;
-    int fd;                  // -1 while disconnected
-    bool connected;          // connect(2) has completed
-    bool ready;              // and AUTH/SELECT have been answered OK
-    bool write_pending;      // write_event is added
-    bool distrusted;         // a callback said the reply it got made no sense
-    bool push_mode;          // subscribed: replies past the outstanding commands are pushes
-    bool too_large_logged;   // a reply past max_reply_size was logged: the rest are only counted
-    int handshake_pending;   // AUTH/SELECT replies still awaited
-    event *read_event, *write_event;  // on fd; NULL while disconnected
-    evbuffer *out;           // commands not yet written
-    redisReader *reader;     // hiredis's RESP parser, fed by on_readable
-    FrameScanner frame;      // runs ahead of the parser: where replies end, which are too large
-    redisReply **batch;      // the complete replies of one read, counted before delivery
-    size_t batch_cap;
-    PendingCommand *ring;
-    size_t ring_cap, ring_head, ring_len;
-    size_t abandoned;  // the first `abandoned` commands of the ring are past their deadline
-    event *connect_timer, *timeout_timer, *reconnect_timer;
-    bool timeout_armed;
-    uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
-    int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
-    uint64_t rng;
-};
 
 bool backend_target_resolve(const char *address, BackendTarget *t, char *err, size_t errlen)
 {
@@ -120,7 +72,7 @@ static void schedule_reconnect(Backend *b, const char *what, const char *detail)
     evtimer_add(b->reconnect_timer, &tv);
 }
 
-static PendingCommand pop_command(Backend *b)
+PendingCommand backend_pop_command(Backend *b)
 {
     PendingCommand cmd = b->ring[b->ring_head];
     b->ring_head = (b->ring_head + 1) & (b->ring_cap - 1);
@@ -154,14 +106,14 @@ static void close_connection(Backend *b, BackendFailure failure)
     b->reader = redisReaderCreate();
     frame_scanner_init(&b->frame);
     while (b->ring_len > 0) {
-        PendingCommand cmd = pop_command(b);
+        PendingCommand cmd = backend_pop_command(b);
         if (cmd.fn != NULL)
             cmd.fn(cmd.arg, NULL, failure);
     }
     b->abandoned = 0;
 }
 
-static void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
+void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
 {
     char saved[256];  // detail may point into the parser, which close_connection frees
     if (detail != NULL) {
@@ -183,7 +135,7 @@ static void backend_drop(Backend *b, BackendFailure failure, const char *what, c
 
 // The connection is out of step with its commands: replies read through it may have been paired
 // with the wrong commands, so the owner forgets what it learnt from them.
-static void backend_drop_untrusted(Backend *b, const char *what, const char *detail)
+void backend_drop_untrusted(Backend *b, const char *what, const char *detail)
 {
     b->stats->redis_out_of_step++;
     log_error("redis %s%s: %s%s%s; dropping the connection and what was read through it",
@@ -362,167 +314,6 @@ static void on_select_reply(void *arg, redisReply *r, BackendFailure f)
     on_handshake_reply((Backend *)arg, "SELECT", r, f);
 }
 
-// Stands in a read's batch for a reply being skipped as larger than max_reply_size: its command
-// is answered BACKEND_TOO_LARGE as soon as that is known, not when the reply's last byte has
-// passed, and the connection goes on.
-static redisReply too_large_marker;
-
-static void free_batch(Backend *b, size_t from, size_t to)
-{
-    for (size_t i = from; i < to; i++)
-        if (b->batch[i] != &too_large_marker)
-            freeReplyObject(b->batch[i]);
-}
-
-static bool batch_push(Backend *b, size_t n, redisReply *reply)
-{
-    if (n == b->batch_cap) {
-        size_t cap = b->batch_cap ? b->batch_cap * 2 : 64;
-        redisReply **batch = (redisReply **)realloc(b->batch, cap * sizeof(*batch));
-        if (batch == NULL)
-            return false;
-        b->batch = batch;
-        b->batch_cap = cap;
-    }
-    b->batch[n] = reply;
-    return true;
-}
-
-// Frames the bytes of one read reply by reply (reply_frame.h) into b->batch: each reply within
-// max_reply_size is fed to hiredis and taken out whole; one past it stands in the batch as
-// too_large_marker from the moment it passes, and the rest of it is skipped, none of it kept.
-// Returns how many replies, or -1 when the bytes cannot be framed or hiredis reads them
-// otherwise (*why says which).
-static long take_replies(Backend *b, const char *p, size_t len, const char **why)
-{
-    size_t n = 0;
-    uint64_t limit = (uint64_t)b->config->redis_max_reply_size;
-    for (;;) {
-        FrameEvent event;
-        size_t used = frame_scan(&b->frame, p, len, limit, &event);
-        if (event == FRAME_BAD) {
-            *why = "not a RESP2 reply";
-            break;
-        }
-        if (event == FRAME_TOO_LARGE) {
-            // What the parser holds of this reply goes with it: a fresh parser for the next one.
-            redisReaderFree(b->reader);
-            if ((b->reader = redisReaderCreate()) == NULL || !batch_push(b, n, &too_large_marker)) {
-                *why = "out of memory";
-                break;
-            }
-            n++;
-        } else if (!frame_skipping(&b->frame) && used > 0 && redisReaderFeed(b->reader, p, used) != REDIS_OK) {
-            *why = "out of memory";
-            break;
-        }
-        p += used;
-        len -= used;
-        if (event == FRAME_END && !frame_skipping(&b->frame)) {
-            void *reply = NULL;
-            if (redisReaderGetReply(b->reader, &reply) != REDIS_OK || reply == NULL) {
-                *why = b->reader->err ? b->reader->errstr : "a reply the parser does not end where it ends";
-                break;
-            }
-            if (!batch_push(b, n, (redisReply *)reply)) {
-                freeReplyObject(reply);
-                *why = "out of memory";
-                break;
-            }
-            n++;
-        }
-        if (len == 0 && event != FRAME_TOO_LARGE && !b->frame.end_due)
-            return (long)n;
-    }
-    free_batch(b, 0, n);
-    return -1;
-}
-
-static void on_readable(evutil_socket_t fd, short, void *arg)
-{
-    Backend *b = (Backend *)arg;
-    char chunk[READ_CHUNK];
-    ssize_t got = recv(fd, chunk, sizeof(chunk), 0);
-    if (got == 0) {
-        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", "closed by server");
-        return;
-    }
-    if (got < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-            backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
-        return;
-    }
-    const char *why = NULL;
-    long n = take_replies(b, chunk, (size_t)got, &why);
-    if (n < 0) {
-        if (b->reader == NULL)  // out of memory for a fresh parser: not the server's fault
-            backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", why);
-        else
-            backend_drop_untrusted(b, "unreadable reply", why);
-        return;
-    }
-    if ((size_t)n > b->ring_len && !b->push_mode) {
-        // Checked before delivering any of them: with commands pipelined, an extra reply would
-        // otherwise be handed to the next command and cached under its key.
-        char detail[96];
-        snprintf(detail, sizeof(detail), "%ld replies for %zu command(s) outstanding", n, b->ring_len);
-        free_batch(b, 0, (size_t)n);
-        backend_drop_untrusted(b, "more replies than commands", detail);
-        return;
-    }
-    uint64_t now_us = n > 0 ? monotonic_us() : 0;
-    for (size_t i = 0; i < (size_t)n; i++) {
-        if (b->ring_len == 0) {  // push mode: a message or a subscription's confirmation
-            if (b->batch[i] == &too_large_marker) {
-                // A message skipped is a message lost (an invalidation, maybe): the owner must
-                // hear of it as of a lost connection.
-                free_batch(b, i + 1, (size_t)n);
-                char detail[96];
-                snprintf(detail, sizeof(detail), "a message of more than %lld bytes",
-                         (long long)b->config->redis_max_reply_size);
-                backend_drop(b, BACKEND_UNAVAILABLE, "message larger than max_reply_size", detail);
-                return;
-            }
-            if (b->hooks.on_push != NULL)
-                b->hooks.on_push(b->hooks.arg, b->batch[i]);
-            freeReplyObject(b->batch[i]);
-            if (b->fd != fd) {  // the owner reset the connection
-                free_batch(b, i + 1, (size_t)n);
-                return;
-            }
-            continue;
-        }
-        PendingCommand cmd = pop_command(b);
-        redisReply *reply = b->batch[i];
-        if (reply == &too_large_marker) {
-            b->stats->redis_replies_too_large++;
-            if (!b->too_large_logged)
-                log_warn("redis %s%s: a reply of more than %lld bytes (max_reply_size) is skipped, its request "
-                         "answered with an error; further ones are counted in redis_replies_too_large_total",
-                         b->target.display, b->hooks.label, (long long)b->config->redis_max_reply_size);
-            b->too_large_logged = true;
-            if (cmd.fn != NULL)
-                cmd.fn(cmd.arg, NULL, BACKEND_TOO_LARGE);
-        } else if (cmd.fn != NULL) {
-            histogram_observe(&b->stats->redis_seconds, now_us - cmd.sent_us);
-            cmd.fn(cmd.arg, reply, BACKEND_OK);
-            freeReplyObject(reply);
-        } else {  // answered as timed out already: this late reply goes nowhere
-            freeReplyObject(reply);
-            continue;
-        }
-        if (b->distrusted) {
-            free_batch(b, i + 1, (size_t)n);
-            backend_drop_untrusted(b, "reply of the wrong type", NULL);
-            return;
-        }
-        if (b->fd != fd) {  // the handshake failed, or the callback reset the connection
-            free_batch(b, i + 1, (size_t)n);
-            return;
-        }
-    }
-}
-
 static void on_writable(evutil_socket_t fd, short, void *arg)
 {
     Backend *b = (Backend *)arg;
@@ -611,7 +402,7 @@ static void backend_connect(Backend *b)
         schedule_reconnect(b, "cannot connect", strerror(err));
         return;
     }
-    b->read_event = event_new(b->base, fd, EV_READ | EV_PERSIST, on_readable, b);
+    b->read_event = event_new(b->base, fd, EV_READ | EV_PERSIST, backend_on_readable, b);
     b->write_event = event_new(b->base, fd, EV_WRITE, on_writable, b);
     if (b->read_event == NULL || b->write_event == NULL) {
         if (b->read_event)

@@ -1,0 +1,72 @@
+// The Redis connection's state, shared by its connection management (backend.cc) and its reading
+// of replies (backend_read.cc). Internal to the redis layer.
+#pragma once
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "reply_frame.h"
+
+struct evbuffer;
+
+inline constexpr uint64_t RECONNECT_MIN_MS = 100;
+inline constexpr uint64_t RECONNECT_MAX_MS = 2000;
+inline constexpr size_t READ_CHUNK = 64 * 1024;
+
+// Past its deadline, a command has been answered BACKEND_TIMEOUT but keeps its place, its reply
+// read and dropped when it comes. Only when the oldest such command has waited this many times
+// command_timeout is the connection itself given up on and reset.
+inline constexpr uint64_t ABANDONED_RESET_FACTOR = 3;
+
+// One command sent to Redis and not yet answered. Redis answers in order, so these form a FIFO:
+// the head is the next reply's owner; deadlines are in the same order, since every command gets
+// the same command_timeout.
+struct PendingCommand {
+    uint64_t deadline_ms;
+    uint64_t sent_us;  // for the round-trip histogram
+    BackendReplyFn fn;  // NULL once abandoned: answered as timed out, its reply dropped
+    void *arg;
+};
+
+struct Backend {
+    event_base *base;
+    const Config *config;
+    BackendTarget target;
+    WorkerStats *stats;
+    BackendHooks hooks;
+    int fd;                  // -1 while disconnected
+    bool connected;          // connect(2) has completed
+    bool ready;              // and AUTH/SELECT have been answered OK
+    bool write_pending;      // write_event is added
+    bool distrusted;         // a callback said the reply it got made no sense
+    bool push_mode;          // subscribed: replies past the outstanding commands are pushes
+    bool too_large_logged;   // a reply past max_reply_size was logged: the rest are only counted
+    int handshake_pending;   // AUTH/SELECT replies still awaited
+    event *read_event, *write_event;  // on fd; NULL while disconnected
+    evbuffer *out;           // commands not yet written
+    redisReader *reader;     // hiredis's RESP parser, fed by on_readable
+    FrameScanner frame;      // runs ahead of the parser: where replies end, which are too large
+    redisReply **batch;      // the complete replies of one read, counted before delivery
+    size_t batch_cap;
+    PendingCommand *ring;
+    size_t ring_cap, ring_head, ring_len;
+    size_t abandoned;  // the first `abandoned` commands of the ring are past their deadline
+    event *connect_timer, *timeout_timer, *reconnect_timer;
+    bool timeout_armed;
+    uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
+    int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
+    uint64_t rng;
+};
+
+// backend.cc
+// The connection goes, and its commands are answered `failure`; a reconnect is scheduled.
+void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail);
+// The same, for a connection out of step: the owner forgets what was read through it.
+void backend_drop_untrusted(Backend *b, const char *what, const char *detail);
+// The oldest command sent: the next reply is its.
+PendingCommand backend_pop_command(Backend *b);
+
+// backend_read.cc: the read event's callback.
+void backend_on_readable(evutil_socket_t fd, short what, void *arg);
