@@ -33,12 +33,12 @@ struct GetWaiter {
     uint64_t started_us;
 };
 
-static void count(Lookup *lk, Front front, const LookupResult *r);
+static void count_answer(Lookup *lk, Front front, const LookupResult *r);
 
 static void finish(Lookup *lk, Front front, LookupDone done, void *arg, LookupStatus status)
 {
     LookupResult r = {status, false, false, NULL, NULL, 0, 0};
-    count(lk, front, &r);
+    count_answer(lk, front, &r);
     done(arg, &r);
 }
 
@@ -48,7 +48,7 @@ static LookupStatus failure_status(BackendFailure failure)
 }
 
 
-static void count(Lookup *lk, Front front, const LookupResult *r)
+static void count_answer(Lookup *lk, Front front, const LookupResult *r)
 {
     static const RequestResult of_status[] = {
         RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR, RESULT_ERROR};
@@ -272,7 +272,7 @@ static void answer_get(FlightWaiter *self, const LookupResult *result)
     GetWaiter *g = (GetWaiter *)self;
     LookupResult r = *result;
     r.wait_us = monotonic_us() - g->started_us;
-    count(g->lookup, g->front, &r);
+    count_answer(g->lookup, g->front, &r);
     g->done(g->arg, &r);
     if (!g->in_flight_room)
         free(g);
@@ -313,7 +313,7 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
         trusted(lk, &trust, slot, cache_find_or_stale(lk->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
     if (e != NULL) {
         LookupResult r = result_of_entry(e, true);
-        count(lk, front, &r);
+        count_answer(lk, front, &r);
         done(arg, &r);
         return;
     }
@@ -375,7 +375,7 @@ struct MgetCommand {
 static void multi_finish(MultiFetch *m)
 {
     for (size_t i = 0; i < m->n; i++)
-        count(m->lookup, m->front, &m->results[i]);
+        count_answer(m->lookup, m->front, &m->results[i]);
     m->done(m->arg, m->results, m->n);
     for (size_t i = 0; i < m->n; i++)
         if (m->results[i].entry != NULL)

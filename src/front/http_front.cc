@@ -466,7 +466,7 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     struct timeval idle = timeval_of_ms((uint64_t)c->client_timeout_ms);
     evhttp_set_timeout_tv(h->http, &idle);
     // Room for a fully percent-encoded key of max_key_size plus ordinary headers; evhttp answers
-    // 413 past this. GETs carry no body.
+    // 400 past this (413 past the body's bound). GETs carry no body.
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)(3 * c->max_key_size + 16 * 1024));
     evhttp_set_max_body_size(h->http, 64 * 1024);
     struct timeval deadline = timeval_of_ms((uint64_t)c->request_timeout_ms);

@@ -1,5 +1,5 @@
 // Which node of a Redis Cluster owns each hash slot: read from CLUSTER SLOTS, corrected by MOVED
-// redirects. Pure (no I/O): routing (issue 10, under way) asks it, tests drive it by hand.
+// redirects. Pure (no I/O): the cluster's routing asks it, tests drive it by hand.
 // Nodes are primaries, known by address; a node's index stays valid for the map's life, so that
 // per-node state (a connection, its tracking link) can be kept in arrays beside it.
 #pragma once

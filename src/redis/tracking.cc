@@ -67,9 +67,9 @@ static bool send_command(Tracking *t, Backend *to, int argc, const char **argv, 
 }
 
 // A reply's tracking (frees the context), or NULL when its tracking is gone or it was sent
-// before the last loss (lose() has run since, and the next ready connection tries again): then
+// before the last loss (lose_tracking() has run since, and the next ready connection tries again): then
 // the reply says nothing.
-static Tracking *reply_owner(void *arg)
+static Tracking *tracking_of_reply(void *arg)
 {
     TrackingCommand *c = (TrackingCommand *)arg;
     Tracking *t = (Tracking *)owned_command_take(&c->base);
@@ -85,7 +85,7 @@ static void set_caching(Tracking *t, bool on)
 
 // Whatever tells the worker of changes in Redis is gone: nothing it holds can be trusted (a
 // new generation: no more hits on it), and nothing fetched before counts.
-static void lose(Tracking *t, const char *why)
+static void lose_tracking(Tracking *t, const char *why)
 {
     if (t->unsupported)
         return;  // TTL only: nothing was trusted on Redis's word
@@ -104,7 +104,7 @@ static void lose(Tracking *t, const char *why)
 // An older Redis, or one that forbids the commands: TTL only, as with invalidation = off. The
 // link goes, but not from here: the caller may be one of the link's own reply callbacks, and a
 // backend must not be freed under its own feet. The heartbeat timer frees it, out of any callback.
-static void give_up(Tracking *t, const char *command, const redisReply *reply)
+static void run_without_tracking(Tracking *t, const char *command, const redisReply *reply)
 {
     log_warn("worker %d: Redis%s refuses %s (%.*s); running without invalidation: entries live until their TTL",
              t->env->id, t->owner.label, command, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 12,
@@ -129,7 +129,7 @@ static void retry_later(Tracking *t, const char *command, const redisReply *repl
     t->env->stats->tracking_refusals++;
     log_msg(t->refusals == 1 ? LOG_WARN : LOG_DEBUG, "worker %d: Redis%s refuses %s for now (%.*s); not caching%s, retrying in %llums",
             t->env->id, t->owner.label, command, len, why, t->owner.label[0] ? " its slots" : "", (unsigned long long)delay);
-    lose(t, "refused");
+    lose_tracking(t, "refused");
     t->retry_pending = true;
     struct timeval tv = timeval_of_ms((uint64_t)delay);
     evtimer_add(t->retry_timer, &tv);
@@ -139,7 +139,7 @@ static void refused(Tracking *t, const char *command, const redisReply *reply)
 {
     // For good: an older Redis, or an ACL that denies the command or the channels.
     if (backend_error_is_permanent(reply))
-        give_up(t, command, reply);
+        run_without_tracking(t, command, reply);
     else
         retry_later(t, command, reply);
 }
@@ -158,7 +158,7 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
 
 static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    Tracking *t = reply_owner(arg);
+    Tracking *t = tracking_of_reply(arg);
     if (t == NULL)
         return;
     t->enabling = false;
@@ -167,7 +167,7 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
         return;
     }
     if (failure != BACKEND_OK)
-        return;  // the data connection is lost: lose() has run, and its return tries again
+        return;  // the data connection is lost: lose_tracking() has run, and its return tries again
     if (reply->type == REDIS_REPLY_STATUS) {
         t->established = true;
         t->beats_back = t->beats_sent;  // a beat lost with an earlier connection is no news
@@ -203,7 +203,7 @@ static void enable(Tracking *t)
 
 static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
-    Tracking *t = reply_owner(arg);
+    Tracking *t = tracking_of_reply(arg);
     if (t == NULL || failure != BACKEND_OK)
         return;  // a beat that is not back in time is caught by the timer
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && t->established) {
@@ -293,7 +293,7 @@ static void on_push(void *arg, redisReply *r)
 
 static void on_client_id(void *arg, redisReply *reply, BackendFailure failure)
 {
-    Tracking *t = reply_owner(arg);
+    Tracking *t = tracking_of_reply(arg);
     if (t == NULL)
         return;
     if (failure == BACKEND_TIMEOUT || failure == BACKEND_TOO_LARGE) {
@@ -332,7 +332,7 @@ static void on_link_lost(void *arg)
     t->link_ready = false;
     t->link_id = 0;
     t->confirmations = 0;
-    lose(t, "invalidation connection lost");
+    lose_tracking(t, "invalidation connection lost");
 }
 
 Tracking *tracking_create(const WorkerEnv *env, const BackendTarget *target, const TrackingOwner *owner, uint64_t seed)
@@ -383,4 +383,4 @@ void tracking_destroy(Tracking *t)
 
 void tracking_data_ready(Tracking *t) { enable(t); }
 
-void tracking_data_lost(Tracking *t) { lose(t, "data connection lost"); }
+void tracking_data_lost(Tracking *t) { lose_tracking(t, "data connection lost"); }
