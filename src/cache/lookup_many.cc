@@ -1,0 +1,236 @@
+// MGET through the cache: the hits from it, the misses fetched together with one MGET per slot.
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "lookup_internal.h"
+
+// An MGET: its hits come from the cache; each miss waits on its key's flight, new or already
+// on its way; the new ones go to Redis together in one MGET. One allocation holds the results,
+// the waiters and the arguments. Every entry a result points at is retained until `done` has
+// run: caching fetched values may evict the very entries the hits point at.
+struct MultiFetch {
+    Lookup *lookup;
+    Front front;
+    LookupManyDone done;
+    void *arg;
+    uint64_t started_us;
+    size_t n, pending;
+    LookupResult *results;  // n
+    struct Waiter {
+        FlightWaiter base;  // first: the flight hands this back
+        MultiFetch *owner;
+        size_t index;  // into results
+    } * waiters;  // n
+};
+
+// The flights one MGET command fetches, in the order of its arguments.
+struct MgetCommand {
+    Lookup *lookup;
+    size_t n;
+    Flight *flights[];
+};
+
+static void multi_finish(MultiFetch *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        lookup_count_answer(m->lookup, m->front, &m->results[i]);
+    m->done(m->arg, m->results, m->n);
+    for (size_t i = 0; i < m->n; i++)
+        if (m->results[i].entry != NULL)
+            cache_entry_release(m->results[i].entry);
+    free(m);
+}
+
+static void answer_multi(FlightWaiter *self, const LookupResult *result)
+{
+    MultiFetch::Waiter *waiter = (MultiFetch::Waiter *)self;
+    MultiFetch *m = waiter->owner;
+    LookupResult *r = &m->results[waiter->index];
+    *r = *result;
+    r->wait_us = monotonic_us() - m->started_us;
+    // The MGET may still wait for other keys, after this reply's buffer is gone: an error text or
+    // a small value that is not in a cache entry is copied into one of its own (a large one
+    // already is: lookup_resolve).
+    if (r->value != NULL && (r->entry == NULL || !cache_entry_retain(r->entry))) {
+        r->entry = cache_entry_detached(r->value, r->value_len);
+        r->value = r->entry ? cache_entry_value(r->entry) : NULL;
+        if (r->entry == NULL)
+            *r = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, r->wait_us};  // out of memory
+    }
+    if (--m->pending == 0)
+        multi_finish(m);
+}
+
+// An MGET's reply is an array with one string-or-nil per key asked, in order.
+static bool is_values_reply(const redisReply *r, size_t n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_value_reply(r->element[i]))
+            return false;
+    return true;
+}
+
+// One flight of an MGET whose answer as a whole passed max_reply_size, fetched again on its own.
+static void refetch_alone(Lookup *lk, Flight *f)
+{
+    int slot = lk->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
+    const char *argv[2] = {"GET", f->key};
+    size_t lens[2] = {3, f->key_len};
+    lk->inflight++;
+    if (!lookup_send_fetch(lk, slot, 2, argv, lens, lookup_on_get_reply, f)) {
+        lk->inflight--;
+        lookup_resolve(lk, f, lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
+    }
+}
+
+static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
+{
+    MgetCommand *cmd = (MgetCommand *)arg;
+    Lookup *lk = cmd->lookup;
+    lk->inflight--;
+    if (failure == BACKEND_TOO_LARGE && cmd->n > 1) {
+        // The answer as a whole passed max_reply_size, not necessarily any value in it: each key
+        // is fetched again on its own, so that only a value too large by itself fails, and the
+        // requests that joined these flights (other clients' GETs) are not failed with the MGET.
+        for (size_t i = 0; i < cmd->n; i++)
+            refetch_alone(lk, cmd->flights[i]);
+        free(cmd);
+        return;
+    }
+    // The whole reply is checked before anything of it is cached: one element of the wrong shape
+    // and none of it is trusted.
+    bool values = failure == BACKEND_OK && is_values_reply(reply, cmd->n);
+    LookupResult shared = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
+    if (failure == BACKEND_OK && !values)
+        shared = reply->type == REDIS_REPLY_ERROR ? lookup_result_redis_error(lk, reply) : lookup_result_bad_reply(lk);
+    for (size_t i = 0; i < cmd->n; i++) {
+        Flight *f = cmd->flights[i];
+        if (failure != BACKEND_OK)
+            lookup_resolve(lk, f, lookup_result_failed(lk, f, failure));
+        else if (values)
+            lookup_resolve(lk, f, lookup_result_from_value(lk, f, reply->element[i]));
+        else
+            lookup_resolve(lk, f, shared);
+    }
+    free(cmd);
+}
+
+// Sends one MGET for the command's flights (argv, lens: room for them all), all of one slot.
+static void send_mget(Lookup *lk, MgetCommand *cmd, int slot, const char **argv, size_t *lens)
+{
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < cmd->n; i++) {
+        argv[i + 1] = cmd->flights[i]->key;
+        lens[i + 1] = cmd->flights[i]->key_len;
+        lookup_ask_key_life(lk, slot, cmd->flights[i]);
+    }
+    lk->inflight++;  // on_mget_reply decrements it, also when called here
+    if (!lookup_send_fetch(lk, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
+        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+}
+
+struct SlotFlight {
+    int slot;
+    size_t index;
+    Flight *flight;
+};
+
+static int by_slot(const void *a, const void *b)
+{
+    const SlotFlight *x = (const SlotFlight *)a, *y = (const SlotFlight *)b;
+    if (x->slot != y->slot)
+        return x->slot < y->slot ? -1 : 1;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+// A cluster refuses an MGET whose keys are in different slots (CROSSSLOT), even on one node: one
+// MGET per slot, all sent at once, each to its slot's owner. Frees cmd.
+static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, size_t *lens)
+{
+    SlotFlight *order = (SlotFlight *)malloc(cmd->n * sizeof(SlotFlight));
+    if (order == NULL) {
+        lk->inflight++;
+        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+        return;
+    }
+    for (size_t i = 0; i < cmd->n; i++)
+        order[i] = {cluster_key_slot(cmd->flights[i]->key, cmd->flights[i]->key_len), i, cmd->flights[i]};
+    qsort(order, cmd->n, sizeof(SlotFlight), by_slot);
+    for (size_t from = 0, to; from < cmd->n; from = to) {
+        for (to = from + 1; to < cmd->n && order[to].slot == order[from].slot; to++) {
+        }
+        MgetCommand *group = (MgetCommand *)malloc(sizeof(MgetCommand) + (to - from) * sizeof(Flight *));
+        if (group == NULL) {
+            for (size_t i = from; i < to; i++)
+                lookup_resolve(lk, order[i].flight, lookup_result_unreachable(lk, order[i].flight, LOOKUP_UNAVAILABLE));
+            continue;
+        }
+        group->lookup = lk;
+        group->n = to - from;
+        for (size_t i = from; i < to; i++)
+            group->flights[i - from] = order[i].flight;
+        send_mget(lk, group, order[from].slot, argv, lens);
+    }
+    free(order);
+    free(cmd);
+}
+
+void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+{
+    size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Waiter));
+    MultiFetch *m = (MultiFetch *)malloc(size);
+    MgetCommand *cmd = (MgetCommand *)malloc(sizeof(MgetCommand) + n * sizeof(Flight *));
+    const char **argv = (const char **)malloc((n + 1) * (sizeof(const char *) + sizeof(size_t)));
+    if (m == NULL || cmd == NULL || argv == NULL) {
+        free(m);
+        free(cmd);
+        free(argv);
+        done(arg, NULL, 0);
+        return;
+    }
+    size_t *lens = (size_t *)(argv + n + 1);
+    *m = {lk, front, done, arg, monotonic_us(), n, 1, (LookupResult *)(m + 1), NULL};
+    m->waiters = (MultiFetch::Waiter *)(m->results + n);
+    cmd->lookup = lk;
+    cmd->n = 0;
+    uint64_t now = monotonic_ms();
+    for (size_t i = 0; i < n; i++) {
+        uint64_t hash = cache_hash(lk->cache, keys[i].ptr, keys[i].len);
+        int slot = 0;
+        KeyTrust trust = key_trust(lk, keys[i].ptr, keys[i].len, &slot);
+        CacheEntry *stale;
+        CacheEntry *e = trusted(lk, &trust, slot,
+                                cache_find_or_stale(lk->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
+        if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (out of memory: fetch it)
+            m->results[i] = result_of_entry(e, true);
+            continue;
+        }
+        m->results[i] = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
+        m->waiters[i] = {{NULL, answer_multi}, m, i};
+        // An earlier key of this same MGET may have started the flight.
+        Flight *f = coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, hash, &trust);
+        if (f != NULL) {
+            lk->stats->coalesced++;
+        } else if ((f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
+            cmd->flights[cmd->n++] = f;
+        } else {
+            continue;  // out of memory: answered unavailable
+        }
+        fetch_table_join(f, &m->waiters[i].base);
+        m->pending++;
+    }
+    if (cmd->n == 0)
+        free(cmd);
+    else if (lk->cluster == NULL)
+        send_mget(lk, cmd, 0, argv, lens);
+    else
+        send_mget_by_slot(lk, cmd, argv, lens);
+    free(argv);
+    // The one pending count held by this function itself: every key may already be answered.
+    if (--m->pending == 0)
+        multi_finish(m);
+}
