@@ -23,8 +23,8 @@ struct Cache {
     CacheEntry **old;
     size_t old_mask, moved;
     size_t max_buckets;  // the capacity's worth: the table never grows past it
-    CacheEntry *lru_head, *lru_tail;  // head: most recently read
-    CacheEntry *age_head, *age_tail;  // head: oldest insertion, first to expire
+    ListLink lru;  // the recency list: first the most recently read, last the LRU victim
+    ListLink age;  // the age list: first the oldest insertion, the first to expire
     size_t count;
     size_t capacity;
     size_t bytes, max_bytes;  // footprints held; 0: no bound
@@ -50,6 +50,8 @@ Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats
         return NULL;
     }
     c->bucket_mask = INITIAL_BUCKETS - 1;
+    list_init(&c->lru);
+    list_init(&c->age);
     c->capacity = capacity;
     c->ttl_ms = ttl_ms;
     c->seed = seed;
@@ -168,28 +170,8 @@ __attribute__((always_inline)) static inline CacheEntry **slot_of(Cache *c, cons
     return NULL;
 }
 
-static void lru_push_front(Cache *c, CacheEntry *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = c->lru_head;
-    if (c->lru_head != NULL)
-        c->lru_head->lru_prev = e;
-    else
-        c->lru_tail = e;
-    c->lru_head = e;
-}
-
-static void lru_remove(Cache *c, CacheEntry *e)
-{
-    if (e->lru_prev != NULL)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        c->lru_head = e->lru_next;
-    if (e->lru_next != NULL)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        c->lru_tail = e->lru_prev;
-}
+static inline CacheEntry *entry_of_lru(ListLink *l) { return LIST_ELEMENT(l, CacheEntry, lru); }
+static inline CacheEntry *entry_of_age(ListLink *l) { return LIST_ELEMENT(l, CacheEntry, age); }
 
 // Removes an entry from the table and both lists and drops the cache's reference.
 static void entry_unlink(Cache *c, CacheEntry *e)
@@ -198,15 +180,8 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     while (*slot != e)
         slot = &(*slot)->hash_next;
     *slot = e->hash_next;
-    lru_remove(c, e);
-    if (e->age_prev != NULL)
-        e->age_prev->age_next = e->age_next;
-    else
-        c->age_head = e->age_next;
-    if (e->age_next != NULL)
-        e->age_next->age_prev = e->age_prev;
-    else
-        c->age_tail = e->age_prev;
+    list_remove(&e->lru);
+    list_remove(&e->age);
     c->count--;
     c->bytes -= cache_entry_footprint(e->key_len, e->value_len);
     c->stats->cache_entries = c->count;
@@ -253,9 +228,9 @@ CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t 
         }
         return NULL;
     }
-    if (c->lru_head != e) {
-        lru_remove(c, e);
-        lru_push_front(c, e);
+    if (list_first(&c->lru) != &e->lru) {
+        list_remove(&e->lru);
+        list_push_front(&c->lru, &e->lru);
     }
     return e;
 }
@@ -292,7 +267,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     // O(1) per insert on average.
     while (c->count > 0 && (c->count >= c->capacity ||
                             (c->max_bytes != 0 && c->bytes + cache_table_bytes(c) + footprint > c->max_bytes))) {
-        entry_unlink(c, c->lru_tail);
+        entry_unlink(c, entry_of_lru(list_last(&c->lru)));
         c->stats->cache_evictions++;
     }
     e->stored_us = now_us - c->clock.base_us;
@@ -307,14 +282,8 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     CacheEntry **bucket = bucket_of(c, hash);
     e->hash_next = *bucket;
     *bucket = e;
-    lru_push_front(c, e);
-    e->age_next = NULL;
-    e->age_prev = c->age_tail;
-    if (c->age_tail != NULL)
-        c->age_tail->age_next = e;
-    else
-        c->age_head = e;
-    c->age_tail = e;
+    list_push_front(&c->lru, &e->lru);
+    list_push_back(&c->age, &e->age);
     c->count++;
     c->bytes += footprint;
     c->stats->cache_inserts++;
@@ -352,8 +321,9 @@ bool cache_remove(Cache *c, const char *key, size_t len, uint64_t hash)
 size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 {
     size_t n = 0;
-    while (n < max && c->age_head != NULL && now_ms >= expires_ms(c, c->age_head) + c->grace_ms) {
-        entry_unlink(c, c->age_head);
+    while (n < max && !list_empty(&c->age) &&
+           now_ms >= expires_ms(c, entry_of_age(list_first(&c->age))) + c->grace_ms) {
+        entry_unlink(c, entry_of_age(list_first(&c->age)));
         n++;
     }
     c->stats->cache_expirations += n;
@@ -362,8 +332,8 @@ size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 
 void cache_clear(Cache *c)
 {
-    while (c->age_head != NULL)
-        entry_unlink(c, c->age_head);
+    while (!list_empty(&c->age))
+        entry_unlink(c, entry_of_age(list_first(&c->age)));
 }
 
 size_t cache_count(const Cache *c) { return c->count; }

@@ -24,14 +24,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
 #include "stats.h"
 
 static const size_t CACHE_MAX_KEY = 65535;
 
 struct CacheEntry {
     CacheEntry *hash_next;
-    CacheEntry *lru_prev, *lru_next;
-    CacheEntry *age_prev, *age_next;
+    ListLink lru;  // in the recency list: first is the most recently read
+    ListLink age;  // in the age list: first is the oldest insertion
     // One word: when it was stored, in microseconds after the cache's base (48 bits last 8.9
     // years; the cache is emptied and rebased before they run out); whether Redis has no such
     // key; and how long it lives: all of the TTL, or less when Redis expires the key sooner (a

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "list.h"
+
 static const size_t PAGE_SIZE = 64 * 1024;  // also its alignment: a block finds its page by masking
 static const size_t CLASSES = SLAB_MAX / 8;
 static const size_t HEADER = 64;  // the page's header, at its start; blocks follow
@@ -14,7 +16,7 @@ struct FreeBlock {
 
 // The head of each page: which class it serves and what it has left.
 struct Page {
-    Page *prev, *next;  // in its class's list of pages with room
+    ListLink link;      // in its class's list of pages with room
     FreeBlock *free;    // blocks given back
     char *unused;       // the part never handed out yet
     uint32_t used;      // blocks handed out
@@ -24,7 +26,7 @@ struct Page {
 static_assert(sizeof(Page) <= HEADER, "a page's header fits before its first block");
 
 struct SizeClass {
-    Page *room;   // pages with a free or unused block
+    ListLink room;  // pages with a free or unused block (set up at the first allocation)
     Page *spare;  // one emptied page kept for this class: a class that empties and refills at
                   // the edge of a page does not map and unmap on every call
 };
@@ -40,24 +42,15 @@ static const bool use_malloc = true;
 static const bool use_malloc = false;
 #endif
 
-static void list_add(SizeClass *c, Page *p)
+static void room_add(SizeClass *c, Page *p)
 {
-    p->prev = NULL;
-    p->next = c->room;
-    if (c->room != NULL)
-        c->room->prev = p;
-    c->room = p;
+    list_push_front(&c->room, &p->link);
     p->listed = true;
 }
 
-static void list_remove(SizeClass *c, Page *p)
+static void room_remove(Page *p)
 {
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        c->room = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
+    list_remove(&p->link);
     p->listed = false;
 }
 
@@ -92,7 +85,9 @@ void *slab_alloc(size_t size)
         return malloc(size);
     size_t rounded = (size + 7) & ~(size_t)7;
     SizeClass *c = &classes[rounded / 8];
-    Page *p = c->room;
+    if (c->room.next == NULL)
+        list_init(&c->room);
+    Page *p = list_empty(&c->room) ? NULL : LIST_ELEMENT(list_first(&c->room), Page, link);
     if (p == NULL) {
         if (c->spare != NULL) {
             p = c->spare;
@@ -101,7 +96,7 @@ void *slab_alloc(size_t size)
             return NULL;
         }
         page_reset(p);
-        list_add(c, p);
+        room_add(c, p);
     }
     void *block;
     if (p->free != NULL) {
@@ -113,7 +108,7 @@ void *slab_alloc(size_t size)
     }
     p->used++;
     if (p->free == NULL && p->unused + rounded > (char *)p + PAGE_SIZE)
-        list_remove(c, p);  // full
+        room_remove(p);  // full
     return block;
 }
 
@@ -132,13 +127,13 @@ void slab_free(void *ptr, size_t size)
     p->free = b;
     if (--p->used > 0) {
         if (!p->listed)
-            list_add(c, p);
+            room_add(c, p);
         return;
     }
     // Empty: kept as the class's spare, or given back, so that memory a class no longer needs
     // can serve another (what memcached's slab rebalancer does by moving pages).
     if (p->listed)
-        list_remove(c, p);
+        room_remove(p);
     if (c->spare == NULL) {
         c->spare = p;
     } else {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "front_env.h"
+#include "list.h"
 #include "listener_set.h"
 #include "lookup.h"
 #include "reply_queue.h"
@@ -26,7 +27,7 @@ inline constexpr size_t KEY_STATE_BYTES = 192;
 
 struct RespClient {
     RespFront *front;
-    RespClient *prev, *next;  // the front's open clients
+    ListLink link;  // in the front's list of open clients
     int fd;
     uint64_t id;
     event *read_event, *write_event;
@@ -51,7 +52,7 @@ struct RespFront {
     ListenerSet listeners;
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     const struct timeval *request_timeout;  // likewise
-    RespClient *clients;
+    ListLink clients;  // the open ones (RespClient.link)
     ReplySlotPool slots;
     LookupKey *keys;  // scratch for MGET
     size_t keys_cap;
@@ -87,6 +88,8 @@ inline void resp_finish_slot(ReplySlot *slot)
     if (c != NULL)
         resp_schedule_write(c);
 }
+
+inline RespClient *resp_client_of(ListLink *link) { return LIST_ELEMENT(link, RespClient, link); }
 
 // Runs one complete command (resp_commands.cc): its answer, now or once Redis has answered, takes
 // its place in the client's reply queue.

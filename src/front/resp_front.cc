@@ -29,12 +29,7 @@ static void client_close(RespClient *c)
     client_memory_set(c->front->env->client_memory, &c->memory, 0);
     // Answers still on their way from Redis are dropped when they arrive.
     reply_queue_abandon(&c->replies);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        c->front->clients = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     event_free(c->read_event);
     event_free(c->write_event);
     event_free(c->deadline_event);
@@ -127,9 +122,11 @@ __attribute__((noinline)) void resp_account(RespClient *c)
 size_t resp_front_most_memory(RespFront *f, void **client)
 {
     RespClient *most = NULL;
-    for (RespClient *c = f->clients; c != NULL; c = c->next)
+    for (ListLink *l = list_first(&f->clients); l != &f->clients; l = l->next) {
+        RespClient *c = resp_client_of(l);
         if (c->memory > 0 && (most == NULL || c->memory > most->memory))
             most = c;
+    }
     *client = most;
     return most != NULL ? most->memory : 0;
 }
@@ -161,9 +158,11 @@ static void update_reading(RespClient *c)
 // (if it has any waiting) and turns reading back on, each in its own callback.
 void resp_front_resume(RespFront *f)
 {
-    for (RespClient *c = f->clients; c != NULL; c = c->next)
+    for (ListLink *l = list_first(&f->clients); l != &f->clients; l = l->next) {
+        RespClient *c = resp_client_of(l);
         if (!c->reading && may_read(c))
             event_active(c->write_event, EV_WRITE, 1);
+    }
 }
 
 
@@ -370,10 +369,7 @@ static RespClient *client_open(RespFront *f, int fd)
     }
     const Config *config = f->env->config;
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
-    c->next = f->clients;
-    if (f->clients != NULL)
-        f->clients->prev = c;
-    f->clients = c;
+    list_push_front(&f->clients, &c->link);
     f->env->client_opened(f->env->arg, FRONT_RESP);
     c->reading = false;
     update_reading(c);
@@ -436,9 +432,9 @@ static bool owes_nothing(const RespClient *c)
 
 static void hand_over_idle(RespFront *f)
 {
-    RespClient *next;
-    for (RespClient *c = f->clients; c != NULL; c = next) {
-        next = c->next;
+    for (ListLink *l = list_first(&f->clients), *next; l != &f->clients; l = next) {
+        next = l->next;  // (a client handed over leaves the list)
+        RespClient *c = resp_client_of(l);
         if (owes_nothing(c) && !hand_over(c))
             return;  // every target refused: the retry timer goes on from here
     }
@@ -465,6 +461,7 @@ RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     if (f == NULL)
         return NULL;
     f->env = env;
+    list_init(&f->clients);
     struct timeval idle = timeval_of_ms((uint64_t)env->config->client_timeout_ms);
     f->idle_timeout = event_base_init_common_timeout(env->base, &idle);
     struct timeval deadline = timeval_of_ms((uint64_t)env->config->request_timeout_ms);
@@ -482,8 +479,8 @@ void resp_front_destroy(RespFront *f)
 {
     if (f == NULL)
         return;
-    while (f->clients != NULL)
-        client_close(f->clients);
+    while (!list_empty(&f->clients))
+        client_close(resp_client_of(list_first(&f->clients)));
     listener_set_free(&f->listeners);
     if (f->handover_retry != NULL)
         event_free(f->handover_retry);
@@ -495,9 +492,9 @@ void resp_front_destroy(RespFront *f)
 void resp_front_drain(RespFront *f)
 {
     f->draining = true;
-    RespClient *next;
-    for (RespClient *c = f->clients; c != NULL; c = next) {
-        next = c->next;
+    for (ListLink *l = list_first(&f->clients), *next; l != &f->clients; l = next) {
+        next = l->next;  // (a client closed here leaves the list)
+        RespClient *c = resp_client_of(l);
         // A command under way, or a client that has not sent its first one yet (it connected
         // for it): process_input closes it once that is complete.
         if (c->in_len > 0 || !c->used)
