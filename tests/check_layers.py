@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Fails when a source file includes a header from a layer above its own: dependencies point
-down only (README, "Source layout"). The layers, top to bottom, are the folders of src/."""
+"""Fails when a source file includes a header from a layer above its own, or when modules include
+each other: dependencies point down only (README, "Source layout"). The layers, top to bottom,
+are the folders of src/."""
 import os
 import re
 import sys
@@ -12,6 +13,41 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 # ("layer/file", "layer/header"); an entry that no longer occurs fails too, so the list can only
 # shrink.)
 KNOWN = set()
+
+
+def module_of(name):
+    """A module is a header and its sources: x.h, x.cc, and x_state.h, x_internal.h beside them."""
+    base = os.path.splitext(name)[0]
+    for suffix in ("_state", "_internal"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def module_cycles(files):
+    """Modules that include each other, directly or through others: a knot, not layers."""
+    edges = {}
+    for layer, name in files:
+        with open(os.path.join(ROOT, "src", layer, name)) as f:
+            targets = {module_of(t) for t in re.findall(r'#include "([^"]+)"', f.read())}
+        edges.setdefault(module_of(name), set()).update(targets - {module_of(name)})
+    problems = []
+    state = {}  # module -> 1 on the path, 2 done
+
+    def visit(module, path):
+        state[module] = 1
+        for target in sorted(edges.get(module, ())):
+            if state.get(target) == 1:
+                cycle = path[path.index(target):] + [target]
+                problems.append("modules include each other: " + " -> ".join(cycle))
+            elif target in edges and target not in state:
+                visit(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    return problems
 
 
 def main():
@@ -39,6 +75,7 @@ def main():
                     if edge not in KNOWN:
                         problems.append("src/%s/%s:%d: includes %s, from a layer above (%s)"
                                         % (layer, name, number, m.group(1), target.split("/")[0]))
+    problems += module_cycles(files)
     for edge in sorted(KNOWN - found):
         problems.append("tests/check_layers.py: %s no longer includes %s: remove it from KNOWN" % edge)
     for p in problems:
