@@ -15,12 +15,12 @@
 // A GET's reply, or one element of an MGET's: a string or nil. Anything else (an integer, an
 // array, a RESP3 type) means Redis, or whatever answers in its place, is not answering what
 // was asked: it is an error, and nothing of it is cached.
-inline bool is_value_reply(const redisReply *r)
+static inline bool is_value_reply(const redisReply *r)
 {
     return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL;
 }
 
-inline LookupResult result_of_entry(CacheEntry *e, bool hit)
+static inline LookupResult result_of_entry(CacheEntry *e, bool hit)
 {
     if (e->absent)
         return {LOOKUP_NOT_FOUND, hit, false, NULL, NULL, 0, 0};
@@ -29,7 +29,7 @@ inline LookupResult result_of_entry(CacheEntry *e, bool hit)
 
 // What is known now of a key's source (coherence.h): the one Redis, or its slot's owner. Whether
 // its slot migrates matters for a "not found" only: asked for then (with_migration).
-inline KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, int *slot)
+static inline KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, int *slot)
 {
     if (lk->cluster == NULL)
         return {lk->distrusted_us, lk->caching, false};
@@ -37,7 +37,7 @@ inline KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, int *sl
     return {cluster_slot_distrusted_us(lk->cluster, *slot), true, false};
 }
 
-inline void with_migration(const Lookup *lk, int slot, KeyTrust *trust)
+static inline void with_migration(const Lookup *lk, int slot, KeyTrust *trust)
 {
     if (lk->cluster != NULL)
         trust->migrating = cluster_slot_migrating(lk->cluster, slot);
@@ -47,7 +47,7 @@ inline void with_migration(const Lookup *lk, int slot, KeyTrust *trust)
 // (coherence.h). If not, it is kept as the answer for when its source cannot be reached (its
 // fetch refused or timed out): within its TTL, tracking is never worse than invalidation = off,
 // which would have answered it as a hit.
-inline CacheEntry *trusted(Lookup *lk, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
+static inline CacheEntry *trusted(Lookup *lk, KeyTrust *trust, int slot, CacheEntry *e, CacheEntry **stale)
 {
     if (e == NULL)
         return NULL;

@@ -32,7 +32,7 @@ WorkerSlot *master_new_slots(int count)
     return slots;
 }
 
-void close_channel(WorkerSlot *s)
+static void close_channel(WorkerSlot *s)
 {
     if (s->channel >= 0)
         close(s->channel);
@@ -45,7 +45,7 @@ void master_close_channels(WorkerSlot *slots, int count)
         close_channel(&slots[i]);
 }
 
-bool open_listeners(Master *m)
+static bool open_listeners(Master *m)
 {
     char err[400];
     for (int k = 0; k < LISTEN_KINDS; k++) {
@@ -64,7 +64,7 @@ bool open_listeners(Master *m)
     return true;
 }
 
-void close_groups(ListenGroup **groups)
+static void close_groups(ListenGroup **groups)
 {
     for (int k = 0; k < LISTEN_KINDS; k++) {
         listen_group_close(groups[k]);
@@ -123,7 +123,7 @@ void master_spawn_worker(Master *m, int i)
             close(channel[0]);
         // The child keeps only the sockets it serves: a socket another process still holds
         // would outlive the master's close (a dropped address, a dead sibling's slot).
-        int mine[LISTEN_KINDS][CONFIG_MAX_WORKERS];
+        static int mine[LISTEN_KINDS][CONFIG_MAX_WORKERS];
         ListenFds fds[LISTEN_KINDS];
         for (int k = 0; k < LISTEN_KINDS; k++) {
             ListenGroup *g = m->listening[k];
@@ -160,7 +160,7 @@ void master_spawn_worker(Master *m, int i)
 }
 
 // The previous generation has gone: nobody serves the addresses the reload dropped any more.
-void close_dropped_addresses(Master *m)
+static void close_dropped_addresses(Master *m)
 {
     for (int k = 0; k < LISTEN_KINDS; k++)
         if (m->closing[k] != NULL)
@@ -168,7 +168,7 @@ void close_dropped_addresses(Master *m)
     close_groups(m->closing);
 }
 
-void describe_exit(int status, char *out, size_t len)
+static void describe_exit(int status, char *out, size_t len)
 {
     if (WIFEXITED(status))
         snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
@@ -181,7 +181,7 @@ void describe_exit(int status, char *out, size_t len)
 
 // Collects exited workers; when not stopping, schedules their replacement (at once after a long
 // life, with growing delays when a worker keeps dying right after start).
-int reap_workers(Master *m, bool stopping)
+static int reap_workers(Master *m, bool stopping)
 {
     int status, reaped = 0;
     pid_t pid;
@@ -229,7 +229,7 @@ int reap_workers(Master *m, bool stopping)
     return reaped;
 }
 
-int running_workers(const Master *m)
+static int running_workers(const Master *m)
 {
     int n = m->retiring_count;
     for (int i = 0; i < m->count; i++)
@@ -237,13 +237,13 @@ int running_workers(const Master *m)
     return n;
 }
 
-void signal_retiring(Master *m, int sig)
+static void signal_retiring(Master *m, int sig)
 {
     for (int i = 0; i < m->retiring_count; i++)
         kill(m->retiring[i], sig);
 }
 
-const char *signal_name(int sig)
+static const char *signal_name(int sig)
 {
     switch (sig) {
     case SIGTERM: return "SIGTERM";
@@ -256,7 +256,7 @@ const char *signal_name(int sig)
 
 // Graceful (SIGTERM to each worker: stop accepting, answer what is in flight, exit, all within
 // shutdown_timeout, after which they are killed) or immediate (SIGKILL at once).
-void stop_workers(Master *m, bool graceful)
+static void stop_workers(Master *m, bool graceful)
 {
     for (int i = 0; i < m->count; i++)
         if (m->slots[i].pid != 0)
@@ -292,7 +292,7 @@ void stop_workers(Master *m, bool graceful)
     }
 }
 
-void describe_status(const ScoreboardTotals *t, char *out, size_t len)
+static void describe_status(const ScoreboardTotals *t, char *out, size_t len)
 {
     uint64_t requests = 0;
     for (int f = 0; f < FRONT_COUNT; f++)
@@ -304,7 +304,7 @@ void describe_status(const ScoreboardTotals *t, char *out, size_t len)
 
 // Sends READY=1 once the workers are ready, then keeps the STATUS line current. Returns how long
 // the master may sleep before it should look again.
-uint64_t report_to_service_manager(Master *m, uint64_t now)
+static uint64_t report_to_service_manager(Master *m, uint64_t now)
 {
     if (m->ready && now < m->status_at_ms + STATUS_EVERY_MS)
         return m->status_at_ms + STATUS_EVERY_MS - now;

@@ -233,7 +233,7 @@ static void forget_cache(void *arg)
     size_t n = cache_count(w->lookup.cache);
     cache_clear(w->lookup.cache);
     w->lookup.distrusted_us = monotonic_us();  // and no fetch sent before is joined or cached
-    log_warn("worker %d: dropped all %zu cached entries read through that connection", w->id, n);
+    log_warn("worker %d: dropped all %zu cached entries: a connection to Redis was out of step", w->id, n);
 }
 
 // Tracking's word on the one Redis: nothing cached or fetched before now is trusted (coherence.h).

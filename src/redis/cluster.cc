@@ -85,9 +85,7 @@ static void on_node_lost(void *arg)
 static void on_node_untrusted(void *arg)
 {
     NodeLink *l = (NodeLink *)arg;
-    log_warn("worker %d: a connection to %s:%d was out of step: dropping every cached entry", l->c->env->id,
-             l->c->map.node[l->index].ip, l->c->map.node[l->index].port);
-    l->c->owner.forget_cache(l->c->owner.arg);
+    l->c->owner.forget_cache(l->c->owner.arg);  // (the backend has logged which node, and why)
 }
 
 static void node_target(const ClusterNode *n, BackendTarget *t)

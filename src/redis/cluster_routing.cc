@@ -64,7 +64,7 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
 static bool park(ClusterRequest *r)
 {
     Cluster *c = r->c;
-    uint64_t pause = backoff_ms(RETRY_MIN_MS, RETRY_MAX_MS, r->retries);
+    uint64_t pause = backoff_ms(CLUSTER_RETRY_MIN_MS, CLUSTER_RETRY_MAX_MS, r->retries);
     if (*c->env->stopping || monotonic_ms() + pause >= r->deadline_ms)
         return false;
     if (r->retry_timer == NULL && (r->retry_timer = evtimer_new(c->env->base, on_retry_timer, r)) == NULL)

@@ -13,8 +13,8 @@
 
 inline constexpr uint64_t REFRESH_GAP_MIN_MS = 100;   // between two rereads of the map, at least
 inline constexpr uint64_t REFRESH_GAP_MAX_MS = 1000;  // ... backing off to this while nothing changes
-inline constexpr uint64_t RETRY_MIN_MS = 10;          // CLUSTERDOWN, TRYAGAIN: first pause
-inline constexpr uint64_t RETRY_MAX_MS = 200;
+inline constexpr uint64_t CLUSTER_RETRY_MIN_MS = 10;          // CLUSTERDOWN, TRYAGAIN: first pause
+inline constexpr uint64_t CLUSTER_RETRY_MAX_MS = 200;
 
 struct Cluster;
 
