@@ -19,6 +19,9 @@ void resp_parser_free(RespParser *p)
     free(p->args);
     p->args = NULL;
     p->args_cap = 0;
+    free(p->inline_buf);
+    p->inline_buf = NULL;
+    p->inline_cap = 0;
 }
 
 // Makes room for n arguments (n <= max_args).
@@ -87,6 +90,92 @@ static size_t parse_number_line(const char *buf, size_t start, size_t len, long 
     return i + 2;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+// Splits an inline line into p->inline_buf as Redis's sdssplitargs does: arguments separated by
+// spaces and tabs; a double quote (anywhere in an argument) starts a quoted part with \n \r \t
+// \b \a \xHH and \<any> escapes, a single quote one where only \' is an escape; a closing quote
+// must end the argument. Returns the argument count, or -1 with p->error set.
+static int split_inline(RespParser *p, const char *line, size_t len)
+{
+    if (len > p->inline_cap) {
+        char *grown = (char *)realloc(p->inline_buf, len);
+        if (grown == NULL) {
+            p->error = "Protocol error: out of memory";
+            return -1;
+        }
+        p->inline_buf = grown;
+        p->inline_cap = len;
+    }
+    char *out = p->inline_buf;
+    size_t i = 0, w = 0;
+    int argc = 0;
+    for (;;) {
+        while (i < len && (line[i] == ' ' || line[i] == '\t'))
+            i++;
+        if (i == len)
+            return argc;
+        size_t start = w;
+        char quote = 0;  // '"' or '\'' while inside quotes
+        for (;;) {
+            if (i == len) {
+                if (quote != 0) {
+                    p->error = "Protocol error: unbalanced quotes in request";
+                    return -1;
+                }
+                break;
+            }
+            char ch = line[i];
+            if (quote == '"' && ch == '\\' && i + 3 < len && line[i + 1] == 'x' && hex_digit(line[i + 2]) >= 0 &&
+                hex_digit(line[i + 3]) >= 0) {
+                out[w++] = (char)(hex_digit(line[i + 2]) * 16 + hex_digit(line[i + 3]));
+                i += 4;
+            } else if (quote == '"' && ch == '\\' && i + 1 < len) {
+                char e = line[i + 1];
+                out[w++] = e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e == 'b' ? '\b' : e == 'a' ? '\a' : e;
+                i += 2;
+            } else if (quote == '\'' && ch == '\\' && i + 1 < len && line[i + 1] == '\'') {
+                out[w++] = '\'';
+                i += 2;
+            } else if (quote != 0 && ch == quote) {
+                i++;
+                if (i < len && line[i] != ' ' && line[i] != '\t') {  // a closing quote ends the argument
+                    p->error = "Protocol error: unbalanced quotes in request";
+                    return -1;
+                }
+                quote = 0;
+                break;
+            } else if (quote == 0 && (ch == ' ' || ch == '\t')) {
+                break;
+            } else if (quote == 0 && (ch == '"' || ch == '\'')) {
+                quote = ch;
+                i++;
+            } else {
+                out[w++] = ch;
+                i++;
+            }
+        }
+        if (argc == p->max_args) {
+            p->error = "Protocol error: too many arguments";
+            return -1;
+        }
+        if (!reserve_args(p, argc + 1)) {
+            p->error = "Protocol error: out of memory";
+            return -1;
+        }
+        if (w - start > p->max_bulk) {
+            p->error = "Protocol error: argument longer than max_key_size";
+            return -1;
+        }
+        p->args[argc].offset = start;
+        p->args[argc].len = w - start;
+        argc++;
+    }
+}
+
 static RespParseStatus parse_inline(RespParser *p, const char *buf, size_t len)
 {
     const char *nl = (const char *)memchr(buf + p->scanned, '\n', len - p->scanned);
@@ -101,27 +190,11 @@ static RespParseStatus parse_inline(RespParser *p, const char *buf, size_t len)
         return fail(p, "Protocol error: too big inline request");
     if (line_end > 0 && buf[line_end - 1] == '\r')
         line_end--;
-    int argc = 0;
-    size_t i = 0;
-    while (i < line_end) {
-        while (i < line_end && (buf[i] == ' ' || buf[i] == '\t'))
-            i++;
-        if (i == line_end)
-            break;
-        size_t start = i;
-        while (i < line_end && buf[i] != ' ' && buf[i] != '\t')
-            i++;
-        if (argc == p->max_args)
-            return fail(p, "Protocol error: too many arguments");
-        if (!reserve_args(p, argc + 1))
-            return fail(p, "Protocol error: out of memory");
-        if (i - start > p->max_bulk)
-            return fail(p, "Protocol error: argument longer than max_key_size");
-        p->args[argc].offset = start;
-        p->args[argc].len = i - start;
-        argc++;
-    }
+    int argc = split_inline(p, buf, line_end);
+    if (argc < 0)
+        return fail(p, p->error);
     p->argc = argc;
+    p->base = p->inline_buf;
     return done(p, argc == 0 ? RESP_EMPTY : RESP_COMMAND, consumed);
 }
 
@@ -129,6 +202,7 @@ RespParseStatus resp_parse(RespParser *p, const char *buf, size_t len)
 {
     if (len == 0)
         return RESP_INCOMPLETE;
+    p->base = NULL;
     if (buf[0] != '*')
         return parse_inline(p, buf, len);
     if (p->expected == 0) {

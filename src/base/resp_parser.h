@@ -1,7 +1,9 @@
 // RESP2 request parsing and reply encoding, with no I/O: the front hands it bytes, it hands back
 // commands. Binary safe. Both request forms Redis accepts:
 //   multibulk  *2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n   (what client libraries send)
-//   inline     GET foo\r\n                       (what telnet sends; split on spaces and tabs)
+//   inline     GET foo\r\n                       (what telnet sends: split as Redis splits it, on
+//                                                  spaces and tabs, with "double" quotes taking
+//                                                  \n \r \t \b \a \xHH escapes and 'single' quotes)
 // Resumable: when a command is incomplete the parser keeps how far it got (as offsets, so the
 // caller may move its buffer), and resumes there when more bytes arrive. A command that trickles
 // in byte by byte is never rescanned from its start.
@@ -41,7 +43,16 @@ struct RespParser {
     size_t pos;       // bytes of the command consumed so far
     size_t scanned;   // inline: bytes already searched for the newline
     long long bulk;   // length of the bulk being read, -1 while its header is unread
+    // An inline command's arguments, unquoted: args[] are offsets into this instead of into the
+    // command's bytes (resp_arg_base). NULL after a multibulk command.
+    const char *base;
+    char *inline_buf;
+    size_t inline_cap;
 };
+
+// Where the last command's args[] offsets point: the command's own bytes (`buf`, as given to
+// resp_parse), or the parser's copy of an inline command's unquoted arguments.
+inline const char *resp_arg_base(const RespParser *p, const char *buf) { return p->base != NULL ? p->base : buf; }
 
 void resp_parser_init(RespParser *p, int max_args, size_t max_bulk);
 void resp_parser_free(RespParser *p);

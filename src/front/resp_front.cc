@@ -186,7 +186,7 @@ static void process_input(RespClient *c)
         }
         if (status == RESP_COMMAND) {
             c->used = true;
-            resp_dispatch(c, c->in + at, c->parser.args, c->parser.argc);
+            resp_dispatch(c, resp_arg_base(&c->parser, c->in + at), c->parser.args, c->parser.argc);
         }
         at += c->parser.consumed;
     }

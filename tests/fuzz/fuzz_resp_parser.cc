@@ -39,7 +39,7 @@ static Outcome parse(const char *data, size_t len, const std::vector<size_t> &st
                 for (int i = 0; i < p.argc; i++) {
                     assert(p.args[i].offset + p.args[i].len <= p.consumed);
                     assert(p.args[i].len <= MAX_BULK || p.expected == 0);
-                    args.emplace_back(data + start + p.args[i].offset, p.args[i].len);
+                    args.emplace_back(resp_arg_base(&p, (const char *)data + start) + p.args[i].offset, p.args[i].len);
                 }
                 o.commands.push_back(args);
             }

@@ -21,6 +21,14 @@ def command_calls(redis, name):
     return 0
 
 
+def raw_reply(f):
+    """One reply's bytes as they came (a simple line, an error, or a bulk string)."""
+    line = f.readline()
+    if line.startswith(b"$") and int(line[1:]) >= 0:
+        return line + f.read(int(line[1:]) + 2)
+    return line
+
+
 class RespTestCase(ProxyTestCase):
     def start(self, **sections):
         self.proxy = self.start_proxy(resp=True, **sections)
@@ -88,6 +96,27 @@ class RespGetTest(RespTestCase):
         self.assertEqual(self.client.read_reply(), b"v")
         self.assertEqual(self.client.read_reply(), b"PONG")
         self.assertEqual(self.client.read_reply(), b"hi")
+
+    def test_inline_quoting_is_split_as_redis_splits_it(self):
+        # Byte for byte against redis-server itself: the same inline lines, the same answers.
+        self.start()
+        self.redis("SET", "a b", "spaced")
+        self.redis("SET", "A\n", "escaped")
+        self.redis("SET", "it's", "quoted")
+        lines = [b'GET "a b"\r\n', b'GET "\\x41\\n"\r\n', b"GET 'it\\'s'\r\n", b'ECHO "x\\ty"\r\n',
+                 b'GET "unbalanced\r\n']
+        for line in lines:
+            answers = []
+            for port in (self.proxy.resp_port, self.redis.port):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(line)
+                    f = s.makefile("rb")
+                    answer = raw_reply(f)
+                    if answer.startswith(b"-ERR Protocol error"):
+                        answer += b" closed" if f.read(1) == b"" else b" open"
+                    answers.append(answer)
+                    f.close()
+            self.assertEqual(answers[0], answers[1], line)
 
     def test_connection_commands(self):
         c = self.client

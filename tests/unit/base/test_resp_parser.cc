@@ -18,8 +18,9 @@ TEST_GROUP(RespParser)
     std::vector<std::string> argv(const std::string &buf)
     {
         std::vector<std::string> out;
+        const char *base = resp_arg_base(&p, buf.data());
         for (int i = 0; i < p.argc; i++)
-            out.push_back(buf.substr(p.args[i].offset, p.args[i].len));
+            out.push_back(std::string(base + p.args[i].offset, p.args[i].len));
         return out;
     }
 
@@ -212,4 +213,26 @@ TEST(RespEncoder, test_error_never_spans_lines)
 {
     resp_add_error(out, "ERR a\r\nb");
     STRCMP_EQUAL("-ERR a  b\r\n", text().c_str());
+}
+
+// Redis's own splitting (sdssplitargs): what redis-cli and telnet users type.
+TEST(RespParser, test_inline_quotes_and_escapes_as_redis)
+{
+    check_every_split("GET \"a b\"\r\n", {"GET", "a b"});
+    check_every_split("GET \"\\x41\\n\\t\\\"q\"\r\n", {"GET", "A\n\t\"q"});
+    check_every_split("GET 'it\\'s'\r\n", {"GET", "it's"});
+    check_every_split("GET 'no\\nescape'\r\n", {"GET", "no\\nescape"});
+    check_every_split("GET \"\"\r\n", {"GET", ""});
+    check_every_split("GET a\"b c\"\r\n", {"GET", "ab c"});  // a quote starts mid-argument too
+}
+
+TEST(RespParser, test_inline_unbalanced_quotes_are_a_protocol_error)
+{
+    const char *bad[] = {"GET \"abc\r\n", "GET 'abc\r\n", "GET \"a\"b\r\n", "GET 'a'b\r\n"};
+    for (const char *line : bad) {
+        resp_parser_free(&p);
+        resp_parser_init(&p, 8, 64);
+        LONGS_EQUAL_TEXT(RESP_ERROR, parse(line), line);
+        STRCMP_EQUAL("Protocol error: unbalanced quotes in request", p.error);
+    }
 }
