@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "address.h"
 #include "backend.h"
@@ -240,11 +241,37 @@ static void on_accept_error(evconnlistener *, void *)
 // costs nothing; only when part of it is still ours, or requests wait behind it, does reading
 // stay off until evhttp turns it on for the next request (which then finds the rest of the
 // input, and the EOF only after that). Writing at once also saves the answer a turn of the loop.
+// evhttp 2.1 adds Date and Content-Length to HTTP/1.1 answers only; an HTTP/1.0 client gets them
+// too (RFC 9110 wants a Date from any server with a clock, and Content-Length lets a 1.0 client
+// that asked for keep-alive find the end of the body). The Date line is formatted once a second.
+static void add_http10_framing(evhttp_request *req)
+{
+    static time_t formatted_at;
+    static char date[64];
+    time_t now = time(NULL);
+    if (now != formatted_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        formatted_at = now;
+    }
+    evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    if (evhttp_find_header(headers, "Date") == NULL)
+        evhttp_add_header(headers, "Date", date);
+    if (evhttp_find_header(headers, "Content-Length") == NULL) {
+        char length[24];
+        snprintf(length, sizeof(length), "%zu", evbuffer_get_length(evhttp_request_get_output_buffer(req)));
+        evhttp_add_header(headers, "Content-Length", length);
+    }
+}
+
 static void send_reply(evhttp_request *req, int code, const char *reason)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (process_front->draining)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    if (req->major == 1 && req->minor == 0)
+        add_http10_framing(req);
     evhttp_send_reply(req, code, reason, NULL);
     if (evcon == NULL)
         return;  // the client went away: evhttp dropped the answer

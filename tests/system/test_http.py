@@ -3,7 +3,7 @@ import os
 import socket
 import time
 
-from harness import ProxyTestCase, quote_key
+from harness import ProxyTestCase, quote_key, read_until_closed
 
 
 class HttpGetTest(ProxyTestCase):
@@ -191,3 +191,28 @@ class EvictionTest(ProxyTestCase):
         for k in "fghij":                          # the last five are all cached
             self.assertHit(proxy.get(k), k.upper().encode())
         self.assertMiss(proxy.get("e"), b"E")      # the sixth most recent was not
+
+
+class Http10Test(ProxyTestCase):
+    def request(self, raw):
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(raw)
+            data = read_until_closed(s)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (l.split(b":", 1) for l in lines[1:])}
+        return lines[0], headers, body
+
+    def test_http10_answers_carry_date_and_content_length(self):
+        # evhttp gives them to HTTP/1.1 answers only: a 1.0 client had to read until the close.
+        self.proxy = self.start_proxy()
+        self.redis("SET", "k", "value")
+        for target, status, body in ((b"/k", b"200", b"value"), (b"/k", b"200", b"value"), (b"/nope", b"404", None)):
+            line, headers, got = self.request(b"GET " + target + b" HTTP/1.0\r\n\r\n")
+            self.assertTrue(line.startswith(b"HTTP/1.0 " + status), line)
+            self.assertEqual(int(headers[b"content-length"]), len(got))
+            if body is not None:
+                self.assertEqual(got, body)
+            self.assertRegex(headers[b"date"], rb"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
+        line, headers, got = self.request(b"HEAD /k HTTP/1.0\r\n\r\n")
+        self.assertEqual((headers[b"content-length"], got), (b"5", b""))
