@@ -92,6 +92,7 @@ static const Setting settings[] = {
     {"cache", "cache_not_found", SETTING_AUTO_SWITCH, FIELD(cache_not_found), "auto", 0, 0, false},
     {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
     {"cache", "follow_key_expiry", SETTING_SWITCH, FIELD(follow_key_expiry), "on", 0, 0, false},
+    {"http", "content_type", SETTING_STRING, FIELD(http_content_type), "application/octet-stream", 0, 0, false},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
     {"admin", "max_clients", SETTING_COUNT, FIELD(admin_max_clients), "16", 1, 10000, false},
     {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false},
@@ -557,6 +558,14 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "max_reply_size in [redis] (%lld bytes) is smaller than max_value_size in "
                               "[cache] (%lld bytes): such values could never be read",
                               (long long)c->redis_max_reply_size, (long long)c->max_value_size);
+    const Setting *type = setting_find("http", "content_type");
+    bool type_ok = c->http_content_type[0] != '\0';
+    for (const char *ch = c->http_content_type; *ch != '\0'; ch++)
+        type_ok = type_ok && *ch >= ' ' && *ch <= '~';
+    if (!type_ok)
+        return validate_error(c, type, err, errlen,
+                              "content_type in [http] must be a media type of printable characters, e.g. "
+                              "text/plain; charset=utf-8");
     const Setting *request = setting_find("proxy", "max_request_size"), *key = setting_find("proxy", "max_key_size");
     if (c->max_request_size < c->max_key_size + 64)
         return validate_error(c, given_last(c, request, key), err, errlen,

@@ -48,6 +48,8 @@ struct Config {
     int64_t cache_not_found;  // enum AutoSwitch
     int64_t stale_if_error_ms;
     int64_t follow_key_expiry;  // 1: each miss asks the key's PTTL too; an entry never outlives its key
+    // [http]
+    char http_content_type[128];  // of a value's answer
     char admin_listen[280];  // empty: off
     int64_t admin_max_clients;  // per worker
     int64_t admin_timeout_ms;   // an admin connection idle this long is closed

@@ -346,7 +346,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     }
     }
     evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/octet-stream");
+    evhttp_add_header(headers, "Content-Type", process_front->env->config->http_content_type);
     evhttp_add_header(headers, "X-Cache", r->hit ? "HIT" : r->stale ? "STALE" : "MISS");
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
         // evhttp adds no Content-Length to a HEAD reply; say what a GET would carry.

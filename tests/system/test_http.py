@@ -216,3 +216,12 @@ class Http10Test(ProxyTestCase):
             self.assertRegex(headers[b"date"], rb"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
         line, headers, got = self.request(b"HEAD /k HTTP/1.0\r\n\r\n")
         self.assertEqual((headers[b"content-length"], got), (b"5", b""))
+
+
+class ContentTypeTest(ProxyTestCase):
+    def test_content_type_of_values_is_a_setting(self):
+        proxy = self.start_proxy(http={"content_type": "text/plain; charset=utf-8"})
+        self.redis("SET", "k", "v")
+        r = proxy.get("k")
+        self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
+        self.assertEqual(r.body, b"v")

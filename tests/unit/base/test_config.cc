@@ -302,6 +302,17 @@ TEST(Config, test_max_client_memory_must_hold_one_clients_output_unless_off)
     CHECK_TRUE(config_validate(&config, err, sizeof(err)));
 }
 
+TEST(Config, test_content_type_must_be_printable)
+{
+    CHECK_TRUE(load("[http]\ncontent_type = text/plain; charset=utf-8\n"));
+    CHECK_TRUE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("text/plain; charset=utf-8", config.http_content_type);
+    config_defaults(&config);
+    CHECK_TRUE(load("[http]\ncontent_type = text/plain\tx\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_CONTAINS("content_type in [http] must be a media type of printable characters", error().c_str());
+}
+
 TEST(Config, test_defaults_are_valid)
 {
     CHECK_TRUE(config_validate(&config, err, sizeof(err)));
