@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 bool address_parse(const char *text, bool allow_unix, Address *out, const char **why)
@@ -109,4 +110,14 @@ void address_format(const struct sockaddr *sa, char *out, size_t outlen)
     } else {
         snprintf(out, outlen, "?");
     }
+}
+
+void address_of_peer(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        address_format((struct sockaddr *)&ss, out, outlen);
+    else
+        snprintf(out, outlen, "?");
 }

@@ -21,3 +21,6 @@ bool address_resolve(const Address *a, bool passive, struct sockaddr_storage *ss
 
 // "127.0.0.1:6379", "[::1]:6379" or "unix:/path", for logs.
 void address_format(const struct sockaddr *sa, char *out, size_t outlen);
+
+// The address of a connected socket's peer, formatted as above; "?" when it cannot be had.
+void address_of_peer(int fd, char *out, size_t outlen);

@@ -560,11 +560,8 @@ void http_front_evict(HttpFront *h, void *client)
     HttpClient *c = (HttpClient *)client;
     h->env->stats->clients_evicted[EVICT_MEMORY]++;
     bool quiet = client_memory_log_quietly(h->env->client_memory, monotonic_ms());
-    char address[128] = "?";
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
-        address_format((struct sockaddr *)&ss, address, sizeof(address));
+    char address[128];
+    address_of_peer(c->fd, address, sizeof(address));
     log_msg(quiet ? LOG_DEBUG : LOG_WARN,
             "worker %d: closing HTTP client %s (holding %zu bytes): it held the most while the worker's clients "
             "passed max_client_memory", h->env->id, address, c->memory);

@@ -71,11 +71,8 @@ static void log_eviction(RespClient *c, EvictReason reason)
     RespFront *f = c->front;
     f->env->stats->clients_evicted[reason]++;
     bool quiet = client_memory_log_quietly(f->env->client_memory, monotonic_ms());
-    char address[128] = "?";
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
-        address_format((struct sockaddr *)&ss, address, sizeof(address));
+    char address[128];
+    address_of_peer(c->fd, address, sizeof(address));
     log_msg(quiet ? LOG_DEBUG : LOG_WARN, "worker %d: closing RESP client %s (id %llu, holding %zu bytes): it %s",
             f->env->id, address, (unsigned long long)c->id, c->memory, evict_reasons[reason]);
 }
