@@ -5,7 +5,10 @@
 CXX      ?= g++
 PKGS     := libevent hiredis inih libsystemd
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            libsystemd-dev systemd redis-server redis-tools python3 curl prometheus
+            libsystemd-dev systemd redis-server redis-tools python3 python3-redis curl prometheus
+# Debian's Python, whose modules (python3-redis) the packages above install; not whichever
+# python3 comes first in PATH.
+PYTHON   := /usr/bin/python3
 
 ifeq ($(SANITIZE),1)
 BUILD    := build-asan
@@ -83,13 +86,13 @@ unit: $(BUILD)/unit-tests
 SYSTEM_ENV := PROXY_BIN=$(abspath $(BUILD)/redis-proxy) PIPELINE_BIN=$(abspath $(BUILD)/resp-pipeline)
 
 system: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
-	$(SYSTEM_ENV) python3 tests/system/run.py
+	$(SYSTEM_ENV) $(PYTHON) tests/system/run.py
 
 check: deps
-	python3 tests/check_layers.py
+	$(PYTHON) tests/check_layers.py
 	$(MAKE) all $(BUILD)/unit-tests $(BUILD)/resp-pipeline
 	$(BUILD)/unit-tests
-	$(SYSTEM_ENV) python3 tests/system/run.py
+	$(SYSTEM_ENV) $(PYTHON) tests/system/run.py
 
 # Runs the proxy in the foreground on conf/proxy.ini; if no Redis answers at the configured
 # address, starts a throwaway redis-server there for this session and stops it on exit.

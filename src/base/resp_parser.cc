@@ -330,4 +330,14 @@ void resp_add_bulk(evbuffer *out, const char *s, size_t len)
 
 void resp_add_null(evbuffer *out) { evbuffer_add(out, "$-1\r\n", 5); }
 
+void resp_add_nil(evbuffer *out, int protocol)
+{
+    if (protocol == 3)
+        evbuffer_add(out, "_\r\n", 3);
+    else
+        evbuffer_add(out, "$-1\r\n", 5);
+}
+
+void resp_add_map_header(evbuffer *out, size_t n) { add_header(out, '%', (long long)n); }
+
 void resp_add_array_header(evbuffer *out, size_t n) { add_header(out, '*', (long long)n); }

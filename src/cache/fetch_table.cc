@@ -75,6 +75,7 @@ Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t has
     f->sent_us = sent_us;
     f->invalidated = false;
     f->detached = false;
+    f->in_snapshot = false;
     f->waiters = NULL;
     f->waiters_tail = &f->waiters;
     f->stale = NULL;

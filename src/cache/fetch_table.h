@@ -29,6 +29,7 @@ struct Flight {
     uint64_t sent_us;     // when the fetch was sent (monotonic_us)
     bool invalidated;     // not to be joined or cached: an invalidation came, or it was unlinked
     bool detached;        // unlinked from the table (it still answers its waiters)
+    bool in_snapshot;     // sent by the snapshot being set up (lookup_get_snapshot), only then
     FlightWaiter *waiters, **waiters_tail;  // in arrival order
     CacheEntry *stale;    // retained: answered if Redis cannot be reached (stale_if_error)
     void *owner;          // the worker, for the reply callback

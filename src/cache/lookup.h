@@ -73,6 +73,13 @@ typedef void (*LookupManyDone)(void *arg, const LookupResult *results, size_t n)
 // results is NULL (and n 0) only when out of memory.
 void lookup_get_many(Lookup *lookup, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg);
 
+// As lookup_get_many, for keys that must be answered as one snapshot (a transaction's): when
+// every key is a hit they are answered from the cache; else every key is fetched again, all of
+// them in one MGET (one per slot in a cluster) that joins no fetch sent before it, so that the
+// answers are what Redis held at one moment.
+void lookup_get_snapshot(Lookup *lookup, Front front, const LookupKey *keys, size_t n, LookupManyDone done,
+                         void *arg);
+
 // The key changed in Redis (an invalidation): drop it from the cache, and if it is being fetched,
 // unlink that fetch: its reply (maybe read before the change) answers those already waiting and
 // is not cached; a request from now on sends a fetch of its own.

@@ -179,7 +179,42 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, s
     free(cmd);
 }
 
-void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+// A snapshot's flight for a key: the one it already sent for an earlier repeat of the key, else a
+// new one. A flight sent before the snapshot is taken out of the table (it still answers its own
+// waiters, uncached), so that the key's fetch from here on is the snapshot's.
+static Flight *snapshot_flight(Lookup *lk, const LookupKey *key, uint64_t hash, CacheEntry *stale, bool *sent_now)
+{
+    Flight *f = fetch_table_find(lk->flights, key->ptr, key->len, hash);
+    *sent_now = false;
+    if (f != NULL && f->in_snapshot)
+        return f;
+    if (f != NULL)
+        fetch_table_detach(lk->flights, f);
+    if ((f = lookup_new_flight(lk, key->ptr, key->len, hash, stale, 0)) != NULL) {
+        f->in_snapshot = true;
+        *sent_now = true;
+    }
+    return f;
+}
+
+// Whether every key is a hit now (nothing is retained or fetched).
+static bool all_hits(Lookup *lk, const LookupKey *keys, size_t n)
+{
+    uint64_t now = monotonic_ms();
+    for (size_t i = 0; i < n; i++) {
+        uint64_t hash = cache_hash(lk->cache, keys[i].ptr, keys[i].len);
+        int slot = 0;
+        KeyTrust trust = key_trust(lk, keys[i].ptr, keys[i].len, &slot);
+        CacheEntry *stale;
+        if (trusted(lk, &trust, slot, cache_find_or_stale(lk->cache, keys[i].ptr, keys[i].len, hash, now, &stale),
+                    &stale) == NULL)
+            return false;
+    }
+    return true;
+}
+
+static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg,
+                     bool refetch_all)
 {
     size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Waiter));
     MultiFetch *m = (MultiFetch *)malloc(size);
@@ -205,17 +240,25 @@ void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
         CacheEntry *stale;
         CacheEntry *e = trusted(lk, &trust, slot,
                                 cache_find_or_stale(lk->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
+        if (refetch_all && e != NULL) {
+            stale = e;  // fetched again all the same; answered if Redis cannot be reached
+            e = NULL;
+        }
         if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (out of memory: fetch it)
             m->results[i] = result_of_entry(e, true);
             continue;
         }
         m->results[i] = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
         m->waiters[i] = {{NULL, answer_multi}, m, i};
+        bool sent_now = false;
         // An earlier key of this same MGET may have started the flight.
-        Flight *f = coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, hash, &trust);
-        if (f != NULL) {
+        Flight *f = refetch_all ? snapshot_flight(lk, &keys[i], hash, stale, &sent_now)
+                                : coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, hash, &trust);
+        if (sent_now) {
+            cmd->flights[cmd->n++] = f;
+        } else if (f != NULL) {
             lk->stats->coalesced++;
-        } else if ((f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
+        } else if (!refetch_all && (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
             cmd->flights[cmd->n++] = f;
         } else {
             continue;  // out of memory: answered unavailable
@@ -223,6 +266,8 @@ void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
         fetch_table_join(f, &m->waiters[i].base);
         m->pending++;
     }
+    for (size_t i = 0; i < cmd->n; i++)
+        cmd->flights[i]->in_snapshot = false;  // sent: others may join them from now on
     if (cmd->n == 0)
         free(cmd);
     else if (lk->cluster == NULL)
@@ -233,4 +278,14 @@ void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
     // The one pending count held by this function itself: every key may already be answered.
     if (--m->pending == 0)
         multi_finish(m);
+}
+
+void lookup_get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+{
+    get_many(lk, front, keys, n, done, arg, false);
+}
+
+void lookup_get_snapshot(Lookup *lk, Front front, const LookupKey *keys, size_t n, LookupManyDone done, void *arg)
+{
+    get_many(lk, front, keys, n, done, arg, !all_hits(lk, keys, n));
 }

@@ -8,6 +8,7 @@ struct ReplySlot {
     ReplyQueue *queue;  // NULL once the connection has gone
     ReplySlotPool *pool;
     bool ready;
+    unsigned char protocol;  // its queue's when it was pushed
     evbuffer *out;      // the answer, when it completes before its turn
     size_t held;        // what it counts in its queue's `held`
 };
@@ -42,6 +43,7 @@ ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost)
     s->queue = q;
     s->pool = pool;
     s->ready = false;
+    s->protocol = (unsigned char)q->protocol;
     s->out = NULL;
     s->held = cost;
     q->held += cost;
@@ -53,6 +55,8 @@ ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost)
     q->pending++;
     return s;
 }
+
+int reply_slot_protocol(const ReplySlot *s) { return s->protocol; }
 
 evbuffer *reply_slot_output(ReplySlot *s)
 {

@@ -26,6 +26,9 @@ struct ReplyQueue {
     // waiting (the lookup under way), the bytes of each answered one waiting for its turn.
     size_t held;
     void *owner;     // the connection, handed back by reply_slot_finish
+    // The RESP version its answers are written in (2, or 3 after HELLO 3): each slot keeps the
+    // one in force when its command came (reply_slot_protocol).
+    int protocol;
     // Out of memory for a slot or an answer's buffer: one answer is missing, so every later one
     // would pair with the wrong command. The connection must close (it is never answered again).
     bool failed;
@@ -40,6 +43,9 @@ ReplySlot *reply_queue_push(ReplyQueue *q, ReplySlotPool *pool, size_t cost);
 // Where the slot's answer is to be written now. NULL when its connection has gone, or when out of
 // memory (the queue has failed): skip it.
 evbuffer *reply_slot_output(ReplySlot *s);
+
+// The protocol its answer is to be written in.
+int reply_slot_protocol(const ReplySlot *s);
 
 // Out of memory while writing the slot's answer: the queue has failed (finish the slot still).
 void reply_slot_fail(ReplySlot *s);

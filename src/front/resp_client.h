@@ -14,6 +14,7 @@
 #include "resp_parser.h"
 
 struct RespFront;
+struct Transaction;  // resp_transaction.cc
 
 // Backpressure: stop reading a client's commands while this many of its answers are unsent,
 // and resume when it has read them.
@@ -45,6 +46,7 @@ struct RespClient {
     EvictReason evict_reason;
     size_t memory;  // its share of the worker's client memory
     char *name;    // CLIENT SETNAME
+    Transaction *transaction;  // after MULTI, until EXEC or DISCARD: the commands queued
 };
 
 struct RespFront {
@@ -94,6 +96,63 @@ inline RespClient *resp_client_of(ListLink *link) { return LIST_ELEMENT(link, Re
 // Runs one complete command (resp_commands.cc): its answer, now or once Redis has answered, takes
 // its place in the client's reply queue.
 void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc);
+
+// --- the command table's entries (resp_commands.cc), and what transactions need of them ----
+
+typedef void (*CommandFn)(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+
+// What a command is, as Redis's command table says it (its flags).
+enum CommandFlags {
+    CMD_LOOKUP = 1,    // answered through lookup: from the cache, or fetched from Redis (GET, MGET)
+    CMD_READONLY = 2,  // reads nothing that a write could change here, or reads through lookup
+    CMD_WRITE = 4,     // changes data: refused with -READONLY, whatever its arguments
+    CMD_MANY_KEYS = 8,       // with CMD_LOOKUP: every argument is a key (MGET); else one key (GET)
+    CMD_TRANSACTION = 16,    // runs at once inside a transaction, never queued (MULTI, EXEC, ...)
+    CMD_NO_TRANSACTION = 32, // refused inside a transaction (HELLO: it changes how EXEC answers)
+    CMD_EXEC = 64,           // EXEC: answers through lookup, as GET and MGET do
+};
+
+struct Command {
+    const char *name;
+    size_t name_len;
+    int arity;  // exact argument count including the name, or -N for at least N
+    CommandFn run;  // NULL for GET, MGET and EXEC, which answer through lookup
+    unsigned flags;
+};
+
+// An answer made now: written into the returned buffer, then resp_answer_end. NULL when out of
+// memory (the queue has failed, and the client is closed; still call resp_answer_end).
+evbuffer *resp_answer_begin(RespClient *c, ReplySlot **queued);
+void resp_answer_end(RespClient *c, ReplySlot *queued);
+
+// Writes the error for a command that cannot run (unknown, a write, wrong arity) and returns
+// true; false when it can. Inside a transaction, a refusal aborts it (EXEC answers EXECABORT).
+bool resp_refuse(RespClient *c, const Command *command, bool arity_ok, const char *cmd, const RespArg *args, int argc,
+                 evbuffer *out);
+
+// A GET's answer and an MGET's, in the protocol given. False when out of memory.
+bool resp_add_get_answer(evbuffer *out, const LookupResult *r, int protocol);
+bool resp_add_mget_answer(evbuffer *out, const LookupResult *results, size_t n, int protocol);
+
+// What a lookup of these keys holds while under way, for the client's memory bound.
+inline size_t resp_lookup_cost(size_t keys, size_t key_bytes)
+{
+    return LOOKUP_STATE_BYTES + keys * KEY_STATE_BYTES + key_bytes;
+}
+
+// --- transactions (resp_transaction.cc) ---------------------------------------------------------
+
+// Inside MULTI: queues the command (+QUEUED), or refuses it and aborts the transaction.
+void resp_transaction_queue(RespClient *c, const Command *command, bool arity_ok, const char *cmd,
+                            const RespArg *args, int argc, evbuffer *out);
+void resp_transaction_exec(RespClient *c);  // EXEC: answers every queued command, in order
+void resp_cmd_multi(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+void resp_cmd_discard(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+void resp_cmd_watch(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+void resp_cmd_unwatch(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+void resp_transaction_abort(Transaction *t);  // EXEC will answer EXECABORT
+void resp_transaction_free(Transaction *t);
+size_t resp_transaction_bytes(const Transaction *t);  // what it holds, for the memory bound
 
 // Answers a protocol error after every earlier answer, then closes (resp_front.cc).
 void resp_answer_protocol_error(RespClient *c, const char *error);

@@ -52,18 +52,43 @@ static bool add_value(evbuffer *out, const LookupResult *r)
     return lookup_add_value(out, r, "\r\n", 2);
 }
 
+bool resp_add_get_answer(evbuffer *out, const LookupResult *r, int protocol)
+{
+    if (r->status == LOOKUP_FOUND)
+        return add_value(out, r);
+    if (r->status == LOOKUP_NOT_FOUND)
+        resp_add_nil(out, protocol);
+    else
+        add_failure(out, r);
+    return true;
+}
+
+bool resp_add_mget_answer(evbuffer *out, const LookupResult *results, size_t n, int protocol)
+{
+    const LookupResult *failed = NULL;
+    for (size_t i = 0; i < n && failed == NULL; i++)
+        if (results[i].status != LOOKUP_FOUND && results[i].status != LOOKUP_NOT_FOUND)
+            failed = &results[i];
+    if (failed != NULL) {
+        add_failure(out, failed);  // one key could not be read: the whole MGET fails
+        return true;
+    }
+    resp_add_array_header(out, n);
+    for (size_t i = 0; i < n; i++) {
+        if (results[i].status != LOOKUP_FOUND)
+            resp_add_nil(out, protocol);
+        else if (!add_value(out, &results[i]))
+            return false;
+    }
+    return true;
+}
+
 static void on_get_done(void *arg, const LookupResult *r)
 {
     ReplySlot *slot = (ReplySlot *)arg;
     evbuffer *out = reply_slot_output(slot);
-    if (out != NULL && r->status == LOOKUP_FOUND) {
-        if (!add_value(out, r))
-            reply_slot_fail(slot);
-    } else if (out != NULL && r->status == LOOKUP_NOT_FOUND) {
-        resp_add_null(out);
-    } else if (out != NULL) {
-        add_failure(out, r);
-    }
+    if (out != NULL && !resp_add_get_answer(out, r, reply_slot_protocol(slot)))
+        reply_slot_fail(slot);
     resp_finish_slot(slot);
 }
 
@@ -71,47 +96,15 @@ static void on_mget_done(void *arg, const LookupResult *results, size_t n)
 {
     ReplySlot *slot = (ReplySlot *)arg;
     evbuffer *out = reply_slot_output(slot);
-    if (out != NULL) {
-        const LookupResult *failed = NULL;
-        for (size_t i = 0; i < n && failed == NULL; i++)
-            if (results[i].status != LOOKUP_FOUND && results[i].status != LOOKUP_NOT_FOUND)
-                failed = &results[i];
-        if (results == NULL) {
-            resp_add_error(out, "ERR out of memory");
-        } else if (failed != NULL) {
-            add_failure(out, failed);  // one key could not be read: the whole MGET fails
-        } else {
-            resp_add_array_header(out, n);
-            for (size_t i = 0; i < n; i++) {
-                if (results[i].status != LOOKUP_FOUND)
-                    resp_add_null(out);
-                else if (!add_value(out, &results[i]))
-                    reply_slot_fail(slot);
-            }
-        }
-    }
+    if (out != NULL && results == NULL)
+        resp_add_error(out, "ERR out of memory");
+    else if (out != NULL && !resp_add_mget_answer(out, results, n, reply_slot_protocol(slot)))
+        reply_slot_fail(slot);
     resp_finish_slot(slot);
 }
 
 // --- commands -----------------------------------------------------------------------------
 
-struct Command;
-typedef void (*CommandFn)(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
-
-// What a command is, as Redis's command table says it (its flags).
-enum CommandFlags {
-    CMD_LOOKUP = 1,    // answered through lookup: from the cache, or fetched from Redis (GET, MGET)
-    CMD_READONLY = 2,  // reads nothing that a write could change here, or reads through lookup
-    CMD_WRITE = 4,     // changes data: refused with -READONLY, whatever its arguments
-};
-
-struct Command {
-    const char *name;
-    size_t name_len;
-    int arity;  // exact argument count including the name, or -N for at least N
-    CommandFn run;  // NULL for GET and MGET, which answer through lookup
-    unsigned flags;
-};
 #define COMMAND(name, arity, run, flags) {name, sizeof(name) - 1, arity, run, flags}
 // A command that changes data: refused with -READONLY, so clients see why rather than "unknown".
 #define WRITE(name) COMMAND(name, -1, cmd_read_only, CMD_WRITE)
@@ -204,7 +197,7 @@ static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int 
         if (c->name != NULL)
             resp_add_bulk(out, c->name, strlen(c->name));
         else
-            resp_add_null(out);
+            resp_add_nil(out, c->replies.protocol);
     } else if (arg_is(cmd, &args[1], "SETINFO") && argc == 4) {
         // Redis 7.2's rules; the values themselves are not kept.
         const RespArg *attr = &args[2], *value = &args[3];
@@ -228,31 +221,62 @@ static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int 
     }
 }
 
+// AUTH's rule here: the proxy has no users of its own, so it behaves as a Redis whose default user
+// has no password: `AUTH default <anything>` succeeds (as it does there), another user does not.
+// False, with the error in out, when refused.
+static bool authenticate(const char *cmd, const RespArg *user, evbuffer *out)
+{
+    if (user->len == 7 && memcmp(cmd + user->offset, "default", 7) == 0)
+        return true;
+    resp_add_error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+}
+
+// HELLO [protover [AUTH username password] [SETNAME clientname]]: RESP2 or RESP3 from here on.
+// Every option is checked before any takes effect, as Redis does.
 static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
+    int protocol = c->replies.protocol;
+    const RespArg *name = NULL;
     if (argc >= 2) {
         long long version;
-        if (!parse_integer(cmd + args[1].offset, args[1].len, &version) || version < 1) {
+        if (!parse_integer(cmd + args[1].offset, args[1].len, &version)) {
             resp_add_error(out, "ERR Protocol version is not an integer or out of range");
             return;
         }
-        if (version != 2) {
-            // Clients then fall back to RESP2, which is all this proxy speaks.
-            resp_add_error(out, "NOPROTO sorry, this protocol version is not supported");
+        if (version < 2 || version > 3) {
+            resp_add_error(out, "NOPROTO unsupported protocol version");
             return;
         }
-        for (int i = 2; i + 1 < argc; i++)
-            if (arg_is(cmd, &args[i], "SETNAME") && !set_client_name(c, cmd + args[i + 1].offset, args[i + 1].len, out))
+        for (int i = 2; i < argc; i++) {
+            if (arg_is(cmd, &args[i], "AUTH") && i + 2 < argc) {
+                if (!authenticate(cmd, &args[i + 1], out))
+                    return;
+                i += 2;
+            } else if (arg_is(cmd, &args[i], "SETNAME") && i + 1 < argc) {
+                name = &args[++i];
+            } else {
+                resp_add_error(out, "ERR Syntax error in HELLO option '%.*s'", (int)(args[i].len > 64 ? 64 : args[i].len),
+                               cmd + args[i].offset);
                 return;
+            }
+        }
+        if (name != NULL && !set_client_name(c, cmd + name->offset, name->len, out))
+            return;
+        protocol = (int)version;
     }
-    // RESP2 has no map type: the map goes out as a flat array of keys and values.
-    resp_add_array_header(out, 14);
+    c->replies.protocol = protocol;
+    // RESP2 has no map type: there the map goes out as a flat array of keys and values.
+    if (protocol == 3)
+        resp_add_map_header(out, 7);
+    else
+        resp_add_array_header(out, 14);
     resp_add_bulk(out, "server", 6);
     resp_add_bulk(out, "redis-proxy", 11);
     resp_add_bulk(out, "version", 7);
     resp_add_bulk(out, REDIS_PROXY_VERSION, strlen(REDIS_PROXY_VERSION));
     resp_add_bulk(out, "proto", 5);
-    resp_add_integer(out, 2);
+    resp_add_integer(out, protocol);
     resp_add_bulk(out, "id", 2);
     resp_add_integer(out, (long long)c->id);
     resp_add_bulk(out, "mode", 4);
@@ -338,10 +362,15 @@ static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer
     resp_add_bulk(out, text, (size_t)n);
 }
 
-static void cmd_auth(RespClient *, const char *, const RespArg *, int, evbuffer *out)
+static void cmd_auth(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    resp_add_error(out, "ERR AUTH <password> called without any password configured for the default user. "
-                        "Are you sure your configuration is correct?");
+    if (argc == 2)
+        resp_add_error(out, "ERR AUTH <password> called without any password configured for the default user. "
+                            "Are you sure your configuration is correct?");
+    else if (argc == 3 && authenticate(cmd, &args[1], out))
+        resp_add_simple(out, "OK");
+    else if (argc > 3)
+        resp_add_error(out, "ERR syntax error");
 }
 
 static void cmd_read_only(RespClient *, const char *cmd, const RespArg *args, int, evbuffer *out)
@@ -350,20 +379,24 @@ static void cmd_read_only(RespClient *, const char *cmd, const RespArg *args, in
                    (int)(args[0].len > 32 ? 32 : args[0].len), cmd + args[0].offset);
 }
 
-enum { COMMAND_GET, COMMAND_MGET };
 static const Command commands[] = {
-    COMMAND("GET", 2, NULL, CMD_LOOKUP | CMD_READONLY),    // COMMAND_GET
-    COMMAND("MGET", -2, NULL, CMD_LOOKUP | CMD_READONLY),  // COMMAND_MGET
+    COMMAND("GET", 2, NULL, CMD_LOOKUP | CMD_READONLY),
+    COMMAND("MGET", -2, NULL, CMD_LOOKUP | CMD_MANY_KEYS | CMD_READONLY),
     COMMAND("PING", -1, cmd_ping, CMD_READONLY),
     COMMAND("ECHO", 2, cmd_echo, CMD_READONLY),
-    COMMAND("QUIT", -1, cmd_quit, 0),
+    COMMAND("QUIT", -1, cmd_quit, CMD_TRANSACTION),
     COMMAND("SELECT", 2, cmd_select, 0),
     COMMAND("CLIENT", -2, cmd_client, 0),
-    COMMAND("HELLO", -1, cmd_hello, 0),
+    COMMAND("HELLO", -1, cmd_hello, CMD_NO_TRANSACTION),
     COMMAND("COMMAND", -1, cmd_command, CMD_READONLY),
     COMMAND("CONFIG", -2, cmd_config, 0),
     COMMAND("INFO", -1, cmd_info, CMD_READONLY),
     COMMAND("AUTH", -2, cmd_auth, 0),
+    COMMAND("MULTI", 1, resp_cmd_multi, CMD_TRANSACTION),
+    COMMAND("EXEC", 1, NULL, CMD_TRANSACTION | CMD_EXEC),
+    COMMAND("DISCARD", 1, resp_cmd_discard, CMD_TRANSACTION),
+    COMMAND("WATCH", -2, resp_cmd_watch, CMD_TRANSACTION),
+    COMMAND("UNWATCH", 1, resp_cmd_unwatch, CMD_READONLY),
     WRITE("SET"), WRITE("SETNX"), WRITE("SETEX"), WRITE("PSETEX"), WRITE("MSET"), WRITE("MSETNX"),
     WRITE("GETSET"), WRITE("GETDEL"), WRITE("GETEX"), WRITE("APPEND"), WRITE("SETRANGE"), WRITE("INCR"),
     WRITE("DECR"), WRITE("INCRBY"), WRITE("DECRBY"), WRITE("INCRBYFLOAT"), WRITE("DEL"), WRITE("UNLINK"),
@@ -375,7 +408,7 @@ static const Command commands[] = {
     WRITE("SREM"), WRITE("SPOP"), WRITE("SMOVE"), WRITE("ZADD"), WRITE("ZREM"), WRITE("ZINCRBY"),
     WRITE("ZPOPMIN"), WRITE("ZPOPMAX"), WRITE("XADD"), WRITE("XDEL"), WRITE("XTRIM"), WRITE("PFADD"),
     WRITE("PFMERGE"), WRITE("SETBIT"), WRITE("BITOP"), WRITE("GEOADD"), WRITE("FLUSHDB"), WRITE("FLUSHALL"),
-    WRITE("SWAPDB"), WRITE("EVAL"), WRITE("EVALSHA"), WRITE("FCALL"), WRITE("MULTI"), WRITE("EXEC"),
+    WRITE("SWAPDB"), WRITE("EVAL"), WRITE("EVALSHA"), WRITE("FCALL"),
     WRITE("PUBLISH"),
 };
 
@@ -391,6 +424,41 @@ static void unknown_command(const char *cmd, const RespArg *args, int argc, evbu
     resp_add_error(out, "%s", text);
 }
 
+evbuffer *resp_answer_begin(RespClient *c, ReplySlot **queued)
+{
+    return reply_queue_immediate(&c->replies, &c->front->slots, queued);
+}
+
+void resp_answer_end(RespClient *c, ReplySlot *queued)
+{
+    if (queued != NULL)
+        resp_finish_slot(queued);
+    else
+        resp_schedule_write(c);
+}
+
+bool resp_refuse(RespClient *c, const Command *command, bool arity_ok, const char *cmd, const RespArg *args, int argc,
+                 evbuffer *out)
+{
+    if (command == NULL) {
+        unknown_command(cmd, args, argc, out);
+    } else if (command->flags & CMD_WRITE) {
+        command->run(c, cmd, args, argc, out);
+    } else if (!arity_ok) {
+        char name[32];
+        size_t len = strlen(command->name);
+        for (size_t i = 0; i <= len; i++)
+            name[i] = (char)(command->name[i] | (command->name[i] ? 0x20 : 0));  // lower case
+        resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
+    } else {
+        return false;
+    }
+    c->front->env->stats->bad_requests[FRONT_RESP]++;
+    if (c->transaction != NULL)
+        resp_transaction_abort(c->transaction);
+    return true;
+}
+
 void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
 {
     const FrontEnv *env = c->front->env;
@@ -403,14 +471,25 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         }
     bool arity_ok = command != NULL &&
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
+    ReplySlot *queued;
+    evbuffer *out;
+    if (c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION))) {
+        if ((out = resp_answer_begin(c, &queued)) != NULL)
+            resp_transaction_queue(c, command, arity_ok, cmd, args, argc, out);
+        resp_answer_end(c, queued);
+        return;
+    }
+    if (command != NULL && (command->flags & CMD_EXEC) && arity_ok) {
+        resp_transaction_exec(c);
+        return;
+    }
     if (command != NULL && (command->flags & CMD_LOOKUP) && arity_ok) {
         // (its keys' bytes: up to the end of the last argument)
-        size_t cost = LOOKUP_STATE_BYTES + (size_t)(argc - 1) * KEY_STATE_BYTES + args[argc - 1].offset +
-                      args[argc - 1].len;
+        size_t cost = resp_lookup_cost((size_t)argc - 1, args[argc - 1].offset + args[argc - 1].len);
         ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots, cost);
         if (r == NULL)
             return;  // out of memory: the queue has failed, and the client is closed
-        if (command == &commands[COMMAND_GET]) {
+        if (!(command->flags & CMD_MANY_KEYS)) {
             lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
             return;
         }
@@ -430,28 +509,8 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
         return;
     }
-    ReplySlot *queued;
-    evbuffer *out = reply_queue_immediate(&c->replies, &c->front->slots, &queued);
-    if (out == NULL)
-        return;  // out of memory: the queue has failed, and the client is closed
-    if (command == NULL) {
-        unknown_command(cmd, args, argc, out);
-        env->stats->bad_requests[FRONT_RESP]++;
-    } else if (command->flags & CMD_WRITE) {
+    // (out of memory: the queue has failed, and the client is closed)
+    if ((out = resp_answer_begin(c, &queued)) != NULL && !resp_refuse(c, command, arity_ok, cmd, args, argc, out))
         command->run(c, cmd, args, argc, out);
-        env->stats->bad_requests[FRONT_RESP]++;
-    } else if (!arity_ok) {
-        char name[32];
-        size_t len = strlen(command->name);
-        for (size_t i = 0; i <= len; i++)
-            name[i] = (char)(command->name[i] | (command->name[i] ? 0x20 : 0));  // lower case
-        resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
-        env->stats->bad_requests[FRONT_RESP]++;
-    } else {
-        command->run(c, cmd, args, argc, out);
-    }
-    if (queued != NULL)
-        resp_finish_slot(queued);
-    else
-        resp_schedule_write(c);
+    resp_answer_end(c, queued);
 }

@@ -38,6 +38,7 @@ static void client_close(RespClient *c)
     resp_parser_free(&c->parser);
     free(c->in);
     free(c->name);
+    resp_transaction_free(c->transaction);
     c->front->env->client_closed(c->front->env->arg, FRONT_RESP);
     free(c);
 }
@@ -105,7 +106,8 @@ static void account_with(RespClient *c, size_t unsent)
 {
     const Config *config = c->front->env->config;
     size_t output = unsent + c->replies.held;
-    client_memory_set(c->front->env->client_memory, &c->memory, c->in_cap + output);
+    size_t queued = c->transaction != NULL ? resp_transaction_bytes(c->transaction) : 0;
+    client_memory_set(c->front->env->client_memory, &c->memory, c->in_cap + output + queued);
     if (output > (size_t)config->max_client_output)
         evict_later(c, EVICT_OUTPUT);
 }
@@ -348,6 +350,7 @@ static RespClient *client_open(RespFront *f, int fd)
     c->id = ++f->next_id;
     c->replies.out = evbuffer_new();
     c->replies.owner = c;
+    c->replies.protocol = 2;
     c->read_event = event_new(f->env->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_event = event_new(f->env->base, fd, EV_WRITE, on_writable, c);
     c->deadline_event = evtimer_new(f->env->base, on_deadline, c);
@@ -386,6 +389,7 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
     if (c == NULL)
         return;
     c->used = state->used != 0;
+    c->replies.protocol = state->protocol == 3 ? 3 : 2;
     if (state->name_len > 0 && state->name_len <= sizeof(state->name))
         c->name = strndup(state->name, state->name_len);
     f->env->stats->connections_handed_over++;
@@ -402,6 +406,7 @@ static bool hand_over(RespClient *c)
     HandoverClient state;
     memset(&state, 0, sizeof(state));
     state.used = c->used;
+    state.protocol = (uint32_t)c->replies.protocol;
     if (c->name != NULL) {
         state.name_len = (uint32_t)strlen(c->name);
         memcpy(state.name, c->name, state.name_len);
@@ -423,7 +428,7 @@ static bool hand_over(RespClient *c)
 
 static bool owes_nothing(const RespClient *c)
 {
-    return !c->closing && !c->replies.failed && c->in_len == 0 && c->replies.head == NULL &&
+    return !c->closing && !c->replies.failed && c->in_len == 0 && c->replies.head == NULL && c->transaction == NULL &&
            evbuffer_get_length(c->replies.out) == 0;
 }
 

@@ -143,6 +143,10 @@ def resp_read(f):
     if kind == b"*":
         n = int(rest)
         return None if n < 0 else [resp_read(f) for _ in range(n)]
+    if kind == b"_":  # RESP3's null
+        return None
+    if kind == b"%":  # RESP3's map: its keys and values, flat, as RESP2 sends them
+        return [resp_read(f) for _ in range(2 * int(rest))]
     raise ValueError("bad RESP line %r" % line)
 
 

@@ -147,7 +147,7 @@ class RespGetTest(RespTestCase):
             self.assertEqual(outcomes[0], outcomes[1], repr(name))
         direct.close()
         with self.assertRaisesRegex(RedisError, "^NOPROTO"):
-            c("HELLO", "3")
+            c("HELLO", "4")
         hello = c("HELLO", "2")
         fields = dict(zip(hello[0::2], hello[1::2]))
         self.assertEqual(fields[b"proto"], 2)
