@@ -55,6 +55,7 @@ struct WorkerStats {
     uint64_t requests[FRONT_COUNT][RESULT_COUNT];
     uint64_t bad_requests[FRONT_COUNT];  // malformed requests answered with an error
     uint64_t clients_accepted[FRONT_COUNT];
+    uint64_t resp_commands;  // RESP commands run (INFO's total_commands_processed, with HTTP requests)
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
     uint64_t clients_timed_out[FRONT_COUNT];  // closed for not reading their answers within client_timeout
     uint64_t clients_evicted[EVICT_REASONS];  // closed for what they held (client_memory.h)
@@ -91,4 +92,37 @@ struct WorkerStats {
     uint64_t redis_tried;       // 1 once the first attempt to reach Redis has ended, either way
     uint64_t accepting;         // 1 while the worker's listeners are open
     uint64_t tracking;          // 1 while Redis tracks this worker's reads (invalidation live)
+    uint64_t ops_per_sec;       // commands and HTTP requests per second, over the last 1.6 s
+    uint64_t cache_ttl_left_ms; // the time left of their TTL, summed over the entries held
 };
+
+// Commands and HTTP requests answered so far (INFO's total_commands_processed).
+inline uint64_t stats_commands(const WorkerStats *s)
+{
+    uint64_t n = s->resp_commands + s->bad_requests[FRONT_HTTP];
+    for (int r = 0; r < RESULT_COUNT; r++)
+        n += s->requests[FRONT_HTTP][r];
+    return n;
+}
+
+// INFO's instantaneous_ops_per_sec, as Redis computes it: samples every 100 ms, the rate over
+// the last 16 of them.
+struct OpsRate {
+    static const int SAMPLES = 16;
+    uint64_t ops[SAMPLES], ms[SAMPLES];
+    int next, taken;
+};
+
+inline uint64_t ops_rate_sample(OpsRate *r, uint64_t ops, uint64_t now_ms)
+{
+    int oldest = r->taken < OpsRate::SAMPLES ? 0 : r->next;
+    uint64_t rate = 0;
+    if (r->taken > 0 && now_ms > r->ms[oldest])
+        rate = (ops - r->ops[oldest]) * 1000 / (now_ms - r->ms[oldest]);
+    r->ops[r->next] = ops;
+    r->ms[r->next] = now_ms;
+    r->next = (r->next + 1) % OpsRate::SAMPLES;
+    if (r->taken < OpsRate::SAMPLES)
+        r->taken++;
+    return rate;
+}

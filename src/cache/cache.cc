@@ -28,6 +28,7 @@ struct Cache {
     size_t count;
     size_t capacity;
     size_t bytes, max_bytes;  // footprints held; 0: no bound
+    uint64_t stored_ms_sum;   // the entries' stored_us / 1000, summed (their mean age: INFO)
     uint64_t ttl_ms;
     uint64_t grace_ms;
     uint64_t seed;
@@ -184,6 +185,7 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     list_remove(&e->age);
     c->count--;
     c->bytes -= cache_entry_footprint(e->key_len, e->value_len);
+    c->stored_ms_sum -= e->stored_us / 1000;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
     cache_entry_release(e);
@@ -286,6 +288,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     list_push_back(&c->age, &e->age);
     c->count++;
     c->bytes += footprint;
+    c->stored_ms_sum += e->stored_us / 1000;
     c->stats->cache_inserts++;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
@@ -337,6 +340,15 @@ void cache_clear(Cache *c)
 }
 
 size_t cache_count(const Cache *c) { return c->count; }
+
+uint64_t cache_ttl_left_sum_ms(const Cache *c, uint64_t now_ms)
+{
+    uint64_t since_base_ms = now_ms * 1000 > c->clock.base_us ? (now_ms * 1000 - c->clock.base_us) / 1000 : 0;
+    // Each entry's age is since_base_ms - its stored_us / 1000.
+    __uint128_t ages = (__uint128_t)c->count * since_base_ms - c->stored_ms_sum;
+    __uint128_t lives = (__uint128_t)c->count * c->ttl_ms;
+    return lives > ages ? (uint64_t)(lives - ages) : 0;
+}
 
 size_t cache_table_bytes(const Cache *c)
 {

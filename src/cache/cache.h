@@ -119,6 +119,9 @@ size_t cache_expire(Cache *cache, uint64_t now_ms, size_t max);
 void cache_clear(Cache *cache);
 
 size_t cache_count(const Cache *cache);
+// The time left of their TTL, summed over the entries held (INFO's avg_ttl is it over their
+// count). Each counts its whole TTL, also one whose key expires sooner in Redis.
+uint64_t cache_ttl_left_sum_ms(const Cache *cache, uint64_t now_ms);
 
 // Bytes of the hash table's buckets (both tables while it grows): 8 to 16 per entry held.
 size_t cache_table_bytes(const Cache *cache);

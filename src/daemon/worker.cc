@@ -109,7 +109,11 @@ static void client_closed(void *arg, Front front)
 static void on_expire_timer(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
-    cache_expire(w->lookup.cache, monotonic_ms(), EXPIRE_BATCH);
+    uint64_t now = monotonic_ms();
+    cache_expire(w->lookup.cache, now, EXPIRE_BATCH);
+    // What INFO reports of the whole proxy, from each worker's record.
+    w->stats->ops_per_sec = ops_rate_sample(&w->ops_rate, stats_commands(w->stats), now);
+    w->stats->cache_ttl_left_ms = cache_ttl_left_sum_ms(w->lookup.cache, now);
 }
 
 // After SIGTERM: no new connections, idle ones closed, the others closed after their answers;

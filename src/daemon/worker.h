@@ -53,6 +53,7 @@ struct Worker {
     int handover_target_count;
     uint64_t started_ms;
     uint64_t stop_deadline_ms;
+    OpsRate ops_rate;        // INFO's instantaneous_ops_per_sec, sampled with the expiry tick
     WorkerStats own_stats;
 };
 

@@ -140,6 +140,11 @@ inline size_t resp_lookup_cost(size_t keys, size_t key_bytes)
     return LOOKUP_STATE_BYTES + keys * KEY_STATE_BYTES + key_bytes;
 }
 
+// --- what the proxy reports of itself (resp_info.cc) ---------------------------------------
+
+void resp_cmd_info(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+void resp_cmd_dbsize(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
+
 // --- transactions (resp_transaction.cc) ---------------------------------------------------------
 
 // Inside MULTI: queues the command (+QUEUED), or refuses it and aborts the transaction.

@@ -317,51 +317,6 @@ static void cmd_config(RespClient *, const char *cmd, const RespArg *args, int a
                        (int)(args[1].len > 32 ? 32 : args[1].len), cmd + args[1].offset);
 }
 
-// Whole-proxy numbers from the scoreboard, as /metrics shows them; the worker's own where there
-// is no scoreboard.
-static void cmd_info(RespClient *c, const char *, const RespArg *, int, evbuffer *out)
-{
-    const FrontEnv *env = c->front->env;
-    ScoreboardTotals t;
-    env->totals(env->arg, &t);
-    const WorkerStats *s = &t.stats;
-    uint64_t result[RESULT_COUNT] = {0};
-    for (int f = 0; f < FRONT_COUNT; f++)
-        for (int r = 0; r < RESULT_COUNT; r++)
-            result[r] += s->requests[f][r];
-    uint64_t lookups = 0;
-    for (uint64_t n : result)
-        lookups += n;
-    char text[1600];
-    // redis_version: what clients that feature-detect by version should assume of this subset.
-    int n = snprintf(text, sizeof(text),
-                     "# Server\r\nredis_version:7.0.0\r\nredis_proxy_version:%s\r\nredis_mode:standalone\r\n"
-                     "redis_backend:%s\r\n"
-                     "process_id:%d\r\nworker_id:%d\r\nworkers:%d\r\nuptime_in_seconds:%llu\r\n\r\n"
-                     "# Clients\r\nconnected_clients:%llu\r\n\r\n"
-                     "# Stats\r\n# (the whole proxy: every worker; each worker has a cache of its own)\r\n"
-                     "cache_hits:%llu\r\ncache_misses:%llu\r\ncache_keys:%llu\r\ncache_bytes:%llu\r\n"
-                     "cache_capacity:%lld\r\nevicted_keys:%llu\r\nexpired_keys:%llu\r\n"
-                     "redis_unavailable:%llu\r\nredis_timeouts:%llu\r\nredis_errors:%llu\r\n"
-                     "redis_connected_workers:%llu\r\ncoalesced:%llu\r\nstale_answers:%llu\r\n"
-                     "tracking_workers:%llu\r\ninvalidations:%llu\r\ntracking_losses:%llu\r\n"
-                     "cluster_moved:%llu\r\ncluster_asks:%llu\r\ncluster_retries:%llu\r\n",
-                     REDIS_PROXY_VERSION, env->config->redis_cluster[0] ? "cluster" : "standalone", (int)getpid(), env->id, t.workers,
-                     (unsigned long long)((monotonic_ms() - env->started_ms) / 1000),
-                     (unsigned long long)(s->clients_open[FRONT_HTTP] + s->clients_open[FRONT_RESP]),
-                     (unsigned long long)result[RESULT_HIT], (unsigned long long)(lookups - result[RESULT_HIT]),
-                     (unsigned long long)s->cache_entries, (unsigned long long)s->cache_bytes,
-                     (long long)env->config->capacity * t.workers, (unsigned long long)s->cache_evictions,
-                     (unsigned long long)s->cache_expirations, (unsigned long long)result[RESULT_UNAVAILABLE],
-                     (unsigned long long)result[RESULT_TIMEOUT], (unsigned long long)result[RESULT_ERROR],
-                     (unsigned long long)s->redis_connected, (unsigned long long)s->coalesced,
-                     (unsigned long long)s->stale_answers, (unsigned long long)s->tracking,
-                     (unsigned long long)s->invalidations, (unsigned long long)s->tracking_losses,
-                     (unsigned long long)s->cluster_moved, (unsigned long long)s->cluster_asks,
-                     (unsigned long long)s->cluster_retries);
-    resp_add_bulk(out, text, (size_t)n);
-}
-
 static void cmd_auth(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
     if (argc == 2)
@@ -390,7 +345,8 @@ static const Command commands[] = {
     COMMAND("HELLO", -1, cmd_hello, CMD_NO_TRANSACTION),
     COMMAND("COMMAND", -1, cmd_command, CMD_READONLY),
     COMMAND("CONFIG", -2, cmd_config, 0),
-    COMMAND("INFO", -1, cmd_info, CMD_READONLY),
+    COMMAND("INFO", -1, resp_cmd_info, CMD_READONLY),
+    COMMAND("DBSIZE", 1, resp_cmd_dbsize, CMD_READONLY),
     COMMAND("AUTH", -2, cmd_auth, 0),
     COMMAND("MULTI", 1, resp_cmd_multi, CMD_TRANSACTION),
     COMMAND("EXEC", 1, NULL, CMD_TRANSACTION | CMD_EXEC),
@@ -462,6 +418,7 @@ bool resp_refuse(RespClient *c, const Command *command, bool arity_ok, const cha
 void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
 {
     const FrontEnv *env = c->front->env;
+    env->stats->resp_commands++;
     const Command *command = NULL;
     for (const Command &candidate : commands)
         if (args[0].len == candidate.name_len &&

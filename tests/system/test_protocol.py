@@ -1,9 +1,11 @@
 """Speaking Redis as its clients expect: read-only transactions (MULTI/EXEC), RESP3 (HELLO 3),
 INFO sections and DBSIZE. Where Redis itself can answer the same bytes, the proxy's answers are
 compared with redis-server's byte for byte."""
+import re
 import signal
 import socket
 import subprocess
+import time
 
 from harness import ProxyTestCase, RedisError, alive, resp_encode, wait_until, worker_pid
 
@@ -191,3 +193,87 @@ class Resp3Test(ProtocolTestCase):
         c.send_raw(resp_encode("GET", "nosuch"))
         self.assertEqual(c.file.readline(), b"_\r\n")
         self.assertNotEqual(worker_pid(c), old)  # the same connection, now the new worker's
+
+
+def info_fields(text):
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line and not line.startswith("#"))
+
+
+def info_titles(text):
+    return [line for line in text.split("\r\n") if line.startswith("# ")]
+
+
+class InfoTest(ProtocolTestCase):
+    def test_info_sections_and_the_fields_monitoring_tools_read(self):
+        c = self.proxy.resp()
+        self.addCleanup(c.close)
+        self.assertEqual(c("MGET", "a", "b", "nosuch"), [b"1", b"two", None])
+        self.assertEqual(c("GET", "a"), b"1")
+        info = c("INFO").decode()
+        self.assertEqual(info_titles(info), ["# Server", "# Clients", "# Memory", "# Persistence", "# Stats",
+                                             "# Replication", "# Keyspace"])
+        self.assertEqual(info, info.rstrip("\r\n") + "\r\n")  # as Redis: no blank line at the end
+        f = info_fields(info)
+        self.assertEqual(f["connected_clients"], "1")
+        self.assertEqual(f["blocked_clients"], "0")
+        self.assertEqual((f["keyspace_hits"], f["keyspace_misses"]), ("1", "3"))
+        self.assertGreaterEqual(int(f["total_commands_processed"]), 3)
+        self.assertGreaterEqual(int(f["total_connections_received"]), 1)
+        self.assertGreater(int(f["used_memory"]), 0)
+        self.assertRegex(f["used_memory_human"], r"^\d+(\.\d\d[KMGTP]|B)$")
+        # The cache's keys: a and b (nosuch is cached as not found too, with cache_not_found).
+        keys = int(c("DBSIZE"))
+        self.assertIn(keys, (2, 3))
+        m = re.match(r"keys=(\d+),expires=(\d+),avg_ttl=(\d+)$", f["db0"])
+        self.assertIsNotNone(m, f["db0"])
+        self.assertEqual((int(m.group(1)), int(m.group(2))), (keys, keys))
+        # The TTL's mean time left, in ms (published by each worker every 100 ms).
+        avg_ttl = lambda: int(info_fields(c("INFO", "keyspace").decode())["db0"].split("avg_ttl=")[1])
+        ttl_ms = 60000
+        wait_until(lambda: 0 < avg_ttl() <= ttl_ms, what="avg_ttl within the TTL")
+        # Only the sections asked for, in Redis's order, any case; unknown ones add nothing.
+        self.assertEqual(info_titles(c("INFO", "stats").decode()), ["# Stats"])
+        self.assertEqual(info_titles(c("INFO", "keyspace", "CLIENTS").decode()), ["# Clients", "# Keyspace"])
+        self.assertEqual(c("INFO", "nosuch"), b"")
+        self.assertEqual(info_titles(c("INFO", "all").decode()), info_titles(info))
+
+    def test_instantaneous_ops_per_sec_follows_the_load(self):
+        c = self.proxy.resp()
+        self.addCleanup(c.close)
+        ops = lambda: int(info_fields(c("INFO", "stats").decode())["instantaneous_ops_per_sec"])
+
+        def busy():
+            c.send_raw(resp_encode("PING") * 500)
+            for _ in range(500):
+                c.read_reply()
+            return ops() > 100
+        wait_until(busy, what="instantaneous_ops_per_sec above 100 under load")
+
+        def idle():
+            time.sleep(0.2)  # the pace of the polling: its own INFO commands are counted too
+            return ops() < 20
+        wait_until(idle, what="instantaneous_ops_per_sec back near 0")
+
+    def test_redis_cli_stat_shows_real_numbers(self):
+        stat = subprocess.Popen(["redis-cli", "-p", str(self.proxy.resp_port), "--stat", "-i", "0.2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(stat.wait, 10)
+        self.addCleanup(stat.kill)
+        c = self.proxy.resp()
+        self.addCleanup(c.close)
+        c("MGET", "a", "b")
+        rows = []
+        while len(rows) < 4:
+            line = stat.stdout.readline().decode()
+            self.assertTrue(line, "redis-cli --stat ended")
+            if line.split() and line.split()[0].isdigit():
+                rows.append(line.split())
+                c("GET", "a")  # a command between samples: requests move
+        for row in rows:
+            keys, mem, clients, blocked, requests = row[:5]
+            self.assertEqual(keys, "2")
+            self.assertRegex(mem, r"^\d+(\.\d\d)?[BKMGTP]$")
+            self.assertEqual(blocked, "0")
+            self.assertGreaterEqual(int(clients), 1)
+            self.assertGreater(int(requests), 0)
+        self.assertGreater(int(rows[-1][4]), int(rows[0][4]))
