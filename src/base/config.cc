@@ -93,6 +93,8 @@ static const Setting settings[] = {
     {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
     {"cache", "follow_key_expiry", SETTING_SWITCH, FIELD(follow_key_expiry), "on", 0, 0, false},
     {"http", "content_type", SETTING_STRING, FIELD(http_content_type), "application/octet-stream", 0, 0, false},
+    {"http", "etag", SETTING_SWITCH, FIELD(http_etag), "off", 0, 0, false},
+    {"http", "cache_control", SETTING_STRING, FIELD(http_cache_control), "", 0, 0, false},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
     {"admin", "max_clients", SETTING_COUNT, FIELD(admin_max_clients), "16", 1, 10000, false},
     {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false},
@@ -566,6 +568,12 @@ bool config_validate(const Config *c, char *err, size_t errlen)
         return validate_error(c, type, err, errlen,
                               "content_type in [http] must be a media type of printable characters, e.g. "
                               "text/plain; charset=utf-8");
+    bool control_ok = true;
+    for (const char *ch = c->http_cache_control; *ch != '\0'; ch++)
+        control_ok = control_ok && *ch >= ' ' && *ch <= '~';
+    if (!control_ok)
+        return validate_error(c, setting_find("http", "cache_control"), err, errlen,
+                              "cache_control in [http] must be printable characters, e.g. max-age=60");
     const Setting *request = setting_find("proxy", "max_request_size"), *key = setting_find("proxy", "max_key_size");
     if (c->max_request_size < c->max_key_size + 64)
         return validate_error(c, given_last(c, request, key), err, errlen,

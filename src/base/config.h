@@ -50,6 +50,8 @@ struct Config {
     int64_t follow_key_expiry;  // 1: each miss asks the key's PTTL too; an entry never outlives its key
     // [http]
     char http_content_type[128];  // of a value's answer
+    int64_t http_etag;            // 1: an ETag on every 200, and If-None-Match answered 304
+    char http_cache_control[256]; // a Cache-Control header for downstream caches (with Age); empty: none
     char admin_listen[280];  // empty: off
     int64_t admin_max_clients;  // per worker
     int64_t admin_timeout_ms;   // an admin connection idle this long is closed

@@ -29,6 +29,7 @@ struct Cache {
     size_t capacity;
     size_t bytes, max_bytes;  // footprints held; 0: no bound
     uint64_t stored_ms_sum;   // the entries' stored_us / 1000, summed (their mean age: INFO)
+    size_t digest_bytes;      // 8 when each entry keeps its value's digest after it, else 0
     uint64_t ttl_ms;
     uint64_t grace_ms;
     uint64_t seed;
@@ -62,9 +63,18 @@ Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats
 
 static void entry_unlink(Cache *c, CacheEntry *e);
 
-size_t cache_entry_footprint(size_t key_len, size_t value_len)
+size_t cache_entry_footprint(const Cache *c, size_t key_len, size_t value_len)
 {
-    return slab_footprint(sizeof(CacheEntry) + key_len + value_len);
+    return slab_footprint(sizeof(CacheEntry) + key_len + value_len + c->digest_bytes);
+}
+
+void cache_keep_digests(Cache *c, bool keep) { c->digest_bytes = keep ? sizeof(uint64_t) : 0; }
+
+uint64_t cache_entry_digest(const CacheEntry *e)
+{
+    uint64_t digest;
+    memcpy(&digest, e->data + e->key_len + e->value_len, sizeof(digest));
+    return digest;
 }
 
 void cache_destroy(Cache *c)
@@ -85,10 +95,10 @@ static inline uint64_t mix(uint64_t a, uint64_t b)
 
 // A seeded multiply-mix hash over 8-byte words: fast for short keys, and the per-process random
 // seed keeps clients from choosing keys that all land in one bucket.
-uint64_t cache_hash(const Cache *c, const char *key, size_t len)
+static uint64_t hash_bytes(uint64_t seed, const char *key, size_t len)
 {
     const uint64_t k1 = 0x9e3779b97f4a7c15ULL, k2 = 0xd6e8feb86659fd93ULL;
-    uint64_t h = c->seed ^ (len * k1);
+    uint64_t h = seed ^ (len * k1);
     const unsigned char *p = (const unsigned char *)key;
     while (len >= 8) {
         uint64_t w;
@@ -101,6 +111,12 @@ uint64_t cache_hash(const Cache *c, const char *key, size_t len)
     memcpy(&w, p, len);
     return mix(h ^ w ^ ((uint64_t)len << 59), k1);
 }
+
+uint64_t cache_hash(const Cache *c, const char *key, size_t len) { return hash_bytes(c->seed, key, len); }
+
+// The same in every process and every run (no random seed): a value's digest is its name to
+// clients (an ETag), whichever worker answers, across restarts.
+uint64_t cache_value_digest(const char *value, size_t len) { return hash_bytes(0x6a09e667f3bcc908ULL, value, len); }
 
 // While the table grows: the old table's bucket, if not moved yet. Kept out of line so that the
 // usual path below stays small enough to be inlined into every lookup.
@@ -184,7 +200,7 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     list_remove(&e->lru);
     list_remove(&e->age);
     c->count--;
-    c->bytes -= cache_entry_footprint(e->key_len, e->value_len);
+    c->bytes -= cache_entry_footprint(c, e->key_len, e->value_len);
     c->stored_ms_sum -= e->stored_us / 1000;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
@@ -255,10 +271,10 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         cache_clear(c);
         c->clock.base_us = now_us > 0 ? now_us - 1 : 0;
     }
-    size_t footprint = cache_entry_footprint(key_len, value_len);
+    size_t footprint = cache_entry_footprint(c, key_len, value_len);
     if (c->max_bytes != 0 && footprint + INITIAL_BUCKETS * sizeof(CacheEntry *) > c->max_bytes)
         return NULL;  // could never fit: answered, not cached
-    CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + key_len + value_len);
+    CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + key_len + value_len + c->digest_bytes);
     if (e == NULL)
         return NULL;
     CacheEntry **old = slot_of(c, key, key_len, hash);
@@ -280,6 +296,10 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     e->refs = 1;
     memcpy(e->data, key, key_len);
     memcpy(e->data + key_len, value, value_len);
+    if (c->digest_bytes > 0) {
+        uint64_t digest = cache_value_digest(value, value_len);
+        memcpy(e->data + key_len + value_len, &digest, sizeof(digest));
+    }
     maybe_grow(c);
     CacheEntry **bucket = bucket_of(c, hash);
     e->hash_next = *bucket;

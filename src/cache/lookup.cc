@@ -331,3 +331,18 @@ bool lookup_add_value(evbuffer *out, const LookupResult *r, const char *suffix, 
     return evbuffer_add(out, r->value, r->value_len) == 0 &&
            (suffix_len == 0 || evbuffer_add(out, suffix, suffix_len) == 0);
 }
+
+uint64_t lookup_value_digest(const LookupResult *r)
+{
+    if ((r->hit || r->stale) && r->entry != NULL)
+        return cache_entry_digest(r->entry);
+    return cache_value_digest(r->value, r->value_len);
+}
+
+uint64_t lookup_value_age_s(const Lookup *lk, const LookupResult *r)
+{
+    if (!(r->hit || r->stale) || r->entry == NULL)
+        return 0;
+    uint64_t stored = cache_entry_stored_us(lk->cache, r->entry), now = monotonic_us();
+    return now > stored ? (now - stored) / 1000000 : 0;
+}

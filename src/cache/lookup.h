@@ -85,6 +85,12 @@ void lookup_get_snapshot(Lookup *lookup, Front front, const LookupKey *keys, siz
 // is not cached; a request from now on sends a fetch of its own.
 void lookup_invalidate(Lookup *lookup, const char *key, size_t len);
 
+// A found value's digest (cache_value_digest): kept with its entry when it came from the cache
+// (made once when it was stored, with cache_keep_digests), else made now.
+uint64_t lookup_value_digest(const LookupResult *r);
+// How long ago a found value was read from Redis, in seconds: 0 unless it came from the cache.
+uint64_t lookup_value_age_s(const Lookup *lookup, const LookupResult *r);
+
 // Appends a found value to a reply: small values are copied into the output buffer (cheaper
 // than the chain a reference allocates); larger ones are referenced in place with their entry
 // retained until libevent has written them, so an eviction meanwhile is harmless, and every

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "cache.h"
 #include "config.h"
+#include "http_message.h"
 #include "key_decode.h"
 #include "log.h"
 #include "lookup.h"
@@ -241,37 +242,13 @@ static void on_accept_error(evconnlistener *, void *)
 // costs nothing; only when part of it is still ours, or requests wait behind it, does reading
 // stay off until evhttp turns it on for the next request (which then finds the rest of the
 // input, and the EOF only after that). Writing at once also saves the answer a turn of the loop.
-// evhttp 2.1 adds Date and Content-Length to HTTP/1.1 answers only; an HTTP/1.0 client gets them
-// too (RFC 9110 wants a Date from any server with a clock, and Content-Length lets a 1.0 client
-// that asked for keep-alive find the end of the body). The Date line is formatted once a second.
-static void add_http10_framing(evhttp_request *req)
-{
-    static time_t formatted_at;
-    static char date[64];
-    time_t now = time(NULL);
-    if (now != formatted_at) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        formatted_at = now;
-    }
-    evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    if (evhttp_find_header(headers, "Date") == NULL)
-        evhttp_add_header(headers, "Date", date);
-    if (evhttp_find_header(headers, "Content-Length") == NULL) {
-        char length[24];
-        snprintf(length, sizeof(length), "%zu", evbuffer_get_length(evhttp_request_get_output_buffer(req)));
-        evhttp_add_header(headers, "Content-Length", length);
-    }
-}
-
 static void send_reply(evhttp_request *req, int code, const char *reason)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (process_front->draining)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (req->major == 1 && req->minor == 0)
-        add_http10_framing(req);
+        http_add_http10_framing(req, code != 304);
     evhttp_send_reply(req, code, reason, NULL);
     if (evcon == NULL)
         return;  // the client went away: evhttp dropped the answer
@@ -345,9 +322,26 @@ static void on_lookup_done(void *arg, const LookupResult *r)
         return;
     }
     }
+    const Config *config = process_front->env->config;
     evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", process_front->env->config->http_content_type);
+    evhttp_add_header(headers, "Content-Type", config->http_content_type);
     evhttp_add_header(headers, "X-Cache", r->hit ? "HIT" : r->stale ? "STALE" : "MISS");
+    if (config->http_cache_control[0] != '\0') {
+        char age[24];
+        snprintf(age, sizeof(age), "%llu", (unsigned long long)lookup_value_age_s(process_front->env->lookup, r));
+        evhttp_add_header(headers, "Cache-Control", config->http_cache_control);
+        evhttp_add_header(headers, "Age", age);
+    }
+    if (config->http_etag) {
+        char etag[HTTP_ETAG_LEN + 1];
+        http_format_etag(etag, lookup_value_digest(r));
+        evhttp_add_header(headers, "ETag", etag);
+        const char *if_none_match = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
+        if (if_none_match != NULL && http_etag_listed(if_none_match, etag)) {
+            send_reply(req, 304, "Not Modified");  // the client's copy is this one: no body
+            return;
+        }
+    }
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
         // evhttp adds no Content-Length to a HEAD reply; say what a GET would carry.
         char length[24];
@@ -371,55 +365,14 @@ static void refuse(const FrontEnv *env, evhttp_request *req, int code, const cha
     reply_error(req, code, reason, text);
 }
 
-// What evhttp 2.1 accepts but must not be served:
-//  - a version it parsed with sscanf (so "HTTP/-1.-1" passes, and would be echoed in our status
-//    line): only 1.0 and 1.x are served, 1.2 and above are answered as 1.1 (RFC 9110 2.5);
-//  - request framing it reads differently from a proxy in front of us (request smuggling):
-//    conflicting Content-Length headers (it reads the first); a Transfer-Encoding other than
-//    one plain "chunked" (it ignores any other and falls back on Content-Length), or one beside
-//    a Content-Length; and any body on a HEAD or TRACE, whose framing it ignores altogether (the
-//    body would be read as the next request). Such a request's body may end elsewhere than
-//    evhttp thought, so the connection is closed after the 400.
+// A request evhttp accepted but that must not be served (http_message.h): refused, and closed.
 static bool refuse_malformed(const FrontEnv *env, evhttp_request *req)
 {
-    if (req->major != 1 || req->minor < 0) {
-        bool ancient = req->major == 0 && req->minor >= 9;
-        req->major = 1;  // the version our answer's status line carries
-        req->minor = 1;
-        if (ancient)
-            refuse(env, req, 505, "HTTP Version Not Supported", "only HTTP/1.x is supported\n");
-        else
-            refuse(env, req, 400, "Bad Request", "malformed HTTP version\n");
-        return true;
-    }
-    if (req->minor > 1)
-        req->minor = 1;
-    const char *length = NULL;
-    int lengths = 0, encodings = 0;
-    bool chunked = false;
-    for (const evkeyval *h = evhttp_request_get_input_headers(req)->tqh_first; h != NULL; h = h->next.tqe_next) {
-        if (strcasecmp(h->key, "Content-Length") == 0) {
-            if (lengths++ > 0 && strcmp(h->value, length) != 0) {
-                refuse(env, req, 400, "Bad Request", "conflicting Content-Length headers\n");
-                return true;
-            }
-            length = h->value;
-        } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
-            encodings++;
-            chunked = strcasecmp(h->value, "chunked") == 0;
-        }
-    }
-    if (encodings > 1 || (encodings == 1 && (!chunked || lengths > 0))) {
-        refuse(env, req, 400, "Bad Request", "unsupported Transfer-Encoding\n");
-        return true;
-    }
-    evhttp_cmd_type method = evhttp_request_get_command(req);
-    bool bodiless = method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_TRACE;
-    if (bodiless && (encodings > 0 || (length != NULL && strcmp(length, "0") != 0))) {
-        refuse(env, req, 400, "Bad Request", "a HEAD request carries no body\n");
-        return true;
-    }
-    return false;
+    HttpFlaw flaw;
+    if (!http_request_flaw(req, &flaw))
+        return false;
+    refuse(env, req, flaw.code, flaw.reason, flaw.text);
+    return true;
 }
 
 // Every request gets exactly one evhttp_send_reply, possibly from a later Redis reply. If the
@@ -435,6 +388,12 @@ static void on_request(evhttp_request *req, void *arg)
         c->busy = true;
         evhttp_request_set_on_complete_cb(req, on_reply_written, c);
     }
+    // An absolute-form target (GET http://host/key), as clients configured for a proxy send: its
+    // path is the key (key_from_request_target), as RFC 9112 3.2.2 has servers accept. evhttp
+    // flags such a request as meant for a forward proxy, and then closes the connection after
+    // the answer unless the client sent Proxy-Connection: keep-alive, without saying so, so a
+    // request pipelined behind it would be dropped unanswered. It is served as any other.
+    req->flags &= ~EVHTTP_PROXY_REQUEST;
     if (refuse_malformed(env, req))
         return;
     evhttp_cmd_type method = evhttp_request_get_command(req);

@@ -7,7 +7,8 @@ import socket
 import subprocess
 import time
 
-from harness import ProxyTestCase, RedisError, alive, resp_encode, wait_until, worker_pid
+from harness import (PROXY_BIN, Proxy, ProxyTestCase, RedisError, alive, read_until_closed, resp_encode, wait_until,
+                     worker_pid)
 
 
 def raw_reply(f):
@@ -277,3 +278,96 @@ class InfoTest(ProtocolTestCase):
             self.assertGreaterEqual(int(clients), 1)
             self.assertGreater(int(requests), 0)
         self.assertGreater(int(rows[-1][4]), int(rows[0][4]))
+
+
+def curl(*args):
+    out = subprocess.run(["curl", "-s", "-i"] + list(args), capture_output=True, timeout=30).stdout
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(": ")
+        headers[name.lower()] = value
+    return int(lines[0].split()[1]), headers, body
+
+
+class HttpProtocolTest(ProxyTestCase):
+    def test_an_absolute_form_target_is_served_and_what_follows_it_too(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"GET http://example.com/k HTTP/1.1\r\nHost: example.com\r\n\r\n"
+                      b"GET /k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answers = read_until_closed(s)
+        self.assertEqual(answers.count(b"HTTP/1.1 200 OK\r\n"), 2, answers)
+        self.assertTrue(answers.endswith(b"\r\n\r\nv"), answers)
+
+    def test_http_1_0_answers_carry_date_and_content_length(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "value")
+        for url in ("/k", "/nosuch"):
+            code, headers, body = curl("--http1.0", "http://127.0.0.1:%d%s" % (proxy.port, url))
+            self.assertIn("date", headers)
+            self.assertEqual(int(headers["content-length"]), len(body))
+
+    def test_etag_and_if_none_match(self):
+        proxy = self.start_proxy(proxy={"workers": "2"}, http={"etag": "on"})
+        self.redis("SET", "k", "value")
+        url = "http://127.0.0.1:%d/k" % proxy.port
+        # The same value has the same ETag from whichever worker answers (each has a cache of
+        # its own: each misses once), hit or miss. New connections reach both workers.
+        answers = []
+        for _ in range(40):
+            conn = proxy.connection()
+            r = proxy.request("GET", "/k", conn)
+            conn.close()
+            answers.append((r.status, r.header("ETag"), r.body, r.header("X-Cache")))
+        etag = answers[0][1]
+        self.assertRegex(etag, r'^"[0-9a-f]{16}"$')
+        self.assertEqual({a[:3] for a in answers}, {(200, etag, b"value")})
+        self.assertEqual([a[3] for a in answers].count("MISS"), 2)
+        for inm in (etag, "W/" + etag, '"nope", ' + etag, "*"):
+            for version in ([], ["--http1.0"]):
+                code, headers, body = curl(*version, "-H", "If-None-Match: " + inm, url)
+                self.assertEqual((code, body, headers["etag"]), (304, b"", etag), (inm, version))
+                self.assertNotIn("content-length", headers)
+        code, headers, body = curl("-I", "-H", "If-None-Match: " + etag, url)
+        self.assertEqual(code, 304)
+        code, headers, body = curl("-H", 'If-None-Match: "nope"', url)
+        self.assertEqual((code, body), (200, b"value"))
+        # A new value, a new ETag: the old one no longer matches.
+        self.redis("SET", "k", "other")
+        proxy.stop()
+        proxy.start()
+        code, headers, body = curl("-H", "If-None-Match: " + etag, url)
+        self.assertEqual((code, body), (200, b"other"))
+        self.assertNotEqual(headers["etag"], etag)
+
+    def test_no_etag_unless_asked_for(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "value")
+        url = "http://127.0.0.1:%d/k" % proxy.port
+        code, headers, body = curl("-H", "If-None-Match: *", url)
+        self.assertEqual((code, body), (200, b"value"))
+        self.assertNotIn("etag", headers)
+        self.assertNotIn("cache-control", headers)
+        self.assertNotIn("age", headers)
+
+    def test_cache_control_and_age(self):
+        proxy = self.start_proxy(http={"cache_control": "public, max-age=30"})
+        self.redis("SET", "k", "value")
+        url = "http://127.0.0.1:%d/k" % proxy.port
+        code, headers, body = curl(url)
+        self.assertEqual((headers["cache-control"], headers["age"], headers["x-cache"]),
+                         ("public, max-age=30", "0", "MISS"))
+        # Age: seconds since the proxy read the value from Redis.
+        wait_until(lambda: int(curl(url)[1]["age"]) >= 1, what="Age of a hit past 1 s")
+        self.assertEqual(curl(url)[1]["x-cache"], "HIT")
+
+    def test_settings_that_would_break_a_header_are_refused(self):
+        proxy = Proxy(self.workdir, {"redis": {"address": "127.0.0.1:%d" % self.redis.port},
+                                     "http": {"cache_control": "max-age=1\x01"}})
+        proxy.write_config()
+        out = subprocess.run([PROXY_BIN, "-t", "-c", proxy.config_path], capture_output=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(b"cache_control in [http] must be printable", out.stderr)

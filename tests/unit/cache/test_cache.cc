@@ -365,7 +365,7 @@ TEST(Cache, test_max_bytes_evicts_least_recently_read_until_the_new_entry_fits)
 {
     cache_destroy(cache);
     cache = cache_create(100, TTL, 42, &stats);
-    size_t small = cache_entry_footprint(1, 10);
+    size_t small = cache_entry_footprint(cache, 1, 10);
     cache_set_max_bytes(cache, 4 * small + cache_table_bytes(cache));  // the table counts too
     std::string ten(10, 'x');
     put("a", ten.c_str(), 0);
@@ -375,7 +375,7 @@ TEST(Cache, test_max_bytes_evicts_least_recently_read_until_the_new_entry_fits)
     get("a", 1);  // a is now the most recently read
     LONGS_EQUAL(4 * small, stats.cache_bytes);
     // A value the size of two small entries: b and c (least recently read) make room.
-    std::string big(cache_entry_footprint(1, 10) * 2 - cache_entry_footprint(1, 0), 'y');
+    std::string big(cache_entry_footprint(cache, 1, 10) * 2 - cache_entry_footprint(cache, 1, 0), 'y');
     CHECK(put("e", big.c_str(), 2) != nullptr);
     CHECK(stats.cache_bytes <= 4 * small);
     POINTERS_EQUAL(nullptr, get("b", 3));
@@ -439,4 +439,33 @@ TEST(Cache, test_max_bytes_counts_the_table_so_it_bounds_the_whole_cache)
         CHECK(stats.cache_bytes + cache_table_bytes(cache) <= bound + 2 * cache_table_bytes(cache) / 3);
     }
     CHECK(stats.cache_bytes + cache_table_bytes(cache) <= bound);
+}
+
+TEST(Cache, test_kept_digests_are_the_values_and_cost_their_bytes)
+{
+    size_t without = cache_entry_footprint(cache, 1, 100);
+    cache_keep_digests(cache, true);
+    CHECK(cache_entry_footprint(cache, 1, 100) >= without + 8 - 16);  // (slab classes round)
+    std::string value(100, 'v');
+    CacheEntry *e = put("a", value.c_str(), 0);
+    CHECK(cache_entry_digest(e) == cache_value_digest(value.data(), value.size()));
+    // The same in every cache, whatever its seed (each worker's has its own), and per value.
+    Cache *other = cache_create(3, TTL, 7, &stats);
+    cache_keep_digests(other, true);
+    CacheEntry *o = cache_insert(other, "b", 1, cache_hash(other, "b", 1), value.data(), value.size(), 0);
+    CHECK(cache_entry_digest(o) == cache_entry_digest(e));
+    CHECK(cache_value_digest("x", 1) != cache_value_digest("y", 1));
+    CHECK(cache_value_digest("", 0) != cache_value_digest("\0", 1));
+    cache_destroy(other);
+}
+
+TEST(Cache, test_ttl_left_sum_counts_each_entrys_time_left)
+{
+    LONGS_EQUAL(0, cache_ttl_left_sum_ms(cache, 5));
+    put("a", "1", 100);  // 1000 ms of life from 100
+    put("b", "2", 400);  // from 400
+    LONGS_EQUAL(600 + 900, cache_ttl_left_sum_ms(cache, 500));
+    cache_remove(cache, "a", 1, cache_hash(cache, "a", 1));
+    LONGS_EQUAL(900, cache_ttl_left_sum_ms(cache, 500));
+    LONGS_EQUAL(0, cache_ttl_left_sum_ms(cache, 2000));  // past its TTL: nothing left
 }
