@@ -208,7 +208,8 @@ class ReloadTest(ProxyTestCase):
         retries: two with a new connection per request, two on HTTP keep-alive connections (a
         new connection only after an answer with Connection: close, as http.client does), and,
         with a RESP port, three persistent RESP connections, redis-cli reading commands from a
-        pipe, and a RESP client with a new connection per command. A reload must be invisible:
+        pipe, a RESP client with a new connection per command, two redis-py clients each on one
+        named connection (single_connection_client) and an idle pooled redis-py connection. A reload must be invisible:
         no error, every answer right, and every RESP connection the same from start to end."""
         for i in range(4):
             self.redis("SET", "k%d" % i, "v%d" % i)
@@ -265,6 +266,39 @@ class ReloadTest(ProxyTestCase):
             if rest:
                 failures.append("redis-cli: %r" % rest)
 
+        def redis_py_client(i):
+            # redis-py as connection pools use it: one connection kept for the client's life, a
+            # name set on it, and no retry. Its socket must be the same one from start to end.
+            import redis
+            r = redis.Redis(port=proxy.resp_port, single_connection_client=True, client_name="py%d" % i)
+            sock = None
+            while not stop.is_set():
+                try:
+                    count(r.get("k2") == b"v2", "redis-py answer")
+                except redis.exceptions.RedisError as e:
+                    failures.append("redis-py %d: %r" % (i, e))
+                    return
+                if sock is None:
+                    sock = r.connection._sock
+                elif r.connection._sock is not sock:
+                    failures.append("redis-py %d reconnected" % i)
+                    return
+            if r.client_getname() != "py%d" % i:
+                failures.append("redis-py %d lost its name: %r" % (i, r.client_getname()))
+            r.close()
+
+        def idle_pooled_redis_py_client():
+            # A pooled connection that sits idle through every reload, used once after them.
+            import redis
+            r = redis.Redis(port=proxy.resp_port)
+            count(r.get("k3") == b"v3", "idle pooled redis-py, before")
+            stop.wait()
+            try:
+                count(r.get("k3") == b"v3", "idle pooled redis-py, after")
+            except redis.exceptions.RedisError as e:
+                failures.append("idle pooled redis-py: %r" % e)
+            r.close()
+
         def resp_client():  # a new connection per command
             while not stop.is_set():
                 try:
@@ -276,6 +310,7 @@ class ReloadTest(ProxyTestCase):
         clients = [client, client, keep_alive_client, keep_alive_client]
         if proxy.resp_port:
             clients += [lambda i=i: persistent_resp_client(i) for i in (0, 1, 2)] + [redis_cli_client, resp_client]
+            clients += [lambda i=i: redis_py_client(i) for i in (0, 1)] + [idle_pooled_redis_py_client]
         threads = [threading.Thread(target=f, daemon=True) for f in clients]
         for t in threads:
             t.start()
