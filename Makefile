@@ -39,7 +39,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check unit system deps bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
+.PHONY: all run check unit system deps client-deps bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -69,6 +69,13 @@ $(BUILD)/obj $(BUILD)/unit:
 deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PKGS)"
 
+# The Node.js clients the system tests drive (tests/clients), from the npm registry: without it
+# (or without npm) their test is skipped, except in CI (CI=true), where .ci/run installs them.
+client-deps:
+	@if [ ! -d tests/clients/node_modules ] && command -v npm >/dev/null; then \
+		npm ci --prefix tests/clients --no-audit --no-fund --silent || echo "npm ci failed: the Node.js client tests will be skipped"; \
+	fi
+
 bench-deps: deps
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BENCH_PKGS)"
 
@@ -88,7 +95,7 @@ SYSTEM_ENV := PROXY_BIN=$(abspath $(BUILD)/redis-proxy) PIPELINE_BIN=$(abspath $
 system: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
 	$(SYSTEM_ENV) $(PYTHON) tests/system/run.py
 
-check: deps
+check: deps client-deps
 	$(PYTHON) tests/check_layers.py
 	$(MAKE) all $(BUILD)/unit-tests $(BUILD)/resp-pipeline
 	$(BUILD)/unit-tests
