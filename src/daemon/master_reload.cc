@@ -249,35 +249,3 @@ void master_abandon_reload(Master *m)
     m->ready = true;
     notify_ready(m->status);  // ends the reload, as systemd expects
 }
-
-// Whether the slot's worker serves its sockets now: running, and past its start.
-static bool slot_serving(const WorkerSlot *s)
-{
-    return s->pid != 0 && s->record != NULL && s->record->pid == s->pid && s->record->stats.accepting;
-}
-
-// With SO_REUSEPORT the kernel hashes each new connection to one slot's socket, also while that
-// slot's worker is dead and waits out its respawn delay (up to 10s for one that keeps dying): new
-// connections are steered to the slots whose worker serves. (The ones already queued on a dead
-// worker's socket wait for its successor.) Returns whether a slot is still starting, for the
-// caller to look again soon.
-bool master_steer_to_serving(Master *m)
-{
-    if (m->previous.starting)
-        return false;  // the reload's new generation is steered to once it serves
-    bool serving[CONFIG_MAX_WORKERS], starting = false, changed = !m->steering_known;
-    for (int i = 0; i < m->count; i++) {
-        serving[i] = slot_serving(&m->slots[i]);
-        starting = starting || (m->slots[i].pid != 0 && !serving[i]);
-        changed = changed || serving[i] != m->steered_serving[i];
-    }
-    if (!changed)
-        return starting;
-    for (int k = 0; k < LISTEN_KINDS; k++)
-        if (m->listening[k] != NULL && !listen_group_steer_to(m->listening[k], serving))
-            log_warn("%s: cannot steer new connections away from a dead worker's socket (%s)", LISTEN_NAMES[k],
-                     strerror(errno));
-    memcpy(m->steered_serving, serving, sizeof(serving));
-    m->steering_known = true;
-    return starting;
-}

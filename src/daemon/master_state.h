@@ -24,6 +24,10 @@ struct WorkerSlot {
     uint64_t started_ms;
     int fast_deaths;  // consecutive deaths within FAST_DEATH_MS of starting
     uint64_t respawn_at_ms;
+    // While its worker does not serve: the slot whose worker accepts on its sockets meanwhile,
+    // and that worker's pid (0: lent to nobody). See master_steering.cc.
+    int borrower;
+    pid_t borrower_pid;
 };
 
 // The three addresses every worker listens on.
@@ -89,4 +93,6 @@ bool master_generation_ready(Master *m);
 void master_retire_previous(Master *m);
 void master_reload(Master *m);
 void master_abandon_reload(Master *m);
+
+// master_steering.cc: new connections while a worker is dead.
 bool master_steer_to_serving(Master *m);

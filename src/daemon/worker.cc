@@ -1,5 +1,7 @@
 #include "worker.h"
 
+#include <array>
+
 #include <event2/event.h>
 #include <malloc.h>
 #include <signal.h>
@@ -163,15 +165,42 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
 }
 
 // What the master (TARGETS, RETIRE) or a retiring worker (CLIENT) sends on the channel.
+// Each front's listeners (NULL for a front that is off), by HandoverFront.
+static std::array<ListenerSet *, 3> front_listeners(Worker *w)
+{
+    return {http_front_listeners(w->http), w->resp != NULL ? resp_front_listeners(w->resp) : NULL,
+            w->admin != NULL ? admin_front_listeners(w->admin) : NULL};
+}
+
+// A dead worker's sockets (the master's HANDOVER_ADOPT): served here until its successor serves,
+// so that the connections queued on them do not wait out its respawn delay.
+static void adopt_listeners(Worker *w, const HandoverListeners *what, const int *fds, int nfds)
+{
+    std::array<ListenerSet *, 3> sets = front_listeners(w);
+    int adopted = 0;
+    for (int i = 0; i < nfds; i++) {
+        unsigned front = what->front[i];
+        if (front < sets.size() && sets[front] != NULL && listener_set_adopt(sets[front], fds[i], (int)what->slot))
+            adopted++;
+        else if (front >= sets.size() || sets[front] == NULL)
+            close(fds[i]);
+    }
+    log_debug("worker %d: serving %d socket(s) of worker %u until it is back", w->id, adopted, what->slot);
+}
+
 static void on_channel(evutil_socket_t fd, short, void *arg)
 {
     Worker *w = (Worker *)arg;
     for (int messages = 0; messages < 64; messages++) {  // a bounded turn: others' events wait
         HandoverKind kind;
         int fds[HANDOVER_MAX_FDS], nfds;
-        HandoverClient client;
+        union {
+            HandoverClient client;
+            HandoverListeners listeners;
+        } data;
+        HandoverClient &client = data.client;
         size_t len;
-        int got = handover_recv(fd, &kind, fds, HANDOVER_MAX_FDS, &nfds, &client, sizeof(client), &len);
+        int got = handover_recv(fd, &kind, fds, HANDOVER_MAX_FDS, &nfds, &data, sizeof(data), &len);
         if (got == 0)
             return;
         if (got == -2) {  // the master said all it had to (or has gone)
@@ -195,6 +224,15 @@ static void on_channel(evutil_socket_t fd, short, void *arg)
             begin_stop(w, true);
         } else if (kind == HANDOVER_CLIENT && nfds == 1 && len == sizeof(client) && w->resp != NULL) {
             resp_front_adopt(w->resp, fds[0], &client);
+        } else if (kind == HANDOVER_ADOPT && len == sizeof(data.listeners) && !w->stopping) {
+            adopt_listeners(w, &data.listeners, fds, nfds);
+        } else if (kind == HANDOVER_RELEASE && len == sizeof(data.listeners)) {
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            for (ListenerSet *set : front_listeners(w))
+                if (set != NULL)
+                    listener_set_release(set, (int)data.listeners.slot);
+            log_debug("worker %d: worker %u serves again: its sockets are its own", w->id, data.listeners.slot);
         } else {
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);

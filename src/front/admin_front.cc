@@ -252,3 +252,5 @@ void admin_front_stop_accepting(AdminFront *a)
     a->accepting = false;
     a->stopped = true;
 }
+
+ListenerSet *admin_front_listeners(AdminFront *a) { return &a->listeners; }

@@ -17,3 +17,6 @@ void admin_front_destroy(AdminFront *a);
 
 // Stops accepting (a stopping worker leaves the endpoint to the others).
 void admin_front_stop_accepting(AdminFront *a);
+
+// Its listeners: the worker adds and drops a dead slot's sockets there (listener_set.h).
+ListenerSet *admin_front_listeners(AdminFront *front);

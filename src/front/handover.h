@@ -16,6 +16,10 @@ enum HandoverKind {
     HANDOVER_TARGETS = 1,  // fds: channels of the new generation's workers
     HANDOVER_RETIRE = 2,   // stop accepting, hand every RESP connection over, exit
     HANDOVER_CLIENT = 3,   // fd: a RESP client connection; data: HandoverClient
+    // Not a reload's: while a slot's worker is dead and waits for its respawn, a serving worker
+    // accepts the connections queued on that slot's sockets (listener_set.h).
+    HANDOVER_ADOPT = 4,    // fds: a dead slot's listening sockets; data: HandoverListeners
+    HANDOVER_RELEASE = 5,  // the slot serves again: drop its sockets; data: HandoverListeners (slot)
 };
 
 static const int HANDOVER_MAX_FDS = 64;  // per message (the kernel takes up to 253)
@@ -26,6 +30,14 @@ struct HandoverClient {
     uint32_t protocol;  // HELLO's: 2 or 3
     uint32_t name_len;  // CLIENT SETNAME's name (0: none)
     char name[256];
+};
+
+// Which front each adopted socket is for, in the order of the fds.
+enum HandoverFront { HANDOVER_HTTP, HANDOVER_RESP, HANDOVER_ADMIN };
+
+struct HandoverListeners {
+    uint32_t slot;
+    uint8_t front[HANDOVER_MAX_FDS];  // HandoverFront of each fd
 };
 
 // Sends one message without blocking. False (errno set: EAGAIN when the peer's queue is full,

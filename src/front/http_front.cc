@@ -532,3 +532,5 @@ void http_front_set_accepting(HttpFront *h, bool accepting)
 {
     listener_set_enable(&h->listeners, accepting);
 }
+
+ListenerSet *http_front_listeners(HttpFront *h) { return &h->listeners; }

@@ -22,6 +22,9 @@ void http_front_evict(HttpFront *h, void *client);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void http_front_set_accepting(HttpFront *h, bool accepting);
+// Its listeners: the worker adds and drops a dead slot's sockets there (listener_set.h).
+ListenerSet *http_front_listeners(HttpFront *front);
+
 
 // The worker is stopping: every connection's next answer carries "Connection: close", and the
 // connection closes after it. Idle keep-alive connections are closed now (a stop), or kept until

@@ -513,3 +513,5 @@ void resp_front_set_accepting(RespFront *f, bool accepting)
 {
     listener_set_enable(&f->listeners, accepting);
 }
+
+ListenerSet *resp_front_listeners(RespFront *f) { return &f->listeners; }

@@ -24,6 +24,9 @@ void resp_front_resume(RespFront *f);
 
 // Stops or resumes accepting new connections (open ones are unaffected).
 void resp_front_set_accepting(RespFront *f, bool accepting);
+// Its listeners: the worker adds and drops a dead slot's sockets there (listener_set.h).
+ListenerSet *resp_front_listeners(RespFront *front);
+
 
 // The worker is stopping: idle connections are closed now; the others once the command under
 // way is complete and every answer sent.

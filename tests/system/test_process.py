@@ -1,5 +1,6 @@
 """The daemon as a whole: workers, respawn, signals, command line and config errors."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -65,6 +66,47 @@ class SupervisionTest(ProxyTestCase):
         self.assertLess(max(waits), 0.3, "a connection waited for the dead worker's successor")
         self.assertIn("worker 0 (pid %d) killed by signal 9 (Killed); respawning in 800 ms" % pid, proxy.log())
         self.assertEqual(proxy.worker_pids()[0], pid, "the requests ran while worker 0 was dead")
+
+    def test_connections_queued_on_a_dying_workers_socket_do_not_wait_for_its_respawn(self):
+        # Worker 0 dies within a second of each start, so its respawn waits longer each time.
+        # Before each death it is frozen while new connections keep coming (about half hash to
+        # its socket and queue there), then killed: a serving worker accepts those queued
+        # connections at once, instead of them waiting out the respawn delay. Each of the 12
+        # rounds is a new client per request; none may wait anywhere near the delay (up to 3.2 s).
+        proxy = self.start_proxy(proxy={"workers": "2", "resp_listen": "127.0.0.1:%d" % free_port()})
+        self.redis("SET", "k", "v")
+        slowest, delays = 0.0, []
+        for round_ in range(6):
+            pid = proxy.worker_pids()[0]
+            os.kill(pid, signal.SIGSTOP)  # frozen: its socket keeps queueing connections
+            results, threads = [], []
+
+            def one_request():
+                started = time.monotonic()
+                try:
+                    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+                        s.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        answer = read_until_closed(s)
+                    results.append((answer.startswith(b"HTTP/1.1 200"), time.monotonic() - started))
+                except OSError as e:
+                    results.append((repr(e), time.monotonic() - started))
+            for _ in range(12):
+                t = threading.Thread(target=one_request)
+                t.start()
+                threads.append(t)
+            wait_until(lambda: len(results) >= 4, what="the requests the live worker got")
+            killed_at = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            for t in threads:
+                t.join(15)
+            self.assertEqual([ok for ok, _ in results], [True] * 12, results)
+            slowest = max(slowest, time.monotonic() - killed_at)
+            delay = int(re.findall(r"worker 0 \(pid %d\) killed by signal 9 \(Killed\); respawning in (\d+) ms" % pid,
+                                   proxy.log())[0])
+            delays.append(delay)
+            wait_until(lambda: proxy.worker_pids()[0] != pid, timeout=15, what="respawn")
+        self.assertGreaterEqual(max(delays), 1600, delays)  # the waits it would have cost
+        self.assertLess(slowest, 0.5, "a queued connection waited for the dead worker's successor")
 
     def test_a_worker_that_keeps_dying_is_respawned_with_growing_delays(self):
         proxy = self.start_proxy()
