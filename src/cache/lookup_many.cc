@@ -27,6 +27,7 @@ struct MultiFetch {
 // The flights one MGET command fetches, in the order of its arguments.
 struct MgetCommand {
     Lookup *lookup;
+    bool snapshot;  // a snapshot's (lookup_get_snapshot): its keys are answered together or not
     size_t n;
     Flight *flights[];
 };
@@ -91,10 +92,11 @@ static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
     MgetCommand *cmd = (MgetCommand *)arg;
     Lookup *lk = cmd->lookup;
     lk->inflight--;
-    if (failure == BACKEND_TOO_LARGE && cmd->n > 1) {
+    if (failure == BACKEND_TOO_LARGE && cmd->n > 1 && !cmd->snapshot) {
         // The answer as a whole passed max_reply_size, not necessarily any value in it: each key
         // is fetched again on its own, so that only a value too large by itself fails, and the
         // requests that joined these flights (other clients' GETs) are not failed with the MGET.
+        // Not a snapshot's: fetched apart, its answers would no longer be one moment of Redis.
         for (size_t i = 0; i < cmd->n; i++)
             refetch_alone(lk, cmd->flights[i]);
         free(cmd);
@@ -170,6 +172,7 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, s
             continue;
         }
         group->lookup = lk;
+        group->snapshot = cmd->snapshot;
         group->n = to - from;
         for (size_t i = from; i < to; i++)
             group->flights[i - from] = order[i].flight;
@@ -231,6 +234,7 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
     *m = {lk, front, done, arg, monotonic_us(), n, 1, (LookupResult *)(m + 1), NULL};
     m->waiters = (MultiFetch::Waiter *)(m->results + n);
     cmd->lookup = lk;
+    cmd->snapshot = refetch_all;
     cmd->n = 0;
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {

@@ -324,8 +324,6 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     }
     const Config *config = process_front->env->config;
     evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", config->http_content_type);
-    evhttp_add_header(headers, "X-Cache", r->hit ? "HIT" : r->stale ? "STALE" : "MISS");
     if (config->http_cache_control[0] != '\0') {
         char age[24];
         snprintf(age, sizeof(age), "%llu", (unsigned long long)lookup_value_age_s(process_front->env->lookup, r));
@@ -336,12 +334,14 @@ static void on_lookup_done(void *arg, const LookupResult *r)
         char etag[HTTP_ETAG_LEN + 1];
         http_format_etag(etag, lookup_value_digest(r));
         evhttp_add_header(headers, "ETag", etag);
-        const char *if_none_match = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
-        if (if_none_match != NULL && http_etag_listed(if_none_match, etag)) {
-            send_reply(req, 304, "Not Modified");  // the client's copy is this one: no body
+        if (http_request_names_etag(req, etag)) {
+            // The client's copy is this one: no body, nor what describes one (RFC 9110 15.4.5).
+            send_reply(req, 304, "Not Modified");
             return;
         }
     }
+    evhttp_add_header(headers, "Content-Type", config->http_content_type);
+    evhttp_add_header(headers, "X-Cache", r->hit ? "HIT" : r->stale ? "STALE" : "MISS");
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
         // evhttp adds no Content-Length to a HEAD reply; say what a GET would carry.
         char length[24];

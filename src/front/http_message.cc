@@ -120,3 +120,11 @@ bool http_etag_listed(const char *header, const char *etag)
     }
     return false;
 }
+
+bool http_request_names_etag(evhttp_request *req, const char *etag)
+{
+    for (const evkeyval *h = evhttp_request_get_input_headers(req)->tqh_first; h != NULL; h = h->next.tqe_next)
+        if (strcasecmp(h->key, "If-None-Match") == 0 && http_etag_listed(h->value, etag))
+            return true;
+    return false;
+}

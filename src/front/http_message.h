@@ -27,3 +27,5 @@ static const size_t HTTP_ETAG_LEN = 18;
 void http_format_etag(char *out, uint64_t digest);
 // Whether an If-None-Match header names this ETag ("*", or a list of tags, weak or not).
 bool http_etag_listed(const char *header, const char *etag);
+// Whether any of the request's If-None-Match headers names it (a list may span several lines).
+bool http_request_names_etag(evhttp_request *req, const char *etag);

@@ -221,6 +221,15 @@ static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int 
     }
 }
 
+// A map of n pairs: RESP3's map type, or RESP2's flat array of keys and values.
+static void add_map_header(RespClient *c, evbuffer *out, size_t n)
+{
+    if (c->replies.protocol == 3)
+        resp_add_map_header(out, n);
+    else
+        resp_add_array_header(out, 2 * n);
+}
+
 // AUTH's rule here: the proxy has no users of its own, so it behaves as a Redis whose default user
 // has no password: `AUTH default <anything>` succeeds (as it does there), another user does not.
 // False, with the error in out, when refused.
@@ -266,11 +275,7 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
         protocol = (int)version;
     }
     c->replies.protocol = protocol;
-    // RESP2 has no map type: there the map goes out as a flat array of keys and values.
-    if (protocol == 3)
-        resp_add_map_header(out, 7);
-    else
-        resp_add_array_header(out, 14);
+    add_map_header(c, out, 7);
     resp_add_bulk(out, "server", 6);
     resp_add_bulk(out, "redis-proxy", 11);
     resp_add_bulk(out, "version", 7);
@@ -295,21 +300,21 @@ static void cmd_command(RespClient *, const char *cmd, const RespArg *args, int 
         resp_add_array_header(out, 0);
 }
 
-static void cmd_config(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+static void cmd_config(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
     if (arg_is(cmd, &args[1], "GET")) {
         // What tools such as redis-benchmark ask about persistence; true of a proxy, which keeps
         // nothing on disk. Everything else: no such parameter.
         if (argc == 3 && arg_is(cmd, &args[2], "save")) {
-            resp_add_array_header(out, 2);
+            add_map_header(c, out, 1);
             resp_add_bulk(out, "save", 4);
             resp_add_bulk(out, "", 0);
         } else if (argc == 3 && arg_is(cmd, &args[2], "appendonly")) {
-            resp_add_array_header(out, 2);
+            add_map_header(c, out, 1);
             resp_add_bulk(out, "appendonly", 10);
             resp_add_bulk(out, "no", 2);
         } else {
-            resp_add_array_header(out, 0);
+            add_map_header(c, out, 0);
         }
     }
     else
@@ -405,7 +410,15 @@ bool resp_refuse(RespClient *c, const Command *command, bool arity_ok, const cha
         size_t len = strlen(command->name);
         for (size_t i = 0; i <= len; i++)
             name[i] = (char)(command->name[i] | (command->name[i] ? 0x20 : 0));  // lower case
-        resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
+        if ((command->flags & CMD_EXEC) && c->transaction != NULL) {
+            // As Redis: an EXEC that cannot run ends the transaction, saying why.
+            resp_add_error(out, "EXECABORT Transaction discarded because of: wrong number of arguments for '%s' command",
+                           name);
+            resp_transaction_free(c->transaction);
+            c->transaction = NULL;
+        } else {
+            resp_add_error(out, "ERR wrong number of arguments for '%s' command", name);
+        }
     } else {
         return false;
     }

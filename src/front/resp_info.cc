@@ -160,7 +160,15 @@ void resp_cmd_info(RespClient *c, const char *cmd, const RespArg *args, int argc
                                 (long long)config->redis_database, (ull)s->cache_entries, (ull)s->cache_entries,
                                 (ull)(s->cache_ttl_left_ms / s->cache_entries));
     }
-    resp_add_bulk_header(out, evbuffer_get_length(text));
+    if (c->replies.protocol == 3) {
+        // RESP3's verbatim string, as Redis answers INFO there: "txt:" and the text.
+        char header[RESP_HEADER_MAX];
+        size_t n = resp_format_header(header, '=', (long long)evbuffer_get_length(text) + 4);
+        evbuffer_add(out, header, n);
+        evbuffer_add(out, "txt:", 4);
+    } else {
+        resp_add_bulk_header(out, evbuffer_get_length(text));
+    }
     evbuffer_add_buffer(out, text);
     evbuffer_add(out, "\r\n", 2);
     evbuffer_free(text);

@@ -211,25 +211,21 @@ void resp_transaction_exec(RespClient *c)
     Exec *e = (Exec *)malloc(sizeof(Exec) + t->count * sizeof(ExecPart));
     LookupKey *lookup_keys = (LookupKey *)malloc((keys > 0 ? keys : 1) * sizeof(LookupKey));
     evbuffer *answers = evbuffer_new();
-    ReplySlot *slot = e != NULL && lookup_keys != NULL && answers != NULL
-                          ? reply_queue_push(&c->replies, &c->front->slots, resp_lookup_cost(keys, t->len))
-                          : NULL;
-    if (slot == NULL) {
+    if (e == NULL || lookup_keys == NULL || answers == NULL) {
         free(e);
         free(lookup_keys);
         if (answers != NULL)
             evbuffer_free(answers);
         resp_transaction_free(t);
-        c->replies.failed = true;  // out of memory: this answer is missing, so the client goes
-        resp_schedule_write(c);
+        answer_now(c, "ERR out of memory");
         return;
     }
-    e->slot = slot;
     e->answers = answers;
     e->count = t->count;
     // The commands that are no lookup run now, in order, as Redis runs them at EXEC; their
-    // answers wait for the lookups'.
-    size_t k = 0;
+    // answers wait for the lookups'. They are bounded as a client's unsent answers are: past
+    // max_client_output, the EXEC is refused instead of built further.
+    size_t k = 0, bound = (size_t)c->front->env->config->max_client_output;
     for (size_t i = 0; i < t->count; i++) {
         const QueuedCommand *q = &t->commands[i];
         const RespArg *args = t->args + q->first_arg;
@@ -244,7 +240,26 @@ void resp_transaction_exec(RespClient *c)
         size_t before = evbuffer_get_length(answers);
         q->command->run(c, t->bytes, args, q->argc, answers);
         p->answer_len = evbuffer_get_length(answers) - before;
+        if (evbuffer_get_length(answers) > bound)
+            break;
     }
+    ReplySlot *slot = NULL;
+    if (evbuffer_get_length(answers) <= bound)
+        slot = reply_queue_push(&c->replies, &c->front->slots,
+                                resp_lookup_cost(keys, t->len) + evbuffer_get_length(answers));
+    if (slot == NULL) {
+        bool too_large = evbuffer_get_length(answers) > bound;
+        free(e);
+        free(lookup_keys);
+        evbuffer_free(answers);
+        resp_transaction_free(t);
+        if (too_large)
+            answer_now(c, "ERR EXEC's answers pass max_client_output: transaction discarded");
+        else
+            resp_schedule_write(c);  // out of memory: the queue has failed, and the client is closed
+        return;
+    }
+    e->slot = slot;
     // The keys are copied by the lookup: the transaction can go once it has them.
     lookup_get_snapshot(c->front->env->lookup, FRONT_RESP, lookup_keys, keys, on_exec_done, e);
     free(lookup_keys);

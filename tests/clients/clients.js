@@ -1,6 +1,6 @@
 // Reads through redis-proxy with the Node.js clients people use, the way they batch reads:
-// node-redis multi().exec() and ioredis multi() (MULTI/EXEC), ioredis pipeline(), and a RESP3
-// connection. Prints one JSON object of what each returned; test_clients.py checks it.
+// node-redis multi().exec() and ioredis multi() (MULTI/EXEC), and ioredis pipeline(). Prints one
+// JSON object of what each returned; test_clients.py checks it.
 // usage: node clients.js <port>
 'use strict';
 const { createClient } = require('redis');

@@ -143,6 +143,8 @@ def resp_read(f):
     if kind == b"*":
         n = int(rest)
         return None if n < 0 else [resp_read(f) for _ in range(n)]
+    if kind == b"=":  # RESP3's verbatim string: a format ("txt:") and the text
+        return f.read(int(rest) + 2)[4:-2]
     if kind == b"_":  # RESP3's null
         return None
     if kind == b"%":  # RESP3's map: its keys and values, flat, as RESP2 sends them

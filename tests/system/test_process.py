@@ -75,17 +75,18 @@ class SupervisionTest(ProxyTestCase):
         # rounds is a new client per request; none may wait anywhere near the delay (up to 3.2 s).
         proxy = self.start_proxy(proxy={"workers": "2", "resp_listen": "127.0.0.1:%d" % free_port()})
         self.redis("SET", "k", "v")
-        slowest, delays = 0.0, []
+        slowest, delays, queued = 0.0, [], 0
         for round_ in range(6):
             pid = proxy.worker_pids()[0]
             os.kill(pid, signal.SIGSTOP)  # frozen: its socket keeps queueing connections
-            results, threads = [], []
+            results, threads, sent = [], [], []
 
             def one_request():
                 started = time.monotonic()
                 try:
                     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
                         s.sendall(b"GET /k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        sent.append(1)
                         answer = read_until_closed(s)
                     results.append((answer.startswith(b"HTTP/1.1 200"), time.monotonic() - started))
                 except OSError as e:
@@ -94,7 +95,8 @@ class SupervisionTest(ProxyTestCase):
                 t = threading.Thread(target=one_request)
                 t.start()
                 threads.append(t)
-            wait_until(lambda: len(results) >= 4, what="the requests the live worker got")
+            wait_until(lambda: len(sent) == 12, what="every request sent")
+            queued += 12 - len(results)  # (the live worker answers its share meanwhile)
             killed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
             for t in threads:
@@ -106,6 +108,7 @@ class SupervisionTest(ProxyTestCase):
             delays.append(delay)
             wait_until(lambda: proxy.worker_pids()[0] != pid, timeout=15, what="respawn")
         self.assertGreaterEqual(max(delays), 1600, delays)  # the waits it would have cost
+        self.assertGreater(queued, 0, "no request reached the frozen worker's socket")
         self.assertLess(slowest, 0.5, "a queued connection waited for the dead worker's successor")
 
     def test_a_worker_that_keeps_dying_is_respawned_with_growing_delays(self):

@@ -72,6 +72,33 @@ class TransactionTest(ProtocolTestCase):
         # An unknown command, or a wrong arity, aborts the transaction: EXECABORT.
         self.assertSameAsRedis([("MULTI",), ("GET", "a"), ("NOSUCHCMD", "x"), ("EXEC",), ("GET", "a")])
         self.assertSameAsRedis([("MULTI",), ("GET", "a", "b"), ("EXEC",)])
+        # An EXEC that cannot run ends the transaction, saying why.
+        self.assertSameAsRedis([("MULTI",), ("GET", "a"), ("EXEC", "x"), ("GET", "a"), ("EXEC",)])
+
+    def test_an_exec_whose_answers_pass_max_client_output_is_refused(self):
+        proxy = self.start_proxy(resp=True, proxy={"max_client_output": "64k"})
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        c.send_raw(resp_encode("MULTI") + resp_encode("INFO") * 200 + resp_encode("GET", "a") + resp_encode("EXEC"))
+        self.assertEqual([c.read_reply() for _ in range(202)], [b"OK"] + [b"QUEUED"] * 201)
+        with self.assertRaisesRegex(RedisError, "^ERR EXEC's answers pass max_client_output"):
+            c.read_reply()
+        self.assertEqual(c("GET", "a"), b"1")  # the connection goes on
+
+    def test_a_snapshot_too_large_for_max_reply_size_fails_rather_than_splits(self):
+        # Two values of 800 bytes: each fits max_reply_size (1k), their MGET does not. A plain
+        # MGET reads them apart; a transaction's snapshot cannot, and answers them as too large.
+        proxy = self.start_proxy(resp=True, redis={"max_reply_size": "1k"}, cache={"max_value_size": "1k"})
+        self.redis("SET", "x", "1" * 800)
+        self.redis("SET", "y", "2" * 800)
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        c.send_raw(resp_encode("MULTI") + resp_encode("GET", "x") + resp_encode("GET", "y") + resp_encode("EXEC"))
+        replies = [c.file.readline() for _ in range(4)]
+        self.assertEqual(replies[3], b"*2\r\n")
+        for _ in range(2):
+            self.assertTrue(c.file.readline().startswith(b"-ERR value too large"))
+        self.assertEqual(c("MGET", "x", "y"), [b"1" * 800, b"2" * 800])
 
     def test_a_write_inside_a_transaction_aborts_it(self):
         replies = exchange(self.proxy.resp_port, [("MULTI",), ("GET", "a"), ("SET", "a", "2"), ("EXEC",),
@@ -151,7 +178,8 @@ class Resp3Test(ProtocolTestCase):
         # Byte for byte as Redis, after HELLO (whose fields name the server): nil is "_".
         for commands in ([("GET", "a"), ("GET", "nosuch"), ("MGET", "a", "nosuch"), ("CLIENT", "GETNAME")],
                          [("MULTI",), ("GET", "nosuch"), ("MGET", "nosuch", "b"), ("EXEC",)],
-                         [("HELLO", "2"), ("GET", "nosuch")]):
+                         [("HELLO", "2"), ("GET", "nosuch")],
+                         [("HELLO", "2"), ("GET", "nosuch"), ("HELLO", "3"), ("GET", "nosuch")]):
             ours = exchange(self.proxy.resp_port, [("HELLO", "3")] + commands)
             theirs = exchange(self.redis.port, [("HELLO", "3")] + commands)
             hellos = [i for i, c in enumerate(commands, 1) if c[0] == "HELLO"]
@@ -174,6 +202,16 @@ class Resp3Test(ProtocolTestCase):
         with self.assertRaisesRegex(RedisError, "^EXECABORT"):
             c("EXEC")
         c.close()
+
+    def test_maps_and_verbatim_strings_in_resp3(self):
+        replies = exchange(self.proxy.resp_port, [("HELLO", "3"), ("CONFIG", "GET", "appendonly"),
+                                                  ("CONFIG", "GET", "nosuch"), ("INFO", "replication")])
+        self.assertEqual(replies[1], b"%1\r\n$10\r\nappendonly\r\n$2\r\nno\r\n")
+        self.assertEqual(replies[2], b"%0\r\n")
+        self.assertTrue(replies[3].startswith(b"=") and b"\r\ntxt:# Replication\r\n" in replies[3], replies[3])
+        ours = exchange(self.proxy.resp_port, [("HELLO", "3"), ("CONFIG", "GET", "appendonly")])
+        theirs = exchange(self.redis.port, [("HELLO", "3"), ("CONFIG", "GET", "appendonly")])
+        self.assertEqual(ours[1], theirs[1])
 
     def test_redis_cli_dash_3(self):
         # redis-cli -3 says "HELLO 3 failed" on stderr when refused; its output as with Redis.
@@ -335,7 +373,18 @@ class HttpProtocolTest(ProxyTestCase):
         self.assertEqual(code, 304)
         code, headers, body = curl("-H", 'If-None-Match: "nope"', url)
         self.assertEqual((code, body), (200, b"value"))
-        # A new value, a new ETag: the old one no longer matches.
+        # A 304 says nothing of a body it does not send; an If-None-Match list may span lines.
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b'GET /k HTTP/1.1\r\nHost: x\r\nIf-None-Match: "a"\r\nIf-None-Match: "b", ' +
+                      etag.encode() + b"\r\nConnection: close\r\n\r\n")
+            answer = read_until_closed(s)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 304 Not Modified\r\n"), answer)
+        self.assertNotIn(b"Content-Type", answer)
+        self.assertNotIn(b"X-Cache", answer)
+        # The same value keeps its ETag across a restart; a new value has a new one.
+        proxy.stop()
+        proxy.start()
+        self.assertEqual(curl(url)[1]["etag"], etag)
         self.redis("SET", "k", "other")
         proxy.stop()
         proxy.start()
