@@ -63,7 +63,7 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)sb->worker_restarts);
     single(out, "redis_proxy_reloads_total", "counter", "Configuration reloads tried (SIGHUP).",
            (unsigned long long)sb->reloads);
-    single(out, "redis_proxy_reload_failures_total", "counter", "Configuration reloads refused (the file was invalid).",
+    single(out, "redis_proxy_reload_failures_total", "counter", "Configuration reloads that failed: the file was refused, or its workers never served (abandoned).",
            (unsigned long long)sb->reload_failures);
     single(out, "redis_proxy_last_reload_success", "gauge", "1 unless the last reload was refused (1 before any).",
            (unsigned long long)sb->last_reload_ok);
