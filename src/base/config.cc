@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "address.h"
+#include "cpus.h"
 #include "log.h"
 
 enum SettingType {
@@ -656,8 +657,8 @@ int config_worker_count(const Config *c)
 {
     if (c->workers > 0)
         return (int)c->workers;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (int)n);
+    int n = cpus_usable();  // what the affinity mask and the cgroup's CPU quota allow
+    return n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : n;
 }
 
 bool config_caches_not_found(const Config *c)

@@ -104,5 +104,5 @@ bool config_caches_not_found(const Config *c);
 // an empty text), or -1 with a reason in err.
 int config_split_seeds(const char *text, char (*seeds)[CONFIG_SEED_SIZE], char *err, size_t errlen);
 
-// Number of workers to start: the setting, or the CPU count for auto.
+// Number of workers to start: the setting, or for auto the CPUs this process may use (cpus.h).
 int config_worker_count(const Config *c);

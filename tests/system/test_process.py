@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from harness import PROXY_BIN, ProxyTestCase, alive, free_port, read_until_closed, wait_until
+from harness import PROXY_BIN, Proxy, ProxyTestCase, alive, free_port, read_until_closed, wait_until
 
 import http.client
 http_client_errors = (http.client.HTTPException,)
@@ -21,6 +21,20 @@ class SupervisionTest(ProxyTestCase):
         self.assertEqual(len(set(pids.values())), 3)
         for pid in pids.values():
             self.assertTrue(alive(pid))
+
+    def test_workers_auto_counts_the_cpus_the_process_may_use(self):
+        # taskset -c 0: one CPU in the affinity mask, whatever the machine has: one worker.
+        proxy = Proxy(self.workdir, {"redis": {"address": "127.0.0.1:%d" % self.redis.port}})
+        proxy.settings["proxy"]["workers"] = "auto"
+        proxy.write_config()
+        log = open(proxy.log_path, "ab")
+        proxy.proc = subprocess.Popen(["taskset", "-c", "0", PROXY_BIN, "-c", proxy.config_path], stdout=log,
+                                      stderr=log)
+        log.close()
+        self.addCleanup(self._stop_proxy, proxy)
+        wait_until(lambda: "ready: 1 worker(s)" in proxy.log(), what="ready with one worker")
+        self.assertIn("starting 1 worker(s)", proxy.log())
+        self.assertEqual(proxy.get("nosuch").status, 404)
 
     def test_killed_worker_is_respawned_and_service_continues(self):
         proxy = self.start_proxy(proxy={"workers": "2"})
