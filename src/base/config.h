@@ -104,5 +104,10 @@ bool config_caches_not_found(const Config *c);
 // an empty text), or -1 with a reason in err.
 int config_split_seeds(const char *text, char (*seeds)[CONFIG_SEED_SIZE], char *err, size_t errlen);
 
+// The exit status for a configuration that cannot run: invalid, or an address it names is in use
+// (EX_CONFIG of sysexits.h). The systemd unit names it in RestartPreventExitStatus=: restarting
+// would only fail the same way, and hide the reason behind the start limit.
+static const int EXIT_CONFIG = 78;
+
 // Number of workers to start: the setting, or for auto the CPUs this process may use (cpus.h).
 int config_worker_count(const Config *c);

@@ -1,5 +1,7 @@
 // redis-proxy: a caching HTTP proxy in front of Redis. The command line, then the master.
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,26 +15,54 @@ static const char DEFAULT_CONFIG[] = "/etc/redis-proxy/proxy.ini";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: redis-proxy [-c FILE] [-o section.key=value]... [-t | -T]\n"
+            "usage: redis-proxy [-c FILE] [-o section.key=value]... [-t [-q] | -T | -R PID]\n"
             "\n"
-            "  -c FILE   configuration file (default %s)\n"
-            "  -o S.K=V  override one setting, e.g. -o cache.ttl=30s (repeatable)\n"
-            "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
-            "  -T        check the configuration, print every setting and exit\n"
-            "  -v        print the version and exit\n"
-            "  -h        print this help and exit\n",
-            DEFAULT_CONFIG);
+            "  -c, --config FILE   configuration file (default %s)\n"
+            "  -o S.K=V            override one setting, e.g. -o cache.ttl=30s (repeatable)\n"
+            "  -t, --test          check the configuration and exit (0 valid, %d invalid)\n"
+            "  -q, --quiet         with -t: say nothing when it is valid\n"
+            "  -T                  check the configuration, print every setting and exit\n"
+            "  -R, --reload PID    check the configuration; if valid, tell the master PID to reload\n"
+            "                      it (SIGHUP), else say why and exit %d (systemctl reload runs it)\n"
+            "  -v, --version       print the version and exit\n"
+            "  -h, --help          print this help and exit\n"
+            "\n"
+            "Exit status: 0 after a stop, %d for a configuration error or an address in use, 1 else.\n",
+            DEFAULT_CONFIG, EXIT_CONFIG, EXIT_CONFIG, EXIT_CONFIG);
+}
+
+// Sends SIGHUP to the master whose PID is `text`. False, with the reason on stderr, if not.
+static bool signal_reload(const char *text)
+{
+    char *end;
+    long pid = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || pid <= 1) {
+        fprintf(stderr, "redis-proxy: -R needs the PID of the running master, not '%s'\n", text);
+        return false;
+    }
+    if (kill((pid_t)pid, SIGHUP) != 0) {
+        fprintf(stderr, "redis-proxy: cannot signal the master (pid %ld) to reload: %s\n", pid, strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 int main(int argc, char **argv)
 {
     log_init();
     const char *path = DEFAULT_CONFIG;
-    bool test_only = false, print_config = false;
+    bool test_only = false, print_config = false, quiet = false;
+    const char *reload_pid = NULL;
     const char *overrides[64];
     int override_count = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "c:o:tTvh")) != -1) {
+    static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"quiet", no_argument, NULL, 'q'},        {"reload", required_argument, NULL, 'R'},
+        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    while ((opt = getopt_long(argc, argv, "c:o:tqTR:vh", long_options, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -49,6 +79,12 @@ int main(int argc, char **argv)
             break;
         case 'T':
             print_config = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'R':
+            reload_pid = optarg;
             break;
         case 'v':
             printf("redis-proxy %s\n", REDIS_PROXY_VERSION);
@@ -74,16 +110,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "redis-proxy: %s\n", err);
         if (test_only || print_config)
             fprintf(stderr, "redis-proxy: configuration file %s test failed\n", path);
-        return 1;
+        else if (reload_pid != NULL)
+            fprintf(stderr, "redis-proxy: reload refused: the running configuration stays in force\n");
+        return EXIT_CONFIG;
     }
     if (print_config) {
         config_print(&config, stdout);
         return 0;
     }
     if (test_only) {
-        fprintf(stderr, "redis-proxy: configuration file %s test is successful\n", path);
+        if (!quiet)
+            fprintf(stderr, "redis-proxy: configuration file %s test is successful\n", path);
         return 0;
     }
+    if (reload_pid != NULL)
+        return signal_reload(reload_pid) ? 0 : 1;
     log_set_level((int)config.log_level);
     return master_run(&config, &source);
 }

@@ -54,7 +54,9 @@ static bool open_listeners(Master *m)
             continue;
         m->listening[k] = listen_group_open(LISTEN_NAMES[k], text, m->count, err, sizeof(err));
         if (m->listening[k] == NULL) {
-            log_error("%s", err);
+            static const char *const settings[LISTEN_KINDS] = {"listen in [proxy]", "resp_listen in [proxy]",
+                                                               "listen in [admin]"};
+            log_error("%s (change %s)", err, settings[k]);
             return false;
         }
         char shown[300];
@@ -397,7 +399,7 @@ int master_run(const Config *config, const ConfigSource *source)
         close_groups(m.listening);
         free(m.slots);
         scoreboard_destroy(m.scoreboard);
-        return 1;
+        return EXIT_CONFIG;  // an address in use, or one this host does not have
     }
 
     // Signals are handled synchronously: blocked here, taken with sigtimedwait in the loop below.

@@ -287,34 +287,40 @@ class CommandLineTest(ProxyTestCase):
         code, out = self.run_proxy("-x")
         self.assertEqual(code, 1)
         self.assertIn("usage:", out)
+        self.assertEqual(self.run_proxy("--version"), self.run_proxy("-v"))
+        self.assertEqual(self.run_proxy("--help"), self.run_proxy("-h"))
 
     def test_t_accepts_a_valid_file(self):
         code, out = self.run_proxy("-t", config="[cache]\nttl = 5s\n")
         self.assertEqual(code, 0, out)
         self.assertIn("test is successful", out)
+        self.assertEqual(self.run_proxy("-t", "-q", config="[cache]\nttl = 5s\n"), (0, ""))  # quiet
+        code, out = self.run_proxy("-t", "-q", config="[cache]\nttl = five\n")
+        self.assertEqual(code, 78)  # errors are still said
+        self.assertIn("test.ini:2: invalid value 'five' for ttl in [cache]", out)
 
     def test_t_refuses_an_invalid_file_with_file_and_line(self):
         code, out = self.run_proxy("-t", config="[cache]\nttl = 5s\nttll = 5s\n")
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("test.ini:3: unknown key 'ttll' in [cache]", out)
         self.assertIn("test failed", out)
 
     def test_t_catches_errors_between_two_settings_with_file_and_line(self):
         code, out = self.run_proxy("-t", config="[proxy]\nlisten = 127.0.0.1:7001\nresp_listen = 127.0.0.1:7001\n")
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("test.ini:3: resp_listen in [proxy] (127.0.0.1:7001) and listen (127.0.0.1:7001) cannot share a port", out)
         code, out = self.run_proxy("-t", config="[redis]\nusername = app\n")
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("test.ini:2: username in [redis] needs a password", out)
 
     def test_start_refuses_an_invalid_file(self):
         code, out = self.run_proxy(config="[proxy]\nworkers = lots\n")
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("test.ini:2: invalid value 'lots' for workers in [proxy]", out)
 
     def test_missing_file(self):
         code, out = self.run_proxy("-c", os.path.join(self.workdir, "absent.ini"))
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("absent.ini: cannot open: No such file or directory", out)
 
     def test_override_and_print(self):
@@ -324,7 +330,7 @@ class CommandLineTest(ProxyTestCase):
         self.assertIn("cache.ttl = 250ms", out)
         self.assertIn("redis.password = ********", out)
         code, out = self.run_proxy("-t", "-o", "cache.nope=1", config="")
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("unknown setting cache.nope", out)
 
     def test_example_config_is_valid(self):
@@ -337,8 +343,8 @@ class CommandLineTest(ProxyTestCase):
             busy.listen(1)
             port = busy.getsockname()[1]
             code, out = self.run_proxy(config="[proxy]\nlisten = 127.0.0.1:%d\nworkers = 1\n" % port)
-        self.assertEqual(code, 1)
-        self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use" % port, out)
+        self.assertEqual(code, 78)  # EX_CONFIG
+        self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use (change listen in [proxy])" % port, out)
 
     def test_unresolvable_redis_host_is_a_clear_error(self):
         code, out = self.run_proxy(config="[proxy]\nlisten = 127.0.0.1:%d\n[redis]\naddress = no-such-host.invalid:6379\n" % free_port())

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import (ProxyTestCase, RedisError, alive, black_hole_port, free_ports, resp_encode, wait_until,
+from harness import (PROXY_BIN, ProxyTestCase, RedisError, alive, black_hole_port, free_ports, resp_encode, wait_until,
                      worker_pid)
 from test_admin import metric
 from test_service import ServiceManager
@@ -27,6 +27,30 @@ class ReloadTest(ProxyTestCase):
             p.settings.setdefault(section, {}).update(values)
         p.write_config()
         p.proc.send_signal(signal.SIGHUP)
+
+    def test_dash_r_checks_the_file_before_it_signals_the_master(self):
+        # What systemctl reload runs (ExecReload=): a broken file fails it, with the reason, and
+        # the master is not signalled; a valid one is signalled and takes effect.
+        proxy = self.start_proxy(cache={"ttl": "60s"})
+        proxy.settings["cache"]["ttl"] = "banana"
+        proxy.write_config()
+        r = subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-R", str(proxy.proc.pid)], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("invalid value 'banana' for ttl in [cache]", r.stderr)
+        self.assertIn("reload refused: the running configuration stays in force", r.stderr)
+        self.assertEqual(proxy.log().count("SIGHUP"), 0)
+        proxy.settings["cache"]["ttl"] = "30s"
+        proxy.write_config()
+        r = subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-R", str(proxy.proc.pid)], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.wait_for_reload(proxy, 1, 1)
+        self.assertEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_config_generation"), 2)
+        r = subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-R", "notapid"], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("-R needs the PID of the running master", r.stderr)
 
     def test_reload_applies_a_new_redis_address_with_new_workers(self):
         other = self.start_redis()

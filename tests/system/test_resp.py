@@ -442,6 +442,6 @@ class RespRobustnessTest(RespTestCase):
         p.write_config()
         from harness import PROXY_BIN
         out = subprocess.run([PROXY_BIN, "-c", p.config_path], capture_output=True, text=True, timeout=10)
-        self.assertEqual(out.returncode, 1)
+        self.assertEqual(out.returncode, 78)  # EX_CONFIG
         self.assertIn(":4: resp_listen in [proxy] (127.0.0.1:%d) and listen (127.0.0.1:%d) cannot share a port"
                       % (port, port), out.stderr)

@@ -19,11 +19,10 @@ class SystemdUnitTest(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="redis-proxy-unit-")
         self.addCleanup(shutil.rmtree, self.root, True)
-        for d in ("usr/sbin", "bin", "etc/systemd/system", "lib/systemd"):
+        for d in ("usr/sbin", "etc/systemd/system", "lib/systemd"):
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
         shutil.copytree("/lib/systemd/system", os.path.join(self.root, "lib/systemd/system"), symlinks=True)
         shutil.copy(PROXY_BIN, os.path.join(self.root, "usr/sbin/redis-proxy"))
-        shutil.copy("/bin/kill", os.path.join(self.root, "bin/kill"))
         shutil.copy(UNIT, os.path.join(self.root, "etc/systemd/system"))
 
     def analyze(self, *args):
@@ -44,7 +43,8 @@ class SystemdUnitTest(unittest.TestCase):
     def test_unit_runs_the_daemon_as_it_expects(self):
         with open(UNIT) as f:
             lines = set(l.strip() for l in f if "=" in l and not l.startswith("#"))
-        for want in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "KillMode=mixed", "Restart=on-failure",
+        for want in ("Type=notify", "ExecReload=/usr/sbin/redis-proxy -c /etc/redis-proxy/proxy.ini -R $MAINPID",
+                     "KillMode=mixed", "Restart=on-failure", "RestartPreventExitStatus=78",
                      "ExecStart=/usr/sbin/redis-proxy -c /etc/redis-proxy/proxy.ini", "User=redis-proxy",
                      "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "CapabilityBoundingSet=",
                      "After=network-online.target redis-server.service", "Wants=network-online.target"):
