@@ -91,7 +91,7 @@ check "the container has loopback only (its own network namespace)" \
     test "$(in_container ls /sys/class/net)" = lo
 # Install as a user does (its dependencies are in the root: no network here).
 check "apt install ./redis-proxy_*.deb" \
-    in_container env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download "/debs/$(basename "$DEB")"
+    in_container env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/debs/$(basename "$DEB")"
 in_container systemctl start redis-proxy
 check "systemctl start redis-proxy: active" test "$(in_container systemctl is-active redis-proxy)" = active
 # workers = auto: as many as the CPUs the container may use, whatever that is on this runner.
