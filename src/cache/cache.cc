@@ -30,6 +30,7 @@ struct Cache {
     size_t bytes, max_bytes;  // footprints held; 0: no bound
     uint64_t stored_ms_sum;   // the entries' stored_us / 1000, summed (their mean age: INFO)
     size_t digest_bytes;      // 8 when each entry keeps its value's digest after it, else 0
+    uint64_t digest_key;
     uint64_t ttl_ms;
     uint64_t grace_ms;
     uint64_t seed;
@@ -68,7 +69,11 @@ size_t cache_entry_footprint(const Cache *c, size_t key_len, size_t value_len)
     return slab_footprint(sizeof(CacheEntry) + key_len + value_len + c->digest_bytes);
 }
 
-void cache_keep_digests(Cache *c, bool keep) { c->digest_bytes = keep ? sizeof(uint64_t) : 0; }
+void cache_keep_digests(Cache *c, bool keep, uint64_t key)
+{
+    c->digest_bytes = keep ? sizeof(uint64_t) : 0;
+    c->digest_key = key;
+}
 
 uint64_t cache_entry_digest(const CacheEntry *e)
 {
@@ -114,9 +119,11 @@ static uint64_t hash_bytes(uint64_t seed, const char *key, size_t len)
 
 uint64_t cache_hash(const Cache *c, const char *key, size_t len) { return hash_bytes(c->seed, key, len); }
 
-// The same in every process and every run (no random seed): a value's digest is its name to
-// clients (an ETag), whichever worker answers, across restarts.
-uint64_t cache_value_digest(const char *value, size_t len) { return hash_bytes(0x6a09e667f3bcc908ULL, value, len); }
+// Keyed with the digest key rather than the table's seed: the same in every worker that shares it.
+uint64_t cache_value_digest(const Cache *c, const char *value, size_t len)
+{
+    return hash_bytes(c->digest_key ^ 0x6a09e667f3bcc908ULL, value, len);
+}
 
 // While the table grows: the old table's bucket, if not moved yet. Kept out of line so that the
 // usual path below stays small enough to be inlined into every lookup.
@@ -297,7 +304,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     memcpy(e->data, key, key_len);
     memcpy(e->data + key_len, value, value_len);
     if (c->digest_bytes > 0) {
-        uint64_t digest = cache_value_digest(value, value_len);
+        uint64_t digest = cache_value_digest(c, value, value_len);
         memcpy(e->data + key_len + value_len, &digest, sizeof(digest));
     }
     maybe_grow(c);

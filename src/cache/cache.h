@@ -102,11 +102,12 @@ void cache_set_max_bytes(Cache *cache, size_t max_bytes);
 size_t cache_entry_footprint(const Cache *cache, size_t key_len, size_t value_len);
 // Each entry stored from now on keeps its value's digest (cache_value_digest) after the value,
 // computed once when it is stored: 8 bytes more per entry. Off by default.
-void cache_keep_digests(Cache *cache, bool keep);
+void cache_keep_digests(Cache *cache, bool keep, uint64_t key);
 // The digest kept with an entry stored while cache_keep_digests was on (not a detached one).
 uint64_t cache_entry_digest(const CacheEntry *e);
-// A digest of a value's bytes, the same in every process and run (an HTTP ETag is made of it).
-uint64_t cache_value_digest(const char *value, size_t len);
+// A digest of a value's bytes under the cache's digest key (an HTTP ETag is made of it): the same
+// in every cache given the same key, and unpredictable without it.
+uint64_t cache_value_digest(const Cache *cache, const char *value, size_t len);
 
 // The one part of a cache read on every hit outside cache.cc, so that it can be read inline.
 struct CacheClock {

@@ -332,11 +332,11 @@ bool lookup_add_value(evbuffer *out, const LookupResult *r, const char *suffix, 
            (suffix_len == 0 || evbuffer_add(out, suffix, suffix_len) == 0);
 }
 
-uint64_t lookup_value_digest(const LookupResult *r)
+uint64_t lookup_value_digest(const Lookup *lk, const LookupResult *r)
 {
     if ((r->hit || r->stale) && r->entry != NULL)
         return cache_entry_digest(r->entry);
-    return cache_value_digest(r->value, r->value_len);
+    return cache_value_digest(lk->cache, r->value, r->value_len);
 }
 
 uint64_t lookup_value_age_s(const Lookup *lk, const LookupResult *r)

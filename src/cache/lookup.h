@@ -87,7 +87,7 @@ void lookup_invalidate(Lookup *lookup, const char *key, size_t len);
 
 // A found value's digest (cache_value_digest): kept with its entry when it came from the cache
 // (made once when it was stored, with cache_keep_digests), else made now.
-uint64_t lookup_value_digest(const LookupResult *r);
+uint64_t lookup_value_digest(const Lookup *lookup, const LookupResult *r);
 // How long ago a found value was read from Redis, in seconds: 0 unless it came from the cache.
 uint64_t lookup_value_age_s(const Lookup *lookup, const LookupResult *r);
 

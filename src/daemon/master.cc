@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -384,6 +385,8 @@ int master_run(const Config *config, const ConfigSource *source)
     m.count = config_worker_count(config);
     m.slots = master_new_slots(m.count);
     m.setup.worker_count = m.count;
+    if (getrandom(&m.setup.digest_key, sizeof(m.setup.digest_key), 0) != sizeof(m.setup.digest_key))
+        m.setup.digest_key = monotonic_us() ^ ((uint64_t)getpid() << 40);
     m.scoreboard = scoreboard_create(CONFIG_MAX_WORKERS);  // whatever a reload makes of workers
     if (m.slots == NULL || m.scoreboard == NULL) {
         log_error("cannot set up the scoreboard: %s", strerror(errno));

@@ -423,7 +423,7 @@ int worker_run(const Config *config, const WorkerSetup *setup)
         return 1;
     }
     cache_set_grace(w.lookup.cache, (uint64_t)config->stale_if_error_ms);
-    cache_keep_digests(w.lookup.cache, config->http_etag != 0);  // each value's ETag, made once
+    cache_keep_digests(w.lookup.cache, config->http_etag != 0, setup->digest_key);  // each value's ETag, made once
     cache_set_max_bytes(w.lookup.cache, (size_t)config->max_memory);
     w.lookup.caching = true;  // with tracking: only once it is established
     w.lookup.cache_not_found = config_caches_not_found(config);

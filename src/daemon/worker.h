@@ -72,6 +72,10 @@ struct WorkerSetup {
     // A reload's new worker: it accepts no connection before its first attempt to reach Redis has
     // ended (the previous worker on the same sockets serves meanwhile).
     bool hold_until_redis_tried;
+    // The key of the values' digests (HTTP ETags): random, made by the master at start and the
+    // same in every worker and generation, so that a value has one ETag whichever worker answers
+    // and nobody who only sees ETags can make two values share one.
+    uint64_t digest_key;
 };
 
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.

@@ -332,7 +332,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     }
     if (config->http_etag) {
         char etag[HTTP_ETAG_LEN + 1];
-        http_format_etag(etag, lookup_value_digest(r));
+        http_format_etag(etag, lookup_value_digest(process_front->env->lookup, r));
         evhttp_add_header(headers, "ETag", etag);
         if (http_request_names_etag(req, etag)) {
             // The client's copy is this one: no body, nor what describes one (RFC 9110 15.4.5).

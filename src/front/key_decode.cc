@@ -20,8 +20,9 @@ KeyDecodeResult key_from_request_target(const char *target, char *out, size_t ma
         const char *scheme_end = strstr(p, "://");
         if (scheme_end == NULL)
             return KEY_BAD_TARGET;
-        p = strchr(scheme_end + 3, '/');
-        if (p == NULL)
+        // The authority ends at the path, the query or the fragment: "http://h?/k" has no path.
+        p = scheme_end + 3 + strcspn(scheme_end + 3, "/?#");
+        if (*p != '/')
             return KEY_EMPTY;
     }
     p++;

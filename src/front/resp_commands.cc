@@ -137,6 +137,8 @@ static void cmd_quit(RespClient *c, const char *, const RespArg *, int, evbuffer
     c->closing = true;
 }
 
+// An integer as Redis reads one (string2ll): digits with an optional '-', no spaces, no '+', no
+// leading zeros, no "-0".
 static bool parse_integer(const char *s, size_t len, long long *out)
 {
     char text[24];
@@ -144,6 +146,9 @@ static bool parse_integer(const char *s, size_t len, long long *out)
         return false;
     memcpy(text, s, len);
     text[len] = '\0';
+    const char *digits = text[0] == '-' ? text + 1 : text;
+    if (digits[0] < '0' || digits[0] > '9' || (digits[0] == '0' && (digits[1] != '\0' || digits != text)))
+        return false;
     char *end;
     errno = 0;
     *out = strtoll(text, &end, 10);

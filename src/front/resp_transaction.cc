@@ -148,9 +148,19 @@ struct ExecPart {
 struct Exec {
     ReplySlot *slot;
     evbuffer *answers;  // the other commands' answers, one after another
+    size_t bound;       // max_client_output: a larger answer is refused, not built
     size_t count;
     ExecPart parts[];
 };
+
+// What EXEC's answer would take, at most (values, and a little framing per key).
+static size_t answer_size(const Exec *e, const LookupResult *results, size_t n)
+{
+    size_t bytes = evbuffer_get_length(e->answers) + 16;
+    for (size_t i = 0; i < n; i++)
+        bytes += results[i].value_len + RESP_HEADER_MAX;
+    return bytes;
+}
 
 static void on_exec_done(void *arg, const LookupResult *results, size_t n)
 {
@@ -159,6 +169,10 @@ static void on_exec_done(void *arg, const LookupResult *results, size_t n)
     int protocol = reply_slot_protocol(e->slot);
     if (out != NULL && results == NULL && n == 0) {
         resp_add_error(out, "ERR out of memory");
+    } else if (out != NULL && answer_size(e, results, n) > e->bound) {
+        // Checked before the answer is built: a few keys repeated many times must not make the
+        // worker build (and stall on) gigabytes that the client's bound would then refuse.
+        resp_add_error(out, "ERR EXEC's answers pass max_client_output: transaction discarded");
     } else if (out != NULL) {
         resp_add_array_header(out, e->count);
         for (size_t i = 0; i < e->count; i++) {
@@ -222,6 +236,7 @@ void resp_transaction_exec(RespClient *c)
     }
     e->answers = answers;
     e->count = t->count;
+    e->bound = (size_t)c->front->env->config->max_client_output;
     // The commands that are no lookup run now, in order, as Redis runs them at EXEC; their
     // answers wait for the lookups'. They are bounded as a client's unsent answers are: past
     // max_client_output, the EXEC is refused instead of built further.

@@ -84,6 +84,14 @@ class TransactionTest(ProtocolTestCase):
         with self.assertRaisesRegex(RedisError, "^ERR EXEC's answers pass max_client_output"):
             c.read_reply()
         self.assertEqual(c("GET", "a"), b"1")  # the connection goes on
+        # One cached key repeated: refused before its answer is built (it would be 1 MB here).
+        self.redis("SET", "kb", "x" * 1000)
+        self.assertEqual(len(c("GET", "kb")), 1000)
+        c.send_raw(resp_encode("MULTI") + resp_encode("MGET", *["kb"] * 1000) + resp_encode("EXEC"))
+        self.assertEqual([c.read_reply() for _ in range(2)], [b"OK", b"QUEUED"])
+        with self.assertRaisesRegex(RedisError, "^ERR EXEC's answers pass max_client_output"):
+            c.read_reply()
+        self.assertEqual(c("GET", "a"), b"1")
 
     def test_a_snapshot_too_large_for_max_reply_size_fails_rather_than_splits(self):
         # Two values of 800 bytes: each fits max_reply_size (1k), their MGET does not. A plain
@@ -190,6 +198,9 @@ class Resp3Test(ProtocolTestCase):
 
     def test_hello_options_and_refusals(self):
         self.assertSameAsRedis([("HELLO", "4"), ("HELLO", "x"), ("HELLO", "3", "BOGUS"), ("GET", "nosuch")])
+        # Integers as Redis reads them: no spaces, no '+', no leading zeros, no "-0".
+        self.assertSameAsRedis([("HELLO", " 3"), ("HELLO", "03"), ("HELLO", "+3"), ("SELECT", "00"),
+                                ("SELECT", "-0"), ("SELECT", " 0"), ("SELECT", "0")])
         c = self.proxy.resp()
         self.assertEqual(c("HELLO", "2", "AUTH", "default", "anything", "SETNAME", "app")[5], 2)
         self.assertEqual(c("CLIENT", "GETNAME"), b"app")
@@ -381,16 +392,22 @@ class HttpProtocolTest(ProxyTestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 304 Not Modified\r\n"), answer)
         self.assertNotIn(b"Content-Type", answer)
         self.assertNotIn(b"X-Cache", answer)
-        # The same value keeps its ETag across a restart; a new value has a new one.
-        proxy.stop()
-        proxy.start()
+        # Across a reload the same value keeps its ETag (the key is the master's); a new value
+        # has a new one. A restart makes a new key: every ETag changes, so no one who saw the
+        # old ones can have prepared a collision (a client refetches once).
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "serving; stopping" in proxy.log(), what="the reload")
         self.assertEqual(curl(url)[1]["etag"], etag)
         self.redis("SET", "k", "other")
-        proxy.stop()
-        proxy.start()
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: proxy.log().count("serving; stopping") == 2, what="the second reload")
         code, headers, body = curl("-H", "If-None-Match: " + etag, url)
         self.assertEqual((code, body), (200, b"other"))
         self.assertNotEqual(headers["etag"], etag)
+        other = headers["etag"]
+        proxy.stop()
+        proxy.start()
+        self.assertNotEqual(curl(url)[1]["etag"], other)
 
     def test_no_etag_unless_asked_for(self):
         proxy = self.start_proxy()

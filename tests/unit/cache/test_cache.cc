@@ -444,18 +444,21 @@ TEST(Cache, test_max_bytes_counts_the_table_so_it_bounds_the_whole_cache)
 TEST(Cache, test_kept_digests_are_the_values_and_cost_their_bytes)
 {
     LONGS_EQUAL(slab_footprint(sizeof(CacheEntry) + 1 + 100), cache_entry_footprint(cache, 1, 100));
-    cache_keep_digests(cache, true);
+    cache_keep_digests(cache, true, 1234);
     LONGS_EQUAL(slab_footprint(sizeof(CacheEntry) + 1 + 100 + 8), cache_entry_footprint(cache, 1, 100));
     std::string value(100, 'v');
     CacheEntry *e = put("a", value.c_str(), 0);
-    CHECK(cache_entry_digest(e) == cache_value_digest(value.data(), value.size()));
-    // The same in every cache, whatever its seed (each worker's has its own), and per value.
+    CHECK(cache_entry_digest(e) == cache_value_digest(cache, value.data(), value.size()));
+    // The same in every cache given the same key, whatever its seed (each worker's has its own);
+    // another under another key; and per value.
     Cache *other = cache_create(3, TTL, 7, &stats);
-    cache_keep_digests(other, true);
+    cache_keep_digests(other, true, 1234);
     CacheEntry *o = cache_insert(other, "b", 1, cache_hash(other, "b", 1), value.data(), value.size(), 0);
     CHECK(cache_entry_digest(o) == cache_entry_digest(e));
-    CHECK(cache_value_digest("x", 1) != cache_value_digest("y", 1));
-    CHECK(cache_value_digest("", 0) != cache_value_digest("\0", 1));
+    cache_keep_digests(other, true, 1235);
+    CHECK(cache_value_digest(other, value.data(), value.size()) != cache_entry_digest(e));
+    CHECK(cache_value_digest(cache, "x", 1) != cache_value_digest(cache, "y", 1));
+    CHECK(cache_value_digest(cache, "", 0) != cache_value_digest(cache, "\0", 1));
     cache_destroy(other);
 }
 

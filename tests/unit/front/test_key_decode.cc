@@ -83,6 +83,10 @@ TEST(KeyDecode, test_absolute_form)
     LONGS_EQUAL(KEY_OK, decode("http://proxy:8080/k%2F1"));
     STRCMP_EQUAL("k/1", key().c_str());
     LONGS_EQUAL(KEY_EMPTY, decode("http://proxy:8080"));
+    LONGS_EQUAL(KEY_EMPTY, decode("http://proxy?/hk"));  // a query, not a path
+    LONGS_EQUAL(KEY_EMPTY, decode("http://proxy#/hk"));
+    LONGS_EQUAL(KEY_OK, decode("http://proxy/hk?x=/y"));
+    STRCMP_EQUAL("hk", key().c_str());
     LONGS_EQUAL(KEY_BAD_TARGET, decode("*"));
     LONGS_EQUAL(KEY_BAD_TARGET, decode("key"));
 }
