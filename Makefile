@@ -4,6 +4,8 @@
 
 CXX      ?= g++
 PKGS     := libevent hiredis inih libsystemd
+# What building and the unit tests need (the container image's build stage: make build-deps).
+BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
             libsystemd-dev systemd redis-server redis-tools python3 python3-redis curl prometheus
 # Debian's Python, whose modules (python3-redis) the packages above install; not whichever
@@ -39,7 +41,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check unit system deps client-deps bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
+.PHONY: all run check unit system deps build-deps client-deps check-image bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -69,6 +71,9 @@ $(BUILD)/obj $(BUILD)/unit:
 deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PKGS)"
 
+build-deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BUILD_PKGS)" APT_FLAGS=--no-install-recommends
+
 # The Node.js clients the system tests drive (tests/clients), from the npm registry: without it
 # (or without npm) their test is skipped, except in CI (CI=true), where .ci/run installs them.
 client-deps:
@@ -84,7 +89,7 @@ install-packages:
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $(APT_FLAGS) $$missing; \
 	fi
 
 unit: $(BUILD)/unit-tests
@@ -126,7 +131,7 @@ $(BUILD)/bench/%: bench/%.cc
 
 bench: bench-deps
 	$(MAKE) all $(BUILD)/bench/evhttp_bare $(BUILD)/bench/paced_client
-	BUILD_DIR=$(abspath $(BUILD)) python3 bench/bench.py
+	BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) bench/bench.py
 
 # `make install`, with DESTDIR (a staging root, as packages use) and PREFIX. An existing
 # /etc/redis-proxy/proxy.ini is never overwritten: the example goes beside it as proxy.ini.dist.
@@ -171,6 +176,12 @@ deb: deb-deps
 check-systemd: deb
 	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap systemd-container"
 	bash tests/systemd/check.sh
+
+# The container image, built for real (buildah, from a Debian base made with debootstrap: nothing
+# is pulled) and run (podman) against a test Redis: see tests/image/check.sh.
+check-image:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap buildah podman podman-compose runc redis-server redis-tools curl"
+	bash tests/image/check.sh
 
 # Fuzzing (never part of check): libFuzzer with ASan and UBSan, clang from Debian. Each target
 # runs FUZZ_SECONDS on a working corpus in build-fuzz/ seeded from tests/fuzz/corpus/; a crash

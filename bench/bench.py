@@ -639,7 +639,7 @@ def main():
             print("callgrind    %-42s %8.0f instructions per request" % (name, count), flush=True)
 
         write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, redis_bytes, instructions, staleness,
-                      clustered)
+                      clustered, bounded)
     finally:
         stop_all()
         shutil.rmtree(workdir, True)
@@ -651,7 +651,7 @@ def describe(setting):
 
 
 def write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, redis_bytes, instructions, staleness,
-                  clustered):
+                  clustered, bounded):
     def line(name, r, proxy=None):
         """A row; for a peer, the last column is the proxy's throughput over the peer's."""
         ratio = "" if proxy is None else "%.2fx" % (proxy["rps"] / r["rps"])

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "health_probe.h"
 #include "log.h"
 #include "master.h"
 #include "version.h"
@@ -24,6 +25,8 @@ static void usage(FILE *out)
             "  -T                  check the configuration, print every setting and exit\n"
             "  -R, --reload PID    check the configuration; if valid, tell the master PID to reload\n"
             "                      it (SIGHUP), else say why and exit %d (systemctl reload runs it)\n"
+            "      --health        ask the running proxy's /readyz (at [admin] listen): exit 0 if\n"
+            "                      ready, 1 if not (a container's HEALTHCHECK)\n"
             "  -v, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
             "\n"
@@ -51,7 +54,7 @@ int main(int argc, char **argv)
 {
     log_init();
     const char *path = DEFAULT_CONFIG;
-    bool test_only = false, print_config = false, quiet = false;
+    bool test_only = false, print_config = false, quiet = false, health = false;
     const char *reload_pid = NULL;
     const char *overrides[64];
     int override_count = 0;
@@ -60,7 +63,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},        {"reload", required_argument, NULL, 'R'},
         {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"health", no_argument, NULL, 'H'},       {NULL, 0, NULL, 0},
     };
     while ((opt = getopt_long(argc, argv, "c:o:tqTR:vh", long_options, NULL)) != -1) {
         switch (opt) {
@@ -85,6 +88,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             reload_pid = optarg;
+            break;
+        case 'H':
+            health = true;
             break;
         case 'v':
             printf("redis-proxy %s\n", REDIS_PROXY_VERSION);
@@ -112,7 +118,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "redis-proxy: configuration file %s test failed\n", path);
         else if (reload_pid != NULL)
             fprintf(stderr, "redis-proxy: reload refused: the running configuration stays in force\n");
-        return EXIT_CONFIG;
+        return health ? 1 : EXIT_CONFIG;  // (a health check answers 0 or 1 only)
     }
     if (print_config) {
         config_print(&config, stdout);
@@ -125,6 +131,8 @@ int main(int argc, char **argv)
     }
     if (reload_pid != NULL)
         return signal_reload(reload_pid) ? 0 : 1;
+    if (health)
+        return health_probe(&config);
     log_set_level((int)config.log_level);
     return master_run(&config, &source);
 }

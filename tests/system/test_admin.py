@@ -7,7 +7,7 @@ import signal
 import subprocess
 import urllib.request
 
-from harness import ProxyTestCase, wait_until
+from harness import PROXY_BIN, ProxyTestCase, wait_until
 
 PROMTOOL = shutil.which("promtool")
 
@@ -84,6 +84,26 @@ class AdminTest(ProxyTestCase):
         self.assertEqual(proxy.admin("/healthz")[0], 200)  # alive all the same
         self.redis = self.start_redis(port=port)
         wait_until(lambda: proxy.admin("/readyz")[0] == 200, what="ready again")
+
+    def test_health_flag_asks_readyz_at_the_configured_admin_address(self):
+        # The container's HEALTHCHECK: redis-proxy --health with the proxy's own file.
+        proxy = self.start_proxy()
+        health = lambda: subprocess.run([PROXY_BIN, "--health", "-c", proxy.config_path], capture_output=True,
+                                        text=True, timeout=10)
+        r = health()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("1 of 1 workers connected", r.stdout)
+        self.redis.stop()
+        wait_until(lambda: health().returncode == 1, what="--health failing without Redis")
+        proxy.stop()
+        r = health()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no answer from the admin endpoint at 127.0.0.1:%d" % proxy.admin_port, r.stderr)
+        proxy.settings["admin"]["listen"] = ""
+        proxy.write_config()
+        r = health()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--health needs the admin endpoint", r.stderr)
 
     def test_unknown_admin_path_is_404_and_other_methods_405(self):
         proxy = self.start_proxy()

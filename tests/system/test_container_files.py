@@ -31,8 +31,10 @@ class ContainerFilesTest(ProxyTestCase):
         with open(os.path.join(ROOT, "Makefile")) as f:
             targets = set(re.findall(r"^([a-z-]+):", f.read(), re.M))
         runs = " ".join(l for l in dockerfile().splitlines() if l.startswith("RUN "))
-        used = re.findall(r"\bmake ([a-z-]+)", runs)
-        self.assertEqual(set(used), {"deps", "check", "install"})
+        used = set()
+        for invocation in re.findall(r"\bmake ((?:[^&]|&(?!&))*)", runs):  # up to the next &&
+            used |= {word for word in invocation.split() if not word.startswith("-") and "=" not in word}
+        self.assertEqual(used, {"build-deps", "all", "unit", "install"})
         self.assertTrue(set(used) <= targets, used)
 
     def test_runtime_stage_installs_the_libraries_the_binary_links(self):
@@ -57,15 +59,16 @@ class ContainerFilesTest(ProxyTestCase):
         installed = set(re.search(r"--no-install-recommends (.*?) &&", runtime).group(1).split())
         self.assertEqual(installed, packages)
 
-    def test_healthcheck_command_asks_healthz(self):
+    def test_healthcheck_command_asks_readyz_at_the_configured_address(self):
         m = re.search(r'HEALTHCHECK .*CMD (\[.*\])', dockerfile())
         command = json.loads(m.group(1))
+        self.assertEqual(command, ["/usr/sbin/redis-proxy", "--health", "-c", "/etc/redis-proxy/proxy.ini"])
         self.redis = self.start_redis()
         proxy = self.start_proxy()
-        command[-1] = command[-1].replace("/9121", "/%d" % proxy.admin_port)
-        self.assertEqual(subprocess.run(command, timeout=10).returncode, 0)
+        command = [PROXY_BIN] + command[1:-1] + [proxy.config_path]  # the built binary, the test's file
+        self.assertEqual(subprocess.run(command, timeout=10, stdout=subprocess.DEVNULL).returncode, 0)
         proxy.stop()
-        self.assertNotEqual(subprocess.run(command, timeout=10, stderr=subprocess.DEVNULL).returncode, 0)
+        self.assertEqual(subprocess.run(command, timeout=10, stderr=subprocess.DEVNULL).returncode, 1)
 
     def test_compose_file_runs_redis_and_the_proxy(self):
         # (plain text: the standard library has no YAML parser)
@@ -76,3 +79,5 @@ class ContainerFilesTest(ProxyTestCase):
         proxy = compose.split("  redis-proxy:\n")[1]
         self.assertIn("    build: .\n", proxy)
         self.assertRegex(proxy, r"depends_on:\n\s+- redis\n")
+        self.assertEqual(compose.count("    restart: unless-stopped\n"), 2)
+        self.assertIn("      nofile:\n        soft: 65536\n        hard: 65536\n", proxy)

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# make check-image: the container image built for real and run as a user runs it. Nothing can
+# be pulled here, so the base image is made the way check-systemd makes its root: debootstrap
+# (minbase, cached outside the repository, keyed by its package list), imported as
+# debian:bookworm-slim. buildah builds the Dockerfile from it (--pull=never, the docker format,
+# which keeps HEALTHCHECK); podman runs the image on the host's network against a test Redis on
+# free ports. Every container and process started is stopped on every exit path. Where podman
+# cannot run a container here, this says so in one line and passes, except in CI (CI=true),
+# where that fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PACKAGES="minbase"
+CACHE=${REDIS_PROXY_IMAGE_CACHE:-/var/cache/redis-proxy-image}
+KEY=$(printf '%s bookworm' "$PACKAGES" | sha1sum | cut -c1-12)
+ROOT=$CACHE/root-$KEY
+BASE=docker.io/library/debian:bookworm-slim
+IMAGE=localhost/redis-proxy:check
+MIRROR=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+MIRROR=${MIRROR:-$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# This machine's podman needs runc and cgroupfs (no systemd as PID 1).
+PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
+
+passed=0
+failed=0
+NAME=redis-proxy-check-$$
+REDIS_PID=
+WORK=$(mktemp -d)
+
+cleanup() {
+    "${PODMAN[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+check() {  # check "what it proves" command...
+    local what=$1
+    shift
+    if "$@"; then
+        echo "ok   $what"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $what"
+        failed=$((failed + 1))
+        "${PODMAN[@]}" logs --tail 30 "$NAME" 2>&1 || true
+    fi
+}
+
+cannot() {  # cannot "why": skip outside CI, fail in it
+    if [ "${CI:-}" = true ]; then
+        echo "check-image: FAILED: $1"
+        exit 1
+    fi
+    echo "check-image: skipped: $1"
+    exit 0
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+if [ ! -d "$ROOT" ]; then
+    echo "check-image: making the base image's root $ROOT (debootstrap, about a minute)"
+    mkdir -p "$CACHE"
+    rm -rf "$ROOT.tmp"
+    debootstrap --variant=minbase bookworm "$ROOT.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+        { rm -rf "$ROOT.tmp"; debootstrap --variant=minbase bookworm "$ROOT.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; } ||
+        { tail -20 "$CACHE/debootstrap.log"; exit 1; }
+    rm -rf "$ROOT.tmp"/var/cache/apt/archives/*.deb "$ROOT.tmp"/var/lib/apt/lists/*
+    mv "$ROOT.tmp" "$ROOT"
+fi
+if ! "${PODMAN[@]}" image exists "$BASE" || [ "$("${PODMAN[@]}" image inspect -f '{{index .Labels "root"}}' "$BASE" 2>/dev/null)" != "$KEY" ]; then
+    tar -C "$ROOT" -c . | "${PODMAN[@]}" import --change "LABEL root=$KEY" --change 'CMD ["bash"]' - "$BASE" >/dev/null ||
+        cannot "podman cannot import an image here"
+fi
+
+echo "check-image: buildah bud (the build stage builds and runs the unit tests)"
+if ! buildah bud --isolation chroot --pull=never --format docker --layers -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
+    tail -30 "$WORK/build.log"
+    check "buildah bud builds the image" false
+    echo "check-image: $passed passed, $failed failed"
+    exit 1
+fi
+check "buildah bud builds the image" true
+check "the image keeps its HEALTHCHECK (docker format)" \
+    bash -c "buildah inspect --type image -f '{{.Docker.Config.Healthcheck.Test}}' $IMAGE | grep -q -- '--health'"
+check "the build installed no recommends (the build stage is small)" \
+    bash -c "! grep -q 'Recommended packages' '$WORK/build.log' || grep -q 'no-install-recommends' Dockerfile"
+
+# A test Redis on the host, and a configuration on free ports, mounted as a user would mount it
+# (readable by the image's user).
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --logfile "$WORK/redis.log" &
+REDIS_PID=$!
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+HTTP=$(free_port) RESP=$(free_port) ADMIN=$(free_port)
+sed -e "s/^listen = \*:8080/listen = 127.0.0.1:$HTTP/" -e "s/^resp_listen = \*:6380/resp_listen = 127.0.0.1:$RESP/" \
+    -e "s/^listen = \*:9121/listen = 127.0.0.1:$ADMIN/" -e "s/^address = redis:6379/address = 127.0.0.1:$REDIS_PORT/" \
+    conf/docker.ini >"$WORK/proxy.ini"
+chmod 0644 "$WORK/proxy.ini"
+"${PODMAN[@]}" run -d --name "$NAME" --network host --ulimit nofile=65536:65536 \
+    -v "$WORK/proxy.ini:/etc/redis-proxy/proxy.ini:ro" "$IMAGE" >/dev/null 2>"$WORK/run.log" ||
+    cannot "podman cannot run a container here: $(tail -1 "$WORK/run.log")"
+for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz")" = 200 ] && break
+    sleep 0.1
+done
+check "the container is ready (/readyz)" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz")" = 200
+
+redis-cli -p "$REDIS_PORT" set user:42 alice >/dev/null
+first=$(curl -s -D - -o "$WORK/body" "http://127.0.0.1:$HTTP/user:42" | tr -d '\r' | sed -n 's/^X-Cache: //p')
+check "curl GET /user:42: the value, a MISS first" test "$(cat "$WORK/body") $first" = "alice MISS"
+hit=no
+for _ in $(seq 20); do  # a cache per worker: ask until the worker asked first answers again
+    curl -s -D - -o /dev/null "http://127.0.0.1:$HTTP/user:42" | grep -q 'X-Cache: HIT' && { hit=yes; break; }
+done
+check "then a HIT" test "$hit" = yes
+check "redis-cli through the RESP port" test "$(redis-cli -p "$RESP" get user:42)" = alice
+check "the HEALTHCHECK command passes (podman healthcheck run)" "${PODMAN[@]}" healthcheck run "$NAME"
+pid=$("${PODMAN[@]}" inspect -f '{{.State.Pid}}' "$NAME")
+check "the proxy runs as the image's user, not root" \
+    bash -c "[ \$(stat -c %u /proc/$pid) != 0 ] && [ \"\$(stat -c %U /proc/$pid)\" != root ]"
+# Redis gone: the probe fails (three in a row, 30 s, make the container unhealthy).
+kill "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null || true
+REDIS_PID=
+gone=no
+for _ in $(seq 100); do
+    "${PODMAN[@]}" healthcheck run "$NAME" >/dev/null 2>&1 || { gone=yes; break; }
+    sleep 0.1
+done
+check "with Redis gone the HEALTHCHECK command fails" test "$gone" = yes
+start=$(date +%s%N)
+"${PODMAN[@]}" stop -t 10 "$NAME" >/dev/null
+took_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "podman stop: exit status 0 within a second (took ${took_ms} ms)" \
+    test "$("${PODMAN[@]}" inspect -f '{{.State.ExitCode}}' "$NAME")" = 0 -a "$took_ms" -lt 1000
+
+echo "check-image: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
