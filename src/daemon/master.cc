@@ -356,8 +356,10 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
     return STATUS_EVERY_MS;
 }
 
-// Where the workers find Redis: its address, or a cluster's seed nodes. Host names are resolved
-// here, once, so that no worker ever blocks on DNS.
+// Where the workers find Redis: its address, or a cluster's seed nodes. A host name is not
+// resolved here: the workers look it up before each connect, without blocking
+// (backend_resolve.cc), so that a Redis that moves is followed and a name server that does not
+// answer holds nothing up.
 bool master_resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t errlen)
 {
     out->seed_count = 0;

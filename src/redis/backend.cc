@@ -36,18 +36,21 @@ bool backend_target_resolve(const char *address, BackendTarget *t, char *err, si
         strcpy(t->path, a.path);
         return true;
     }
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (!address_resolve(&a, false, &ss, &len, err, errlen))
-        return false;
-    const void *ip = ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
-                                             : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
-    inet_ntop(ss.ss_family, ip, t->ip, sizeof(t->ip));
     t->port = a.port;
+    unsigned char numeric[16];
+    if (inet_pton(AF_INET, a.host, numeric) == 1 || inet_pton(AF_INET6, a.host, numeric) == 1) {
+        snprintf(t->ip, sizeof(t->ip), "%.63s", a.host);
+        return true;
+    }
+    // A name: looked up by the backend before each connect, never here (a name server that does
+    // not answer must not hold the master's start).
+    t->by_name = true;
+    snprintf(t->host, sizeof(t->host), "%s", a.host);
     return true;
 }
 
 static void backend_connect(Backend *b);
+void backend_connect_now(Backend *b);
 
 static uint64_t next_random(Backend *b)
 {
@@ -57,7 +60,7 @@ static uint64_t next_random(Backend *b)
     return b->rng;
 }
 
-static void schedule_reconnect(Backend *b, const char *what, const char *detail)
+void backend_schedule_reconnect(Backend *b, const char *what, const char *detail)
 {
     uint64_t delay = backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, b->failures);
     // Jitter in [delay/2, delay]: workers that lost Redis together do not come back in lockstep.
@@ -125,7 +128,7 @@ void backend_drop(Backend *b, BackendFailure failure, const char *what, const ch
     bool was_open = b->fd >= 0;
     // Logged before the commands waiting on it are answered: the log says why before a client
     // sees the error.
-    schedule_reconnect(b, what, detail);
+    backend_schedule_reconnect(b, what, detail);
     close_connection(b, failure);
     if (b->reader == NULL)
         log_error("redis %s%s: out of memory for the reply parser; retrying", b->target.display, b->hooks.label);
@@ -374,21 +377,30 @@ static socklen_t target_sockaddr(const BackendTarget *t, struct sockaddr_storage
     return (socklen_t)sizeof(*sin6);
 }
 
+// A target given by name is resolved first (backend_resolve.cc), then connected to.
 static void backend_connect(Backend *b)
 {
+    if (b->target.by_name)
+        backend_resolve(b);
+    else
+        backend_connect_now(b);
+}
+
+void backend_connect_now(Backend *b)
+{
     if (b->reader == NULL && (b->reader = redisReaderCreate()) == NULL) {
-        schedule_reconnect(b, "cannot connect", "out of memory");
+        backend_schedule_reconnect(b, "cannot connect", "out of memory");
         return;
     }
     struct sockaddr_storage ss;
     socklen_t len = target_sockaddr(&b->target, &ss);
     if (len == 0) {
-        schedule_reconnect(b, "cannot connect", "not an IP address");
+        backend_schedule_reconnect(b, "cannot connect", "not an IP address");
         return;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        schedule_reconnect(b, "cannot connect", strerror(errno));
+        backend_schedule_reconnect(b, "cannot connect", strerror(errno));
         return;
     }
     if (!b->target.is_unix) {
@@ -399,7 +411,7 @@ static void backend_connect(Backend *b)
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
         int err = errno;
         close(fd);
-        schedule_reconnect(b, "cannot connect", strerror(err));
+        backend_schedule_reconnect(b, "cannot connect", strerror(err));
         return;
     }
     b->read_event = event_new(b->base, fd, EV_READ | EV_PERSIST, backend_on_readable, b);
@@ -411,7 +423,7 @@ static void backend_connect(Backend *b)
             event_free(b->write_event);
         b->read_event = b->write_event = NULL;
         close(fd);
-        schedule_reconnect(b, "cannot connect", "out of memory");
+        backend_schedule_reconnect(b, "cannot connect", "out of memory");
         return;
     }
     b->fd = fd;
@@ -481,6 +493,7 @@ void backend_destroy(Backend *b)
         return;
     if (b->out != NULL)
         close_connection(b, BACKEND_UNAVAILABLE);
+    backend_resolver_free(b);
     if (b->connect_timer)
         event_free(b->connect_timer);
     if (b->timeout_timer)

@@ -62,12 +62,19 @@ struct BackendHooks {
 // Where Redis is, resolved once by the master so that no worker ever blocks on DNS.
 struct BackendTarget {
     bool is_unix;
-    char ip[64];
+    char ip[64];    // where to connect; empty for a name that has not resolved yet
     int port;
     char path[108];
     char display[300];  // as configured, for logs
+    // Given by name (a host name, not an IP): resolved again, without blocking, before each
+    // connect, so that a Redis that moves (a container recreated with a new address) is followed.
+    bool by_name;
+    char host[256];
 };
 
+// Parses an address. An IP or a unix path is final; a name is kept as a name, which the backend
+// looks up (without blocking) before each connect: one that does not resolve is a failed attempt,
+// retried, not an error here. False, with the reason, for a malformed address.
 bool backend_target_resolve(const char *address, BackendTarget *target, char *err, size_t errlen);
 
 struct Backend;

@@ -58,15 +58,25 @@ struct Backend {
     uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
     int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
     uint64_t rng;
+    struct evdns_base *dns;                      // for a target given by name; made on first use
+    struct evdns_getaddrinfo_request *resolving;  // a lookup under way
 };
 
 // backend.cc
+// An attempt failed: logged (the first of a run), and the next one scheduled with back-off.
+void backend_schedule_reconnect(Backend *b, const char *what, const char *detail);
+// Connects to target.ip now.
+void backend_connect_now(Backend *b);
 // The connection goes, and its commands are answered `failure`; a reconnect is scheduled.
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail);
 // The same, for a connection out of step: the owner forgets what was read through it.
 void backend_drop_untrusted(Backend *b, const char *what, const char *detail);
 // The oldest command sent: the next reply is its.
 PendingCommand backend_pop_command(Backend *b);
+
+// backend_resolve.cc: a target given by name, resolved without blocking before each connect.
+void backend_resolve(Backend *b);        // then backend_connect_now, or a reconnect scheduled
+void backend_resolver_free(Backend *b);  // cancels a lookup under way
 
 // backend_read.cc: the read event's callback.
 void backend_on_readable(evutil_socket_t fd, short what, void *arg);

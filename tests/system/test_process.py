@@ -346,7 +346,3 @@ class CommandLineTest(ProxyTestCase):
         self.assertEqual(code, 78)  # EX_CONFIG
         self.assertIn("cannot listen on 127.0.0.1:%d: Address already in use (change listen in [proxy])" % port, out)
 
-    def test_unresolvable_redis_host_is_a_clear_error(self):
-        code, out = self.run_proxy(config="[proxy]\nlisten = 127.0.0.1:%d\n[redis]\naddress = no-such-host.invalid:6379\n" % free_port())
-        self.assertEqual(code, 1)
-        self.assertIn("cannot resolve 'no-such-host.invalid'", out)
