@@ -165,7 +165,7 @@ deb-deps:
 
 deb: deb-deps
 	rm -rf build-deb && mkdir -p build-deb/redis-proxy-$(VERSION)
-	cp -r Makefile src conf systemd packaging build-deb/redis-proxy-$(VERSION)/
+	cp -r Makefile README.md LICENSE src conf systemd packaging build-deb/redis-proxy-$(VERSION)/
 	cp -r packaging/debian build-deb/redis-proxy-$(VERSION)/debian
 	cd build-deb/redis-proxy-$(VERSION) && dpkg-buildpackage -b -us -uc
 	lintian --fail-on error build-deb/redis-proxy_$(VERSION)_*.deb

@@ -92,6 +92,16 @@ check "the container has loopback only (its own network namespace)" \
 # Install as a user does (its dependencies are in the root: no network here).
 check "apt install ./redis-proxy_*.deb" \
     in_container env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/debs/$(basename "$DEB")"
+check "the README and the example config are in /usr/share/doc/redis-proxy" \
+    in_container bash -c "ls /usr/share/doc/redis-proxy/README.md* /usr/share/doc/redis-proxy/examples/proxy.ini >/dev/null"
+check "the config is the service user's to read only (0640 root:redis-proxy)" \
+    test "$(in_container stat -c '%a %U:%G' /etc/redis-proxy/proxy.ini)" = "640 root:redis-proxy"
+# An upgrade (the same package again) keeps the owner and mode the admin gave the file since.
+in_container chmod 0600 /etc/redis-proxy/proxy.ini
+in_container env DEBIAN_FRONTEND=noninteractive dpkg -i "/debs/$(basename "$DEB")" >/dev/null 2>&1
+check "an upgrade leaves the config's mode as the admin set it" \
+    test "$(in_container stat -c '%a' /etc/redis-proxy/proxy.ini)" = 600
+in_container chmod 0640 /etc/redis-proxy/proxy.ini
 in_container systemctl start redis-proxy
 check "systemctl start redis-proxy: active" test "$(in_container systemctl is-active redis-proxy)" = active
 # workers = auto: as many as the CPUs the container may use, whatever that is on this runner.
