@@ -106,23 +106,27 @@ check: deps client-deps
 	$(BUILD)/unit-tests
 	$(SYSTEM_ENV) $(PYTHON) tests/system/run.py
 
-# Runs the proxy in the foreground on conf/proxy.ini; if no Redis answers at the configured
-# address, starts a throwaway redis-server there for this session and stops it on exit.
+# Runs the proxy in the foreground on conf/proxy.ini (ARGS: more options, e.g.
+# ARGS='-o proxy.listen=127.0.0.1:8081'); a file that does not load stops it with its one error.
+# If no Redis answers at the configured address, starts a throwaway redis-server there, in a
+# session of its own so that Ctrl-C reaches the proxy only, and stops it once the proxy is gone.
 CONF ?= conf/proxy.ini
 run: deps
 	$(MAKE) all
-	@addr=$$($(BUILD)/redis-proxy -c $(CONF) -T | awk '$$1 == "redis.address" { print $$3 }'); \
+	@$(BUILD)/redis-proxy -c $(CONF) $(ARGS) -t -q || exit 1; \
+	addr=$$($(BUILD)/redis-proxy -c $(CONF) $(ARGS) -T | awk '$$1 == "redis.address" { print $$3 }'); \
 	case "$$addr" in unix:*) rflags="--port 0 --unixsocket $${addr#unix:}"; ping="-s $${addr#unix:}";; \
 	   *) host=$${addr%:*}; port=$${addr##*:}; host=$${host#[}; host=$${host%]}; \
 	      rflags="--bind $$host --port $$port"; ping="-h $$host -p $$port";; esac; \
 	redis_pid=; \
 	if ! redis-cli $$ping ping >/dev/null 2>&1; then \
 		echo "no Redis answers at $$addr: starting a throwaway redis-server there"; \
-		redis-server $$rflags --save '' --appendonly no --dir /tmp >/tmp/redis-proxy-dev-redis.log 2>&1 & redis_pid=$$!; \
+		setsid redis-server $$rflags --save '' --appendonly no --dir /tmp >/tmp/redis-proxy-dev-redis.log 2>&1 & redis_pid=$$!; \
 		for i in $$(seq 50); do redis-cli $$ping ping >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi; \
-	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null; true' EXIT INT TERM; \
-	$(BUILD)/redis-proxy -c $(CONF)
+	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null; true' EXIT; \
+	trap 'true' INT TERM; \
+	$(BUILD)/redis-proxy -c $(CONF) $(ARGS)
 
 # The benchmark (never part of check): the proxy against its peers, in one run; see bench/bench.py.
 $(BUILD)/bench/%: bench/%.cc

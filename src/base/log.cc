@@ -13,9 +13,11 @@ static int log_level = LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const int syslog_priorities[] = {3, 4, 6, 7};  // err, warning, info, debug
 static bool to_journal;
+static pid_t main_pid;  // the master: the process the journal names as every line's sender
 
 void log_init(void)
 {
+    main_pid = getpid();
     const char *stream = getenv("JOURNAL_STREAM");
     unsigned long long dev, ino;
     struct stat st;
@@ -28,14 +30,73 @@ void log_set_level(int level) { log_level = level; }
 
 bool log_enabled(int level) { return level <= log_level; }
 
+static LogShared *shared_lines;
+
+void log_share(LogShared *shared) { shared_lines = shared; }
+
+static void write_line(int level, const char *fmt, va_list ap);
+
 void log_msg(int level, const char *fmt, ...)
 {
     if (level > log_level)
         return;
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(level, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t now_ms()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+// Whether another process said this line within the last second; if not, it is marked as said.
+static bool said_lately(const char *text)
+{
+    uint64_t hash = 1469598103934665603ULL;  // FNV-1a over all but the digits
+    for (const char *c = text; *c != '\0'; c++)
+        if (*c < '0' || *c > '9')
+            hash = (hash ^ (unsigned char)*c) * 1099511628211ULL;
+    uint64_t now = now_ms();
+    int slot = (int)(hash % LogShared::SLOTS);
+    uint64_t *line = &shared_lines->line[slot], *until = &shared_lines->until_ms[slot];
+    if (__atomic_load_n(line, __ATOMIC_ACQUIRE) == hash && __atomic_load_n(until, __ATOMIC_ACQUIRE) > now)
+        return true;
+    // (Two workers at the same instant may both say it: rare, and harmless.)
+    __atomic_store_n(line, hash, __ATOMIC_RELEASE);
+    __atomic_store_n(until, now + 1000, __ATOMIC_RELEASE);
+    return false;
+}
+
+void log_msg_once(int level, const char *fmt, ...)
+{
+    if (level > log_level)
+        return;
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (shared_lines != NULL && said_lately(text))
+        return;
+    log_msg(level, "%s", text);
+}
+
+static void write_line(int level, const char *fmt, va_list ap)
+{
     char line[2048];
     size_t n;
     if (to_journal) {
-        n = (size_t)snprintf(line, sizeof(line), "<%d>[%d] ", syslog_priorities[level], (int)getpid());
+        // The journal records the sender's PID already (the master's, for the stream every
+        // process writes to): only a worker's line says whose it is.
+        pid_t pid = getpid();
+        if (pid == main_pid)
+            n = (size_t)snprintf(line, sizeof(line), "<%d>", syslog_priorities[level]);
+        else
+            n = (size_t)snprintf(line, sizeof(line), "<%d>[%d] ", syslog_priorities[level], (int)pid);
     } else {
         struct timeval tv;
         gettimeofday(&tv, NULL);
@@ -45,10 +106,7 @@ void log_msg(int level, const char *fmt, ...)
         n += snprintf(line + n, sizeof(line) - n, ".%03d [%d] %s: ", (int)(tv.tv_usec / 1000),
                       (int)getpid(), level_names[level]);
     }
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    va_end(ap);
     n = (m < 0) ? n : (n + (size_t)m < sizeof(line) - 1 ? n + (size_t)m : sizeof(line) - 2);
     line[n++] = '\n';
     // One write(2) per line, so lines from the master and the workers never interleave.

@@ -3,6 +3,8 @@
 // prefixes), so `journalctl -p warning` filters by level, and the journal adds the time itself.
 #pragma once
 
+#include <stdint.h>
+
 enum LogLevel { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 // Looks whether stderr is the journal (JOURNAL_STREAM names its device and inode). Call once at
@@ -13,6 +15,19 @@ void log_init(void);
 void log_set_level(int level);
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// What every worker would log alike (Redis down: each worker's connections fail together): the
+// first worker to say a line says it, and the same line from the others within a second is
+// dropped, so one event is one line per proxy, not one per worker. Lines count as the same when
+// they differ in digits only (a retry delay with jitter, a worker's number).
+struct LogShared {
+    static const int SLOTS = 16;
+    uint64_t line[SLOTS];      // a line's hash (digits left out)
+    uint64_t until_ms[SLOTS];  // dropped until then
+};
+// A worker logs through this table (in shared memory) from here on.
+void log_share(LogShared *shared);
+void log_msg_once(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "log.h"
 #include "stats.h"
 
 struct WorkerRecord {
@@ -34,6 +35,7 @@ struct Scoreboard {
     int32_t records;
     int32_t used;             // records past this one have never been claimed: not scanned
     WorkerStats retired;      // the counters of workers that have exited
+    LogShared log;            // lines every worker would log alike, said once (log.h)
     WorkerRecord record[];
 };
 

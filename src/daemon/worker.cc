@@ -391,6 +391,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     signal(SIGHUP, SIG_IGN);  // reload is the master's business
     signal(SIGPIPE, SIG_IGN);
     log_set_level((int)config->log_level);
+    if (setup->log_shared != NULL)
+        log_share(setup->log_shared);
 
     Worker w;
     memset(&w, 0, sizeof(w));

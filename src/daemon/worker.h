@@ -68,6 +68,7 @@ struct WorkerSetup {
     int seed_count;
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
+    struct LogShared *log_shared;  // in the scoreboard: lines every worker would log alike; may be NULL
     int channel;  // its end of the channel with the master (handover.h); -1: none
     // A reload's new worker: it accepts no connection before its first attempt to reach Redis has
     // ended (the previous worker on the same sockets serves meanwhile).

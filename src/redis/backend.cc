@@ -67,8 +67,9 @@ void backend_schedule_reconnect(Backend *b, const char *what, const char *detail
     delay = delay / 2 + next_random(b) % (delay / 2 + 1);
     b->failures++;
     b->stats->redis_tried = 1;
-    // The first failure is news; the repeats while Redis stays down are not.
-    log_msg(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s%s%s; retrying in %llums",
+    // The first failure is news; the repeats while Redis stays down are not. Every worker's
+    // connections fail alike: said once per proxy.
+    log_msg_once(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s%s%s; retrying in %llums",
             b->target.display, b->hooks.label, what, detail ? ": " : "", detail ? detail : "",
             (unsigned long long)delay);
     struct timeval tv = timeval_of_ms((uint64_t)delay);

@@ -1,6 +1,7 @@
 """Running under systemd (Type=notify): the notify protocol over a test NOTIFY_SOCKET, and log
 lines with journald priorities when stderr is the journal."""
 import os
+import re
 import signal
 import socket
 
@@ -70,6 +71,18 @@ class NotifyTest(ProxyTestCase):
         self.assertNotIn("cannot notify", proxy.log())
 
 
+class LogOncePerProxyTest(ProxyTestCase):
+    def test_redis_down_at_start_is_one_warning_per_proxy_not_per_worker(self):
+        port = self.redis.port
+        self.redis.stop()
+        proxy = self.start_proxy(proxy={"workers": "4"}, cache={"invalidation": "tracking"}, connected=False)
+        # "ready" once every worker has made its first attempt (and failed: Redis is down).
+        wait_until(lambda: "ready: 4 worker(s), 0 connected" in proxy.log(), what="every worker's first attempt")
+        log = proxy.log()
+        self.assertEqual(log.count("redis 127.0.0.1:%d: cannot connect: Connection refused" % port), 1, log)
+        self.assertEqual(log.count("redis 127.0.0.1:%d (invalidation link): cannot connect" % port), 1, log)
+
+
 class JournalLogTest(ProxyTestCase):
     def test_lines_carry_syslog_priorities_when_stderr_is_the_journal(self):
         # systemd sets JOURNAL_STREAM to stderr's device:inode; here stderr is the log file.
@@ -86,7 +99,11 @@ class JournalLogTest(ProxyTestCase):
         self.assertTrue(all(l.startswith("<") for l in lines), lines)
         self.assertTrue(any(l.startswith("<6>[") and "worker 0 ready" in l for l in lines), lines)
         self.assertTrue(any(l.startswith("<4>[") and "cannot connect" in l for l in lines), lines)
-        self.assertFalse(any(l[3:4] != "[" for l in lines), lines)  # no timestamp of our own
+        self.assertFalse(any(re.match(r"<\d>\d{4}-", l) for l in lines), lines)  # no timestamp of our own
+        # The journal records the master's PID with every line (the stream is its): its own lines
+        # do not repeat it; a worker's say whose they are.
+        self.assertTrue(any(l.startswith("<6>redis-proxy starting") for l in lines), lines)
+        self.assertFalse(any(l.startswith("<6>[") and "redis-proxy starting" in l for l in lines), lines)
 
     def test_another_stream_keeps_the_plain_format(self):
         proxy = self.start_proxy(env={"JOURNAL_STREAM": "1:2"})
