@@ -53,22 +53,26 @@ static uint64_t now_ms()
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-// Whether another process said this line within the last second; if not, it is marked as said.
+// Whether another process said this line within the last second; if not, it is marked as said
+// (atomically: of workers saying it at the same instant, one does).
 static bool said_lately(const char *text)
 {
     uint64_t hash = 1469598103934665603ULL;  // FNV-1a over all but the digits
     for (const char *c = text; *c != '\0'; c++)
         if (*c < '0' || *c > '9')
             hash = (hash ^ (unsigned char)*c) * 1099511628211ULL;
-    uint64_t now = now_ms();
-    int slot = (int)(hash % LogShared::SLOTS);
-    uint64_t *line = &shared_lines->line[slot], *until = &shared_lines->until_ms[slot];
-    if (__atomic_load_n(line, __ATOMIC_ACQUIRE) == hash && __atomic_load_n(until, __ATOMIC_ACQUIRE) > now)
-        return true;
-    // (Two workers at the same instant may both say it: rare, and harmless.)
-    __atomic_store_n(line, hash, __ATOMIC_RELEASE);
-    __atomic_store_n(until, now + 1000, __ATOMIC_RELEASE);
-    return false;
+    const uint64_t TIME_MASK = (1u << 24) - 1;
+    uint64_t now = (now_ms() / 100) & TIME_MASK, tag = hash & ~TIME_MASK;
+    uint64_t *slot = &shared_lines->slot[(hash >> 24) % LogShared::SLOTS];
+    uint64_t seen = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    for (;;) {
+        uint64_t left = ((seen & TIME_MASK) - now) & TIME_MASK;  // tenths of a second still dropped
+        if ((seen & ~TIME_MASK) == tag && left > 0 && left <= 10)
+            return true;
+        if (__atomic_compare_exchange_n(slot, &seen, tag | ((now + 10) & TIME_MASK), false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return false;  // (else seen is what another worker wrote: look again)
+    }
 }
 
 void log_msg_once(int level, const char *fmt, ...)

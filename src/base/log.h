@@ -22,8 +22,9 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 // they differ in digits only (a retry delay with jitter, a worker's number).
 struct LogShared {
     static const int SLOTS = 16;
-    uint64_t line[SLOTS];      // a line's hash (digits left out)
-    uint64_t until_ms[SLOTS];  // dropped until then
+    // One word per slot, changed with compare-and-swap: the top 40 bits of a line's hash (digits
+    // left out), the low 24 bits when it stops being dropped, in tenths of a second (wrapping).
+    uint64_t slot[SLOTS];
 };
 // A worker logs through this table (in shared memory) from here on.
 void log_share(LogShared *shared);
