@@ -178,7 +178,7 @@ deb: deb-deps
 # `make check-systemd`: the package in a real systemd booted in a container (see
 # tests/systemd/check.sh); CI runs it after make check and make deb.
 check-systemd: deb
-	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap systemd-container"
+	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap systemd-container procps"
 	bash tests/systemd/check.sh
 
 # The container image, built for real (buildah, from a Debian base made with debootstrap: nothing

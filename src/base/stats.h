@@ -40,15 +40,18 @@ struct Histogram {
     uint64_t sum_us;
 };
 
-inline void histogram_observe(Histogram *h, uint64_t us)
+// `n` observations of `us` each.
+inline void histogram_observe_n(Histogram *h, uint64_t us, uint64_t n)
 {
     int i = 0;
     while (i < HISTOGRAM_BUCKETS - 1 && us > histogram_bounds_us[i])
         i++;
-    h->bucket[i]++;
-    h->count++;
-    h->sum_us += us;
+    h->bucket[i] += n;
+    h->count += n;
+    h->sum_us += us * n;
 }
+
+inline void histogram_observe(Histogram *h, uint64_t us) { histogram_observe_n(h, us, 1); }
 
 struct WorkerStats {
     // counters

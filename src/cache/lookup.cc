@@ -47,7 +47,17 @@ void lookup_count_answer(Lookup *lk, Front front, const LookupResult *r)
         RESULT_MISS, RESULT_NOT_FOUND, RESULT_ERROR, RESULT_UNAVAILABLE, RESULT_TIMEOUT, RESULT_ERROR, RESULT_ERROR};
     RequestResult result = r->hit ? RESULT_HIT : of_status[r->status];  // a cached not-found is a hit
     lk->stats->requests[front][result]++;
-    histogram_observe(&lk->stats->request_seconds[front], r->wait_us);
+    if (r->hit)
+        lk->hits_unobserved++;  // its duration: the front's, at the end of its read
+    else
+        histogram_observe(&lk->stats->request_seconds[front], r->wait_us);
+}
+
+void lookup_observe_hits(Lookup *lk, Front front, uint64_t us)
+{
+    if (lk->hits_unobserved > 0)
+        histogram_observe_n(&lk->stats->request_seconds[front], us, lk->hits_unobserved);
+    lk->hits_unobserved = 0;
 }
 
 // Also tells the backend: a reply that makes no sense for its command means the connection is

@@ -31,6 +31,10 @@ struct Lookup {
     bool cache_not_found;      // a nil reply is cached too (cache_not_found)
     bool pttl_refused_logged;
     size_t inflight;           // fetches waiting for Redis
+    // Hits counted but not yet in the request-duration histogram: a hit is answered within the
+    // read that brought its request, and its front observes that time once for all of them
+    // (lookup_observe_hits), rather than reading the clock per hit.
+    uint64_t hits_unobserved;
 };
 
 enum LookupStatus {
@@ -56,6 +60,10 @@ struct LookupResult {
 };
 
 typedef void (*LookupDone)(void *arg, const LookupResult *result);
+
+// Puts the hits answered since the last call into the request-duration histogram, each with
+// `us`: the time the front spent from reading their requests to having answered them.
+void lookup_observe_hits(Lookup *lookup, Front front, uint64_t us);
 
 // `front` says who asks: each answer is counted under it (result and wait) before `done` runs.
 void lookup_get(Lookup *lookup, Front front, const char *key, size_t key_len, LookupDone done, void *arg);

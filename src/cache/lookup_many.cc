@@ -34,8 +34,19 @@ struct MgetCommand {
 
 static void multi_finish(MultiFetch *m)
 {
-    for (size_t i = 0; i < m->n; i++)
-        lookup_count_answer(m->lookup, m->front, &m->results[i]);
+    // When some key was fetched, every key's answer (the hits' too) was ready only now.
+    bool fetched = false;
+    for (size_t i = 0; i < m->n && !fetched; i++)
+        fetched = !m->results[i].hit;
+    uint64_t waited = fetched ? monotonic_us() - m->started_us : 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (fetched && m->results[i].hit) {  // a hit, answered with the keys fetched
+            m->lookup->stats->requests[m->front][RESULT_HIT]++;
+            histogram_observe(&m->lookup->stats->request_seconds[m->front], waited);
+        } else {
+            lookup_count_answer(m->lookup, m->front, &m->results[i]);
+        }
+    }
     m->done(m->arg, m->results, m->n);
     for (size_t i = 0; i < m->n; i++)
         if (m->results[i].entry != NULL)

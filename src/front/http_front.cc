@@ -406,9 +406,14 @@ static void on_request(evhttp_request *req, void *arg)
     size_t key_len = 0;
     switch (key_from_request_target(evhttp_request_get_uri(req), env->key_buf,
                                     (size_t)env->config->max_key_size, &key_len)) {
-    case KEY_OK:
+    case KEY_OK: {
+        uint64_t started_us = monotonic_us();
         lookup_get(env->lookup, FRONT_HTTP, env->key_buf, key_len, on_lookup_done, req);
+        // A hit was answered in that call: its duration is the request's time here.
+        if (env->lookup->hits_unobserved > 0)
+            lookup_observe_hits(env->lookup, FRONT_HTTP, monotonic_us() - started_us);
         return;
+    }
     case KEY_EMPTY:
         env->stats->bad_requests[FRONT_HTTP]++;
         reply_error(req, 400, "Bad Request", "empty key: use GET /<key>\n");

@@ -170,6 +170,9 @@ void resp_front_resume(RespFront *f)
 static void process_input(RespClient *c)
 {
     c->processing = true;
+    // One clock read before the batch and one after it: the hits answered in it are observed
+    // with that time (lookup_observe_hits), not a clock read each.
+    uint64_t started_us = monotonic_us();
     size_t at = 0;
     bool partial = false;  // the input ends inside a command
     while (may_read(c) && at < c->in_len) {
@@ -189,6 +192,8 @@ static void process_input(RespClient *c)
         }
         at += c->parser.consumed;
     }
+    if (c->front->env->lookup->hits_unobserved > 0)
+        lookup_observe_hits(c->front->env->lookup, FRONT_RESP, monotonic_us() - started_us);
     if (at > 0) {
         memmove(c->in, c->in + at, c->in_len - at);
         c->in_len -= at;

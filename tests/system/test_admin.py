@@ -7,7 +7,7 @@ import signal
 import subprocess
 import urllib.request
 
-from harness import PROXY_BIN, ProxyTestCase, wait_until
+from harness import PROXY_BIN, ProxyTestCase, resp_encode, wait_until
 
 PROMTOOL = shutil.which("promtool")
 
@@ -84,6 +84,30 @@ class AdminTest(ProxyTestCase):
         self.assertEqual(proxy.admin("/healthz")[0], 200)  # alive all the same
         self.redis = self.start_redis(port=port)
         wait_until(lambda: proxy.admin("/readyz")[0] == 200, what="ready again")
+
+    def test_hits_are_timed_not_recorded_as_zero(self):
+        proxy = self.start_proxy(resp=True)
+        self.redis("SET", "k", "v")
+        self.assertEqual(proxy.get("k").status, 200)  # a miss: cached
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        c("GET", "k")
+        for front in ("http", "resp"):
+            before = proxy.admin("/metrics")[1]
+            if front == "http":
+                conn = proxy.connection()
+                for _ in range(100):
+                    self.assertEqual(proxy.get("k", conn).body, b"v")
+                conn.close()
+            else:
+                c.send_raw(resp_encode("GET", "k") * 100)
+                for _ in range(100):
+                    self.assertEqual(c.read_reply(), b"v")
+            after = proxy.admin("/metrics")[1]
+            count = lambda t: metric(t, "redis_proxy_request_duration_seconds_count", front=front)
+            total = lambda t: metric(t, "redis_proxy_request_duration_seconds_sum", front=front)
+            self.assertEqual(count(after) - count(before), 100, front)
+            self.assertGreater(total(after) - total(before), 0, front)  # each hit took some time
 
     def test_health_flag_asks_readyz_at_the_configured_admin_address(self):
         # The container's HEALTHCHECK: redis-proxy --health with the proxy's own file.
