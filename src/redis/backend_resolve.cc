@@ -1,62 +1,64 @@
-// A Redis given by name is looked up again before every connect, without blocking the worker
-// (libevent's evdns, reading /etc/resolv.conf and /etc/hosts): when its container is recreated
-// with a new address, the next reconnect finds it, where an address resolved once at start
-// would be refused for ever. A name that does not resolve is a failed attempt like a refused
-// connect: logged, retried with back-off, its misses answered 503 meanwhile.
-#include <event2/dns.h>
-#include <event2/util.h>
+// A Redis given by name is looked up again before every connect, without blocking the worker:
+// when its container is recreated with a new address, the next reconnect finds it, where an
+// address resolved once at start would be refused for ever. A name that does not resolve is a
+// failed attempt like a refused connect: logged, retried with back-off, its misses answered 503
+// meanwhile.
+//
+// The lookup is the system's own (glibc's getaddrinfo_a: nsswitch, /etc/hosts, resolv.conf with
+// its search domains and its name servers in their order, as every other program on the host
+// or in the container resolves), run by glibc on a thread of its own; the worker looks whether it
+// is done every few milliseconds while it runs, and not at all otherwise. (libevent's evdns was
+// tried first: it rotates over the name servers, so in a container whose resolv.conf lists the
+// network's name server and then the host's, every other lookup of a service name failed.)
+#include <event2/event.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 
 #include "backend_state.h"
-#include "config.h"
+#include "clock.h"
 #include "log.h"
 
-// The resolver's configuration: /etc/resolv.conf (and /etc/hosts through it), or the file
-// REDIS_PROXY_RESOLV_CONF names (the tests point it at a name server of their own).
-static evdns_base *make_resolver(Backend *b)
-{
-    evdns_base *dns = evdns_base_new(b->base, 0);
-    if (dns == NULL)
-        return NULL;
-    const char *path = getenv("REDIS_PROXY_RESOLV_CONF");
-    int err = evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, path != NULL ? path : "/etc/resolv.conf");
-    if (err != 0 && evdns_base_count_nameservers(dns) == 0)
-        evdns_base_nameserver_ip_add(dns, "127.0.0.1");  // as libc does without a resolv.conf
-    // A name server that does not answer costs an attempt about connect_timeout, not 15 s.
-    char timeout[32];
-    snprintf(timeout, sizeof(timeout), "%.3f", (double)(b->config->connect_timeout_ms > 0 ? b->config->connect_timeout_ms : 1000) / 2000.0);
-    evdns_base_set_option(dns, "timeout", timeout);
-    evdns_base_set_option(dns, "attempts", "2");
-    return dns;
-}
+struct Resolution {
+    gaicb request;
+    gaicb *list[1];
+    addrinfo hints;
+    char host[256];
+};
 
-static void on_resolved(int result, evutil_addrinfo *found, void *arg)
+static const uint64_t POLL_MS = 5;
+
+static void on_resolve_timer(evutil_socket_t, short, void *arg)
 {
-    if (result == EVUTIL_EAI_CANCEL)
-        return;  // the backend is going (backend_resolver_free): nothing of it may be touched
     Backend *b = (Backend *)arg;
-    b->resolving = NULL;
-    if (result != 0 || found == NULL) {
-        if (found != NULL)
-            evutil_freeaddrinfo(found);
-        b->target.ip[0] = '\0';
-        backend_schedule_reconnect(b, "cannot resolve its name", evutil_gai_strerror(result));
+    Resolution *r = b->resolving;
+    int result = gai_error(&r->request);
+    if (result == EAI_INPROGRESS) {
+        struct timeval tv = timeval_of_ms(POLL_MS);
+        evtimer_add(b->resolve_timer, &tv);
         return;
     }
-    // The first address, IPv4 or IPv6, as the system resolver would order them.
+    b->resolving = NULL;
+    addrinfo *found = r->request.ar_result;
+    free(r);
     char ip[64] = "";
-    const struct sockaddr *sa = found->ai_addr;
-    if (sa->sa_family == AF_INET)
-        evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-    else if (sa->sa_family == AF_INET6)
-        evutil_inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
-    evutil_freeaddrinfo(found);
+    if (result == 0 && found != NULL) {
+        // The first address, as the system resolver orders them.
+        const struct sockaddr *sa = found->ai_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    }
+    if (found != NULL)
+        freeaddrinfo(found);
     if (ip[0] == '\0') {
-        backend_schedule_reconnect(b, "cannot resolve its name", "no IPv4 or IPv6 address");
+        b->target.ip[0] = '\0';
+        backend_schedule_reconnect(b, "cannot resolve its name", result != 0 ? gai_strerror(result) : "no address");
         return;
     }
     if (strcmp(ip, b->target.ip) != 0) {
@@ -72,29 +74,48 @@ void backend_resolve(Backend *b)
 {
     if (b->resolving != NULL)
         return;  // one lookup at a time
-    if (b->dns == NULL && (b->dns = make_resolver(b)) == NULL) {
-        backend_schedule_reconnect(b, "cannot resolve its name", "out of memory for the resolver");
+    if (b->resolve_timer == NULL && (b->resolve_timer = evtimer_new(b->base, on_resolve_timer, b)) == NULL) {
+        backend_schedule_reconnect(b, "cannot resolve its name", "out of memory");
         return;
     }
-    evutil_addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    // May answer at once (from /etc/hosts, or a failure), calling on_resolved before it returns.
-    evdns_getaddrinfo_request *req = evdns_getaddrinfo(b->dns, b->target.host, NULL, &hints, on_resolved, b);
-    if (req != NULL)
-        b->resolving = req;
+    Resolution *r = (Resolution *)calloc(1, sizeof(Resolution));
+    if (r == NULL) {
+        backend_schedule_reconnect(b, "cannot resolve its name", "out of memory");
+        return;
+    }
+    snprintf(r->host, sizeof(r->host), "%s", b->target.host);
+    r->hints.ai_family = AF_UNSPEC;
+    r->hints.ai_socktype = SOCK_STREAM;
+    r->request.ar_name = r->host;
+    r->request.ar_request = &r->hints;
+    r->list[0] = &r->request;
+    int err = getaddrinfo_a(GAI_NOWAIT, r->list, 1, NULL);
+    if (err != 0) {
+        free(r);
+        backend_schedule_reconnect(b, "cannot resolve its name", gai_strerror(err));
+        return;
+    }
+    b->resolving = r;
+    struct timeval tv = timeval_of_ms(0);
+    evtimer_add(b->resolve_timer, &tv);
 }
 
 void backend_resolver_free(Backend *b)
 {
-    if (b->resolving != NULL) {
-        evdns_getaddrinfo_cancel(b->resolving);
-        b->resolving = NULL;
+    if (b->resolve_timer != NULL) {
+        event_free(b->resolve_timer);
+        b->resolve_timer = NULL;
     }
-    if (b->dns != NULL) {
-        evdns_base_free(b->dns, 0);
-        b->dns = NULL;
+    Resolution *r = b->resolving;
+    b->resolving = NULL;
+    if (r == NULL)
+        return;
+    int cancel = gai_cancel(&r->request);
+    if (cancel == EAI_CANCELED || cancel == EAI_ALLDONE) {
+        if (r->request.ar_result != NULL)
+            freeaddrinfo(r->request.ar_result);
+        free(r);
     }
+    // Else glibc's thread is still writing its answer into r: it is left to it (a few hundred
+    // bytes, once per backend freed in the middle of a lookup).
 }

@@ -58,8 +58,8 @@ struct Backend {
     uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
     int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
     uint64_t rng;
-    struct evdns_base *dns;                      // for a target given by name; made on first use
-    struct evdns_getaddrinfo_request *resolving;  // a lookup under way
+    struct Resolution *resolving;  // a lookup of a target given by name, under way
+    event *resolve_timer;          // looks whether it is done (backend_resolve.cc)
 };
 
 // backend.cc

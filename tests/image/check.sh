@@ -35,6 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+LOGS_OF=$NAME  # the container whose log a failure shows
 check() {  # check "what it proves" command...
     local what=$1
     shift
@@ -44,7 +45,7 @@ check() {  # check "what it proves" command...
     else
         echo "FAIL $what"
         failed=$((failed + 1))
-        "${PODMAN[@]}" logs --tail 30 "$NAME" 2>&1 || true
+        for c in $LOGS_OF; do "${PODMAN[@]}" logs --tail 30 "$c" 2>&1 || true; done
     fi
 }
 
@@ -109,9 +110,11 @@ compose_cleanup() {
     cleanup
 }
 trap compose_cleanup EXIT
+LOGS_OF="${PROJECT}_redis_1 ${PROJECT}_redis-proxy_1"
 podman-compose -f "$COMPOSE" -p "$PROJECT" --podman-args "--runtime runc --cgroup-manager=cgroupfs" up -d \
     >"$WORK/compose.log" 2>&1 || { tail -20 "$WORK/compose.log"; cannot "podman-compose cannot start compose.yaml here"; }
-for _ in $(seq 100); do
+# (up to 30 s: the first compose run on a machine also starts the network's name server)
+for _ in $(seq 300); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$C_ADMIN/readyz")" = 200 ] && break
     sleep 0.1
 done
@@ -215,9 +218,11 @@ compose_cleanup() {
     cleanup
 }
 trap compose_cleanup EXIT
+LOGS_OF="${PROJECT}_redis_1 ${PROJECT}_redis-proxy_1"
 podman-compose -f "$COMPOSE" -p "$PROJECT" --podman-args "--runtime runc --cgroup-manager=cgroupfs" up -d \
     >"$WORK/compose.log" 2>&1 || { tail -20 "$WORK/compose.log"; cannot "podman-compose cannot start compose.yaml here"; }
-for _ in $(seq 100); do
+# (up to 30 s: the first compose run on a machine also starts the network's name server)
+for _ in $(seq 300); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$C_ADMIN/readyz")" = 200 ] && break
     sleep 0.1
 done

@@ -287,6 +287,7 @@ class Proxy:
     def start(self, wait=True, nofile_limit=None, env=None):
         self.write_config()
         log = open(self.log_path, "ab")
+        self.log_start = log.tell()  # this run's lines start here (a restart appends)
         self.proc = subprocess.Popen([PROXY_BIN, "-c", self.config_path], stdout=log, stderr=log,
                                      preexec_fn=_proxy_preexec(nofile_limit),
                                      env=dict(os.environ, **(env or {})))
@@ -300,9 +301,12 @@ class Proxy:
             return f.read().decode(errors="replace")
 
     def worker_pids(self):
-        """worker id -> pid of its latest start, from the log."""
+        """worker id -> pid of its latest start, from this run's part of the log."""
+        with open(self.log_path, "rb") as f:
+            f.seek(getattr(self, "log_start", 0))
+            this_run = f.read().decode(errors="replace")
         pids = {}
-        for m in re.finditer(r"worker (\d+) ready \(pid (\d+)\)", self.log()):
+        for m in re.finditer(r"worker (\d+) ready \(pid (\d+)\)", this_run):
             pids[int(m.group(1))] = int(m.group(2))
         return pids
 

@@ -406,14 +406,8 @@ class HttpProtocolTest(ProxyTestCase):
         self.assertNotEqual(headers["etag"], etag)
         other = headers["etag"]
         proxy.stop()
-        proxy.start()  # (its log still holds the first run's "ready" lines: wait on /readyz)
-
-        def ready():
-            try:
-                return proxy.admin("/readyz")[0] == 200
-            except OSError:
-                return False
-        wait_until(ready, what="the restarted proxy ready")
+        proxy.start()
+        wait_until(lambda: proxy.admin("/readyz")[0] == 200, what="the restarted proxy ready")
         self.assertNotEqual(curl(url)[1]["etag"], other)
 
     def test_no_etag_unless_asked_for(self):
