@@ -57,10 +57,14 @@ static uint64_t now_ms()
 // (atomically: of workers saying it at the same instant, one does).
 static bool said_lately(const char *text)
 {
-    uint64_t hash = 1469598103934665603ULL;  // FNV-1a over all but the digits
-    for (const char *c = text; *c != '\0'; c++)
-        if (*c < '0' || *c > '9')
-            hash = (hash ^ (unsigned char)*c) * 1099511628211ULL;
+    // FNV-1a over the line up to its retry delay, which each worker jitters: lines that differ
+    // elsewhere (another node's address) stay apart.
+    const char *end = strstr(text, "; retrying in ");
+    if (end == NULL)
+        end = text + strlen(text);
+    uint64_t hash = 1469598103934665603ULL;
+    for (const char *c = text; c < end; c++)
+        hash = (hash ^ (unsigned char)*c) * 1099511628211ULL;
     const uint64_t TIME_MASK = (1u << 24) - 1;
     uint64_t now = (now_ms() / 100) & TIME_MASK, tag = hash & ~TIME_MASK;
     uint64_t *slot = &shared_lines->slot[(hash >> 24) % LogShared::SLOTS];

@@ -18,12 +18,13 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 // What every worker would log alike (Redis down: each worker's connections fail together): the
 // first worker to say a line says it, and the same line from the others within a second is
-// dropped, so one event is one line per proxy, not one per worker. Lines count as the same when
-// they differ in digits only (a retry delay with jitter, a worker's number).
+// dropped, so one event is one line per proxy, not one per worker. Lines count as the same up to
+// a "; retrying in ..." (a delay each worker jitters).
 struct LogShared {
     static const int SLOTS = 16;
     // One word per slot, changed with compare-and-swap: the top 40 bits of a line's hash (digits
-    // left out), the low 24 bits when it stops being dropped, in tenths of a second (wrapping).
+    // up to its retry delay), the low 24 bits when it stops being dropped, in tenths of a second
+    // (wrapping).
     uint64_t slot[SLOTS];
 };
 // A worker logs through this table (in shared memory) from here on.

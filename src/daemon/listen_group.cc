@@ -70,6 +70,7 @@ ListenGroup *listen_group_open(const char *what, const char *text, int sockets, 
         if (!free_port) {
             snprintf(err, errlen, "cannot listen on %s: %s", text, strerror(probe_errno));
             free(g);
+            errno = probe_errno;  // for the caller: in use, or not allowed, or not there (yet)
             return NULL;
         }
     }

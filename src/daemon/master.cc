@@ -55,9 +55,11 @@ static bool open_listeners(Master *m)
             continue;
         m->listening[k] = listen_group_open(LISTEN_NAMES[k], text, m->count, err, sizeof(err));
         if (m->listening[k] == NULL) {
+            int why = errno;
             static const char *const settings[LISTEN_KINDS] = {"listen in [proxy]", "resp_listen in [proxy]",
                                                                "listen in [admin]"};
             log_error("%s (change %s)", err, settings[k]);
+            errno = why;
             return false;
         }
         char shown[300];
@@ -357,8 +359,8 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
     return STATUS_EVERY_MS;
 }
 
-// Where the workers find Redis: its address, or a cluster's seed nodes. A host name is not
-// resolved here: the workers look it up before each connect, without blocking
+// Where the workers find Redis: its address, or a cluster's seed nodes. The address's host name
+// is not resolved here: the workers look it up before each connect, without blocking
 // (backend_resolve.cc), so that a Redis that moves is followed and a name server that does not
 // answer holds nothing up.
 bool master_resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t errlen)
@@ -368,8 +370,10 @@ bool master_resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t e
         return backend_target_resolve(c->redis_address, &out->redis, err, errlen);
     char seeds[CONFIG_MAX_SEEDS][CONFIG_SEED_SIZE];
     int n = config_split_seeds(c->redis_cluster, seeds, err, errlen);
+    // A cluster's seeds are resolved once, here: its nodes come from its own map, by IP.
     for (int i = 0; i < n; i++)
-        if (!backend_target_resolve(seeds[i], &out->seeds[i], err, errlen))
+        if (!backend_target_resolve(seeds[i], &out->seeds[i], err, errlen) ||
+            !backend_target_resolve_now(&out->seeds[i], err, errlen))
             return false;
     out->seed_count = n;
     // The first seed stands for the cluster in what names one Redis (logs, the admin endpoint).
@@ -402,10 +406,13 @@ int master_run(const Config *config, const ConfigSource *source)
     }
     master_raise_fd_limit(config, m.count);
     if (!open_listeners(&m)) {
+        int why = errno;
         close_groups(m.listening);
         free(m.slots);
         scoreboard_destroy(m.scoreboard);
-        return EXIT_CONFIG;  // an address in use, or one this host does not have
+        // In use, or not allowed: the configuration must change (no restart loop). Anything else,
+        // such as an address the host does not have yet at boot, may pass: 1, restarted.
+        return why == EADDRINUSE || why == EACCES ? EXIT_CONFIG : 1;
     }
 
     // Signals are handled synchronously: blocked here, taken with sigtimedwait in the loop below.

@@ -49,6 +49,27 @@ bool backend_target_resolve(const char *address, BackendTarget *t, char *err, si
     return true;
 }
 
+bool backend_target_resolve_now(BackendTarget *t, char *err, size_t errlen)
+{
+    if (!t->by_name)
+        return true;
+    Address a;
+    const char *why;
+    if (!address_parse(t->display, false, &a, &why)) {
+        snprintf(err, errlen, "redis address '%s': %s", t->display, why);
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (!address_resolve(&a, false, &ss, &len, err, errlen))
+        return false;
+    const void *ip = ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                                             : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    inet_ntop(ss.ss_family, ip, t->ip, sizeof(t->ip));
+    t->by_name = false;
+    return true;
+}
+
 static void backend_connect(Backend *b);
 void backend_connect_now(Backend *b);
 
@@ -389,6 +410,8 @@ static void backend_connect(Backend *b)
 
 void backend_connect_now(Backend *b)
 {
+    if (b->fd >= 0)
+        return;  // already connecting (a lookup that ended after a reconnect had been scheduled)
     if (b->reader == NULL && (b->reader = redisReaderCreate()) == NULL) {
         backend_schedule_reconnect(b, "cannot connect", "out of memory");
         return;

@@ -76,6 +76,10 @@ struct BackendTarget {
 // looks up (without blocking) before each connect: one that does not resolve is a failed attempt,
 // retried, not an error here. False, with the reason, for a malformed address.
 bool backend_target_resolve(const char *address, BackendTarget *target, char *err, size_t errlen);
+// Resolves a target given by name now, blocking (the master, at start), and keeps that address
+// for good: a cluster's seeds, whose nodes are then learned from the cluster itself. False, with
+// the reason, if it does not resolve.
+bool backend_target_resolve_now(BackendTarget *target, char *err, size_t errlen);
 
 struct Backend;
 

@@ -61,6 +61,12 @@ static void on_resolve_timer(evutil_socket_t, short, void *arg)
         backend_schedule_reconnect(b, "cannot resolve its name", result != 0 ? gai_strerror(result) : "no address");
         return;
     }
+    if (evtimer_pending(b->reconnect_timer, NULL)) {
+        // The attempt failed meanwhile (its commands timed out): the next one is scheduled, and
+        // looks the name up again.
+        snprintf(b->target.ip, sizeof(b->target.ip), "%s", ip);
+        return;
+    }
     if (strcmp(ip, b->target.ip) != 0) {
         if (b->target.ip[0] != '\0')
             log_info("redis %s%s: %s now resolves to %s (was %s)", b->target.display, b->hooks.label, b->target.host,

@@ -111,6 +111,19 @@ class NamedNodesTest(ProxyTestCase):
         wait_until(lambda: proxy.get("k").status == 200, what="the key served through the named node")
         self.assertEqual(proxy.get("k").body, b"v")
 
+    def test_a_seed_given_by_name_stands_for_the_node_it_resolved_to(self):
+        # A node listed with an empty endpoint is the one that answered: a seed given by name
+        # (resolved by the master at start) is that node at the address it resolved to.
+        node = FakeClusterNode(stuck=False).start()
+        self.addCleanup(node.stop)
+        node.owners = [(0, 16383, node.port, "", None)]
+        node.data[b"k"] = b"v"
+        p = Proxy(self.workdir, {"redis": {"cluster": "localhost:%d" % node.port}, "cache": {"invalidation": "off"}})
+        self.addCleanup(self._stop_proxy, p)
+        proxy = p.start()
+        wait_until(lambda: proxy.get("k").status == 200, what="the key served through the seed's node")
+        self.assertEqual(proxy.get("k").body, b"v")
+
     def test_a_name_without_an_ip_is_refused_not_guessed(self):
         node = FakeClusterNode(stuck=False).start()
         self.addCleanup(node.stop)
