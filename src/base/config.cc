@@ -483,6 +483,16 @@ bool config_override(Config *c, const char *arg, char *err, size_t errlen)
 }
 
 // Of two settings, the one given last: the override, else the later line, else the first.
+// Text that goes into a header as it is: printable ASCII, spaces included, nothing that could end
+// the header line.
+static bool printable(const char *text)
+{
+    for (const char *ch = text; *ch != '\0'; ch++)
+        if (*ch < ' ' || *ch > '~')
+            return false;
+    return true;
+}
+
 static const Setting *given_last(const Config *c, const Setting *a, const Setting *b)
 {
     int la = c->source_line[a - settings], lb = c->source_line[b - settings];
@@ -561,18 +571,11 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "max_reply_size in [redis] (%lld bytes) is smaller than max_value_size in "
                               "[cache] (%lld bytes): such values could never be read",
                               (long long)c->redis_max_reply_size, (long long)c->max_value_size);
-    const Setting *type = setting_find("http", "content_type");
-    bool type_ok = c->http_content_type[0] != '\0';
-    for (const char *ch = c->http_content_type; *ch != '\0'; ch++)
-        type_ok = type_ok && *ch >= ' ' && *ch <= '~';
-    if (!type_ok)
-        return validate_error(c, type, err, errlen,
+    if (c->http_content_type[0] == '\0' || !printable(c->http_content_type))
+        return validate_error(c, setting_find("http", "content_type"), err, errlen,
                               "content_type in [http] must be a media type of printable characters, e.g. "
                               "text/plain; charset=utf-8");
-    bool control_ok = true;
-    for (const char *ch = c->http_cache_control; *ch != '\0'; ch++)
-        control_ok = control_ok && *ch >= ' ' && *ch <= '~';
-    if (!control_ok)
+    if (!printable(c->http_cache_control))
         return validate_error(c, setting_find("http", "cache_control"), err, errlen,
                               "cache_control in [http] must be printable characters, e.g. max-age=60");
     const Setting *request = setting_find("proxy", "max_request_size"), *key = setting_find("proxy", "max_key_size");
