@@ -261,19 +261,15 @@ Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash
 
 void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, LookupDone done, void *arg)
 {
-    uint64_t hash = cache_hash(lk->cache, key, key_len);
-    int slot = 0;
-    KeyTrust trust = key_trust(lk, key, key_len, &slot);
-    CacheEntry *stale;
-    CacheEntry *e =
-        trusted(lk, &trust, slot, cache_find_or_stale(lk->cache, key, key_len, hash, monotonic_ms(), &stale), &stale);
+    KeyLookup k;
+    CacheEntry *e = find_trusted(lk, key, key_len, monotonic_ms(), &k);
     if (e != NULL) {
         LookupResult r = result_of_entry(e, true);
         lookup_count_answer(lk, front, &r);
         done(arg, &r);
         return;
     }
-    Flight *f = coherence_joinable_flight(lk->flights, key, key_len, hash, &trust);
+    Flight *f = coherence_joinable_flight(lk->flights, key, key_len, k.hash, &k.trust);
     GetWaiter *g;
     if (f != NULL) {  // already on its way: wait for the same reply
         if ((g = (GetWaiter *)malloc(sizeof(GetWaiter))) == NULL) {
@@ -285,7 +281,7 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
         fetch_table_join(f, &g->base);
         return;
     }
-    if ((f = lookup_new_flight(lk, key, key_len, hash, stale, sizeof(GetWaiter))) == NULL) {
+    if ((f = lookup_new_flight(lk, key, key_len, k.hash, k.stale, sizeof(GetWaiter))) == NULL) {
         finish(lk, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
@@ -294,8 +290,8 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
     fetch_table_join(f, &g->base);
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
-    lookup_ask_key_life(lk, slot, f);
-    if (!lookup_send_fetch(lk, slot, 2, argv, lens, lookup_on_get_reply, f)) {
+    lookup_ask_key_life(lk, k.slot, f);
+    if (!lookup_send_fetch(lk, k.slot, 2, argv, lens, lookup_on_get_reply, f)) {
         lookup_resolve(lk, f, lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
         return;
     }

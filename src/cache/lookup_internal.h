@@ -59,6 +59,26 @@ static inline CacheEntry *trusted(Lookup *lk, KeyTrust *trust, int slot, CacheEn
     return NULL;
 }
 
+// Where a key stands now: its hash, its slot, what is known of its source, and the entry to
+// answer if Redis cannot be reached (find_trusted).
+struct KeyLookup {
+    uint64_t hash;
+    int slot;
+    KeyTrust trust;
+    CacheEntry *stale;
+};
+
+// The key's entry if it is a hit now (fresh and trusted), else NULL; either way *k says where the
+// key stands, for a fetch of it. Every lookup starts here: GET, MGET, a snapshot's test.
+static inline CacheEntry *find_trusted(Lookup *lk, const char *key, size_t len, uint64_t now_ms, KeyLookup *k)
+{
+    k->hash = cache_hash(lk->cache, key, len);
+    k->slot = 0;
+    k->trust = key_trust(lk, key, len, &k->slot);
+    return trusted(lk, &k->trust, k->slot, cache_find_or_stale(lk->cache, key, len, k->hash, now_ms, &k->stale),
+                   &k->stale);
+}
+
 // lookup.cc
 void lookup_count_answer(Lookup *lk, Front front, const LookupResult *r);  // in the request metrics
 LookupResult lookup_result_bad_reply(Lookup *lk);

@@ -215,15 +215,10 @@ static Flight *snapshot_flight(Lookup *lk, const LookupKey *key, uint64_t hash, 
 static bool all_hits(Lookup *lk, const LookupKey *keys, size_t n)
 {
     uint64_t now = monotonic_ms();
-    for (size_t i = 0; i < n; i++) {
-        uint64_t hash = cache_hash(lk->cache, keys[i].ptr, keys[i].len);
-        int slot = 0;
-        KeyTrust trust = key_trust(lk, keys[i].ptr, keys[i].len, &slot);
-        CacheEntry *stale;
-        if (trusted(lk, &trust, slot, cache_find_or_stale(lk->cache, keys[i].ptr, keys[i].len, hash, now, &stale),
-                    &stale) == NULL)
+    KeyLookup k;
+    for (size_t i = 0; i < n; i++)
+        if (find_trusted(lk, keys[i].ptr, keys[i].len, now, &k) == NULL)
             return false;
-    }
     return true;
 }
 
@@ -249,14 +244,10 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
     cmd->n = 0;
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
-        uint64_t hash = cache_hash(lk->cache, keys[i].ptr, keys[i].len);
-        int slot = 0;
-        KeyTrust trust = key_trust(lk, keys[i].ptr, keys[i].len, &slot);
-        CacheEntry *stale;
-        CacheEntry *e = trusted(lk, &trust, slot,
-                                cache_find_or_stale(lk->cache, keys[i].ptr, keys[i].len, hash, now, &stale), &stale);
+        KeyLookup k;
+        CacheEntry *e = find_trusted(lk, keys[i].ptr, keys[i].len, now, &k);
         if (refetch_all && e != NULL) {
-            stale = e;  // fetched again all the same; answered if Redis cannot be reached
+            k.stale = e;  // fetched again all the same; answered if Redis cannot be reached
             e = NULL;
         }
         if (e != NULL && (e->absent || cache_entry_retain(e))) {  // (out of memory: fetch it)
@@ -267,13 +258,13 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
         m->waiters[i] = {{NULL, answer_multi}, m, i};
         bool sent_now = false;
         // An earlier key of this same MGET may have started the flight.
-        Flight *f = refetch_all ? snapshot_flight(lk, &keys[i], hash, stale, &sent_now)
-                                : coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, hash, &trust);
+        Flight *f = refetch_all ? snapshot_flight(lk, &keys[i], k.hash, k.stale, &sent_now)
+                                : coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, k.hash, &k.trust);
         if (sent_now) {
             cmd->flights[cmd->n++] = f;
         } else if (f != NULL) {
             lk->stats->coalesced++;
-        } else if (!refetch_all && (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, hash, stale, 0)) != NULL) {
+        } else if (!refetch_all && (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, k.hash, k.stale, 0)) != NULL) {
             cmd->flights[cmd->n++] = f;
         } else {
             continue;  // out of memory: answered unavailable
