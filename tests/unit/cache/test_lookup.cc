@@ -5,12 +5,7 @@
 #include <CppUTest/TestHarness.h>
 
 #include <event2/event.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -22,6 +17,7 @@
 #include "fetch_table.h"
 #include "log.h"
 #include "lookup.h"
+#include "../peer_socket.h"
 
 struct Answers {
     std::vector<std::string> values;  // "<nil>", or the value; "!" + status for a failure
@@ -56,8 +52,7 @@ TEST_GROUP(Lookup)
     Config config;
     event_base *base;
     WorkerStats stats;
-    char path[108];
-    int listener = -1, peer = -1;
+    PeerSocket sock;  // the Redis the test plays
     Lookup lk;
 
     void setup() override
@@ -67,15 +62,7 @@ TEST_GROUP(Lookup)
         config.follow_key_expiry = 0;  // no PTTL beside each GET: the wire shows the fetches only
         base = event_base_new();
         memset(&stats, 0, sizeof(stats));
-        snprintf(path, sizeof(path), "/tmp/test_lookup_%d.sock", (int)getpid());
-        unlink(path);
-        listener = socket(AF_UNIX, SOCK_STREAM, 0);
-        struct sockaddr_un sun;
-        memset(&sun, 0, sizeof(sun));
-        sun.sun_family = AF_UNIX;
-        strcpy(sun.sun_path, path);
-        CHECK(bind(listener, (struct sockaddr *)&sun, sizeof(sun)) == 0);
-        CHECK(listen(listener, 4) == 0);
+        sock.listen_as("test_lookup", base);
         memset(&lk, 0, sizeof(lk));
         lk.config = &config;
         lk.stats = &stats;
@@ -84,14 +71,12 @@ TEST_GROUP(Lookup)
         lk.caching = true;
         BackendTarget target;
         char err[256];
-        std::string address = std::string("unix:") + path;
-        CHECK(backend_target_resolve(address.c_str(), &target, err, sizeof(err)));
+        CHECK(backend_target_resolve(sock.address().c_str(), &target, err, sizeof(err)));
         BackendHooks hooks = {};
         lk.backend = backend_create(base, &config, &target, &stats, 42, &hooks);
         CHECK(lk.backend != nullptr);
-        peer = accept(listener, nullptr, nullptr);
-        CHECK(peer >= 0);
-        run_until([&] { return backend_ready(lk.backend); });
+        sock.accept_one();
+        sock.run_until([&] { return backend_ready(lk.backend); });
     }
 
     void teardown() override
@@ -99,49 +84,20 @@ TEST_GROUP(Lookup)
         backend_destroy(lk.backend);  // answers what is outstanding: every flight is resolved
         fetch_table_destroy(lk.flights);
         cache_destroy(lk.cache);
-        close(peer);
-        close(listener);
-        unlink(path);
+        sock.close_all();
         event_base_free(base);
         log_set_level(2);
     }
 
-    template <typename F> void run_until(F done)
-    {
-        struct timespec start;
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        while (!done()) {
-            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            CHECK_TEXT(now.tv_sec - start.tv_sec < 5, "timed out");
-            usleep(100);
-        }
-    }
-
+    template <typename F> void run_until(F done) { sock.run_until(done); }
     // What lookup sent to Redis, once it has sent `expect` bytes (and nothing more came).
     std::string peer_reads(size_t expect)
     {
-        std::string got;
-        run_until([&] {
-            char buf[4096];
-            ssize_t n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
-            if (n > 0)
-                got.append(buf, (size_t)n);
-            return got.size() >= expect;
-        });
-        return got + nothing_more();
+        std::string got = sock.reads(expect);  // (first: the operands of + have no order)
+        return got + sock.more();
     }
-
-    std::string nothing_more()
-    {
-        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        char buf[4096];
-        ssize_t n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
-        return n > 0 ? std::string(buf, (size_t)n) : std::string();
-    }
-
-    void peer_writes(const std::string &bytes) { CHECK(write(peer, bytes.data(), bytes.size()) == (ssize_t)bytes.size()); }
+    std::string nothing_more() { return sock.more(); }
+    void peer_writes(const std::string &bytes) { sock.writes(bytes); }
 
     void get(const char *key, Answers *a) { lookup_get(&lk, FRONT_RESP, key, strlen(key), on_one, a); }
 

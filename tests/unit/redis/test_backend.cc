@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "config.h"
 #include "log.h"
+#include "../peer_socket.h"
 
 struct Answer {
     int calls = 0;
@@ -43,8 +44,7 @@ TEST_GROUP(Backend)
     Config config;
     event_base *base;
     WorkerStats stats;
-    char path[108];
-    int listener = -1, peer = -1;
+    PeerSocket sock;  // the Redis the test plays
     Backend *backend = nullptr;
 
     void setup() override
@@ -54,25 +54,13 @@ TEST_GROUP(Backend)
         base = event_base_new();
         memset(&stats, 0, sizeof(stats));
         untrusted_calls = 0;
-        snprintf(path, sizeof(path), "/tmp/test_backend_%d.sock", (int)getpid());
-        unlink(path);
-        listener = socket(AF_UNIX, SOCK_STREAM, 0);
-        struct sockaddr_un sun;
-        memset(&sun, 0, sizeof(sun));
-        sun.sun_family = AF_UNIX;
-        strcpy(sun.sun_path, path);
-        CHECK(bind(listener, (struct sockaddr *)&sun, sizeof(sun)) == 0);
-        CHECK(listen(listener, 4) == 0);
+        sock.listen_as("test_backend", base);
     }
 
     void teardown() override
     {
         backend_destroy(backend);
-        if (peer >= 0)
-            close(peer);
-        if (listener >= 0)
-            close(listener);
-        unlink(path);
+        sock.close_all();
         event_base_free(base);
         log_set_level(2);
     }
@@ -81,51 +69,20 @@ TEST_GROUP(Backend)
     {
         BackendTarget target;
         char err[256];
-        std::string address = std::string("unix:") + path;
-        CHECK(backend_target_resolve(address.c_str(), &target, err, sizeof(err)));
+        CHECK(backend_target_resolve(sock.address().c_str(), &target, err, sizeof(err)));
         BackendHooks hooks = {};
         hooks.on_untrusted = on_untrusted;
         backend = backend_create(base, &config, &target, &stats, 42, &hooks);
         CHECK(backend != nullptr);
-        peer = accept(listener, nullptr, nullptr);
-        CHECK(peer >= 0);
+        sock.accept_one();
         run_until([&] { return backend_ready(backend); });
     }
 
-    template <typename F> void run_until(F done)
-    {
-        struct timespec start;
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        while (!done()) {
-            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            CHECK_TEXT(now.tv_sec - start.tv_sec < 5, "timed out");
-            usleep(100);
-        }
-    }
-
+    template <typename F> void run_until(F done) { sock.run_until(done); }
     // What the backend wrote to the peer so far, once it has written `expect` bytes.
-    std::string peer_reads(size_t expect)
-    {
-        std::string got;
-        run_until([&] {
-            char buf[4096];
-            ssize_t n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
-            if (n > 0)
-                got.append(buf, (size_t)n);
-            return got.size() >= expect;
-        });
-        return got;
-    }
-
-    void peer_writes(const std::string &bytes) { CHECK(write(peer, bytes.data(), bytes.size()) == (ssize_t)bytes.size()); }
-
-    bool peer_sees_close()
-    {
-        char c;
-        return recv(peer, &c, 1, MSG_DONTWAIT) == 0;
-    }
+    std::string peer_reads(size_t expect) { return sock.reads(expect); }
+    void peer_writes(const std::string &bytes) { sock.writes(bytes); }
+    bool peer_sees_close() { return sock.sees_close(); }
 };
 
 TEST(Backend, test_get_is_sent_as_multibulk_and_its_reply_delivered)
@@ -290,11 +247,11 @@ TEST(Backend, test_commands_are_refused_at_once_while_disconnected)
 {
     start();
     // Nobody listens any more: every reconnect fails, whenever its timer fires.
-    close(listener);
-    listener = -1;
-    unlink(path);
-    close(peer);
-    peer = -1;
+    close(sock.listener);
+    sock.listener = -1;
+    unlink(sock.path);
+    close(sock.peer);
+    sock.peer = -1;
     run_until([&] { return !backend_ready(backend); });
     Answer a;
     CHECK_FALSE(backend_get(backend, "a", 1, on_answer, &a));
@@ -306,10 +263,9 @@ TEST(Backend, test_commands_are_refused_until_the_handshake_is_answered)
     snprintf(config.redis_password, sizeof(config.redis_password), "secret");
     BackendTarget target;
     char err[256];
-    std::string address = std::string("unix:") + path;
-    CHECK(backend_target_resolve(address.c_str(), &target, err, sizeof(err)));
+    CHECK(backend_target_resolve(sock.address().c_str(), &target, err, sizeof(err)));
     backend = backend_create(base, &config, &target, &stats, 42, nullptr);
-    peer = accept(listener, nullptr, nullptr);
+    sock.accept_one();
     std::string auth = "*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n";
     STRCMP_EQUAL(auth.c_str(), peer_reads(auth.size()).c_str());
     Answer a;
