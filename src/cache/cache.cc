@@ -75,8 +75,10 @@ void cache_keep_digests(Cache *c, bool keep, uint64_t key)
     c->digest_key = key;
 }
 
-uint64_t cache_entry_digest(const CacheEntry *e)
+uint64_t cache_entry_digest(const Cache *c, const CacheEntry *e)
 {
+    if (!e->digested)
+        return cache_value_digest(c, cache_entry_value(e), e->value_len);
     uint64_t digest;
     memcpy(&digest, e->data + e->key_len + e->value_len, sizeof(digest));
     return digest;
@@ -207,7 +209,7 @@ static void entry_unlink(Cache *c, CacheEntry *e)
     list_remove(&e->lru);
     list_remove(&e->age);
     c->count--;
-    c->bytes -= cache_entry_footprint(c, e->key_len, e->value_len);
+    c->bytes -= slab_footprint(cache_entry_size(e));
     c->stored_ms_sum -= e->stored_us / 1000;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
@@ -268,7 +270,7 @@ CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uin
 static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t hash, const char *value,
                           size_t value_len, bool absent, uint64_t now_ms, uint64_t now_us)
 {
-    if (key_len > CACHE_MAX_KEY || value_len > UINT32_MAX - sizeof(CacheEntry) - key_len)
+    if (key_len > CACHE_MAX_KEY || value_len > CACHE_MAX_VALUE)
         return NULL;
     if (now_us == 0)
         now_us = now_ms * 1000;
@@ -300,6 +302,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     e->life = LIFE_FULL;
     e->key_len = (uint16_t)key_len;
     e->value_len = (uint32_t)value_len;
+    e->digested = c->digest_bytes > 0;
     e->refs = 1;
     memcpy(e->data, key, key_len);
     memcpy(e->data + key_len, value, value_len);
@@ -385,7 +388,7 @@ size_t cache_table_bytes(const Cache *c)
 
 CacheEntry *cache_entry_detached(const char *value, size_t len)
 {
-    if (len > UINT32_MAX - sizeof(CacheEntry))
+    if (len > CACHE_MAX_VALUE)
         return NULL;
     CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + len);
     if (e == NULL)
@@ -451,7 +454,7 @@ void cache_entry_release(CacheEntry *e)
         }
     }
     if (--e->refs == 0)
-        slab_free(e, sizeof(CacheEntry) + e->key_len + e->value_len);
+        slab_free(e, cache_entry_size(e));
 }
 
 size_t cache_entry_references(const CacheEntry *e)

@@ -28,6 +28,7 @@
 #include "stats.h"
 
 static const size_t CACHE_MAX_KEY = 65535;
+static const size_t CACHE_MAX_VALUE = (1u << 31) - 1;
 
 struct CacheEntry {
     CacheEntry *hash_next;
@@ -40,7 +41,8 @@ struct CacheEntry {
     uint64_t stored_us : 48;
     uint64_t absent : 1;  // Redis has no such key: a cached "not found" (value_len 0)
     uint64_t life : 15;
-    uint32_t value_len;
+    uint32_t value_len : 31;  // max_value_size is at most 512 MiB
+    uint32_t digested : 1;    // the value's 8-byte digest follows it (cache_keep_digests)
     uint16_t key_len;
     uint16_t refs;  // 1 while in the cache, plus one per outstanding reply (more: cache.cc)
     char data[];    // key_len key bytes, then value_len value bytes
@@ -48,6 +50,11 @@ struct CacheEntry {
 
 inline const char *cache_entry_key(const CacheEntry *e) { return e->data; }
 inline const char *cache_entry_value(const CacheEntry *e) { return e->data + e->key_len; }
+// The bytes of its block, as allocated: what it is freed with.
+inline size_t cache_entry_size(const CacheEntry *e)
+{
+    return sizeof(CacheEntry) + e->key_len + e->value_len + (e->digested ? sizeof(uint64_t) : 0);
+}
 
 struct Cache;
 
@@ -103,8 +110,9 @@ size_t cache_entry_footprint(const Cache *cache, size_t key_len, size_t value_le
 // Each entry stored from now on keeps its value's digest (cache_value_digest) after the value,
 // computed once when it is stored: 8 bytes more per entry. Off by default.
 void cache_keep_digests(Cache *cache, bool keep, uint64_t key);
-// The digest kept with an entry stored while cache_keep_digests was on (not a detached one).
-uint64_t cache_entry_digest(const CacheEntry *e);
+// The digest kept with an entry stored while cache_keep_digests was on (e->digested), else the
+// value's digest made now.
+uint64_t cache_entry_digest(const Cache *cache, const CacheEntry *e);
 // A digest of a value's bytes under the cache's digest key (an HTTP ETag is made of it): the same
 // in every cache given the same key, and unpredictable without it.
 uint64_t cache_value_digest(const Cache *cache, const char *value, size_t len);

@@ -1,10 +1,30 @@
 #include "slab.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
 #include "list.h"
+
+// Under AddressSanitizer the slab stays the slab (the sanitized build tests the allocator that
+// ships) and tells ASan what it does: a block is poisoned while free, so a use after free or an
+// overflow into a neighbour is reported as it would be for malloc; and each page is a root for
+// LeakSanitizer, which does not scan mmap'd memory and would call what only an entry points at
+// a leak.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
+#define SLAB_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SLAB_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define SLAB_ROOT_ADD(p, n) __lsan_register_root_region((p), (n))
+#define SLAB_ROOT_REMOVE(p, n) __lsan_unregister_root_region((p), (n))
+#else
+#define SLAB_POISON(p, n) ((void)(p), (void)(n))
+#define SLAB_UNPOISON(p, n) ((void)(p), (void)(n))
+#define SLAB_ROOT_ADD(p, n) ((void)(p), (void)(n))
+#define SLAB_ROOT_REMOVE(p, n) ((void)(p), (void)(n))
+#endif
 
 static const size_t PAGE_SIZE = 64 * 1024;  // also its alignment: a block finds its page by masking
 static const size_t CLASSES = SLAB_MAX / 8;
@@ -34,14 +54,6 @@ struct SizeClass {
 static SizeClass classes[CLASSES + 1];
 static size_t page_bytes;
 
-// Under AddressSanitizer every block is a malloc block, so a use after free of an entry is still
-// caught (a reused slab block would look valid to ASan).
-#if defined(__SANITIZE_ADDRESS__)
-static const bool use_malloc = true;
-#else
-static const bool use_malloc = false;
-#endif
-
 static void room_add(SizeClass *c, Page *p)
 {
     list_push_front(&c->room, &p->link);
@@ -69,7 +81,29 @@ static Page *page_map(size_t size)
     page_bytes += PAGE_SIZE;
     Page *p = (Page *)start;
     p->size = (uint32_t)size;
+    SLAB_ROOT_ADD(start, PAGE_SIZE);
+    SLAB_POISON(start + HEADER, PAGE_SIZE - HEADER);
     return p;
+}
+
+static void page_unmap(Page *p)
+{
+    SLAB_UNPOISON(p, PAGE_SIZE);
+    SLAB_ROOT_REMOVE(p, PAGE_SIZE);
+    munmap(p, PAGE_SIZE);
+    page_bytes -= PAGE_SIZE;
+}
+
+// A block given back with another size than it was allocated with would go on another class's
+// free list (or into malloc's heap, or from it to here): memory handed out twice. It costs one
+// compare, so it is checked in every build; a wrong size is a bug in the caller, never input.
+static void check_class(const Page *p, size_t rounded, const void *ptr)
+{
+    if (p->size != rounded) {
+        fprintf(stderr, "slab_free(%p, size of class %zu): the block belongs to class %u\n", ptr, rounded,
+                (unsigned)p->size);
+        abort();
+    }
 }
 
 static void page_reset(Page *p)
@@ -81,7 +115,7 @@ static void page_reset(Page *p)
 
 void *slab_alloc(size_t size)
 {
-    if (use_malloc || size > SLAB_MAX || size == 0)
+    if (size > SLAB_MAX || size == 0)
         return malloc(size);
     size_t rounded = (size + 7) & ~(size_t)7;
     SizeClass *c = &classes[rounded / 8];
@@ -101,6 +135,7 @@ void *slab_alloc(size_t size)
     void *block;
     if (p->free != NULL) {
         block = p->free;
+        SLAB_UNPOISON(block, sizeof(FreeBlock));
         p->free = p->free->next;
     } else {
         block = p->unused;
@@ -109,6 +144,7 @@ void *slab_alloc(size_t size)
     p->used++;
     if (p->free == NULL && p->unused + rounded > (char *)p + PAGE_SIZE)
         room_remove(p);  // full
+    SLAB_UNPOISON(block, size);  // the rounding's tail stays poisoned: an overflow into it is caught
     return block;
 }
 
@@ -116,14 +152,19 @@ void slab_free(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return;
-    if (use_malloc || size > SLAB_MAX || size == 0) {
+    if (size > SLAB_MAX || size == 0) {
         free(ptr);
         return;
     }
-    SizeClass *c = &classes[((size + 7) & ~(size_t)7) / 8];
+    size_t rounded = (size + 7) & ~(size_t)7;
+    SizeClass *c = &classes[rounded / 8];
     Page *p = (Page *)((uintptr_t)ptr & ~(uintptr_t)(PAGE_SIZE - 1));
+    check_class(p, rounded, ptr);
+    SLAB_POISON(ptr, rounded);
     FreeBlock *b = (FreeBlock *)ptr;
+    SLAB_UNPOISON(b, sizeof(FreeBlock));
     b->next = p->free;
+    SLAB_POISON(b, sizeof(FreeBlock));
     p->free = b;
     if (--p->used > 0) {
         if (!p->listed)
@@ -137,8 +178,7 @@ void slab_free(void *ptr, size_t size)
     if (c->spare == NULL) {
         c->spare = p;
     } else {
-        munmap(p, PAGE_SIZE);
-        page_bytes -= PAGE_SIZE;
+        page_unmap(p);
     }
 }
 
