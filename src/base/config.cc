@@ -400,13 +400,25 @@ static int on_ini_value(void *arg, const char *section, const char *name, const 
         return 0;
     }
     size_t index = (size_t)(s - settings);
-    if (load->set_on_line[index] != 0) {
+    // A list of seeds may go on over several lines (`cluster = ...` again adds to it): sixteen of
+    // them do not fit in one of inih's 200-character lines.
+    char joined[sizeof(load->config->redis_cluster) + 2];
+    if (load->set_on_line[index] != 0 && s->type == SETTING_SEEDS) {
+        const char *before = (const char *)load->config + s->offset;
+        if ((size_t)snprintf(joined, sizeof(joined), "%s %s", before, value) >= sizeof(joined)) {
+            load_error(load, "value for %s in [%s] is too long (at most %zu characters over all its lines)", name,
+                       section, s->size - 1);
+            return 0;
+        }
+        value = joined;
+    } else if (load->set_on_line[index] != 0) {
         load_error(load, "duplicate key '%s' in [%s] (first set on line %d)", name, section,
                    load->set_on_line[index]);
         return 0;
+    } else {
+        load->set_on_line[index] = load->line;
+        load->config->source_line[index] = load->line;
     }
-    load->set_on_line[index] = load->line;
-    load->config->source_line[index] = load->line;
     char err[512];
     if (!setting_apply(s, load->config, value, err, sizeof(err))) {
         load_error(load, "%s", err);

@@ -30,7 +30,7 @@ struct Config {
     int64_t max_client_memory;  // per worker, all clients together; 0: no bound
     // [redis]
     char redis_address[280];
-    char redis_cluster[280];  // seed nodes; empty: one Redis at redis_address
+    char redis_cluster[1024];  // seed nodes; empty: one Redis at redis_address
     int64_t cluster_refresh_ms;
     char redis_username[128];
     char redis_password[256];

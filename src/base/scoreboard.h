@@ -35,6 +35,9 @@ struct Scoreboard {
     int32_t records;
     int32_t used;             // records past this one have never been claimed: not scanned
     WorkerStats retired;      // the counters of workers that have exited
+    // written by every worker, atomically: the last RESP CLIENT ID handed out. One count for the
+    // whole proxy, as Redis's is for the server's life: two clients never share an id.
+    uint64_t client_ids;
     LogShared log;            // lines every worker would log alike, said once (log.h)
     WorkerRecord record[];
 };

@@ -97,6 +97,7 @@ struct WorkerStats {
     uint64_t tracking;          // 1 while Redis tracks this worker's reads (invalidation live)
     uint64_t ops_per_sec;       // commands and HTTP requests per second, over the last 1.6 s
     uint64_t cache_ttl_left_ms; // the time left of their TTL, summed over the entries held
+    uint64_t fetches_waiting;   // commands of lookup's sent to Redis and not answered yet
 };
 
 // Commands and HTTP requests answered so far (INFO's total_commands_processed).

@@ -49,7 +49,9 @@ inline bool coherence_may_join(const Flight *f, const KeyTrust *trust)
 // The fetch a new request for the key waits for, if it may (above); NULL if there is none it may
 // join. One it may not join (sent before a distrust) is unlinked from the table on the way, so
 // that the request's own fetch takes its place; its waiters still get its reply, uncached.
-Flight *coherence_joinable_flight(FetchTable *t, const char *key, size_t len, uint64_t hash, const KeyTrust *trust);
+// Only a flight of the request's own command (kind) is joined.
+Flight *coherence_joinable_flight(FetchTable *t, const char *key, size_t len, uint64_t hash, const KeyTrust *trust,
+                                  FlightKind kind = FLIGHT_GET);
 
 // The fetch's reply (absent: "not found") may be cached: it may be joined (above), and its
 // source may cache now.

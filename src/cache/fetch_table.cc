@@ -33,10 +33,10 @@ void fetch_table_destroy(FetchTable *t)
     free(t);
 }
 
-Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash)
+Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash, FlightKind kind)
 {
     for (Flight *f = t->buckets[hash & t->mask]; f != NULL; f = f->hash_next)
-        if (f->hash == hash && f->key_len == len && memcmp(f->key, key, len) == 0)
+        if (f->hash == hash && f->kind == kind && f->key_len == len && memcmp(f->key, key, len) == 0)
             return f;
     return NULL;
 }
@@ -64,7 +64,8 @@ static size_t room_offset(size_t key_len) { return (sizeof(Flight) + key_len + 1
 
 void *flight_room(Flight *f) { return (char *)f + room_offset(f->key_len); }
 
-Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint64_t sent_us, size_t room)
+Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint64_t sent_us, size_t room,
+                        FlightKind kind)
 {
     Flight *f = (Flight *)malloc(room_offset(len) + room);
     if (f == NULL)
@@ -76,6 +77,8 @@ Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t has
     f->invalidated = false;
     f->detached = false;
     f->in_snapshot = false;
+    f->kind = kind;
+    f->resent = false;
     f->waiters = NULL;
     f->waiters_tail = &f->waiters;
     f->stale = NULL;
@@ -119,11 +122,16 @@ void fetch_table_detach(FetchTable *t, Flight *f)
 
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash)
 {
-    Flight *f = fetch_table_find(t, key, len, hash);
-    if (f == NULL)
-        return false;
-    fetch_table_detach(t, f);
-    return true;
+    bool found = false;
+    static const FlightKind kinds[] = {FLIGHT_GET, FLIGHT_MGET};
+    for (FlightKind kind : kinds) {
+        Flight *f = fetch_table_find(t, key, len, hash, kind);
+        if (f != NULL) {
+            fetch_table_detach(t, f);
+            found = true;
+        }
+    }
+    return found;
 }
 
 size_t fetch_table_count(const FetchTable *t) { return t->count; }

@@ -17,6 +17,11 @@
 struct CacheEntry;
 struct LookupResult;
 
+// What a flight's reply answers. A GET and an MGET of one key are different questions: for a key
+// of another type GET answers -WRONGTYPE and MGET nil, so a request joins only a flight of its
+// own command, and the table may hold one of each for a key.
+enum FlightKind { FLIGHT_GET, FLIGHT_MGET };
+
 // One request waiting for a flight; embedded in whatever owns the request.
 struct FlightWaiter {
     FlightWaiter *next;
@@ -30,6 +35,8 @@ struct Flight {
     bool invalidated;     // not to be joined or cached: an invalidation came, or it was unlinked
     bool detached;        // unlinked from the table (it still answers its waiters)
     bool in_snapshot;     // sent by the snapshot being set up (lookup_get_snapshot), only then
+    FlightKind kind;
+    bool resent;          // asked again once, after its connection was cut (lookup_ask_again)
     FlightWaiter *waiters, **waiters_tail;  // in arrival order
     CacheEntry *stale;    // retained: answered if Redis cannot be reached (stale_if_error)
     void *owner;          // the worker, for the reply callback
@@ -51,13 +58,14 @@ struct FetchTable;
 FetchTable *fetch_table_create();
 void fetch_table_destroy(FetchTable *t);  // the flights must have been resolved
 
-Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash);
+// The key's flight of that kind in the table, if any.
+Flight *fetch_table_find(FetchTable *t, const char *key, size_t len, uint64_t hash, FlightKind kind = FLIGHT_GET);
 // A new flight for the key (not yet in the table), with no waiters, held once (for its fetch);
 // NULL if out of memory.
 // `room` bytes more come in the same allocation (flight_room), for the first waiter: a miss then
 // costs one allocation, not two.
 Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t hash, uint64_t sent_us,
-                        size_t room = 0);
+                        size_t room = 0, FlightKind kind = FLIGHT_GET);
 void *flight_room(Flight *f);
 void fetch_table_join(Flight *f, FlightWaiter *w);
 // Takes the flight out of the table (if still there); the caller answers its waiters and
@@ -66,7 +74,7 @@ void fetch_table_remove(FetchTable *t, Flight *f);
 // Unlinks the flight from the table, marked invalidated: nobody joins it any more, its reply is
 // not cached; it stays the caller's (its command's) to answer and free.
 void fetch_table_detach(FetchTable *t, Flight *f);
-// The key changed in Redis: its flight, if any, is detached. Returns whether there was one.
+// The key changed in Redis: its flights, if any, are detached. Returns whether there was one.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);
 size_t fetch_table_count(const FetchTable *t);  // flights in the table (detached ones not counted)
 

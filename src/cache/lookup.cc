@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "lookup_internal.h"
+#include "redis_error.h"
 
 // Up to this, a value is copied into the output buffer; above it, referenced in place. A
 // reference is not free: libevent allocates a 1 KiB chain for it, and another for the bytes that
@@ -73,9 +74,15 @@ LookupResult lookup_result_bad_reply(Lookup *lk)
     return {LOOKUP_BAD_REPLY, false, false, NULL, text, sizeof(text) - 1, 0};
 }
 
-LookupResult lookup_result_redis_error(Lookup *lk, const redisReply *reply)
+// Redis answered the flight's command with an error. One that says Redis cannot serve for now
+// (redis_error_class) is taken as Redis not being reachable: the flight's stale entry answers if
+// it kept one, as during an outage (after a restart, -LOADING must not make tracking less
+// available than invalidation = off, whose entries would still be hits).
+// The caller counts the error (redis_errors), once per reply.
+LookupResult lookup_result_redis_error(Lookup *lk, const Flight *f, const redisReply *reply)
 {
-    lk->stats->redis_errors++;
+    if (f != NULL && f->stale != NULL && redis_error_class(reply->str, reply->len) == REDIS_ERROR_TRANSIENT)
+        return lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE);
     return {LOOKUP_REDIS_ERROR, false, false, NULL, reply->str, reply->len, 0};
 }
 
@@ -124,7 +131,10 @@ LookupResult lookup_result_from_value(Lookup *lk, const Flight *f, const redisRe
     bool cache = may_cache(lk, f, reply->type == REDIS_REPLY_NIL);
     uint64_t now_us = monotonic_us();
     if (reply->type == REDIS_REPLY_NIL) {
-        if (cache && lk->cache_not_found)
+        // MGET's nil is also its answer for a key of another type, where GET answers -WRONGTYPE:
+        // it says "no such key" only when the PTTL before it said so too.
+        bool absent = f->kind == FLIGHT_GET || f->key_pttl_ms == -2;
+        if (cache && absent && lk->cache_not_found)
             cache_insert_absent(lk->cache, f->key, f->key_len, f->hash, monotonic_ms(), now_us);
         return {LOOKUP_NOT_FOUND, false, false, NULL, NULL, 0, 0};
     }
@@ -192,18 +202,21 @@ static void on_pttl_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
     Lookup *lk = (Lookup *)f->owner;
+    RedisErrorClass error = failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR
+                                ? redis_error_class(reply->str, reply->len)
+                                : REDIS_ERROR_ANSWER;
     if (failure == BACKEND_OK && reply->type == REDIS_REPLY_INTEGER) {
         // -1 (no expiry), -2 (no such key) or what is left; anything else says nothing.
         f->key_pttl_ms = reply->integer >= -2 ? reply->integer : FLIGHT_PTTL_UNKNOWN;
-    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR && !backend_error_is_permanent(reply)) {
-        // -BUSY, -LOADING...: nothing learnt, and the value is not cached (its GET likely fails too).
-    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR) {
+    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR && error == REDIS_ERROR_REFUSED) {
         // An ACL that denies PTTL: entries then live their TTL, as with follow_key_expiry off.
         f->key_pttl_ms = FLIGHT_PTTL_REFUSED;
         if (!lk->pttl_refused_logged)
             log_warn("worker %d: Redis refuses PTTL (%.*s); entries live their whole ttl even if their key expires "
                      "sooner: allow PTTL, or set follow_key_expiry = off", lk->id, (int)reply->len, reply->str);
         lk->pttl_refused_logged = true;
+    } else if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR) {
+        // -BUSY, -LOADING...: nothing learnt, and the value is not cached (its GET likely fails too).
     } else if (failure == BACKEND_OK) {
         lookup_result_bad_reply(lk);  // the connection is out of step: dropped once this returns
     }
@@ -234,13 +247,30 @@ static void answer_get(FlightWaiter *self, const LookupResult *result)
         free(g);
 }
 
-void lookup_on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
+// A fetch cut with its connection, which is coming back at once (backend_reconnecting_at_once):
+// asked again on the new connection, once, rather than answered from a stale entry. Its answer is
+// not cached (it was sent before the new connection is tracked) but it is current.
+bool lookup_ask_again(Lookup *lk, bool *resent, BackendFailure failure)
+{
+    return failure == BACKEND_UNAVAILABLE && !*resent && lk->backend != NULL &&
+           backend_reconnecting_at_once(lk->backend) && (*resent = true);
+}
+
+static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
     Lookup *lk = (Lookup *)f->owner;
-    lk->inflight--;
+    if (lookup_ask_again(lk, &f->resent, failure)) {
+        const char *argv[2] = {"GET", f->key};
+        size_t lens[2] = {3, f->key_len};
+        if (lookup_send_fetch(lk, 0, 2, argv, lens, on_get_reply, f))
+            return;
+    }
+    lk->stats->fetches_waiting--;
+    if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR)
+        lk->stats->redis_errors++;
     LookupResult r = failure != BACKEND_OK              ? lookup_result_failed(lk, f, failure)
-                     : reply->type == REDIS_REPLY_ERROR ? lookup_result_redis_error(lk, reply)
+                     : reply->type == REDIS_REPLY_ERROR ? lookup_result_redis_error(lk, f, reply)
                      : is_value_reply(reply)            ? lookup_result_from_value(lk, f, reply)
                                                         : lookup_result_bad_reply(lk);
     lookup_resolve(lk, f, r);
@@ -248,9 +278,10 @@ void lookup_on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 
 // A flight for a key not in the table: it keeps the key's stale entry, if any, for when Redis
 // cannot be reached. The caller sends its command.
-Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room)
+Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room,
+                          FlightKind kind)
 {
-    Flight *f = fetch_table_add(lk->flights, key, len, hash, monotonic_us(), room);
+    Flight *f = fetch_table_add(lk->flights, key, len, hash, monotonic_us(), room, kind);
     if (f == NULL)
         return NULL;
     f->owner = lk;
@@ -281,7 +312,7 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
         fetch_table_join(f, &g->base);
         return;
     }
-    if ((f = lookup_new_flight(lk, key, key_len, k.hash, k.stale, sizeof(GetWaiter))) == NULL) {
+    if ((f = lookup_new_flight(lk, key, key_len, k.hash, k.stale, sizeof(GetWaiter), FLIGHT_GET)) == NULL) {
         finish(lk, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }
@@ -291,11 +322,11 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
     lookup_ask_key_life(lk, k.slot, f);
-    if (!lookup_send_fetch(lk, k.slot, 2, argv, lens, lookup_on_get_reply, f)) {
+    if (!lookup_send_fetch(lk, k.slot, 2, argv, lens, on_get_reply, f)) {
         lookup_resolve(lk, f, lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
         return;
     }
-    lk->inflight++;
+    lk->stats->fetches_waiting++;
 }
 
 void lookup_invalidate(Lookup *lk, const char *key, size_t len)
@@ -341,7 +372,7 @@ bool lookup_add_value(evbuffer *out, const LookupResult *r, const char *suffix, 
 uint64_t lookup_value_digest(const Lookup *lk, const LookupResult *r)
 {
     if ((r->hit || r->stale) && r->entry != NULL)
-        return cache_entry_digest(r->entry);
+        return cache_entry_digest(lk->cache, r->entry);
     return cache_value_digest(lk->cache, r->value, r->value_len);
 }
 

@@ -30,7 +30,6 @@ struct Lookup {
     uint64_t distrusted_us;    // one Redis: since when what was read from it is not trusted
     bool cache_not_found;      // a nil reply is cached too (cache_not_found)
     bool pttl_refused_logged;
-    size_t inflight;           // fetches waiting for Redis
     // Hits counted but not yet in the request-duration histogram: a hit is answered within the
     // read that brought its request, and its front observes that time once for all of them
     // (lookup_observe_hits), rather than reading the clock per hit.

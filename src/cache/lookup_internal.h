@@ -82,7 +82,7 @@ static inline CacheEntry *find_trusted(Lookup *lk, const char *key, size_t len, 
 // lookup.cc
 void lookup_count_answer(Lookup *lk, Front front, const LookupResult *r);  // in the request metrics
 LookupResult lookup_result_bad_reply(Lookup *lk);
-LookupResult lookup_result_redis_error(Lookup *lk, const redisReply *reply);
+LookupResult lookup_result_redis_error(Lookup *lk, const Flight *f, const redisReply *reply);
 LookupResult lookup_result_from_value(Lookup *lk, const Flight *f, const redisReply *reply);
 LookupResult lookup_result_unreachable(Lookup *lk, const Flight *f, LookupStatus status);
 LookupResult lookup_result_failed(Lookup *lk, const Flight *f, BackendFailure failure);
@@ -90,5 +90,6 @@ void lookup_resolve(Lookup *lk, Flight *f, LookupResult r);  // answers every wa
 bool lookup_send_fetch(Lookup *lk, int slot, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                        void *arg);
 void lookup_ask_key_life(Lookup *lk, int slot, Flight *f);  // follow_key_expiry's PTTL
-void lookup_on_get_reply(void *arg, redisReply *reply, BackendFailure failure);
-Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room);
+bool lookup_ask_again(Lookup *lk, bool *resent, BackendFailure failure);
+Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room,
+                          FlightKind kind);

@@ -28,6 +28,7 @@ struct MultiFetch {
 struct MgetCommand {
     Lookup *lookup;
     bool snapshot;  // a snapshot's (lookup_get_snapshot): its keys are answered together or not
+    bool resent;    // asked again once, after its connection was cut (lookup_ask_again)
     size_t n;
     Flight *flights[];
 };
@@ -85,24 +86,55 @@ static bool is_values_reply(const redisReply *r, size_t n)
     return true;
 }
 
-// One flight of an MGET whose answer as a whole passed max_reply_size, fetched again on its own.
+static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure);
+
+// One flight of an MGET whose answer as a whole passed max_reply_size, fetched again on its own:
+// with an MGET of its one key, whose answer is still MGET's (nil for a key of another type).
 static void refetch_alone(Lookup *lk, Flight *f)
 {
-    int slot = lk->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
-    const char *argv[2] = {"GET", f->key};
-    size_t lens[2] = {3, f->key_len};
-    lk->inflight++;
-    if (!lookup_send_fetch(lk, slot, 2, argv, lens, lookup_on_get_reply, f)) {
-        lk->inflight--;
+    MgetCommand *cmd = (MgetCommand *)malloc(sizeof(MgetCommand) + sizeof(Flight *));
+    if (cmd == NULL) {
         lookup_resolve(lk, f, lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
+        return;
     }
+    cmd->lookup = lk;
+    cmd->snapshot = false;
+    cmd->resent = false;
+    cmd->n = 1;
+    cmd->flights[0] = f;
+    int slot = lk->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
+    const char *argv[2] = {"MGET", f->key};
+    size_t lens[2] = {4, f->key_len};
+    lk->stats->fetches_waiting++;  // on_mget_reply decrements it, also when called here
+    if (!lookup_send_fetch(lk, slot, 2, argv, lens, on_mget_reply, cmd))
+        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+}
+
+// Sends the command's MGET (one Redis: slot 0 serves every key); false if it could not be sent.
+static bool send_mget_again(Lookup *lk, MgetCommand *cmd)
+{
+    const char **argv = (const char **)malloc((cmd->n + 1) * (sizeof(const char *) + sizeof(size_t)));
+    if (argv == NULL)
+        return false;
+    size_t *lens = (size_t *)(argv + cmd->n + 1);
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < cmd->n; i++) {
+        argv[i + 1] = cmd->flights[i]->key;
+        lens[i + 1] = cmd->flights[i]->key_len;
+    }
+    bool sent = lookup_send_fetch(lk, 0, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd);
+    free(argv);
+    return sent;
 }
 
 static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     MgetCommand *cmd = (MgetCommand *)arg;
     Lookup *lk = cmd->lookup;
-    lk->inflight--;
+    if (lookup_ask_again(lk, &cmd->resent, failure) && send_mget_again(lk, cmd))
+        return;
+    lk->stats->fetches_waiting--;
     if (failure == BACKEND_TOO_LARGE && cmd->n > 1 && !cmd->snapshot) {
         // The answer as a whole passed max_reply_size, not necessarily any value in it: each key
         // is fetched again on its own, so that only a value too large by itself fails, and the
@@ -116,17 +148,22 @@ static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
     // The whole reply is checked before anything of it is cached: one element of the wrong shape
     // and none of it is trusted.
     bool values = failure == BACKEND_OK && is_values_reply(reply, cmd->n);
-    LookupResult shared = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
-    if (failure == BACKEND_OK && !values)
-        shared = reply->type == REDIS_REPLY_ERROR ? lookup_result_redis_error(lk, reply) : lookup_result_bad_reply(lk);
+    bool error = failure == BACKEND_OK && !values && reply->type == REDIS_REPLY_ERROR;
+    LookupResult bad = {LOOKUP_UNAVAILABLE, false, false, NULL, NULL, 0, 0};
+    if (failure == BACKEND_OK && !values && !error)
+        bad = lookup_result_bad_reply(lk);
+    if (error)
+        lk->stats->redis_errors++;
     for (size_t i = 0; i < cmd->n; i++) {
         Flight *f = cmd->flights[i];
         if (failure != BACKEND_OK)
             lookup_resolve(lk, f, lookup_result_failed(lk, f, failure));
         else if (values)
             lookup_resolve(lk, f, lookup_result_from_value(lk, f, reply->element[i]));
+        else if (error)
+            lookup_resolve(lk, f, lookup_result_redis_error(lk, f, reply));  // each key its stale entry
         else
-            lookup_resolve(lk, f, shared);
+            lookup_resolve(lk, f, bad);
     }
     free(cmd);
 }
@@ -141,7 +178,7 @@ static void send_mget(Lookup *lk, MgetCommand *cmd, int slot, const char **argv,
         lens[i + 1] = cmd->flights[i]->key_len;
         lookup_ask_key_life(lk, slot, cmd->flights[i]);
     }
-    lk->inflight++;  // on_mget_reply decrements it, also when called here
+    lk->stats->fetches_waiting++;  // on_mget_reply decrements it, also when called here
     if (!lookup_send_fetch(lk, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
         on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
 }
@@ -166,7 +203,7 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, s
 {
     SlotFlight *order = (SlotFlight *)malloc(cmd->n * sizeof(SlotFlight));
     if (order == NULL) {
-        lk->inflight++;
+        lk->stats->fetches_waiting++;
         on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
         return;
     }
@@ -184,6 +221,7 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, s
         }
         group->lookup = lk;
         group->snapshot = cmd->snapshot;
+        group->resent = false;
         group->n = to - from;
         for (size_t i = from; i < to; i++)
             group->flights[i - from] = order[i].flight;
@@ -198,13 +236,13 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, s
 // waiters, uncached), so that the key's fetch from here on is the snapshot's.
 static Flight *snapshot_flight(Lookup *lk, const LookupKey *key, uint64_t hash, CacheEntry *stale, bool *sent_now)
 {
-    Flight *f = fetch_table_find(lk->flights, key->ptr, key->len, hash);
+    Flight *f = fetch_table_find(lk->flights, key->ptr, key->len, hash, FLIGHT_MGET);
     *sent_now = false;
     if (f != NULL && f->in_snapshot)
         return f;
     if (f != NULL)
         fetch_table_detach(lk->flights, f);
-    if ((f = lookup_new_flight(lk, key->ptr, key->len, hash, stale, 0)) != NULL) {
+    if ((f = lookup_new_flight(lk, key->ptr, key->len, hash, stale, 0, FLIGHT_MGET)) != NULL) {
         f->in_snapshot = true;
         *sent_now = true;
     }
@@ -241,6 +279,7 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
     m->waiters = (MultiFetch::Waiter *)(m->results + n);
     cmd->lookup = lk;
     cmd->snapshot = refetch_all;
+    cmd->resent = false;
     cmd->n = 0;
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
@@ -259,12 +298,14 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
         bool sent_now = false;
         // An earlier key of this same MGET may have started the flight.
         Flight *f = refetch_all ? snapshot_flight(lk, &keys[i], k.hash, k.stale, &sent_now)
-                                : coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, k.hash, &k.trust);
+                                : coherence_joinable_flight(lk->flights, keys[i].ptr, keys[i].len, k.hash, &k.trust,
+                                                            FLIGHT_MGET);
         if (sent_now) {
             cmd->flights[cmd->n++] = f;
         } else if (f != NULL) {
             lk->stats->coalesced++;
-        } else if (!refetch_all && (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, k.hash, k.stale, 0)) != NULL) {
+        } else if (!refetch_all &&
+                   (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, k.hash, k.stale, 0, FLIGHT_MGET)) != NULL) {
             cmd->flights[cmd->n++] = f;
         } else {
             continue;  // out of memory: answered unavailable

@@ -149,6 +149,7 @@ void master_spawn_worker(Master *m, int i)
         setup.stats = record ? &record->stats : NULL;
         setup.scoreboard = m->scoreboard;
         setup.log_shared = &m->scoreboard->log;
+        setup.client_ids = &m->scoreboard->client_ids;
         setup.channel = channel[1];
         setup.hold_until_redis_tried = m->previous.starting;
         _exit(worker_run(m->config, &setup));

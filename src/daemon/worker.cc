@@ -124,7 +124,7 @@ static void on_expire_timer(evutil_socket_t, short, void *arg)
 static void on_stop_timer(evutil_socket_t, short, void *arg)
 {
     Worker *w = (Worker *)arg;
-    if ((w->lookup.inflight == 0 && clients_open(w) == 0) || monotonic_ms() >= w->stop_deadline_ms) {
+    if ((w->stats->fetches_waiting == 0 && clients_open(w) == 0) || monotonic_ms() >= w->stop_deadline_ms) {
         // One more short turn of the loop lets the last replies reach their sockets.
         struct timeval tv = {0, 50 * 1000};
         event_base_loopexit(w->base, &tv);
@@ -159,8 +159,8 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
     Worker *w = (Worker *)arg;
     if (w->stopping)
         return;
-    log_debug("worker %d: %s, finishing %zu fetch(es) in flight", w->id,
-              sig == SIGTERM ? "SIGTERM" : "SIGINT", w->lookup.inflight);
+    log_debug("worker %d: %s, finishing %llu fetch(es) in flight", w->id,
+              sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)w->stats->fetches_waiting);
     begin_stop(w, false);
 }
 
@@ -453,7 +453,8 @@ int worker_run(const Config *config, const WorkerSetup *setup)
             return 1;
         }
     }
-    w.front_env = {w.base, config, w.stats, w.id, w.worker_count, w.started_ms, w.scoreboard, &w.lookup,
+    w.front_env = {w.base, config, w.stats, w.id, w.worker_count, w.started_ms, w.scoreboard,
+                   setup->client_ids != NULL ? setup->client_ids : &w.own_client_ids, &w.lookup,
                    &w.client_memory, w.key_buf, client_opened, client_closed, pause_accepting, totals, &w};
     w.http = http_front_create(&w.front_env, &setup->http);
     if (setup->resp.count > 0 && (w.resp = resp_front_create(&w.front_env, &setup->resp)) == NULL) {

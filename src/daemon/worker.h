@@ -35,6 +35,7 @@ struct Worker {
     AdminFront *admin;  // NULL when [admin] listen is off
     WorkerStats *stats;
     const struct Scoreboard *scoreboard;  // may be NULL
+    uint64_t own_client_ids;  // CLIENT IDs, without a scoreboard
     WorkerEnv env;         // what the parts below read of it: loop, config, numbers, id, stopping
     FrontEnv front_env;    // what the fronts get of it (front_env.h)
     int64_t client_limit;  // this worker's share of max_clients
@@ -69,6 +70,7 @@ struct WorkerSetup {
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
     struct LogShared *log_shared;  // in the scoreboard: lines every worker would log alike; may be NULL
+    uint64_t *client_ids;  // in the scoreboard: the last RESP CLIENT ID given; NULL: counted alone
     int channel;  // its end of the channel with the master (handover.h); -1: none
     // A reload's new worker: it accepts no connection before its first attempt to reach Redis has
     // ended (the previous worker on the same sockets serves meanwhile).

@@ -22,6 +22,7 @@ struct FrontEnv {
     int worker_count;
     uint64_t started_ms;           // when the worker started (INFO's uptime)
     const Scoreboard *scoreboard;  // every worker's numbers (the admin endpoint); may be NULL
+    uint64_t *client_ids;          // the last CLIENT ID given, shared by every worker (atomic)
     Lookup *lookup;
     ClientMemory *client_memory;
     char *key_buf;                 // scratch for one decoded key, max_key_size bytes

@@ -26,6 +26,7 @@ static const int HANDOVER_MAX_FDS = 64;  // per message (the kernel takes up to 
 
 // What a RESP connection carries to its new worker.
 struct HandoverClient {
+    uint64_t id;        // its CLIENT ID, which it keeps
     uint32_t used;      // it has sent a command
     uint32_t protocol;  // HELLO's: 2 or 3
     uint32_t name_len;  // CLIENT SETNAME's name (0: none)

@@ -22,6 +22,7 @@
 #include "key_decode.h"
 #include "log.h"
 #include "lookup.h"
+#include "redis_error.h"
 #include "front_env.h"
 
 // What the front keeps per connection, beside evhttp's own state: the request deadline.
@@ -268,13 +269,13 @@ static void reply_text(evhttp_request *req, int code, const char *reason, const 
 {
     evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", "text/plain; charset=utf-8");
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        char length[24];
-        snprintf(length, sizeof(length), "%zu", len);
-        evhttp_add_header(headers, "Content-Length", length);
-    } else {
+    // Said here for every method: evhttp leaves it out for some (a CONNECT), and a HEAD has none
+    // of the body to count.
+    char length[24];
+    snprintf(length, sizeof(length), "%zu", len);
+    evhttp_add_header(headers, "Content-Length", length);
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), text, len);
-    }
     send_reply(req, code, reason);
 }
 
@@ -290,7 +291,8 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     case LOOKUP_FOUND:
         break;
     case LOOKUP_NOT_FOUND:
-        evhttp_add_header(evhttp_request_get_output_headers(req), "X-Cache", r->hit ? "HIT" : "MISS");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "X-Cache",
+                          r->hit ? "HIT" : r->stale ? "STALE" : "MISS");
         reply_error(req, 404, "Not Found", "key not found\n");
         return;
     case LOOKUP_UNAVAILABLE:
@@ -309,7 +311,7 @@ static void on_lookup_done(void *arg, const LookupResult *r)
     case LOOKUP_REDIS_ERROR: {
         // Redis cannot serve for now (loading, busy, failing over): unavailable, as with no
         // connection, and the client may retry. Any other error is Redis's answer to the key.
-        bool transient = backend_error_is_transient(r->value, r->value_len);
+        bool transient = redis_error_class(r->value, r->value_len) == REDIS_ERROR_TRANSIENT;
         char text[600];
         int n = snprintf(text, sizeof(text), "%s: %.*s\n", transient ? "redis unavailable" : "redis error",
                          (int)(r->value_len > 512 ? 512 : r->value_len), r->value);

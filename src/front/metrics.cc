@@ -102,6 +102,8 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            "Bytes the clients of all workers hold: their input, their answers not yet read, their lookups under way.",
            (unsigned long long)s->client_memory);
 
+    single(out, "redis_proxy_fetches_waiting", "gauge", "Fetches (GET, MGET) sent to Redis and not answered yet.",
+           (unsigned long long)s->fetches_waiting);
     single(out, "redis_proxy_cache_entries", "gauge", "Entries held by the caches of all workers.",
            (unsigned long long)s->cache_entries);
     single(out, "redis_proxy_cache_capacity_entries", "gauge", "Entries the caches of all running workers can hold.",

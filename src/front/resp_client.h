@@ -63,7 +63,6 @@ struct RespFront {
     const int *handover_targets;  // the new generation's channels; NULL unless retiring
     int handover_count, handover_next;
     event *handover_retry;  // every target refused (full or gone): try again shortly
-    uint64_t next_id;
 };
 
 // Answers made while reading are written when the read handler ends; answers that arrive later

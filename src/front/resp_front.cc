@@ -352,7 +352,7 @@ static RespClient *client_open(RespFront *f, int fd)
     }
     c->front = f;
     c->fd = fd;
-    c->id = ++f->next_id;
+    c->id = __atomic_add_fetch(f->env->client_ids, 1, __ATOMIC_RELAXED);
     c->replies.out = evbuffer_new();
     c->replies.owner = c;
     c->replies.protocol = 2;
@@ -394,6 +394,8 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
     if (c == NULL)
         return;
     c->used = state->used != 0;
+    if (state->id != 0)
+        c->id = state->id;  // its id for life, as Redis's
     c->replies.protocol = state->protocol == 3 ? 3 : 2;
     if (state->name_len > 0 && state->name_len <= sizeof(state->name))
         c->name = strndup(state->name, state->name_len);
@@ -411,6 +413,7 @@ static bool hand_over(RespClient *c)
     HandoverClient state;
     memset(&state, 0, sizeof(state));
     state.used = c->used;
+    state.id = c->id;
     state.protocol = (uint32_t)c->replies.protocol;
     if (c->name != NULL) {
         state.name_len = (uint32_t)strlen(c->name);

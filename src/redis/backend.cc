@@ -83,6 +83,7 @@ static uint64_t next_random(Backend *b)
 
 void backend_schedule_reconnect(Backend *b, const char *what, const char *detail)
 {
+    b->first_attempt = false;
     uint64_t delay = backoff_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, b->failures);
     // Jitter in [delay/2, delay]: workers that lost Redis together do not come back in lockstep.
     delay = delay / 2 + next_random(b) % (delay / 2 + 1);
@@ -93,6 +94,7 @@ void backend_schedule_reconnect(Backend *b, const char *what, const char *detail
     log_msg_once(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s%s%s; retrying in %llums",
             b->target.display, b->hooks.label, what, detail ? ": " : "", detail ? detail : "",
             (unsigned long long)delay);
+    b->retry_at_ms = monotonic_ms() + delay;
     struct timeval tv = timeval_of_ms((uint64_t)delay);
     evtimer_add(b->reconnect_timer, &tv);
 }
@@ -109,9 +111,10 @@ PendingCommand backend_pop_command(Backend *b)
 
 static PendingCommand *ring_at(Backend *b, size_t i) { return &b->ring[(b->ring_head + i) & (b->ring_cap - 1)]; }
 
-// Closes the socket and answers every outstanding command with `failure`. The state is reset
-// before any callback runs, so a callback that sends a new command is refused cleanly.
-static void close_connection(Backend *b, BackendFailure failure)
+// Closes the socket; the state is reset before any callback runs, so a callback that sends a new
+// command is refused cleanly (or, on a first attempt already started, queued on it). Returns how
+// many commands were outstanding: answer_lost answers them.
+static size_t close_connection(Backend *b)
 {
     if (b->fd >= 0) {
         event_free(b->read_event);
@@ -130,12 +133,20 @@ static void close_connection(Backend *b, BackendFailure failure)
         redisReaderFree(b->reader);
     b->reader = redisReaderCreate();
     frame_scanner_init(&b->frame);
-    while (b->ring_len > 0) {
+    size_t lost = b->ring_len;
+    b->abandoned = 0;
+    return lost;
+}
+
+// Answers the `lost` oldest commands (those of a closed connection) with `failure`. A new
+// connection's commands, queued behind them meanwhile, keep their places.
+static void answer_lost(Backend *b, size_t lost, BackendFailure failure)
+{
+    for (size_t i = 0; i < lost && b->ring_len > 0; i++) {
         PendingCommand cmd = backend_pop_command(b);
         if (cmd.fn != NULL)
             cmd.fn(cmd.arg, NULL, failure);
     }
-    b->abandoned = 0;
 }
 
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
@@ -145,13 +156,24 @@ void backend_drop(Backend *b, BackendFailure failure, const char *what, const ch
         snprintf(saved, sizeof(saved), "%s", detail);
         detail = saved;
     }
-    if (b->ready)
-        b->failures = 0;  // it was up: news again, and retry fast
+    bool was_ready = b->ready;
     bool was_open = b->fd >= 0;
-    // Logged before the commands waiting on it are answered: the log says why before a client
-    // sees the error.
-    backend_schedule_reconnect(b, what, detail);
-    close_connection(b, failure);
+    size_t lost = close_connection(b);
+    if (was_ready) {
+        // It was up: news again, and tried again at once, before its commands are answered, so
+        // that a reader whose fetch was cut can ask again on the new connection (lookup does).
+        b->failures = 0;
+        log_msg_once(LOG_WARN, "redis %s%s: %s%s%s; reconnecting", b->target.display, b->hooks.label, what,
+                     detail ? ": " : "", detail ? detail : "");
+        b->first_attempt = true;
+        backend_connect(b);
+    } else {
+        // Logged before the commands waiting on it are answered: the log says why before a client
+        // sees the error.
+        b->first_attempt = false;
+        backend_schedule_reconnect(b, what, detail);
+    }
+    answer_lost(b, lost, failure);
     if (b->reader == NULL)
         log_error("redis %s%s: out of memory for the reply parser; retrying", b->target.display, b->hooks.label);
     if (was_open && b->hooks.on_lost != NULL)
@@ -293,6 +315,7 @@ static void on_timeout_timer(evutil_socket_t, short, void *arg)
 static void became_ready(Backend *b)
 {
     b->ready = true;
+    b->first_attempt = false;
     b->stats->redis_connects++;
     b->stats->redis_connected = 1;
     b->stats->redis_tried = 1;
@@ -412,6 +435,8 @@ void backend_connect_now(Backend *b)
 {
     if (b->fd >= 0)
         return;  // already connecting (a lookup that ended after a reconnect had been scheduled)
+    evtimer_del(b->reconnect_timer);
+    b->attempt_ms = monotonic_ms();
     if (b->reader == NULL && (b->reader = redisReaderCreate()) == NULL) {
         backend_schedule_reconnect(b, "cannot connect", "out of memory");
         return;
@@ -516,7 +541,7 @@ void backend_destroy(Backend *b)
     if (b == NULL)
         return;
     if (b->out != NULL)
-        close_connection(b, BACKEND_UNAVAILABLE);
+        answer_lost(b, close_connection(b), BACKEND_UNAVAILABLE);
     backend_resolver_free(b);
     if (b->connect_timer)
         event_free(b->connect_timer);
@@ -533,15 +558,34 @@ void backend_destroy(Backend *b)
     free(b);
 }
 
+// A command came while Redis cannot be reached: the next attempt comes RECONNECT_WANTED_MS after
+// the last one at the latest. From the timer, never from here: this runs inside callbacks.
+static void want_connection(Backend *b)
+{
+    if (b->fd >= 0 || b->resolving != NULL || !evtimer_pending(b->reconnect_timer, NULL))
+        return;
+    uint64_t now = monotonic_ms(), wanted = b->attempt_ms + RECONNECT_WANTED_MS;
+    if (b->retry_at_ms <= wanted)
+        return;
+    b->retry_at_ms = wanted > now ? wanted : now;
+    struct timeval tv = timeval_of_ms(b->retry_at_ms - now);
+    evtimer_add(b->reconnect_timer, &tv);
+}
+
 bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                      void *arg)
 {
     // Until the connection is ready, a command could wait on a connect that never finishes (a
-    // host that drops SYNs): refused, so the caller answers at once.
-    if (!b->ready && !(b->hooks.queue_while_connecting && b->fd >= 0))
+    // host that drops SYNs): refused, so the caller answers at once. Except on the first
+    // attempt after a ready connection dropped (within connect_timeout), or for a probe.
+    if (!b->ready && !((b->hooks.queue_while_connecting || b->first_attempt) && b->fd >= 0)) {
+        want_connection(b);
         return false;
+    }
     return send_command(b, fn, arg, argc, argv, lens);
 }
+
+bool backend_reconnecting_at_once(const Backend *b) { return b->first_attempt && b->fd >= 0 && !b->ready; }
 
 bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg)
 {
@@ -567,26 +611,6 @@ void backend_reset(Backend *b, const char *why)
 }
 
 void backend_distrust(Backend *b) { b->distrusted = true; }
-
-bool backend_error_is_permanent(const redisReply *reply)
-{
-    if (reply->type != REDIS_REPLY_ERROR)
-        return false;
-    if (strncmp(reply->str, "NOPERM", 6) == 0)
-        return true;
-    return strcasestr(reply->str, "unknown command") != NULL || strcasestr(reply->str, "unknown subcommand") != NULL;
-}
-
-bool backend_error_is_transient(const char *text, size_t len)
-{
-    static const char *const prefixes[] = {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"};
-    for (const char *p : prefixes) {
-        size_t n = strlen(p);
-        if (len >= n && memcmp(text, p, n) == 0)
-            return true;
-    }
-    return false;
-}
 
 bool backend_ready(const Backend *b) { return b->ready; }
 

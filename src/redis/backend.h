@@ -110,16 +110,12 @@ void backend_reset(Backend *b, const char *why);
 // so the connection is out of step. It is dropped once the callback returns.
 void backend_distrust(Backend *b);
 
-// An error reply that asking again will not change: an ACL's NOPERM, or a command or subcommand
-// Redis does not know (an older Redis).
-bool backend_error_is_permanent(const redisReply *reply);
-
-// An error with which Redis says it cannot serve for now (loading, busy with a script, without
-// its primary, resharding, cluster down): the client may retry.
-bool backend_error_is_transient(const char *text, size_t len);
-
 // Connected and past AUTH/SELECT.
 bool backend_ready(const Backend *b);
+
+// A connection that was ready dropped, and its first attempt to come back is under way:
+// commands sent now wait for it (a read that failed with the drop may be asked again).
+bool backend_reconnecting_at_once(const Backend *b);
 
 // Commands sent and not yet answered.
 size_t backend_outstanding(const Backend *b);

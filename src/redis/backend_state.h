@@ -13,6 +13,10 @@ struct evbuffer;
 
 inline constexpr uint64_t RECONNECT_MIN_MS = 100;
 inline constexpr uint64_t RECONNECT_MAX_MS = 2000;
+// While commands keep coming for a Redis that cannot be reached (and entries are answered stale
+// meanwhile), the next attempt is brought forward to at most this long after the last one: stale
+// answers end within about this of Redis's return, however long the back-off had grown.
+inline constexpr uint64_t RECONNECT_WANTED_MS = 50;
 inline constexpr size_t READ_CHUNK = 64 * 1024;
 
 // Past its deadline, a command has been answered BACKEND_TIMEOUT but keeps its place, its reply
@@ -57,6 +61,11 @@ struct Backend {
     bool timeout_armed;
     uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
     int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
+    // A connection that was ready and dropped is tried again at once, and commands wait for that
+    // one attempt (a cut under a Redis that is up costs a round trip, not stale answers).
+    bool first_attempt;
+    uint64_t attempt_ms;     // when the last attempt started
+    uint64_t retry_at_ms;    // when the next one is due, while reconnect_timer is pending
     uint64_t rng;
     struct Resolution *resolving;  // a lookup of a target given by name, under way
     event *resolve_timer;          // looks whether it is done (backend_resolve.cc)

@@ -184,6 +184,17 @@ static void schedule_refresh(Cluster *c, uint64_t delay_ms)
     evtimer_add(c->refresh_timer, &tv);
 }
 
+// A slot's owner cannot be reached, and its keys are answered stale or unavailable meanwhile: the
+// map is read again at the shortest gap, however long it had backed off, so that a failover's new
+// primary serves within about that gap of being promoted.
+void map_want_refresh_now(Cluster *c)
+{
+    if (c->refresh_soon && c->refresh_gap_ms > REFRESH_GAP_MIN_MS)
+        c->refresh_soon = false;  // due after the longer gap: scheduled again, sooner, below
+    c->refresh_gap_ms = REFRESH_GAP_MIN_MS;
+    map_want_refresh(c);
+}
+
 // Something says the map may be out of date: reread it, but at most once per refresh gap.
 void map_want_refresh(Cluster *c)
 {

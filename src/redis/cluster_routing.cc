@@ -123,7 +123,18 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
     Cluster *c = r->c;
     if (failure != BACKEND_OK) {
         if (failure != BACKEND_TOO_LARGE)  // (a value too large says nothing of the node)
-            map_want_refresh(c);  // the node may have failed over
+            map_want_refresh_now(c);  // the node may have failed over
+        // Its connection was closed under it because the map moved the slot away (a node whose
+        // last slot left is closed with its reads in flight): asked again of the slot's owner
+        // now, within the command's time. A read asked twice is harmless; its answer, from a
+        // node the slot has only just moved to, is not cached (the move distrusted the slot).
+        if (failure == BACKEND_UNAVAILABLE && c->map.owner[r->slot] != r->node && c->map.owner[r->slot] >= 0 &&
+            monotonic_ms() < r->deadline_ms) {
+            r->asked = false;
+            r->redirects = 0;
+            if (send_to(r, c->map.owner[r->slot], false) || park(r))
+                return;
+        }
         route_deliver(r, reply, failure);
         return;
     }
@@ -163,7 +174,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
 {
     int node = c->map.owner[slot];
     if (node < 0 || c->links[node].data == NULL || c->links[node].leaving) {
-        map_want_refresh(c);  // no map yet, or nobody serves the slot: ask again
+        map_want_refresh_now(c);  // no map yet, or nobody serves the slot: ask again
         return false;
     }
     size_t bytes = sizeof(ClusterRequest) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
@@ -186,7 +197,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
     }
     if (!send_to(r, node, false)) {
         free(r);
-        map_want_refresh(c);  // the owner is not connected: it may have failed over
+        map_want_refresh_now(c);  // the owner is not connected: it may have failed over
         return false;
     }
     return true;

@@ -92,6 +92,7 @@ struct Cluster {
 
 // cluster.cc
 void map_want_refresh(Cluster *c);                // the map may be out of date: reread it soon
+void map_want_refresh_now(Cluster *c);            // a slot's owner cannot be reached: at the shortest gap
 bool map_link_open(Cluster *c, int node);          // connects to the node if not yet
 void map_set_owner(Cluster *c, int slot, int node);  // a MOVED: the slot's owner from now on
 

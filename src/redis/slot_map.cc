@@ -90,7 +90,7 @@ static bool entry_node(const redisReply *r, const ClusterNode *asked, ClusterNod
     }
     snprintf(out->name, sizeof(out->name), "%.*s", (int)endpoint->len, endpoint->str);
     if (slot_map_is_ip(out->name)) {
-        snprintf(out->ip, sizeof(out->ip), "%s", out->name);
+        snprintf(out->ip, sizeof(out->ip), "%.*s", (int)sizeof(out->ip) - 1, out->name);
         out->name[0] = '\0';
         return true;
     }

@@ -11,6 +11,7 @@
 #include "command_owner.h"
 #include "config.h"
 #include "log.h"
+#include "redis_error.h"
 
 static const char INVALIDATE_CHANNEL[] = "__redis__:invalidate";
 static const uint64_t RETRY_MIN_MS = 100;  // after a refusal for now (-BUSY, -LOADING, ...)
@@ -27,7 +28,8 @@ struct Tracking {
     bool enabling;           // CLIENT TRACKING sent on the data connection, not yet answered
     bool established;        // ... and confirmed: invalidations flow, the worker caches
     bool ever_established;
-    bool heartbeat_refused;  // PUBLISH refused (an ACL): only a dropped connection is noticed
+    bool heartbeat_refused;  // PUBLISH refused (an ACL): only a dropped connection is noticed,
+                             // until tracking is established again (the ACL may have changed)
     bool unsupported;        // Redis refused tracking for good: TTL only, the link is (being) freed
     bool retry_pending;      // refused for now: nothing is tried before retry_timer fires
     int refusals;            // consecutive refusals for now: the back-off grows with them
@@ -111,6 +113,8 @@ static void run_without_tracking(Tracking *t, const char *command, const redisRe
              reply->type == REDIS_REPLY_ERROR ? reply->str : "an odd reply");
     t->unsupported = true;
     t->link_ready = false;
+    t->retry_pending = false;
+    evtimer_del(t->retry_timer);  // a retry of an earlier refusal for now: the link it would reset goes
     t->owner.set_caching(t->owner.arg, true, false);
     event_active(t->heartbeat_timer, EV_TIMEOUT, 1);  // frees the link, out of any callback
 }
@@ -138,7 +142,7 @@ static void retry_later(Tracking *t, const char *command, const redisReply *repl
 static void refused(Tracking *t, const char *command, const redisReply *reply)
 {
     // For good: an older Redis, or an ACL that denies the command or the channels.
-    if (backend_error_is_permanent(reply))
+    if (redis_error_class(reply->str, reply->len) == REDIS_ERROR_REFUSED)
         run_without_tracking(t, command, reply);
     else
         retry_later(t, command, reply);
@@ -150,6 +154,8 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
 {
     Tracking *t = (Tracking *)arg;
     t->retry_pending = false;
+    if (t->unsupported || t->link == NULL)
+        return;
     if (t->link_ready)
         enable(t);
     else
@@ -171,6 +177,7 @@ static void on_tracking_reply(void *arg, redisReply *reply, BackendFailure failu
     if (reply->type == REDIS_REPLY_STATUS) {
         t->established = true;
         t->beats_back = t->beats_sent;  // a beat lost with an earlier connection is no news
+        t->heartbeat_refused = false;
         set_caching(t, true);
         log_msg(t->ever_established ? LOG_INFO : LOG_DEBUG, "worker %d: invalidation tracking%s %s (link id %lld)",
                 t->env->id, t->owner.label, t->ever_established ? "back" : "on", t->link_id);
@@ -209,6 +216,11 @@ static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure fail
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && t->established) {
         // Nobody subscribed to the channel: the link is not what Redis redirects to any more.
         backend_reset(t->link, "no longer subscribed");
+    } else if (reply->type == REDIS_REPLY_ERROR &&
+               redis_error_class(reply->str, reply->len) == REDIS_ERROR_TRANSIENT) {
+        // Not published (-BUSY, -LOADING): that beat will not come back, which says nothing of
+        // the link. The next one is sent as usual; it is the one that checks the link.
+        t->beats_back = t->beats_sent;
     } else if (reply->type == REDIS_REPLY_ERROR && !t->heartbeat_refused) {
         t->heartbeat_refused = true;
         log_warn("worker %d: Redis refuses the heartbeat's PUBLISH (%.*s): a silent loss of the "

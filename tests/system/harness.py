@@ -190,14 +190,15 @@ class RedisServer:
         self.proc = None
         self.password = None
 
-    def start(self):
+    def start(self, wait=True):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--unixsocket", self.unix_path, "--save", "", "--appendonly", "no",
                 "--dir", self.workdir, "--daemonize", "no"] + self.extra_args
         log = open(os.path.join(self.workdir, "redis-%d.log" % self.port), "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_die_with_parent)
         log.close()
-        wait_until(self._answers, what="redis-server on port %d" % self.port)
+        if wait:
+            wait_until(self._answers, what="redis-server on port %d" % self.port)
         return self
 
     def _answers(self):

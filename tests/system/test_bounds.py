@@ -52,7 +52,7 @@ class LargeValueTest(ProxyTestCase):
 
     def test_an_mget_whose_whole_answer_passes_max_reply_size_is_fetched_key_by_key(self):
         # The bound is on one reply from Redis: four values of 900 kB are each within it, so the
-        # MGET is answered (each key fetched on its own), and so is another client's GET that
+        # MGET is answered (each key fetched on its own), and so is another client's MGET that
         # joined one of its fetches; a value too large by itself fails the MGET it is in.
         proxy = self.start_proxy(resp=True, redis={"max_reply_size": "2m"}, cache={"max_value_size": "1m"})
         keys = ["part%d" % i for i in range(4)]
@@ -62,15 +62,15 @@ class LargeValueTest(ProxyTestCase):
         a, b = proxy.resp(), proxy.resp()
         self.addCleanup(a.close)
         self.addCleanup(b.close)
-        self.redis.proc.send_signal(signal.SIGSTOP)  # so that b's GET joins a's fetch
+        self.redis.proc.send_signal(signal.SIGSTOP)  # so that b's MGET joins a's fetch
         try:
             a.send_raw(resp_encode("MGET", *keys))
-            b.send_raw(resp_encode("GET", "part0"))
-            wait_until(lambda: metric(proxy.admin("/metrics")[1], "coalesced_total") == 1, what="b's GET joined")
+            b.send_raw(resp_encode("MGET", "part0"))
+            wait_until(lambda: metric(proxy.admin("/metrics")[1], "coalesced_total") == 1, what="b's MGET joined")
         finally:
             self.redis.proc.send_signal(signal.SIGCONT)
         self.assertEqual(a.read_reply(), [b"p" * 900000] * 4)
-        self.assertEqual(b.read_reply(), b"p" * 900000)
+        self.assertEqual(b.read_reply(), [b"p" * 900000])
         with self.assertRaises(RedisError) as caught:
             a("MGET", "part0", "huge")
         self.assertIn("ERR value too large", str(caught.exception))

@@ -49,7 +49,9 @@ class SingleFlightTest(ProxyTestCase):
         self.assertLessEqual(commandstat_calls(self.redis, "get"), 2)
         self.assertEqual(commandstat_calls(self.redis, "mget"), 0)
 
-    def test_an_mget_joins_gets_on_their_way_and_fetches_only_the_rest(self):
+    def test_an_mget_joins_mget_fetches_on_their_way_but_never_a_gets(self):
+        # A GET and an MGET of one key ask different questions (for a list: -WRONGTYPE, nil):
+        # neither waits for the other's fetch. An MGET's repeated key, or another MGET of it, does.
         relay = self.held_redis()
         proxy = self.start_proxy(resp=True, redis={"address": "127.0.0.1:%d" % relay.port, "command_timeout": "20s"})
         self.redis("MSET", "a", "1", "b", "2", "c", "3")
@@ -61,14 +63,19 @@ class SingleFlightTest(ProxyTestCase):
                    what="the GET sent")
         second = proxy.resp()
         second.send_raw(b"*5\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nb\r\n")
-        # a joins the GET; b and c go out in one MGET; the second b joins the first.
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_redis_commands_total") >= 2,
+                   what="the MGET sent")
+        third = proxy.resp()
+        third.send_raw(b"*2\r\n$4\r\nMGET\r\n$1\r\nc\r\n")
+        # a, b and c go out in one MGET; the second b joins the first; the third client's c too.
         wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_coalesced_total") == 2,
                    what="two keys to join fetches")
         relay.release()
         self.assertEqual(first.read_reply(), b"1")
         self.assertEqual(second.read_reply(), [b"1", b"2", b"3", b"2"])
-        first.close()
-        second.close()
+        self.assertEqual(third.read_reply(), [b"3"])
+        for c in (first, second, third):
+            c.close()
         self.assertEqual(commandstat_calls(self.redis, "get"), 1)
         self.assertEqual(commandstat_calls(self.redis, "mget"), 1)
 

@@ -9,7 +9,8 @@ import time
 import unittest
 
 from cluster import RedisCluster, key_slot
-from harness import Proxy, ProxyTestCase, RedisClient, RedisError, free_port, wait_until
+from harness import Proxy, ProxyTestCase, RedisClient, RedisError, free_port, resp_encode, wait_until
+from test_invalidation import BUSY_SCRIPT_US
 
 
 def metric(text, name):
@@ -341,3 +342,68 @@ class ClusterTopologyTest(ClusterProxyMixin, ProxyTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EmptiedNodeTest(ClusterProxyMixin, ProxyTestCase):
+    START_REDIS = False
+
+    def test_reads_in_flight_on_a_node_whose_last_slot_leaves_are_asked_of_the_new_owner(self):
+        # The map sweep closes a node that owns no slot any more; the reads in flight on it were
+        # once answered 503. The node is kept busy by a script, so that a read waits on it while
+        # the map moves all its slots away.
+        cluster = RedisCluster(self.workdir, replicas=0)
+        self.addCleanup(cluster.stop)
+        cluster.start()
+        for s in cluster.servers:  # the script must not make the others fail the busy node over
+            s("CONFIG", "SET", "cluster-node-timeout", "20000")
+        proxy = self.start_cluster_proxy(cluster, redis={"command_timeout": "10s", "cluster_refresh": "100ms"})
+        x, y = cluster.primaries()[2], cluster.primaries()[1]  # not the first: the map is read from that one
+        key = RedisCluster.key_in_slot(x["slots"][0][0], "emptied:")
+        busy_x = cluster.server(x["port"])
+        busy_x("SET", key, "on-x")
+        busy_x("CONFIG", "SET", "busy-reply-threshold", "20000")  # others' commands wait, no -BUSY
+        script = threading.Thread(target=lambda: busy_x("EVAL", BUSY_SCRIPT_US % 3000000, "0"), daemon=True)
+        script.start()
+        self.addCleanup(script.join, 10)
+        wait_until(lambda: self.busy(busy_x), what="the script running")
+        answer = []
+        reader = threading.Thread(target=lambda: answer.append(proxy.get(key)), daemon=True)
+        reader.start()
+        self.addCleanup(reader.join, 15)
+        wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_fetches_waiting") == 1,
+                   what="the read waiting on the busy node")
+        # Every slot of x to y, said to y (importing, then its own: a new epoch wins) and to z.
+        # The key is written on y while it imports, before any node says it owns the slot.
+        slots = [s for a, b in x["slots"] for s in range(a, b + 1)]
+        to_y = cluster.server(y["port"])
+        others = [cluster.server(n["port"]) for n in cluster.primaries() if n["port"] not in (x["port"], y["port"])]
+        self.pipeline(to_y, [("CLUSTER", "SETSLOT", s, "IMPORTING", x["id"]) for s in slots])
+        self.assertEqual(self.pipeline(to_y, [("ASKING",), ("SET", key, "on-y")]), [b"OK", b"OK"])
+        self.pipeline(to_y, [("CLUSTER", "SETSLOT", s, "NODE", y["id"]) for s in slots])
+        for o in others:
+            self.pipeline(o, [("CLUSTER", "SETSLOT", s, "NODE", y["id"]) for s in slots])
+        wait_until(lambda: "which owns no slot any more" in proxy.log(), what="the emptied node closed")
+        reader.join(15)
+        self.assertEqual((answer[0].status, answer[0].body), (200, b"on-y"))
+
+    def pipeline(self, server, commands):
+        c = RedisClient(server.port)
+        try:
+            c.send_raw(b"".join(resp_encode(*cmd) for cmd in commands))
+            return [c.read_reply() for _ in commands]
+        finally:
+            c.close()
+
+    def busy(self, server):
+        """Whether the server runs a script: a PING waits (busy-reply-threshold is high)."""
+        try:
+            c = RedisClient(server.port, timeout=0.2)
+        except OSError:
+            return False
+        try:
+            c("PING")
+            return False
+        except OSError:  # (socket.timeout)
+            return True
+        finally:
+            c.close()

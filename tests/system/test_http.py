@@ -46,6 +46,17 @@ class HttpGetTest(ProxyTestCase):
             r = self.proxy.request(method, "/k")
             self.assertEqual(r.status, 405, method)
             self.assertEqual(r.header("Allow"), "GET, HEAD", method)
+            self.assertEqual(int(r.header("Content-Length")), len(r.body), method)
+        # A CONNECT too says how long its answer is (http.client cannot send one).
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"HTTP/1.1 405 "))
+            headers = {}
+            for line in iter(f.readline, b"\r\n"):
+                name, _, value = line.decode().partition(":")
+                headers[name.lower()] = value.strip()
+            self.assertEqual(f.read(int(headers["content-length"])), b"only GET and HEAD are supported\n")
 
     def test_head_is_get_without_body(self):
         self.redis("SET", "h", "twelve bytes")

@@ -7,10 +7,11 @@ import signal
 import threading
 import time
 
-from harness import ProxyTestCase, RedisError, one_connection_per_worker, wait_until
+from harness import ProxyTestCase, RedisError, RedisServer, one_connection_per_worker, wait_until
 from fake_redis import FakeRedis
 from relay import Relay
 from test_admin import metric
+from test_resp import command_calls
 
 WORKERS = 2
 FAST = 0.1  # seconds: the bound the coherence issue sets; invalidations take well under 1 ms
@@ -261,6 +262,7 @@ class StaleWithTrackingTest(TrackingTestCase):
         proxy = self.start_tracking_proxy(workers=1)
         self.redis("SET", "k", "v")
         self.cache_everywhere(proxy, "k", b"v")
+        self.assertEqual([proxy.get("gone").header("X-Cache") for _ in range(2)], ["MISS", "HIT"])
         port = self.redis.port
         self.redis.stop()  # the link is lost: the entry stops being trusted, though its TTL runs
         wait_until(lambda: proxy.get("k").header("X-Cache") == "STALE", what="the loss to be noticed")
@@ -272,10 +274,100 @@ class StaleWithTrackingTest(TrackingTestCase):
             time.sleep(0.05)  # the outage goes on: part of the scenario, not a wait for the proxy
         self.assertEqual(metric(proxy.admin("/metrics")[1], "redis_proxy_stale_answers_total"), stale_before + 40)
         self.assertEqual(proxy.get("never-cached").status, 503)
+        r = proxy.get("gone")  # a cached "not found" is answered stale too, and says so
+        self.assertEqual((r.status, r.header("X-Cache")), (404, "STALE"))
         # Redis back, with other data: what was stored before the outage is not trusted.
         self.redis = self.start_redis(port=port)
         self.redis("SET", "k", "after")
         wait_until(lambda: proxy.get("k").body == b"after", what="the entry fetched again")
+
+    def test_stale_answers_end_within_100ms_of_redis_accepting_connections_again(self):
+        # The outage lasts long enough for the reconnect's back-off to reach its longest (2 s):
+        # while entries are answered STALE, Redis is asked again every 50 ms all the same.
+        proxy = self.start_tracking_proxy(workers=1)
+        self.redis("SET", "k", "v")
+        self.cache_everywhere(proxy, "k", b"v")
+        port = self.redis.port
+        self.redis.stop()
+        conn = proxy.connection()
+        self.addCleanup(conn.close)
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:  # the outage: read on, as clients do
+            self.assertEqual(proxy.get("k", conn).header("X-Cache"), "STALE")
+        self.redis = RedisServer(self.workdir, port)
+        self.addCleanup(self.redis.stop)
+        self.redis.start(wait=False)
+        back = None
+        last_stale = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            r = proxy.get("k", conn)
+            now = time.monotonic()
+            if back is None and self.redis._answers():
+                back = time.monotonic()
+            if r.header("X-Cache") == "STALE":
+                last_stale = now
+            elif back is not None:
+                break
+        self.assertIsNotNone(back, "Redis never came back")
+        self.assertLess(last_stale - back, 0.1, "STALE answers went on after Redis was back")
+
+    def test_a_data_connection_cut_under_a_redis_that_is_up_serves_nothing_stale(self):
+        # Its first reconnect is at once and the reads wait for it: a change made meanwhile
+        # (which no invalidation reports: Redis tracked the connection that was cut) is never
+        # answered with the value before it.
+        proxy = self.start_tracking_proxy(workers=1)
+        self.redis("SET", "k", "old")
+        self.cache_everywhere(proxy, "k", b"old")
+        conn = proxy.connection()
+        self.addCleanup(conn.close)
+        connects = metric(proxy.admin("/metrics")[1], "redis_proxy_redis_connects_total")
+        data = [l for l in self.redis("CLIENT", "LIST").decode().splitlines()
+                if " sub=0 " in l and "cmd=client" not in l]
+        for line in data:
+            self.redis("CLIENT", "KILL", "ID", re.search(r"id=(\d+)", line).group(1))
+        self.redis("SET", "k", "new")
+        answers = [(r.body, r.header("X-Cache")) for r in (proxy.get("k", conn) for _ in range(200))]
+        self.assertEqual([a for a in answers if a[1] == "STALE"], [])
+        self.assertEqual(set(a[0] for a in answers[-10:]), {b"new"})
+        self.assertGreater(metric(proxy.admin("/metrics")[1], "redis_proxy_redis_connects_total"), connects)
+
+    def test_a_redis_loading_its_data_after_a_restart_is_bridged_with_stale_answers(self):
+        # While a restarted Redis loads its data it answers -LOADING: Redis cannot serve yet,
+        # as during the outage. Entries within their TTL are answered STALE, as invalidation =
+        # off would answer them (as hits): never a 503 for a key the cache holds.
+        proxy = self.start_tracking_proxy(workers=1)
+        self.redis("SET", "k", "v")
+        filler = []
+        for i in range(20000):
+            filler += ["filler:%d" % i, "x" * 10]
+        self.redis("MSET", *filler)
+        self.redis("SAVE")
+        self.cache_everywhere(proxy, "k", b"v")
+        port = self.redis.port
+        self.redis.stop()
+        loading = RedisServer(self.workdir, port, ["--key-load-delay", "100",
+                                                   "--loading-process-events-interval-bytes", "1024"])
+        self.addCleanup(loading.stop)
+        loading.start(wait=False)
+        wait_until(lambda: self.answers_loading(loading), what="Redis loading its data")
+        answers = []
+        while self.answers_loading(loading):
+            r = proxy.get("k")
+            answers.append((r.status, r.body))
+        self.assertEqual(set(answers), {(200, b"v")})
+        self.assertGreater(metric(proxy.admin("/metrics")[1], "redis_proxy_redis_error_replies_total"), 0,
+                           "the proxy was answered -LOADING")
+        wait_until(lambda: proxy.get("k").header("X-Cache") in ("HIT", "MISS"), what="Redis serving again")
+
+    def answers_loading(self, redis):
+        try:
+            redis("PING")
+            return False
+        except RedisError as e:
+            return str(e).startswith("LOADING")
+        except (OSError, ConnectionError):
+            return False
 
     def test_past_its_ttl_an_entry_is_answered_only_within_stale_if_error(self):
         proxy = self.start_tracking_proxy(workers=1, ttl="1s", stale_if_error="1s")
@@ -327,9 +419,11 @@ class UnsupportedTest(ProxyTestCase):
         self.assertEqual(proxy.log().count("running without invalidation"), 1)
 
 
-BUSY_SCRIPT = """local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]
-while true do local n = redis.call('TIME'); if n[1] * 1000000 + n[2] - start > 1500000 then break end end
+# A script that keeps Redis busy for 1.5 s (BUSY_SCRIPT_US % microseconds: as long as asked).
+BUSY_SCRIPT_US = """local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]
+while true do local n = redis.call('TIME'); if n[1] * 1000000 + n[2] - start > %d then break end end
 return 1"""
+BUSY_SCRIPT = BUSY_SCRIPT_US % 1500000
 
 
 class TransientRefusalTest(TrackingTestCase):
@@ -355,6 +449,21 @@ class TransientRefusalTest(TrackingTestCase):
         self.assertHit(proxy.get("k"), b"old")
         redis("SET", "k", "new")
         wait_until(lambda: proxy.get("k").body == b"new", timeout=FAST, what="the invalidation")
+
+    def test_a_busy_redis_does_not_switch_the_heartbeat_off(self):
+        # The heartbeat's PUBLISH answered -BUSY once had switched the heartbeat off for good: a
+        # silent loss of the link was never noticed again.
+        proxy = self.start_tracking_proxy(workers=1, heartbeat="200ms")
+        self.redis("CONFIG", "SET", "busy-reply-threshold", "50")
+        busy = threading.Thread(target=lambda: self.redis("EVAL", BUSY_SCRIPT, "0"), daemon=True)
+        busy.start()
+        wait_until(lambda: self.answers_busy(self.redis), what="Redis answering -BUSY")
+        busy.join(10)
+        self.assertFalse(busy.is_alive())
+        publishes = command_calls(self.redis, "publish")
+        wait_until(lambda: command_calls(self.redis, "publish") >= publishes + 3, timeout=3,
+                   what="the heartbeat to go on after the script")
+        self.assertNotIn("refuses the heartbeat", proxy.log())
 
     def answers_busy(self, redis):
         try:

@@ -305,13 +305,15 @@ class InfoTest(ProtocolTestCase):
         wait_until(idle, what="instantaneous_ops_per_sec back near 0")
 
     def test_redis_cli_stat_shows_real_numbers(self):
+        c = self.proxy.resp()
+        self.addCleanup(c.close)
+        c("MGET", "a", "b")
+        # The keyspace line is published by the worker every 100 ms: --stat starts once it is.
+        wait_until(lambda: "keys=2," in c("INFO", "keyspace").decode(), what="the keyspace line counts a and b")
         stat = subprocess.Popen(["redis-cli", "-p", str(self.proxy.resp_port), "--stat", "-i", "0.2"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.addCleanup(stat.wait, 10)
         self.addCleanup(stat.kill)
-        c = self.proxy.resp()
-        self.addCleanup(c.close)
-        c("MGET", "a", "b")
         rows = []
         while len(rows) < 4:
             line = stat.stdout.readline().decode()
@@ -358,6 +360,23 @@ class HttpProtocolTest(ProxyTestCase):
             code, headers, body = curl("--http1.0", "http://127.0.0.1:%d%s" % (proxy.port, url))
             self.assertIn("date", headers)
             self.assertEqual(int(headers["content-length"]), len(body))
+
+    def test_entries_with_etags_at_every_size_near_the_slabs_edge_are_served_and_freed(self):
+        # An entry's digest was allocated but not freed: at 449-456 bytes of key and value
+        # every eviction handed a malloc block to the slab, and workers crashed or served
+        # values with a heap pointer in them.
+        proxy = self.start_proxy(cache={"capacity": "1"}, http={"etag": "on"})
+        conn = proxy.connection()
+        self.addCleanup(conn.close)
+        for size in range(440, 470):
+            values = {k: bytes([65 + (size + i) % 26]) * size for i, k in enumerate("ab")}
+            for k, v in values.items():
+                self.redis("SET", k, v)
+            for _ in range(2):
+                for k, v in values.items():  # capacity 1: each read evicts the other key
+                    r = proxy.get(k, conn)
+                    self.assertEqual((r.status, r.body), (200, v), (size, k))
+        self.assertNotIn("killed by signal", proxy.log())
 
     def test_etag_and_if_none_match(self):
         proxy = self.start_proxy(proxy={"workers": "2"}, http={"etag": "on"})

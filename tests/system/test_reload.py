@@ -10,8 +10,8 @@ import subprocess
 import threading
 import time
 
-from harness import (PROXY_BIN, ProxyTestCase, RedisError, alive, black_hole_port, free_ports, resp_encode, wait_until,
-                     worker_pid)
+from harness import (PROXY_BIN, ProxyTestCase, RedisClient, RedisError, alive, black_hole_port, free_ports, resp_encode, wait_until,
+                     one_connection_per_worker, worker_pid)
 from test_admin import metric
 from test_service import ServiceManager
 
@@ -134,6 +134,12 @@ class ReloadTest(ProxyTestCase):
         c = proxy.resp()
         self.addCleanup(c.close)
         self.assertEqual(c("CLIENT", "SETNAME", "kept"), b"OK")
+        # CLIENT IDs are the proxy's, not a worker's: never the same for two clients.
+        others = one_connection_per_worker(proxy, 2)
+        for o in others:
+            self.addCleanup(o.close)
+        ids = [x("CLIENT", "ID") for x in [c] + others]
+        self.assertEqual(len(set(ids)), len(ids), ids)
         old_resp = proxy.resp_port
         new_resp = free_ports(1)[0]
         self.reload(proxy, proxy={"resp_listen": "127.0.0.1:%d" % new_resp, "workers": "1"})
@@ -143,7 +149,11 @@ class ReloadTest(ProxyTestCase):
         # The connection made on the old address lives on in the new worker, name and all.
         self.assertEqual(c("GET", "k"), b"v")
         self.assertEqual(c("CLIENT", "GETNAME"), b"kept")
+        self.assertEqual(c("CLIENT", "ID"), ids[0])  # its id, for life
         self.assertEqual(worker_pid(c), generation_pids(proxy, 1)[0])
+        late = RedisClient(new_resp)
+        self.addCleanup(late.close)
+        self.assertGreater(late("CLIENT", "ID"), max(ids))
 
     def test_a_reload_that_cannot_bind_changes_nothing(self):
         taken = socket.socket()

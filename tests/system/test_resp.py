@@ -90,6 +90,30 @@ class RespGetTest(RespTestCase):
             self.client("GET", "list")
         self.assertEqual(self.client("PING"), b"PONG")
 
+    def test_get_and_mget_of_a_key_of_another_type_answer_as_redis_does(self):
+        # MGET answers nil for a list where GET answers WRONGTYPE: neither is the other's
+        # answer, cached or joined in flight, whichever comes first.
+        self.redis("RPUSH", "L", "x")
+        for _ in range(2):
+            with self.assertRaisesRegex(RedisError, "^WRONGTYPE"):
+                self.client("GET", "L")
+            self.assertEqual(self.client("MGET", "L", "L"), [None, None])
+        self.assertEqual(self.proxy.get("L").status, 409)
+        for first, second, key in (("GET", "MGET", "l2"), ("MGET", "GET", "l3")):
+            self.redis("RPUSH", key, "x")
+            self.client.send_raw(resp_encode(first, key) + resp_encode(second, key))
+            answers = []
+            for _ in range(2):
+                try:
+                    answers.append(self.client.read_reply())
+                except RedisError as e:
+                    answers.append(str(e).split()[0])
+            expected = {"GET": "WRONGTYPE", "MGET": [None]}
+            self.assertEqual(answers, [expected[first], expected[second]], (first, second))
+        # An absent key is still cached as such (cache_not_found) by either command.
+        self.assertEqual(self.client("MGET", "nosuch"), [None])
+        self.assertIsNone(self.client("GET", "nosuch"))
+
     def test_inline_commands(self):
         self.redis("SET", "k", "v")
         self.client.send_raw(b"GET k\r\nPING\r\n\r\nECHO hi\n")

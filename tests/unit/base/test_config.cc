@@ -405,6 +405,22 @@ TEST(Config, test_cluster_seeds_split_on_spaces_and_commas)
     CHECK_TRUE(config_validate(&config, err, sizeof(err)));
 }
 
+// Sixteen IPv4 seeds are more than one of inih's 200-character lines holds: the list goes on
+// over several `cluster =` lines, each adding to it (any other key given twice is an error).
+TEST(Config, test_cluster_seeds_go_on_over_several_lines)
+{
+    std::string first = "cluster =", second = "cluster =";
+    for (int i = 0; i < 16; i++)
+        (i < 8 ? first : second) += " 192.168.100." + std::to_string(100 + i) + ":16379";
+    CHECK_TRUE(load(("[redis]\n" + first + "\n" + second + "\n").c_str()));
+    char seeds[CONFIG_MAX_SEEDS][CONFIG_SEED_SIZE];
+    LONGS_EQUAL(16, config_split_seeds(config.redis_cluster, seeds, err, sizeof(err)));
+    STRCMP_EQUAL("192.168.100.100:16379", seeds[0]);
+    STRCMP_EQUAL("192.168.100.115:16379", seeds[15]);
+    CHECK_FALSE(load(("[redis]\n" + first + "\n" + second + "\ncluster = 10.0.0.1:1\n").c_str()));
+    STRCMP_EQUAL("FILE:4: invalid value for cluster in [redis]: more than 16 seed nodes", error().c_str());
+}
+
 TEST(Config, test_bad_cluster_seeds_are_errors)
 {
     CHECK_FALSE(load("[redis]\ncluster = 10.0.0.1:7000 unix:/tmp/r.sock\n"));

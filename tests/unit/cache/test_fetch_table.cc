@@ -94,3 +94,19 @@ TEST(FetchTable, test_many_flights_grow_the_table)
     for (Flight *f : flights)
         remove_and_free(f);
 }
+
+// A GET and an MGET of one key ask different questions (a list: -WRONGTYPE against nil): each
+// finds only its own command's flight, and an invalidation of the key unlinks both.
+TEST(FetchTable, test_a_get_and_an_mget_of_one_key_are_apart_and_both_invalidated)
+{
+    Flight *get = add("k");
+    POINTERS_EQUAL(nullptr, fetch_table_find(t, "k", 1, hash_of("k"), FLIGHT_MGET));
+    Flight *mget = fetch_table_add(t, "k", 1, hash_of("k"), 7, 0, FLIGHT_MGET);
+    POINTERS_EQUAL(get, find("k"));
+    POINTERS_EQUAL(mget, fetch_table_find(t, "k", 1, hash_of("k"), FLIGHT_MGET));
+    CHECK(fetch_table_invalidate(t, "k", 1, hash_of("k")));
+    CHECK(get->invalidated && mget->invalidated);
+    LONGS_EQUAL(0, fetch_table_count(t));
+    free(get);
+    free(mget);
+}
