@@ -41,7 +41,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check unit system deps build-deps client-deps check-image bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
+.PHONY: all run check combo soak unit system deps build-deps client-deps check-image bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -105,6 +105,19 @@ check: deps client-deps
 	$(MAKE) all $(BUILD)/unit-tests $(BUILD)/resp-pipeline
 	$(BUILD)/unit-tests
 	$(SYSTEM_ENV) $(PYTHON) tests/system/run.py
+
+# The randomized combination test (tests/system/test_combinations.py; make check runs its fixed
+# seeds). `make combo SEEDS=1234,99` replays seeds; `make soak SEEDS=N DURATION=seconds` runs up to
+# N random seeds (printed; every seed if N is empty) for DURATION seconds in all, SEED_SECONDS each.
+# Both take SANITIZE=1 (build-asan/).
+SEED_SECONDS ?= 6
+DURATION     ?= 300
+combo: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
+	COMBO_SEEDS="$(SEEDS)" COMBO_SECONDS=$(SEED_SECONDS) $(SYSTEM_ENV) $(PYTHON) tests/system/run.py test_combinations.py
+
+soak: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
+	COMBO_SOAK_SEEDS="$(SEEDS)" COMBO_SOAK_SECONDS=$(DURATION) COMBO_SECONDS=$(SEED_SECONDS) $(SYSTEM_ENV) \
+		$(PYTHON) tests/system/run.py test_combinations.py
 
 # Runs the proxy in the foreground on conf/proxy.ini (ARGS: more options, e.g.
 # ARGS='-o proxy.listen=127.0.0.1:8081'); a file that does not load stops it with its one error.
