@@ -230,6 +230,7 @@ class Run:
         self.notes = []
         self.canary_checks = 0
         self.loading_answers = 0
+        self.main_calls = []
 
     # -- drawing
     def draw_keys(self):
@@ -592,6 +593,10 @@ class Run:
             self.violation(None, "%s: %s (workers %d, connected %d, tracking %d)" % (
                 w["kind"], e, metric(text, "redis_proxy_workers"), metric(text, "redis_proxy_redis_connected_workers"),
                 metric(text, "redis_proxy_tracking_workers")), w["start"])
+            if self.topology == "single":
+                with open(os.path.join(self.test.workdir, "redis-%d.log" % self.redis.port), "rb") as f:
+                    self.notes.append("redis log tail: " + f.read()[-1500:].decode(errors="replace"))
+                self.notes.append("proxy log tail: " + self.proxy.log()[-3000:])
         w["whole"] = time.monotonic()
 
     def proxy_conns(self, server):
@@ -657,8 +662,9 @@ class Run:
             extra = list(self.redis.extra_args)
             self.redis.extra_args = extra + ["--key-load-delay", "60", "--loading-process-events-interval-bytes",
                                              "1024"] if loading else extra
-            started = threading.Thread(target=self.redis.start)
-            started.start()
+            # Started by the main thread: a server dies with the thread that started it
+            # (PR_SET_PDEATHSIG is per thread), and this one ends before the test does.
+            started = self.on_main_thread(self.redis.start)
             if loading:
                 # While Redis answers LOADING, an entry cached before is answered (STALE or HIT):
                 # Redis cannot be read, as when it is down (README, "Redis down").
@@ -688,7 +694,8 @@ class Run:
                             time.monotonic() - rs, r.status, r.getheader("X-Cache")))
                 else:
                     self.notes.append("restart_loading: Redis was not seen loading")
-            started.join(30)
+            if not started.wait(60):
+                raise AssertionError("redis-server did not start again")
             self.redis.extra_args = extra
             for conn in canaries:
                 conn.close()
@@ -793,6 +800,12 @@ class Run:
         self.refresh_owners()
         self.close_window(w)
 
+    def on_main_thread(self, fn):
+        """Runs fn on the main thread (execute() serves these); returns an Event set once done."""
+        done = threading.Event()
+        self.main_calls.append((fn, done))
+        return done
+
     def fault_thread(self, schedule):
         try:
             t0 = time.monotonic()
@@ -818,9 +831,15 @@ class Run:
         for t in threads + [faults]:
             t.start()
         deadline = time.monotonic() + self.seconds
-        while time.monotonic() < deadline:
-            time.sleep(0.05)  # the workload's length
-        faults.join(120)  # the last fault and its recovery
+        while time.monotonic() < deadline or faults.is_alive():
+            while self.main_calls:
+                fn, done = self.main_calls.pop(0)
+                try:
+                    fn()
+                except Exception as e:  # noqa
+                    self.errors.append("main thread: %r" % e)
+                done.set()
+            time.sleep(0.01)  # the workload's length, and the fault thread's requests
         self.stop.set()
         for t in threads:
             t.join(60)
@@ -860,6 +879,8 @@ class Run:
         max_memory = size_b(self.current_cfg()["cache"]["max_memory"])
         if not SANITIZED and max_memory > 0:
             for wid, pid in self.proxy.worker_pids().items():
+                if not alive(pid):  # one that a reload retired
+                    continue
                 with open("/proc/%d/status" % pid) as f:
                     rss = int([l for l in f if l.startswith("VmRSS:")][0].split()[1]) * 1024
                 if rss > max_memory + RSS_SLACK:
