@@ -231,6 +231,7 @@ class Run:
         self.canary_checks = 0
         self.loading_answers = 0
         self.main_calls = []
+        self.restarts = 0
 
     # -- drawing
     def draw_keys(self):
@@ -287,13 +288,18 @@ class Run:
         c("CLIENT", "SETNAME", "combo-test")
         return c
 
+    def conn_to(self, conns, port):
+        if port not in conns:
+            conns[port] = self.admin_conn(port)
+        return conns[port]
+
     def write(self, conns, key, *args):
         """One command on the key's owner, following MOVED and ASK as a cluster client does."""
         if self.topology == "single":
-            return conns.setdefault(self.redis.port, self.admin_conn(self.redis.port))(*args)
+            return self.conn_to(conns, self.redis.port)(*args)
         port, asking = self.owner_of.get(key_slot(key)), False
         for _ in range(10):
-            c = conns.get(port) or conns.setdefault(port, self.admin_conn(port))
+            c = self.conn_to(conns, port)
             reply = c.pipeline(("ASKING",), args)[1] if asking else c(*args)
             if isinstance(reply, RespError) and reply.text.split()[0] in ("MOVED", "ASK"):
                 kind, slot, addr = reply.text.split()
@@ -326,11 +332,16 @@ class Run:
 
     def writer(self):
         conns = {}
-        number, busy_until, flushes = 0, {}, 0
+        number, busy_until, flushes, seen_restarts = 0, {}, 0, 0
         try:
             while not self.stop.is_set():
                 time.sleep(self.wrng.uniform(0.002, 0.012))
                 with self.write_lock:
+                    if self.restarts != seen_restarts:  # its connections died with the server
+                        seen_restarts = self.restarts
+                        for c in conns.values():
+                            c.close()
+                        conns.clear()
                     now = time.monotonic()
                     key = self.wrng.choice(self.keyspace)
                     if busy_until.get(key, 0) > now:
@@ -369,7 +380,7 @@ class Run:
                         ports = [self.redis.port] if self.topology == "single" else \
                             sorted(set(self.owner_of.values()))
                         for p in ports:
-                            must(conns.setdefault(p, self.admin_conn(p))("FLUSHALL"))
+                            must(self.conn_to(conns, p)("FLUSHALL"))
                         we = time.monotonic()
                         self.everything_absent(ws, we)
                         busy_until.clear()
@@ -552,7 +563,13 @@ class Run:
 
     # -- the proxy
     def metrics(self):
-        return self.proxy.admin("/metrics", timeout=15)[1]
+        for attempt in range(5):
+            try:
+                return self.proxy.admin("/metrics", timeout=15)[1]
+            except (OSError, http.client.HTTPException):
+                if attempt == 4:
+                    raise
+                time.sleep(0.1)
 
     def whole(self):
         """Every worker ready, connected and (with tracking) tracked."""
@@ -640,6 +657,8 @@ class Run:
                 conn.request("GET", "/canary")
                 r = conn.getresponse()
                 r.read()
+                with self.count_lock:
+                    self.counts["http"] += 1
                 if r.getheader("X-Cache") == "HIT":
                     found.append(conn)
                     break
@@ -656,6 +675,7 @@ class Run:
                 self.redis("SAVE")
             w = self.open_window("restart_%s" % ("loading" if loading else "empty"), True)
             self.redis.stop()
+            self.restarts += 1
             dump = os.path.join(self.test.workdir, "dump.rdb")
             if not loading and os.path.exists(dump):
                 os.unlink(dump)
@@ -680,11 +700,20 @@ class Run:
                         return None
                 state = wait_until(loading_now, timeout=10, what="redis-server to start loading")
                 if state == "loading":
+                    # Once the workers have reconnected to the loading Redis (its -LOADING is then
+                    # what they get), or it is done loading.
+                    n = int(self.current_cfg()["proxy"]["workers"])
+                    wait_until(lambda: started.is_set() or metric(self.metrics(), "redis_proxy_redis_connected_workers")
+                               == n, timeout=30, what="the workers connected to the loading Redis")
+                    if started.is_set():
+                        self.notes.append("restart_loading: done loading before the workers reconnected")
                     for conn in canaries:
                         rs = time.monotonic()
                         conn.request("GET", "/canary")
                         r = conn.getresponse()
                         body = r.read()
+                        with self.count_lock:
+                            self.counts["http"] += 1
                         self.canary_checks += 1
                         if (r.status, body) != (200, b"still here"):
                             self.violation("canary", "while Redis loads, a cached key within its TTL answered %d "
