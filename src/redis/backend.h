@@ -95,9 +95,6 @@ void backend_destroy(Backend *b);
 bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
                      void *arg);
 
-// GET key, as backend_command.
-bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg);
-
 // Sends a SUBSCRIBE-like command whose replies answer no command: from here on, replies beyond
 // the commands outstanding go to on_push instead of counting as out of step (RESP2 pub/sub).
 // Only (P)SUBSCRIBE may follow on such a connection. False when there is no connection.
@@ -117,5 +114,5 @@ bool backend_ready(const Backend *b);
 // commands sent now wait for it (a read that failed with the drop may be asked again).
 bool backend_reconnecting_at_once(const Backend *b);
 
-// Commands sent and not yet answered.
+// Commands sent and not yet answered. For tests.
 size_t backend_outstanding(const Backend *b);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
+#include "address.h"
 #include "backend_state.h"
 #include "clock.h"
 #include "log.h"
@@ -124,4 +125,53 @@ void backend_resolver_free(Backend *b)
     }
     // Else glibc's thread is still writing its answer into r: it is left to it (a few hundred
     // bytes, once per backend freed in the middle of a lookup).
+}
+
+bool backend_target_resolve(const char *address, BackendTarget *t, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->display, sizeof(t->display), "%s", address);
+    Address a;
+    const char *why;
+    if (!address_parse(address, true, &a, &why)) {
+        snprintf(err, errlen, "redis address '%s': %s", address, why);
+        return false;
+    }
+    if (a.is_unix) {
+        t->is_unix = true;
+        strcpy(t->path, a.path);
+        return true;
+    }
+    t->port = a.port;
+    unsigned char numeric[16];
+    if (inet_pton(AF_INET, a.host, numeric) == 1 || inet_pton(AF_INET6, a.host, numeric) == 1) {
+        snprintf(t->ip, sizeof(t->ip), "%.63s", a.host);
+        return true;
+    }
+    // A name: looked up by the backend before each connect, never here (a name server that does
+    // not answer must not hold the master's start).
+    t->by_name = true;
+    snprintf(t->host, sizeof(t->host), "%s", a.host);
+    return true;
+}
+
+bool backend_target_resolve_now(BackendTarget *t, char *err, size_t errlen)
+{
+    if (!t->by_name)
+        return true;
+    Address a;
+    const char *why;
+    if (!address_parse(t->display, false, &a, &why)) {
+        snprintf(err, errlen, "redis address '%s': %s", t->display, why);
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (!address_resolve(&a, false, &ss, &len, err, errlen))
+        return false;
+    const void *ip = ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                                             : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    inet_ntop(ss.ss_family, ip, t->ip, sizeof(t->ip));
+    t->by_name = false;
+    return true;
 }

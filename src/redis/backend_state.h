@@ -71,11 +71,27 @@ struct Backend {
     event *resolve_timer;          // looks whether it is done (backend_resolve.cc)
 };
 
-// backend.cc
+// backend_connect.cc
+// An attempt: a target given by name is resolved first (backend_resolve.cc), then connected to.
+void backend_connect(Backend *b);
+// Connects to target.ip now, with AUTH and SELECT queued to go first.
+void backend_connect_now(Backend *b);
 // An attempt failed: logged (the first of a run), and the next one scheduled with back-off.
 void backend_schedule_reconnect(Backend *b, const char *what, const char *detail);
-// Connects to target.ip now.
-void backend_connect_now(Backend *b);
+// A command came while Redis cannot be reached: the next attempt comes RECONNECT_WANTED_MS after
+// the last one at the latest.
+void backend_want_connection(Backend *b);
+// Connected and past AUTH/SELECT.
+void backend_became_ready(Backend *b);
+void backend_on_connect_timer(evutil_socket_t, short, void *arg);    // connect_timeout
+void backend_on_reconnect_timer(evutil_socket_t, short, void *arg);  // the back-off is over
+
+// backend.cc
+// Queues a command on the connection (even one not ready); false when out of memory.
+bool backend_send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, const char **argv,
+                          const size_t *lens);
+// The write event's callback: the connect's completion, then the commands queued.
+void backend_on_writable(evutil_socket_t fd, short what, void *arg);
 // The connection goes, and its commands are answered `failure`; a reconnect is scheduled.
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail);
 // The same, for a connection out of step: the owner forgets what was read through it.

@@ -39,6 +39,14 @@ static void on_answer(void *arg, redisReply *reply, BackendFailure failure)
 static int untrusted_calls;
 static void on_untrusted(void *) { untrusted_calls++; }
 
+// GET key, as backend_command sends it.
+static bool backend_get(Backend *b, const char *key, size_t len, BackendReplyFn fn, void *arg)
+{
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, len};
+    return backend_command(b, 2, argv, lens, fn, arg);
+}
+
 TEST_GROUP(Backend)
 {
     Config config;
