@@ -384,116 +384,143 @@ bool master_resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t e
 
 static void on_sigchld(int) {}  // never runs (blocked), but SIGCHLD must not be ignored
 
-int master_run(const Config *config, const ConfigSource *source)
+// What the master runs with, before any worker: the scoreboard, Redis's address, the listening
+// sockets, the signals it takes. 0 when ready, else the exit code.
+static int master_init(Master *m, const Config *config, const ConfigSource *source)
 {
-    Master m;
-    memset(&m, 0, sizeof(m));
-    m.config = config;
-    m.source = source;
-    m.count = config_worker_count(config);
-    m.slots = master_new_slots(m.count);
-    m.setup.worker_count = m.count;
-    if (getrandom(&m.setup.digest_key, sizeof(m.setup.digest_key), 0) != sizeof(m.setup.digest_key))
-        m.setup.digest_key = monotonic_us() ^ ((uint64_t)getpid() << 40);
-    m.scoreboard = scoreboard_create(CONFIG_MAX_WORKERS);  // whatever a reload makes of workers
-    if (m.slots == NULL || m.scoreboard == NULL) {
+    m->config = config;
+    m->source = source;
+    m->count = config_worker_count(config);
+    m->slots = master_new_slots(m->count);
+    m->setup.worker_count = m->count;
+    if (getrandom(&m->setup.digest_key, sizeof(m->setup.digest_key), 0) != sizeof(m->setup.digest_key))
+        m->setup.digest_key = monotonic_us() ^ ((uint64_t)getpid() << 40);
+    m->scoreboard = scoreboard_create(CONFIG_MAX_WORKERS);  // whatever a reload makes of workers
+    if (m->slots == NULL || m->scoreboard == NULL) {
         log_error("cannot set up the scoreboard: %s", strerror(errno));
         return 1;
     }
     char err[400];
-    if (!master_resolve_redis(config, &m.setup, err, sizeof(err))) {
+    if (!master_resolve_redis(config, &m->setup, err, sizeof(err))) {
         log_error("%s", err);
         return 1;
     }
-    master_raise_fd_limit(config, m.count);
-    if (!open_listeners(&m)) {
-        int why = errno;
-        close_groups(m.listening);
-        free(m.slots);
-        scoreboard_destroy(m.scoreboard);
+    master_raise_fd_limit(config, m->count);
+    if (!open_listeners(m)) {
         // In use, or not allowed: the configuration must change (no restart loop). Anything else,
         // such as an address the host does not have yet at boot, may pass: 1, restarted.
-        return why == EADDRINUSE || why == EACCES ? EXIT_CONFIG : 1;
+        return errno == EADDRINUSE || errno == EACCES ? EXIT_CONFIG : 1;
     }
-
-    // Signals are handled synchronously: blocked here, taken with sigtimedwait in the loop below.
+    // Signals are handled synchronously: blocked here, taken with sigtimedwait in the cycle.
     // Nothing runs in a signal handler.
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, on_sigchld);
-    sigemptyset(&m.handled);
+    sigemptyset(&m->handled);
     int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP};
     for (int sig : handled)
-        sigaddset(&m.handled, sig);
-    sigprocmask(SIG_BLOCK, &m.handled, NULL);
+        sigaddset(&m->handled, sig);
+    sigprocmask(SIG_BLOCK, &m->handled, NULL);
+    return 0;
+}
 
+// Everything the master holds, given back.
+static void master_free(Master *m)
+{
+    close_groups(m->listening);
+    close_groups(m->closing);
+    master_close_channels(m->slots, m->count);
+    free(m->slots);
+    scoreboard_destroy(m->scoreboard);
+    free(m->retiring);
+    free(m->reloaded);
+    if (m->previous.starting) {
+        free(m->previous.slots);
+        if (m->previous.reloaded != m->reloaded)
+            free(m->previous.reloaded);
+    }
+}
+
+// One pass of the cycle's timed work: respawns due, a reload's deadline, steering, a pending
+// reload, retiring workers past shutdown_timeout. Returns when the next one is due.
+static uint64_t master_tick(Master *m, uint64_t now)
+{
+    uint64_t next = now + report_to_service_manager(m, now);
+    for (int i = 0; i < m->count; i++) {
+        WorkerSlot *s = &m->slots[i];
+        if (s->pid == 0 && s->respawn_at_ms <= now)
+            master_spawn_worker(m, i);
+        if (s->pid == 0 && s->respawn_at_ms < next)
+            next = s->respawn_at_ms;
+    }
+    if (m->previous.starting) {
+        if (now >= m->previous.deadline_ms)
+            master_abandon_reload(m);
+        else if (m->previous.deadline_ms < next)
+            next = m->previous.deadline_ms;
+    }
+    if (master_steer_to_serving(m) && now + READY_POLL_MS < next)
+        next = now + READY_POLL_MS;
+    if (m->reload_pending && !m->previous.starting && m->retiring_count == 0) {
+        m->reload_pending = false;
+        log_info("reload: reading the file again for the SIGHUP that came during the last one");
+        master_reload(m);
+        next = now + READY_POLL_MS;  // its new generation is looked at as one started by SIGHUP is
+    }
+    if (m->retiring_count > 0 && m->retire_signalled) {
+        if (now >= m->retire_deadline_ms) {
+            log_warn("%d previous-generation worker(s) did not stop within shutdown_timeout; killing them",
+                     m->retiring_count);
+            signal_retiring(m, SIGKILL);
+            m->retire_deadline_ms = now + 1000;
+        }
+        if (m->retire_deadline_ms < next)
+            next = m->retire_deadline_ms;
+    }
+    return next;
+}
+
+// The master's cycle (nginx's ngx_master_process_cycle): the timed work, then a wait for a
+// signal until it is due again; a stop signal ends it.
+static void master_cycle(Master *m)
+{
+    for (;;) {
+        uint64_t now = monotonic_ms(), next = master_tick(m, now);
+        uint64_t wait_ms = next > now ? next - now : 0;
+        struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000};
+        siginfo_t info;
+        int sig = sigtimedwait(&m->handled, &info, &ts);
+        if (sig == SIGCHLD) {
+            reap_workers(m, false);
+        } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
+            bool graceful = sig != SIGQUIT;
+            notify_stopping();
+            log_info("%s received: stopping %d worker(s) %s", signal_name(sig), running_workers(m),
+                     graceful ? "gracefully" : "at once");
+            stop_workers(m, graceful);
+            return;
+        } else if (sig == SIGHUP) {
+            log_info("SIGHUP received: reloading the configuration");
+            master_reload(m);
+        }
+    }
+}
+
+int master_run(const Config *config, const ConfigSource *source)
+{
+    Master m;
+    memset(&m, 0, sizeof(m));
+    int code = master_init(&m, config, source);
+    if (code != 0) {
+        master_free(&m);
+        return code;
+    }
     log_info("redis-proxy starting %d worker(s); %s at %s", m.count,
              config->redis_cluster[0] ? "redis cluster" : "redis",
              config->redis_cluster[0] ? config->redis_cluster : config->redis_address);
     for (int i = 0; i < m.count; i++)
         master_spawn_worker(&m, i);
-
-    for (;;) {
-        uint64_t now = monotonic_ms(), next = now + report_to_service_manager(&m, now);
-        for (int i = 0; i < m.count; i++) {
-            WorkerSlot *s = &m.slots[i];
-            if (s->pid == 0 && s->respawn_at_ms <= now)
-                master_spawn_worker(&m, i);
-            if (s->pid == 0 && s->respawn_at_ms < next)
-                next = s->respawn_at_ms;
-        }
-        if (m.previous.starting) {
-            if (now >= m.previous.deadline_ms)
-                master_abandon_reload(&m);
-            else if (m.previous.deadline_ms < next)
-                next = m.previous.deadline_ms;
-        }
-        if (master_steer_to_serving(&m) && now + READY_POLL_MS < next)
-            next = now + READY_POLL_MS;
-        if (m.reload_pending && !m.previous.starting && m.retiring_count == 0) {
-            m.reload_pending = false;
-            log_info("reload: reading the file again for the SIGHUP that came during the last one");
-            master_reload(&m);
-            next = now + READY_POLL_MS;  // its new generation is looked at as one started by SIGHUP is
-        }
-        if (m.retiring_count > 0 && m.retire_signalled) {
-            if (now >= m.retire_deadline_ms) {
-                log_warn("%d previous-generation worker(s) did not stop within shutdown_timeout; killing them",
-                         m.retiring_count);
-                signal_retiring(&m, SIGKILL);
-                m.retire_deadline_ms = now + 1000;
-            }
-            if (m.retire_deadline_ms < next)
-                next = m.retire_deadline_ms;
-        }
-        uint64_t wait_ms = next > now ? next - now : 0;
-        struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000};
-        siginfo_t info;
-        int sig = sigtimedwait(&m.handled, &info, &ts);
-        if (sig == SIGCHLD) {
-            reap_workers(&m, false);
-        } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-            bool graceful = sig != SIGQUIT;
-            notify_stopping();
-            log_info("%s received: stopping %d worker(s) %s", signal_name(sig), running_workers(&m),
-                     graceful ? "gracefully" : "at once");
-            stop_workers(&m, graceful);
-            close_groups(m.listening);
-            close_groups(m.closing);
-            master_close_channels(m.slots, m.count);
-            free(m.slots);
-            scoreboard_destroy(m.scoreboard);
-            free(m.retiring);
-            free(m.reloaded);
-            if (m.previous.starting) {
-                free(m.previous.slots);
-                if (m.previous.reloaded != m.reloaded)
-                    free(m.previous.reloaded);
-            }
-            log_info("stopped");
-            return 0;
-        } else if (sig == SIGHUP) {
-            log_info("SIGHUP received: reloading the configuration");
-            master_reload(&m);
-        }
-    }
+    master_cycle(&m);
+    master_free(&m);
+    log_info("stopped");
+    return 0;
 }

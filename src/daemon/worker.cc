@@ -378,6 +378,141 @@ static void worker_free(Worker *w)
         event_base_free(w->base);
 }
 
+// The cache, the fetch table and what the configuration says of them.
+static bool init_cache(Worker *w, const WorkerSetup *setup, uint64_t seed)
+{
+    const Config *config = w->config;
+    w->lookup.config = config;
+    w->lookup.stats = w->stats;
+    w->lookup.id = w->id;
+    w->key_buf = (char *)malloc((size_t)config->max_key_size);
+    w->lookup.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w->stats);
+    w->lookup.flights = fetch_table_create();
+    w->evict_event = event_new(w->base, -1, 0, on_evict_event, w);
+    if (w->evict_event == NULL || w->key_buf == NULL || w->lookup.cache == NULL || w->lookup.flights == NULL)
+        return false;
+    cache_set_grace(w->lookup.cache, (uint64_t)config->stale_if_error_ms);
+    cache_keep_digests(w->lookup.cache, config->http_etag != 0, setup->digest_key);  // each value's ETag, made once
+    cache_set_max_bytes(w->lookup.cache, (size_t)config->max_memory);
+    w->lookup.caching = true;  // with tracking: only once it is established
+    w->lookup.cache_not_found = config_caches_not_found(config);
+    return true;
+}
+
+// One Redis (a connection, and its tracking) or a cluster (connections per primary, each with
+// its own tracking: cluster.h).
+static bool init_redis(Worker *w, const WorkerSetup *setup, uint64_t seed)
+{
+    if (setup->seed_count > 0) {
+        ClusterOwner owner = {forget_cache, invalidate_key, tracking_unsupported, w};
+        w->lookup.cluster = cluster_create(&w->env, &owner, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w->id);
+        return w->lookup.cluster != NULL;
+    }
+    BackendHooks hooks = {};
+    hooks.on_untrusted = forget_cache;
+    hooks.on_ready = on_redis_ready;
+    hooks.on_lost = on_redis_lost;
+    hooks.arg = w;
+    w->lookup.backend = backend_create(w->base, w->config, &setup->redis, w->stats, seed * 31 + (uint64_t)w->id, &hooks);
+    if (w->lookup.backend == NULL)
+        return false;
+    if (w->config->invalidation != INVALIDATION_TRACKING)
+        return true;
+    TrackingOwner owner = {w->lookup.backend, distrust_cache, set_caching, invalidate_key, w, NULL};
+    w->tracking = tracking_create(&w->env, &setup->redis, &owner, seed * 37 + (uint64_t)w->id);
+    return w->tracking != NULL;
+}
+
+// The timers and signals of the loop, added.
+static bool init_events(Worker *w)
+{
+    w->expire_timer = event_new(w->base, -1, EV_PERSIST, on_expire_timer, w);
+    w->stop_timer = evtimer_new(w->base, on_stop_timer, w);
+    w->accept_retry_timer = evtimer_new(w->base, on_accept_retry_timer, w);
+    w->hold_timer = evtimer_new(w->base, on_hold_timer, w);
+    w->sigterm_event = evsignal_new(w->base, SIGTERM, on_stop_signal, w);
+    w->sigint_event = evsignal_new(w->base, SIGINT, on_stop_signal, w);
+    w->sigquit_event = evsignal_new(w->base, SIGQUIT, on_quit_signal, w);
+    if (w->channel >= 0 && (w->channel_event = event_new(w->base, w->channel, EV_READ | EV_PERSIST, on_channel, w)) == NULL)
+        return false;
+    if (!w->expire_timer || !w->stop_timer || !w->accept_retry_timer || !w->hold_timer || !w->sigterm_event ||
+        !w->sigint_event || !w->sigquit_event)
+        return false;
+    struct timeval tick = timeval_of_ms(EXPIRE_INTERVAL_MS);
+    event_add(w->expire_timer, &tick);
+    event_add(w->sigterm_event, NULL);
+    event_add(w->sigint_event, NULL);
+    event_add(w->sigquit_event, NULL);
+    if (w->channel_event != NULL)
+        event_add(w->channel_event, NULL);
+    return true;
+}
+
+// Everything the worker runs with, as nginx's ngx_worker_process_init: false (logged) if any
+// part cannot be had.
+static bool worker_init(Worker *w, const Config *config, const WorkerSetup *setup)
+{
+    w->channel = setup->channel;
+    w->id = setup->id;
+    w->worker_count = setup->worker_count;
+    w->config = config;
+    w->stats = setup->stats ? setup->stats : &w->own_stats;
+    w->scoreboard = setup->scoreboard;
+    w->accepting = true;
+    w->started_ms = monotonic_ms();
+    w->client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
+    w->client_memory = {0, (size_t)config->max_client_memory, &w->stats->client_memory, schedule_eviction, w, false, 0};
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);
+    if ((w->base = event_base_new()) == NULL || !init_cache(w, setup, seed) || !init_events(w)) {
+        log_error("worker %d: out of memory at start", w->id);
+        return false;
+    }
+    w->env = {w->base, config, w->stats, w->id, &w->stopping};
+    if (!init_redis(w, setup, seed)) {
+        log_error("worker %d: out of memory at start", w->id);
+        return false;
+    }
+    w->front_env = {w->base, config, w->stats, w->id, w->worker_count, w->started_ms, w->scoreboard,
+                    setup->client_ids != NULL ? setup->client_ids : &w->own_client_ids, &w->lookup,
+                    &w->client_memory, w->key_buf, client_opened, client_closed, pause_accepting, totals, w};
+    if ((w->http = http_front_create(&w->front_env, &setup->http)) == NULL) {
+        log_error("worker %d: cannot set up the HTTP front", w->id);
+        return false;
+    }
+    if (setup->resp.count > 0 && (w->resp = resp_front_create(&w->front_env, &setup->resp)) == NULL) {
+        log_error("worker %d: cannot set up the RESP front", w->id);
+        return false;
+    }
+    if (setup->admin.count > 0 && (w->admin = admin_front_create(&w->front_env, &setup->admin)) == NULL) {
+        log_error("worker %d: cannot set up the admin endpoint", w->id);
+        return false;
+    }
+    return true;
+}
+
+// The loop, as nginx's ngx_worker_process_cycle: signals unblocked, accepting (or held until the
+// first attempt to reach Redis has ended, for a reload's new worker), until a stop ends it.
+static void worker_cycle(Worker *w, bool hold_until_redis_tried)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (hold_until_redis_tried) {
+        w->held = true;
+        http_front_set_accepting(w->http, false);
+        if (w->resp != NULL)
+            resp_front_set_accepting(w->resp, false);
+        on_hold_timer(-1, 0, w);
+    } else {
+        w->stats->accepting = 1;
+    }
+    log_info("worker %d ready (pid %d)", w->id, (int)getpid());
+    event_base_dispatch(w->base);
+    log_debug("worker %d: exiting", w->id);
+}
+
 int worker_run(const Config *config, const WorkerSetup *setup)
 {
     // Die with the master: a worker never outlives it (e.g. master SIGKILLed).
@@ -393,122 +528,11 @@ int worker_run(const Config *config, const WorkerSetup *setup)
     log_set_level((int)config->log_level);
     if (setup->log_shared != NULL)
         log_share(setup->log_shared);
-
     Worker w;
     memset(&w, 0, sizeof(w));
-    w.channel = -1;
-    w.id = setup->id;
-    w.worker_count = setup->worker_count;
-    w.config = config;
-    w.stats = setup->stats ? setup->stats : &w.own_stats;
-    w.scoreboard = setup->scoreboard;
-    w.accepting = true;
-    w.started_ms = monotonic_ms();
-    w.channel = setup->channel;
-    w.client_limit = (config->max_clients + setup->worker_count - 1) / setup->worker_count;
-    w.client_memory = {0, (size_t)config->max_client_memory, &w.stats->client_memory, schedule_eviction, &w, false, 0};
-    uint64_t seed;
-    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-        seed = (uint64_t)monotonic_ms() ^ ((uint64_t)getpid() << 32);
-    w.base = event_base_new();
-    w.env = {w.base, config, w.stats, w.id, &w.stopping};
-    w.lookup.config = config;
-    w.lookup.stats = w.stats;
-    w.lookup.id = w.id;
-    w.key_buf = (char *)malloc((size_t)config->max_key_size);
-    w.lookup.cache = cache_create((size_t)config->capacity, (uint64_t)config->ttl_ms, seed, w.stats);
-    w.lookup.flights = fetch_table_create();
-    w.evict_event = w.base != NULL ? event_new(w.base, -1, 0, on_evict_event, &w) : NULL;
-    if (w.base == NULL || w.evict_event == NULL || w.key_buf == NULL || w.lookup.cache == NULL || w.lookup.flights == NULL) {
-        log_error("worker %d: out of memory at start", w.id);
-        worker_free(&w);
-        return 1;
-    }
-    cache_set_grace(w.lookup.cache, (uint64_t)config->stale_if_error_ms);
-    cache_keep_digests(w.lookup.cache, config->http_etag != 0, setup->digest_key);  // each value's ETag, made once
-    cache_set_max_bytes(w.lookup.cache, (size_t)config->max_memory);
-    w.lookup.caching = true;  // with tracking: only once it is established
-    w.lookup.cache_not_found = config_caches_not_found(config);
-    if (setup->seed_count > 0) {
-        // A cluster: connections per primary, each with its own tracking (cluster.h).
-        ClusterOwner owner = {forget_cache, invalidate_key, tracking_unsupported, &w};
-        w.lookup.cluster = cluster_create(&w.env, &owner, setup->seeds, setup->seed_count, seed * 31 + (uint64_t)w.id);
-        if (w.lookup.cluster == NULL) {
-            log_error("worker %d: out of memory at start", w.id);
-            worker_free(&w);
-            return 1;
-        }
-    } else {
-        BackendHooks hooks = {};
-        hooks.on_untrusted = forget_cache;
-        hooks.on_ready = on_redis_ready;
-        hooks.on_lost = on_redis_lost;
-        hooks.arg = &w;
-        w.lookup.backend = backend_create(w.base, config, &setup->redis, w.stats, seed * 31 + (uint64_t)w.id, &hooks);
-        TrackingOwner owner = {w.lookup.backend, distrust_cache, set_caching, invalidate_key, &w, NULL};
-        if (config->invalidation == INVALIDATION_TRACKING && w.lookup.backend != NULL &&
-            (w.tracking = tracking_create(&w.env, &setup->redis, &owner, seed * 37 + (uint64_t)w.id)) == NULL) {
-            log_error("worker %d: out of memory at start", w.id);
-            worker_free(&w);
-            return 1;
-        }
-    }
-    w.front_env = {w.base, config, w.stats, w.id, w.worker_count, w.started_ms, w.scoreboard,
-                   setup->client_ids != NULL ? setup->client_ids : &w.own_client_ids, &w.lookup,
-                   &w.client_memory, w.key_buf, client_opened, client_closed, pause_accepting, totals, &w};
-    w.http = http_front_create(&w.front_env, &setup->http);
-    if (setup->resp.count > 0 && (w.resp = resp_front_create(&w.front_env, &setup->resp)) == NULL) {
-        log_error("worker %d: cannot set up the RESP front", w.id);
-        worker_free(&w);
-        return 1;
-    }
-    if (setup->admin.count > 0 && (w.admin = admin_front_create(&w.front_env, &setup->admin)) == NULL) {
-        log_error("worker %d: cannot set up the admin endpoint", w.id);
-        worker_free(&w);
-        return 1;
-    }
-    w.expire_timer = event_new(w.base, -1, EV_PERSIST, on_expire_timer, &w);
-    w.stop_timer = evtimer_new(w.base, on_stop_timer, &w);
-    w.accept_retry_timer = evtimer_new(w.base, on_accept_retry_timer, &w);
-    w.sigterm_event = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
-    w.sigint_event = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
-    w.sigquit_event = evsignal_new(w.base, SIGQUIT, on_quit_signal, &w);
-    if (w.channel >= 0)
-        w.channel_event = event_new(w.base, w.channel, EV_READ | EV_PERSIST, on_channel, &w);
-    if ((!w.lookup.backend && !w.lookup.cluster) || !w.http || !w.expire_timer || !w.stop_timer || !w.sigterm_event || !w.sigint_event ||
-        !w.sigquit_event || !w.accept_retry_timer) {
-        log_error("worker %d: cannot set up its event loop", w.id);
-        worker_free(&w);
-        return 1;
-    }
-    struct timeval tick = timeval_of_ms(EXPIRE_INTERVAL_MS);
-    event_add(w.expire_timer, &tick);
-    event_add(w.sigterm_event, NULL);
-    event_add(w.sigint_event, NULL);
-    event_add(w.sigquit_event, NULL);
-    if (w.channel_event != NULL)
-        event_add(w.channel_event, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    if (setup->hold_until_redis_tried) {
-        w.held = true;
-        http_front_set_accepting(w.http, false);
-        if (w.resp != NULL)
-            resp_front_set_accepting(w.resp, false);
-        if ((w.hold_timer = evtimer_new(w.base, on_hold_timer, &w)) == NULL) {
-            log_error("worker %d: cannot set up its event loop", w.id);
-            worker_free(&w);
-            return 1;
-        }
-        on_hold_timer(-1, 0, &w);
-    } else {
-        w.stats->accepting = 1;
-    }
-    log_info("worker %d ready (pid %d)", w.id, (int)getpid());
-    event_base_dispatch(w.base);
-    log_debug("worker %d: exiting", w.id);
+    bool ready = worker_init(&w, config, setup);
+    if (ready)
+        worker_cycle(&w, setup->hold_until_redis_tried);
     worker_free(&w);
-    return 0;
+    return ready ? 0 : 1;
 }
