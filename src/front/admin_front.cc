@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "http_adoption.h"
 #include "metrics.h"
 #include "scoreboard.h"
 #include "front_env.h"
@@ -22,9 +23,7 @@ struct AdminFront {
     int64_t open;             // connections open, against [admin] max_clients
     bool accepting;
     bool stopped;             // stopping or being freed: the listeners stay as they are
-    event *adopt_event;       // runs right after accept, see on_new_connection
-    bufferevent **fresh;      // accepted connections not yet adopted
-    size_t fresh_len, fresh_cap;
+    HttpAdoption adoption;    // each connection, from its accept (http_adoption.h)
 };
 
 static void set_accepting(AdminFront *a)
@@ -71,29 +70,12 @@ static void on_deadline(evutil_socket_t, short, void *arg)
     free(c);
 }
 
-// Counting connections with evhttp 2.1, as the HTTP front does (http_front.cc): the bufferevent
-// made for each accepted connection is ours, and once the accept has returned its evhttp
-// connection is found through it and given our close callback.
-static bufferevent *on_new_connection(event_base *base, void *arg)
+// Connections are counted from their accept, as the HTTP front's (http_adoption.h).
+static void on_accepted(void *arg)
 {
     AdminFront *a = (AdminFront *)arg;
-    if (a->fresh_len == a->fresh_cap) {
-        size_t cap = a->fresh_cap ? a->fresh_cap * 2 : 8;
-        bufferevent **fresh = (bufferevent **)realloc(a->fresh, cap * sizeof(*fresh));
-        if (fresh == NULL)
-            return NULL;
-        a->fresh = fresh;
-        a->fresh_cap = cap;
-    }
-    bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL)
-        return NULL;
-    bufferevent_incref(bev);
-    a->fresh[a->fresh_len++] = bev;
-    event_active(a->adopt_event, EV_TIMEOUT, 1);
     a->open++;
     set_accepting(a);
-    return bev;
 }
 
 static void adopt(AdminFront *a, evhttp_connection *evcon)
@@ -116,23 +98,15 @@ static void adopt(AdminFront *a, evhttp_connection *evcon)
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
 }
 
-static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
+static void on_adopted(void *arg, bufferevent *, evhttp_connection *evcon)
 {
     AdminFront *a = (AdminFront *)arg;
-    for (size_t i = 0; i < a->fresh_len; i++) {
-        bufferevent *bev = a->fresh[i];
-        bufferevent_data_cb readcb = NULL;
-        void *cbarg = NULL;
-        bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
-        if (readcb == NULL || cbarg == NULL) {
-            a->open--;  // evhttp already freed it
-            set_accepting(a);
-        } else {
-            adopt(a, (evhttp_connection *)cbarg);
-        }
-        bufferevent_decref(bev);
+    if (evcon != NULL) {
+        adopt(a, evcon);
+        return;
     }
-    a->fresh_len = 0;
+    a->open--;  // evhttp already freed it
+    set_accepting(a);
 }
 
 static void reply(evhttp_request *req, int code, const char *reason, const char *content_type, evbuffer *body)
@@ -212,8 +186,8 @@ AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     a->env = env;
     a->accepting = true;
     a->http = evhttp_new(env->base);
-    a->adopt_event = event_new(env->base, -1, 0, adopt_fresh_connections, a);
-    if (a->http == NULL || a->adopt_event == NULL ||
+    a->adoption = {on_accepted, on_adopted, a, NULL, NULL, 0, 0};
+    if (a->http == NULL || !http_adoption_init(&a->adoption, env->base) ||
         !listener_set_open(&a->listeners, env->base, listen_fds, NULL, NULL, NULL, a->http)) {
         admin_front_destroy(a);
         return NULL;
@@ -223,7 +197,7 @@ AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     int64_t idle_ms = env->config->admin_timeout_ms;
     struct timeval idle = timeval_of_ms((uint64_t)idle_ms);
     evhttp_set_timeout_tv(a->http, &idle);
-    evhttp_set_bevcb(a->http, on_new_connection, a);
+    evhttp_set_bevcb(a->http, http_adoption_new_connection, &a->adoption);
     evhttp_set_max_headers_size(a->http, 16 * 1024);
     evhttp_set_max_body_size(a->http, 0);
     evhttp_set_gencb(a->http, on_request, a);
@@ -238,11 +212,7 @@ void admin_front_destroy(AdminFront *a)
     listener_set_free(&a->listeners);
     if (a->http)
         evhttp_free(a->http);  // frees the bound listeners too; the sockets are the master's
-    if (a->adopt_event) {
-        adopt_fresh_connections(-1, 0, a);
-        event_free(a->adopt_event);
-    }
-    free(a->fresh);
+    http_adoption_free(&a->adoption);
     free(a);
 }
 

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "cache.h"
 #include "config.h"
+#include "http_adoption.h"
 #include "http_message.h"
 #include "key_decode.h"
 #include "log.h"
@@ -52,9 +53,7 @@ struct HttpFront {
     const FrontEnv *env;
     evhttp *http;
     ListenerSet listeners;
-    event *adopt_event;      // runs right after accept, see on_new_connection
-    bufferevent **fresh;     // accepted connections not yet adopted
-    size_t fresh_len, fresh_cap;
+    HttpAdoption adoption;   // each connection, from its accept (http_adoption.h)
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
     size_t by_fd_cap;
     bool draining;           // the worker is stopping: every answer closes its connection
@@ -179,49 +178,19 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
     return true;
 }
 
-// libevent 2.1 has no evhttp_set_max_connections (2.2) and no hook on a new evhttp_connection.
-// What it has: evhttp_set_bevcb, called at each accept to create the connection's bufferevent,
-// right before evhttp wraps it in an evhttp_connection whose pointer it passes as the
-// bufferevent's callback argument (http.c, evhttp_connection_base_bufferevent_new). So: count
-// the client here, hold a reference on the bufferevent, and once the accept callback has
-// returned (adopt_event) fetch the connection from it and hang our close callback on it. The
-// reference guarantees the bufferevent is still there to look at even if evhttp gave up on it.
-static bufferevent *on_new_connection(event_base *base, void *arg)
+static void on_accepted(void *arg)
 {
     HttpFront *h = (HttpFront *)arg;
-    if (h->fresh_len == h->fresh_cap) {
-        size_t cap = h->fresh_cap ? h->fresh_cap * 2 : 16;
-        bufferevent **fresh = (bufferevent **)realloc(h->fresh, cap * sizeof(*fresh));
-        if (fresh == NULL)
-            return NULL;  // evhttp then makes its own bufferevent, which we just do not count
-        h->fresh = fresh;
-        h->fresh_cap = cap;
-    }
-    bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL)
-        return NULL;
-    bufferevent_incref(bev);
-    h->fresh[h->fresh_len++] = bev;
-    event_active(h->adopt_event, EV_TIMEOUT, 1);
     h->env->client_opened(h->env->arg, FRONT_HTTP);
-    return bev;
 }
 
-static void adopt_fresh_connections(evutil_socket_t, short, void *arg)
+static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)
 {
     HttpFront *h = (HttpFront *)arg;
-    for (size_t i = 0; i < h->fresh_len; i++) {
-        bufferevent *bev = h->fresh[i];
-        bufferevent_data_cb readcb = NULL;
-        void *cbarg = NULL;
-        bufferevent_getcb(bev, &readcb, NULL, NULL, &cbarg);
-        if (readcb == NULL || cbarg == NULL)
-            h->env->client_closed(h->env->arg, FRONT_HTTP);  // evhttp already freed it (setcb NULL on free)
-        else if (!track_client(h, bev, (evhttp_connection *)cbarg))
-            evhttp_connection_free((evhttp_connection *)cbarg);  // out of memory: the close counts it
-        bufferevent_decref(bev);
-    }
-    h->fresh_len = 0;
+    if (evcon == NULL)
+        h->env->client_closed(h->env->arg, FRONT_HTTP);  // evhttp already freed it
+    else if (!track_client(h, bev, evcon))
+        evhttp_connection_free(evcon);  // out of memory: the close counts it
 }
 
 // A worker process has exactly one HTTP front, found here by the two callbacks that libevent
@@ -446,8 +415,8 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
         return NULL;
     h->env = env;
     h->http = evhttp_new(env->base);
-    h->adopt_event = event_new(env->base, -1, 0, adopt_fresh_connections, h);
-    if (h->http == NULL || h->adopt_event == NULL) {
+    h->adoption = {on_accepted, on_adopted, h, NULL, NULL, 0, 0};
+    if (h->http == NULL || !http_adoption_init(&h->adoption, env->base)) {
         http_front_destroy(h);
         return NULL;
     }
@@ -469,7 +438,7 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
         return NULL;
     }
     evhttp_set_gencb(h->http, on_request, h);
-    evhttp_set_bevcb(h->http, on_new_connection, h);
+    evhttp_set_bevcb(h->http, http_adoption_new_connection, &h->adoption);
     process_front = h;
     if (!listener_set_open(&h->listeners, env->base, listen_fds, NULL, NULL, on_accept_error, h->http)) {
         http_front_destroy(h);
@@ -487,11 +456,7 @@ void http_front_destroy(HttpFront *h)
     listener_set_free(&h->listeners);
     if (h->http)
         evhttp_free(h->http);  // frees the bound listeners too; the sockets are the master's
-    if (h->adopt_event) {
-        adopt_fresh_connections(-1, 0, h);
-        event_free(h->adopt_event);
-    }
-    free(h->fresh);
+    http_adoption_free(&h->adoption);
     free(h->by_fd);
     free(h);
 }
