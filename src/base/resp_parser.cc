@@ -328,8 +328,6 @@ void resp_add_bulk(evbuffer *out, const char *s, size_t len)
     evbuffer_add(out, "\r\n", 2);
 }
 
-void resp_add_null(evbuffer *out) { evbuffer_add(out, "$-1\r\n", 5); }
-
 void resp_add_nil(evbuffer *out, int protocol)
 {
     if (protocol == 3)

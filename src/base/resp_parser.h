@@ -72,7 +72,6 @@ void resp_add_error(evbuffer *out, const char *fmt, ...)       // -...
 void resp_add_integer(evbuffer *out, long long n);             // :n
 void resp_add_bulk(evbuffer *out, const char *s, size_t len);  // $len s (copied)
 void resp_add_bulk_header(evbuffer *out, size_t len);          // $len\r\n (body follows, then CRLF)
-void resp_add_null(evbuffer *out);                             // $-1
 // A nil as the connection's protocol says: RESP2's null bulk string, or RESP3's null (_).
 void resp_add_nil(evbuffer *out, int protocol);
 void resp_add_map_header(evbuffer *out, size_t n);             // %n (RESP3): n keys, n values

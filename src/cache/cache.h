@@ -48,7 +48,7 @@ struct CacheEntry {
     char data[];    // key_len key bytes, then value_len value bytes
 };
 
-inline const char *cache_entry_key(const CacheEntry *e) { return e->data; }
+inline const char *cache_entry_key(const CacheEntry *e) { return e->data; }  // for tests
 inline const char *cache_entry_value(const CacheEntry *e) { return e->data + e->key_len; }
 // The bytes of its block, as allocated: what it is freed with.
 inline size_t cache_entry_size(const CacheEntry *e)
@@ -69,7 +69,7 @@ uint64_t cache_hash(const Cache *cache, const char *key, size_t len);
 
 // A fresh entry for the key (TTL not passed, current generation), marked most recently read;
 // NULL if there is none. An entry past its grace is dropped on the way. The pointer is valid
-// until the next cache call unless retained.
+// until the next cache call unless retained. For tests: lookup asks cache_find_or_stale.
 CacheEntry *cache_find(Cache *cache, const char *key, size_t len, uint64_t hash, uint64_t now_ms);
 
 // As cache_find; when there is no fresh entry but one within the grace, it is put in *stale

@@ -76,7 +76,7 @@ void fetch_table_remove(FetchTable *t, Flight *f);
 void fetch_table_detach(FetchTable *t, Flight *f);
 // The key changed in Redis: its flights, if any, are detached. Returns whether there was one.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);
-size_t fetch_table_count(const FetchTable *t);  // flights in the table (detached ones not counted)
+size_t fetch_table_count(const FetchTable *t);  // flights in the table (detached ones not counted); for tests
 
 // One command is done with the flight; the last frees it (and its room).
 void flight_release(Flight *f);

@@ -341,20 +341,12 @@ void lookup_invalidate(Lookup *lk, const char *key, size_t len)
 static void release_entry(const void *, size_t, void *extra) { cache_entry_release((CacheEntry *)extra); }
 
 // Bytes written right after a reference: libevent sizes the chain it allocates for them from the
-// reference's length (doubled, up to 4 KiB), so two bytes after a 1 MiB value would take a 1 MiB
-// chain, for every answer. Written into a buffer of their own instead, they get a small chain,
-// which is then moved (not copied) behind the reference; later writes fill the rest of it.
+// last chain's length (doubled, up to 4 KiB), so two bytes copied after a 1 MiB value would take a
+// 1 MiB chain, for every answer. They are static (a CRLF), so they are referenced too: a chain of
+// their own length, after which the next answer's bytes get a small chain.
 static bool add_after_reference(evbuffer *out, const char *bytes, size_t len)
 {
-    static evbuffer *scratch;  // the worker is one thread; empty between calls
-    if (scratch == NULL && (scratch = evbuffer_new()) == NULL)
-        return false;
-    if (evbuffer_add(scratch, bytes, len) != 0)
-        return false;
-    if (evbuffer_add_buffer(out, scratch) == 0)
-        return true;
-    evbuffer_drain(scratch, evbuffer_get_length(scratch));
-    return false;
+    return evbuffer_add_reference(out, bytes, len, NULL, NULL) == 0;
 }
 
 bool lookup_add_value(evbuffer *out, const LookupResult *r, const char *suffix, size_t suffix_len)

@@ -23,5 +23,5 @@ inline size_t slab_footprint(size_t size)
     return size <= SLAB_MAX ? (size + 7) & ~(size_t)7 : (size + 8 + 15) & ~(size_t)15;
 }
 
-// Bytes held in pages (used or free), for tests and INFO.
+// Bytes held in pages (used or free). For tests.
 size_t slab_page_bytes();

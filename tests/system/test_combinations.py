@@ -290,7 +290,12 @@ class Run:
 
     def conn_to(self, conns, port):
         if port not in conns:
-            conns[port] = self.admin_conn(port)
+            try:
+                conns[port] = self.admin_conn(port)
+            except OSError as e:  # said with the port: whose server it was matters for the diagnosis
+                raise OSError("cannot connect to Redis on port %d (nodes: %r): %r" %
+                              (port, sorted(set(self.owner_of.values())) if self.topology != "single"
+                               else [self.redis.port], e)) from e
         return conns[port]
 
     def write(self, conns, key, *args):

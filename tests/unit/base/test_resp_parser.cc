@@ -191,7 +191,7 @@ TEST(RespEncoder, test_each_reply_type)
     resp_add_simple(out, "OK");
     resp_add_integer(out, -42);
     resp_add_bulk(out, "a\0b", 3);
-    resp_add_null(out);
+    resp_add_nil(out, 2);
     resp_add_array_header(out, 2);
     resp_add_error(out, "ERR unknown command '%s'", "X");
     CHECK(std::string("+OK\r\n:-42\r\n$3\r\na\0b\r\n$-1\r\n*2\r\n-ERR unknown command 'X'\r\n", 55) == text());
