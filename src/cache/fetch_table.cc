@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
+
 // Chained, doubling when the flights outnumber the buckets: the table holds at most what is
 // pipelined to Redis, usually a handful.
 struct FetchTable {
@@ -128,6 +130,11 @@ bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t
         Flight *f = fetch_table_find(t, key, len, hash, kind);
         if (f != NULL) {
             fetch_table_detach(t, f);
+            // Its stale entry is what the invalidation said changed: never an answer now, not even
+            // if Redis cannot be reached.
+            if (f->stale != NULL)
+                cache_entry_release(f->stale);
+            f->stale = NULL;
             found = true;
         }
     }

@@ -74,7 +74,8 @@ void fetch_table_remove(FetchTable *t, Flight *f);
 // Unlinks the flight from the table, marked invalidated: nobody joins it any more, its reply is
 // not cached; it stays the caller's (its command's) to answer and free.
 void fetch_table_detach(FetchTable *t, Flight *f);
-// The key changed in Redis: its flights, if any, are detached. Returns whether there was one.
+// The key changed in Redis: its flights, if any, are detached, and their stale entries released
+// (what changed is no answer, even while Redis cannot be reached). Returns whether there was one.
 bool fetch_table_invalidate(FetchTable *t, const char *key, size_t len, uint64_t hash);
 size_t fetch_table_count(const FetchTable *t);  // flights in the table (detached ones not counted); for tests
 

@@ -227,3 +227,43 @@ TEST(Lookup, test_an_invalidation_during_a_snapshot_leaves_its_reply_uncached)
     run_until([&] { return later.values.size() == 1; });
     STRCMP_EQUAL("new", later.values[0].c_str());
 }
+
+// A transient error (-LOADING after a restart) is Redis not serving yet: the entry it no longer
+// trusts is answered (stale), as during an outage; unless its invalidation came meanwhile.
+TEST(Lookup, test_a_transient_error_answers_the_stale_entry_unless_it_was_invalidated)
+{
+    Answers first, stale, after_invalidation;
+    get("k", &first);
+    peer_reads(strlen(GET_K));
+    peer_writes("$1\r\nv\r\n");
+    run_until([&] { return first.values.size() == 1; });
+    lk.distrusted_us = monotonic_us();  // e.g. Redis restarted: the entry is no hit any more
+    get("k", &stale);
+    peer_reads(strlen(GET_K));
+    peer_writes("-LOADING Redis is loading the dataset in memory\r\n");
+    run_until([&] { return stale.values.size() == 1; });
+    STRCMP_EQUAL("v", stale.values[0].c_str());
+    get("k", &after_invalidation);
+    peer_reads(strlen(GET_K));
+    lookup_invalidate(&lk, "k", 1);
+    peer_writes("-LOADING Redis is loading the dataset in memory\r\n");
+    run_until([&] { return after_invalidation.values.size() == 1; });
+    STRCMP_EQUAL(("!" + std::to_string((int)LOOKUP_REDIS_ERROR)).c_str(), after_invalidation.values[0].c_str());
+}
+
+// A connection cut under a Redis that is up: tried again at once, and the fetch it cut asked again
+// on the new one, rather than failed.
+TEST(Lookup, test_a_fetch_cut_with_its_connection_is_asked_again_on_the_next)
+{
+    Answers a;
+    get("k", &a);
+    peer_reads(strlen(GET_K));
+    close(sock.peer);
+    run_until([&] { return !backend_ready(lk.backend); });
+    sock.accept_one();
+    STRCMP_EQUAL(GET_K, peer_reads(strlen(GET_K)).c_str());
+    peer_writes("$1\r\nv\r\n");
+    run_until([&] { return a.values.size() == 1; });
+    STRCMP_EQUAL("v", a.values[0].c_str());
+    LONGS_EQUAL(0, stats.fetches_waiting);
+}
