@@ -1094,7 +1094,7 @@ class CombinationTest(unittest.TestCase):
         total = float(os.environ.get("COMBO_SOAK_SECONDS", "0"))
         if total <= 0:
             self.skipTest("COMBO_SOAK_SECONDS not set (make soak)")
-        count = int(os.environ.get("COMBO_SOAK_SEEDS", "0")) or 10 ** 9
+        count = int(os.environ.get("COMBO_SOAK_SEEDS") or "0") or 10 ** 9
         end = time.monotonic() + total
         failed = []
         n = 0
