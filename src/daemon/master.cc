@@ -371,12 +371,20 @@ bool master_resolve_redis(const Config *c, WorkerSetup *out, char *err, size_t e
         return backend_target_resolve(c->redis_address, &out->redis, err, errlen);
     char seeds[CONFIG_MAX_SEEDS][CONFIG_SEED_SIZE];
     int n = config_split_seeds(c->redis_cluster, seeds, err, errlen);
-    // A cluster's seeds are resolved once, here: its nodes come from its own map, by IP.
-    for (int i = 0; i < n; i++)
-        if (!backend_target_resolve(seeds[i], &out->seeds[i], err, errlen) ||
-            !backend_target_resolve_now(&out->seeds[i], err, errlen))
+    // A cluster's seeds are resolved once, here: its nodes come from its own map, by IP. A seed
+    // by name stands for each of its addresses (::1 and 127.0.0.1 for localhost), tried in turn.
+    int count = 0;
+    for (int i = 0; i < n && count < CONFIG_MAX_SEEDS; i++) {
+        BackendTarget given;
+        if (!backend_target_resolve(seeds[i], &given, err, errlen))
             return false;
-    out->seed_count = n;
+        int added = backend_target_resolve_now(&given, &out->seeds[count], CONFIG_MAX_SEEDS - count, err, errlen);
+        if (added < 0)
+            return false;
+        count += added;
+    }
+    out->seed_count = count;
+    n = count;
     // The first seed stands for the cluster in what names one Redis (logs, the admin endpoint).
     out->redis = out->seeds[0];
     return n > 0;

@@ -71,7 +71,7 @@ static void answer_lost(Backend *b, size_t lost, BackendFailure failure)
 
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail)
 {
-    char saved[256];  // detail may point into the parser, which close_connection frees
+    char saved[600];  // detail may point into the parser, which close_connection frees
     if (detail != NULL) {
         snprintf(saved, sizeof(saved), "%s", detail);
         detail = saved;
@@ -98,6 +98,20 @@ void backend_drop(Backend *b, BackendFailure failure, const char *what, const ch
         log_error("redis %s%s: out of memory for the reply parser; retrying", b->target.display, b->hooks.label);
     if (was_open && b->hooks.on_lost != NULL)
         b->hooks.on_lost(b->hooks.arg);
+}
+
+void backend_drop_attempt(Backend *b, const char *why)
+{
+    const char *detail;
+    if (!backend_next_address(b, why, &detail)) {
+        backend_drop(b, BACKEND_UNAVAILABLE, "cannot connect", detail);
+        return;
+    }
+    // The same attempt, at the name's next address. The commands queued on this one were never
+    // sent: answered (a cut read is asked again on the next, lookup_ask_again).
+    size_t lost = close_connection(b);
+    backend_connect_now(b);
+    answer_lost(b, lost, BACKEND_UNAVAILABLE);
 }
 
 // The connection is out of step with its commands: replies read through it may have been paired
@@ -242,7 +256,7 @@ void backend_on_writable(evutil_socket_t fd, short, void *arg)
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err != 0) {
-            backend_drop(b, BACKEND_UNAVAILABLE, "cannot connect", strerror(err));
+            backend_drop_attempt(b, strerror(err));
             return;
         }
         b->connected = true;

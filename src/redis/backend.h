@@ -76,10 +76,11 @@ struct BackendTarget {
 // looks up (without blocking) before each connect: one that does not resolve is a failed attempt,
 // retried, not an error here. False, with the reason, for a malformed address.
 bool backend_target_resolve(const char *address, BackendTarget *target, char *err, size_t errlen);
-// Resolves a target given by name now, blocking (the master, at start), and keeps that address
-// for good: a cluster's seeds, whose nodes are then learned from the cluster itself. False, with
-// the reason, if it does not resolve.
-bool backend_target_resolve_now(BackendTarget *target, char *err, size_t errlen);
+// Resolves a target given by name now, blocking (the master, at start), into one target per
+// address (up to max, in the resolver's order), kept for good: a cluster's seeds, whose nodes are
+// then learned from the cluster itself, each address tried in turn. A target by IP is itself.
+// Returns how many, or -1 with the reason if it does not resolve.
+int backend_target_resolve_now(const BackendTarget *target, BackendTarget *out, int max, char *err, size_t errlen);
 
 struct Backend;
 

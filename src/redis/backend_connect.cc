@@ -98,7 +98,7 @@ void backend_on_connect_timer(evutil_socket_t, short, void *arg)
 {
     Backend *b = (Backend *)arg;
     if (b->fd >= 0 && !b->connected)
-        backend_drop(b, BACKEND_UNAVAILABLE, "cannot connect", "connect_timeout reached");
+        backend_drop_attempt(b, "connect_timeout reached");
 }
 
 void backend_on_reconnect_timer(evutil_socket_t, short, void *arg) { backend_connect((Backend *)arg); }
@@ -136,6 +136,16 @@ void backend_connect(Backend *b)
         backend_connect_now(b);
 }
 
+// An attempt failed before its socket was open: the name's next address at once, if it has one.
+static void attempt_failed(Backend *b, const char *why)
+{
+    const char *detail;
+    if (backend_next_address(b, why, &detail))
+        backend_connect_now(b);
+    else
+        backend_schedule_reconnect(b, "cannot connect", detail);
+}
+
 void backend_connect_now(Backend *b)
 {
     if (b->fd >= 0)
@@ -154,7 +164,7 @@ void backend_connect_now(Backend *b)
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        backend_schedule_reconnect(b, "cannot connect", strerror(errno));
+        attempt_failed(b, strerror(errno));
         return;
     }
     if (!b->target.is_unix) {
@@ -165,7 +175,7 @@ void backend_connect_now(Backend *b)
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
         int err = errno;
         close(fd);
-        backend_schedule_reconnect(b, "cannot connect", strerror(err));
+        attempt_failed(b, strerror(err));
         return;
     }
     b->read_event = event_new(b->base, fd, EV_READ | EV_PERSIST, backend_on_readable, b);

@@ -46,35 +46,54 @@ static void on_resolve_timer(evutil_socket_t, short, void *arg)
     b->resolving = NULL;
     addrinfo *found = r->request.ar_result;
     free(r);
-    char ip[64] = "";
-    if (result == 0 && found != NULL) {
-        // The first address, as the system resolver orders them.
-        const struct sockaddr *sa = found->ai_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    // Every address, in the resolver's order, once: the first may be one Redis does not listen
+    // on (::1 for localhost, where Redis binds 127.0.0.1), so an attempt tries each in turn, as
+    // redis-cli, curl and hiredis do.
+    char before[64];
+    snprintf(before, sizeof(before), "%s", b->address_count > 0 ? b->addresses[0] : "");
+    b->address_count = 0;
+    for (addrinfo *a = result == 0 ? found : NULL; a != NULL && b->address_count < BACKEND_MAX_ADDRESSES; a = a->ai_next) {
+        char ip[64] = "";
+        if (a->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)a->ai_addr)->sin_addr, ip, sizeof(ip));
+        else if (a->ai_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr, ip, sizeof(ip));
+        bool seen = ip[0] == '\0';
+        for (int i = 0; i < b->address_count && !seen; i++)
+            seen = strcmp(b->addresses[i], ip) == 0;
+        if (!seen)
+            snprintf(b->addresses[b->address_count++], sizeof(b->addresses[0]), "%s", ip);
     }
     if (found != NULL)
         freeaddrinfo(found);
-    if (ip[0] == '\0') {
+    b->address_next = 1;
+    b->attempt_failures[0] = '\0';
+    if (b->address_count == 0) {
         b->target.ip[0] = '\0';
         backend_schedule_reconnect(b, "cannot resolve its name", result != 0 ? gai_strerror(result) : "no address");
         return;
     }
-    if (evtimer_pending(b->reconnect_timer, NULL)) {
-        // The attempt failed meanwhile (its commands timed out): the next one is scheduled, and
-        // looks the name up again.
-        snprintf(b->target.ip, sizeof(b->target.ip), "%s", ip);
-        return;
-    }
-    if (strcmp(ip, b->target.ip) != 0) {
-        if (b->target.ip[0] != '\0')
-            log_info("redis %s%s: %s now resolves to %s (was %s)", b->target.display, b->hooks.label, b->target.host,
-                     ip, b->target.ip);
-        snprintf(b->target.ip, sizeof(b->target.ip), "%s", ip);
-    }
+    snprintf(b->target.ip, sizeof(b->target.ip), "%s", b->addresses[0]);
+    if (evtimer_pending(b->reconnect_timer, NULL))
+        return;  // the attempt failed meanwhile (its commands timed out): the next one looks again
+    if (before[0] != '\0' && strcmp(before, b->addresses[0]) != 0)
+        log_info("redis %s%s: %s now resolves to %s (was %s)", b->target.display, b->hooks.label, b->target.host,
+                 b->addresses[0], before);
     backend_connect_now(b);
+}
+
+bool backend_next_address(Backend *b, const char *why, const char **detail)
+{
+    size_t used = strlen(b->attempt_failures);
+    if (b->target.by_name && b->address_count > 1)
+        snprintf(b->attempt_failures + used, sizeof(b->attempt_failures) - used, "%s%s (%s)", used > 0 ? ", " : "",
+                 b->target.ip, why);
+    if (b->target.by_name && b->address_next < b->address_count) {
+        snprintf(b->target.ip, sizeof(b->target.ip), "%s", b->addresses[b->address_next++]);
+        return true;
+    }
+    *detail = b->attempt_failures[0] != '\0' ? b->attempt_failures : why;
+    return false;
 }
 
 void backend_resolve(Backend *b)
@@ -155,23 +174,42 @@ bool backend_target_resolve(const char *address, BackendTarget *t, char *err, si
     return true;
 }
 
-bool backend_target_resolve_now(BackendTarget *t, char *err, size_t errlen)
+int backend_target_resolve_now(const BackendTarget *t, BackendTarget *out, int max, char *err, size_t errlen)
 {
-    if (!t->by_name)
-        return true;
-    Address a;
-    const char *why;
-    if (!address_parse(t->display, false, &a, &why)) {
-        snprintf(err, errlen, "redis address '%s': %s", t->display, why);
-        return false;
+    if (!t->by_name) {
+        out[0] = *t;
+        return 1;
     }
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (!address_resolve(&a, false, &ss, &len, err, errlen))
-        return false;
-    const void *ip = ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
-                                             : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
-    inet_ntop(ss.ss_family, ip, t->ip, sizeof(t->ip));
-    t->by_name = false;
-    return true;
+    struct addrinfo hints, *found = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(t->host, NULL, &hints, &found);
+    if (rc != 0) {
+        snprintf(err, errlen, "redis address '%s': cannot resolve '%s': %s", t->display, t->host, gai_strerror(rc));
+        return -1;
+    }
+    int n = 0;
+    for (addrinfo *a = found; a != NULL && n < max; a = a->ai_next) {
+        BackendTarget each = *t;
+        each.by_name = false;
+        if (a->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)a->ai_addr)->sin_addr, each.ip, sizeof(each.ip));
+        else if (a->ai_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr, each.ip, sizeof(each.ip));
+        else
+            continue;
+        bool seen = false;
+        for (int i = 0; i < n && !seen; i++)
+            seen = strcmp(out[i].ip, each.ip) == 0;
+        if (!seen) {
+            snprintf(each.display, sizeof(each.display), strchr(each.ip, ':') ? "%s ([%s]:%d)" : "%s (%s:%d)", t->display,
+                     each.ip, each.port);
+            out[n++] = each;
+        }
+    }
+    freeaddrinfo(found);
+    if (n == 0)
+        snprintf(err, errlen, "redis address '%s': '%s' has no IP address", t->display, t->host);
+    return n > 0 ? n : -1;
 }

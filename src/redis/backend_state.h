@@ -18,6 +18,8 @@ inline constexpr uint64_t RECONNECT_MAX_MS = 2000;
 // answers end within about this of Redis's return, however long the back-off had grown.
 inline constexpr uint64_t RECONNECT_WANTED_MS = 50;
 inline constexpr size_t READ_CHUNK = 64 * 1024;
+// A name's addresses an attempt tries, in the resolver's order (backend_resolve.cc).
+inline constexpr int BACKEND_MAX_ADDRESSES = 8;
 
 // Past its deadline, a command has been answered BACKEND_TIMEOUT but keeps its place, its reply
 // read and dropped when it comes. Only when the oldest such command has waited this many times
@@ -68,6 +70,10 @@ struct Backend {
     uint64_t retry_at_ms;    // when the next one is due, while reconnect_timer is pending
     uint64_t rng;
     struct Resolution *resolving;  // a lookup of a target given by name, under way
+    // What the name resolved to: an attempt connects to each in turn until one answers.
+    char addresses[BACKEND_MAX_ADDRESSES][64];
+    int address_count, address_next;
+    char attempt_failures[512];    // "ADDRESS (why), ..." of this attempt's addresses so far
     event *resolve_timer;          // looks whether it is done (backend_resolve.cc)
 };
 
@@ -94,6 +100,9 @@ bool backend_send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, co
 void backend_on_writable(evutil_socket_t fd, short what, void *arg);
 // The connection goes, and its commands are answered `failure`; a reconnect is scheduled.
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail);
+// An attempt whose connect failed (refused, timed out): the name's next address is tried at
+// once, else as backend_drop, its reason naming every address tried.
+void backend_drop_attempt(Backend *b, const char *why);
 // The same, for a connection out of step: the owner forgets what was read through it.
 void backend_drop_untrusted(Backend *b, const char *what, const char *detail);
 // The oldest command sent: the next reply is its.
@@ -102,6 +111,9 @@ PendingCommand backend_pop_command(Backend *b);
 // backend_resolve.cc: a target given by name, resolved without blocking before each connect.
 void backend_resolve(Backend *b);        // then backend_connect_now, or a reconnect scheduled
 void backend_resolver_free(Backend *b);  // cancels a lookup under way
+// The attempt at target.ip failed with `why`: true when the name has another address to try
+// (now in target.ip), else false, and *detail says why each address failed.
+bool backend_next_address(Backend *b, const char *why, const char **detail);
 
 // backend_read.cc: the read event's callback.
 void backend_on_readable(evutil_socket_t fd, short what, void *arg);

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import unittest
 
+from cluster import RedisCluster, key_slot
 from harness import PROXY_BIN, REDIS_SERVER, Proxy, ProxyTestCase, _die_with_parent, wait_until
 
 
@@ -25,13 +26,14 @@ class NamedRedisTest(ProxyTestCase):
         self.hosts = os.path.join(self.workdir, "hosts")
         self.set_hosts(None)
 
-    def set_hosts(self, ip):
-        """What redis.test resolves to (None: nothing); rewritten in place, as the mount binds it."""
+    def set_hosts(self, *ips):
+        """What redis.test resolves to, in order (None or nothing: nothing); rewritten in place, as
+        the mount binds it."""
         with open(self.hosts, "w") as f:
-            f.write("127.0.0.1 localhost\n" + ("%s redis.test\n" % ip if ip else ""))
+            f.write("127.0.0.1 localhost\n" + "".join("%s redis.test\n" % ip for ip in ips if ip))
 
-    def start_named(self, connected=True):
-        proxy = Proxy(self.workdir, {"redis": {"address": "redis.test:%d" % self.redis.port}})
+    def start_named(self, connected=True, redis=None):
+        proxy = Proxy(self.workdir, {"redis": redis or {"address": "redis.test:%d" % self.redis.port}})
         proxy.write_config()
         log = open(proxy.log_path, "ab")
         proxy.log_start = log.tell()
@@ -87,3 +89,30 @@ class NamedRedisTest(ProxyTestCase):
         self.set_hosts("127.0.0.1")
         wait_until(lambda: proxy.get("k").status == 200, what="the key read once the name resolves")
         self.assertEqual(proxy.get("k").body, b"v")
+
+    def test_every_address_of_a_name_is_tried_in_turn(self):
+        # As Debian's /etc/hosts has localhost: ::1 first, where Redis (bound to 127.0.0.1) does
+        # not listen. Only the first address was tried once, and the proxy never connected.
+        self.set_hosts("::1", "127.0.0.1")
+        self.redis("SET", "k", "v")
+        proxy = self.start_named()
+        self.assertEqual(proxy.get("k").body, b"v")
+        # When none answers, the log says why each failed.
+        port = self.redis.port
+        self.redis.stop()
+        expected = "cannot connect: ::1 (Connection refused), 127.0.0.1 (Connection refused)"
+        wait_until(lambda: expected in proxy.log(), what="both addresses' failures in the log")
+        self.redis = self.start_redis(port=port)
+        self.redis("SET", "k2", "back")  # (k is cached: TTL only)
+        wait_until(lambda: proxy.get("k2").body == b"back", what="the proxy back on the second address")
+
+    def test_a_cluster_seed_by_name_is_each_of_its_addresses(self):
+        # The master resolves a seed once, at start: into every address, tried in turn.
+        cluster = RedisCluster(self.workdir, primaries=3, replicas=0)
+        self.addCleanup(cluster.stop)
+        cluster.start()
+        self.set_hosts("::1", "127.0.0.1")
+        proxy = self.start_named(redis={"cluster": "redis.test:%d" % cluster.servers[0].port})
+        key = "seeded"
+        cluster.server(cluster.owner(key_slot(key)))("SET", key, "v")
+        self.assertEqual(proxy.get(key).body, b"v")
