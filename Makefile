@@ -7,7 +7,7 @@ PKGS     := libevent hiredis inih libsystemd
 # What building and the unit tests need (the container image's build stage: make build-deps).
 BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            libsystemd-dev systemd redis-server redis-tools python3 python3-redis curl prometheus
+            libsystemd-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client curl
 # Debian's Python, whose modules (python3-redis) the packages above install; not whichever
 # python3 comes first in PATH.
 PYTHON   := /usr/bin/python3

@@ -164,7 +164,7 @@ class TransactionTest(ProtocolTestCase):
 
     def test_redis_py_pipeline_with_its_default_transaction(self):
         import redis
-        r = redis.Redis(port=self.proxy.resp_port, single_connection_client=True)
+        r = redis.Redis(host="127.0.0.1", port=self.proxy.resp_port, single_connection_client=True)
         self.addCleanup(r.close)
         pipe = r.pipeline()  # transaction=True: MULTI ... EXEC
         pipe.get("a").get("nosuch").mget("a", "b").get("big")

@@ -304,7 +304,7 @@ class ReloadTest(ProxyTestCase):
             # redis-py as connection pools use it: one connection kept for the client's life, a
             # name set on it, and no retry. Its socket must be the same one from start to end.
             import redis
-            r = redis.Redis(port=proxy.resp_port, single_connection_client=True, client_name="py%d" % i)
+            r = redis.Redis(host="127.0.0.1", port=proxy.resp_port, single_connection_client=True, client_name="py%d" % i)
             sock = None
             while not stop.is_set():
                 try:
@@ -324,7 +324,7 @@ class ReloadTest(ProxyTestCase):
         def idle_pooled_redis_py_client():
             # A pooled connection that sits idle through every reload, used once after them.
             import redis
-            r = redis.Redis(port=proxy.resp_port)
+            r = redis.Redis(host="127.0.0.1", port=proxy.resp_port)
             count(r.get("k3") == b"v3", "idle pooled redis-py, before")
             stop.wait()
             try:

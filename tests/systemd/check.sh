@@ -103,6 +103,13 @@ check "an upgrade leaves the config's mode as the admin set it" \
     test "$(in_container stat -c '%a' /etc/redis-proxy/proxy.ini)" = 600
 in_container chmod 0640 /etc/redis-proxy/proxy.ini
 in_container systemctl start redis-proxy
+# The unit as installed, by the systemd that runs it (make check has no systemd to ask).
+check "systemd-analyze verify: no warning" \
+    test -z "$(in_container systemd-analyze verify --man=no redis-proxy.service 2>&1)"
+exposure=$(in_container systemd-analyze security --no-pager redis-proxy.service 2>/dev/null |
+           sed -n 's/.*Overall exposure level for redis-proxy.service: \([0-9.]*\).*/\1/p')
+check "systemd-analyze security: exposure ${exposure:-unknown}, at most 2.0" \
+    awk -v e="${exposure:-99}" 'BEGIN { exit !(e <= 2.0) }'
 check "systemctl start redis-proxy: active" test "$(in_container systemctl is-active redis-proxy)" = active
 # workers = auto: as many as the CPUs the container may use, whatever that is on this runner.
 check "the STATUS= line shows in systemctl status" \
