@@ -114,7 +114,11 @@ int main(int argc, char **argv)
     char err[1024];
     if (!config_load(&config, &source, err, sizeof(err))) {
         fprintf(stderr, "redis-proxy: %s\n", err);
-        if (test_only || print_config)
+        // The file is read first, then each -o: an override's error is the override's alone.
+        bool override_failed = strncmp(err, "-o ", 3) == 0;
+        if ((test_only || print_config) && override_failed)
+            fprintf(stderr, "redis-proxy: configuration test failed on the -o override (file %s is valid)\n", path);
+        else if (test_only || print_config)
             fprintf(stderr, "redis-proxy: configuration file %s test failed\n", path);
         else if (reload_pid != NULL)
             fprintf(stderr, "redis-proxy: reload refused: the running configuration stays in force\n");

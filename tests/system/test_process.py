@@ -305,6 +305,13 @@ class CommandLineTest(ProxyTestCase):
         self.assertIn("test.ini:3: unknown key 'ttll' in [cache]", out)
         self.assertIn("test failed", out)
 
+    def test_t_blames_a_bad_override_not_the_file(self):
+        code, out = self.run_proxy("-t", "-o", "cache.ttl=abc", config="[cache]\nttl = 5s\n")
+        self.assertEqual(code, 78)
+        self.assertIn("-o cache.ttl=abc: invalid value 'abc' for ttl in [cache]", out)
+        self.assertIn("test failed on the -o override (file", out)
+        self.assertNotRegex(out, r"configuration file \S+ test failed")
+
     def test_t_catches_errors_between_two_settings_with_file_and_line(self):
         code, out = self.run_proxy("-t", config="[proxy]\nlisten = 127.0.0.1:7001\nresp_listen = 127.0.0.1:7001\n")
         self.assertEqual(code, 78)  # EX_CONFIG
