@@ -70,6 +70,7 @@ static const Setting settings[] = {
     {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false},
     {"proxy", "request_timeout", SETTING_DURATION, FIELD(request_timeout_ms), "10s", 100, HOUR_MS, false},
     {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false},
+    {"proxy", "pid_file", SETTING_STRING, FIELD(pid_file), "", 0, 0, false},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false},
     {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false},
     {"proxy", "max_client_output", SETTING_SIZE, FIELD(max_client_output), "64m", 64 * KIB, 64 * GIB, false},

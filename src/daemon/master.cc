@@ -23,6 +23,7 @@
 #include "scoreboard.h"
 #include "service_notify.h"
 #include "master_state.h"
+#include "pid_file.h"
 #include "worker.h"
 
 WorkerSlot *master_new_slots(int count)
@@ -428,6 +429,11 @@ static int master_init(Master *m, const Config *config, const ConfigSource *sour
     for (int sig : handled)
         sigaddset(&m->handled, sig);
     sigprocmask(SIG_BLOCK, &m->handled, NULL);
+    // Once the sockets are ours: a second proxy on the same file fails above, before this.
+    if (config->pid_file[0] != '\0' && !pid_file_write(config->pid_file, err, sizeof(err))) {
+        log_error("%s", err);
+        return EXIT_CONFIG;
+    }
     return 0;
 }
 
@@ -529,6 +535,8 @@ int master_run(const Config *config, const ConfigSource *source)
         master_spawn_worker(&m, i);
     master_cycle(&m);
     master_free(&m);
+    if (config->pid_file[0] != '\0')
+        pid_file_remove(config->pid_file);
     log_info("stopped");
     return 0;
 }

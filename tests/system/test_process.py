@@ -305,6 +305,31 @@ class CommandLineTest(ProxyTestCase):
         self.assertIn("test.ini:3: unknown key 'ttll' in [cache]", out)
         self.assertIn("test failed", out)
 
+    def test_a_pid_file_and_s_reload_and_stop(self):
+        pid_file = os.path.join(self.workdir, "proxy.pid")
+        code, out = self.run_proxy("-c", "/nonexistent.ini", "-s", "restart")
+        self.assertEqual((code, out.strip()), (1, "redis-proxy: -s takes reload, stop or quit, not 'restart'"))
+        redis = self.start_redis()
+        proxy = self.start_proxy(redis, proxy={"pid_file": pid_file}, cache={"capacity": "100"})
+        with open(pid_file) as f:
+            self.assertEqual(f.read(), "%d\n" % proxy.proc.pid)
+        signal_proxy = lambda name: subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-s", name],
+                                                   capture_output=True, timeout=10)
+        proxy.settings["cache"]["capacity"] = "200"
+        proxy.write_config()
+        self.assertEqual(signal_proxy("reload").returncode, 0)
+        wait_until(lambda: "SIGHUP received" in proxy.log(), what="the reload")
+        wait_until(lambda: "serving; stopping" in proxy.log(), what="the new generation")
+        self.assertEqual(signal_proxy("stop").returncode, 0)
+        self.assertEqual(proxy.proc.wait(15), 0)
+        self.assertFalse(os.path.exists(pid_file))  # removed at stop
+        r = signal_proxy("reload")  # nothing runs now: said so
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"is the proxy running?", r.stderr)
+        code, out = self.run_proxy("-s", "reload", config="[cache]\nttl = 5s\n")
+        self.assertEqual(code, 1)
+        self.assertIn("-s needs [proxy] pid_file", out)
+
     def test_t_blames_a_bad_override_not_the_file(self):
         code, out = self.run_proxy("-t", "-o", "cache.ttl=abc", config="[cache]\nttl = 5s\n")
         self.assertEqual(code, 78)
