@@ -84,11 +84,13 @@ client-deps:
 bench-deps: deps
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BENCH_PKGS)"
 
+# APT_LOG=file: apt's own lines go there, and one line here says what is installed (make run).
 install-packages:
 	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
+		echo "installing $$(echo $$missing | wc -w) Debian package(s):" $$missing; \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		if [ -n "$(APT_LOG)" ]; then exec >>"$(APT_LOG)" 2>&1; fi; \
 		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $(APT_FLAGS) $$missing; \
 	fi
 
@@ -119,27 +121,43 @@ soak: $(BUILD)/redis-proxy $(BUILD)/resp-pipeline
 	COMBO_SOAK_SEEDS="$(SEEDS)" COMBO_SOAK_SECONDS=$(DURATION) COMBO_SECONDS=$(SEED_SECONDS) $(SYSTEM_ENV) \
 		$(PYTHON) tests/system/run.py test_combinations.py
 
-# Runs the proxy in the foreground on conf/proxy.ini (ARGS: more options, e.g.
-# ARGS='-o proxy.listen=127.0.0.1:8081'); a file that does not load stops it with its one error.
-# If no Redis answers at the configured address, starts a throwaway redis-server there, in a
-# session of its own so that Ctrl-C reaches the proxy only, and stops it once the proxy is gone.
-CONF ?= conf/proxy.ini
-run: deps
-	$(MAKE) all
-	@$(BUILD)/redis-proxy -c $(CONF) $(ARGS) -t -q || exit 1; \
-	addr=$$($(BUILD)/redis-proxy -c $(CONF) $(ARGS) -T | awk '$$1 == "redis.address" { print $$3 }'); \
-	case "$$addr" in unix:*) rflags="--port 0 --unixsocket $${addr#unix:}"; ping="-s $${addr#unix:}";; \
-	   *) host=$${addr%:*}; port=$${addr##*:}; host=$${host#[}; host=$${host%]}; \
-	      rflags="--bind $$host --port $$port"; ping="-h $$host -p $$port";; esac; \
-	redis_pid=; \
-	if ! redis-cli $$ping ping >/dev/null 2>&1; then \
-		echo "no Redis answers at $$addr: starting a throwaway redis-server there"; \
-		setsid redis-server $$rflags --save '' --appendonly no --dir /tmp >/tmp/redis-proxy-dev-redis.log 2>&1 & redis_pid=$$!; \
-		for i in $$(seq 50); do redis-cli $$ping ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+# Runs the proxy in the foreground on conf/local.ini if there is one (git ignores it: tune there),
+# else conf/proxy.ini; CONF=file for another, ARGS='-o proxy.listen=127.0.0.1:8081' for more options.
+# Against a throwaway redis-server of its own, on a unix socket under build/, in a session of its
+# own so that Ctrl-C reaches the proxy only, and stopped once the proxy is gone; REDIS=host:port
+# uses that Redis instead (REDIS=conf: the file's own [redis]). apt's and the compiler's lines go to
+# logs under build/, which a failure points to. A file that does not load stops it with its error.
+CONF  ?= $(if $(wildcard conf/local.ini),conf/local.ini,conf/proxy.ini)
+REDIS ?=
+RUN_DIR := $(abspath $(BUILD))
+run:
+	@mkdir -p $(BUILD); rm -f $(BUILD)/deps.log $(BUILD)/build.log
+	@$(MAKE) --no-print-directory deps APT_LOG=$(RUN_DIR)/deps.log || \
+		{ tail -n 20 $(BUILD)/deps.log; echo "make run: installing packages failed; all of apt's output is in $(BUILD)/deps.log"; exit 1; }
+	@echo "building $(BUILD)/redis-proxy (compiler output: $(BUILD)/build.log)"; \
+	$(MAKE) --no-print-directory all >$(BUILD)/build.log 2>&1 || \
+		{ grep -m 20 -E 'error|Error' $(BUILD)/build.log; echo "make run: the build failed; see $(BUILD)/build.log"; exit 1; }
+	@set -u; conf="$(CONF)"; args="$(ARGS)"; redis_pid=; \
+	$(BUILD)/redis-proxy -c "$$conf" $$args -t -q || exit 1; \
+	cluster=$$($(BUILD)/redis-proxy -c "$$conf" $$args -T | awk '$$1 == "redis.cluster" { print $$3 }'); \
+	if [ -n "$(REDIS)" ] && [ "$(REDIS)" != conf ]; then \
+		args="$$args -o redis.address=$(REDIS)"; echo "redis: $(REDIS) (REDIS=)"; \
+	elif [ -n "$(REDIS)" ] || [ -n "$$cluster" ]; then \
+		echo "redis: as $$conf says ($$($(BUILD)/redis-proxy -c "$$conf" $$args -T | awk '$$1 == "redis.address" || $$1 == "redis.cluster" { printf "%s ", $$3 }'))"; \
+	else \
+		sock=$(RUN_DIR)/redis.sock; rm -f "$$sock"; \
+		setsid redis-server --port 0 --unixsocket "$$sock" --unixsocketperm 700 --save '' --appendonly no \
+			--dir $(RUN_DIR) >$(BUILD)/redis.log 2>&1 & redis_pid=$$!; \
+		for i in $$(seq 50); do redis-cli -s "$$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+		redis-cli -s "$$sock" ping >/dev/null 2>&1 || { echo "make run: redis-server did not start; see $(BUILD)/redis.log"; exit 1; }; \
+		args="$$args -o redis.address=unix:$$sock"; \
+		echo "redis: a throwaway redis-server of its own, stopped with the proxy: redis-cli -s $(BUILD)/redis.sock (REDIS=host:port for another)"; \
 	fi; \
+	args="$$args -o proxy.pid_file=$(RUN_DIR)/redis-proxy.pid"; \
+	echo "config: $$conf; reload it with: $(BUILD)/redis-proxy -c $$conf$$args -s reload"; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null; true' EXIT; \
 	trap 'true' INT TERM; \
-	$(BUILD)/redis-proxy -c $(CONF) $(ARGS)
+	$(BUILD)/redis-proxy -c "$$conf" $$args
 
 # The benchmark (never part of check): the proxy against its peers, in one run; see bench/bench.py.
 $(BUILD)/bench/%: bench/%.cc

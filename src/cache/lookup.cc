@@ -11,9 +11,10 @@
 #include "redis_error.h"
 
 // Up to this, a value is copied into the output buffer; above it, referenced in place. A
-// reference is not free: libevent allocates a 1 KiB chain for it, and another for the bytes that
-// follow (lookup_add_value), so it pays only for values several times that. Then what an answer
-// really holds (about 2 KiB) stays below the value's length, which the client bounds count.
+// reference is not free: libevent allocates a chain for it, and one for the CRLF referenced after
+// it, and the answer's next bytes start a chain of their own (lookup_add_value), so it pays only
+// for values several times a chain's size. Then what an answer really holds stays below the
+// value's length, which the client bounds count.
 static const size_t COPY_VALUE_MAX = 4096;
 
 // How far monotonic_ms (a coarse clock) may lag monotonic_us: a few 4ms ticks at most.
@@ -249,23 +250,29 @@ static void answer_get(FlightWaiter *self, const LookupResult *result)
 
 // A fetch cut with its connection, which is coming back at once (backend_reconnecting_at_once):
 // asked again on the new connection, once, rather than answered from a stale entry. Its answer is
-// not cached (it was sent before the new connection is tracked) but it is current.
+// current; with tracking it is not cached (it was sent before the new connection is tracked).
 bool lookup_ask_again(Lookup *lk, bool *resent, BackendFailure failure)
 {
     return failure == BACKEND_UNAVAILABLE && !*resent && lk->backend != NULL &&
            backend_reconnecting_at_once(lk->backend) && (*resent = true);
 }
 
+static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure);
+
+// GET of the flight's key, to the slot's source; false if it could not be sent.
+static bool send_get(Lookup *lk, int slot, Flight *f)
+{
+    const char *argv[2] = {"GET", f->key};
+    size_t lens[2] = {3, f->key_len};
+    return lookup_send_fetch(lk, slot, 2, argv, lens, on_get_reply, f);
+}
+
 static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     Flight *f = (Flight *)arg;
     Lookup *lk = (Lookup *)f->owner;
-    if (lookup_ask_again(lk, &f->resent, failure)) {
-        const char *argv[2] = {"GET", f->key};
-        size_t lens[2] = {3, f->key_len};
-        if (lookup_send_fetch(lk, 0, 2, argv, lens, on_get_reply, f))
-            return;
-    }
+    if (lookup_ask_again(lk, &f->resent, failure) && send_get(lk, 0, f))
+        return;  // (one Redis: slot 0 serves every key)
     lk->stats->fetches_waiting--;
     if (failure == BACKEND_OK && reply->type == REDIS_REPLY_ERROR)
         lk->stats->redis_errors++;
@@ -319,10 +326,8 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
     g = (GetWaiter *)flight_room(f);
     *g = {{NULL, answer_get}, true, lk, front, done, arg, monotonic_us()};
     fetch_table_join(f, &g->base);
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, key_len};
     lookup_ask_key_life(lk, k.slot, f);
-    if (!lookup_send_fetch(lk, k.slot, 2, argv, lens, on_get_reply, f)) {
+    if (!send_get(lk, k.slot, f)) {
         lookup_resolve(lk, f, lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
         return;
     }

@@ -88,52 +88,75 @@ static bool is_values_reply(const redisReply *r, size_t n)
 
 static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure);
 
+// A command for n flights (set by the caller); NULL when out of memory.
+static MgetCommand *mget_command_new(Lookup *lk, size_t n, bool snapshot)
+{
+    MgetCommand *cmd = (MgetCommand *)malloc(sizeof(MgetCommand) + n * sizeof(Flight *));
+    if (cmd != NULL)
+        *cmd = {lk, snapshot, false, n};
+    return cmd;
+}
+
+// Sends MGET of the command's flights' keys to the slot's source; false if it could not be sent
+// (on_mget_reply is then not called).
+static bool send_mget_command(Lookup *lk, MgetCommand *cmd, int slot)
+{
+    const char *small_argv[17];
+    size_t small_lens[17];
+    bool small = cmd->n < 17;
+    const char **argv = small ? small_argv : (const char **)malloc((cmd->n + 1) * sizeof(const char *));
+    size_t *lens = small ? small_lens : (size_t *)malloc((cmd->n + 1) * sizeof(size_t));
+    bool sent = false;
+    if (argv != NULL && lens != NULL) {
+        argv[0] = "MGET";
+        lens[0] = 4;
+        for (size_t i = 0; i < cmd->n; i++) {
+            argv[i + 1] = cmd->flights[i]->key;
+            lens[i + 1] = cmd->flights[i]->key_len;
+        }
+        sent = lookup_send_fetch(lk, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd);
+    }
+    if (!small) {
+        free(argv);
+        free(lens);
+    }
+    return sent;
+}
+
+// Sends the command (its PTTLs first, with follow_key_expiry); answered through on_mget_reply
+// either way, at once when it could not be sent.
+static void send_mget(Lookup *lk, MgetCommand *cmd, int slot)
+{
+    for (size_t i = 0; i < cmd->n; i++)
+        lookup_ask_key_life(lk, slot, cmd->flights[i]);
+    lk->stats->fetches_waiting++;  // on_mget_reply decrements it, also when called here
+    if (!send_mget_command(lk, cmd, slot))
+        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
+}
+
 // One flight of an MGET whose answer as a whole passed max_reply_size, fetched again on its own:
-// with an MGET of its one key, whose answer is still MGET's (nil for a key of another type).
+// with an MGET of its one key, whose answer is still MGET's (nil for a key of another type). Its
+// PTTL's answer is known already.
 static void refetch_alone(Lookup *lk, Flight *f)
 {
-    MgetCommand *cmd = (MgetCommand *)malloc(sizeof(MgetCommand) + sizeof(Flight *));
+    MgetCommand *cmd = mget_command_new(lk, 1, false);
     if (cmd == NULL) {
         lookup_resolve(lk, f, lookup_result_unreachable(lk, f, LOOKUP_UNAVAILABLE));
         return;
     }
-    cmd->lookup = lk;
-    cmd->snapshot = false;
-    cmd->resent = false;
-    cmd->n = 1;
     cmd->flights[0] = f;
     int slot = lk->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
-    const char *argv[2] = {"MGET", f->key};
-    size_t lens[2] = {4, f->key_len};
     lk->stats->fetches_waiting++;  // on_mget_reply decrements it, also when called here
-    if (!lookup_send_fetch(lk, slot, 2, argv, lens, on_mget_reply, cmd))
+    if (!send_mget_command(lk, cmd, slot))
         on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
-}
-
-// Sends the command's MGET (one Redis: slot 0 serves every key); false if it could not be sent.
-static bool send_mget_again(Lookup *lk, MgetCommand *cmd)
-{
-    const char **argv = (const char **)malloc((cmd->n + 1) * (sizeof(const char *) + sizeof(size_t)));
-    if (argv == NULL)
-        return false;
-    size_t *lens = (size_t *)(argv + cmd->n + 1);
-    argv[0] = "MGET";
-    lens[0] = 4;
-    for (size_t i = 0; i < cmd->n; i++) {
-        argv[i + 1] = cmd->flights[i]->key;
-        lens[i + 1] = cmd->flights[i]->key_len;
-    }
-    bool sent = lookup_send_fetch(lk, 0, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd);
-    free(argv);
-    return sent;
 }
 
 static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
 {
     MgetCommand *cmd = (MgetCommand *)arg;
     Lookup *lk = cmd->lookup;
-    if (lookup_ask_again(lk, &cmd->resent, failure) && send_mget_again(lk, cmd))
-        return;
+    if (lookup_ask_again(lk, &cmd->resent, failure) && send_mget_command(lk, cmd, 0))
+        return;  // (one Redis: slot 0 serves every key)
     lk->stats->fetches_waiting--;
     if (failure == BACKEND_TOO_LARGE && cmd->n > 1 && !cmd->snapshot) {
         // The answer as a whole passed max_reply_size, not necessarily any value in it: each key
@@ -168,21 +191,6 @@ static void on_mget_reply(void *arg, redisReply *reply, BackendFailure failure)
     free(cmd);
 }
 
-// Sends one MGET for the command's flights (argv, lens: room for them all), all of one slot.
-static void send_mget(Lookup *lk, MgetCommand *cmd, int slot, const char **argv, size_t *lens)
-{
-    argv[0] = "MGET";
-    lens[0] = 4;
-    for (size_t i = 0; i < cmd->n; i++) {
-        argv[i + 1] = cmd->flights[i]->key;
-        lens[i + 1] = cmd->flights[i]->key_len;
-        lookup_ask_key_life(lk, slot, cmd->flights[i]);
-    }
-    lk->stats->fetches_waiting++;  // on_mget_reply decrements it, also when called here
-    if (!lookup_send_fetch(lk, slot, (int)cmd->n + 1, argv, lens, on_mget_reply, cmd))
-        on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
-}
-
 struct SlotFlight {
     int slot;
     size_t index;
@@ -199,7 +207,7 @@ static int by_slot(const void *a, const void *b)
 
 // A cluster refuses an MGET whose keys are in different slots (CROSSSLOT), even on one node: one
 // MGET per slot, all sent at once, each to its slot's owner. Frees cmd.
-static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, size_t *lens)
+static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd)
 {
     SlotFlight *order = (SlotFlight *)malloc(cmd->n * sizeof(SlotFlight));
     if (order == NULL) {
@@ -213,19 +221,15 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd, const char **argv, s
     for (size_t from = 0, to; from < cmd->n; from = to) {
         for (to = from + 1; to < cmd->n && order[to].slot == order[from].slot; to++) {
         }
-        MgetCommand *group = (MgetCommand *)malloc(sizeof(MgetCommand) + (to - from) * sizeof(Flight *));
+        MgetCommand *group = mget_command_new(lk, to - from, cmd->snapshot);
         if (group == NULL) {
             for (size_t i = from; i < to; i++)
                 lookup_resolve(lk, order[i].flight, lookup_result_unreachable(lk, order[i].flight, LOOKUP_UNAVAILABLE));
             continue;
         }
-        group->lookup = lk;
-        group->snapshot = cmd->snapshot;
-        group->resent = false;
-        group->n = to - from;
         for (size_t i = from; i < to; i++)
             group->flights[i - from] = order[i].flight;
-        send_mget(lk, group, order[from].slot, argv, lens);
+        send_mget(lk, group, order[from].slot);
     }
     free(order);
     free(cmd);
@@ -265,22 +269,16 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
 {
     size_t size = sizeof(MultiFetch) + n * (sizeof(LookupResult) + sizeof(MultiFetch::Waiter));
     MultiFetch *m = (MultiFetch *)malloc(size);
-    MgetCommand *cmd = (MgetCommand *)malloc(sizeof(MgetCommand) + n * sizeof(Flight *));
-    const char **argv = (const char **)malloc((n + 1) * (sizeof(const char *) + sizeof(size_t)));
-    if (m == NULL || cmd == NULL || argv == NULL) {
+    MgetCommand *cmd = mget_command_new(lk, n, refetch_all);
+    if (m == NULL || cmd == NULL) {
         free(m);
         free(cmd);
-        free(argv);
         done(arg, NULL, 0);
         return;
     }
-    size_t *lens = (size_t *)(argv + n + 1);
     *m = {lk, front, done, arg, monotonic_us(), n, 1, (LookupResult *)(m + 1), NULL};
     m->waiters = (MultiFetch::Waiter *)(m->results + n);
-    cmd->lookup = lk;
-    cmd->snapshot = refetch_all;
-    cmd->resent = false;
-    cmd->n = 0;
+    cmd->n = 0;  // the flights it sends, added below
     uint64_t now = monotonic_ms();
     for (size_t i = 0; i < n; i++) {
         KeyLookup k;
@@ -318,10 +316,9 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
     if (cmd->n == 0)
         free(cmd);
     else if (lk->cluster == NULL)
-        send_mget(lk, cmd, 0, argv, lens);
+        send_mget(lk, cmd, 0);
     else
-        send_mget_by_slot(lk, cmd, argv, lens);
-    free(argv);
+        send_mget_by_slot(lk, cmd);
     // The one pending count held by this function itself: every key may already be answered.
     if (--m->pending == 0)
         multi_finish(m);

@@ -95,8 +95,9 @@ static void page_unmap(Page *p)
 }
 
 // A block given back with another size than it was allocated with would go on another class's
-// free list (or into malloc's heap, or from it to here): memory handed out twice. It costs one
-// compare, so it is checked in every build; a wrong size is a bug in the caller, never input.
+// free list: memory handed out twice. It costs one compare, so it is checked in every build; a
+// wrong size is a bug in the caller, never input. (A malloc block given to the slab is not
+// caught surely: its "page" is whatever lies below it, read as a header; ASan sees that read.)
 static void check_class(const Page *p, size_t rounded, const void *ptr)
 {
     if (p->size != rounded) {

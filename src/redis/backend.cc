@@ -36,6 +36,8 @@ static PendingCommand *ring_at(Backend *b, size_t i) { return &b->ring[(b->ring_
 // many commands were outstanding: answer_lost answers them.
 static size_t close_connection(Backend *b)
 {
+    b->serial++;
+    b->sent = 0;
     if (b->fd >= 0) {
         event_free(b->read_event);
         event_free(b->write_event);
@@ -76,17 +78,21 @@ void backend_drop(Backend *b, BackendFailure failure, const char *what, const ch
         snprintf(saved, sizeof(saved), "%s", detail);
         detail = saved;
     }
-    bool was_ready = b->ready;
+    // A connection that was up for a while is news again, and tried again at once, before its
+    // commands are answered, so that a reader whose fetch was cut can ask again on the new one
+    // (lookup does). One dropped right after it was made (a server at maxclients, in protected
+    // mode, a balancer with no backend: each accepts, then closes) is a failed attempt: backed
+    // off, or the proxy would reconnect in a loop as fast as the server accepts.
+    bool was_ready = b->ready && monotonic_ms() - b->ready_ms >= RECONNECT_MIN_MS;
     bool was_open = b->fd >= 0;
     size_t lost = close_connection(b);
     if (was_ready) {
-        // It was up: news again, and tried again at once, before its commands are answered, so
-        // that a reader whose fetch was cut can ask again on the new connection (lookup does).
         b->failures = 0;
+        b->connected_said = false;
         log_msg_once(LOG_WARN, "redis %s%s: %s%s%s; reconnecting", b->target.display, b->hooks.label, what,
                      detail ? ": " : "", detail ? detail : "");
         b->first_attempt = true;
-        backend_connect(b);
+        backend_connect_again(b);
     } else {
         // Logged before the commands waiting on it are answered: the log says why before a client
         // sees the error.
@@ -199,6 +205,7 @@ bool backend_send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, co
     cmd->fn = fn;
     cmd->arg = arg;
     b->ring_len++;
+    b->sent++;
     b->stats->redis_commands++;
     // The timer may be set for later (the reset of abandoned commands): this deadline comes first.
     if (!b->timeout_armed || cmd->deadline_ms < b->timeout_at_ms)
@@ -217,7 +224,7 @@ static void on_timeout_timer(evutil_socket_t, short, void *arg)
     Backend *b = (Backend *)arg;
     b->timeout_armed = false;
     uint64_t now = monotonic_ms(), timeout = (uint64_t)b->config->command_timeout_ms;
-    int fd = b->fd;
+    uint64_t serial = b->serial;
     if (b->abandoned > 0 && now >= ring_at(b, 0)->deadline_ms + (ABANDONED_RESET_FACTOR - 1) * timeout) {
         char detail[128];
         snprintf(detail, sizeof(detail), "%zu command(s) outstanding, the oldest for over %llums",
@@ -235,7 +242,7 @@ static void on_timeout_timer(evutil_socket_t, short, void *arg)
                      "and any later one that is late too", b->target.display, b->hooks.label,
                      (long long)b->config->command_timeout_ms);
         fn(cmd->arg, NULL, BACKEND_TIMEOUT);
-        if (b->fd != fd)
+        if (b->serial != serial)
             return;  // the callback dropped the connection: everything is answered
     }
     // The next deadline: the oldest live command's, or the reset of the abandoned ones.
@@ -296,8 +303,9 @@ Backend *backend_create(event_base *base, const Config *config, const BackendTar
     b->connect_timer = evtimer_new(base, backend_on_connect_timer, b);
     b->timeout_timer = evtimer_new(base, on_timeout_timer, b);
     b->reconnect_timer = evtimer_new(base, backend_on_reconnect_timer, b);
+    b->patience_timer = evtimer_new(base, backend_on_patience_timer, b);
     if (b->ring == NULL || !b->out || !b->reader || !b->connect_timer || !b->timeout_timer ||
-        !b->reconnect_timer) {
+        !b->reconnect_timer || !b->patience_timer) {
         backend_destroy(b);
         return NULL;
     }
@@ -318,6 +326,8 @@ void backend_destroy(Backend *b)
         event_free(b->timeout_timer);
     if (b->reconnect_timer)
         event_free(b->reconnect_timer);
+    if (b->patience_timer)
+        event_free(b->patience_timer);
     if (b->reader)
         redisReaderFree(b->reader);
     if (b->out)

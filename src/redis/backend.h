@@ -14,10 +14,14 @@
 //     and abandoned in place (its reply, when it comes, is dropped), so one slow command fails no
 //     younger one; the connection is reset only when abandoned commands pile up, the oldest
 //     waiting 3 x command_timeout;
-//   - after any failure, reconnect from a timer with jittered exponential backoff.
-// Until the connection is ready (connected, past AUTH/SELECT), backend_command refuses at once so
-// callers never wait on a dead Redis or on a connect that may never finish. Nothing here knows about the cache: when a connection turns out to be out of step, the
-// owner's on_untrusted hook is told, since whatever was read through it may have been mis-paired.
+//   - a connection that had lasted (RECONNECT_MIN_MS) and drops is tried again at once, and for
+//     that one attempt, FIRST_ATTEMPT_PATIENCE_MS at most, commands wait for it; after any other
+//     failure, reconnect from a timer with jittered exponential backoff, brought forward while
+//     commands keep coming (backend_want_connection).
+// Otherwise, until the connection is ready (connected, past AUTH/SELECT), backend_command refuses
+// at once, so callers never wait on a dead Redis or on a connect that may never finish. Nothing
+// here knows about the cache: when a connection turns out to be out of step, the owner's
+// on_untrusted hook is told, since whatever was read through it may have been mis-paired.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -90,7 +94,8 @@ Backend *backend_create(event_base *base, const Config *config, const BackendTar
 // Answers every outstanding command with BACKEND_UNAVAILABLE, then frees everything.
 void backend_destroy(Backend *b);
 
-// Sends one command. Returns false at once when the connection is not ready (fn is not called);
+// Sends one command. Returns false at once when the connection is not ready, except during the
+// first attempt after a cut, when it waits for it (fn is not called);
 // otherwise fn is called exactly once, later, from the event loop: with the reply, or with a
 // failure (BACKEND_TIMEOUT at the command's own deadline).
 bool backend_command(Backend *b, int argc, const char **argv, const size_t *lens, BackendReplyFn fn,
@@ -110,6 +115,11 @@ void backend_distrust(Backend *b);
 
 // Connected and past AUTH/SELECT.
 bool backend_ready(const Backend *b);
+
+// The connection is wanted now (a command came while Redis cannot be reached, or its partner
+// connection is back): the next attempt comes at most RECONNECT_WANTED_MS after the last one,
+// whatever the back-off had grown to.
+void backend_want_connection(Backend *b);
 
 // A connection that was ready dropped, and its first attempt to come back is under way:
 // commands sent now wait for it (a read that failed with the drop may be asked again).

@@ -34,11 +34,15 @@ void backend_schedule_reconnect(Backend *b, const char *what, const char *detail
     delay = delay / 2 + next_random(b) % (delay / 2 + 1);
     b->failures++;
     b->stats->redis_tried = 1;
-    // The first failure is news; the repeats while Redis stays down are not. Every worker's
-    // connections fail alike: said once per proxy.
-    log_msg_once(b->failures == 1 ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s%s%s; retrying in %llums",
-            b->target.display, b->hooks.label, what, detail ? ": " : "", detail ? detail : "",
-            (unsigned long long)delay);
+    // The first failure is news, and so is a new reason (a refusal after a lost connection); the
+    // repeats while Redis stays down are not. Every worker's connections fail alike: said once
+    // per proxy.
+    char reason[sizeof(b->last_failure)];
+    snprintf(reason, sizeof(reason), "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    bool news = b->failures == 1 || strcmp(reason, b->last_failure) != 0;
+    memcpy(b->last_failure, reason, sizeof(reason));
+    log_msg_once(news ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s; retrying in %llums", b->target.display, b->hooks.label,
+                 reason, (unsigned long long)delay);
     b->retry_at_ms = monotonic_ms() + delay;
     struct timeval tv = timeval_of_ms((uint64_t)delay);
     evtimer_add(b->reconnect_timer, &tv);
@@ -47,15 +51,19 @@ void backend_schedule_reconnect(Backend *b, const char *what, const char *detail
 void backend_became_ready(Backend *b)
 {
     b->ready = true;
+    b->ready_ms = monotonic_ms();
     b->first_attempt = false;
+    evtimer_del(b->patience_timer);
     b->stats->redis_connects++;
     b->stats->redis_connected = 1;
     b->stats->redis_tried = 1;
-    if (b->failures > 0)
-        log_info("redis %s%s: connected after %d failed attempt(s)", b->target.display, b->hooks.label, b->failures);
+    if (b->failures > 0)  // once per outage: a server that accepts then refuses would say it at each attempt
+        log_msg(b->connected_said ? LOG_DEBUG : LOG_INFO, "redis %s%s: connected after %d failed attempt(s)",
+                b->target.display, b->hooks.label, b->failures);
     else
         log_debug("redis %s%s: connected", b->target.display, b->hooks.label);
-    b->failures = 0;
+    b->connected_said = b->failures > 0;
+    // (failures is reset once the connection has lasted: backend_drop)
     if (b->hooks.on_ready != NULL)
         b->hooks.on_ready(b->hooks.arg);
 }
@@ -125,6 +133,32 @@ static socklen_t target_sockaddr(const BackendTarget *t, struct sockaddr_storage
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons((uint16_t)t->port);
     return (socklen_t)sizeof(*sin6);
+}
+
+void backend_connect_again(Backend *b)
+{
+    struct timeval patience = timeval_of_ms(FIRST_ATTEMPT_PATIENCE_MS);
+    evtimer_add(b->patience_timer, &patience);
+    if (!b->target.by_name || b->address_count == 0) {
+        backend_connect(b);
+        return;
+    }
+    snprintf(b->target.ip, sizeof(b->target.ip), "%s", b->addresses[0]);
+    b->address_next = 1;
+    b->attempt_failures[0] = '\0';
+    backend_connect_now(b);
+}
+
+// The first attempt after a cut takes long: its commands are answered, the attempt goes on.
+void backend_on_patience_timer(evutil_socket_t, short, void *arg)
+{
+    Backend *b = (Backend *)arg;
+    if (!b->first_attempt || b->ready || b->fd < 0)
+        return;
+    b->first_attempt = false;  // commands from now on are refused until it is ready
+    char why[80];
+    snprintf(why, sizeof(why), "not connected within %llums of the cut", (unsigned long long)FIRST_ATTEMPT_PATIENCE_MS);
+    backend_drop_attempt(b, why);
 }
 
 // A target given by name is resolved first (backend_resolve.cc), then connected to.

@@ -102,6 +102,7 @@ void backend_on_readable(evutil_socket_t fd, short, void *arg)
             backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
         return;
     }
+    uint64_t serial = b->serial;
     const char *why = NULL;
     long n = take_replies(b, chunk, (size_t)got, &why);
     if (n < 0) {
@@ -109,6 +110,18 @@ void backend_on_readable(evutil_socket_t fd, short, void *arg)
             backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", why);
         else
             backend_drop_untrusted(b, "unreadable reply", why);
+        return;
+    }
+    if (n > 0 && b->sent == 0 && !b->push_mode) {
+        // The server spoke before it was asked anything: a refusal at accept (-ERR max number of
+        // clients reached, -DENIED in protected mode), not replies out of step with commands. A
+        // failed attempt, backed off; what was read through earlier connections stands.
+        char detail[200];
+        const redisReply *first = b->batch[0] != &too_large_marker ? b->batch[0] : NULL;
+        snprintf(detail, sizeof(detail), "%.*s", first != NULL && first->type == REDIS_REPLY_ERROR ? (int)first->len : 27,
+                 first != NULL && first->type == REDIS_REPLY_ERROR ? first->str : "it spoke before it was asked");
+        free_batch(b, 0, (size_t)n);
+        backend_drop_attempt(b, detail);
         return;
     }
     if ((size_t)n > b->ring_len && !b->push_mode) {
@@ -136,7 +149,7 @@ void backend_on_readable(evutil_socket_t fd, short, void *arg)
             if (b->hooks.on_push != NULL)
                 b->hooks.on_push(b->hooks.arg, b->batch[i]);
             freeReplyObject(b->batch[i]);
-            if (b->fd != fd) {  // the owner reset the connection
+            if (b->serial != serial) {  // the owner reset the connection
                 free_batch(b, i + 1, (size_t)n);
                 return;
             }
@@ -166,7 +179,7 @@ void backend_on_readable(evutil_socket_t fd, short, void *arg)
             backend_drop_untrusted(b, "reply of the wrong type", NULL);
             return;
         }
-        if (b->fd != fd) {  // the handshake failed, or the callback reset the connection
+        if (b->serial != serial) {  // the handshake failed, or the callback reset the connection
             free_batch(b, i + 1, (size_t)n);
             return;
         }

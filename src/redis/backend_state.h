@@ -17,6 +17,10 @@ inline constexpr uint64_t RECONNECT_MAX_MS = 2000;
 // meanwhile), the next attempt is brought forward to at most this long after the last one: stale
 // answers end within about this of Redis's return, however long the back-off had grown.
 inline constexpr uint64_t RECONNECT_WANTED_MS = 50;
+// How long commands wait for the first attempt after a cut (backend_drop): past it they are
+// answered as Redis being unreachable (a stale entry answers), the connect going on meanwhile. A
+// host that drops SYNs must not hold reads for connect_timeout.
+inline constexpr uint64_t FIRST_ATTEMPT_PATIENCE_MS = 200;
 inline constexpr size_t READ_CHUNK = 64 * 1024;
 // A name's addresses an attempt tries, in the resolver's order (backend_resolve.cc).
 inline constexpr int BACKEND_MAX_ADDRESSES = 8;
@@ -43,6 +47,11 @@ struct Backend {
     WorkerStats *stats;
     BackendHooks hooks;
     int fd;                  // -1 while disconnected
+    // Counts connections closed: a callback that may have dropped the connection is found out by
+    // it, not by the fd, whose number a connection made at once in its place takes again.
+    uint64_t serial;
+    uint64_t ready_ms;       // when it last became ready
+    uint64_t sent;           // commands sent on this connection
     bool connected;          // connect(2) has completed
     bool ready;              // and AUTH/SELECT have been answered OK
     bool write_pending;      // write_event is added
@@ -59,7 +68,7 @@ struct Backend {
     PendingCommand *ring;
     size_t ring_cap, ring_head, ring_len;
     size_t abandoned;  // the first `abandoned` commands of the ring are past their deadline
-    event *connect_timer, *timeout_timer, *reconnect_timer;
+    event *connect_timer, *timeout_timer, *reconnect_timer, *patience_timer;
     bool timeout_armed;
     uint64_t timeout_at_ms;  // when timeout_timer fires, if armed
     int failures;  // consecutive failed attempts: drives the backoff and quiets repeated logs
@@ -68,6 +77,8 @@ struct Backend {
     bool first_attempt;
     uint64_t attempt_ms;     // when the last attempt started
     uint64_t retry_at_ms;    // when the next one is due, while reconnect_timer is pending
+    char last_failure[160];  // the reason of the last failed attempt (a new one is news)
+    bool connected_said;     // "connected after N failed attempts" said in this outage
     uint64_t rng;
     struct Resolution *resolving;  // a lookup of a target given by name, under way
     // What the name resolved to: an attempt connects to each in turn until one answers.
@@ -80,17 +91,18 @@ struct Backend {
 // backend_connect.cc
 // An attempt: a target given by name is resolved first (backend_resolve.cc), then connected to.
 void backend_connect(Backend *b);
+// The attempt after a ready connection dropped: at once, to the address it had (a name is not
+// looked up again first: the address just worked), with commands waiting for it a moment.
+void backend_connect_again(Backend *b);
 // Connects to target.ip now, with AUTH and SELECT queued to go first.
 void backend_connect_now(Backend *b);
 // An attempt failed: logged (the first of a run), and the next one scheduled with back-off.
 void backend_schedule_reconnect(Backend *b, const char *what, const char *detail);
-// A command came while Redis cannot be reached: the next attempt comes RECONNECT_WANTED_MS after
-// the last one at the latest.
-void backend_want_connection(Backend *b);
 // Connected and past AUTH/SELECT.
 void backend_became_ready(Backend *b);
 void backend_on_connect_timer(evutil_socket_t, short, void *arg);    // connect_timeout
 void backend_on_reconnect_timer(evutil_socket_t, short, void *arg);  // the back-off is over
+void backend_on_patience_timer(evutil_socket_t, short, void *arg);   // FIRST_ATTEMPT_PATIENCE_MS
 
 // backend.cc
 // Queues a command on the connection (even one not ready); false when out of memory.

@@ -122,14 +122,21 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
     ClusterRequest *r = (ClusterRequest *)arg;
     Cluster *c = r->c;
     if (failure != BACKEND_OK) {
-        if (failure != BACKEND_TOO_LARGE)  // (a value too large says nothing of the node)
+        if (failure == BACKEND_UNAVAILABLE)
             map_want_refresh_now(c);  // the node may have failed over
+        else if (failure == BACKEND_TIMEOUT)
+            map_want_refresh(c);  // slow, or failing: looked at, backing off while nothing changes
         // Its connection was closed under it because the map moved the slot away (a node whose
-        // last slot left is closed with its reads in flight): asked again of the slot's owner
-        // now, within the command's time. A read asked twice is harmless; its answer, from a
-        // node the slot has only just moved to, is not cached (the move distrusted the slot).
-        if (failure == BACKEND_UNAVAILABLE && c->map.owner[r->slot] != r->node && c->map.owner[r->slot] >= 0 &&
-            monotonic_ms() < r->deadline_ms) {
+        // last slot left is closed with its reads in flight), or was cut and is coming back at
+        // once (backend_reconnecting_at_once): asked again of the slot's owner now, within the
+        // command's time, once for a cut. A read asked twice is harmless; its answer is not
+        // cached (a move distrusted the slot; a cut, the node's tracking).
+        int owner = c->map.owner[r->slot];
+        bool moved = owner >= 0 && owner != r->node;
+        bool cut = !moved && !r->resent && owner >= 0 && c->links[owner].data != NULL &&
+                   backend_reconnecting_at_once(c->links[owner].data);
+        if (failure == BACKEND_UNAVAILABLE && (moved || cut) && monotonic_ms() < r->deadline_ms) {
+            r->resent = r->resent || cut;
             r->asked = false;
             r->redirects = 0;
             if (send_to(r, c->map.owner[r->slot], false) || park(r))
@@ -185,7 +192,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
         return false;
     uint64_t now = monotonic_ms();
     *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->env->config->command_timeout_ms,
-          NULL, argc, NULL, NULL};
+          NULL, argc, NULL, NULL, false};
     r->argv = (const char **)(r + 1);
     r->lens = (size_t *)(r->argv + argc);
     char *at = (char *)(r->lens + argc);

@@ -44,6 +44,7 @@ struct ClusterRequest {
     int argc;
     const char **argv;
     size_t *lens;
+    bool resent;  // asked again once after its connection was cut (and came back at once)
 };
 
 // A CLUSTER SLOTS on its way: whom it asked (an empty address in the answer means that node).

@@ -216,8 +216,7 @@ static void on_heartbeat_reply(void *arg, redisReply *reply, BackendFailure fail
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && t->established) {
         // Nobody subscribed to the channel: the link is not what Redis redirects to any more.
         backend_reset(t->link, "no longer subscribed");
-    } else if (reply->type == REDIS_REPLY_ERROR &&
-               redis_error_class(reply->str, reply->len) == REDIS_ERROR_TRANSIENT) {
+    } else if (reply->type == REDIS_REPLY_ERROR && redis_error_class(reply->str, reply->len) != REDIS_ERROR_REFUSED) {
         // Not published (-BUSY, -LOADING): that beat will not come back, which says nothing of
         // the link. The next one is sent as usual; it is the one that checks the link.
         t->beats_back = t->beats_sent;
@@ -393,6 +392,12 @@ void tracking_destroy(Tracking *t)
     free(t);
 }
 
-void tracking_data_ready(Tracking *t) { enable(t); }
+void tracking_data_ready(Tracking *t)
+{
+    // Redis is back for the data connection: the link, maybe deep in its own back-off, is too.
+    if (t->link != NULL)
+        backend_want_connection(t->link);
+    enable(t);
+}
 
 void tracking_data_lost(Tracking *t) { lose_tracking(t, "data connection lost"); }

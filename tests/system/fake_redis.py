@@ -43,6 +43,9 @@ class FakeRedis:
         self.commands = []       # every command read, as a list of bytes arguments
         self.connections = 0     # connections accepted so far
         self.handlers = {}
+        # Bytes sent to each new connection before closing it, unasked (a Redis at maxclients:
+        # -ERR max number of clients reached); None: served.
+        self.refusal = None
         self._stopping = threading.Event()
         self._threads = []
         self._sockets = []
@@ -105,7 +108,16 @@ class FakeRedis:
                 return
             with self._lock:
                 self.connections += 1
-                self._sockets.append(sock)
+                refusal = self.refusal
+                if refusal is None:
+                    self._sockets.append(sock)
+            if refusal is not None:
+                try:
+                    sock.sendall(refusal)
+                except OSError:
+                    pass
+                sock.close()
+                continue
             self._spawn(self._serve, sock)
 
     def _default_answer(self, args):

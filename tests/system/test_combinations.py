@@ -277,11 +277,14 @@ class Run:
             self.refresh_owners()
 
     def refresh_owners(self):
-        self.owner_of = {}
+        """Read from the cluster, then put in place whole: the writer reads it meanwhile (a map
+        filled in place once handed it a slot with no owner)."""
+        owners = {}
         for n in self.cluster.primaries():
             for a, b in n["slots"]:
                 for s in range(a, b + 1):
-                    self.owner_of[s] = n["port"]
+                    owners[s] = n["port"]
+        self.owner_of = owners
 
     def admin_conn(self, port):
         c = Resp(port)
@@ -293,7 +296,7 @@ class Run:
             try:
                 conns[port] = self.admin_conn(port)
             except OSError as e:  # said with the port: whose server it was matters for the diagnosis
-                raise OSError("cannot connect to Redis on port %d (nodes: %r): %r" %
+                raise OSError("cannot connect to Redis on port %r (nodes: %r): %r" %
                               (port, sorted(set(self.owner_of.values())) if self.topology != "single"
                                else [self.redis.port], e)) from e
         return conns[port]

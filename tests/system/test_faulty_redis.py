@@ -162,6 +162,28 @@ class OutOfStepTest(FaultyRedisTestCase):
         self.assertWorkerNeverDied()
 
 
+class RefusingRedisTest(FaultyRedisTestCase):
+    def test_a_redis_that_refuses_at_accept_is_backed_off_and_the_cache_kept(self):
+        # At maxclients Redis accepts, says why, and closes. Taken for a cut under a healthy Redis,
+        # that was reconnected to at once in a loop: 40,000 connects a second from one worker.
+        self.start()
+        self.assertMiss(self.proxy.get("k"), b"value")
+        self.fake.refusal = b"-ERR max number of clients reached\r\n"
+        self.fake.close_connections()
+        before = self.fake.connections
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:  # clients read on meanwhile: hits only
+            self.assertHit(self.proxy.get("k"), b"value")  # nothing read before is distrusted
+        attempts = self.fake.connections - before
+        self.assertGreater(attempts, 1)
+        self.assertLess(attempts, 30)
+        self.assertIn("max number of clients reached", self.proxy.log())
+        self.assertNotIn("what was read through it", self.proxy.log())
+        self.fake.refusal = None
+        self.wait_reconnected()
+        self.assertWorkerNeverDied()
+
+
 class HalfAndHugeReplyTest(FaultyRedisTestCase):
     def test_half_reply_then_close_is_503_and_not_cached(self):
         self.start()

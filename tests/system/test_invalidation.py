@@ -322,6 +322,9 @@ class StaleWithTrackingTest(TrackingTestCase):
         conn = proxy.connection()
         self.addCleanup(conn.close)
         connects = metric(proxy.admin("/metrics")[1], "redis_proxy_redis_connects_total")
+        # A connection that has lasted a moment: one dropped right after it was made is a server
+        # refusing it, backed off (test_faulty_redis.RefusingRedisTest).
+        time.sleep(0.15)
         data = [l for l in self.redis("CLIENT", "LIST").decode().splitlines()
                 if " sub=0 " in l and "cmd=client" not in l]
         for line in data:

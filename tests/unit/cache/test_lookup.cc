@@ -255,6 +255,7 @@ TEST(Lookup, test_a_transient_error_answers_the_stale_entry_unless_it_was_invali
 // on the new one, rather than failed.
 TEST(Lookup, test_a_fetch_cut_with_its_connection_is_asked_again_on_the_next)
 {
+    usleep(120 * 1000);  // the connection has lasted (one dropped at once is a failed attempt: below)
     Answers a;
     get("k", &a);
     peer_reads(strlen(GET_K));
@@ -265,5 +266,20 @@ TEST(Lookup, test_a_fetch_cut_with_its_connection_is_asked_again_on_the_next)
     peer_writes("$1\r\nv\r\n");
     run_until([&] { return a.values.size() == 1; });
     STRCMP_EQUAL("v", a.values[0].c_str());
+    LONGS_EQUAL(0, stats.fetches_waiting);
+}
+
+// A server that accepts and then closes at once (at maxclients, in protected mode) is a failed
+// attempt, backed off: not a cut to come back from at once, or the proxy would reconnect in a loop
+// as fast as it accepts. The fetch it cut fails (a stale entry would answer it).
+TEST(Lookup, test_a_connection_dropped_right_after_it_was_made_is_not_retried_at_once)
+{
+    Answers a;
+    get("k", &a);
+    peer_reads(strlen(GET_K));
+    close(sock.peer);
+    run_until([&] { return a.values.size() == 1; });
+    STRCMP_EQUAL(("!" + std::to_string((int)LOOKUP_UNAVAILABLE)).c_str(), a.values[0].c_str());
+    CHECK_FALSE(backend_reconnecting_at_once(lk.backend));
     LONGS_EQUAL(0, stats.fetches_waiting);
 }

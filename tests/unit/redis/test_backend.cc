@@ -141,9 +141,27 @@ TEST(Backend, test_more_replies_than_commands_in_one_read_deliver_none)
 TEST(Backend, test_a_reply_nobody_asked_for_drops_the_connection)
 {
     start();
+    Answer a;
+    CHECK(backend_get(backend, "a", 1, on_answer, &a));
+    peer_reads(20);
+    peer_writes("$1\r\nA\r\n");
+    run_until([&] { return a.calls > 0; });
     peer_writes("+UNSOLICITED\r\n");
     run_until([&] { return untrusted_calls > 0; });
     CHECK_FALSE(backend_ready(backend));
+    run_until([&] { return peer_sees_close(); });
+}
+
+// A server that speaks before it is asked anything refuses the connection (Redis at maxclients,
+// or in protected mode): a failed attempt, not a connection out of step. Nothing was read through
+// it, so nothing read before is distrusted (the worker's cache is kept).
+TEST(Backend, test_a_server_that_speaks_first_is_a_refused_attempt)
+{
+    start();
+    peer_writes("-ERR max number of clients reached\r\n");
+    run_until([&] { return !backend_ready(backend); });
+    LONGS_EQUAL(0, untrusted_calls);
+    LONGS_EQUAL(0, stats.redis_out_of_step);
     run_until([&] { return peer_sees_close(); });
 }
 
