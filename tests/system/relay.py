@@ -8,6 +8,7 @@ commandstats then count exactly what the proxy sent).
     relay.hold(1, to_redis=False, from_redis=True)  # what Redis sends on the second connection
 """
 import socket
+import struct
 import threading
 
 from harness import wait_until
@@ -53,9 +54,10 @@ class Relay:
         return len(self._gates)
 
     def index_of(self, redis_addr):
-        """The connection whose Redis side is redis_addr ("127.0.0.1:PORT", as CLIENT LIST shows)."""
-        for i, port in enumerate(self._upstream_ports):
-            if redis_addr == "127.0.0.1:%d" % port:
+        """The connection whose Redis side is redis_addr ("127.0.0.1:PORT", as CLIENT LIST shows):
+        the newest with that port (a closed connection's port may be taken again)."""
+        for i in reversed(range(len(self._upstream_ports))):
+            if redis_addr == "127.0.0.1:%d" % self._upstream_ports[i]:
                 return i
         raise KeyError(redis_addr)
 
@@ -82,7 +84,14 @@ class Relay:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                # Redis is down: the client is reset, as a connect to Redis itself would be
+                # refused (the relay goes on accepting; Redis may come back on its port).
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+                continue
             self._sockets += [client, upstream]
             gates = [threading.Event(), threading.Event()]
             for g in gates:
