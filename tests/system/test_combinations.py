@@ -690,8 +690,10 @@ class Run:
                 with open(os.path.join(self.test.workdir, "redis-%d.log" % self.redis.port), "rb") as f:
                     self.notes.append("redis log tail: " + f.read()[-1500:].decode(errors="replace"))
             self.notes.append("proxy log tail: " + self.proxy.log()[-6000:])
-            with open(os.path.join(self.test.workdir, "proxy-log-%d.txt" % self.seed), "w") as f:
+            kept = os.path.join(tempfile.gettempdir(), "combo-proxy-log-seed%d-%d.txt" % (self.seed, os.getpid()))
+            with open(kept, "w") as f:  # the whole log, past the test's cleanups
                 f.write(self.proxy.log())
+            self.notes.append("the proxy's whole log: " + kept)
         w["whole"] = time.monotonic()
 
     def proxy_conns(self, server):
