@@ -1350,8 +1350,12 @@ class CombinationTest(unittest.TestCase):
             seed = random.SystemRandom().randrange(1, 10 ** 6)
             self.doCleanups()  # the previous seed's processes and directory
             self.setUp()
-            run = self.run_seed(seed)
-            if run.violations or run.errors:
+            try:
+                run = self.run_seed(seed)
+                if run.violations or run.errors:
+                    failed.append(seed)
+            except AssertionError as e:  # the test's own threads failed: said, and the soak goes on
+                print("seed %d: %s" % (seed, e))
                 failed.append(seed)
         self.assertEqual(failed, [], "seeds with violations (replay each with make combo SEEDS=...)")
 
