@@ -149,19 +149,11 @@ void *slab_alloc(size_t size)
     return block;
 }
 
-void slab_free(void *ptr, size_t size)
+// Gives a block back to its page (checked and poisoned already).
+static void release_block(void *ptr, size_t rounded)
 {
-    if (ptr == NULL)
-        return;
-    if (size > SLAB_MAX || size == 0) {
-        free(ptr);
-        return;
-    }
-    size_t rounded = (size + 7) & ~(size_t)7;
     SizeClass *c = &classes[rounded / 8];
     Page *p = (Page *)((uintptr_t)ptr & ~(uintptr_t)(PAGE_SIZE - 1));
-    check_class(p, rounded, ptr);
-    SLAB_POISON(ptr, rounded);
     FreeBlock *b = (FreeBlock *)ptr;
     SLAB_UNPOISON(b, sizeof(FreeBlock));
     b->next = p->free;
@@ -181,6 +173,52 @@ void slab_free(void *ptr, size_t size)
     } else {
         page_unmap(p);
     }
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+// Under ASan a freed block waits, poisoned, behind the last QUARANTINE freed before it is handed
+// out again, as malloc's quarantine does: a use after free then finds poisoned bytes, not a block
+// already reused (the free lists are LIFO: the next allocation of its class would take it).
+static const size_t QUARANTINE = 4096;
+static struct {
+    void *ptr;
+    size_t rounded;
+} quarantine[QUARANTINE];
+static size_t quarantine_next, quarantine_count;
+
+void slab_quarantine_flush()
+{
+    for (; quarantine_count > 0; quarantine_count--) {
+        size_t i = (quarantine_next + QUARANTINE - quarantine_count) % QUARANTINE;
+        release_block(quarantine[i].ptr, quarantine[i].rounded);
+    }
+}
+#else
+void slab_quarantine_flush() {}
+#endif
+
+void slab_free(void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return;
+    if (size > SLAB_MAX || size == 0) {
+        free(ptr);
+        return;
+    }
+    size_t rounded = (size + 7) & ~(size_t)7;
+    check_class((Page *)((uintptr_t)ptr & ~(uintptr_t)(PAGE_SIZE - 1)), rounded, ptr);
+    SLAB_POISON(ptr, rounded);
+#if defined(__SANITIZE_ADDRESS__)
+    if (quarantine_count == QUARANTINE) {
+        release_block(quarantine[quarantine_next].ptr, quarantine[quarantine_next].rounded);
+        quarantine_count--;
+    }
+    quarantine[quarantine_next] = {ptr, rounded};
+    quarantine_next = (quarantine_next + 1) % QUARANTINE;
+    quarantine_count++;
+#else
+    release_block(ptr, rounded);
+#endif
 }
 
 size_t slab_page_bytes() { return page_bytes; }

@@ -233,6 +233,7 @@ TEST(Cache, test_entries_cost_their_size_rounded_to_8_bytes)
     WorkerStats s2;
     memset(&s2, 0, sizeof(s2));
     Cache *big = cache_create(5000, TTL, 7, &s2);
+    slab_quarantine_flush();
     size_t before = slab_page_bytes();
     char key[17], value[33];
     memset(value, 'v', 32);
@@ -467,6 +468,7 @@ TEST(Cache, test_kept_digests_are_the_values_and_cost_their_bytes)
 TEST(Cache, test_entries_with_digests_are_freed_as_they_were_allocated)
 {
     Cache *c = cache_create(4, TTL, 9, &stats);
+    slab_quarantine_flush();
     size_t pages = slab_page_bytes();
     cache_keep_digests(c, true, 77);
     std::string value(600, 'v');
@@ -484,6 +486,7 @@ TEST(Cache, test_entries_with_digests_are_freed_as_they_were_allocated)
     cache_clear(c);
     LONGS_EQUAL(0, stats.cache_bytes);
     cache_destroy(c);
+    slab_quarantine_flush();
     CHECK(slab_page_bytes() <= pages + 12 * 65536);  // at most the classes' spares
 }
 

@@ -13,7 +13,12 @@
 
 #include "slab.h"
 
-TEST_GROUP(Slab){};
+// Each test starts with the quarantine (ASan builds) empty, and empties it where it counts pages or
+// looks for a block's reuse.
+TEST_GROUP(Slab)
+{
+    void setup() override { slab_quarantine_flush(); }
+};
 
 TEST(Slab, test_blocks_are_distinct_aligned_and_writable)
 {
@@ -36,6 +41,7 @@ TEST(Slab, test_freed_block_is_reused_by_its_class)
 {
     void *a = slab_alloc(100);  // rounds to the 104-byte class
     slab_free(a, 100);
+    slab_quarantine_flush();
     POINTERS_EQUAL(a, slab_alloc(104));
     slab_free(a, 104);
 }
@@ -64,6 +70,7 @@ TEST(Slab, test_pages_a_class_empties_go_back_so_another_class_can_use_the_memor
         most = held > most ? held : most;
         for (size_t i = 0; i < n; i++)
             slab_free(blocks[(i * 7919) % n], size);  // in no particular order
+        slab_quarantine_flush();
     }
     // What is left: a spare page per class used, not every class's pages.
     CHECK(slab_page_bytes() - before <= 15 * 64 * 1024);
@@ -80,11 +87,13 @@ TEST(Slab, test_a_page_with_room_again_is_used_again)
     size_t full = slab_page_bytes();
     for (size_t i = 0; i < n; i += 2)
         slab_free(blocks[i], 104);  // half of every page
+    slab_quarantine_flush();
     for (size_t i = 0; i < n; i += 2)
         blocks[i] = slab_alloc(104);  // fills the holes: no new page
     LONGS_EQUAL(full, slab_page_bytes());
     for (size_t i = 0; i < n; i++)
         slab_free(blocks[i], 104);
+    slab_quarantine_flush();
     CHECK(slab_page_bytes() - before <= 64 * 1024);
 }
 
@@ -126,6 +135,10 @@ TEST(Slab, test_asan_sees_free_blocks_and_the_rounding_tail_as_poisoned)
     CHECK(__asan_address_is_poisoned(b + 104) || (uintptr_t)(b + 104) % 65536 == 0);
     slab_free(a, 100);
     CHECK(__asan_address_is_poisoned(a) && __asan_address_is_poisoned(a + 50));
+    char *c = (char *)slab_alloc(100);  // the quarantine holds a back: a use after free is seen
+    CHECK(c != a);
+    CHECK(__asan_address_is_poisoned(a));
     slab_free(b, 104);
+    slab_free(c, 100);
 }
 #endif
