@@ -96,6 +96,19 @@ class MemoryBoundTest(ProxyTestCase):
 
 
 class NotFoundTest(ProxyTestCase):
+    def test_an_mget_nil_is_cached_as_not_found_only_when_pttl_said_so(self):
+        # MGET answers nil for a key of another type too: its nil means "no such key" only when
+        # the PTTL beside it (follow_key_expiry) said -2.
+        for follow, expected in (("on", "HIT"), ("off", "MISS")):
+            proxy = self.start_proxy(resp=True, cache={"cache_not_found": "on", "follow_key_expiry": follow})
+            c = proxy.resp()
+            self.addCleanup(c.close)
+            self.redis("RPUSH", "list-" + follow, "x")
+            self.assertEqual(c("MGET", "nosuch", "list-" + follow), [None, None])
+            self.assertEqual(proxy.get("nosuch").header("X-Cache"), expected, follow)
+            self.assertEqual(proxy.get("list-" + follow).status, 409, follow)  # never a cached nil
+
+
     def test_not_found_is_cached_only_when_asked(self):
         on = self.start_proxy(cache={"cache_not_found": "on"})
         self.assertEqual((on.get("absent").status, on.get("absent").header("X-Cache")), (404, "HIT"))

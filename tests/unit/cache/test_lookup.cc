@@ -283,3 +283,23 @@ TEST(Lookup, test_a_connection_dropped_right_after_it_was_made_is_not_retried_at
     CHECK_FALSE(backend_reconnecting_at_once(lk.backend));
     LONGS_EQUAL(0, stats.fetches_waiting);
 }
+
+// An MGET cut with its connection is asked again whole, on the next connection, once.
+TEST(Lookup, test_an_mget_cut_with_its_connection_is_asked_again_whole)
+{
+    usleep(120 * 1000);  // the connection has lasted
+    static const char *MGET_AB = "*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n";
+    Answers a;
+    std::vector<LookupKey> keys = {{"a", 1}, {"b", 1}};
+    lookup_get_many(&lk, FRONT_RESP, keys.data(), keys.size(), on_many, &a);
+    STRCMP_EQUAL(MGET_AB, peer_reads(strlen(MGET_AB)).c_str());
+    close(sock.peer);
+    run_until([&] { return !backend_ready(lk.backend); });
+    sock.accept_one();
+    STRCMP_EQUAL(MGET_AB, peer_reads(strlen(MGET_AB)).c_str());
+    peer_writes("*2\r\n$1\r\nA\r\n$-1\r\n");
+    run_until([&] { return a.values.size() == 2; });
+    STRCMP_EQUAL("A", a.values[0].c_str());
+    STRCMP_EQUAL("<nil>", a.values[1].c_str());
+    LONGS_EQUAL(0, stats.fetches_waiting);
+}
