@@ -7,7 +7,7 @@ PKGS     := libevent hiredis inih libsystemd
 # What building and the unit tests need (the container image's build stage: make build-deps).
 BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            libsystemd-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client curl
+            libsystemd-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client curl groff-base
 # Debian's Python, whose modules (python3-redis) the packages above install; not whichever
 # python3 comes first in PATH.
 PYTHON   := /usr/bin/python3
@@ -182,11 +182,17 @@ install: all
 	install -D -m 0644 systemd/redis-proxy.service $(DESTDIR)$(UNITDIR)/redis-proxy.service
 	install -D -m 0644 systemd/redis-proxy.sysusers $(DESTDIR)$(SYSUSERSDIR)/redis-proxy.conf
 	install -D -m 0644 packaging/redis-proxy.8 $(DESTDIR)$(MANDIR)/man8/redis-proxy.8
-	@if [ -e $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini ]; then \
-		echo "keeping $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini; the example is proxy.ini.dist"; \
-		install -D -m 0644 conf/proxy.ini $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini.dist; \
+	@# The file may hold the Redis password: installed here, readable by the service's group only,
+	@# 0640 root:redis-proxy, or 0600 root until that group exists (systemd-sysusers makes it from
+	@# the file above; then: chgrp redis-proxy FILE && chmod 0640 FILE). Staged (DESTDIR, the
+	@# package), 0644: the package's postinst sets 0640 root:redis-proxy at the first install.
+	@conf=$(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini; owner="-m 0644"; \
+	if [ -z "$(DESTDIR)" ]; then owner="-m 0600"; getent group redis-proxy >/dev/null && owner="-m 0640 -g redis-proxy"; fi; \
+	if [ -e $$conf ]; then \
+		echo "keeping $$conf; the example is proxy.ini.dist"; \
+		install -D $$owner conf/proxy.ini $$conf.dist; \
 	else \
-		install -D -m 0644 conf/proxy.ini $(DESTDIR)$(SYSCONFDIR)/redis-proxy/proxy.ini; \
+		install -D $$owner conf/proxy.ini $$conf; \
 	fi
 
 # `make deb`: the Debian package, from packaging/debian, built in a copy of the sources under

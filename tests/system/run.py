@@ -11,6 +11,9 @@ suite = unittest.defaultTestLoader.discover(here, pattern=pattern)
 result = unittest.TextTestRunner(verbosity=2).run(suite)
 failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
 skipped = len(result.skipped)
+# What could not run, and why, said last: a skip must never pass for a test that ran.
+for test, reason in result.skipped:
+    print("skipped: %s: %s" % (test.id(), reason))
 passed = result.testsRun - failed - skipped
 print("system: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
 sys.exit(0 if failed == 0 and result.testsRun > 0 else 1)
