@@ -57,6 +57,8 @@ struct WorkerStats {
     // counters
     uint64_t requests[FRONT_COUNT][RESULT_COUNT];
     uint64_t bad_requests[FRONT_COUNT];  // malformed requests answered with an error
+    uint64_t refused_requests[FRONT_COUNT];  // well-formed, for what a read-only cache does not do
+                                             // (a write, another HTTP method, an unknown command)
     uint64_t clients_accepted[FRONT_COUNT];
     uint64_t resp_commands;  // RESP commands run (INFO's total_commands_processed, with HTTP requests)
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
@@ -103,7 +105,7 @@ struct WorkerStats {
 // Commands and HTTP requests answered so far (INFO's total_commands_processed).
 inline uint64_t stats_commands(const WorkerStats *s)
 {
-    uint64_t n = s->resp_commands + s->bad_requests[FRONT_HTTP];
+    uint64_t n = s->resp_commands + s->bad_requests[FRONT_HTTP] + s->refused_requests[FRONT_HTTP];
     for (int r = 0; r < RESULT_COUNT; r++)
         n += s->requests[FRONT_HTTP][r];
     return n;

@@ -369,7 +369,7 @@ static void on_request(evhttp_request *req, void *arg)
         return;
     evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        env->stats->bad_requests[FRONT_HTTP]++;
+        env->stats->refused_requests[FRONT_HTTP]++;  // well-formed: a method a cache does not do
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         reply_error(req, 405, "Method Not Allowed", "only GET and HEAD are supported\n");
         return;

@@ -78,6 +78,10 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
                                 result_names[r], (unsigned long long)s->requests[f][r]);
     per_front(out, "redis_proxy_bad_requests_total", "counter", "Malformed requests answered with an error, by front.",
               s->bad_requests);
+    per_front(out, "redis_proxy_refused_requests_total", "counter",
+              "Well-formed requests for what a read-only cache does not do (a write, another HTTP method, an unknown "
+              "command), refused, by front.",
+              s->refused_requests);
     header(out, "redis_proxy_request_duration_seconds", "histogram",
            "Time from a key's lookup to its answer being ready: a round trip to Redis for a miss, 0 for a hit.");
     for (int f = 0; f < FRONT_COUNT; f++) {

@@ -427,7 +427,10 @@ bool resp_refuse(RespClient *c, const Command *command, bool arity_ok, const cha
     } else {
         return false;
     }
-    c->front->env->stats->bad_requests[FRONT_RESP]++;
+    if (command != NULL && !arity_ok && !(command->flags & CMD_WRITE))
+        c->front->env->stats->bad_requests[FRONT_RESP]++;  // a wrong arity: malformed
+    else
+        c->front->env->stats->refused_requests[FRONT_RESP]++;  // what a read-only cache does not do
     if (c->transaction != NULL)
         resp_transaction_abort(c->transaction);
     return true;

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import urllib.request
 
-from harness import PROXY_BIN, ProxyTestCase, resp_encode, wait_until
+from harness import PROXY_BIN, ProxyTestCase, RedisError, resp_encode, wait_until
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -69,6 +69,22 @@ def metric(text, name, **labels):
 
 
 class AdminTest(ProxyTestCase):
+    def test_refusals_are_counted_apart_from_malformed_requests(self):
+        proxy = self.start_proxy(resp=True)
+        c = proxy.resp()
+        self.addCleanup(c.close)
+        self.assertEqual(proxy.request("POST", "/k").status, 405)         # refused
+        self.assertEqual(proxy.request("GET", "/a%zz").status, 400)       # malformed
+        c.send_raw(resp_encode("SET", "k", "v") + resp_encode("GET") + resp_encode("PING"))
+        for _ in range(2):
+            with self.assertRaises(RedisError):
+                c.read_reply()
+        self.assertEqual(c.read_reply(), b"PONG")
+        text = proxy.admin("/metrics")[1]
+        for front in ("http", "resp"):
+            self.assertEqual(metric(text, "redis_proxy_refused_requests_total", front=front), 1, front)
+            self.assertEqual(metric(text, "redis_proxy_bad_requests_total", front=front), 1, front)
+
     def test_metrics_are_well_formed_and_move_with_requests(self):
         proxy = self.start_proxy(resp=True, proxy={"workers": "2"})
         self.redis("SET", "k", "v")
