@@ -10,15 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-PACKAGES="minbase"
 CACHE=${REDIS_PROXY_IMAGE_CACHE:-/var/cache/redis-proxy-image}
-KEY=$(printf '%s bookworm' "$PACKAGES" | sha1sum | cut -c1-12)
-ROOT=$CACHE/root-$KEY
+. tests/lib/debian_root.sh
 BASE=docker.io/library/debian:bookworm-slim
 IMAGE=localhost/redis-proxy:check
-MIRROR=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-MIRROR=${MIRROR:-$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # This machine's podman needs runc and cgroupfs (no systemd as PID 1).
 PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
 
@@ -60,16 +55,8 @@ cannot() {  # cannot "why": skip outside CI, fail in it
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-if [ ! -d "$ROOT" ]; then
-    echo "check-image: making the base image's root $ROOT (debootstrap, about a minute)"
-    mkdir -p "$CACHE"
-    rm -rf "$ROOT.tmp"
-    debootstrap --variant=minbase bookworm "$ROOT.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
-        { rm -rf "$ROOT.tmp"; debootstrap --variant=minbase bookworm "$ROOT.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; } ||
-        { tail -20 "$CACHE/debootstrap.log"; exit 1; }
-    rm -rf "$ROOT.tmp"/var/cache/apt/archives/*.deb "$ROOT.tmp"/var/lib/apt/lists/*
-    mv "$ROOT.tmp" "$ROOT"
-fi
+ROOT=$(debian_root "$CACHE" "" check-image)
+KEY=$(basename "$ROOT")
 if ! "${PODMAN[@]}" image exists "$BASE" || [ "$("${PODMAN[@]}" image inspect -f '{{index .Labels "root"}}' "$BASE" 2>/dev/null)" != "$KEY" ]; then
     tar -C "$ROOT" -c . | "${PODMAN[@]}" import --change "LABEL root=$KEY" --change 'CMD ["bash"]' - "$BASE" >/dev/null ||
         cannot "podman cannot import an image here"

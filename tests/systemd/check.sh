@@ -12,13 +12,8 @@ cd "$(dirname "$0")/../.."
 # The package's dependencies are in the root already: the container has no network to fetch them.
 PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,libevent-2.1-7,libhiredis0.14,libinih1,libsystemd0"
 CACHE=${REDIS_PROXY_SYSTEMD_CACHE:-/var/cache/redis-proxy-systemd}
-KEY=$(printf '%s bookworm' "$PACKAGES" | sha1sum | cut -c1-12)
-ROOT=$CACHE/root-$KEY
 DEB=$(ls build-deb/redis-proxy_*_"$(dpkg --print-architecture)".deb)
-# The mirror the machine's apt sources already name.
-MIRROR=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-MIRROR=${MIRROR:-$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+. tests/lib/debian_root.sh
 
 passed=0
 failed=0
@@ -49,17 +44,7 @@ check() {  # check "what it proves" command...
     fi
 }
 
-if [ ! -d "$ROOT" ]; then
-    echo "check-systemd: making the container root $ROOT (debootstrap, about a minute)"
-    mkdir -p "$CACHE"
-    rm -rf "$ROOT.tmp"
-    # A download of a few hundred packages: tried twice before giving up.
-    debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOT.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
-        { rm -rf "$ROOT.tmp"; debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOT.tmp" "$MIRROR" \
-              >"$CACHE/debootstrap.log" 2>&1; } ||
-        { tail -20 "$CACHE/debootstrap.log"; exit 1; }
-    mv "$ROOT.tmp" "$ROOT"
-fi
+ROOT=$(debian_root "$CACHE" "$PACKAGES" check-systemd)
 
 systemd-nspawn -b -D "$ROOT" --register=no --keep-unit --console=passive --volatile=overlay --private-network \
     --bind-ro="$PWD/build-deb:/debs" >"$CACHE/nspawn.log" 2>&1 &
