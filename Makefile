@@ -41,7 +41,7 @@ BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
 
 .SECONDEXPANSION:
 
-.PHONY: all run check check-fresh combo soak unit system deps build-deps client-deps check-image bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
+.PHONY: all run check check-fresh docs combo soak unit system deps build-deps client-deps check-image bench bench-deps fuzz fuzz-deps install deb deb-deps check-systemd install-packages clean
 
 all: $(BUILD)/redis-proxy
 
@@ -217,6 +217,10 @@ deb: deb-deps
 check-systemd: deb
 	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap systemd-container procps"
 	bash tests/systemd/check.sh
+
+# docs/configuration.md's reference table, from the settings table itself (redis-proxy --settings).
+docs: $(BUILD)/redis-proxy
+	@$(PYTHON) tests/system/test_docs.py --write $(BUILD)/redis-proxy docs/configuration.md
 
 # The README's Quickstart as a newcomer on a fresh minimal Debian 12 (non-root, sudo, no systemd as
 # PID 1, Debian's /etc/hosts): make run, its curl and redis-cli lines, Ctrl-C, make check; see

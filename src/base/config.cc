@@ -52,6 +52,7 @@ struct Setting {
     const char *default_value;
     int64_t min, max;  // bounds of numeric values, in stored units
     bool secret;       // masked by -T
+    const char *help;  // one line of meaning: conf/proxy.ini's comment, docs/configuration.md's column
 };
 
 #define FIELD(f) offsetof(Config, f), sizeof(((Config *)0)->f)
@@ -62,45 +63,83 @@ struct Setting {
 #define HOUR_MS (3600LL * 1000)
 
 static const Setting settings[] = {
-    {"proxy", "listen", SETTING_LISTEN, FIELD(listen), "127.0.0.1:8080", 0, 0, false},
-    {"proxy", "resp_listen", SETTING_OPTIONAL_LISTEN, FIELD(resp_listen), "", 0, 0, false},
-    {"proxy", "resp_max_args", SETTING_COUNT, FIELD(resp_max_args), "10000", 2, 1000000, false},
-    {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, CONFIG_MAX_WORKERS, false},
-    {"proxy", "max_clients", SETTING_COUNT, FIELD(max_clients), "10000", 1, 1000000, false},
-    {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false},
-    {"proxy", "request_timeout", SETTING_DURATION, FIELD(request_timeout_ms), "10s", 100, HOUR_MS, false},
-    {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false},
-    {"proxy", "pid_file", SETTING_STRING, FIELD(pid_file), "", 0, 0, false},
-    {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false},
-    {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false},
-    {"proxy", "max_client_output", SETTING_SIZE, FIELD(max_client_output), "64m", 64 * KIB, 64 * GIB, false},
-    {"proxy", "max_client_memory", SETTING_SIZE, FIELD(max_client_memory), "1g", 0, 1024 * GIB, false},
-    {"redis", "address", SETTING_UPSTREAM, FIELD(redis_address), "127.0.0.1:6379", 0, 0, false},
-    {"redis", "cluster", SETTING_SEEDS, FIELD(redis_cluster), "", 0, 0, false},
-    {"redis", "cluster_refresh", SETTING_DURATION, FIELD(cluster_refresh_ms), "1s", 100, MINUTE_MS, false},
-    {"redis", "username", SETTING_STRING, FIELD(redis_username), "", 0, 0, false},
-    {"redis", "password", SETTING_STRING, FIELD(redis_password), "", 0, 0, true},
-    {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false},
-    {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, MINUTE_MS, false},
+    {"proxy", "listen", SETTING_LISTEN, FIELD(listen), "127.0.0.1:8080", 0, 0, false,
+     "HTTP front, host:port ([::1]:8080 for IPv6, *:8080 for all IPv4)"},
+    {"proxy", "resp_listen", SETTING_OPTIONAL_LISTEN, FIELD(resp_listen), "", 0, 0, false,
+     "Redis-protocol front for redis-cli and client libraries; empty = off"},
+    {"proxy", "resp_max_args", SETTING_COUNT, FIELD(resp_max_args), "10000", 2, 1000000, false,
+     "most arguments in one RESP command (keys in an MGET)"},
+    {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, CONFIG_MAX_WORKERS, false,
+     "worker processes; auto = one per CPU it may use (affinity, cgroup quota)"},
+    {"proxy", "max_clients", SETTING_COUNT, FIELD(max_clients), "10000", 1, 1000000, false,
+     "client connections across all workers; past it, new ones wait in the kernel backlog"},
+    {"proxy", "client_timeout", SETTING_DURATION, FIELD(client_timeout_ms), "60s", 1000, 24 * HOUR_MS, false,
+     "idle keep-alive connections are closed after this"},
+    {"proxy", "request_timeout", SETTING_DURATION, FIELD(request_timeout_ms), "10s", 100, HOUR_MS, false,
+     "a request (or RESP command) must be complete this long after its first byte"},
+    {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false,
+     "SIGTERM waits this long at most for answers in flight"},
+    {"proxy", "pid_file", SETTING_STRING, FIELD(pid_file), "", 0, 0, false,
+     "the master's PID, for redis-proxy -s reload|stop|quit; empty = none"},
+    {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false,
+     "longer keys are refused (HTTP 414)"},
+    {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false,
+     "the largest RESP command; past it: an error, and the client is closed"},
+    {"proxy", "max_client_output", SETTING_SIZE, FIELD(max_client_output), "64m", 64 * KIB, 64 * GIB, false,
+     "one client's answers not yet read; past it the client is closed"},
+    {"proxy", "max_client_memory", SETTING_SIZE, FIELD(max_client_memory), "1g", 0, 1024 * GIB, false,
+     "per worker, all clients together; past it the one holding the most is closed"},
+    {"redis", "address", SETTING_UPSTREAM, FIELD(redis_address), "127.0.0.1:6379", 0, 0, false,
+     "host:port, [ipv6]:port or unix:/path/to/redis.sock"},
+    {"redis", "cluster", SETTING_SEEDS, FIELD(redis_cluster), "", 0, 0, false,
+     "a Redis Cluster's seed nodes, instead of address"},
+    {"redis", "cluster_refresh", SETTING_DURATION, FIELD(cluster_refresh_ms), "1s", 100, MINUTE_MS, false,
+     "with cluster: how often the slot map is reread"},
+    {"redis", "username", SETTING_STRING, FIELD(redis_username), "", 0, 0, false,
+     "ACL user (Redis 6+); leave empty for the default user"},
+    {"redis", "password", SETTING_STRING, FIELD(redis_password), "", 0, 0, true,
+     "sent with AUTH after each connect when set"},
+    {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false,
+     "SELECTed after each connect when not 0"},
+    {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, MINUTE_MS, false,
+     "give up a connection attempt after this, then retry with backoff"},
     // A worker holds every request behind a slow reply: a minute is already far past useful.
-    {"redis", "command_timeout", SETTING_DURATION, FIELD(command_timeout_ms), "1s", 1, MINUTE_MS, false},
-    {"redis", "max_reply_size", SETTING_SIZE, FIELD(redis_max_reply_size), "8m", 1024, 2 * GIB, false},
-    {"cache", "ttl", SETTING_DURATION, FIELD(ttl_ms), "60s", 1, 365 * 24 * HOUR_MS, false},
-    {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false},
-    {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false},
-    {"cache", "max_memory", SETTING_SIZE, FIELD(max_memory), "0", 0, 1024 * GIB, false},
-    {"cache", "invalidation", SETTING_INVALIDATION, FIELD(invalidation), "tracking", 0, 0, false},
-    {"cache", "heartbeat", SETTING_DURATION, FIELD(heartbeat_ms), "1s", 100, MINUTE_MS, false},
-    {"cache", "cache_not_found", SETTING_AUTO_SWITCH, FIELD(cache_not_found), "auto", 0, 0, false},
-    {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false},
-    {"cache", "follow_key_expiry", SETTING_SWITCH, FIELD(follow_key_expiry), "on", 0, 0, false},
-    {"http", "content_type", SETTING_STRING, FIELD(http_content_type), "application/octet-stream", 0, 0, false},
-    {"http", "etag", SETTING_SWITCH, FIELD(http_etag), "off", 0, 0, false},
-    {"http", "cache_control", SETTING_STRING, FIELD(http_cache_control), "", 0, 0, false},
-    {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false},
-    {"admin", "max_clients", SETTING_COUNT, FIELD(admin_max_clients), "16", 1, 10000, false},
-    {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false},
-    {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false},
+    {"redis", "command_timeout", SETTING_DURATION, FIELD(command_timeout_ms), "1s", 1, MINUTE_MS, false,
+     "a GET unanswered after this fails with 504 (that GET only)"},
+    {"redis", "max_reply_size", SETTING_SIZE, FIELD(redis_max_reply_size), "8m", 1024, 2 * GIB, false,
+     "largest reply taken from Redis (a value, or a whole MGET answer)"},
+    {"cache", "ttl", SETTING_DURATION, FIELD(ttl_ms), "60s", 1, 365 * 24 * HOUR_MS, false,
+     "an entry expires this long after it was added (reads do not extend it)"},
+    {"cache", "capacity", SETTING_COUNT, FIELD(capacity), "10000", 1, 1000000000, false,
+     "keys, per worker (with workers = 1 the proxy holds exactly this many)"},
+    {"cache", "max_value_size", SETTING_SIZE, FIELD(max_value_size), "1m", 0, 512 * MIB, false,
+     "larger values are served but not cached"},
+    {"cache", "max_memory", SETTING_SIZE, FIELD(max_memory), "0", 0, 1024 * GIB, false,
+     "bytes per worker, e.g. 256m (LRU evicts until it fits); 0 = keys only"},
+    {"cache", "invalidation", SETTING_INVALIDATION, FIELD(invalidation), "tracking", 0, 0, false,
+     "Redis tells each worker when a cached key changes | off (TTL only)"},
+    {"cache", "heartbeat", SETTING_DURATION, FIELD(heartbeat_ms), "1s", 100, MINUTE_MS, false,
+     "with tracking: staleness bound if the invalidation link dies silently"},
+    {"cache", "cache_not_found", SETTING_AUTO_SWITCH, FIELD(cache_not_found), "auto", 0, 0, false,
+     "cache \"no such key\" too: on | off | auto (on with tracking)"},
+    {"cache", "stale_if_error", SETTING_DURATION, FIELD(stale_if_error_ms), "0s", 0, 24 * HOUR_MS, false,
+     "answer an entry expired no longer ago than this while Redis is down"},
+    {"cache", "follow_key_expiry", SETTING_SWITCH, FIELD(follow_key_expiry), "on", 0, 0, false,
+     "an entry never outlives its key in Redis (a PTTL with each miss)"},
+    {"http", "content_type", SETTING_STRING, FIELD(http_content_type), "application/octet-stream", 0, 0, false,
+     "of a value's answer; e.g. text/plain; charset=utf-8"},
+    {"http", "etag", SETTING_SWITCH, FIELD(http_etag), "off", 0, 0, false,
+     "on: an ETag per value (8 bytes per entry) and If-None-Match answered 304"},
+    {"http", "cache_control", SETTING_STRING, FIELD(http_cache_control), "", 0, 0, false,
+     "e.g. public, max-age=30: sent with Age on every 200; empty: none"},
+    {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false,
+     "/metrics (Prometheus), /healthz, /readyz; empty = off"},
+    {"admin", "max_clients", SETTING_COUNT, FIELD(admin_max_clients), "16", 1, 10000, false,
+     "admin connections per worker; past it new ones wait"},
+    {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false,
+     "an admin connection is closed this long after it opened"},
+    {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false,
+     "error | warn | info | debug"},
 };
 static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);
 static_assert(sizeof(settings) / sizeof(settings[0]) <= (size_t)CONFIG_MAX_SETTINGS, "raise CONFIG_MAX_SETTINGS");
@@ -624,6 +663,60 @@ void config_print(const Config *c, FILE *out)
         char value[300];
         format_value(&settings[i], c, value, sizeof(value));
         fprintf(out, "%s.%s = %s\n", settings[i].section, settings[i].name, value);
+    }
+}
+
+// What a setting takes, for the reference: a numeric one's bounds as the file writes them.
+static void format_values(const Setting *s, char *out, size_t outlen)
+{
+    static const char *const text_kinds[] = {
+        "text", "host:port", "host:port, or empty", "host:port, [ipv6]:port or unix:/path", "host:port ..."};
+    const char *const *names = choice_names(s->type);
+    switch (s->type) {
+    case SETTING_STRING:
+    case SETTING_LISTEN:
+    case SETTING_OPTIONAL_LISTEN:
+    case SETTING_UPSTREAM:
+    case SETTING_SEEDS:
+        snprintf(out, outlen, "%s", text_kinds[s->type - SETTING_STRING]);
+        return;
+    case SETTING_LOG_LEVEL:
+    case SETTING_INVALIDATION:
+    case SETTING_AUTO_SWITCH:
+    case SETTING_SWITCH: {
+        size_t at = 0;
+        for (int i = 0; names[i] != NULL && at < outlen; i++)
+            at += (size_t)snprintf(out + at, outlen - at, "%s%s", i ? " \\| " : "", names[i]);
+        return;
+    }
+    default:
+        break;
+    }
+    static Config scratch;  // a field to format each bound with, as -T formats a value
+    char low[40], high[40];
+    memcpy((char *)&scratch + s->offset, &s->min, sizeof(int64_t));
+    format_value(s, &scratch, low, sizeof(low));
+    memcpy((char *)&scratch + s->offset, &s->max, sizeof(int64_t));
+    format_value(s, &scratch, high, sizeof(high));
+    snprintf(out, outlen, "%s to %s%s", s->type == SETTING_WORKERS ? "1" : low, high,
+             s->type == SETTING_WORKERS ? ", or auto" : "");
+}
+
+void config_print_reference(FILE *out)
+{
+    fprintf(out, "| section | setting | default | values | meaning |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < settings_count; i++) {
+        const Setting *s = &settings[i];
+        char values[200];
+        format_values(s, values, sizeof(values));
+        fprintf(out, "| %s | `%s` | %s%s%s | %s | ", s->section, s->name, s->default_value[0] ? "`" : "",
+                s->default_value[0] ? s->default_value : "(empty)", s->default_value[0] ? "`" : "", values);
+        for (const char *c = s->help; *c != '\0'; c++) {  // a | of the text is not a column's end
+            if (*c == '|')
+                fputc('\\', out);
+            fputc(*c, out);
+        }
+        fprintf(out, " |\n");
     }
 }
 

@@ -92,6 +92,9 @@ bool config_load(Config *c, const ConfigSource *source, char *err, size_t errlen
 
 // Prints every setting as "section.key = value", secrets masked (for -T).
 void config_print(const Config *c, FILE *out);
+// Every setting as a markdown table (section, name, default, values, meaning): the reference in
+// docs/configuration.md is this output (make docs), and a test holds them equal.
+void config_print_reference(FILE *out);
 
 // Value parsers, exposed for tests. Durations: 500ms, 60s, 5m, 1h, bare = seconds.
 // Sizes: 512, 8k, 1m, 1g (powers of 1024).

@@ -30,6 +30,7 @@ static void usage(FILE *out)
             "                      configuration checked first), stop (graceful), quit (at once)\n"
             "      --health        ask the running proxy's /readyz (at [admin] listen): exit 0 if\n"
             "                      ready, 1 if not (a container's HEALTHCHECK)\n"
+            "      --settings      print every setting (default, values, meaning) as a markdown table\n"
             "  -v, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
             "\n"
@@ -101,6 +102,7 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},        {"reload", required_argument, NULL, 'R'},
         {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
         {"health", no_argument, NULL, 'H'},       {"signal", required_argument, NULL, 's'},
+        {"settings", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     while ((opt = getopt_long(argc, argv, "c:o:tqTR:s:vh", long_options, NULL)) != -1) {
@@ -130,6 +132,9 @@ int main(int argc, char **argv)
         case 'H':
             health = true;
             break;
+        case 'S':
+            config_print_reference(stdout);
+            return 0;
         case 's':
             signal_name = optarg;
             if (signal_of(signal_name) == 0) {

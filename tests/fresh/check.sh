@@ -55,7 +55,7 @@ SCRIPT
 setup='set -e
 useradd --create-home --shell /bin/bash newcomer
 echo "newcomer ALL=(ALL) NOPASSWD:ALL" >/etc/sudoers.d/newcomer
-printf "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n" >/etc/hosts
+printf "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n" "$(cat /etc/hostname 2>/dev/null || hostname)" >/etc/hosts
 exec sudo -u newcomer -H env -i HOME=/home/newcomer PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 bash /fresh/newcomer.sh'
 echo "check-fresh: the Quickstart as a newcomer on a fresh Debian 12 (log: $LOG)"
 if systemd-nspawn -q -D "$ROOT" --register=no --keep-unit --as-pid2 --volatile=overlay \
