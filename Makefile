@@ -155,7 +155,7 @@ run:
 	fi; \
 	args="$$args -o proxy.pid_file=$(RUN_DIR)/redis-proxy.pid"; \
 	echo "config: $$conf; reload it with: $(BUILD)/redis-proxy -c $$conf$$args -s reload"; \
-	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null; true' EXIT; \
+	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null && wait $$redis_pid; true' EXIT; \
 	trap 'true' INT TERM; \
 	$(BUILD)/redis-proxy -c "$$conf" $$args
 

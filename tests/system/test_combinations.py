@@ -1121,7 +1121,11 @@ class Run:
             if not answered <= total <= answered + lost:
                 self.violation(None, "requests_total{front=%s} summed over results is %d; the test had %d answered "
                                "and %d lost" % (front, total, answered, lost))
-            if observed != total:
+            # A hit is counted when it is answered and observed in the histogram at the end of the
+            # read that brought it: a worker SIGKILLed between the two takes at most the hits of
+            # one read with it. Anything else is a counter that does not add up.
+            slack = len(self.killed_pids) * (16 if front == "resp" else 1)
+            if not total - slack <= observed <= total:
                 self.violation(None, "request_duration_seconds_count{front=%s} %d != requests_total %d" % (
                     front, observed, total))
         resp = Resp(self.proxy.resp_port)
