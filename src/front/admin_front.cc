@@ -148,7 +148,7 @@ static void on_request(evhttp_request *req, void *arg)
             reply_text(req, 503, "Service Unavailable", "out of memory\n");
             return;
         }
-        MetricsSettings settings = {want, env->config->capacity};
+        MetricsSettings settings = {want, env->config->capacity, env->config->max_memory};
         if (env->scoreboard != NULL)
             metrics_render(body, env->scoreboard, &t, &settings);
         reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);

@@ -114,6 +114,9 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)(settings->cache_capacity * t->workers));
     single(out, "redis_proxy_cache_bytes", "gauge", "Bytes of the entries held by all caches, as allocated.",
            (unsigned long long)s->cache_bytes);
+    single(out, "redis_proxy_cache_max_bytes", "gauge",
+           "What max_memory lets the caches of all running workers hold (0: no bound, the capacity only).",
+           (unsigned long long)(settings->cache_max_bytes * t->workers));
     single(out, "redis_proxy_cache_inserts_total", "counter", "Values stored in a cache.",
            (unsigned long long)s->cache_inserts);
     header(out, "redis_proxy_cache_evictions_total", "counter",

@@ -11,6 +11,7 @@ struct ScoreboardTotals;
 struct MetricsSettings {
     int workers;             // configured worker processes
     int64_t cache_capacity;  // keys per worker
+    int64_t cache_max_bytes; // max_memory per worker; 0: no bound
 };
 
 void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals *t, const MetricsSettings *s);

@@ -23,7 +23,7 @@ TEST_GROUP(Metrics)
     }
     std::string render(const ScoreboardTotals &t)
     {
-        MetricsSettings settings = {1, 100};
+        MetricsSettings settings = {1, 100, 0};
         metrics_render(out, sb, &t, &settings);
         size_t n = evbuffer_get_length(out);
         return std::string((const char *)evbuffer_pullup(out, (ev_ssize_t)n), n);
