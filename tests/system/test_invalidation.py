@@ -17,6 +17,18 @@ WORKERS = 2
 FAST = 0.1  # seconds: the bound the coherence issue sets; invalidations take well under 1 ms
 
 
+def answers_error(redis, prefix):
+    """Whether Redis answers a PING with that error (-BUSY while a script runs, -LOADING while it
+    loads its data); False while it cannot be reached."""
+    try:
+        redis("PING")
+        return False
+    except RedisError as e:
+        return str(e).startswith(prefix)
+    except (OSError, ConnectionError):
+        return False
+
+
 class TrackingTestCase(ProxyTestCase):
     def start_tracking_proxy(self, server=None, workers=WORKERS, **cache):
         settings = {"invalidation": "tracking", "ttl": "300s"}
@@ -353,24 +365,15 @@ class StaleWithTrackingTest(TrackingTestCase):
                                                    "--loading-process-events-interval-bytes", "1024"])
         self.addCleanup(loading.stop)
         loading.start(wait=False)
-        wait_until(lambda: self.answers_loading(loading), what="Redis loading its data")
+        wait_until(lambda: answers_error(loading, "LOADING"), what="Redis loading its data")
         answers = []
-        while self.answers_loading(loading):
+        while answers_error(loading, "LOADING"):
             r = proxy.get("k")
             answers.append((r.status, r.body))
         self.assertEqual(set(answers), {(200, b"v")})
         self.assertGreater(metric(proxy.admin("/metrics")[1], "redis_proxy_redis_error_replies_total"), 0,
                            "the proxy was answered -LOADING")
         wait_until(lambda: proxy.get("k").header("X-Cache") in ("HIT", "MISS"), what="Redis serving again")
-
-    def answers_loading(self, redis):
-        try:
-            redis("PING")
-            return False
-        except RedisError as e:
-            return str(e).startswith("LOADING")
-        except (OSError, ConnectionError):
-            return False
 
     def test_past_its_ttl_an_entry_is_answered_only_within_stale_if_error(self):
         proxy = self.start_tracking_proxy(workers=1, ttl="1s", stale_if_error="1s")
@@ -434,7 +437,7 @@ class TransientRefusalTest(TrackingTestCase):
         redis = self.start_redis(extra_args=["--busy-reply-threshold", "50"])
         busy = threading.Thread(target=lambda: redis("EVAL", BUSY_SCRIPT, "0"), daemon=True)
         busy.start()
-        wait_until(lambda: self.answers_busy(redis), what="Redis answering -BUSY")
+        wait_until(lambda: answers_error(redis, "BUSY"), what="Redis answering -BUSY")
         proxy = self.start_proxy(redis, cache={"invalidation": "tracking", "ttl": "300s"})
         wait_until(lambda: "refuses CLIENT ID for now (BUSY" in proxy.log(), what="the refusal")
         status, body = proxy.admin("/readyz")
@@ -460,20 +463,13 @@ class TransientRefusalTest(TrackingTestCase):
         self.redis("CONFIG", "SET", "busy-reply-threshold", "50")
         busy = threading.Thread(target=lambda: self.redis("EVAL", BUSY_SCRIPT, "0"), daemon=True)
         busy.start()
-        wait_until(lambda: self.answers_busy(self.redis), what="Redis answering -BUSY")
+        wait_until(lambda: answers_error(self.redis, "BUSY"), what="Redis answering -BUSY")
         busy.join(10)
         self.assertFalse(busy.is_alive())
         publishes = command_calls(self.redis, "publish")
         wait_until(lambda: command_calls(self.redis, "publish") >= publishes + 3, timeout=3,
                    what="the heartbeat to go on after the script")
         self.assertNotIn("refuses the heartbeat", proxy.log())
-
-    def answers_busy(self, redis):
-        try:
-            redis("PING")
-            return False
-        except RedisError as e:
-            return str(e).startswith("BUSY")
 
 
 class AclTest(TrackingTestCase):
