@@ -37,7 +37,7 @@ static PendingCommand *ring_at(Backend *b, size_t i) { return &b->ring[(b->ring_
 static size_t close_connection(Backend *b)
 {
     b->serial++;
-    b->sent = 0;
+    b->sent = b->answered = 0;
     if (b->fd >= 0) {
         event_free(b->read_event);
         event_free(b->write_event);
@@ -78,12 +78,13 @@ void backend_drop(Backend *b, BackendFailure failure, const char *what, const ch
         snprintf(saved, sizeof(saved), "%s", detail);
         detail = saved;
     }
-    // A connection that was up for a while is news again, and tried again at once, before its
-    // commands are answered, so that a reader whose fetch was cut can ask again on the new one
-    // (lookup does). One dropped right after it was made (a server at maxclients, in protected
-    // mode, a balancer with no backend: each accepts, then closes) is a failed attempt: backed
-    // off, or the proxy would reconnect in a loop as fast as the server accepts.
-    bool was_ready = b->ready && monotonic_ms() - b->ready_ms >= RECONNECT_MIN_MS;
+    // A connection that served (it answered a command, or was up for a while) is news again, and
+    // tried again at once, before its commands are answered, so that a reader whose fetch was cut
+    // can ask again on the new one (lookup does). One dropped right after it was made, having
+    // answered nothing (a server at maxclients, in protected mode, a balancer with no backend:
+    // each accepts, then closes) is a failed attempt: backed off, or the proxy would reconnect in
+    // a loop as fast as the server accepts.
+    bool was_ready = b->ready && (b->answered > 0 || monotonic_ms() - b->ready_ms >= RECONNECT_MIN_MS);
     bool was_open = b->fd >= 0;
     size_t lost = close_connection(b);
     if (was_ready) {

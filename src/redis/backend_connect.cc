@@ -34,12 +34,15 @@ void backend_schedule_reconnect(Backend *b, const char *what, const char *detail
     delay = delay / 2 + next_random(b) % (delay / 2 + 1);
     b->failures++;
     b->stats->redis_tried = 1;
-    // The first failure is news, and so is a new reason (a refusal after a lost connection); the
-    // repeats while Redis stays down are not. Every worker's connections fail alike: said once
-    // per proxy.
+    // The first failure is news, and so is a new reason (a refusal after a lost connection), at
+    // most every 10 s (two reasons in turn are one story); the repeats while Redis stays down are
+    // not. Every worker's connections fail alike: said once per proxy.
     char reason[sizeof(b->last_failure)];
     snprintf(reason, sizeof(reason), "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-    bool news = b->failures == 1 || strcmp(reason, b->last_failure) != 0;
+    uint64_t now = monotonic_ms();
+    bool news = b->failures == 1 || (strcmp(reason, b->last_failure) != 0 && now - b->news_ms >= 10000);
+    if (news)
+        b->news_ms = now;
     memcpy(b->last_failure, reason, sizeof(reason));
     log_msg_once(news ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s; retrying in %llums", b->target.display, b->hooks.label,
                  reason, (unsigned long long)delay);

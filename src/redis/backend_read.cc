@@ -157,6 +157,8 @@ void backend_on_readable(evutil_socket_t fd, short, void *arg)
         }
         PendingCommand cmd = backend_pop_command(b);
         redisReply *reply = b->batch[i];
+        if (reply != &too_large_marker && reply->type != REDIS_REPLY_ERROR)
+            b->answered++;  // it served (an error may be a refusal: -ERR max number of clients reached)
         if (reply == &too_large_marker) {
             b->stats->redis_replies_too_large++;
             if (!b->too_large_logged)

@@ -52,6 +52,7 @@ struct Backend {
     uint64_t serial;
     uint64_t ready_ms;       // when it last became ready
     uint64_t sent;           // commands sent on this connection
+    uint64_t answered;       // and replies read for them, errors not counted
     bool connected;          // connect(2) has completed
     bool ready;              // and AUTH/SELECT have been answered OK
     bool write_pending;      // write_event is added
@@ -78,6 +79,7 @@ struct Backend {
     uint64_t attempt_ms;     // when the last attempt started
     uint64_t retry_at_ms;    // when the next one is due, while reconnect_timer is pending
     char last_failure[160];  // the reason of the last failed attempt (a new one is news)
+    uint64_t news_ms;        // when a failure was last logged as news
     bool connected_said;     // "connected after N failed attempts" said in this outage
     uint64_t rng;
     struct Resolution *resolving;  // a lookup of a target given by name, under way
