@@ -34,9 +34,15 @@ struct Tracking {
     bool retry_pending;      // refused for now: nothing is tried before retry_timer fires
     int refusals;            // consecutive refusals for now: the back-off grows with them
     event *retry_timer;
-    // Bumped whenever the link or the data connection is lost: an answer to a command sent
-    // before then (a CLIENT TRACKING's OK, a heartbeat's count) no longer says anything.
+    // Bumped whenever the link or the data connection is lost: an answer to a command sent on
+    // the data connection before then (a CLIENT TRACKING's OK, a heartbeat's count) no longer
+    // says anything.
     uint64_t epoch;
+    // Bumped when the link alone is lost: a reply on the link (CLIENT ID) is the link's own, and
+    // stands when only the data connection was lost meanwhile. (Judged by `epoch`, a data
+    // connection cut during the link's handshake threw its CLIENT ID away, and the link, connected
+    // and never subscribed, stayed so for good.)
+    uint64_t link_epoch;
     char channel[160];  // the private heartbeat channel
     event *heartbeat_timer;
     uint64_t beats_sent, beats_back;
@@ -50,6 +56,7 @@ struct Tracking {
 struct TrackingCommand {  // a reply's context: who sent it, and the epoch it was sent in
     OwnedCommand base;
     uint64_t epoch;
+    bool on_link;  // sent on the link: link_epoch, else epoch
 };
 
 // Sends a command whose reply comes back to fn with its context. False if it could not be sent.
@@ -59,7 +66,8 @@ static bool send_command(Tracking *t, Backend *to, int argc, const char **argv, 
     TrackingCommand *c = (TrackingCommand *)malloc(sizeof(TrackingCommand));
     if (c == NULL)
         return false;
-    c->epoch = t->epoch;
+    c->on_link = to == t->link;
+    c->epoch = c->on_link ? t->link_epoch : t->epoch;
     command_owner_add(&t->commands, &c->base);
     if (backend_command(to, argc, argv, lens, fn, c))
         return true;
@@ -75,7 +83,7 @@ static Tracking *tracking_of_reply(void *arg)
 {
     TrackingCommand *c = (TrackingCommand *)arg;
     Tracking *t = (Tracking *)owned_command_take(&c->base);
-    bool current = t != NULL && c->epoch == t->epoch;
+    bool current = t != NULL && c->epoch == (c->on_link ? t->link_epoch : t->epoch);
     free(c);
     return current ? t : NULL;
 }
@@ -340,6 +348,7 @@ static void on_link_ready(void *arg)
 static void on_link_lost(void *arg)
 {
     Tracking *t = (Tracking *)arg;
+    t->link_epoch++;
     t->link_ready = false;
     t->link_id = 0;
     t->confirmations = 0;
