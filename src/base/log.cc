@@ -67,15 +67,28 @@ static bool said_lately(const char *text)
         hash = (hash ^ (unsigned char)*c) * 1099511628211ULL;
     const uint64_t TIME_MASK = (1u << 24) - 1;
     uint64_t now = (now_ms() / 100) & TIME_MASK, tag = hash & ~TIME_MASK;
-    uint64_t *slot = &shared_lines->slot[(hash >> 24) % LogShared::SLOTS];
-    uint64_t seen = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    // Every slot is looked at: two lines said together (a node's data connection and its link)
+    // must not take turns in one slot and each be said again. A line takes the first slot not in
+    // use; every worker looks in the same order, so two saying one line race for the same slot,
+    // and the loser, looking again, finds the winner's.
     for (;;) {
-        uint64_t left = ((seen & TIME_MASK) - now) & TIME_MASK;  // tenths of a second still dropped
-        if ((seen & ~TIME_MASK) == tag && left > 0 && left <= 10)
-            return true;
-        if (__atomic_compare_exchange_n(slot, &seen, tag | ((now + 10) & TIME_MASK), false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
-            return false;  // (else seen is what another worker wrote: look again)
+        uint64_t *free_slot = NULL, free_seen = 0;
+        for (int i = 0; i < LogShared::SLOTS; i++) {
+            uint64_t seen = __atomic_load_n(&shared_lines->slot[i], __ATOMIC_ACQUIRE);
+            uint64_t left = ((seen & TIME_MASK) - now) & TIME_MASK;  // tenths of a second still dropped
+            bool in_use = left > 0 && left <= 10;
+            if (in_use && (seen & ~TIME_MASK) == tag)
+                return true;
+            if (!in_use && free_slot == NULL) {
+                free_slot = &shared_lines->slot[i];
+                free_seen = seen;
+            }
+        }
+        if (free_slot == NULL)
+            return false;  // sixteen lines in one second: said (a line too many beats one lost)
+        if (__atomic_compare_exchange_n(free_slot, &free_seen, tag | ((now + 10) & TIME_MASK), false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return false;
     }
 }
 
