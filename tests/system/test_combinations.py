@@ -275,6 +275,7 @@ class Run:
         self.wrng = random.Random(seed * 7 + 1)
         self.frng = random.Random(seed * 7 + 2)
         self.history = {k: [(-1e9, -1e9, ABSENT, 0.0)] for k in self.keyspace}
+        self.expiries = set()  # (key, ws, we) of the changes that are expiries
         self.reads = []          # (key, rs, re, kind, value, detail, via, stale)
         self.windows = []        # dicts: kind, start, back (Redis answers), whole (proxy whole)
         self.epochs = []         # (start, end or None, cfg)
@@ -404,7 +405,7 @@ class Run:
         """The staleness bound for a change made in [ws, we]: the largest of the configurations
         in force then (a reload has two generations serving for a while)."""
         cfgs = [cfg for start, end, cfg in self.epochs if start <= we and (end is None or end >= ws)]
-        return max((expiry_bound(c) if kind == "expiry" else cache_bound(c)) for c in cfgs)
+        return max(((expiry_bound(c) if kind == "expiry" else cache_bound(c)) for c in cfgs), default=0.0)
 
     def writer(self):
         conns = {}
@@ -450,6 +451,7 @@ class Run:
                             # times a second): nothing else is written to it until surely gone.
                             self.record(key, ws + ms / 1000, we + ms / 1000 + 0.2, ABSENT,
                                         self.bound_at(ws, we + ms / 1000 + 0.2, "expiry"))
+                            self.expiries.add((key, ws + ms / 1000, we + ms / 1000 + 0.2))
                             busy_until[key] = we + ms / 1000 + 0.25
                     elif op < 0.925 and flushes < 2:
                         flushes += 1
@@ -1106,6 +1108,7 @@ class Run:
         if code != 0:
             self.violation(None, "the proxy exited with %r on SIGTERM" % code)
         self.check_log()
+        self.rebound()
         self.widen_for_silent_links()
         self.check_reads()
 
@@ -1158,6 +1161,15 @@ class Run:
             if marker in log:
                 i = log.index(marker)
                 self.violation(None, "sanitizer report in the proxy log:\n" + log[max(0, i - 500):i + 3000])
+
+    def rebound(self):
+        """Each change's bound again, from every configuration in force while it took effect: an
+        expiry's was taken when its PEXPIRE was sent, before a reload that may have come before
+        the key went (a longer ttl then bounds it)."""
+        for key, hist in self.history.items():
+            for i, (ws, we, state, b) in enumerate(hist[1:], 1):
+                kind = "expiry" if (key, ws, we) in self.expiries else "write"
+                hist[i] = (ws, we, state, max(b, self.bound_at(ws, we, kind)))
 
     def widen_for_silent_links(self):
         """A change made while a link was silent (or just before: its invalidation may be held in
