@@ -356,8 +356,15 @@ class Run:
         self.owner_of = owners
 
     def admin_conn(self, port):
+        """A connection of the test's own, named so that no fault takes it for the proxy's: named
+        for sure, also while Redis still loads (-LOADING), when the name is not taken yet."""
         c = Resp(port)
-        c("CLIENT", "SETNAME", "combo-test")
+        deadline = time.monotonic() + 30
+        while isinstance(c("CLIENT", "SETNAME", "combo-test"), RespError):
+            if time.monotonic() > deadline:
+                c.close()
+                raise ConnectionError("Redis on port %d never took the test's client name" % port)
+            time.sleep(0.02)  # Redis loading its data: asked again until it serves
         return c
 
     def conn_to(self, conns, port):
