@@ -182,6 +182,7 @@ install: all
 	install -D -m 0644 systemd/redis-proxy.service $(DESTDIR)$(UNITDIR)/redis-proxy.service
 	install -D -m 0644 systemd/redis-proxy.sysusers $(DESTDIR)$(SYSUSERSDIR)/redis-proxy.conf
 	install -D -m 0644 packaging/redis-proxy.8 $(DESTDIR)$(MANDIR)/man8/redis-proxy.8
+	install -D -m 0644 packaging/redis-proxy.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/redis-proxy
 	@# The file may hold the Redis password: installed here, readable by the service's group only,
 	@# 0640 root:redis-proxy, or 0600 root until that group exists (systemd-sysusers makes it from
 	@# the file above; then: chgrp redis-proxy FILE && chmod 0640 FILE). Staged (DESTDIR, the

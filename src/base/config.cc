@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ static const Setting settings[] = {
     {"proxy", "shutdown_timeout", SETTING_DURATION, FIELD(shutdown_timeout_ms), "10s", 100, HOUR_MS, false,
      "SIGTERM waits this long at most for answers in flight"},
     {"proxy", "pid_file", SETTING_STRING, FIELD(pid_file), "", 0, 0, false,
-     "the master's PID, for redis-proxy -s reload|stop|quit; empty = none"},
+     "the master's PID, for redis-proxy -s reload|stop|quit|reopen; empty = none"},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false,
      "longer keys are refused (HTTP 414)"},
     {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false,
@@ -140,6 +141,8 @@ static const Setting settings[] = {
      "an admin connection is closed this long after it opened"},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false,
      "error | warn | info | debug"},
+    {"log", "access", SETTING_STRING, FIELD(log_access), "off", 0, 0, false,
+     "one line per request: off | stderr | a file's path (reopened on SIGUSR1)"},
 };
 static const size_t settings_count = sizeof(settings) / sizeof(settings[0]);
 static_assert(sizeof(settings) / sizeof(settings[0]) <= (size_t)CONFIG_MAX_SETTINGS, "raise CONFIG_MAX_SETTINGS");
@@ -643,6 +646,16 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "max_client_memory in [proxy] (%lld bytes) is smaller than max_client_output (%lld "
                               "bytes): one client could pass the whole worker's bound",
                               (long long)c->max_client_memory, (long long)c->max_client_output);
+    if (strcmp(c->log_access, "off") != 0 && strcmp(c->log_access, "stderr") != 0) {
+        // Opened (created) as each worker will: a path that cannot be written fails the start or
+        // the reload here, naming the line, rather than every worker once it runs.
+        int fd = c->log_access[0] != '\0' ? open(c->log_access, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640) : -1;
+        if (fd < 0)
+            return validate_error(c, setting_find("log", "access"), err, errlen,
+                                  "access in [log]: cannot open '%s' for appending: %s (off, stderr or a file's path)",
+                                  c->log_access, c->log_access[0] != '\0' ? strerror(errno) : "empty");
+        close(fd);
+    }
     return true;
 }
 

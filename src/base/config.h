@@ -58,6 +58,7 @@ struct Config {
     int64_t admin_timeout_ms;   // an admin connection idle this long is closed
     // [log]
     int64_t log_level;
+    char log_access[256];  // "off", "stderr" or a file's path (access_log.h)
 
     // Where each setting was last set, for the errors that involve two settings: a line of
     // source_path (> 0), a -o override (-1), or its default (0). Indexed like the settings table.

@@ -88,6 +88,8 @@ struct WorkerStats {
     uint64_t cluster_retries;   // commands tried again after CLUSTERDOWN or TRYAGAIN
     uint64_t cluster_map_refreshes; // slot maps asked for (CLUSTER SLOTS)
     uint64_t cluster_unaddressable_nodes; // primaries a map named without an IP: their slots unserved
+    uint64_t access_log_lines;    // lines written to the access log ([log] access)
+    uint64_t access_log_dropped;  // lines dropped: the file could not take them without waiting
     // gauges: not carried over when a worker exits
     uint64_t clients_open[FRONT_COUNT];
     uint64_t cache_entries;

@@ -27,7 +27,8 @@ static void usage(FILE *out)
             "  -R, --reload PID    check the configuration; if valid, tell the master PID to reload\n"
             "                      it (SIGHUP), else say why and exit %d (systemctl reload runs it)\n"
             "  -s, --signal SIGNAL signal the master named in [proxy] pid_file: reload (as -R, the\n"
-            "                      configuration checked first), stop (graceful), quit (at once)\n"
+            "                      configuration checked first), stop (graceful), quit (at once),\n"
+            "                      reopen (the access log's file, after it was rotated)\n"
             "      --health        ask the running proxy's /readyz (at [admin] listen): exit 0 if\n"
             "                      ready, 1 if not (a container's HEALTHCHECK)\n"
             "      --settings      print every setting (default, values, meaning) as a markdown table\n"
@@ -44,7 +45,7 @@ static int signal_of(const char *name)
     static const struct {
         const char *name;
         int sig;
-    } known[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}};
+    } known[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
     for (const auto &k : known)
         if (strcmp(name, k.name) == 0)
             return k.sig;

@@ -425,7 +425,7 @@ static int master_init(Master *m, const Config *config, const ConfigSource *sour
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, on_sigchld);
     sigemptyset(&m->handled);
-    int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+    int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
     for (int sig : handled)
         sigaddset(&m->handled, sig);
     sigprocmask(SIG_BLOCK, &m->handled, NULL);
@@ -515,6 +515,13 @@ static void master_cycle(Master *m)
         } else if (sig == SIGHUP) {
             log_info("SIGHUP received: reloading the configuration");
             master_reload(m);
+        } else if (sig == SIGUSR1) {
+            // Each worker writes its own access log, so each opens it again (nginx's -s reopen).
+            log_info("SIGUSR1 received: reopening the access log");
+            for (int i = 0; i < m->count; i++)
+                if (m->slots[i].pid > 0)
+                    kill(m->slots[i].pid, SIGUSR1);
+            signal_retiring(m, SIGUSR1);
         }
     }
 }

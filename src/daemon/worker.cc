@@ -17,6 +17,7 @@
 #include "tracking.h"
 #include "clock.h"
 #include "config.h"
+#include "access_log.h"
 #include "admin_front.h"
 #include "handover.h"
 #include "http_front.h"
@@ -362,10 +363,11 @@ static void worker_free(Worker *w)
     http_front_destroy(w->http);
     resp_front_destroy(w->resp);
     admin_front_destroy(w->admin);
+    access_log_close(w->access_log);  // after the fronts: their last answers are logged
     cache_destroy(w->lookup.cache);
     fetch_table_destroy(w->lookup.flights);
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
-                       w->accept_retry_timer, w->channel_event, w->hold_timer, w->evict_event};
+                       w->sigusr1_event, w->accept_retry_timer, w->channel_event, w->hold_timer, w->evict_event};
     for (event *e : events)
         if (e != NULL)
             event_free(e);
@@ -423,6 +425,15 @@ static bool init_redis(Worker *w, const WorkerSetup *setup, uint64_t seed)
     return w->tracking != NULL;
 }
 
+// SIGUSR1, forwarded by the master (`redis-proxy -s reopen`, logrotate): the access log's file
+// is opened again by its path, so that a rotated file is let go.
+static void on_reopen_signal(evutil_socket_t, short, void *arg)
+{
+    Worker *w = (Worker *)arg;
+    if (w->access_log != NULL)
+        access_log_reopen(w->access_log);
+}
+
 // The timers and signals of the loop, added.
 static bool init_events(Worker *w)
 {
@@ -433,16 +444,18 @@ static bool init_events(Worker *w)
     w->sigterm_event = evsignal_new(w->base, SIGTERM, on_stop_signal, w);
     w->sigint_event = evsignal_new(w->base, SIGINT, on_stop_signal, w);
     w->sigquit_event = evsignal_new(w->base, SIGQUIT, on_quit_signal, w);
+    w->sigusr1_event = evsignal_new(w->base, SIGUSR1, on_reopen_signal, w);
     if (w->channel >= 0 && (w->channel_event = event_new(w->base, w->channel, EV_READ | EV_PERSIST, on_channel, w)) == NULL)
         return false;
     if (!w->expire_timer || !w->stop_timer || !w->accept_retry_timer || !w->hold_timer || !w->sigterm_event ||
-        !w->sigint_event || !w->sigquit_event)
+        !w->sigint_event || !w->sigquit_event || !w->sigusr1_event)
         return false;
     struct timeval tick = timeval_of_ms(EXPIRE_INTERVAL_MS);
     event_add(w->expire_timer, &tick);
     event_add(w->sigterm_event, NULL);
     event_add(w->sigint_event, NULL);
     event_add(w->sigquit_event, NULL);
+    event_add(w->sigusr1_event, NULL);
     if (w->channel_event != NULL)
         event_add(w->channel_event, NULL);
     return true;
@@ -469,6 +482,14 @@ static bool worker_init(Worker *w, const Config *config, const WorkerSetup *setu
         log_error("worker %d: out of memory at start", w->id);
         return false;
     }
+    if (strcmp(config->log_access, "off") != 0) {
+        char err[400];
+        w->access_log = access_log_open(w->base, config->log_access, w->stats, err, sizeof(err));
+        if (w->access_log == NULL) {
+            log_error("worker %d: access log: %s", w->id, err);
+            return false;
+        }
+    }
     w->env = {w->base, config, w->stats, w->id, &w->stopping};
     if (!init_redis(w, setup, seed)) {
         log_error("worker %d: out of memory at start", w->id);
@@ -476,7 +497,7 @@ static bool worker_init(Worker *w, const Config *config, const WorkerSetup *setu
     }
     w->front_env = {w->base, config, w->stats, w->id, w->worker_count, w->started_ms, w->scoreboard,
                     setup->client_ids != NULL ? setup->client_ids : &w->own_client_ids, &w->lookup,
-                    &w->client_memory, w->key_buf, client_opened, client_closed, pause_accepting, totals, w};
+                    &w->client_memory, w->key_buf, w->access_log, client_opened, client_closed, pause_accepting, totals, w};
     if ((w->http = http_front_create(&w->front_env, &setup->http)) == NULL) {
         log_error("worker %d: cannot set up the HTTP front", w->id);
         return false;

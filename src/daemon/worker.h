@@ -45,6 +45,8 @@ struct Worker {
     bool stopping;
     char *key_buf;         // scratch for one decoded key, max_key_size bytes
     event *expire_timer, *stop_timer, *sigterm_event, *sigint_event, *sigquit_event;
+    event *sigusr1_event;    // reopens the access log
+    struct AccessLog *access_log;  // [log] access; NULL when off
     event *accept_retry_timer;  // ends a pause in accepting (FrontEnv.pause_accepting)
     bool held;               // a reload's new worker, not accepting before its first try at Redis
     event *hold_timer;

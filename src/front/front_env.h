@@ -10,6 +10,7 @@
 #include "stats.h"
 
 struct event_base;
+struct AccessLog;
 struct Config;
 struct Scoreboard;
 struct ScoreboardTotals;
@@ -26,6 +27,7 @@ struct FrontEnv {
     Lookup *lookup;
     ClientMemory *client_memory;
     char *key_buf;                 // scratch for one decoded key, max_key_size bytes
+    AccessLog *access_log;         // [log] access; NULL when off
     // A client connection opened or closed: the worker stops accepting at its share of
     // max_clients (new connections then wait in the kernel backlog) and resumes below it.
     void (*client_opened)(void *arg, Front front);

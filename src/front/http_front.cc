@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "access_log.h"
 #include "address.h"
 #include "backend.h"
 #include "clock.h"
@@ -47,6 +48,7 @@ struct HttpClient {
     uint32_t requests_at_arm;
     bool busy;                       // a request of this connection is being answered
     size_t memory;                   // its answer's bytes not yet written (client_memory.h)
+    uint64_t started_us;             // when its request was read: only with an access log
 };
 
 struct HttpFront {
@@ -204,6 +206,49 @@ static void on_accept_error(evconnlistener *, void *)
     process_front->env->pause_accepting(process_front->env->arg, "HTTP", EVUTIL_SOCKET_ERROR());
 }
 
+static const char *method_name(evhttp_cmd_type method)
+{
+    switch (method) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    }
+    return "?";
+}
+
+// The request's line in the access log, just before its answer is sent.
+static void log_access(evhttp_request *req, evhttp_connection *evcon, int code)
+{
+    const FrontEnv *env = process_front->env;
+    HttpClient *c = client_of(process_front, evcon);
+    char client[80] = "";
+    if (evcon != NULL) {
+        char *address = NULL;
+        ev_uint16_t port = 0;
+        evhttp_connection_get_peer(evcon, &address, &port);
+        if (address != NULL)
+            snprintf(client, sizeof(client), strchr(address, ':') ? "[%s]:%u" : "%s:%u", address, (unsigned)port);
+    }
+    const char *method = method_name(evhttp_request_get_command(req));
+    size_t key_len = 0;
+    const char *uri = evhttp_request_get_uri(req);
+    bool has_key = uri != NULL && key_from_request_target(uri, env->key_buf, (size_t)env->config->max_key_size,
+                                                          &key_len) == KEY_OK;
+    char status[8];
+    snprintf(status, sizeof(status), "%d", code);
+    AccessEntry entry = {client, "http", method, strlen(method), has_key ? env->key_buf : NULL, key_len, status,
+                         evbuffer_get_length(evhttp_request_get_output_buffer(req)),
+                         evhttp_find_header(evhttp_request_get_output_headers(req), "X-Cache"),
+                         c != NULL && c->started_us != 0 ? monotonic_us() - c->started_us : 0};
+    access_log_write(env->access_log, &entry);
+}
+
 // Every answer leaves through here, and is written to the socket at once rather than on the
 // next turn of the loop. evhttp 2.1 turns reading back on while it writes a reply, to notice a
 // client that goes away; but a client that only half-closed (sent its last requests, then FIN)
@@ -219,6 +264,8 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (req->major == 1 && req->minor == 0)
         http_add_http10_framing(req, code != 304);
+    if (process_front->env->access_log != NULL)
+        log_access(req, evcon, code);
     evhttp_send_reply(req, code, reason, NULL);
     if (evcon == NULL)
         return;  // the client went away: evhttp dropped the answer
@@ -357,6 +404,8 @@ static void on_request(evhttp_request *req, void *arg)
     if (c != NULL) {
         c->requests++;  // the deadline sees it when it fires
         c->busy = true;
+        if (env->access_log != NULL)
+            c->started_us = monotonic_us();
         evhttp_request_set_on_complete_cb(req, on_reply_written, c);
     }
     // An absolute-form target (GET http://host/key), as clients configured for a proxy send: its

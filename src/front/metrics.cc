@@ -164,6 +164,11 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_stale_answers_total", "counter",
            "Keys answered from an entry past its TTL because Redis could not be reached (stale_if_error).",
            (unsigned long long)s->stale_answers);
+    single(out, "redis_proxy_access_log_lines_total", "counter", "Lines written to the access log ([log] access).",
+           (unsigned long long)s->access_log_lines);
+    single(out, "redis_proxy_access_log_dropped_total", "counter",
+           "Access log lines dropped because the file could not take them without waiting.",
+           (unsigned long long)s->access_log_dropped);
 
     single(out, "redis_proxy_redis_commands_total", "counter", "Commands sent to Redis.",
            (unsigned long long)s->redis_commands);

@@ -47,6 +47,7 @@ struct RespClient {
     size_t memory;  // its share of the worker's client memory
     char *name;    // CLIENT SETNAME
     Transaction *transaction;  // after MULTI, until EXEC or DISCARD: the commands queued
+    char peer[80];  // its address, for the access log: found at its first line
 };
 
 struct RespFront {
@@ -144,12 +145,31 @@ inline size_t resp_lookup_cost(size_t keys, size_t key_bytes)
 void resp_cmd_info(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
 void resp_cmd_dbsize(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
 
+// --- the access log's lines (resp_access.cc), only with [log] access --------------------------
+
+struct AccessNote;  // what a command answered later needs for its line
+
+// A command answered at once, into `out` from `before` on, read at `started_us`. Its first
+// argument is shown only when it is a key (`has_key`): never an AUTH's password.
+void resp_access_immediate(RespClient *c, const char *cmd, const RespArg *args, int argc, bool has_key,
+                           evbuffer *out, size_t before, uint64_t started_us);
+// A command about to be answered through lookup; `arg` is what its callback would have had.
+// NULL when out of memory (then it is answered unlogged).
+AccessNote *resp_access_note(RespClient *c, const char *cmd, const RespArg *args, int argc, void *arg);
+void *resp_access_note_arg(const AccessNote *n);
+// HIT, STALE or MISS for these results; NULL when the answer is an error.
+const char *resp_access_cache(const LookupResult *results, size_t count);
+// Its answer was written into `out` from `before` on (out NULL: its client has gone): the line
+// is logged, and the note freed.
+void resp_access_done(AccessNote *n, evbuffer *out, size_t before, const char *cache);
+
 // --- transactions (resp_transaction.cc) ---------------------------------------------------------
 
 // Inside MULTI: queues the command (+QUEUED), or refuses it and aborts the transaction.
 void resp_transaction_queue(RespClient *c, const Command *command, bool arity_ok, const char *cmd,
                             const RespArg *args, int argc, evbuffer *out);
-void resp_transaction_exec(RespClient *c);  // EXEC: answers every queued command, in order
+// EXEC: answers every queued command, in order. `note`: its access log line's, or NULL.
+void resp_transaction_exec(RespClient *c, AccessNote *note);
 void resp_cmd_multi(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
 void resp_cmd_discard(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);
 void resp_cmd_watch(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out);

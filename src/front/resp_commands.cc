@@ -103,6 +103,33 @@ static void on_mget_done(void *arg, const LookupResult *results, size_t n)
     resp_finish_slot(slot);
 }
 
+// With an access log, the same callbacks, each with its note (resp_access.cc).
+static void on_get_logged(void *arg, const LookupResult *r)
+{
+    AccessNote *note = (AccessNote *)arg;
+    ReplySlot *slot = (ReplySlot *)resp_access_note_arg(note);
+    evbuffer *out = reply_slot_output(slot);
+    size_t before = out != NULL ? evbuffer_get_length(out) : 0;
+    if (out != NULL && !resp_add_get_answer(out, r, reply_slot_protocol(slot)))
+        reply_slot_fail(slot);
+    resp_access_done(note, out, before, resp_access_cache(r, 1));
+    resp_finish_slot(slot);
+}
+
+static void on_mget_logged(void *arg, const LookupResult *results, size_t n)
+{
+    AccessNote *note = (AccessNote *)arg;
+    ReplySlot *slot = (ReplySlot *)resp_access_note_arg(note);
+    evbuffer *out = reply_slot_output(slot);
+    size_t before = out != NULL ? evbuffer_get_length(out) : 0;
+    if (out != NULL && results == NULL)
+        resp_add_error(out, "ERR out of memory");
+    else if (out != NULL && !resp_add_mget_answer(out, results, n, reply_slot_protocol(slot)))
+        reply_slot_fail(slot);
+    resp_access_done(note, out, before, results != NULL ? resp_access_cache(results, n) : NULL);
+    resp_finish_slot(slot);
+}
+
 // --- commands -----------------------------------------------------------------------------
 
 #define COMMAND(name, arity, run, flags) {name, sizeof(name) - 1, arity, run, flags}
@@ -451,14 +478,21 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
     ReplySlot *queued;
     evbuffer *out;
+    bool logged = env->access_log != NULL;
+    uint64_t started_us = logged ? monotonic_us() : 0;
     if (c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION))) {
-        if ((out = resp_answer_begin(c, &queued)) != NULL)
+        if ((out = resp_answer_begin(c, &queued)) != NULL) {
+            size_t before = logged ? evbuffer_get_length(out) : 0;
             resp_transaction_queue(c, command, arity_ok, cmd, args, argc, out);
+            if (logged)
+                resp_access_immediate(c, cmd, args, argc, command != NULL && (command->flags & CMD_LOOKUP), out,
+                                      before, started_us);
+        }
         resp_answer_end(c, queued);
         return;
     }
     if (command != NULL && (command->flags & CMD_EXEC) && arity_ok) {
-        resp_transaction_exec(c);
+        resp_transaction_exec(c, logged ? resp_access_note(c, cmd, args, argc, NULL) : NULL);
         return;
     }
     if (command != NULL && (command->flags & CMD_LOOKUP) && arity_ok) {
@@ -467,8 +501,12 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots, cost);
         if (r == NULL)
             return;  // out of memory: the queue has failed, and the client is closed
+        AccessNote *note = logged ? resp_access_note(c, cmd, args, argc, r) : NULL;
         if (!(command->flags & CMD_MANY_KEYS)) {
-            lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
+            if (note != NULL)
+                lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_logged, note);
+            else
+                lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
             return;
         }
         RespFront *f = c->front;
@@ -476,7 +514,10 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         if (n > f->keys_cap) {
             LookupKey *keys = (LookupKey *)realloc(f->keys, n * sizeof(LookupKey));
             if (keys == NULL) {
-                on_mget_done(r, NULL, 0);
+                if (note != NULL)
+                    on_mget_logged(note, NULL, 0);
+                else
+                    on_mget_done(r, NULL, 0);
                 return;
             }
             f->keys = keys;
@@ -484,11 +525,20 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         }
         for (size_t i = 0; i < n; i++)
             f->keys[i] = {cmd + args[i + 1].offset, args[i + 1].len};
-        lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
+        if (note != NULL)
+            lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_logged, note);
+        else
+            lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
         return;
     }
     // (out of memory: the queue has failed, and the client is closed)
-    if ((out = resp_answer_begin(c, &queued)) != NULL && !resp_refuse(c, command, arity_ok, cmd, args, argc, out))
-        command->run(c, cmd, args, argc, out);
+    if ((out = resp_answer_begin(c, &queued)) != NULL) {
+        size_t before = logged ? evbuffer_get_length(out) : 0;
+        if (!resp_refuse(c, command, arity_ok, cmd, args, argc, out))
+            command->run(c, cmd, args, argc, out);
+        if (logged)
+            resp_access_immediate(c, cmd, args, argc, command != NULL && (command->flags & CMD_LOOKUP), out,
+                                  before, started_us);
+    }
     resp_answer_end(c, queued);
 }

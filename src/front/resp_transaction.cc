@@ -147,6 +147,7 @@ struct ExecPart {
 
 struct Exec {
     ReplySlot *slot;
+    AccessNote *note;   // its access log line's; NULL without one
     evbuffer *answers;  // the other commands' answers, one after another
     size_t bound;       // max_client_output: a larger answer is refused, not built
     size_t count;
@@ -166,6 +167,7 @@ static void on_exec_done(void *arg, const LookupResult *results, size_t n)
 {
     Exec *e = (Exec *)arg;
     evbuffer *out = reply_slot_output(e->slot);
+    size_t before = out != NULL ? evbuffer_get_length(out) : 0;
     int protocol = reply_slot_protocol(e->slot);
     if (out != NULL && results == NULL && n == 0) {
         resp_add_error(out, "ERR out of memory");
@@ -190,31 +192,36 @@ static void on_exec_done(void *arg, const LookupResult *results, size_t n)
             }
         }
     }
+    if (e->note != NULL)
+        resp_access_done(e->note, out, before, results != NULL ? resp_access_cache(results, n) : NULL);
     evbuffer_free(e->answers);
     ReplySlot *slot = e->slot;
     free(e);
     resp_finish_slot(slot);
 }
 
-static void answer_now(RespClient *c, const char *error)
+static void answer_now(RespClient *c, const char *error, AccessNote *note)
 {
     ReplySlot *queued;
     evbuffer *out = resp_answer_begin(c, &queued);
+    size_t before = out != NULL ? evbuffer_get_length(out) : 0;
     if (out != NULL)
         resp_add_error(out, "%s", error);
+    if (note != NULL)
+        resp_access_done(note, out, before, NULL);
     resp_answer_end(c, queued);
 }
 
-void resp_transaction_exec(RespClient *c)
+void resp_transaction_exec(RespClient *c, AccessNote *note)
 {
     Transaction *t = c->transaction;
     if (t == NULL) {
-        answer_now(c, "ERR EXEC without MULTI");
+        answer_now(c, "ERR EXEC without MULTI", note);
         return;
     }
     c->transaction = NULL;
     if (t->aborted) {
-        answer_now(c, "EXECABORT Transaction discarded because of previous errors.");
+        answer_now(c, "EXECABORT Transaction discarded because of previous errors.", note);
         resp_transaction_free(t);
         return;
     }
@@ -231,7 +238,7 @@ void resp_transaction_exec(RespClient *c)
         if (answers != NULL)
             evbuffer_free(answers);
         resp_transaction_free(t);
-        answer_now(c, "ERR out of memory");
+        answer_now(c, "ERR out of memory", note);
         return;
     }
     e->answers = answers;
@@ -269,12 +276,15 @@ void resp_transaction_exec(RespClient *c)
         evbuffer_free(answers);
         resp_transaction_free(t);
         if (too_large)
-            answer_now(c, "ERR EXEC's answers pass max_client_output: transaction discarded");
-        else
+            answer_now(c, "ERR EXEC's answers pass max_client_output: transaction discarded", note);
+        else if (note != NULL)
+            resp_access_done(note, NULL, 0, NULL);  // out of memory: the client is closed (below)
+        if (!too_large)
             resp_schedule_write(c);  // out of memory: the queue has failed, and the client is closed
         return;
     }
     e->slot = slot;
+    e->note = note;
     // The keys are copied by the lookup: the transaction can go once it has them.
     lookup_get_snapshot(c->front->env->lookup, FRONT_RESP, lookup_keys, keys, on_exec_done, e);
     free(lookup_keys);

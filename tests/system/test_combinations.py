@@ -116,6 +116,9 @@ CONFIG_OPTIONS = [
     ("http", "cache_control", ["", "public, max-age=30"], True),
     ("redis", "command_timeout", ["300ms", "1s", "2s"], True),
 ]
+LOG_ACCESS = ["off", "file"]
+ACCESS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:\S+:\d+|-) (http|resp) \S+ \S+ \S+ \d+ "
+                         r"(?:HIT|MISS|STALE|-) \d+$")
 TOPOLOGIES = ["single", "single", "single", "cluster"]
 FAULTS = {"single": ["client_kill", "restart_loading", "restart_empty", "busy_script", "worker_kill", "reload",
                      "silent_link", "busy_silent_link", "long_outage", "data_cut"],
@@ -150,6 +153,9 @@ def draw_config(rng):
     faults = sorted(rng.sample(possible, rng.randint(1, 3)))
     while "failover" in faults and "node_emptied" in faults:  # 2 primaries with slots cannot elect
         faults = sorted(rng.sample(possible, len(faults)))
+    # Drawn after the rest, so that the seeds drew what they drew before it came: the access log
+    # on ("file": a file in the test's folder) or off; every line it writes is checked (check_log).
+    cfg["log"] = {"access": rng.choice(LOG_ACCESS)}
     return cfg, topology, faults
 
 
@@ -670,6 +676,8 @@ class Run:
 
     def start_proxy(self):
         settings = {s: dict(v) for s, v in self.cfg.items()}
+        if settings["log"]["access"] == "file":
+            settings["log"]["access"] = self.access_log_path()
         if self.topology == "single":
             settings["redis"]["address"] = "127.0.0.1:%d" % (self.relay or self.redis).port
         else:
@@ -861,7 +869,8 @@ class Run:
         before = metric(self.metrics(), "redis_proxy_config_generation")
         w = self.open_window("reload", False)
         for section, values in new.items():
-            self.proxy.settings[section].update(values)
+            if section != "log":  # the access log's path, as start_proxy set it
+                self.proxy.settings[section].update(values)
         self.proxy.write_config()
         start = time.monotonic()
         old = self.epochs[-1]
@@ -1159,7 +1168,27 @@ class Run:
                     self.violation(None, "worker %d RSS %d bytes > max_memory %d + %d" % (wid, rss, max_memory,
                                                                                           RSS_SLACK))
 
+    def access_log_path(self):
+        return os.path.join(self.test.workdir, "access.log")
+
+    def check_access_log(self):
+        """With the access log on: every line of it in the documented format, from both fronts."""
+        if self.cfg["log"]["access"] != "file":
+            return
+        with open(self.access_log_path(), "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+        fronts = set()
+        for line in lines:
+            m = ACCESS_LINE.match(line)
+            if m is None:
+                self.violation(None, "access log: a line not in the format: %r" % line[:300])
+                return
+            fronts.add(m.group(1))
+        if fronts != {"http", "resp"}:
+            self.violation(None, "access log: %d lines, from %s only" % (len(lines), sorted(fronts) or "no front"))
+
     def check_log(self):
+        self.check_access_log()
         log = self.proxy.log()
         for m in re.finditer(r"worker \d+ \(pid (\d+)\) killed by signal[^\n]*", log):
             if int(m.group(1)) not in self.killed_pids:
@@ -1358,6 +1387,7 @@ class CombinationTest(unittest.TestCase):
         missing += [("fault", f, t + ", biting") for t, fs in FAULTS.items() for f in fs
                     if f in BITING_FAULTS and ("fault", f, t + ", biting") not in seen]
         missing += [(s, k, v) for s, k, choices, _ in CONFIG_OPTIONS for v in choices if (s, k, v) not in seen]
+        missing += [("log", "access", v) for v in LOG_ACCESS if ("log", "access", v) not in seen]
         self.assertEqual(missing, [], "the fixed seeds miss these (choose others)")
 
     def test_soak(self):

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 # The package's dependencies are in the root already: the container has no network to fetch them.
-PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,libevent-2.1-7,libhiredis0.14,libinih1,libsystemd0"
+PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,logrotate,libevent-2.1-7,libhiredis0.14,libinih1,libsystemd0"
 CACHE=${REDIS_PROXY_SYSTEMD_CACHE:-/var/cache/redis-proxy-systemd}
 DEB=$(ls build-deb/redis-proxy_*_"$(dpkg --print-architecture)".deb)
 . tests/lib/debian_root.sh
@@ -133,6 +133,27 @@ check "and new connections are steered without a warning" \
 check "curl still answers after it" \
     bash -c "for i in \$(seq 20); do nsenter -t $CONTAINER -a curl -sf http://127.0.0.1:8080/user:42 >/dev/null || exit 1; done"
 
+# The access log: turned on by a reload, in the unit's LogsDirectory; logrotate's file moves it
+# aside and has the workers open a new one.
+in_container sed -i 's|^access = off |access = /var/log/redis-proxy/access.log |' /etc/redis-proxy/proxy.ini
+in_container systemctl reload redis-proxy
+lines() { in_container cat "$1" 2>/dev/null | grep -c "http GET user:42 200 5 " || true; }
+for _ in $(seq 50); do
+    in_container curl -s -o /dev/null http://127.0.0.1:8080/user:42
+    [ "$(lines /var/log/redis-proxy/access.log)" -ge 1 ] && break
+    sleep 0.2
+done
+check "[log] access: a line per request in /var/log/redis-proxy/access.log" \
+    test "$(lines /var/log/redis-proxy/access.log)" -ge 1
+check "logrotate -f with the package's file" in_container logrotate -f /etc/logrotate.d/redis-proxy
+for _ in $(seq 50); do
+    in_container curl -s -o /dev/null http://127.0.0.1:8080/user:42
+    [ "$(lines /var/log/redis-proxy/access.log)" -ge 1 ] && break
+    sleep 0.2
+done
+check "after the rotation, new lines go to a new access.log and the old ones stay in access.log.1" \
+    test "$(lines /var/log/redis-proxy/access.log)" -ge 1 -a "$(lines /var/log/redis-proxy/access.log.1)" -ge 1
+
 check "journalctl -p info shows our lines" \
     bash -c "nsenter -t $CONTAINER -a journalctl -u redis-proxy -p info --no-pager -o cat | grep -Eq 'ready: [0-9]+ worker\(s\)'"
 
@@ -180,7 +201,7 @@ check "systemctl stop: inactive, exit status 0" \
 
 check "apt purge" in_container env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q redis-proxy
 check "purge leaves no file behind" \
-    bash -c "! nsenter -t $CONTAINER -a ls -d /etc/redis-proxy /usr/sbin/redis-proxy /lib/systemd/system/redis-proxy.service 2>/dev/null | grep -q ."
+    bash -c "! nsenter -t $CONTAINER -a ls -d /etc/redis-proxy /usr/sbin/redis-proxy /lib/systemd/system/redis-proxy.service /var/log/redis-proxy /etc/logrotate.d/redis-proxy 2>/dev/null | grep -q ."
 
 echo "check-systemd: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
