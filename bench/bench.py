@@ -147,14 +147,16 @@ def redis_used_memory(port):
     return int(re.search(r"used_memory:(\d+)", info).group(1))
 
 
-def callgrind_worker_total(workdir, redis, run, http=None):
+def callgrind_worker_total(workdir, redis, run, sections=None):
     """Starts a one-worker proxy under callgrind, calls run(proxy), stops it, and returns the
-    instructions the worker executed in its whole life (the dump it writes at exit). `http`:
-    settings of its [http] section."""
+    instructions the worker executed in its whole life (the dump it writes at exit). `sections`:
+    settings beside the defaults, by section."""
     dump_dir = tempfile.mkdtemp(dir=workdir)
     # TTL-only (the harness's default): a hit runs the same code either way, and the counts stay
     # comparable with those of earlier commits.
-    proxy = Proxy(workdir, {"redis": {"address": "127.0.0.1:%d" % redis.port}, "http": http or {}}, resp=True)
+    settings = {"redis": {"address": "127.0.0.1:%d" % redis.port}}
+    settings.update(sections or {})
+    proxy = Proxy(workdir, settings, resp=True)
     proxy.write_config()
     log = open(proxy.log_path, "ab")
     proxy.proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(dump_dir, "cg.%p"),
@@ -229,16 +231,19 @@ def callgrind_per_request(workdir, redis):
             return found if len(found) == 2 else None
         return max(wait_until(totals, timeout=60, what="callgrind dumps"))  # the worker did the work
 
+    access = {"log": {"access": os.path.join(workdir, "access-callgrind.log")}}
     kinds = [("HTTP GET hit, one keep-alive connection", lambda n: http_hits(n), None),
-             ("HTTP GET hit, etag = on", lambda n: http_hits(n), {"etag": "on"}),
+             ("HTTP GET hit, etag = on", lambda n: http_hits(n), {"http": {"etag": "on"}}),
              ("HTTP GET hit, cache_control = max-age=60 (and Age)", lambda n: http_hits(n),
-              {"cache_control": "max-age=60"}),
+              {"http": {"cache_control": "max-age=60"}}),
+             ("HTTP GET hit, access log on (a file)", lambda n: http_hits(n), access),
              ("RESP GET hit, one request at a time", lambda n: resp_hits(n, 1), None),
+             ("RESP GET hit, access log on (a file)", lambda n: resp_hits(n, 1), access),
              ("RESP GET hit, pipelined 16 deep", lambda n: resp_hits(n, 16), None)]
     results = {}
-    for name, make_run, http in kinds:
-        low = callgrind_worker_total(workdir, redis, make_run(1008), http)
-        high = callgrind_worker_total(workdir, redis, make_run(5008), http)
+    for name, make_run, sections in kinds:
+        low = callgrind_worker_total(workdir, redis, make_run(1008), sections)
+        high = callgrind_worker_total(workdir, redis, make_run(5008), sections)
         results[name] = (high - low) / 4000.0
     results["bare evhttp (bench/evhttp_bare.cc), same requests"] = (bare_total(5008) - bare_total(1008)) / 4000.0
     return results

@@ -112,6 +112,21 @@ void address_format(const struct sockaddr *sa, char *out, size_t outlen)
     }
 }
 
+bool address_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_UNIX)
+        return true;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
 void address_of_peer(int fd, char *out, size_t outlen)
 {
     struct sockaddr_storage ss;

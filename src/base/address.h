@@ -24,3 +24,7 @@ void address_format(const struct sockaddr *sa, char *out, size_t outlen);
 
 // The address of a connected socket's peer, formatted as above; "?" when it cannot be had.
 void address_of_peer(int fd, char *out, size_t outlen);
+
+// Whether a peer's address is this machine's own loopback (127.0.0.0/8, ::1, ::ffff:127.x.y.z)
+// or a unix socket: the clients protected mode serves (as Redis's protected mode).
+bool address_is_loopback(const struct sockaddr *sa);

@@ -82,6 +82,8 @@ static const Setting settings[] = {
      "SIGTERM waits this long at most for answers in flight"},
     {"proxy", "pid_file", SETTING_STRING, FIELD(pid_file), "", 0, 0, false,
      "the master's PID, for redis-proxy -s reload|stop|quit|reopen; empty = none"},
+    {"proxy", "protected_mode", SETTING_SWITCH, FIELD(protected_mode), "on", 0, 0, false,
+     "with no [users]: only loopback clients are served, as Redis's protected mode; off: any"},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false,
      "longer keys are refused (HTTP 414)"},
     {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false,

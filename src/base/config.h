@@ -25,6 +25,7 @@ struct Config {
     int64_t request_timeout_ms;
     int64_t shutdown_timeout_ms;
     char pid_file[256];  // where the master writes its PID; empty: nowhere
+    int64_t protected_mode;  // 1: with no [users], only loopback clients are served
     int64_t max_key_size;
     int64_t max_request_size;   // one RESP command's bytes
     int64_t max_client_output;  // one client's answers not yet read

@@ -92,6 +92,16 @@ static bool said_lately(const char *text)
     }
 }
 
+void log_msg_once_per_kind(int level, const char *kind, const char *fmt, ...)
+{
+    if (level > log_level || (shared_lines != NULL && said_lately(kind)))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(level, fmt, ap);
+    va_end(ap);
+}
+
 void log_msg_once(int level, const char *fmt, ...)
 {
     if (level > log_level)

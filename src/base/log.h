@@ -30,6 +30,9 @@ struct LogShared {
 // A worker logs through this table (in shared memory) from here on.
 void log_share(LogShared *shared);
 void log_msg_once(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// As log_msg_once, but lines count as the same when their `kind` is: one line a second for a
+// kind of event whatever its details (a refused client, with its address).
+void log_msg_once_per_kind(int level, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -60,6 +60,7 @@ struct WorkerStats {
     uint64_t refused_requests[FRONT_COUNT];  // well-formed, for what a read-only cache does not do
                                              // (a write, another HTTP method, an unknown command)
     uint64_t clients_accepted[FRONT_COUNT];
+    uint64_t clients_denied[FRONT_COUNT];  // refused by protected mode: not loopback, and no [users]
     uint64_t resp_commands;  // RESP commands run (INFO's total_commands_processed, with HTTP requests)
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
     uint64_t clients_timed_out[FRONT_COUNT];  // closed for not reading their answers within client_timeout

@@ -24,6 +24,7 @@
 #include "key_decode.h"
 #include "log.h"
 #include "lookup.h"
+#include "protected_mode.h"
 #include "redis_error.h"
 #include "front_env.h"
 
@@ -49,6 +50,7 @@ struct HttpClient {
     bool busy;                       // a request of this connection is being answered
     size_t memory;                   // its answer's bytes not yet written (client_memory.h)
     uint64_t started_us;             // when its request was read: only with an access log
+    bool denied;                     // protected mode: not a loopback client (protected_mode.h)
 };
 
 struct HttpFront {
@@ -59,6 +61,7 @@ struct HttpFront {
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
     size_t by_fd_cap;
     bool draining;           // the worker is stopping: every answer closes its connection
+    bool protect;            // protected mode: clients not on loopback are refused
     const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
 
@@ -174,6 +177,11 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
         event_free(c->deadline);
         free(c);
         return false;
+    }
+    if (h->protect) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        c->denied = getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer);
     }
     h->by_fd[fd] = c;
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
@@ -383,6 +391,19 @@ static void refuse(const FrontEnv *env, evhttp_request *req, int code, const cha
     reply_error(req, code, reason, text);
 }
 
+// Protected mode (protected_mode.h): 403 with the reason, and the connection closes.
+static void deny(HttpFront *h, HttpClient *c, evhttp_request *req)
+{
+    h->env->stats->clients_denied[FRONT_HTTP]++;
+    char address[128];
+    address_of_peer(c->fd, address, sizeof(address));
+    log_msg_once_per_kind(LOG_WARN, "protected mode refusal",
+                          "protected mode: refused HTTP client %s (not loopback, and no [users] defined); "
+                          "at most one such line a second", address);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    reply_error(req, 403, "Forbidden", PROTECTED_MODE_HTTP);
+}
+
 // A request evhttp accepted but that must not be served (http_message.h): refused, and closed.
 static bool refuse_malformed(const FrontEnv *env, evhttp_request *req)
 {
@@ -414,6 +435,10 @@ static void on_request(evhttp_request *req, void *arg)
     // the answer unless the client sent Proxy-Connection: keep-alive, without saying so, so a
     // request pipelined behind it would be dropped unanswered. It is served as any other.
     req->flags &= ~EVHTTP_PROXY_REQUEST;
+    if (c != NULL && c->denied) {
+        deny(h, c, req);
+        return;
+    }
     if (refuse_malformed(env, req))
         return;
     evhttp_cmd_type method = evhttp_request_get_command(req);
@@ -463,6 +488,7 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     if (h == NULL)
         return NULL;
     h->env = env;
+    h->protect = protected_mode_active(env->config);
     h->http = evhttp_new(env->base);
     h->adoption = {on_accepted, on_adopted, h, NULL, NULL, 0, 0};
     if (h->http == NULL || !http_adoption_init(&h->adoption, env->base)) {

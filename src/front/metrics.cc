@@ -82,6 +82,10 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
               "Well-formed requests for what a read-only cache does not do (a write, another HTTP method, an unknown "
               "command), refused, by front.",
               s->refused_requests);
+    per_front(out, "redis_proxy_clients_denied_total", "counter",
+              "Connections from a non-loopback address refused by protected mode (no [users], protected_mode = on), "
+              "by front.",
+              s->clients_denied);
     header(out, "redis_proxy_request_duration_seconds", "histogram",
            "Time from a key's lookup to its answer being ready: a round trip to Redis for a miss, 0 for a hit.");
     for (int f = 0; f < FRONT_COUNT; f++) {

@@ -42,6 +42,7 @@ struct RespClient {
     bool processing;  // in process_input: answers are written when it ends, not scheduled
     bool closing;  // after QUIT or a protocol error: close once everything is sent
     bool used;     // has sent a command
+    bool denied;   // protected mode: not a loopback client; its first command is answered why
     bool evicting;  // past a bound (client_memory.h): closed on the next turn of the loop
     EvictReason evict_reason;
     size_t memory;  // its share of the worker's client memory
@@ -53,6 +54,7 @@ struct RespClient {
 struct RespFront {
     const FrontEnv *env;
     ListenerSet listeners;
+    bool protect;  // protected mode: clients not on loopback are refused (protected_mode.h)
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     const struct timeval *request_timeout;  // likewise
     ListLink clients;  // the open ones (RespClient.link)

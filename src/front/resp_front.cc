@@ -19,6 +19,7 @@
 #include "config.h"
 #include "handover.h"
 #include "log.h"
+#include "protected_mode.h"
 #include "resp_client.h"
 #include "scoreboard.h"
 
@@ -54,6 +55,26 @@ void resp_answer_protocol_error(RespClient *c, const char *error)
     if (queued != NULL)
         resp_finish_slot(queued);
     c->front->env->stats->bad_requests[FRONT_RESP]++;
+    c->closing = true;
+    resp_schedule_write(c);
+}
+
+// Protected mode (protected_mode.h): the reason, then the connection closes.
+static void deny(RespClient *c)
+{
+    RespFront *f = c->front;
+    f->env->stats->clients_denied[FRONT_RESP]++;
+    char address[128];
+    address_of_peer(c->fd, address, sizeof(address));
+    log_msg_once_per_kind(LOG_WARN, "protected mode refusal",
+                          "protected mode: refused RESP client %s (not loopback, and no [users] defined); "
+                          "at most one such line a second", address);
+    ReplySlot *queued;
+    evbuffer *out = reply_queue_immediate(&c->replies, &f->slots, &queued);
+    if (out != NULL)
+        resp_add_error(out, "%s", PROTECTED_MODE_RESP);
+    if (queued != NULL)
+        resp_finish_slot(queued);
     c->closing = true;
     resp_schedule_write(c);
 }
@@ -183,6 +204,11 @@ static void process_input(RespClient *c)
         }
         if (status == RESP_ERROR) {
             resp_answer_protocol_error(c, c->parser.error);
+            at = c->in_len;
+            break;
+        }
+        if (status == RESP_COMMAND && c->denied) {
+            deny(c);
             at = c->in_len;
             break;
         }
@@ -381,11 +407,14 @@ static RespClient *client_open(RespFront *f, int fd)
     return c;
 }
 
-static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *, int, void *arg)
+static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *peer, int, void *arg)
 {
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
-    client_open((RespFront *)arg, fd);
+    RespFront *f = (RespFront *)arg;
+    RespClient *c = client_open(f, fd);
+    if (c != NULL && f->protect && !address_is_loopback(peer))
+        c->denied = true;
 }
 
 void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
@@ -471,6 +500,7 @@ RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     if (f == NULL)
         return NULL;
     f->env = env;
+    f->protect = protected_mode_active(env->config);
     list_init(&f->clients);
     struct timeval idle = timeval_of_ms((uint64_t)env->config->client_timeout_ms);
     f->idle_timeout = event_base_init_common_timeout(env->base, &idle);
