@@ -66,56 +66,7 @@ echo "check-image: buildah bud (the build stage builds and runs the unit tests)"
 if ! buildah bud --isolation chroot --pull=never --format docker -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
     tail -30 "$WORK/build.log"
     check "buildah bud builds the image" false
-    # compose.yaml as a user runs it, under podman-compose, with its published ports moved to free
-# ones, the image just built, a stand-in for redis:7 (nothing can be pulled), and the rlimits
-# this machine's runc can set. Its own network: the proxy finds Redis by its service name.
-echo "check-image: podman-compose up (compose.yaml)"
-buildah bud --isolation chroot --pull=never --format docker -t docker.io/library/redis:7 -f tests/image/redis.Dockerfile \
-    tests/image >"$WORK/redis-build.log" 2>&1 || { tail -20 "$WORK/redis-build.log"; exit 1; }
-C_HTTP=$(free_port) C_RESP=$(free_port) C_ADMIN=$(free_port)
-COMPOSE=$PWD/.compose-check-$$.yaml  # beside compose.yaml: its build context is "."
-PROJECT=rpcheck$$
-/usr/bin/python3 - "$COMPOSE" "$IMAGE" "$C_HTTP" "$C_RESP" "$C_ADMIN" "$(ulimit -Hn)" <<'PY'
-import sys, yaml
-out, image, http, resp, admin, nofile = sys.argv[1:]
-with open("compose.yaml") as f:
-    compose = yaml.safe_load(f)
-proxy = compose["services"]["redis-proxy"]
-proxy["image"] = image
-proxy["ports"] = [p.replace(":8080:", ":%s:" % http).replace(":6380:", ":%s:" % resp).replace(":9121:", ":%s:" % admin)
-                  for p in proxy["ports"]]
-for service in compose["services"].values():
-    service["ulimits"] = {"nofile": {"soft": int(nofile), "hard": int(nofile)}, "nproc": 4096}
-with open(out, "w") as f:
-    yaml.safe_dump(compose, f)
-PY
-compose_cleanup() {
-    podman-compose -f "$COMPOSE" -p "$PROJECT" --podman-args "--runtime runc --cgroup-manager=cgroupfs" down -t 1 \
-        >/dev/null 2>&1 || true
-    podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true  # (podman-compose 1.0 leaves it)
-    rm -f "$COMPOSE"
-    cleanup
-}
-trap compose_cleanup EXIT
-LOGS_OF="${PROJECT}_redis_1 ${PROJECT}_redis-proxy_1"
-podman-compose -f "$COMPOSE" -p "$PROJECT" --podman-args "--runtime runc --cgroup-manager=cgroupfs" up -d \
-    >"$WORK/compose.log" 2>&1 || { tail -20 "$WORK/compose.log"; cannot "podman-compose cannot start compose.yaml here"; }
-# (up to 30 s: the first compose run on a machine also starts the network's name server)
-for _ in $(seq 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$C_ADMIN/readyz")" = 200 ] && break
-    sleep 0.1
-done
-check "compose: the proxy reaches Redis by its service name (/readyz)" \
-    test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$C_ADMIN/readyz")" = 200
-podman exec "${PROJECT}_redis_1" redis-cli set user:7 bob >/dev/null
-check "compose: curl GET /user:7 on the published port" test "$(curl -s "http://127.0.0.1:$C_HTTP/user:7")" = bob
-check "compose: redis-cli on the published RESP port" test "$(redis-cli -p "$C_RESP" get user:7)" = bob
-podman-compose -f "$COMPOSE" -p "$PROJECT" --podman-args "--runtime runc --cgroup-manager=cgroupfs" down -t 5 \
-    >>"$WORK/compose.log" 2>&1
-check "compose: down stops and removes both containers" \
-    bash -c "! podman ps -a --format '{{.Names}}' | grep -q '^${PROJECT}_'"
-
-echo "check-image: $passed passed, $failed failed"
+    echo "check-image: $passed passed, $failed failed"
     exit 1
 fi
 check "buildah bud builds the image" true
