@@ -7,7 +7,8 @@ PKGS     := libevent hiredis inih libsystemd
 # What building and the unit tests need (the container image's build stage: make build-deps).
 BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            libsystemd-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client curl groff-base
+            libsystemd-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client \
+            python3-yaml curl groff-base
 # Debian's Python, whose modules (python3-redis) the packages above install; not whichever
 # python3 comes first in PATH.
 PYTHON   := /usr/bin/python3
