@@ -42,7 +42,7 @@ struct RespClient {
     bool processing;  // in process_input: answers are written when it ends, not scheduled
     bool closing;  // after QUIT or a protocol error: close once everything is sent
     bool used;     // has sent a command
-    bool denied;   // protected mode: not a loopback client; its first command is answered why
+    bool guarded;  // its commands take the watched path: written to the access log
     bool evicting;  // past a bound (client_memory.h): closed on the next turn of the loop
     EvictReason evict_reason;
     size_t memory;  // its share of the worker's client memory

@@ -463,10 +463,87 @@ bool resp_refuse(RespClient *c, const Command *command, bool arity_ok, const cha
     return true;
 }
 
-void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
+// A command answered at once: refused, queued in a transaction, or run. `logged_since`: when it
+// was read, with the access log on; else 0.
+static void answer_at_once(RespClient *c, const Command *command, bool arity_ok, const char *cmd,
+                           const RespArg *args, int argc, uint64_t logged_since)
+{
+    ReplySlot *queued;
+    evbuffer *out = resp_answer_begin(c, &queued);
+    if (out != NULL) {  // (else out of memory: the queue has failed, and the client is closed)
+        size_t before = logged_since != 0 ? evbuffer_get_length(out) : 0;
+        if (c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION)))
+            resp_transaction_queue(c, command, arity_ok, cmd, args, argc, out);
+        else if (!resp_refuse(c, command, arity_ok, cmd, args, argc, out))
+            command->run(c, cmd, args, argc, out);
+        if (logged_since != 0)
+            resp_access_immediate(c, cmd, args, argc, command != NULL && (command->flags & CMD_LOOKUP), out, before,
+                                  logged_since);
+    }
+    resp_answer_end(c, queued);
+}
+
+// A GET or an MGET: from the cache, or once Redis has answered. With `logged`, its answer's line
+// is written too (a note carried to the answer). Inlined where it is called, so that the unlogged
+// path (a hit's) has none of the logged one's tests.
+static inline __attribute__((always_inline)) void run_lookup(RespClient *c, const Command *command, const char *cmd,
+                                                             const RespArg *args, int argc, bool logged)
 {
     const FrontEnv *env = c->front->env;
-    env->stats->resp_commands++;
+    // (its keys' bytes: up to the end of the last argument)
+    size_t cost = resp_lookup_cost((size_t)argc - 1, args[argc - 1].offset + args[argc - 1].len);
+    ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots, cost);
+    if (r == NULL)
+        return;  // out of memory: the queue has failed, and the client is closed
+    AccessNote *note = logged ? resp_access_note(c, cmd, args, argc, r) : NULL;
+    if (!(command->flags & CMD_MANY_KEYS)) {
+        if (note != NULL)
+            lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_logged, note);
+        else
+            lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
+        return;
+    }
+    RespFront *f = c->front;
+    size_t n = (size_t)argc - 1;
+    if (n > f->keys_cap) {
+        LookupKey *keys = (LookupKey *)realloc(f->keys, n * sizeof(LookupKey));
+        if (keys == NULL) {
+            if (note != NULL)
+                on_mget_logged(note, NULL, 0);
+            else
+                on_mget_done(r, NULL, 0);
+            return;
+        }
+        f->keys = keys;
+        f->keys_cap = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        f->keys[i] = {cmd + args[i + 1].offset, args[i + 1].len};
+    if (note != NULL)
+        lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_logged, note);
+    else
+        lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
+}
+
+// What a client whose commands are watched goes through (RespClient.guarded): each is written to
+// the access log. Kept apart, so that an unwatched client's command pays one test for all of it.
+static void dispatch_guarded(RespClient *c, const Command *command, bool arity_ok, const char *cmd,
+                             const RespArg *args, int argc)
+{
+    bool logged = c->front->env->access_log != NULL;
+    uint64_t since = logged ? monotonic_us() : 0;
+    bool queues = c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION));
+    if (!queues && command != NULL && (command->flags & CMD_EXEC) && arity_ok)
+        resp_transaction_exec(c, logged ? resp_access_note(c, cmd, args, argc, NULL) : NULL);
+    else if (!queues && command != NULL && (command->flags & CMD_LOOKUP) && arity_ok)
+        run_lookup(c, command, cmd, args, argc, logged);
+    else
+        answer_at_once(c, command, arity_ok, cmd, args, argc, since);
+}
+
+void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
+{
+    c->front->env->stats->resp_commands++;
     const Command *command = NULL;
     for (const Command &candidate : commands)
         if (args[0].len == candidate.name_len &&
@@ -476,69 +553,16 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         }
     bool arity_ok = command != NULL &&
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
-    ReplySlot *queued;
-    evbuffer *out;
-    bool logged = env->access_log != NULL;
-    uint64_t started_us = logged ? monotonic_us() : 0;
-    if (c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION))) {
-        if ((out = resp_answer_begin(c, &queued)) != NULL) {
-            size_t before = logged ? evbuffer_get_length(out) : 0;
-            resp_transaction_queue(c, command, arity_ok, cmd, args, argc, out);
-            if (logged)
-                resp_access_immediate(c, cmd, args, argc, command != NULL && (command->flags & CMD_LOOKUP), out,
-                                      before, started_us);
-        }
-        resp_answer_end(c, queued);
+    if (c->guarded) {
+        dispatch_guarded(c, command, arity_ok, cmd, args, argc);
         return;
     }
-    if (command != NULL && (command->flags & CMD_EXEC) && arity_ok) {
-        resp_transaction_exec(c, logged ? resp_access_note(c, cmd, args, argc, NULL) : NULL);
-        return;
-    }
-    if (command != NULL && (command->flags & CMD_LOOKUP) && arity_ok) {
-        // (its keys' bytes: up to the end of the last argument)
-        size_t cost = resp_lookup_cost((size_t)argc - 1, args[argc - 1].offset + args[argc - 1].len);
-        ReplySlot *r = reply_queue_push(&c->replies, &c->front->slots, cost);
-        if (r == NULL)
-            return;  // out of memory: the queue has failed, and the client is closed
-        AccessNote *note = logged ? resp_access_note(c, cmd, args, argc, r) : NULL;
-        if (!(command->flags & CMD_MANY_KEYS)) {
-            if (note != NULL)
-                lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_logged, note);
-            else
-                lookup_get(env->lookup, FRONT_RESP, cmd + args[1].offset, args[1].len, on_get_done, r);
-            return;
-        }
-        RespFront *f = c->front;
-        size_t n = (size_t)argc - 1;
-        if (n > f->keys_cap) {
-            LookupKey *keys = (LookupKey *)realloc(f->keys, n * sizeof(LookupKey));
-            if (keys == NULL) {
-                if (note != NULL)
-                    on_mget_logged(note, NULL, 0);
-                else
-                    on_mget_done(r, NULL, 0);
-                return;
-            }
-            f->keys = keys;
-            f->keys_cap = n;
-        }
-        for (size_t i = 0; i < n; i++)
-            f->keys[i] = {cmd + args[i + 1].offset, args[i + 1].len};
-        if (note != NULL)
-            lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_logged, note);
-        else
-            lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
-        return;
-    }
-    // (out of memory: the queue has failed, and the client is closed)
-    if ((out = resp_answer_begin(c, &queued)) != NULL) {
-        size_t before = logged ? evbuffer_get_length(out) : 0;
-        if (!resp_refuse(c, command, arity_ok, cmd, args, argc, out))
-            command->run(c, cmd, args, argc, out);
-        if (logged)
-            resp_access_immediate(c, cmd, args, argc, command != NULL && (command->flags & CMD_LOOKUP), out,
-                                  before, started_us);
-    }
-    resp_answer_end(c, queued);
+    if (c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION)))
+        answer_at_once(c, command, arity_ok, cmd, args, argc, 0);
+    else if (command != NULL && (command->flags & CMD_EXEC) && arity_ok)
+        resp_transaction_exec(c, NULL);
+    else if (command != NULL && (command->flags & CMD_LOOKUP) && arity_ok)
+        run_lookup(c, command, cmd, args, argc, false);
+    else
+        answer_at_once(c, command, arity_ok, cmd, args, argc, 0);
 }

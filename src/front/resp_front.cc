@@ -207,11 +207,6 @@ static void process_input(RespClient *c)
             at = c->in_len;
             break;
         }
-        if (status == RESP_COMMAND && c->denied) {
-            deny(c);
-            at = c->in_len;
-            break;
-        }
         if (status == RESP_COMMAND) {
             c->used = true;
             resp_dispatch(c, resp_arg_base(&c->parser, c->in + at), c->parser.args, c->parser.argc);
@@ -313,6 +308,21 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
 }
 
+// A client protected mode refuses (its own read callback: the others' reads pay nothing for it):
+// whatever it sends is answered why, and it is closed.
+static void on_denied_readable(evutil_socket_t fd, short what, void *arg)
+{
+    RespClient *c = (RespClient *)arg;
+    char discard[512];
+    if ((what & EV_TIMEOUT) || recv(fd, discard, sizeof(discard), 0) == 0) {
+        client_close(c);
+        return;
+    }
+    deny(c);
+    update_reading(c);
+    on_writable(fd, EV_WRITE, c);
+}
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
@@ -369,7 +379,9 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 // A client on a connected socket: accepted here, or handed over by a retiring worker. NULL (the
 // socket closed) when out of memory.
-static RespClient *client_open(RespFront *f, int fd)
+static void on_denied_readable(evutil_socket_t fd, short what, void *arg);
+
+static RespClient *client_open(RespFront *f, int fd, bool denied)
 {
     RespClient *c = (RespClient *)calloc(1, sizeof(RespClient));
     if (c == NULL) {
@@ -382,7 +394,7 @@ static RespClient *client_open(RespFront *f, int fd)
     c->replies.out = evbuffer_new();
     c->replies.owner = c;
     c->replies.protocol = 2;
-    c->read_event = event_new(f->env->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->read_event = event_new(f->env->base, fd, EV_READ | EV_PERSIST, denied ? on_denied_readable : on_readable, c);
     c->write_event = event_new(f->env->base, fd, EV_WRITE, on_writable, c);
     c->deadline_event = evtimer_new(f->env->base, on_deadline, c);
     if (c->replies.out == NULL || c->read_event == NULL || c->write_event == NULL || c->deadline_event == NULL) {
@@ -398,6 +410,7 @@ static RespClient *client_open(RespFront *f, int fd)
         free(c);
         return NULL;
     }
+    c->guarded = f->env->access_log != NULL;
     const Config *config = f->env->config;
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
     list_push_front(&f->clients, &c->link);
@@ -412,14 +425,12 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *pee
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
     RespFront *f = (RespFront *)arg;
-    RespClient *c = client_open(f, fd);
-    if (c != NULL && f->protect && !address_is_loopback(peer))
-        c->denied = true;
+    client_open(f, fd, f->protect && !address_is_loopback(peer));
 }
 
 void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
 {
-    RespClient *c = client_open(f, fd);
+    RespClient *c = client_open(f, fd, false);  // admitted by the worker it comes from
     if (c == NULL)
         return;
     c->used = state->used != 0;
