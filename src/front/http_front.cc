@@ -51,6 +51,7 @@ struct HttpClient {
     size_t memory;                   // its answer's bytes not yet written (client_memory.h)
     uint64_t started_us;             // when its request was read: only with an access log
     bool denied;                     // protected mode: not a loopback client (protected_mode.h)
+    char peer[80];                   // its address, for the access log: found at its first line
 };
 
 struct HttpFront {
@@ -230,26 +231,38 @@ static const char *method_name(evhttp_cmd_type method)
     return "?";
 }
 
+// "address:port", or "[v6 address]:port", of an evhttp connection's peer ("" when unknown).
+static void format_peer(evhttp_connection *evcon, char *out, size_t len)
+{
+    char *address = NULL;
+    ev_uint16_t port = 0;
+    out[0] = '\0';
+    if (evcon != NULL)
+        evhttp_connection_get_peer(evcon, &address, &port);
+    if (address != NULL)
+        snprintf(out, len, strchr(address, ':') ? "[%s]:%u" : "%s:%u", address, (unsigned)port);
+}
+
 // The request's line in the access log, just before its answer is sent.
 static void log_access(evhttp_request *req, evhttp_connection *evcon, int code)
 {
     const FrontEnv *env = process_front->env;
     HttpClient *c = client_of(process_front, evcon);
-    char client[80] = "";
-    if (evcon != NULL) {
-        char *address = NULL;
-        ev_uint16_t port = 0;
-        evhttp_connection_get_peer(evcon, &address, &port);
-        if (address != NULL)
-            snprintf(client, sizeof(client), strchr(address, ':') ? "[%s]:%u" : "%s:%u", address, (unsigned)port);
+    char own[80];
+    const char *client = own;
+    if (c != NULL) {
+        if (c->peer[0] == '\0')  // once per connection
+            format_peer(evcon, c->peer, sizeof(c->peer));
+        client = c->peer;
+    } else {
+        format_peer(evcon, own, sizeof(own));
     }
     const char *method = method_name(evhttp_request_get_command(req));
     size_t key_len = 0;
     const char *uri = evhttp_request_get_uri(req);
     bool has_key = uri != NULL && key_from_request_target(uri, env->key_buf, (size_t)env->config->max_key_size,
                                                           &key_len) == KEY_OK;
-    char status[8];
-    snprintf(status, sizeof(status), "%d", code);
+    char status[4] = {(char)('0' + code / 100 % 10), (char)('0' + code / 10 % 10), (char)('0' + code % 10), '\0'};
     AccessEntry entry = {client, "http", method, strlen(method), has_key ? env->key_buf : NULL, key_len, status,
                          evbuffer_get_length(evhttp_request_get_output_buffer(req)),
                          evhttp_find_header(evhttp_request_get_output_headers(req), "X-Cache"),

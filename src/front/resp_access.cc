@@ -77,7 +77,7 @@ AccessNote *resp_access_note(RespClient *c, const char *cmd, const RespArg *args
         return NULL;
     n->log = c->front->env->access_log;
     n->started_us = monotonic_us();
-    snprintf(n->client, sizeof(n->client), "%s", peer_of(c));
+    memcpy(n->client, peer_of(c), sizeof(n->client));  // (NUL-terminated within it)
     n->method_len = args[0].len < sizeof(n->method) ? args[0].len : sizeof(n->method);
     memcpy(n->method, cmd + args[0].offset, n->method_len);
     n->has_key = argc > 1;
