@@ -3,11 +3,11 @@
 # `make fuzz` runs each libFuzzer target for FUZZ_SECONDS (into build-fuzz/).
 
 CXX      ?= g++
-PKGS     := libevent hiredis inih libsystemd
+PKGS     := libevent hiredis inih libsystemd libcrypto
 # What building and the unit tests need (the container image's build stage: make build-deps).
-BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev
+BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev libssl-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
-            libsystemd-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client \
+            libsystemd-dev libssl-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client \
             python3-yaml curl groff-base
 # Debian's Python, whose modules (python3-redis) the packages above install; not whichever
 # python3 comes first in PATH.

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 # The package's dependencies are in the root already: the container has no network to fetch them.
-PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,logrotate,libevent-2.1-7,libhiredis0.14,libinih1,libsystemd0"
+PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,logrotate,libevent-2.1-7,libhiredis0.14,libinih1,libsystemd0,libssl3"
 CACHE=${REDIS_PROXY_SYSTEMD_CACHE:-/var/cache/redis-proxy-systemd}
 DEB=$(ls build-deb/redis-proxy_*_"$(dpkg --print-architecture)".deb)
 . tests/lib/debian_root.sh
