@@ -102,6 +102,8 @@ static const Setting settings[] = {
      "ACL user (Redis 6+); leave empty for the default user"},
     {"redis", "password", SETTING_STRING, FIELD(redis_password), "", 0, 0, true,
      "sent with AUTH after each connect when set"},
+    {"redis", "password_file", SETTING_STRING, FIELD(redis_password_file), "", 0, 0, false,
+     "the password read from this file instead (not readable by others; read at each reload)"},
     {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false,
      "SELECTed after each connect when not 0"},
     {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, MINUTE_MS, false,
@@ -141,6 +143,10 @@ static const Setting settings[] = {
      "admin connections per worker; past it new ones wait"},
     {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false,
      "an admin connection is closed this long after it opened"},
+    {"admin", "token", SETTING_STRING, FIELD(admin_token), "", 0, 0, true,
+     "when set, /metrics asks for Authorization: Bearer <token>; /healthz and /readyz stay open"},
+    {"admin", "token_file", SETTING_STRING, FIELD(admin_token_file), "", 0, 0, false,
+     "the token read from this file instead (not readable by others; read at each reload)"},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false,
      "error | warn | info | debug"},
     {"log", "access", SETTING_STRING, FIELD(log_access), "off", 0, 0, false,
@@ -349,6 +355,8 @@ static const Setting *setting_find(const char *section, const char *name)
 
 static bool section_known(const char *section)
 {
+    if (strcmp(section, "users") == 0)
+        return true;
     for (size_t i = 0; i < settings_count; i++)
         if (strcmp(settings[i].section, section) == 0)
             return true;
@@ -423,11 +431,40 @@ static char *read_line(char *buf, int size, void *arg)
             memcpy(section, start + 1, n);
             section[n] = '\0';
             if (!section_known(section))
-                load_error(load, "unknown section [%s] (known: proxy, redis, cache, admin, log)", section);
+                load_error(load, "unknown section [%s] (known: proxy, redis, cache, http, admin, log, users)", section);
         }
     }
     strcpy(buf, start);
     return buf;
+}
+
+static const char PASSWORD_FILE_SUFFIX[] = ".password_file";
+
+// One line of [users]: `name = rules` (acl.h), applied over what earlier lines said of the user,
+// as ACL SETUSER applies them (a user's rules may go on over several lines); or
+// `name.password_file = PATH`, a password of the user's read from a file.
+static bool config_apply_user(Config *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    size_t len = strlen(name), suffix = sizeof(PASSWORD_FILE_SUFFIX) - 1;
+    if (len > suffix && strcmp(name + len - suffix, PASSWORD_FILE_SUFFIX) == 0) {
+        char user[ACL_MAX_NAME + 1], why[400];
+        if (len - suffix > ACL_MAX_NAME) {
+            snprintf(err, errlen, "user name in [users] '%.*s' is longer than %zu bytes", (int)(len - suffix), name,
+                     ACL_MAX_NAME);
+            return false;
+        }
+        memcpy(user, name, len - suffix);
+        user[len - suffix] = '\0';
+        char password[ACL_SECRET_MAX + 1];
+        bool ok = acl_read_secret_file(value, password, sizeof(password), why, sizeof(why));
+        if (ok)
+            ok = acl_user_add_password(&c->users, user, password, strlen(password), why, sizeof(why));
+        explicit_bzero(password, sizeof(password));
+        if (!ok)
+            snprintf(err, errlen, "%s in [users]: %s", name, why);
+        return ok;
+    }
+    return acl_user_parse(&c->users, name, value, err, errlen);
 }
 
 static int on_ini_value(void *arg, const char *section, const char *name, const char *value)
@@ -439,6 +476,14 @@ static int on_ini_value(void *arg, const char *section, const char *name, const 
     }
     if (!section_known(section))
         return 0;  // already reported at the section header
+    if (strcmp(section, "users") == 0) {
+        char err[512];
+        if (!config_apply_user(load->config, name, value, err, sizeof(err))) {
+            load_error(load, "%s", err);
+            return 0;
+        }
+        return 1;
+    }
     const Setting *s = setting_find(section, name);
     if (s == NULL) {
         load_error(load, "unknown key '%s' in [%s]", name, section);
@@ -515,7 +560,7 @@ bool config_override(Config *c, const char *arg, char *err, size_t errlen)
         snprintf(err, errlen, "-o %s: expected section.key=value", arg);
         return false;
     }
-    char section[64], name[64];
+    char section[64], name[128];
     size_t section_len = (size_t)(dot - arg), name_len = (size_t)(eq - dot - 1);
     if (section_len >= sizeof(section) || name_len >= sizeof(name)) {
         snprintf(err, errlen, "-o %s: unknown setting", arg);
@@ -525,12 +570,19 @@ bool config_override(Config *c, const char *arg, char *err, size_t errlen)
     section[section_len] = '\0';
     memcpy(name, dot + 1, name_len);
     name[name_len] = '\0';
+    char why[512];
+    if (strcmp(section, "users") == 0) {
+        if (!config_apply_user(c, name, eq + 1, why, sizeof(why))) {
+            snprintf(err, errlen, "-o users.%s: %s", name, why);
+            return false;
+        }
+        return true;
+    }
     const Setting *s = setting_find(section, name);
     if (s == NULL) {
         snprintf(err, errlen, "-o %s: unknown setting %s.%s", arg, section, name);
         return false;
     }
-    char why[512];
     if (!setting_apply(s, c, eq + 1, why, sizeof(why))) {
         snprintf(err, errlen, "-o %s: %s", arg, why);
         return false;
@@ -605,7 +657,7 @@ bool config_validate(const Config *c, char *err, size_t errlen)
     if (c->redis_cluster[0] != '\0' && c->redis_database != 0)
         return validate_error(c, given_last(c, database, cluster), err, errlen,
                               "database in [redis] must be 0 with cluster: a Redis Cluster has one database");
-    if (c->redis_username[0] != '\0' && c->redis_password[0] == '\0')
+    if (c->redis_username[0] != '\0' && c->redis_password[0] == '\0' && c->redis_password_file[0] == '\0')
         return validate_error(c, setting_find("redis", "username"), err, errlen,
                               "username in [redis] needs a password");
     const Setting *listen = setting_find("proxy", "listen"), *resp_listen = setting_find("proxy", "resp_listen");
@@ -661,6 +713,31 @@ bool config_validate(const Config *c, char *err, size_t errlen)
     return true;
 }
 
+// A secret given as a file (password_file, token_file): read now, at every load, into its field.
+// Refused when both are set, or when the file is readable by others (acl_read_secret_file).
+static bool read_secret(Config *c, const char *section, const char *value_name, const char *file_name, char *err,
+                        size_t errlen)
+{
+    const Setting *value = setting_find(section, value_name), *file = setting_find(section, file_name);
+    char *field = (char *)c + value->offset;
+    const char *path = (const char *)c + file->offset;
+    if (path[0] == '\0')
+        return true;
+    if (field[0] != '\0')
+        return validate_error(c, given_last(c, value, file), err, errlen,
+                              "%s and %s in [%s]: set one or the other", value_name, file_name, section);
+    char secret[ACL_SECRET_MAX + 1], why[400];
+    bool ok = acl_read_secret_file(path, secret, sizeof(secret), why, sizeof(why));
+    if (ok && strlen(secret) >= value->size)
+        ok = snprintf(why, sizeof(why), "%s: longer than %zu bytes", path, value->size - 1) < 0;
+    if (ok)
+        memcpy(field, secret, strlen(secret) + 1);
+    explicit_bzero(secret, sizeof(secret));
+    if (!ok)
+        return validate_error(c, file, err, errlen, "%s in [%s]: %s", file_name, section, why);
+    return true;
+}
+
 bool config_load(Config *c, const ConfigSource *source, char *err, size_t errlen)
 {
     config_defaults(c);
@@ -669,7 +746,8 @@ bool config_load(Config *c, const ConfigSource *source, char *err, size_t errlen
     for (int i = 0; i < source->override_count; i++)
         if (!config_override(c, source->overrides[i], err, errlen))
             return false;
-    return config_validate(c, err, errlen);
+    return config_validate(c, err, errlen) && read_secret(c, "redis", "password", "password_file", err, errlen) &&
+           read_secret(c, "admin", "token", "token_file", err, errlen);
 }
 
 void config_print(const Config *c, FILE *out)
@@ -678,6 +756,23 @@ void config_print(const Config *c, FILE *out)
         char value[300];
         format_value(&settings[i], c, value, sizeof(value));
         fprintf(out, "%s.%s = %s\n", settings[i].section, settings[i].name, value);
+    }
+    // The users, as their rules would say them, but for passwords: only how many (acl.h keeps
+    // digests, and -T shows no secret, not even a digest).
+    for (int i = 0; i < c->users.count; i++) {
+        const AclUser *u = &c->users.users[i];
+        fprintf(out, "users.%s = %s", u->name, u->enabled ? "on" : "off");
+        if (u->nopass)
+            fprintf(out, " nopass");
+        else
+            fprintf(out, " (%d password%s)", u->digest_count, u->digest_count == 1 ? "" : "s");
+        if (u->allkeys)
+            fprintf(out, " allkeys");
+        for (int p = 0; p < u->pattern_count; p++) {
+            int from = p == 0 ? 0 : u->pattern_end[p - 1];
+            fprintf(out, " ~%.*s", u->pattern_end[p] - from, u->pattern_bytes + from);
+        }
+        fprintf(out, "\n");
     }
 }
 

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "acl.h"
+
 static const int CONFIG_MAX_SETTINGS = 64;
 static const int CONFIG_MAX_WORKERS = 256;
 static const int CONFIG_MAX_SEEDS = 16;
@@ -36,6 +38,7 @@ struct Config {
     int64_t cluster_refresh_ms;
     char redis_username[128];
     char redis_password[256];
+    char redis_password_file[256];  // the password read from this file instead (at each load)
     int64_t redis_database;
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
@@ -57,9 +60,14 @@ struct Config {
     char admin_listen[280];  // empty: off
     int64_t admin_max_clients;  // per worker
     int64_t admin_timeout_ms;   // an admin connection idle this long is closed
+    char admin_token[256];      // a bearer token /metrics asks for; empty: none
+    char admin_token_file[256]; // the token read from this file instead (at each load)
     // [log]
     int64_t log_level;
     char log_access[256];  // "off", "stderr" or a file's path (access_log.h)
+
+    // [users]: who may read, and which keys (acl.h). None: no authentication, and protected mode.
+    AclUsers users;
 
     // Where each setting was last set, for the errors that involve two settings: a line of
     // source_path (> 0), a -o override (-1), or its default (0). Indexed like the settings table.

@@ -61,6 +61,8 @@ struct WorkerStats {
                                              // (a write, another HTTP method, an unknown command)
     uint64_t clients_accepted[FRONT_COUNT];
     uint64_t clients_denied[FRONT_COUNT];  // refused by protected mode: not loopback, and no [users]
+    uint64_t auth_failures[FRONT_COUNT];   // credentials refused: a wrong password, an unknown or disabled user
+    uint64_t admin_auth_failures;          // /metrics asked without its [admin] token
     uint64_t resp_commands;  // RESP commands run (INFO's total_commands_processed, with HTTP requests)
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
     uint64_t clients_timed_out[FRONT_COUNT];  // closed for not reading their answers within client_timeout

@@ -5,13 +5,16 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
 #include "clock.h"
 #include "config.h"
 #include "http_adoption.h"
+#include "http_credentials.h"
 #include "metrics.h"
 #include "scoreboard.h"
 #include "front_env.h"
@@ -126,6 +129,25 @@ static void reply_text(evhttp_request *req, int code, const char *reason, const 
         evbuffer_free(body);
 }
 
+// Whether /metrics may be answered: no [admin] token, or the request's Authorization is
+// "Bearer <token>" (compared in constant time; what Prometheus's authorization setting sends).
+static bool token_given(const AdminFront *a, evhttp_request *req)
+{
+    const char *token = a->env->config->admin_token;
+    if (token[0] == '\0')
+        return true;
+    const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    char decoded[256];
+    HttpCredentials credentials;
+    if (value == NULL ||
+        http_credentials_parse(value, strlen(value), decoded, sizeof(decoded), &credentials) != HTTP_CREDENTIALS_BEARER)
+        return false;
+    unsigned char given[ACL_DIGEST_SIZE], wanted[ACL_DIGEST_SIZE];
+    // Digests of both, so that the comparison takes the same time whatever the lengths.
+    return acl_sha256(credentials.password, credentials.password_len, given) &&
+           acl_sha256(token, strlen(token), wanted) && CRYPTO_memcmp(given, wanted, sizeof(given)) == 0;
+}
+
 static void on_request(evhttp_request *req, void *arg)
 {
     AdminFront *a = (AdminFront *)arg;
@@ -142,7 +164,11 @@ static void on_request(evhttp_request *req, void *arg)
     env->totals(env->arg, &t);
     int want = env->worker_count;
     char text[256];
-    if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0) {
+    if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0 && !token_given(a, req)) {
+        env->stats->admin_auth_failures++;
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"redis-proxy\"");
+        reply_text(req, 401, "Unauthorized", "/metrics needs Authorization: Bearer <[admin] token>\n");
+    } else if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0) {
         evbuffer *body = evbuffer_new();
         if (body == NULL) {
             reply_text(req, 503, "Service Unavailable", "out of memory\n");

@@ -31,6 +31,8 @@ struct HandoverClient {
     uint32_t protocol;  // HELLO's: 2 or 3
     uint32_t name_len;  // CLIENT SETNAME's name (0: none)
     char name[256];
+    uint32_t user_len;  // the user it authenticated as (0: none): the new worker looks it up by name
+    char user[72];
 };
 
 // Which front each adopted socket is for, in the order of the fds.

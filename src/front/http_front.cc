@@ -14,12 +14,14 @@
 #include <time.h>
 
 #include "access_log.h"
+#include "acl.h"
 #include "address.h"
 #include "backend.h"
 #include "clock.h"
 #include "cache.h"
 #include "config.h"
 #include "http_adoption.h"
+#include "http_credentials.h"
 #include "http_message.h"
 #include "key_decode.h"
 #include "log.h"
@@ -52,6 +54,11 @@ struct HttpClient {
     uint64_t started_us;             // when its request was read: only with an access log
     bool denied;                     // protected mode: not a loopback client (protected_mode.h)
     char peer[80];                   // its address, for the access log: found at its first line
+    // The last Authorization header that logged in on this connection, and as whom: a keep-alive
+    // client sends the same one with every request, which then costs a comparison, not a hash.
+    char *credentials;
+    size_t credentials_len;
+    const AclUser *user;
 };
 
 struct HttpFront {
@@ -63,6 +70,7 @@ struct HttpFront {
     size_t by_fd_cap;
     bool draining;           // the worker is stopping: every answer closes its connection
     bool protect;            // protected mode: clients not on loopback are refused
+    bool auth_required;      // [users] defined: every request carries a user's credentials
     const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
 
@@ -136,6 +144,10 @@ static void on_connection_closed(evhttp_connection *, void *arg)
     client_memory_set(h->env->client_memory, &c->memory, 0);
     unwatch_input(c);
     event_free(c->deadline);
+    if (c->credentials != NULL) {
+        explicit_bzero(c->credentials, c->credentials_len);
+        free(c->credentials);
+    }
     if ((size_t)c->fd < h->by_fd_cap && h->by_fd[c->fd] == c)
         h->by_fd[c->fd] = NULL;
     free(c);
@@ -417,6 +429,57 @@ static void deny(HttpFront *h, HttpClient *c, evhttp_request *req)
     reply_error(req, 403, "Forbidden", PROTECTED_MODE_HTTP);
 }
 
+static const size_t MAX_CREDENTIALS = 1024;  // an Authorization header's bytes, at most
+
+// The user a request's Authorization header logs in as ([users]), or NULL: none given, malformed,
+// or refused. The last one that logged in on the connection is remembered with its user.
+static const AclUser *request_user(HttpFront *h, HttpClient *c, evhttp_request *req)
+{
+    const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (value == NULL)
+        return NULL;
+    size_t len = strlen(value);
+    if (c != NULL && c->user != NULL && len == c->credentials_len && memcmp(value, c->credentials, len) == 0)
+        return c->user;
+    char decoded[MAX_CREDENTIALS];
+    HttpCredentials credentials;
+    const AclUsers *users = &h->env->config->users;
+    const AclUser *user = NULL;
+    switch (http_credentials_parse(value, len, decoded, sizeof(decoded), &credentials)) {
+    case HTTP_CREDENTIALS_BASIC:
+        user = acl_authenticate(users, credentials.user, credentials.user_len, credentials.password,
+                                credentials.password_len);
+        break;
+    case HTTP_CREDENTIALS_BEARER:
+        user = acl_authenticate_token(users, credentials.password, credentials.password_len);
+        break;
+    default:
+        break;
+    }
+    explicit_bzero(decoded, sizeof(decoded));
+    if (c != NULL && c->credentials != NULL) {  // forget what logged in before: it is not this
+        explicit_bzero(c->credentials, c->credentials_len);
+        free(c->credentials);
+        c->credentials = NULL;
+        c->user = NULL;
+    }
+    if (user == NULL) {
+        h->env->stats->auth_failures[FRONT_HTTP]++;
+        char address[128] = "?";
+        if (c != NULL)
+            address_of_peer(c->fd, address, sizeof(address));
+        log_msg_once_per_kind(LOG_WARN, "authentication failure",
+                              "authentication failed for HTTP client %s (at most one such line a second)", address);
+        return NULL;
+    }
+    if (c != NULL && len <= MAX_CREDENTIALS && (c->credentials = (char *)malloc(len)) != NULL) {
+        memcpy(c->credentials, value, len);
+        c->credentials_len = len;
+        c->user = user;
+    }
+    return user;
+}
+
 // A request evhttp accepted but that must not be served (http_message.h): refused, and closed.
 static bool refuse_malformed(const FrontEnv *env, evhttp_request *req)
 {
@@ -454,6 +517,16 @@ static void on_request(evhttp_request *req, void *arg)
     }
     if (refuse_malformed(env, req))
         return;
+    // [users]: who asks, before anything else is looked at (a forbidden key's answer must be the
+    // same whether it is cached or not).
+    const AclUser *user = NULL;
+    if (h->auth_required && (user = request_user(h, c, req)) == NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Basic realm=\"redis-proxy\", charset=\"UTF-8\"");
+        reply_error(req, 401, "Unauthorized",
+                    "authentication required: Authorization: Basic (a user and its password) or Bearer (a password)\n");
+        return;
+    }
     evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         env->stats->refused_requests[FRONT_HTTP]++;  // well-formed: a method a cache does not do
@@ -465,6 +538,11 @@ static void on_request(evhttp_request *req, void *arg)
     switch (key_from_request_target(evhttp_request_get_uri(req), env->key_buf,
                                     (size_t)env->config->max_key_size, &key_len)) {
     case KEY_OK: {
+        if (user != NULL && !acl_key_allowed(user, env->key_buf, key_len)) {
+            env->stats->refused_requests[FRONT_HTTP]++;
+            reply_error(req, 403, "Forbidden", "this user has no permission to read this key\n");
+            return;
+        }
         uint64_t started_us = monotonic_us();
         lookup_get(env->lookup, FRONT_HTTP, env->key_buf, key_len, on_lookup_done, req);
         // A hit was answered in that call: its duration is the request's time here.
@@ -502,6 +580,7 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
         return NULL;
     h->env = env;
     h->protect = protected_mode_active(env->config);
+    h->auth_required = env->config->users.count > 0;
     h->http = evhttp_new(env->base);
     h->adoption = {on_accepted, on_adopted, h, NULL, NULL, 0, 0};
     if (h->http == NULL || !http_adoption_init(&h->adoption, env->base)) {

@@ -86,6 +86,13 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
               "Connections from a non-loopback address refused by protected mode (no [users], protected_mode = on), "
               "by front.",
               s->clients_denied);
+    header(out, "redis_proxy_auth_failures_total", "counter",
+           "Credentials refused ([users]; [admin] token): a wrong password, an unknown or disabled user, by front.");
+    for (int f = 0; f < FRONT_COUNT; f++)
+        evbuffer_add_printf(out, "redis_proxy_auth_failures_total{front=\"%s\"} %llu\n", front_names[f],
+                            (unsigned long long)s->auth_failures[f]);
+    evbuffer_add_printf(out, "redis_proxy_auth_failures_total{front=\"admin\"} %llu\n",
+                        (unsigned long long)s->admin_auth_failures);
     header(out, "redis_proxy_request_duration_seconds", "histogram",
            "Time from a key's lookup to its answer being ready: a round trip to Redis for a miss, 0 for a hit.");
     for (int f = 0; f < FRONT_COUNT; f++) {

@@ -8,7 +8,7 @@
 #include "config.h"
 
 // Whether connections are checked: protected_mode = on and nobody to authenticate as.
-inline bool protected_mode_active(const Config *c) { return c->protected_mode != 0; }
+inline bool protected_mode_active(const Config *c) { return c->protected_mode != 0 && c->users.count == 0; }
 
 inline constexpr char PROTECTED_MODE_RESP[] =
     "DENIED redis-proxy is running in protected mode: no user is defined in [users], so only clients on the "

@@ -13,6 +13,8 @@
 #include "reply_queue.h"
 #include "resp_parser.h"
 
+struct AclUser;
+
 struct RespFront;
 struct Transaction;  // resp_transaction.cc
 
@@ -42,7 +44,8 @@ struct RespClient {
     bool processing;  // in process_input: answers are written when it ends, not scheduled
     bool closing;  // after QUIT or a protocol error: close once everything is sent
     bool used;     // has sent a command
-    bool guarded;  // its commands take the watched path: written to the access log
+    bool guarded;  // its commands take the watched path: access log, authentication, key patterns
+    const AclUser *user;  // the user it authenticated as ([users]); NULL: none yet
     bool evicting;  // past a bound (client_memory.h): closed on the next turn of the loop
     EvictReason evict_reason;
     size_t memory;  // its share of the worker's client memory
@@ -55,6 +58,7 @@ struct RespFront {
     const FrontEnv *env;
     ListenerSet listeners;
     bool protect;  // protected mode: clients not on loopback are refused (protected_mode.h)
+    bool auth_required;  // [users] defined: a client authenticates before anything else
     const struct timeval *idle_timeout;  // a libevent common timeout: O(1) re-arming per read
     const struct timeval *request_timeout;  // likewise
     ListLink clients;  // the open ones (RespClient.link)
@@ -75,6 +79,9 @@ inline void resp_schedule_write(RespClient *c)
     if (!c->processing)
         event_active(c->write_event, EV_WRITE, 1);
 }
+
+// Whether the client's commands take the watched path (RespClient.guarded), from what it is now.
+void resp_update_guard(RespClient *c);
 
 // Brings the client's share of the worker's client memory up to date (resp_front.cc).
 void resp_account(RespClient *c);
@@ -112,6 +119,7 @@ enum CommandFlags {
     CMD_TRANSACTION = 16,    // runs at once inside a transaction, never queued (MULTI, EXEC, ...)
     CMD_NO_TRANSACTION = 32, // refused inside a transaction (HELLO: it changes how EXEC answers)
     CMD_EXEC = 64,           // EXEC: answers through lookup, as GET and MGET do
+    CMD_NO_AUTH = 128,       // runs before the client has authenticated (AUTH, HELLO, QUIT)
 };
 
 struct Command {

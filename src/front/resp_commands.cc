@@ -5,6 +5,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "acl.h"
+#include "address.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
@@ -262,15 +264,44 @@ static void add_map_header(RespClient *c, evbuffer *out, size_t n)
         resp_add_array_header(out, 2 * n);
 }
 
-// AUTH's rule here: the proxy has no users of its own, so it behaves as a Redis whose default user
-// has no password: `AUTH default <anything>` succeeds (as it does there), another user does not.
-// False, with the error in out, when refused.
-static bool authenticate(const char *cmd, const RespArg *user, evbuffer *out)
+// A refused login, counted, and said at most once a second for the proxy, with the client's
+// address. The user is named only when there is one by that name: what a client sends as a name
+// may be a password typed in the wrong place, and none is ever logged.
+static void note_auth_failure(RespClient *c, const char *name, size_t len)
 {
-    if (user->len == 7 && memcmp(cmd + user->offset, "default", 7) == 0)
-        return true;
-    resp_add_error(out, "WRONGPASS invalid username-password pair or user is disabled.");
-    return false;
+    c->front->env->stats->auth_failures[FRONT_RESP]++;
+    char address[128];
+    address_of_peer(c->fd, address, sizeof(address));
+    bool known = acl_user_find(&c->front->env->config->users, name, len) != NULL;
+    log_msg_once_per_kind(LOG_WARN, "authentication failure",
+                          "authentication failed for RESP client %s, %s%.*s%s (at most one such line a second)",
+                          address, known ? "user '" : "an unknown user", known ? (int)len : 0, name,
+                          known ? "'" : "");
+}
+
+// AUTH's and HELLO ... AUTH's check of a name (NULL: the default user) and a password. With no
+// [users], the proxy is a Redis whose default user takes any password: `AUTH default <anything>`
+// succeeds, as it does there, another user does not. False, with the error in out, when refused.
+static bool authenticate(RespClient *c, const char *cmd, const RespArg *user, const RespArg *password, evbuffer *out)
+{
+    const char *name = user != NULL ? cmd + user->offset : "default";
+    size_t len = user != NULL ? user->len : 7;
+    if (!c->front->auth_required) {
+        if (len == 7 && memcmp(name, "default", 7) == 0)
+            return true;
+        resp_add_error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
+    }
+    const AclUser *u = acl_authenticate(&c->front->env->config->users, name, len, cmd + password->offset,
+                                        password->len);
+    if (u == NULL) {
+        note_auth_failure(c, name, len);
+        resp_add_error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
+    }
+    c->user = u;
+    resp_update_guard(c);
+    return true;
 }
 
 // HELLO [protover [AUTH username password] [SETNAME clientname]]: RESP2 or RESP3 from here on.
@@ -291,7 +322,7 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
         }
         for (int i = 2; i < argc; i++) {
             if (arg_is(cmd, &args[i], "AUTH") && i + 2 < argc) {
-                if (!authenticate(cmd, &args[i + 1], out))
+                if (!authenticate(c, cmd, &args[i + 1], &args[i + 2], out))
                     return;
                 i += 2;
             } else if (arg_is(cmd, &args[i], "SETNAME") && i + 1 < argc) {
@@ -305,6 +336,12 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
         if (name != NULL && !set_client_name(c, cmd + name->offset, name->len, out))
             return;
         protocol = (int)version;
+    }
+    if (c->front->auth_required && c->user == NULL) {
+        resp_add_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+                            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+                            "select the RESP protocol version at the same time");
+        return;
     }
     c->replies.protocol = protocol;
     add_map_header(c, out, 7);
@@ -354,12 +391,14 @@ static void cmd_config(RespClient *c, const char *cmd, const RespArg *args, int 
                        (int)(args[1].len > 32 ? 32 : args[1].len), cmd + args[1].offset);
 }
 
-static void cmd_auth(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
+static void cmd_auth(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    if (argc == 2)
+    if (argc == 2 && !c->front->auth_required)
         resp_add_error(out, "ERR AUTH <password> called without any password configured for the default user. "
                             "Are you sure your configuration is correct?");
-    else if (argc == 3 && authenticate(cmd, &args[1], out))
+    else if (argc == 2 && authenticate(c, cmd, NULL, &args[1], out))
+        resp_add_simple(out, "OK");
+    else if (argc == 3 && authenticate(c, cmd, &args[1], &args[2], out))
         resp_add_simple(out, "OK");
     else if (argc > 3)
         resp_add_error(out, "ERR syntax error");
@@ -376,15 +415,15 @@ static const Command commands[] = {
     COMMAND("MGET", -2, NULL, CMD_LOOKUP | CMD_MANY_KEYS | CMD_READONLY),
     COMMAND("PING", -1, cmd_ping, CMD_READONLY),
     COMMAND("ECHO", 2, cmd_echo, CMD_READONLY),
-    COMMAND("QUIT", -1, cmd_quit, CMD_TRANSACTION),
+    COMMAND("QUIT", -1, cmd_quit, CMD_TRANSACTION | CMD_NO_AUTH),
     COMMAND("SELECT", 2, cmd_select, 0),
     COMMAND("CLIENT", -2, cmd_client, 0),
-    COMMAND("HELLO", -1, cmd_hello, CMD_NO_TRANSACTION),
+    COMMAND("HELLO", -1, cmd_hello, CMD_NO_TRANSACTION | CMD_NO_AUTH),
     COMMAND("COMMAND", -1, cmd_command, CMD_READONLY),
     COMMAND("CONFIG", -2, cmd_config, 0),
     COMMAND("INFO", -1, resp_cmd_info, CMD_READONLY),
     COMMAND("DBSIZE", 1, resp_cmd_dbsize, CMD_READONLY),
-    COMMAND("AUTH", -2, cmd_auth, 0),
+    COMMAND("AUTH", -2, cmd_auth, CMD_NO_AUTH),
     COMMAND("MULTI", 1, resp_cmd_multi, CMD_TRANSACTION),
     COMMAND("EXEC", 1, NULL, CMD_TRANSACTION | CMD_EXEC),
     COMMAND("DISCARD", 1, resp_cmd_discard, CMD_TRANSACTION),
@@ -525,13 +564,58 @@ static inline __attribute__((always_inline)) void run_lookup(RespClient *c, cons
         lookup_get_many(env->lookup, FRONT_RESP, f->keys, n, on_mget_done, r);
 }
 
-// What a client whose commands are watched goes through (RespClient.guarded): each is written to
-// the access log. Kept apart, so that an unwatched client's command pays one test for all of it.
+// A command refused for who asks (NOAUTH, NOPERM): inside a transaction, EXEC will abort it, as
+// Redis does with a command its ACL refuses while queueing.
+static void refuse_for_user(RespClient *c, const Command *command, const char *cmd, const RespArg *args, int argc,
+                            uint64_t logged_since, const char *error)
+{
+    ReplySlot *queued;
+    evbuffer *out = resp_answer_begin(c, &queued);
+    c->front->env->stats->refused_requests[FRONT_RESP]++;
+    if (c->transaction != NULL)
+        resp_transaction_abort(c->transaction);
+    if (out != NULL) {
+        size_t before = evbuffer_get_length(out);
+        resp_add_error(out, "%s", error);
+        if (logged_since != 0)
+            resp_access_immediate(c, cmd, args, argc, command != NULL && (command->flags & CMD_LOOKUP), out, before,
+                                  logged_since);
+    }
+    resp_answer_end(c, queued);
+}
+
+// Whether the client's user may read every key the lookup command names (all of an MGET's).
+static bool keys_allowed(const AclUser *user, const char *cmd, const RespArg *args, int argc)
+{
+    if (user->allkeys)
+        return true;
+    for (int i = 1; i < argc; i++)
+        if (!acl_key_allowed(user, cmd + args[i].offset, args[i].len))
+            return false;
+    return true;
+}
+
+// What a client whose commands are watched goes through (RespClient.guarded): authentication
+// first, then its user's key patterns, before any lookup (so that a forbidden key's answer is the
+// same whether it is cached or not); and the access log. Kept apart, so that an unwatched
+// client's command pays one test for all of it.
 static void dispatch_guarded(RespClient *c, const Command *command, bool arity_ok, const char *cmd,
                              const RespArg *args, int argc)
 {
     bool logged = c->front->env->access_log != NULL;
     uint64_t since = logged ? monotonic_us() : 0;
+    if (c->front->auth_required) {
+        if (c->user == NULL && (command == NULL || !(command->flags & CMD_NO_AUTH))) {
+            refuse_for_user(c, command, cmd, args, argc, since, "NOAUTH Authentication required.");
+            return;
+        }
+        if (c->user != NULL && command != NULL && (command->flags & CMD_LOOKUP) && arity_ok &&
+            !keys_allowed(c->user, cmd, args, argc)) {
+            refuse_for_user(c, command, cmd, args, argc, since,
+                            "NOPERM this user has no permissions to access one of the keys used as arguments");
+            return;
+        }
+    }
     bool queues = c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION));
     if (!queues && command != NULL && (command->flags & CMD_EXEC) && arity_ok)
         resp_transaction_exec(c, logged ? resp_access_note(c, cmd, args, argc, NULL) : NULL);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "address.h"
 #include "cache.h"
 #include "clock.h"
@@ -57,6 +58,12 @@ void resp_answer_protocol_error(RespClient *c, const char *error)
     c->front->env->stats->bad_requests[FRONT_RESP]++;
     c->closing = true;
     resp_schedule_write(c);
+}
+
+void resp_update_guard(RespClient *c)
+{
+    RespFront *f = c->front;
+    c->guarded = f->env->access_log != NULL || (f->auth_required && (c->user == NULL || !c->user->allkeys));
 }
 
 // Protected mode (protected_mode.h): the reason, then the connection closes.
@@ -410,8 +417,14 @@ static RespClient *client_open(RespFront *f, int fd, bool denied)
         free(c);
         return NULL;
     }
-    c->guarded = f->env->access_log != NULL;
     const Config *config = f->env->config;
+    if (f->auth_required) {
+        // As Redis: a default user that is on and takes any password needs no AUTH.
+        const AclUser *d = acl_user_find(&config->users, "default", 7);
+        if (d != NULL && d->enabled && d->nopass)
+            c->user = d;
+    }
+    resp_update_guard(c);
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
     list_push_front(&f->clients, &c->link);
     f->env->client_opened(f->env->arg, FRONT_RESP);
@@ -439,6 +452,13 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
     c->replies.protocol = state->protocol == 3 ? 3 : 2;
     if (state->name_len > 0 && state->name_len <= sizeof(state->name))
         c->name = strndup(state->name, state->name_len);
+    if (f->auth_required && state->user_len > 0 && state->user_len <= sizeof(state->user)) {
+        // The same user in this generation's [users]: with its rules as they are now. One removed
+        // or turned off since is authenticated no more.
+        const AclUser *u = acl_user_find(&f->env->config->users, state->user, state->user_len);
+        c->user = u != NULL && u->enabled ? u : NULL;
+    }
+    resp_update_guard(c);
     f->env->stats->connections_handed_over++;
     log_debug("worker %d: RESP client %llu handed over from the previous generation", f->env->id,
               (unsigned long long)c->id);
@@ -455,6 +475,10 @@ static bool hand_over(RespClient *c)
     state.used = c->used;
     state.id = c->id;
     state.protocol = (uint32_t)c->replies.protocol;
+    if (c->user != NULL) {
+        state.user_len = (uint32_t)strlen(c->user->name);
+        memcpy(state.user, c->user->name, state.user_len);
+    }
     if (c->name != NULL) {
         state.name_len = (uint32_t)strlen(c->name);
         memcpy(state.name, c->name, state.name_len);
@@ -512,6 +536,7 @@ RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds)
         return NULL;
     f->env = env;
     f->protect = protected_mode_active(env->config);
+    f->auth_required = env->config->users.count > 0;
     list_init(&f->clients);
     struct timeval idle = timeval_of_ms((uint64_t)env->config->client_timeout_ms);
     f->idle_timeout = event_base_init_common_timeout(env->base, &idle);

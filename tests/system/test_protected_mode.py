@@ -103,3 +103,17 @@ class ProtectedModeTest(ProxyTestCase):
         self.assertEqual(self.resp_from(self.outside, proxy.resp_port)("GET", "k"), b"v")
         _, metrics = proxy.admin("/metrics")
         self.assertIn('redis_proxy_clients_denied_total{front="http"} 0\n', metrics)
+
+    def test_with_users_every_client_authenticates_instead(self):
+        self.redis("SET", "k", "v")
+        port, resp_port = free_ports(2)
+        proxy = self.start_proxy(resp=True, proxy={"listen": "0.0.0.0:%d" % port, "resp_listen": "0.0.0.0:%d" % resp_port},
+                                 users={"app": "on >app-pw ~*"})
+        proxy.port, proxy.resp_port = port, resp_port
+        c = self.resp_from(self.outside, resp_port)
+        with self.assertRaises(RedisError) as e:
+            c("GET", "k")
+        self.assertEqual(str(e.exception), "NOAUTH Authentication required.")
+        self.assertEqual(c("AUTH", "app", "app-pw"), b"OK")
+        self.assertEqual(c("GET", "k"), b"v")
+        self.assertEqual(self.http_from(proxy, self.outside)[0], 401)

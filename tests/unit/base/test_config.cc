@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -102,13 +103,13 @@ TEST(Config, test_unknown_key_names_line_and_section)
 TEST(Config, test_unknown_section)
 {
     CHECK_FALSE(load("[proxy]\nworkers = 1\n\n[cahce]\nttl = 5s\n"));
-    STRCMP_EQUAL("FILE:4: unknown section [cahce] (known: proxy, redis, cache, admin, log)", error().c_str());
+    STRCMP_EQUAL("FILE:4: unknown section [cahce] (known: proxy, redis, cache, http, admin, log, users)", error().c_str());
 }
 
 TEST(Config, test_unknown_empty_section)
 {
     CHECK_FALSE(load("[proxy]\n[nope]\n"));
-    STRCMP_EQUAL("FILE:2: unknown section [nope] (known: proxy, redis, cache, admin, log)", error().c_str());
+    STRCMP_EQUAL("FILE:2: unknown section [nope] (known: proxy, redis, cache, http, admin, log, users)", error().c_str());
 }
 
 TEST(Config, test_key_outside_section)
@@ -450,4 +451,35 @@ TEST(Config, test_cluster_needs_database_0)
     CHECK_FALSE(config_validate(&config, err, sizeof(err)));
     STRCMP_EQUAL("FILE:3: database in [redis] must be 0 with cluster: a Redis Cluster has one database",
                  error().c_str());
+}
+
+TEST(Config, test_users_section_and_secret_files)
+{
+    char dir[] = "/tmp/config-users-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    std::string pw = std::string(dir) + "/pw";
+    FILE *f = fopen(pw.c_str(), "w");
+    fputs("from-file\n", f);
+    fclose(f);
+    chmod(pw.c_str(), 0600);
+    std::string text = "[users]\napp = on ~user:*\napp = ~session:*\napp.password_file = " + pw + "\n";
+    CHECK_TEXT(load(text.c_str()), err);
+    CHECK_EQUAL(1, config.users.count);
+    const AclUser *app = acl_user_find(&config.users, "app", 3);
+    CHECK(app != NULL);
+    CHECK_EQUAL(2, app->pattern_count);  // a user's rules go on over several lines
+    POINTERS_EQUAL(app, acl_authenticate(&config.users, "app", 3, "from-file", 9));
+    chmod(pw.c_str(), 0644);  // others may read it: refused, naming the line
+    config_defaults(&config);
+    CHECK_FALSE(load(text.c_str()));
+    STRCMP_CONTAINS("FILE:4: app.password_file in [users]", error().c_str());
+    unlink(pw.c_str());
+    rmdir(dir);
+}
+
+TEST(Config, test_a_rule_that_means_nothing_here_is_refused_with_its_line)
+{
+    CHECK_FALSE(load("[users]\napp = on +@all ~*\n"));
+    STRCMP_CONTAINS("FILE:2: ", error().c_str());
+    STRCMP_CONTAINS("+@all", err);
 }
