@@ -17,6 +17,7 @@ Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte va
   callgrind    instructions per hit in one worker (noise-free, for tracking between commits)
 Prints a table and writes bench/results.md. Every process it starts is stopped on every exit.
 """
+import base64
 import os
 import re
 import shutil
@@ -184,8 +185,12 @@ def callgrind_per_request(workdir, redis):
     master.)"""
     key = "key:%012d" % 42
     request = ("GET /%s HTTP/1.1\r\nHost: bench\r\n\r\n" % key).encode()
+    # A user with three patterns, the key matching the last: what a pattern check costs at most.
+    users = {"users": {"bench": "on >bench-pw ~user:* ~session:* ~key:*"}}
+    authorization = "Authorization: Basic %s\r\n" % base64.b64encode(b"bench:bench-pw").decode()
+    authenticated = request.replace(b"\r\n\r\n", ("\r\n" + authorization + "\r\n").encode())
 
-    def http_hits(n):
+    def http_hits(n, request=request):
         def run(proxy):
             s = socket.create_connection(("127.0.0.1", proxy.port), timeout=60)
             for i in range(n + 10):  # the first 10 warm the cache and the buffers
@@ -196,9 +201,11 @@ def callgrind_per_request(workdir, redis):
             s.close()
         return run
 
-    def resp_hits(n, depth):
+    def resp_hits(n, depth, login=False):
         def run(proxy):
             c = proxy.resp(timeout=60)
+            if login:
+                c("AUTH", "bench", "bench-pw")
             c("GET", key)
             for _ in range(n // depth):
                 c.send_raw(resp_encode("GET", key) * depth)
@@ -237,8 +244,12 @@ def callgrind_per_request(workdir, redis):
              ("HTTP GET hit, cache_control = max-age=60 (and Age)", lambda n: http_hits(n),
               {"http": {"cache_control": "max-age=60"}}),
              ("HTTP GET hit, access log on (a file)", lambda n: http_hits(n), access),
+             ("HTTP GET hit, authenticated (Basic; a user with three key patterns)",
+              lambda n: http_hits(n, authenticated), users),
              ("RESP GET hit, one request at a time", lambda n: resp_hits(n, 1), None),
              ("RESP GET hit, access log on (a file)", lambda n: resp_hits(n, 1), access),
+             ("RESP GET hit, authenticated (a user with three key patterns)", lambda n: resp_hits(n, 1, True),
+              users),
              ("RESP GET hit, pipelined 16 deep", lambda n: resp_hits(n, 16), None)]
     results = {}
     for name, make_run, sections in kinds:

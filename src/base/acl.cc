@@ -245,6 +245,12 @@ static bool add_pattern(AclUser *u, const char *pattern, size_t len, char *err, 
         return rule_error(err, errlen, u, "key patterns too long (at most %zu bytes a user, all together)",
                           ACL_PATTERN_BYTES);
     memcpy(u->pattern_bytes + used, pattern, len);
+    // A literal prefix and a last '*': nothing but that '*' is special ('*', '?', '[', '\\'), and
+    // it does not stand alone (an empty key matches only an empty pattern, as in Redis).
+    bool prefix = len >= 2 && pattern[len - 1] == '*';
+    for (size_t i = 0; prefix && i + 1 < len; i++)
+        prefix = strchr("*?[\\", pattern[i]) == NULL;
+    u->pattern_prefix[u->pattern_count] = prefix ? (uint16_t)(len - 1) : 0xffff;
     u->pattern_end[u->pattern_count++] = (uint16_t)(used + len);
     return true;
 }
@@ -514,8 +520,11 @@ bool acl_key_allowed(const AclUser *user, const char *key, size_t len)
         return true;
     size_t start = 0;
     for (int i = 0; i < user->pattern_count; i++) {
-        size_t end = user->pattern_end[i];
-        if (acl_glob_match(user->pattern_bytes + start, end - start, key, len))
+        size_t end = user->pattern_end[i], prefix = user->pattern_prefix[i];
+        // (the first byte first: most patterns a key does not match differ there)
+        const char *pattern = user->pattern_bytes + start;
+        if (prefix != 0xffff ? len >= prefix && len > 0 && key[0] == pattern[0] && memcmp(pattern, key, prefix) == 0
+                             : acl_glob_match(pattern, end - start, key, len))
             return true;
         start = end;
     }
@@ -549,7 +558,11 @@ bool acl_read_secret_file(const char *path, char *out, size_t cap, char *err, si
         close(fd);
         return false;
     }
-    if ((st.st_mode & 0007) != 0) {
+    // Where a platform hands secrets to the service alone (a container's /run/secrets, systemd's
+    // credentials), it sets their mode: Docker bind-mounts a compose secret with its host file's
+    // mode, often 0644, in a filesystem no other user of the host sees.
+    bool platform = strncmp(path, "/run/secrets/", 13) == 0 || strncmp(path, "/run/credentials/", 17) == 0;
+    if (!platform && (st.st_mode & 0007) != 0) {
         snprintf(err, errlen,
                  "password file %s is open to other users (mode %04o): make it readable by the proxy only "
                  "(chmod o= %s; 0600, or 0640 with the proxy's group)",

@@ -59,6 +59,9 @@ struct AclUser {
     uint8_t pattern_count;
     // Pattern i is pattern_bytes[pattern_end[i - 1] (0 for the first) .. pattern_end[i]).
     uint16_t pattern_end[ACL_MAX_PATTERNS];
+    // The bytes a key must begin with when pattern i is that text and one '*' after it (user:*,
+    // the usual form): its check is a comparison, not a glob. 0xffff: the pattern is another form.
+    uint16_t pattern_prefix[ACL_MAX_PATTERNS];
     unsigned char digests[ACL_MAX_PASSWORDS][ACL_DIGEST_SIZE];
     char pattern_bytes[ACL_PATTERN_BYTES];
 };
@@ -113,6 +116,7 @@ bool acl_sha256(const void *data, size_t len, unsigned char *out);
 
 // Reads a password from a file: all of it, less one trailing "\n" or "\r\n", into out
 // (NUL-terminated; at most cap - 1 and ACL_SECRET_MAX bytes). Refused, with the file named in err:
-// a file others may read, write or run (mode & 007), not a regular file, empty, too large, or
-// holding a NUL byte. out is wiped on error. For [redis] password_file and the users' passwords.
+// a file others may read, write or run (mode & 007; but under /run/secrets/ and /run/credentials/,
+// where a container runtime or systemd gives the service its own secrets, their mode is theirs),
+// not a regular file, empty, too large, or holding a NUL byte. out is wiped on error. For [redis] password_file and the users' passwords.
 bool acl_read_secret_file(const char *path, char *out, size_t cap, char *err, size_t errlen);

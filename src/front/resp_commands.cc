@@ -597,32 +597,36 @@ static bool keys_allowed(const AclUser *user, const char *cmd, const RespArg *ar
 
 // What a client whose commands are watched goes through (RespClient.guarded): authentication
 // first, then its user's key patterns, before any lookup (so that a forbidden key's answer is the
-// same whether it is cached or not); and the access log. Kept apart, so that an unwatched
-// client's command pays one test for all of it.
-static void dispatch_guarded(RespClient *c, const Command *command, bool arity_ok, const char *cmd,
-                             const RespArg *args, int argc)
+// same whether it is cached or not); and the access log. True when the command is to run on the
+// plain path (it passed, and nothing is logged); false when it was answered here. Kept apart, so
+// that an unwatched client's command pays one test for all of it.
+static bool pass_guard(RespClient *c, const Command *command, bool arity_ok, const char *cmd, const RespArg *args,
+                       int argc)
 {
     bool logged = c->front->env->access_log != NULL;
     uint64_t since = logged ? monotonic_us() : 0;
     if (c->front->auth_required) {
         if (c->user == NULL && (command == NULL || !(command->flags & CMD_NO_AUTH))) {
             refuse_for_user(c, command, cmd, args, argc, since, "NOAUTH Authentication required.");
-            return;
+            return false;
         }
         if (c->user != NULL && command != NULL && (command->flags & CMD_LOOKUP) && arity_ok &&
             !keys_allowed(c->user, cmd, args, argc)) {
             refuse_for_user(c, command, cmd, args, argc, since,
                             "NOPERM this user has no permissions to access one of the keys used as arguments");
-            return;
+            return false;
         }
     }
+    if (!logged)
+        return true;
     bool queues = c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION));
     if (!queues && command != NULL && (command->flags & CMD_EXEC) && arity_ok)
-        resp_transaction_exec(c, logged ? resp_access_note(c, cmd, args, argc, NULL) : NULL);
+        resp_transaction_exec(c, resp_access_note(c, cmd, args, argc, NULL));
     else if (!queues && command != NULL && (command->flags & CMD_LOOKUP) && arity_ok)
-        run_lookup(c, command, cmd, args, argc, logged);
+        run_lookup(c, command, cmd, args, argc, true);
     else
         answer_at_once(c, command, arity_ok, cmd, args, argc, since);
+    return false;
 }
 
 void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc)
@@ -637,10 +641,8 @@ void resp_dispatch(RespClient *c, const char *cmd, const RespArg *args, int argc
         }
     bool arity_ok = command != NULL &&
                     (command->arity > 0 ? argc == command->arity : argc >= -command->arity);
-    if (c->guarded) {
-        dispatch_guarded(c, command, arity_ok, cmd, args, argc);
+    if (c->guarded && !pass_guard(c, command, arity_ok, cmd, args, argc))
         return;
-    }
     if (c->transaction != NULL && (command == NULL || !(command->flags & CMD_TRANSACTION)))
         answer_at_once(c, command, arity_ok, cmd, args, argc, 0);
     else if (command != NULL && (command->flags & CMD_EXEC) && arity_ok)

@@ -195,6 +195,30 @@ check "-p warning leaves info lines out" \
     bash -c "! nsenter -t $CONTAINER -a journalctl -u redis-proxy -p warning --no-pager -o cat | grep -q 'worker 0 ready'"
 in_container systemctl start redis-server
 
+# A user's password as a systemd credential, as the unit's comment says: a root-only file the
+# service user cannot read, handed to the service by LoadCredential= (a drop-in).
+in_container bash -c 'umask 077; printf "cred-pw-4e2a\n" >/etc/redis-proxy/app.password'
+in_container mkdir -p /etc/systemd/system/redis-proxy.service.d
+in_container bash -c 'printf "[Service]\nLoadCredential=app-password:/etc/redis-proxy/app.password\n" \
+    >/etc/systemd/system/redis-proxy.service.d/credential.conf'
+in_container bash -c 'printf "\n[users]\napp = on ~user:*\napp.password_file = /run/credentials/redis-proxy.service/app-password\n" \
+    >>/etc/redis-proxy/proxy.ini'
+in_container systemctl daemon-reload
+in_container systemctl restart redis-proxy
+for _ in $(seq 50); do
+    [ "$(in_container curl -s -u app:cred-pw-4e2a http://127.0.0.1:8080/user:42)" = alice ] && break
+    sleep 0.2
+done
+check "LoadCredential=: a root-only password file logs the user in" \
+    test "$(in_container curl -s -u app:cred-pw-4e2a http://127.0.0.1:8080/user:42)" = alice
+check "and without it: 401" \
+    test "$(in_container curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/user:42)" = 401
+check "and the password is in no log line" \
+    bash -c "! nsenter -t $CONTAINER -a journalctl -u redis-proxy --no-pager -o cat | grep -q cred-pw-4e2a"
+in_container rm /etc/systemd/system/redis-proxy.service.d/credential.conf /etc/redis-proxy/app.password
+in_container cp /root/proxy.ini.good /etc/redis-proxy/proxy.ini
+in_container systemctl daemon-reload
+
 in_container systemctl stop redis-proxy
 check "systemctl stop: inactive, exit status 0" \
     test "$(show ActiveState) $(show ExecMainStatus) $(show Result)" = "inactive 0 success"

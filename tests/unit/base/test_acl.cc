@@ -795,3 +795,25 @@ TEST(AclSecretFile, test_missing_file_and_directory_are_refused)
     CHECK_FALSE(acl_read_secret_file("/tmp", out, sizeof(out), err, sizeof(err)));
     CHECK(contains(err, "not a regular file"));
 }
+
+// A pattern that is text and one last '*' is checked as a prefix, not a glob: the same answers.
+TEST(Acl, test_prefix_patterns_answer_as_the_glob_does)
+{
+    const AclUser *u = define("p", "on nopass ~user:* ~a* ~x\\*y* ~s?:* ~[ab]:* ~lit");
+    const char *keys[] = {"user:1", "user:", "user", "users:1", "a", "ab", "", "x*y", "x*yz", "xay", "s1:k", "a:k",
+                          "b:k", "c:k", "lit", "lit2", "\xff"};
+    for (const char *key : keys) {
+        bool glob = false;
+        size_t start = 0;
+        for (int i = 0; i < u->pattern_count; i++) {
+            glob = glob || acl_glob_match(u->pattern_bytes + start, u->pattern_end[i] - start, key, strlen(key));
+            start = u->pattern_end[i];
+        }
+        CHECK_EQUAL_TEXT(glob, may_read(u, key), key);
+    }
+    CHECK(may_read(u, "user:9"));
+    CHECK_FALSE(may_read(u, ""));  // an empty key matches only an empty pattern, as in Redis
+    CHECK_EQUAL(5, u->pattern_prefix[0]);  // user:
+    CHECK_EQUAL(0xffff, u->pattern_prefix[2]);  // x\*y*: an escape, so a glob
+    CHECK_EQUAL(0xffff, u->pattern_prefix[5]);  // lit: no '*'
+}
