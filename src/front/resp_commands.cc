@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "resp_args.h"
 #include "resp_client.h"
 #include "scoreboard.h"
 #include "version.h"
@@ -138,10 +139,6 @@ static void on_mget_logged(void *arg, const LookupResult *results, size_t n)
 // A command that changes data: refused with -READONLY, so clients see why rather than "unknown".
 #define WRITE(name) COMMAND(name, -1, cmd_read_only, CMD_WRITE)
 
-static bool arg_is(const char *cmd, const RespArg *a, const char *word)
-{
-    return a->len == strlen(word) && strncasecmp(cmd + a->offset, word, a->len) == 0;
-}
 
 static void cmd_ping(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
@@ -166,29 +163,12 @@ static void cmd_quit(RespClient *c, const char *, const RespArg *, int, evbuffer
     c->closing = true;
 }
 
-// An integer as Redis reads one (string2ll): digits with an optional '-', no spaces, no '+', no
-// leading zeros, no "-0".
-static bool parse_integer(const char *s, size_t len, long long *out)
-{
-    char text[24];
-    if (len == 0 || len >= sizeof(text))
-        return false;
-    memcpy(text, s, len);
-    text[len] = '\0';
-    const char *digits = text[0] == '-' ? text + 1 : text;
-    if (digits[0] < '0' || digits[0] > '9' || (digits[0] == '0' && (digits[1] != '\0' || digits != text)))
-        return false;
-    char *end;
-    errno = 0;
-    *out = strtoll(text, &end, 10);
-    return errno == 0 && *end == '\0';
-}
 
 static void cmd_select(RespClient *c, const char *cmd, const RespArg *args, int, evbuffer *out)
 {
     long long db;
     long long configured = c->front->env->config->redis_database;
-    if (!parse_integer(cmd + args[1].offset, args[1].len, &db))
+    if (!resp_parse_integer(cmd + args[1].offset, args[1].len, &db))
         resp_add_error(out, "ERR value is not an integer or out of range");
     else if (db != configured)
         resp_add_error(out, "ERR redis-proxy serves database %lld only", configured);
@@ -224,18 +204,18 @@ static bool set_client_name(RespClient *c, const char *name, size_t len, evbuffe
 
 static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    if (arg_is(cmd, &args[1], "SETNAME") && argc == 3) {
+    if (resp_arg_is(cmd, &args[1], "SETNAME") && argc == 3) {
         if (set_client_name(c, cmd + args[2].offset, args[2].len, out))
             resp_add_simple(out, "OK");
-    } else if (arg_is(cmd, &args[1], "GETNAME") && argc == 2) {
+    } else if (resp_arg_is(cmd, &args[1], "GETNAME") && argc == 2) {
         if (c->name != NULL)
             resp_add_bulk(out, c->name, strlen(c->name));
         else
             resp_add_nil(out, c->replies.protocol);
-    } else if (arg_is(cmd, &args[1], "SETINFO") && argc == 4) {
+    } else if (resp_arg_is(cmd, &args[1], "SETINFO") && argc == 4) {
         // Redis 7.2's rules; the values themselves are not kept.
         const RespArg *attr = &args[2], *value = &args[3];
-        bool known = arg_is(cmd, attr, "LIB-NAME") || arg_is(cmd, attr, "LIB-VER");
+        bool known = resp_arg_is(cmd, attr, "LIB-NAME") || resp_arg_is(cmd, attr, "LIB-VER");
         bool printable = true;
         for (size_t i = 0; i < value->len; i++)
             printable = printable && cmd[value->offset + i] >= '!' && cmd[value->offset + i] <= '~';
@@ -247,7 +227,7 @@ static void cmd_client(RespClient *c, const char *cmd, const RespArg *args, int 
                            cmd + attr->offset);
         else
             resp_add_simple(out, "OK");
-    } else if (arg_is(cmd, &args[1], "ID") && argc == 2) {
+    } else if (resp_arg_is(cmd, &args[1], "ID") && argc == 2) {
         resp_add_integer(out, (long long)c->id);
     } else {
         resp_add_error(out, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT HELP.",
@@ -308,41 +288,23 @@ static bool authenticate(RespClient *c, const char *cmd, const RespArg *user, co
 // Every option is checked before any takes effect, as Redis does.
 static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    int protocol = c->replies.protocol;
-    const RespArg *name = NULL;
-    if (argc >= 2) {
-        long long version;
-        if (!parse_integer(cmd + args[1].offset, args[1].len, &version)) {
-            resp_add_error(out, "ERR Protocol version is not an integer or out of range");
-            return;
-        }
-        if (version < 2 || version > 3) {
-            resp_add_error(out, "NOPROTO unsupported protocol version");
-            return;
-        }
-        for (int i = 2; i < argc; i++) {
-            if (arg_is(cmd, &args[i], "AUTH") && i + 2 < argc) {
-                if (!authenticate(c, cmd, &args[i + 1], &args[i + 2], out))
-                    return;
-                i += 2;
-            } else if (arg_is(cmd, &args[i], "SETNAME") && i + 1 < argc) {
-                name = &args[++i];
-            } else {
-                resp_add_error(out, "ERR Syntax error in HELLO option '%.*s'", (int)(args[i].len > 64 ? 64 : args[i].len),
-                               cmd + args[i].offset);
-                return;
-            }
-        }
-        if (name != NULL && !set_client_name(c, cmd + name->offset, name->len, out))
-            return;
-        protocol = (int)version;
+    HelloRequest hello;
+    char error[160];
+    if (!resp_hello_parse(cmd, args, argc, &hello, error, sizeof(error))) {
+        resp_add_error(out, "%s", error);
+        return;
     }
+    if (hello.user != NULL && !authenticate(c, cmd, hello.user, hello.password, out))
+        return;
+    if (hello.name != NULL && !set_client_name(c, cmd + hello.name->offset, hello.name->len, out))
+        return;
     if (c->front->auth_required && c->user == NULL) {
         resp_add_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
                             "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
                             "select the RESP protocol version at the same time");
         return;
     }
+    int protocol = hello.protocol != 0 ? hello.protocol : c->replies.protocol;
     c->replies.protocol = protocol;
     add_map_header(c, out, 7);
     resp_add_bulk(out, "server", 6);
@@ -363,7 +325,7 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
 
 static void cmd_command(RespClient *, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    if (argc >= 2 && arg_is(cmd, &args[1], "COUNT"))
+    if (argc >= 2 && resp_arg_is(cmd, &args[1], "COUNT"))
         resp_add_integer(out, 0);
     else
         resp_add_array_header(out, 0);
@@ -371,14 +333,14 @@ static void cmd_command(RespClient *, const char *cmd, const RespArg *args, int 
 
 static void cmd_config(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    if (arg_is(cmd, &args[1], "GET")) {
+    if (resp_arg_is(cmd, &args[1], "GET")) {
         // What tools such as redis-benchmark ask about persistence; true of a proxy, which keeps
         // nothing on disk. Everything else: no such parameter.
-        if (argc == 3 && arg_is(cmd, &args[2], "save")) {
+        if (argc == 3 && resp_arg_is(cmd, &args[2], "save")) {
             add_map_header(c, out, 1);
             resp_add_bulk(out, "save", 4);
             resp_add_bulk(out, "", 0);
-        } else if (argc == 3 && arg_is(cmd, &args[2], "appendonly")) {
+        } else if (argc == 3 && resp_arg_is(cmd, &args[2], "appendonly")) {
             add_map_header(c, out, 1);
             resp_add_bulk(out, "appendonly", 10);
             resp_add_bulk(out, "no", 2);
@@ -393,15 +355,15 @@ static void cmd_config(RespClient *c, const char *cmd, const RespArg *args, int 
 
 static void cmd_auth(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
-    if (argc == 2 && !c->front->auth_required)
+    AuthRequest auth;
+    char error[64];
+    if (!resp_auth_parse(args, argc, &auth, error, sizeof(error)))
+        resp_add_error(out, "%s", error);
+    else if (auth.user == NULL && !c->front->auth_required)
         resp_add_error(out, "ERR AUTH <password> called without any password configured for the default user. "
                             "Are you sure your configuration is correct?");
-    else if (argc == 2 && authenticate(c, cmd, NULL, &args[1], out))
+    else if (authenticate(c, cmd, auth.user, auth.password, out))
         resp_add_simple(out, "OK");
-    else if (argc == 3 && authenticate(c, cmd, &args[1], &args[2], out))
-        resp_add_simple(out, "OK");
-    else if (argc > 3)
-        resp_add_error(out, "ERR syntax error");
 }
 
 static void cmd_read_only(RespClient *, const char *cmd, const RespArg *args, int, evbuffer *out)

@@ -38,6 +38,7 @@ The windows in which a fault excuses an answer (documented here once, used by ch
   - failover (a cluster with replicas): a primary SIGKILLed; an outage window that closes
     FAILOVER_GRACE (0.5 s) after a replica's ROLE says master.
 """
+import base64
 import http.client
 import os
 import random
@@ -80,7 +81,9 @@ FAILOVER_GRACE = 0.5
 # (the relay's thread had read it but not yet forwarded it when the hold began).
 SILENT_MARGIN = 0.25
 AFTER_LAST_FAULT = 0.75   # the workload goes on at least this long after the last fault ended
-RSS_SLACK = 5 * 1024 * 1024  # README: max_memory = 4m, a worker stays under 9 MB
+# README: max_memory = 4m, a worker stays under 9 MB. Of the slack, 1.4 MB are libcrypto's pages
+# (SHA-256 for [users]; TLS soon), resident in every worker since it was linked.
+RSS_SLACK = 6 * 1024 * 1024
 
 ABSENT = "ABSENT"
 OTHER_TYPE = "OTHER_TYPE"
@@ -117,6 +120,9 @@ CONFIG_OPTIONS = [
     ("redis", "command_timeout", ["300ms", "1s", "2s"], True),
 ]
 LOG_ACCESS = ["off", "file"]
+COMBO_PASSWORD = "combo-pw"
+USERS = [(), (("combo", "on >%s allkeys" % COMBO_PASSWORD),),
+         (("combo", "on >%s ~k:* ~long* ~canary" % COMBO_PASSWORD),)]
 ACCESS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:\S+:\d+|-) (http|resp) \S+ \S+ \S+ \d+ "
                          r"(?:HIT|MISS|STALE|-) \d+$")
 TOPOLOGIES = ["single", "single", "single", "cluster"]
@@ -156,6 +162,9 @@ def draw_config(rng):
     # Drawn after the rest, so that the seeds drew what they drew before it came: the access log
     # on ("file": a file in the test's folder) or off; every line it writes is checked (check_log).
     cfg["log"] = {"access": rng.choice(LOG_ACCESS)}
+    # And who the test's clients are ([users]): nobody (protected mode, loopback clients), or a
+    # user they log in as, reading every key or only by patterns that cover the test's keys.
+    cfg["users"] = dict(rng.choice(USERS))
     return cfg, topology, faults
 
 
@@ -502,6 +511,7 @@ class Run:
                     try:
                         if http_conn is None:
                             http_conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=15)
+                        headers.update(self.http_headers())
                         http_conn.request("GET", "/" + quote_key(key), headers=headers)
                         r = http_conn.getresponse()
                         body = r.read()
@@ -536,7 +546,7 @@ class Run:
                 rs = time.monotonic()
                 try:
                     if conn is None:
-                        conn = Resp(proxy.resp_port, timeout=15)
+                        conn = self.proxy_resp(timeout=15)
                         if three:
                             must(conn("HELLO", "3"))
                             resp3 = conn
@@ -751,7 +761,7 @@ class Run:
         for _ in range(6):
             conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=15)
             for _ in range(5):
-                conn.request("GET", "/canary")
+                conn.request("GET", "/canary", headers=self.http_headers())
                 r = conn.getresponse()
                 r.read()
                 with self.count_lock:
@@ -806,7 +816,7 @@ class Run:
                         self.notes.append("restart_loading: done loading before the workers reconnected")
                     for conn in canaries:
                         rs = time.monotonic()
-                        conn.request("GET", "/canary")
+                        conn.request("GET", "/canary", headers=self.http_headers())
                         r = conn.getresponse()
                         body = r.read()
                         with self.count_lock:
@@ -869,7 +879,7 @@ class Run:
         before = metric(self.metrics(), "redis_proxy_config_generation")
         w = self.open_window("reload", False)
         for section, values in new.items():
-            if section != "log":  # the access log's path, as start_proxy set it
+            if section not in ("log", "users"):  # the access log's path, as start_proxy set it; the clients' login
                 self.proxy.settings[section].update(values)
         self.proxy.write_config()
         start = time.monotonic()
@@ -1147,7 +1157,7 @@ class Run:
             if not total - slack <= observed <= total:
                 self.violation(None, "request_duration_seconds_count{front=%s} %d != requests_total %d" % (
                     front, observed, total))
-        resp = Resp(self.proxy.resp_port)
+        resp = self.proxy_resp()
         info = must(resp("INFO", "stats")).decode()
         resp.close()
         stat = dict(l.split(":", 1) for l in info.splitlines() if ":" in l)
@@ -1167,6 +1177,18 @@ class Run:
                 if rss > max_memory + RSS_SLACK:
                     self.violation(None, "worker %d RSS %d bytes > max_memory %d + %d" % (wid, rss, max_memory,
                                                                                           RSS_SLACK))
+
+    def proxy_resp(self, timeout=10):
+        """A RESP connection to the proxy, logged in when the configuration has a user."""
+        c = Resp(self.proxy.resp_port, timeout=timeout)
+        if self.cfg["users"]:
+            must(c("AUTH", "combo", COMBO_PASSWORD))
+        return c
+
+    def http_headers(self):
+        if not self.cfg["users"]:
+            return {}
+        return {"Authorization": "Basic " + base64.b64encode(("combo:" + COMBO_PASSWORD).encode()).decode()}
 
     def access_log_path(self):
         return os.path.join(self.test.workdir, "access.log")
@@ -1388,6 +1410,9 @@ class CombinationTest(unittest.TestCase):
                     if f in BITING_FAULTS and ("fault", f, t + ", biting") not in seen]
         missing += [(s, k, v) for s, k, choices, _ in CONFIG_OPTIONS for v in choices if (s, k, v) not in seen]
         missing += [("log", "access", v) for v in LOG_ACCESS if ("log", "access", v) not in seen]
+        missing += [("users", k, v) for users in USERS for k, v in users if ("users", k, v) not in seen]
+        if not any(not draw_config(random.Random(seed))[0]["users"] for seed in fixed_or_env_seeds()):
+            missing.append(("users", "none", ""))
         self.assertEqual(missing, [], "the fixed seeds miss these (choose others)")
 
     def test_soak(self):
