@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -561,7 +562,10 @@ bool acl_read_secret_file(const char *path, char *out, size_t cap, char *err, si
     // Where a platform hands secrets to the service alone (a container's /run/secrets, systemd's
     // credentials), it sets their mode: Docker bind-mounts a compose secret with its host file's
     // mode, often 0644, in a filesystem no other user of the host sees.
-    bool platform = strncmp(path, "/run/secrets/", 13) == 0 || strncmp(path, "/run/credentials/", 17) == 0;
+    // (Judged by where the path really leads: no "..", no symbolic link out of those folders.)
+    char real[PATH_MAX];
+    bool platform = realpath(path, real) != NULL &&
+                    (strncmp(real, "/run/secrets/", 13) == 0 || strncmp(real, "/run/credentials/", 17) == 0);
     if (!platform && (st.st_mode & 0007) != 0) {
         snprintf(err, errlen,
                  "password file %s is open to other users (mode %04o): make it readable by the proxy only "

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "address.h"
@@ -83,7 +84,7 @@ static const Setting settings[] = {
     {"proxy", "pid_file", SETTING_STRING, FIELD(pid_file), "", 0, 0, false,
      "the master's PID, for redis-proxy -s reload|stop|quit|reopen; empty = none"},
     {"proxy", "protected_mode", SETTING_SWITCH, FIELD(protected_mode), "on", 0, 0, false,
-     "with no [users]: only loopback clients are served, as Redis's protected mode; off: any"},
+     "while nobody must log in (no [users], or default nopass): loopback clients only, as Redis's; off: any"},
     {"proxy", "max_key_size", SETTING_SIZE, FIELD(max_key_size), "8k", 1, 65535, false,
      "longer keys are refused (HTTP 414)"},
     {"proxy", "max_request_size", SETTING_SIZE, FIELD(max_request_size), "4m", 1024, GIB, false,
@@ -646,6 +647,42 @@ static bool listens_clash(const char *x, const char *y)
     return strcmp(a.host, b.host) == 0 || wildcard(a.host) || wildcard(b.host);
 }
 
+// Why the access log could not be appended to at `path`, or NULL when it could.
+static const char *access_path_problem(const char *path)
+{
+    static char why[300];
+    if (path[0] == '\0')
+        return "is empty";
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+            return "is not a regular file (a FIFO or a socket would stall a worker; for a pipe, use stderr)";
+        if (access(path, W_OK) != 0) {
+            snprintf(why, sizeof(why), "cannot be written: %s", strerror(errno));
+            return why;
+        }
+        return NULL;
+    }
+    if (errno != ENOENT) {
+        snprintf(why, sizeof(why), "cannot be looked at: %s", strerror(errno));
+        return why;
+    }
+    char folder[sizeof(((Config *)0)->log_access)];
+    snprintf(folder, sizeof(folder), "%s", path);
+    char *slash = strrchr(folder, '/');
+    if (slash == folder)
+        folder[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(folder, sizeof(folder), ".");
+    if (access(folder, W_OK | X_OK) != 0) {
+        snprintf(why, sizeof(why), "cannot be created: %s: %s", folder, strerror(errno));
+        return why;
+    }
+    return NULL;
+}
+
 bool config_validate(const Config *c, char *err, size_t errlen)
 {
     const Setting *address = setting_find("redis", "address"), *cluster = setting_find("redis", "cluster");
@@ -701,14 +738,13 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "bytes): one client could pass the whole worker's bound",
                               (long long)c->max_client_memory, (long long)c->max_client_output);
     if (strcmp(c->log_access, "off") != 0 && strcmp(c->log_access, "stderr") != 0) {
-        // Opened (created) as each worker will: a path that cannot be written fails the start or
-        // the reload here, naming the line, rather than every worker once it runs.
-        int fd = c->log_access[0] != '\0' ? open(c->log_access, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640) : -1;
-        if (fd < 0)
+        // Checked as each worker will open it, without creating or opening anything (-t must not
+        // leave a root-owned file behind, nor wait on a FIFO): a file it may append to, or a
+        // folder it may create one in.
+        const char *why = access_path_problem(c->log_access);
+        if (why != NULL)
             return validate_error(c, setting_find("log", "access"), err, errlen,
-                                  "access in [log]: cannot open '%s' for appending: %s (off, stderr or a file's path)",
-                                  c->log_access, c->log_access[0] != '\0' ? strerror(errno) : "empty");
-        close(fd);
+                                  "access in [log]: '%s' %s (off, stderr or a file's path)", c->log_access, why);
     }
     return true;
 }

@@ -26,6 +26,8 @@ void log_init(void)
                  (unsigned long long)st.st_ino == ino;
 }
 
+bool log_to_journal(void) { return to_journal; }
+
 void log_set_level(int level) { log_level = level; }
 
 bool log_enabled(int level) { return level <= log_level; }

@@ -10,6 +10,8 @@ enum LogLevel { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 // Looks whether stderr is the journal (JOURNAL_STREAM names its device and inode). Call once at
 // start, before anything is logged.
 void log_init(void);
+// Whether stderr is the journal (log_init found it so).
+bool log_to_journal(void);
 
 // Process-wide threshold, set once at start-up (and in each worker after fork).
 void log_set_level(int level);

@@ -62,6 +62,8 @@ struct WorkerStats {
     uint64_t clients_accepted[FRONT_COUNT];
     uint64_t clients_denied[FRONT_COUNT];  // refused by protected mode: not loopback, and no [users]
     uint64_t auth_failures[FRONT_COUNT];   // credentials refused: a wrong password, an unknown or disabled user
+    uint64_t forbidden_requests[FRONT_COUNT];  // refused for who asked: no login (401, NOAUTH), a key outside its patterns (403, NOPERM)
+    uint64_t auth_timeouts;                // RESP clients closed for not logging in within request_timeout
     uint64_t admin_auth_failures;          // /metrics asked without its [admin] token
     uint64_t resp_commands;  // RESP commands run (INFO's total_commands_processed, with HTTP requests)
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)

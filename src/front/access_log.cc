@@ -14,6 +14,7 @@
 
 #include "address.h"
 #include "clock.h"
+#include "journal_stream.h"
 #include "log.h"
 #include "stats.h"
 
@@ -46,6 +47,15 @@ static int open_stderr(bool *is_socket)
     *is_socket = false;
     if (fstat(STDERR_FILENO, &st) != 0)
         return -1;
+    if (S_ISSOCK(st.st_mode) && log_to_journal()) {
+        // A stream of the worker's own to the journal (as stderr is one, the journal's): the
+        // workers' lines cannot interleave inside one, whatever part of a write it takes.
+        int fd = journal_stream_open("redis-proxy");
+        if (fd >= 0) {
+            *is_socket = true;
+            return fd;
+        }
+    }
     if (S_ISSOCK(st.st_mode)) {
         *is_socket = true;
     } else if (S_ISFIFO(st.st_mode)) {
@@ -117,6 +127,7 @@ void access_log_flush(AccessLog *log)
         ssize_t n = log->is_socket ? send(log->fd, log->buffer + done, len, MSG_DONTWAIT | MSG_NOSIGNAL)
                                    : write(log->fd, log->buffer + done, len);
         if (n > 0) {
+            log->stats->access_log_lines += lines_in(log->buffer + done, (size_t)n);
             done += (size_t)n;
             log->failing = false;
             continue;
@@ -264,7 +275,6 @@ void access_log_write(AccessLog *log, const AccessEntry *e)
     p = put_uint(p, e->duration_us);
     *p++ = '\n';
     log->used = (size_t)(p - log->buffer);
-    log->stats->access_log_lines++;
     if (log->used >= FLUSH_AT)
         access_log_flush(log);
 }

@@ -11,10 +11,12 @@
 #include <string.h>
 
 #include "acl.h"
+#include "address.h"
 #include "clock.h"
 #include "config.h"
 #include "http_adoption.h"
 #include "http_credentials.h"
+#include "log.h"
 #include "metrics.h"
 #include "scoreboard.h"
 #include "front_env.h"
@@ -166,6 +168,13 @@ static void on_request(evhttp_request *req, void *arg)
     char text[256];
     if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0 && !token_given(a, req)) {
         env->stats->admin_auth_failures++;
+        char address[128] = "?";
+        evhttp_connection *evcon = evhttp_request_get_connection(req);
+        if (evcon != NULL)
+            address_of_peer(bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)), address, sizeof(address));
+        log_msg_once_per_kind(LOG_WARN, "authentication failure",
+                              "authentication failed for admin client %s: /metrics without its [admin] token (at "
+                              "most one such line a second)", address);
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"redis-proxy\"");
         reply_text(req, 401, "Unauthorized", "/metrics needs Authorization: Bearer <[admin] token>\n");
     } else if (path_len == 8 && memcmp(uri, "/metrics", 8) == 0) {

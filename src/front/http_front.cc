@@ -52,7 +52,6 @@ struct HttpClient {
     bool busy;                       // a request of this connection is being answered
     size_t memory;                   // its answer's bytes not yet written (client_memory.h)
     uint64_t started_us;             // when its request was read: only with an access log
-    bool denied;                     // protected mode: not a loopback client (protected_mode.h)
     char peer[80];                   // its address, for the access log: found at its first line
     // The last Authorization header that logged in on this connection, and as whom: a keep-alive
     // client sends the same one with every request, which then costs a comparison, not a hash.
@@ -71,6 +70,9 @@ struct HttpFront {
     bool draining;           // the worker is stopping: every answer closes its connection
     bool protect;            // protected mode: clients not on loopback are refused
     bool auth_required;      // [users] defined: every request carries a user's credentials
+    char *log_key;           // with an access log: a request's key, decoded again for its line
+    const AclUser *anonymous;  // the default user when it is on and takes any password: a request
+                               // without credentials is its (as RESP needs no AUTH then); else NULL
     const struct timeval *request_timeout;  // a libevent common timeout: O(1) arming
 };
 
@@ -191,11 +193,6 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
         free(c);
         return false;
     }
-    if (h->protect) {
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        c->denied = getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer);
-    }
     h->by_fd[fd] = c;
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
     return true;
@@ -207,12 +204,26 @@ static void on_accepted(void *arg)
     h->env->client_opened(h->env->arg, FRONT_HTTP);
 }
 
+// Whether protected mode refuses the client on this socket (protected_mode.h).
+static bool refused_by_protected_mode(HttpFront *h, int fd)
+{
+    if (!h->protect)
+        return false;
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    return getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer);
+}
+
 static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)
 {
     HttpFront *h = (HttpFront *)arg;
-    if (evcon == NULL)
+    if (evcon == NULL) {
         h->env->client_closed(h->env->arg, FRONT_HTTP);  // evhttp already freed it
-    else if (!track_client(h, bev, evcon))
+    } else if (refused_by_protected_mode(h, bufferevent_getfd(bev))) {
+        protected_mode_refuse(bufferevent_getfd(bev), true, &h->env->stats->clients_denied[FRONT_HTTP]);
+        evhttp_connection_free(evcon);
+        h->env->client_closed(h->env->arg, FRONT_HTTP);
+    } else if (!track_client(h, bev, evcon))
         evhttp_connection_free(evcon);  // out of memory: the close counts it
 }
 
@@ -272,10 +283,12 @@ static void log_access(evhttp_request *req, evhttp_connection *evcon, int code)
     const char *method = method_name(evhttp_request_get_command(req));
     size_t key_len = 0;
     const char *uri = evhttp_request_get_uri(req);
-    bool has_key = uri != NULL && key_from_request_target(uri, env->key_buf, (size_t)env->config->max_key_size,
+    // (into a buffer of its own: lookup may still hold key_buf, answering a hit from inside it)
+    HttpFront *h = process_front;
+    bool has_key = uri != NULL && key_from_request_target(uri, h->log_key, (size_t)env->config->max_key_size,
                                                           &key_len) == KEY_OK;
     char status[4] = {(char)('0' + code / 100 % 10), (char)('0' + code / 10 % 10), (char)('0' + code % 10), '\0'};
-    AccessEntry entry = {client, "http", method, strlen(method), has_key ? env->key_buf : NULL, key_len, status,
+    AccessEntry entry = {client, "http", method, strlen(method), has_key ? h->log_key : NULL, key_len, status,
                          evbuffer_get_length(evhttp_request_get_output_buffer(req)),
                          evhttp_find_header(evhttp_request_get_output_headers(req), "X-Cache"),
                          c != NULL && c->started_us != 0 ? monotonic_us() - c->started_us : 0};
@@ -416,18 +429,6 @@ static void refuse(const FrontEnv *env, evhttp_request *req, int code, const cha
     reply_error(req, code, reason, text);
 }
 
-// Protected mode (protected_mode.h): 403 with the reason, and the connection closes.
-static void deny(HttpFront *h, HttpClient *c, evhttp_request *req)
-{
-    h->env->stats->clients_denied[FRONT_HTTP]++;
-    char address[128];
-    address_of_peer(c->fd, address, sizeof(address));
-    log_msg_once_per_kind(LOG_WARN, "protected mode refusal",
-                          "protected mode: refused HTTP client %s (not loopback, and no [users] defined); "
-                          "at most one such line a second", address);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-    reply_error(req, 403, "Forbidden", PROTECTED_MODE_HTTP);
-}
 
 static const size_t MAX_CREDENTIALS = 1024;  // an Authorization header's bytes, at most
 
@@ -437,7 +438,7 @@ static const AclUser *request_user(HttpFront *h, HttpClient *c, evhttp_request *
 {
     const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (value == NULL)
-        return NULL;
+        return h->anonymous;
     size_t len = strlen(value);
     if (c != NULL && c->user != NULL && len == c->credentials_len && memcmp(value, c->credentials, len) == 0)
         return c->user;
@@ -511,16 +512,13 @@ static void on_request(evhttp_request *req, void *arg)
     // the answer unless the client sent Proxy-Connection: keep-alive, without saying so, so a
     // request pipelined behind it would be dropped unanswered. It is served as any other.
     req->flags &= ~EVHTTP_PROXY_REQUEST;
-    if (c != NULL && c->denied) {
-        deny(h, c, req);
-        return;
-    }
     if (refuse_malformed(env, req))
         return;
     // [users]: who asks, before anything else is looked at (a forbidden key's answer must be the
     // same whether it is cached or not).
     const AclUser *user = NULL;
     if (h->auth_required && (user = request_user(h, c, req)) == NULL) {
+        env->stats->forbidden_requests[FRONT_HTTP]++;
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                           "Basic realm=\"redis-proxy\", charset=\"UTF-8\"");
         reply_error(req, 401, "Unauthorized",
@@ -539,7 +537,7 @@ static void on_request(evhttp_request *req, void *arg)
                                     (size_t)env->config->max_key_size, &key_len)) {
     case KEY_OK: {
         if (user != NULL && !acl_key_allowed(user, env->key_buf, key_len)) {
-            env->stats->refused_requests[FRONT_HTTP]++;
+            env->stats->forbidden_requests[FRONT_HTTP]++;
             reply_error(req, 403, "Forbidden", "this user has no permission to read this key\n");
             return;
         }
@@ -581,6 +579,12 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     h->env = env;
     h->protect = protected_mode_active(env->config);
     h->auth_required = env->config->users.count > 0;
+    if (env->access_log != NULL && (h->log_key = (char *)malloc((size_t)env->config->max_key_size)) == NULL) {
+        http_front_destroy(h);
+        return NULL;
+    }
+    const AclUser *d = acl_user_find(&env->config->users, "default", 7);
+    h->anonymous = d != NULL && d->enabled && d->nopass ? d : NULL;
     h->http = evhttp_new(env->base);
     h->adoption = {on_accepted, on_adopted, h, NULL, NULL, 0, 0};
     if (h->http == NULL || !http_adoption_init(&h->adoption, env->base)) {
@@ -624,6 +628,7 @@ void http_front_destroy(HttpFront *h)
     if (h->http)
         evhttp_free(h->http);  // frees the bound listeners too; the sockets are the master's
     http_adoption_free(&h->adoption);
+    free(h->log_key);
     free(h->by_fd);
     free(h);
 }

@@ -93,6 +93,13 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
                             (unsigned long long)s->auth_failures[f]);
     evbuffer_add_printf(out, "redis_proxy_auth_failures_total{front=\"admin\"} %llu\n",
                         (unsigned long long)s->admin_auth_failures);
+    per_front(out, "redis_proxy_forbidden_requests_total", "counter",
+              "Requests refused for who asked ([users]): without a login (HTTP 401, NOAUTH), or for a key outside "
+              "the user's patterns (HTTP 403, NOPERM), by front.",
+              s->forbidden_requests);
+    single(out, "redis_proxy_auth_timeouts_total", "counter",
+           "RESP clients closed for not logging in within request_timeout of connecting ([users]).",
+           (unsigned long long)s->auth_timeouts);
     header(out, "redis_proxy_request_duration_seconds", "histogram",
            "Time from a key's lookup to its answer being ready: a round trip to Redis for a miss, 0 for a hit.");
     for (int f = 0; f < FRONT_COUNT; f++) {

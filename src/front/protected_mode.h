@@ -1,23 +1,19 @@
-// Protected mode, as Redis's: with no user defined ([users]) and protected_mode = on, a front
-// serves only clients on the loopback interface (or a unix socket). Any other client is told why
-// and how to change it, in the place where it reads its first answer: a RESP error to its first
-// command, an HTTP 403 to its first request, then the connection is closed. The proxy is then
+// Protected mode, as Redis's: while nobody has to authenticate (no [users], or a default user
+// that is on and takes any password) and protected_mode = on, a front serves only clients on the
+// loopback interface (or a unix socket). Any other is told why and how to change it, at accept,
+// and closed there: it never holds a client slot, nor is anything read for it. The proxy is then
 // never more open than a Redis with no password would be.
 #pragma once
 
+#include <stdint.h>
+
 #include "config.h"
 
-// Whether connections are checked: protected_mode = on and nobody to authenticate as.
-inline bool protected_mode_active(const Config *c) { return c->protected_mode != 0 && c->users.count == 0; }
+// Whether connections are checked: protected_mode = on, and nobody needs a password.
+bool protected_mode_active(const Config *c);
 
-inline constexpr char PROTECTED_MODE_RESP[] =
-    "DENIED redis-proxy is running in protected mode: no user is defined in [users], so only clients on the "
-    "loopback interface are served. To serve this client, either define a user in [users] and have the client "
-    "authenticate (AUTH), or, where the network itself is trusted, set protected_mode = off in [proxy]; then "
-    "reload.";
-
-inline constexpr char PROTECTED_MODE_HTTP[] =
-    "redis-proxy is running in protected mode: no user is defined in [users], so only clients on the loopback "
-    "interface are served.\nTo serve this client, either define a user in [users] and send its credentials "
-    "(Authorization: Basic or Bearer), or, where the network itself is trusted, set protected_mode = off in "
-    "[proxy]; then reload.\n";
+// Refuses a just-accepted connection: the reason written without waiting (a RESP -DENIED error,
+// or an HTTP 403 answer; small: the socket takes it), what the client has sent already read away
+// (so that closing sends a FIN, not a reset that could destroy the answer), counted in *denied
+// and logged once a second for the proxy. The caller closes the socket.
+void protected_mode_refuse(int fd, bool http, uint64_t *denied);

@@ -46,6 +46,7 @@ struct RespClient {
     bool used;     // has sent a command
     bool guarded;  // its commands take the watched path: access log, authentication, key patterns
     const AclUser *user;  // the user it authenticated as ([users]); NULL: none yet
+    event *auth_deadline;  // [users]: closes it if it has not logged in within request_timeout
     bool evicting;  // past a bound (client_memory.h): closed on the next turn of the loop
     EvictReason evict_reason;
     size_t memory;  // its share of the worker's client memory

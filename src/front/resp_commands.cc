@@ -300,8 +300,8 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
         return;
     if (c->front->auth_required && c->user == NULL) {
         resp_add_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-                            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
-                            "select the RESP protocol version at the same time");
+                            "HELLO AUTH <user> <pass> option can be used to authenticate the client and select the "
+                            "RESP protocol version at the same time");
         return;
     }
     int protocol = hello.protocol != 0 ? hello.protocol : c->replies.protocol;
@@ -353,13 +353,20 @@ static void cmd_config(RespClient *c, const char *cmd, const RespArg *args, int 
                        (int)(args[1].len > 32 ? 32 : args[1].len), cmd + args[1].offset);
 }
 
+// As Redis: AUTH <password> is an error while the default user has no password.
+static bool default_takes_any_password(const RespClient *c)
+{
+    const AclUser *d = acl_user_find(&c->front->env->config->users, "default", 7);
+    return d != NULL && d->enabled && d->nopass;
+}
+
 static void cmd_auth(RespClient *c, const char *cmd, const RespArg *args, int argc, evbuffer *out)
 {
     AuthRequest auth;
     char error[64];
     if (!resp_auth_parse(args, argc, &auth, error, sizeof(error)))
         resp_add_error(out, "%s", error);
-    else if (auth.user == NULL && !c->front->auth_required)
+    else if (auth.user == NULL && (!c->front->auth_required || default_takes_any_password(c)))
         resp_add_error(out, "ERR AUTH <password> called without any password configured for the default user. "
                             "Are you sure your configuration is correct?");
     else if (authenticate(c, cmd, auth.user, auth.password, out))
@@ -533,7 +540,7 @@ static void refuse_for_user(RespClient *c, const Command *command, const char *c
 {
     ReplySlot *queued;
     evbuffer *out = resp_answer_begin(c, &queued);
-    c->front->env->stats->refused_requests[FRONT_RESP]++;
+    c->front->env->stats->forbidden_requests[FRONT_RESP]++;
     if (c->transaction != NULL)
         resp_transaction_abort(c->transaction);
     if (out != NULL) {
@@ -568,7 +575,8 @@ static bool pass_guard(RespClient *c, const Command *command, bool arity_ok, con
     bool logged = c->front->env->access_log != NULL;
     uint64_t since = logged ? monotonic_us() : 0;
     if (c->front->auth_required) {
-        if (c->user == NULL && (command == NULL || !(command->flags & CMD_NO_AUTH))) {
+        // (As Redis 7.0: an unknown command or a wrong arity is said first, then NOAUTH.)
+        if (c->user == NULL && command != NULL && arity_ok && !(command->flags & CMD_NO_AUTH)) {
             refuse_for_user(c, command, cmd, args, argc, since, "NOAUTH Authentication required.");
             return false;
         }

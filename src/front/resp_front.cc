@@ -35,6 +35,8 @@ static void client_close(RespClient *c)
     event_free(c->read_event);
     event_free(c->write_event);
     event_free(c->deadline_event);
+    if (c->auth_deadline != NULL)
+        event_free(c->auth_deadline);
     close(c->fd);
     evbuffer_free(c->replies.out);
     resp_parser_free(&c->parser);
@@ -64,27 +66,25 @@ void resp_update_guard(RespClient *c)
 {
     RespFront *f = c->front;
     c->guarded = f->env->access_log != NULL || (f->auth_required && (c->user == NULL || !c->user->allkeys));
+    if (c->user != NULL && c->auth_deadline != NULL) {  // logged in: no deadline for it any more
+        event_free(c->auth_deadline);
+        c->auth_deadline = NULL;
+    }
 }
 
-// Protected mode (protected_mode.h): the reason, then the connection closes.
-static void deny(RespClient *c)
+static void client_close(RespClient *c);
+
+// [users]: a connection that does not log in within request_timeout of connecting is closed, so
+// that one answered only NOAUTH cannot hold its slot for ever by keeping busy.
+static void on_auth_deadline(evutil_socket_t, short, void *arg)
 {
-    RespFront *f = c->front;
-    f->env->stats->clients_denied[FRONT_RESP]++;
-    char address[128];
-    address_of_peer(c->fd, address, sizeof(address));
-    log_msg_once_per_kind(LOG_WARN, "protected mode refusal",
-                          "protected mode: refused RESP client %s (not loopback, and no [users] defined); "
-                          "at most one such line a second", address);
-    ReplySlot *queued;
-    evbuffer *out = reply_queue_immediate(&c->replies, &f->slots, &queued);
-    if (out != NULL)
-        resp_add_error(out, "%s", PROTECTED_MODE_RESP);
-    if (queued != NULL)
-        resp_finish_slot(queued);
-    c->closing = true;
-    resp_schedule_write(c);
+    RespClient *c = (RespClient *)arg;
+    c->front->env->stats->auth_timeouts++;
+    log_debug("worker %d: RESP client %llu did not log in within request_timeout; closing", c->front->env->id,
+              (unsigned long long)c->id);
+    client_close(c);
 }
+
 
 // --- bounds: what one client may hold (client_memory.h) ----------------------------------
 
@@ -315,20 +315,6 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
 }
 
-// A client protected mode refuses (its own read callback: the others' reads pay nothing for it):
-// whatever it sends is answered why, and it is closed.
-static void on_denied_readable(evutil_socket_t fd, short what, void *arg)
-{
-    RespClient *c = (RespClient *)arg;
-    char discard[512];
-    if ((what & EV_TIMEOUT) || recv(fd, discard, sizeof(discard), 0) == 0) {
-        client_close(c);
-        return;
-    }
-    deny(c);
-    update_reading(c);
-    on_writable(fd, EV_WRITE, c);
-}
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
@@ -386,9 +372,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 // A client on a connected socket: accepted here, or handed over by a retiring worker. NULL (the
 // socket closed) when out of memory.
-static void on_denied_readable(evutil_socket_t fd, short what, void *arg);
-
-static RespClient *client_open(RespFront *f, int fd, bool denied)
+static RespClient *client_open(RespFront *f, int fd)
 {
     RespClient *c = (RespClient *)calloc(1, sizeof(RespClient));
     if (c == NULL) {
@@ -401,7 +385,7 @@ static RespClient *client_open(RespFront *f, int fd, bool denied)
     c->replies.out = evbuffer_new();
     c->replies.owner = c;
     c->replies.protocol = 2;
-    c->read_event = event_new(f->env->base, fd, EV_READ | EV_PERSIST, denied ? on_denied_readable : on_readable, c);
+    c->read_event = event_new(f->env->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_event = event_new(f->env->base, fd, EV_WRITE, on_writable, c);
     c->deadline_event = evtimer_new(f->env->base, on_deadline, c);
     if (c->replies.out == NULL || c->read_event == NULL || c->write_event == NULL || c->deadline_event == NULL) {
@@ -423,6 +407,8 @@ static RespClient *client_open(RespFront *f, int fd, bool denied)
         const AclUser *d = acl_user_find(&config->users, "default", 7);
         if (d != NULL && d->enabled && d->nopass)
             c->user = d;
+        else if ((c->auth_deadline = evtimer_new(f->env->base, on_auth_deadline, c)) != NULL)
+            event_add(c->auth_deadline, f->request_timeout);
     }
     resp_update_guard(c);
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
@@ -438,26 +424,51 @@ static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *pee
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
     RespFront *f = (RespFront *)arg;
-    client_open(f, fd, f->protect && !address_is_loopback(peer));
+    if (f->protect && !address_is_loopback(peer)) {
+        protected_mode_refuse(fd, false, &f->env->stats->clients_denied[FRONT_RESP]);
+        close(fd);
+        return;
+    }
+    client_open(f, fd);
 }
 
 void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
 {
-    RespClient *c = client_open(f, fd, false);  // admitted by the worker it comes from
+    // A handed-over connection meets this generation's rules as a new one would: protected mode
+    // for its address, and its user as this [users] has it. One whose user is gone or turned off
+    // is closed, as Redis closes a deleted user's clients: neither unrestricted (no [users] now)
+    // nor another user's.
+    if (f->protect) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer)) {
+            protected_mode_refuse(fd, false, &f->env->stats->clients_denied[FRONT_RESP]);
+            close(fd);
+            return;
+        }
+    }
+    const AclUser *user = NULL;
+    if (state->user_len > 0) {
+        user = state->user_len <= sizeof(state->user)
+                   ? acl_user_find(&f->env->config->users, state->user, state->user_len) : NULL;
+        if (user == NULL || !user->enabled) {
+            log_info("worker %d: RESP client %llu closed at the reload: its user is no longer in [users], or is off",
+                     f->env->id, (unsigned long long)state->id);
+            close(fd);
+            return;
+        }
+    }
+    RespClient *c = client_open(f, fd);  // admitted by the worker it comes from
     if (c == NULL)
         return;
+    if (user != NULL)
+        c->user = user;
     c->used = state->used != 0;
     if (state->id != 0)
         c->id = state->id;  // its id for life, as Redis's
     c->replies.protocol = state->protocol == 3 ? 3 : 2;
     if (state->name_len > 0 && state->name_len <= sizeof(state->name))
         c->name = strndup(state->name, state->name_len);
-    if (f->auth_required && state->user_len > 0 && state->user_len <= sizeof(state->user)) {
-        // The same user in this generation's [users]: with its rules as they are now. One removed
-        // or turned off since is authenticated no more.
-        const AclUser *u = acl_user_find(&f->env->config->users, state->user, state->user_len);
-        c->user = u != NULL && u->enabled ? u : NULL;
-    }
     resp_update_guard(c);
     f->env->stats->connections_handed_over++;
     log_debug("worker %d: RESP client %llu handed over from the previous generation", f->env->id,

@@ -135,8 +135,46 @@ class AccessLogTest(ProxyTestCase):
             f.write("[log]\naccess = %s/missing/access.log\n" % self.workdir)
         done = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
         self.assertEqual(done.returncode, 78, done.stderr)
-        self.assertIn("bad.ini:2: access in [log]: cannot open", done.stderr)
+        self.assertIn("bad.ini:2: access in [log]: ", done.stderr)
+        self.assertIn("cannot be created", done.stderr)
         self.assertIn("No such file or directory", done.stderr)
+        # -t creates nothing (it may run as another user than the service), and waits on no FIFO.
+        path = os.path.join(self.workdir, "new.log")
+        with open(config, "w") as f:
+            f.write("[log]\naccess = %s\n" % path)
+        done = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertFalse(os.path.exists(path))
+        os.mkfifo(path)
+        done = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(done.returncode, 78, done.stderr)
+        self.assertIn("is not a regular file", done.stderr)
+
+    def test_refusals_for_who_asks_are_logged_without_their_secrets(self):
+        path = os.path.join(self.workdir, "access.log")
+        self.redis("SET", "user:1", "v")
+        proxy = self.start_proxy(resp=True, log={"access": path}, users={"app": "on >app-pw-77 ~user:*"})
+        c = proxy.resp()
+        with self.assertRaises(RedisError):
+            c("GET", "user:1")  # NOAUTH
+        with self.assertRaises(RedisError):
+            c("AUTH", "app", "wrong-pw-88")
+        c("AUTH", "app", "app-pw-77")
+        with self.assertRaises(RedisError):
+            c("GET", "secret:1")  # NOPERM
+        c("MULTI")
+        c("GET", "user:1")
+        self.assertEqual(c("EXEC"), [b"v"])
+        c.close()
+        lines = [fields(line) for line in self.wait_lines(path, 7)]
+        got = [(method, key, status) for _, _, method, key, status, _, _, _ in lines]
+        self.assertEqual(got, [("GET", "user:1", "NOAUTH"), ("AUTH", "-", "WRONGPASS"), ("AUTH", "-", "OK"),
+                               ("GET", "secret:1", "NOPERM"), ("MULTI", "-", "OK"), ("GET", "user:1", "OK"),
+                               ("EXEC", "-", "OK")])
+        with open(path) as f:
+            text = f.read()
+        self.assertNotIn("app-pw-77", text)
+        self.assertNotIn("wrong-pw-88", text)
 
     def test_stderr_carries_the_lines_beside_the_log(self):
         self.redis("SET", "k", "v")

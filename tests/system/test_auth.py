@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import unittest
 
 import redis as redis_py
@@ -118,9 +119,14 @@ class AuthTest(ProxyTestCase):
         self.assertEqual({(r.status, r.body, tuple(sorted(r.headers.items()))) for r in http}.__len__(), 1,
                          [(r.status, r.body) for r in http])
         self.assertEqual(http[0].status, 403)
-        # Nothing was fetched for them: only the admin's read reached Redis.
+        # Nothing was looked up for them: the one miss is the admin's read, the only hit none.
         _, metrics = proxy.admin("/metrics")
         self.assertIn('redis_proxy_requests_total{front="http",result="miss"} 0\n', metrics)
+        self.assertIn('redis_proxy_requests_total{front="resp",result="miss"} 1\n', metrics)
+        self.assertIn('redis_proxy_requests_total{front="resp",result="hit"} 0\n', metrics)
+        self.assertIn('redis_proxy_requests_total{front="resp",result="not_found"} 0\n', metrics)
+        self.assertIn('redis_proxy_forbidden_requests_total{front="resp"} 3\n', metrics)
+        self.assertIn('redis_proxy_forbidden_requests_total{front="http"} 3\n', metrics)
         admin.close()
         c.close()
 
@@ -249,6 +255,7 @@ class AuthTest(ProxyTestCase):
         self.assertFalse(self._logs_in(proxy, "first-pw"))
         # The connection logged in before the reload was handed over, and is still the reader.
         self.assertIsNone(c("GET", "nothing"))
+        self.assertIn("redis_proxy_connections_handed_over_total 1\n", proxy.admin("/metrics")[1])
         c.close()
         r = subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-T"], capture_output=True, text=True, timeout=10)
         for secret in ("redis-pw-from-file", "second-pw", "first-pw"):
@@ -256,6 +263,86 @@ class AuthTest(ProxyTestCase):
         self.assertIn("users.reader = on (1 password) allkeys", r.stdout)
         for secret in ("redis-pw-from-file", "second-pw", "first-pw"):
             self.assertNotIn(secret, proxy.log())
+
+    def reload(self, proxy, users, generation):
+        proxy.settings["users"] = users
+        proxy.write_config()
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "redis_proxy_config_generation %d\n" % generation in proxy.admin("/metrics")[1],
+                   what="reload %d" % generation)
+
+    def test_a_handed_over_connection_meets_the_new_rules(self):
+        self.redis("SET", "user:1", "u")
+        self.redis("SET", "secret:1", "s")
+        proxy = self.start_proxy(resp=True, users={"app": "on >app-pw allkeys", "other": "on >other-pw ~*"})
+        app, other = proxy.resp(), proxy.resp()
+        self.assertEqual(app("AUTH", "app", "app-pw"), b"OK")
+        self.assertEqual(other("AUTH", "other", "other-pw"), b"OK")
+        self.assertEqual(app("GET", "secret:1"), b"s")
+        # app now reads user:* only; other is gone.
+        self.reload(proxy, {"app": "on >app-pw ~user:*"}, 2)
+        wait_until(lambda: "redis_proxy_connections_handed_over_total 1\n" in proxy.admin("/metrics")[1]
+                   and "its user is no longer in [users]" in proxy.log(), what="app handed over, other closed")
+        self.assertEqual(app("GET", "user:1"), b"u")
+        with self.assertRaises(RedisError) as e:
+            app("GET", "secret:1")
+        self.assertTrue(str(e.exception).startswith("NOPERM"))
+        with self.assertRaises((ConnectionError, OSError, RedisError)):
+            other("GET", "user:1")  # closed: its user is gone, as Redis closes a deleted user's clients
+        # No [users] at all now: a logged-in connection is closed, not left unrestricted.
+        self.reload(proxy, {}, 3)
+        with self.assertRaises((ConnectionError, OSError, RedisError)):
+            app("GET", "secret:1")
+        app.close()
+        other.close()
+
+    def test_a_client_that_does_not_log_in_is_closed_at_request_timeout(self):
+        proxy = self.start_with_users(proxy={"request_timeout": "300ms"})
+        c = proxy.resp()
+        started = time.monotonic()
+        with self.assertRaises(RedisError):
+            c("PING")
+        wait_until(lambda: "redis_proxy_auth_timeouts_total 1\n" in proxy.admin("/metrics")[1], timeout=5,
+                   what="the auth deadline")
+        self.assertTrue(c.at_eof())
+        self.assertLess(time.monotonic() - started, 3)
+        c.close()
+        logged_in = proxy.resp()  # one that logs in keeps its connection
+        logged_in("AUTH", "app", APP_PASSWORD)
+        wait_until(lambda: "redis_proxy_auth_timeouts_total 1\n" in proxy.admin("/metrics")[1], timeout=5)
+        self.assertIsNone(logged_in("GET", "user:none"))
+        logged_in.close()
+
+    def test_redis_7_0_answers_before_a_login(self):
+        proxy = self.start_with_users(users={"default": "on nopass ~user:*"})
+        c = proxy.resp()  # the default user takes any password: logged in, as in Redis
+        with self.assertRaises(RedisError) as e:
+            c("AUTH", "anything")
+        self.assertTrue(str(e.exception).startswith("ERR AUTH <password> called without any password configured"))
+        self.assertIsNone(c("GET", "user:9"))
+        with self.assertRaises(RedisError) as e:
+            c("GET", "secret:1")
+        self.assertTrue(str(e.exception).startswith("NOPERM"))
+        c.close()
+        # Without a login: what Redis says first (an unknown command, a wrong arity) comes first.
+        proxy2 = self.start_with_users()
+        c = proxy2.resp()
+        with self.assertRaises(RedisError) as e:
+            c("NOSUCHCOMMAND")
+        self.assertTrue(str(e.exception).startswith("ERR unknown command"), e.exception)
+        with self.assertRaises(RedisError) as e:
+            c("GET")
+        self.assertTrue(str(e.exception).startswith("ERR wrong number of arguments"), e.exception)
+        with self.assertRaises(RedisError) as e:
+            c("HELLO", "3")
+        self.assertEqual(str(e.exception), "NOAUTH HELLO must be called with the client already authenticated, "
+                         "otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and "
+                         "select the RESP protocol version at the same time")
+        c.close()
+        # HTTP: the default user that takes any password needs no Authorization either.
+        self.redis("SET", "user:9", "nine")
+        self.assertEqual(proxy.get("user:9").body, b"nine")
+        self.assertEqual(proxy.get("secret:1").status, 403)
 
     def _logs_in(self, proxy, password):
         c = proxy.resp()
