@@ -1,6 +1,7 @@
 #include "acl.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -286,6 +287,15 @@ static size_t key_permission(AclUser *u, const char *word, size_t len, char *err
     return i + 1;
 }
 
+// Of a refused rule, only its first byte is shown, but for the keywords (allcommands, ...): it
+// may be a password with the wrong sign before it (+secret for >secret), and errors get logged.
+static bool is_keyword(const char *word, size_t len)
+{
+    return isalpha((unsigned char)word[0]) && len > 1;
+}
+static int shown_len(const char *word, size_t len) { return is_keyword(word, len) ? (int)len : 1; }
+static const char *shown_more(const char *word, size_t len) { return is_keyword(word, len) || len == 1 ? "" : "..."; }
+
 static const char *ordinal_suffix(int n)
 {
     if (n % 100 >= 11 && n % 100 <= 13)
@@ -348,20 +358,20 @@ static bool apply_rule(AclUser *u, const char *word, size_t len, int position, c
     } else if (word[0] == '+' || word[0] == '-' || word_is(word, len, "allcommands") ||
                word_is(word, len, "nocommands")) {
         return rule_error(err, errlen, u,
-                          "'%.*s' is a command permission, which does not apply here: the proxy answers reads "
-                          "only (GET, MGET, ...) and every user may send them; remove it, and give the keys "
-                          "with ~pattern",
-                          (int)len, word);
+                          "the %d%s rule ('%.*s%s') is a command permission, which does not apply here: the proxy "
+                          "answers reads only (GET, MGET, ...) and every user may send them; remove it, and give "
+                          "the keys with ~pattern",
+                          position, ordinal_suffix(position), shown_len(word, len), word, shown_more(word, len));
     } else if (word[0] == '&' || word_is(word, len, "allchannels") || word_is(word, len, "resetchannels")) {
         return rule_error(err, errlen, u,
-                          "'%.*s' is a Pub/Sub channel permission, which does not apply here: the proxy has no "
-                          "Pub/Sub; remove it",
-                          (int)len, word);
+                          "the %d%s rule ('%.*s%s') is a Pub/Sub channel permission, which does not apply here: the "
+                          "proxy has no Pub/Sub; remove it",
+                          position, ordinal_suffix(position), shown_len(word, len), word, shown_more(word, len));
     } else if (word[0] == '(' || word[0] == ')' || word_is(word, len, "clearselectors")) {
         return rule_error(err, errlen, u,
-                          "'%.*s' is part of a selector, which does not apply here: give the keys the user may "
-                          "read as ~pattern rules of the user itself; remove it",
-                          (int)len, word);
+                          "the %d%s rule ('%.*s%s') is part of a selector, which does not apply here: give the keys "
+                          "the user may read as ~pattern rules of the user itself; remove it",
+                          position, ordinal_suffix(position), shown_len(word, len), word, shown_more(word, len));
     } else {
         return rule_error(err, errlen, u,
                           "the %d%s rule is not one the proxy knows (not shown, in case it is a password: a "

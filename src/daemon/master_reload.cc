@@ -39,6 +39,9 @@ bool master_generation_ready(Master *m)
 // here: nothing more is said to them.
 void master_retire_previous(Master *m)
 {
+    const Config *before = m->previous.config, *now = m->config;
+    HandoverRetire retire = {before != NULL && (before->protected_mode != now->protected_mode ||
+                                                memcmp(&before->users, &now->users, sizeof(now->users)) != 0)};
     int targets[CONFIG_MAX_WORKERS], n = 0;
     for (int i = 0; i < m->count; i++)
         if (m->slots[i].pid != 0 && m->slots[i].channel >= 0)
@@ -51,7 +54,7 @@ void master_retire_previous(Master *m)
         for (int at = 0; told && at < n; at += HANDOVER_MAX_FDS)
             told = handover_send(s->channel, HANDOVER_TARGETS, targets + at,
                                  n - at < HANDOVER_MAX_FDS ? n - at : HANDOVER_MAX_FDS, NULL, 0);
-        told = told && handover_send(s->channel, HANDOVER_RETIRE, NULL, 0, NULL, 0);
+        told = told && handover_send(s->channel, HANDOVER_RETIRE, NULL, 0, &retire, sizeof(retire));
         if (!told)
             kill(s->pid, SIGTERM);
     }

@@ -139,7 +139,7 @@ static void on_stop_timer(evutil_socket_t, short, void *arg)
 // connections, and each open one ends as its front decides, within shutdown_timeout. A stop
 // closes them; a retirement hands RESP connections over to the new generation (handover.h) and
 // closes an idle HTTP one only with an answer, or at the deadline.
-static void begin_stop(Worker *w, bool retiring)
+static void begin_stop(Worker *w, bool retiring, bool revoked)
 {
     set_accepting(w, false);
     if (w->admin != NULL)
@@ -147,9 +147,9 @@ static void begin_stop(Worker *w, bool retiring)
     w->stopping = true;
     w->stats->accepting = 0;
     w->stop_deadline_ms = monotonic_ms() + (uint64_t)w->config->shutdown_timeout_ms;
-    http_front_drain(w->http, !retiring);
+    http_front_drain(w->http, !retiring, revoked);
     if (w->resp != NULL && retiring && w->handover_target_count > 0)
-        resp_front_hand_over(w->resp, w->handover_targets, w->handover_target_count);
+        resp_front_hand_over(w->resp, w->handover_targets, w->handover_target_count, revoked);
     else if (w->resp != NULL)
         resp_front_drain(w->resp);
     on_stop_timer(-1, 0, w);
@@ -162,7 +162,7 @@ static void on_stop_signal(evutil_socket_t sig, short, void *arg)
         return;
     log_debug("worker %d: %s, finishing %llu fetch(es) in flight", w->id,
               sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)w->stats->fetches_waiting);
-    begin_stop(w, false);
+    begin_stop(w, false, false);
 }
 
 // What the master (TARGETS, RETIRE) or a retiring worker (CLIENT) sends on the channel.
@@ -198,6 +198,7 @@ static void on_channel(evutil_socket_t fd, short, void *arg)
         union {
             HandoverClient client;
             HandoverListeners listeners;
+            HandoverRetire retire;
         } data;
         HandoverClient &client = data.client;
         size_t len;
@@ -220,9 +221,11 @@ static void on_channel(evutil_socket_t fd, short, void *arg)
         } else if (kind == HANDOVER_RETIRE && !w->stopping) {
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);
-            log_debug("worker %d: retiring; handing %s connections over to %d new worker(s)", w->id,
-                      w->resp != NULL ? "its RESP" : "no", w->handover_target_count);
-            begin_stop(w, true);
+            bool revoked = len == sizeof(data.retire) && data.retire.revoked != 0;
+            log_debug("worker %d: retiring; handing %s connections over to %d new worker(s)%s", w->id,
+                      w->resp != NULL ? "its RESP" : "no", w->handover_target_count,
+                      revoked ? "; credentials changed: none served on by the old rules" : "");
+            begin_stop(w, true, revoked);
         } else if (kind == HANDOVER_CLIENT && nfds == 1 && len == sizeof(client) && w->resp != NULL) {
             resp_front_adopt(w->resp, fds[0], &client);
         } else if (kind == HANDOVER_ADOPT && len == sizeof(data.listeners) && !w->stopping) {

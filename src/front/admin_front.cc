@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "acl.h"
 #include "address.h"
@@ -18,6 +19,7 @@
 #include "http_credentials.h"
 #include "log.h"
 #include "metrics.h"
+#include "protected_mode.h"
 #include "scoreboard.h"
 #include "front_env.h"
 
@@ -103,9 +105,27 @@ static void adopt(AdminFront *a, evhttp_connection *evcon)
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
 }
 
-static void on_adopted(void *arg, bufferevent *, evhttp_connection *evcon)
+// Protected mode (protected_mode.h), for an admin endpoint without a token: /metrics tells no
+// key, but is no more open than the fronts.
+static bool refused_by_protected_mode(const AdminFront *a, int fd)
+{
+    if (!protected_mode_active(a->env->config) || a->env->config->admin_token[0] != '\0')
+        return false;
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    return getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer);
+}
+
+static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)
 {
     AdminFront *a = (AdminFront *)arg;
+    if (evcon != NULL && refused_by_protected_mode(a, bufferevent_getfd(bev))) {
+        protected_mode_refuse(bufferevent_getfd(bev), true, &a->env->stats->admin_clients_denied);
+        evhttp_connection_free(evcon);
+        a->open--;
+        set_accepting(a);
+        return;
+    }
     if (evcon != NULL) {
         adopt(a, evcon);
         return;

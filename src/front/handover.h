@@ -14,7 +14,7 @@
 
 enum HandoverKind {
     HANDOVER_TARGETS = 1,  // fds: channels of the new generation's workers
-    HANDOVER_RETIRE = 2,   // stop accepting, hand every RESP connection over, exit
+    HANDOVER_RETIRE = 2,   // stop accepting, hand every RESP connection over, exit; data: HandoverRetire
     HANDOVER_CLIENT = 3,   // fd: a RESP client connection; data: HandoverClient
     // Not a reload's: while a slot's worker is dead and waits for its respawn, a serving worker
     // accepts the connections queued on that slot's sockets (listener_set.h).
@@ -23,6 +23,14 @@ enum HandoverKind {
 };
 
 static const int HANDOVER_MAX_FDS = 64;  // per message (the kernel takes up to 253)
+
+// How a reload retires a worker.
+struct HandoverRetire {
+    // The new generation reads with other credentials ([users] or protected_mode changed): no
+    // connection is served on by the old rules (HTTP idle ones closed, RESP ones not at a
+    // boundary closed after their answers).
+    uint32_t revoked;
+};
 
 // What a RESP connection carries to its new worker.
 struct HandoverClient {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "access_log.h"
@@ -68,6 +69,7 @@ struct HttpFront {
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
     size_t by_fd_cap;
     bool draining;           // the worker is stopping: every answer closes its connection
+    bool revoked;            // ... and a reload changed who may read what: nothing more is served
     bool protect;            // protected mode: clients not on loopback are refused
     bool auth_required;      // [users] defined: every request carries a user's credentials
     char *log_key;           // with an access log: a request's key, decoded again for its line
@@ -436,9 +438,17 @@ static const size_t MAX_CREDENTIALS = 1024;  // an Authorization header's bytes,
 // or refused. The last one that logged in on the connection is remembered with its user.
 static const AclUser *request_user(HttpFront *h, HttpClient *c, evhttp_request *req)
 {
-    const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (value == NULL)
+    // Authorization may be given once (RFC 9110 11.6.2): two are refused, not one of them taken.
+    const char *value = NULL;
+    int given = 0;
+    for (evkeyval *header = evhttp_request_get_input_headers(req)->tqh_first; header != NULL;
+         header = header->next.tqe_next)
+        if (strcasecmp(header->key, "Authorization") == 0 && given++ == 0)
+            value = header->value;
+    if (given == 0)
         return h->anonymous;
+    if (given > 1)
+        value = "";  // malformed: refused below
     size_t len = strlen(value);
     if (c != NULL && c->user != NULL && len == c->credentials_len && memcmp(value, c->credentials, len) == 0)
         return c->user;
@@ -512,6 +522,11 @@ static void on_request(evhttp_request *req, void *arg)
     // the answer unless the client sent Proxy-Connection: keep-alive, without saying so, so a
     // request pipelined behind it would be dropped unanswered. It is served as any other.
     req->flags &= ~EVHTTP_PROXY_REQUEST;
+    if (h->revoked) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "0");
+        reply_error(req, 503, "Service Unavailable", "the configuration changed: retry on a new connection\n");
+        return;
+    }
     if (refuse_malformed(env, req))
         return;
     // [users]: who asks, before anything else is looked at (a forbidden key's answer must be the
@@ -633,9 +648,11 @@ void http_front_destroy(HttpFront *h)
     free(h);
 }
 
-void http_front_drain(HttpFront *h, bool close_idle)
+void http_front_drain(HttpFront *h, bool close_idle, bool revoked)
 {
     h->draining = true;
+    h->revoked = revoked;
+    close_idle = close_idle || revoked;
     for (size_t fd = 0; close_idle && fd < h->by_fd_cap; fd++) {
         HttpClient *c = h->by_fd[fd];
         // Idle: kept alive after a request, with none being answered and none begun (its bytes

@@ -31,4 +31,7 @@ ListenerSet *http_front_listeners(HttpFront *front);
 // their next request is answered so (close_idle false: a reload, where closing one under a client
 // that may be sending a request right then would make it see an error, as HAProxy's
 // idle-close-on-response avoids). The worker's shutdown_timeout ends the ones that stay idle.
-void http_front_drain(HttpFront *h, bool close_idle);
+// `revoked`: who may read what has changed (a reload's [users] or protected_mode): idle
+// connections are closed, and a request that still comes on one is not served by the old rules
+// (503, Retry-After, and the connection closes: the client retries on the new generation).
+void http_front_drain(HttpFront *h, bool close_idle, bool revoked);

@@ -82,10 +82,14 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
               "Well-formed requests for what a read-only cache does not do (a write, another HTTP method, an unknown "
               "command), refused, by front.",
               s->refused_requests);
-    per_front(out, "redis_proxy_clients_denied_total", "counter",
-              "Connections from a non-loopback address refused by protected mode (no [users], protected_mode = on), "
-              "by front.",
-              s->clients_denied);
+    header(out, "redis_proxy_clients_denied_total", "counter",
+           "Connections from a non-loopback address refused by protected mode (protected_mode = on, and nobody "
+           "has to log in), by front.");
+    for (int f = 0; f < FRONT_COUNT; f++)
+        evbuffer_add_printf(out, "redis_proxy_clients_denied_total{front=\"%s\"} %llu\n", front_names[f],
+                            (unsigned long long)s->clients_denied[f]);
+    evbuffer_add_printf(out, "redis_proxy_clients_denied_total{front=\"admin\"} %llu\n",
+                        (unsigned long long)s->admin_clients_denied);
     header(out, "redis_proxy_auth_failures_total", "counter",
            "Credentials refused ([users]; [admin] token): a wrong password, an unknown or disabled user, by front.");
     for (int f = 0; f < FRONT_COUNT; f++)

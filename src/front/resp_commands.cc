@@ -296,14 +296,14 @@ static void cmd_hello(RespClient *c, const char *cmd, const RespArg *args, int a
     }
     if (hello.user != NULL && !authenticate(c, cmd, hello.user, hello.password, out))
         return;
-    if (hello.name != NULL && !set_client_name(c, cmd + hello.name->offset, hello.name->len, out))
-        return;
-    if (c->front->auth_required && c->user == NULL) {
+    if (c->front->auth_required && c->user == NULL) {  // (before SETNAME: nothing of it takes effect)
         resp_add_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
                             "HELLO AUTH <user> <pass> option can be used to authenticate the client and select the "
                             "RESP protocol version at the same time");
         return;
     }
+    if (hello.name != NULL && !set_client_name(c, cmd + hello.name->offset, hello.name->len, out))
+        return;
     int protocol = hello.protocol != 0 ? hello.protocol : c->replies.protocol;
     c->replies.protocol = protocol;
     add_map_header(c, out, 7);

@@ -62,6 +62,8 @@ void resp_answer_protocol_error(RespClient *c, const char *error)
     resp_schedule_write(c);
 }
 
+static const int UNAUTHENTICATED_MAX_ARGS = 10;
+
 void resp_update_guard(RespClient *c)
 {
     RespFront *f = c->front;
@@ -70,6 +72,12 @@ void resp_update_guard(RespClient *c)
         event_free(c->auth_deadline);
         c->auth_deadline = NULL;
     }
+    // Before it logs in, a client's commands are as short as a login needs (HELLO 3 AUTH u p
+    // SETNAME n: 7 arguments), as Redis bounds an unauthenticated client's (CVE-2021-32675): it
+    // cannot make the worker hold max_request_size for it.
+    int most = (int)f->env->config->resp_max_args;
+    c->parser.max_args = f->auth_required && c->user == NULL && most > UNAUTHENTICATED_MAX_ARGS
+                             ? UNAUTHENTICATED_MAX_ARGS : most;
 }
 
 static void client_close(RespClient *c);
@@ -410,8 +418,8 @@ static RespClient *client_open(RespFront *f, int fd)
         else if ((c->auth_deadline = evtimer_new(f->env->base, on_auth_deadline, c)) != NULL)
             event_add(c->auth_deadline, f->request_timeout);
     }
-    resp_update_guard(c);
     resp_parser_init(&c->parser, (int)config->resp_max_args, (size_t)config->max_key_size);
+    resp_update_guard(c);
     list_push_front(&f->clients, &c->link);
     f->env->client_opened(f->env->arg, FRONT_RESP);
     c->reading = false;
@@ -527,12 +535,29 @@ static void hand_over_idle(RespFront *f)
 
 static void on_handover_retry(evutil_socket_t, short, void *arg) { hand_over_idle((RespFront *)arg); }
 
-void resp_front_hand_over(RespFront *f, const int *targets, int n)
+void resp_front_hand_over(RespFront *f, const int *targets, int n, bool revoked)
 {
     f->draining = true;
     f->handover_targets = targets;
     f->handover_count = n;
     hand_over_idle(f);
+    if (!revoked)
+        return;
+    // Who may read what has changed: a client in the middle of something (a transaction, a
+    // pipeline) is not served on here by the old rules until it reaches a boundary; it gets the
+    // answers already under way, then is closed, and reconnects to the new generation.
+    for (ListLink *l = list_first(&f->clients), *next; l != &f->clients; l = next) {
+        next = l->next;  // (a client closed here leaves the list)
+        RespClient *c = resp_client_of(l);
+        if (owes_nothing(c))
+            continue;  // handed over (now, or when a target has room)
+        c->closing = true;
+        update_reading(c);
+        if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
+            client_close(c);
+        else
+            resp_schedule_write(c);
+    }
 }
 
 static void on_accept_error(evconnlistener *, void *arg)

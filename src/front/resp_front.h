@@ -36,7 +36,9 @@ void resp_front_drain(RespFront *f);
 // generation's workers (their channels: targets, handover.h) as soon as it owes nothing and
 // holds no unread input, now for the idle ones. One that never gets there is closed with the
 // worker, at shutdown_timeout.
-void resp_front_hand_over(RespFront *f, const int *targets, int n);
+// `revoked`: the reload changed who may read what ([users], protected_mode): a client that is not
+// at a boundary is closed after its answers under way, rather than served on by the old rules.
+void resp_front_hand_over(RespFront *f, const int *targets, int n, bool revoked);
 
 // A connection handed over by a retiring worker: served from here on, as it was there.
 void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state);

@@ -5,6 +5,7 @@ password in any log, error, INFO, CONFIG GET, /metrics or -T. Through the real b
 redis-py, redis-cli, curl and the Node.js clients."""
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -416,3 +417,84 @@ class ReadmeNetworkExampleTest(ProxyTestCase):
         self.assertTrue(outputs[1].startswith("NOPERM"), outputs[1])
         self.assertEqual(outputs[2], "alice")
         self.assertEqual(outputs[3], "alice")
+
+
+class RevocationTest(ProxyTestCase):
+    """A reload that changes who may read what serves nothing more by the old rules: a RESP
+    connection in the middle of a transaction is closed rather than kept on the retiring worker,
+    an idle HTTP keep-alive connection is closed rather than answered once more."""
+
+    def test_a_reload_that_changes_the_users_serves_nothing_by_the_old_ones(self):
+        self.redis("SET", "secret:1", "s")
+        proxy = self.start_proxy(resp=True, users={"app": "on >app-pw allkeys"}, proxy={"shutdown_timeout": "30s"})
+        c = proxy.resp()
+        self.assertEqual(c("AUTH", "app", "app-pw"), b"OK")
+        self.assertEqual(c("MULTI"), b"OK")  # not at a boundary: it cannot be handed over
+        conn = proxy.connection()
+        auth = {"Authorization": basic("app", "app-pw")}
+        self.assertEqual(proxy.request("GET", "/secret:1", conn, auth).status, 200)  # idle keep-alive now
+        proxy.settings["users"] = {"app": "on >app-pw ~user:*"}
+        proxy.write_config()
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "redis_proxy_config_generation 2\n" in proxy.admin("/metrics")[1], what="the reload")
+        # The transaction's connection is closed: its EXEC never runs by the old rules.
+        with self.assertRaises((ConnectionError, OSError, RedisError)):
+            c("GET", "secret:1")
+            c("EXEC")
+        c.close()
+        # The idle HTTP connection was closed; a new one meets the new rules.
+        with self.assertRaises((ConnectionError, OSError, http.client.HTTPException)):
+            r = proxy.request("GET", "/secret:1", conn, auth)
+            self.assertNotEqual(r.status, 200, r)
+            raise ConnectionError("answered %d" % r.status)
+        conn.close()
+        self.assertEqual(proxy.request("GET", "/secret:1", headers=auth).status, 403)
+
+    def test_a_reload_that_keeps_the_users_keeps_its_connections(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_proxy(resp=True, users={"app": "on >app-pw allkeys"})
+        c = proxy.resp()
+        c("AUTH", "app", "app-pw")
+        c("MULTI")
+        proxy.settings["cache"]["ttl"] = "30s"  # not about who reads
+        proxy.write_config()
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "redis_proxy_config_generation 2\n" in proxy.admin("/metrics")[1], what="the reload")
+        self.assertEqual(c("GET", "k"), b"QUEUED")
+        self.assertEqual(c("EXEC"), [b"v"])
+        c.close()
+
+
+class BeforeLoginTest(ProxyTestCase):
+    def test_what_a_client_may_do_before_it_logs_in_is_small(self):
+        proxy = self.start_proxy(resp=True, users={"app": "on >app-pw allkeys"})
+        c = proxy.resp()
+        # HELLO's SETNAME takes no effect without a login.
+        with self.assertRaises(RedisError):
+            c("HELLO", "3", "SETNAME", "sneaky")
+        c("AUTH", "app", "app-pw")
+        self.assertIsNone(c("CLIENT", "GETNAME"))
+        c.close()
+        # A long command before a login is refused at its header: the worker holds nothing for it.
+        c = proxy.resp()
+        c.send_raw(b"*10000\r\n$4\r\nMGET\r\n")
+        with self.assertRaises(RedisError) as e:
+            c.read_reply()
+        self.assertIn("Protocol error", str(e.exception))
+        self.assertTrue(c.at_eof())
+        c.close()
+        # Logged in, the same command is fine.
+        c = proxy.resp()
+        c("AUTH", "app", "app-pw")
+        self.assertEqual(c("MGET", *["k%d" % i for i in range(100)]), [None] * 100)
+        c.close()
+
+    def test_two_authorization_headers_are_refused(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_proxy(users={"app": "on >app-pw allkeys", "big": "on >big-pw allkeys"})
+        import socket
+        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        s.sendall(("GET /k HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nAuthorization: %s\r\n\r\n"
+                   % (basic("app", "app-pw"), basic("big", "big-pw"))).encode())
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 401 "))
+        s.close()

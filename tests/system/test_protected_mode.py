@@ -199,3 +199,17 @@ class ProtectedModeTest(ProxyTestCase):
         self.addCleanup(sock.close)
         sock.sendall(b"PING\r\n")
         self.assertEqual(sock.recv(100), b"+PONG\r\n")
+
+    def test_the_admin_endpoint_without_a_token_is_protected_too(self):
+        port, resp_port, admin_port = free_ports(3)
+        proxy = self.start_proxy(resp=True, wait=False,
+                                 proxy={"listen": "0.0.0.0:%d" % port, "resp_listen": "0.0.0.0:%d" % resp_port},
+                                 admin={"listen": "0.0.0.0:%d" % admin_port})
+        proxy.admin_port = admin_port
+        wait_until(lambda: proxy._all_workers_ready(), what="the worker")
+        wait_until(lambda: proxy.admin("/readyz")[0] == 200, what="ready, asked from loopback")
+        conn = http.client.HTTPConnection(self.outside, admin_port, timeout=10, source_address=(self.outside, 0))
+        conn.request("GET", "/metrics")
+        self.assertEqual(conn.getresponse().status, 403)
+        conn.close()
+        self.assertIn('redis_proxy_clients_denied_total{front="admin"} 1\n', proxy.admin("/metrics")[1])

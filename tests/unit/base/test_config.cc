@@ -481,5 +481,5 @@ TEST(Config, test_a_rule_that_means_nothing_here_is_refused_with_its_line)
 {
     CHECK_FALSE(load("[users]\napp = on +@all ~*\n"));
     STRCMP_CONTAINS("FILE:2: ", error().c_str());
-    STRCMP_CONTAINS("+@all", err);
+    STRCMP_CONTAINS("2nd rule ('+...') is a command permission", err);
 }
