@@ -17,7 +17,7 @@ static const char DEFAULT_CONFIG[] = "/etc/redis-proxy/proxy.ini";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: redis-proxy [-c FILE] [-o section.key=value]... [-t [-q] | -T | -R PID | -s SIGNAL]\n"
+            "usage: redis-proxy [-c FILE] [-o section.key=value]... [-t [-q] | -T | -R PID | -s SIGNAL | --health]\n"
             "\n"
             "  -c, --config FILE   configuration file (default %s)\n"
             "  -o S.K=V            override one setting, e.g. -o cache.ttl=30s (repeatable)\n"

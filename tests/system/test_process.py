@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from harness import PROXY_BIN, Proxy, ProxyTestCase, alive, free_port, read_until_closed, wait_until
+from harness import PROXY_BIN, ROOT, Proxy, ProxyTestCase, alive, free_port, read_until_closed, wait_until
 
 import http.client
 http_client_errors = (http.client.HTTPException,)
@@ -284,6 +284,13 @@ class CommandLineTest(ProxyTestCase):
         code, out = self.run_proxy("-h")
         self.assertEqual(code, 0)
         self.assertIn("usage: redis-proxy", out)
+        # Every long option main.cc takes is in the help, --health (the HEALTHCHECK's) included.
+        with open(os.path.join(ROOT, "src", "daemon", "main.cc")) as f:
+            options = re.findall(r'\{"([a-z]+)", (?:no|required)_argument', f.read())
+        self.assertIn("health", options)
+        for option in options:
+            self.assertIn("--" + option, out)
+        self.assertIn("--health", out.splitlines()[0])
         code, out = self.run_proxy("-x")
         self.assertEqual(code, 1)
         self.assertIn("usage:", out)
