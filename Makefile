@@ -38,7 +38,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/obj/daemon/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.cc) $(foreach l,$(LAYERS),$(wildcard tests/unit/$(l)/*.cc))
 UNIT_OBJ := $(UNIT_SRC:tests/unit/%.cc=$(BUILD)/unit/%.o)
 
-BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind
+BENCH_PKGS := wrk redis-tools webdis nutcracker nginx-light valgrind python3-matplotlib
 
 .SECONDEXPANSION:
 

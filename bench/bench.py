@@ -15,9 +15,12 @@ Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte va
   cluster      a 3-primary Redis Cluster behind the proxy: HTTP misses and hits through it (2 workers),
                against redis-benchmark --cluster -t get straight to the cluster
   callgrind    instructions per hit in one worker (noise-free, for tracking between commits)
-Prints a table and writes bench/results.md. Every process it starts is stopped on every exit.
+Prints what it measures as it goes, and writes it all to bench/results.json; bench/report.py renders
+bench/results.md, the tables of docs/performance.md and the plots (bench/*.svg) from that file alone.
+Every process it starts is stopped on every exit.
 """
 import base64
+import json
 import os
 import re
 import shutil
@@ -27,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -499,6 +504,7 @@ def main():
               % (group, name, r["rps"], r.get("runs", 1), r.get("min", r["rps"]), r.get("max", r["rps"]),
                  r["p50"], r["p99"]), flush=True)
 
+    loadavg_start = list(os.getloadavg())  # other work on the machine, said beside the figures
     try:
         redis = RedisServer(workdir)
         redis.start()
@@ -568,28 +574,31 @@ def main():
 
         # Latency at half the peak hit rate of the default configuration (workers = auto: 2
         # here): the median of three paced runs; and the same rate against the bare evhttp
-        # server and nginx, to see what the machine itself adds.
+        # server, nginx and webdis, to see what the machine itself adds.
         proxy = proxies[2]
         half = http["proxy 2"]["rps"] / 2
 
-        def paced_run(port):
+        def paced_run(port, path=("/", "")):
+            """One open-loop run at the rate `half`; `path`: what goes before and after the key
+            (webdis's /GET/ and .txt)."""
             out = subprocess.run([os.path.join(BUILD, "bench", "paced_client"), str(port), str(int(half)),
-                                  str(PACED_SECONDS), str(CONNECTIONS), str(KEYS)], capture_output=True, text=True,
-                                 timeout=PACED_SECONDS + 60).stdout
-            fields = dict(kv.split("=") for kv in out.split())
+                                  str(PACED_SECONDS), str(CONNECTIONS), str(KEYS), path[0], path[1]],
+                                 capture_output=True, text=True, timeout=PACED_SECONDS + 60).stdout
+            fields = dict(kv.split("=", 1) for kv in out.split())
             return {"rps": float(fields["rate"]), "p50": float(fields["p50_ms"]), "p99": float(fields["p99_ms"]),
-                    "errors": int(fields["errors"])}
-        runs = {"proxy": [], "bare": [], "nginx": []}
+                    "errors": int(fields["errors"]),
+                    "quantiles_ms": [[float(q), float(ms)] for q, ms in
+                                     (pair.split(":") for pair in fields["quantiles_ms"].split(","))]}
+        runs = {"proxy": [], "bare": [], "nginx": [], "webdis": []}
         for _ in range(3):  # alternating, like the throughput runs: the median p99 of each
             runs["proxy"].append(paced_run(proxy.port))
             runs["bare"].append(paced_run(bare_ports[2]))
             runs["nginx"].append(paced_run(nginx_port))
+            runs["webdis"].append(paced_run(webdis_port, webdis_args))
         median = {name: sorted(r, key=lambda run: run["p99"])[1] for name, r in runs.items()}
-        paced = median["proxy"]
-        paced["bare"], paced["nginx"] = median["bare"], median["nginx"]
-        show("paced", "redis-proxy at half its peak hit rate", paced)
-        show("paced", "bare evhttp at the same rate", paced["bare"])
-        show("paced", "nginx at the same rate", paced["nginx"])
+        paced = {"rate": half, "median": median, "p99_runs": {name: [run["p99"] for run in r] for name, r in runs.items()}}
+        for name, label in report.PACED:
+            show("paced", label, median[name])
         for name, r in runs.items():
             print("paced        %-6s p99 of the three runs: %s ms" % (name, ", ".join("%.3f" % run["p99"] for run in r)))
 
@@ -654,124 +663,38 @@ def main():
         for name, count in instructions.items():
             print("callgrind    %-42s %8.0f instructions per request" % (name, count), flush=True)
 
-        write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, redis_bytes, instructions, staleness,
-                      clustered, bounded)
+        cpu = open("/proc/cpuinfo").read()
+        model = re.search(r"model name\s*:\s*(.*)", cpu)
+        results = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": {"cpus": os.cpu_count(), "cpu_model": model.group(1) if model else "unknown CPU",
+                        "loadavg_start": loadavg_start, "loadavg_end": list(os.getloadavg())},
+            "method": {"connections": CONNECTIONS, "duration_s": DURATION, "keys": KEYS, "rounds": ROUNDS,
+                       "resp_rounds": RESP_ROUNDS, "sweep_seconds": SWEEP_SECONDS, "sweep_passes": SWEEP_PASSES,
+                       "paced_seconds": PACED_SECONDS},
+            "http_hits": http, "http_misses": misses, "resp": {str(p): rows for p, rows in resp.items()},
+            "chosen": {row: without_port(c["setting"]) for row, c in chosen.items()},
+            "sweep": [{"peer": peer, "row": row, "setting": without_port(setting), "rps": rps}
+                      for peer, setting, row, rps in sweep_rows],
+            "paced": paced,
+            "memory": {"entries": MEMORY_ENTRIES, "proxy_bytes": proxy_bytes, "redis_bytes": redis_bytes,
+                       "bounded_max_mb": BOUNDED_MAX_MB, "bounded_grown_mb": bounded},
+            "staleness": staleness, "cluster": clustered,
+            "instructions": [[name, count] for name, count in instructions.items()],
+        }
+        with open(report.RESULTS_JSON, "w") as f:
+            json.dump(results, f, indent=1)
+            f.write("\n")
+        report.write_all(report.load())
+        with open(report.RESULTS_MD) as f:
+            print("\n" + f.read())
     finally:
         stop_all()
         shutil.rmtree(workdir, True)
 
 
-def describe(setting):
-    return ", ".join("%s %s" % (k.replace("_", " ") if k != "io-threads" else k, v)
-                     for k, v in setting.items() if k != "port")
-
-
-def write_results(http, misses, resp, chosen, sweep_rows, paced, proxy_bytes, redis_bytes, instructions, staleness,
-                  clustered, bounded):
-    def line(name, r, proxy=None):
-        """A row; for a peer, the last column is the proxy's throughput over the peer's."""
-        ratio = "" if proxy is None else "%.2fx" % (proxy["rps"] / r["rps"])
-        return "| %s | %.0f | %.0f–%.0f | %.3f | %.3f | %s |" % (name, r["rps"], r["min"], r["max"], r["p50"], r["p99"],
-                                                                  ratio)
-
-    # The proxy's figure for each comparison: its better worker count for that front.
-    hit = max((http["proxy 1"], 1), (http["proxy 2"], 2), key=lambda x: x[0]["rps"])
-    miss = max(misses["proxy 1"], misses["proxy 2"], key=lambda r: r["rps"])
-    cpu = open("/proc/cpuinfo").read()
-    model = re.search(r"model name\s*:\s*(.*)", cpu)
-    webdis = chosen["webdis"]["setting"]
-    out = ["# redis-proxy benchmark", "",
-           "`make bench` on %s, %d CPUs, %s. wrk: 1 thread, %d connections, %d s, random keys of %d; "
-           "redis-benchmark: 50 clients, -r %d. Each throughput is the best of %d (HTTP) or %d (RESP) "
-           "alternating rounds, with the spread of all of them. Every peer runs with the fastest of "
-           "its settings in the sweep below; the proxy runs as configured by default, with 1 and 2 "
-           "workers. The last column is the proxy's throughput (its better worker count) over that row's." %
-           (time.strftime("%Y-%m-%d"), os.cpu_count(), model.group(1) if model else "unknown CPU",
-            CONNECTIONS, DURATION, KEYS, KEYS, ROUNDS, RESP_ROUNDS), "",
-           "| contestant | req/s | spread | p50 ms | p99 ms | proxy / this |", "|---|---|---|---|---|---|",
-           "| **HTTP, cache hits** | | | | | |",
-           line("redis-proxy, 2 workers, every key cached", http["proxy 2"]),
-           line("redis-proxy, 1 worker, every key cached", http["proxy 1"]),
-           line("bare evhttp, 2 processes (the library's ceiling)", http["bare 2"], hit[0]),
-           line("bare evhttp, 1 process", http["bare 1"], hit[0]),
-           line("nginx `return 200`, worker_processes auto (the machine's ceiling)", http["nginx"], hit[0]),
-           line("webdis, %s (no cache)" % describe(webdis), http["webdis"], hit[0]),
-           "| **HTTP, misses** (a Redis round trip each) | | | | | |",
-           line("redis-proxy, 2 workers, capacity 1", misses["proxy 2"]),
-           line("redis-proxy, 1 worker, capacity 1", misses["proxy 1"]),
-           line("redis-proxy, 2 workers, capacity 1, invalidation off", misses["proxy 2 off"]),
-           line("webdis, same settings", misses["webdis"], miss),
-           ]
-    best_resp = {}
-    for p in (1, 16):
-        r = resp[p]
-        best_resp[p] = max(r["proxy 1"], r["proxy 2"], key=lambda x: x["rps"])
-        out += ["| **RESP GET, cache hits, -P %d** | | | | | |" % p,
-                line("redis-proxy, 1 worker", r["proxy 1"]),
-                line("redis-proxy, 2 workers", r["proxy 2"]),
-                line("redis-server direct, %s" % describe(chosen["redis -P %d" % p]["setting"]), r["redis"], best_resp[p]),
-                line("nutcracker (twemproxy), %s" % describe(chosen["nutcracker -P %d" % p]["setting"]),
-                     r["nutcracker"], best_resp[p])]
-    out += ["| **A Redis Cluster behind the proxy** (3 primaries, 2 workers, tracking) | | | | | |",
-            line("redis-proxy HTTP hits, every key cached", clustered["hit"]),
-            line("redis-proxy HTTP hits in front of one Redis, in the same rounds", clustered["hit one redis"]),
-            line("redis-proxy HTTP misses, capacity 1", clustered["miss"]),
-            line("redis-benchmark --cluster -t get straight to the cluster (RESP, -P 1)", clustered["direct"],
-                 clustered["miss"]),
-            "",
-            "With a cluster behind it, the proxy's hits run at %.2fx its hits in front of one Redis, measured in "
-            "alternating rounds (2 workers each): a hit in cluster mode adds only the key's slot (CRC16) and one "
-            "comparison, never routing. Its misses run at %.2fx its misses to one Redis above (measured at another "
-            "moment of the run)." % (clustered["hit"]["rps"] / clustered["hit one redis"]["rps"],
-                                      clustered["miss"]["rps"] / misses["proxy 2"]["rps"])]
-    out += ["", "The sweep, to pick each peer's fastest setting (the best of %d alternating %d s runs per "
-            "setting; redis-benchmark a third of the requests of the runs above):" % (SWEEP_PASSES, SWEEP_SECONDS), "",
-            "| row | setting | req/s |", "|---|---|---|"]
-    out += ["| %s | %s | %.0f |" % (row, describe(setting), rps) for _, setting, row, rps in sweep_rows]
-    out += ["", "Open-loop latency at half the proxy's peak HTTP hit rate (2 workers; bench/paced_client.cc, measured "
-            "from when each request was due; three alternating runs each, the median by p99): %.0f req/s, p50 %.3f ms, "
-            "p99 %.3f ms. At the same rate, bare evhttp: p50 %.3f ms, p99 %.3f ms; nginx: p50 %.3f ms, "
-            "p99 %.3f ms." % (paced["rps"], paced["p50"], paced["p99"], paced["bare"]["p50"], paced["bare"]["p99"],
-                              paced["nginx"]["p50"], paced["nginx"]["p99"]),
-            "", "Memory per cached entry, %d entries of 16-byte keys and 32-byte values: redis-proxy %.1f bytes "
-            "(growth of the worker's RSS), Redis %.1f bytes (growth of used_memory). With max_memory = %dm and "
-            "values of 12 sizes (16 to 368 bytes) each filling the cache in turn, the worker's RSS grew %.1f MB: what "
-            "the process holds follows max_memory, whatever the mix of sizes." % (MEMORY_ENTRIES, proxy_bytes, redis_bytes,
-                                                                                 BOUNDED_MAX_MB, bounded),
-            "", "Staleness after a write, with invalidation = tracking (the default): from a SET's reply in Redis "
-            "until every worker (2) answers the new value, polling each through RESP, over %d writes: p50 %.3f ms, "
-            "p99 %.3f ms, max %.3f ms. Without invalidation it would be up to the TTL. A key that expires in "
-            "Redis (follow_key_expiry = on, the default: each entry's life is capped by its key's PTTL), from its "
-            "expiry until every worker answers nil, over %d keys set with PX 300: p50 %.3f ms, p99 %.3f ms, max "
-            "%.3f ms (negative: the entry ended first)."
-            % (staleness["writes"], staleness["p50"], staleness["p99"], staleness["max"], staleness["expiry"]["keys"],
-               staleness["expiry"]["p50"], staleness["expiry"]["p99"], staleness["expiry"]["max"]),
-            "", "Ratios against the targets, each against the peer at its best:", "",
-            "| target | measured | |", "|---|---|---|"]
-
-    def target(name, value, goal, higher=True, fmt="%.2fx"):
-        ok = value >= goal if higher else value <= goal
-        out.append("| %s %s %s | %s | %s |" % (name, ">=" if higher else "<=", fmt % goal, fmt % value,
-                                                "met" if ok else "**not met**"))
-    target("HTTP hit vs bare evhttp (%d process(es), as the proxy's %d worker(s))" % (hit[1], hit[1]),
-           hit[0]["rps"] / http["bare %d" % hit[1]]["rps"], 0.95)
-    target("HTTP hit vs webdis", hit[0]["rps"] / http["webdis"]["rps"], 1.3)
-    target("HTTP miss vs webdis", miss["rps"] / misses["webdis"]["rps"], 1.0)
-    for p in (1, 16):
-        target("RESP -P %d vs redis-server" % p, best_resp[p]["rps"] / resp[p]["redis"]["rps"], 1.0)
-        target("RESP -P %d vs nutcracker" % p, best_resp[p]["rps"] / resp[p]["nutcracker"]["rps"], 1.0)
-    target("bytes per entry vs Redis (%.0f vs %.0f)" % (proxy_bytes, redis_bytes), proxy_bytes / redis_bytes, 0.85,
-           higher=False)
-    target("p99 at half the peak hit rate (%.0f req/s), ms" % paced["rps"], paced["p99"], 1.0, higher=False,
-           fmt="%.3f")
-    out += ["", "Instructions per request in one worker (callgrind, user space only: the proxy, libevent, "
-            "hiredis, libc; stable from run to run, unlike req/s on a shared 2-core machine):", "",
-            "| request | instructions |", "|---|---|"]
-    out += ["| %s | %.0f |" % (name, count) for name, count in instructions.items()]
-    text = "\n".join(out) + "\n"
-    with open(os.path.join(HERE, "results.md"), "w") as f:
-        f.write(text)
-    print("\n" + text)
+def without_port(setting):
+    return {k: v for k, v in setting.items() if k != "port"}
 
 
 if __name__ == "__main__":

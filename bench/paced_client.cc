@@ -1,7 +1,11 @@
 // An open-loop HTTP load generator: sends GETs at a fixed rate over keep-alive connections and
 // reports latency percentiles, measured from when each request was *due*, so time spent queued
 // behind a slow answer counts (no coordinated omission). wrk2 does this; Debian has no wrk2.
-// usage: paced-client PORT RATE SECONDS CONNECTIONS KEYS   (requests GET /key:%012d, random key)
+// usage: paced-client PORT RATE SECONDS CONNECTIONS KEYS [PREFIX SUFFIX]
+//   requests GET PREFIX key:%012d SUFFIX, a random key each (PREFIX "/" and SUFFIX "" by default;
+//   webdis: "/GET/" and ".txt")
+// Prints one line of name=value fields: the rate reached, errors, percentiles, and quantiles_ms,
+// the distribution as quantile:milliseconds pairs.
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -28,6 +32,7 @@ struct Conn;
 struct Load {
     event_base *base;
     int port, keys;
+    const char *prefix = "/", *suffix = "";
     double rate, start_us, end_us;
     long scheduled = 0, errors = 0;
     std::deque<double> due;  // requests due but not yet sent: every connection was busy
@@ -45,8 +50,9 @@ struct Conn {
 
 static void send_request(Conn *c, double due_us)
 {
-    char req[128];
-    int n = snprintf(req, sizeof(req), "GET /key:%012d HTTP/1.1\r\nHost: bench\r\n\r\n", rand() % c->load->keys);
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %skey:%012d%s HTTP/1.1\r\nHost: bench\r\n\r\n", c->load->prefix,
+                     rand() % c->load->keys, c->load->suffix);
     c->due_us = due_us;
     c->busy = true;
     bufferevent_write(c->bev, req, (size_t)n);
@@ -114,8 +120,8 @@ static void on_tick(evutil_socket_t, short, void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: paced-client PORT RATE SECONDS CONNECTIONS KEYS\n");
+    if (argc != 6 && argc != 8) {
+        fprintf(stderr, "usage: paced-client PORT RATE SECONDS CONNECTIONS KEYS [PREFIX SUFFIX]\n");
         return 2;
     }
     Load l;
@@ -124,6 +130,10 @@ int main(int argc, char **argv)
     double seconds = atof(argv[3]);
     int conns = atoi(argv[4]);
     l.keys = atoi(argv[5]);
+    if (argc == 8) {
+        l.prefix = argv[6];
+        l.suffix = argv[7];
+    }
     // Without PRECISE_TIMER libevent 2.1 keeps time with CLOCK_MONOTONIC_COARSE (4 ms ticks here)
     // and sleeps in whole milliseconds: requests would leave up to 4 ms after they are due, and
     // that delay would be counted as the server's latency.
@@ -157,7 +167,14 @@ int main(int argc, char **argv)
     std::vector<double> &v = l.latencies_us;
     std::sort(v.begin(), v.end());
     auto pct = [&](double p) { return v.empty() ? 0.0 : v[(size_t)(p * (double)(v.size() - 1))] / 1000.0; };
-    printf("requests=%zu rate=%.0f errors=%ld p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f\n",
+    printf("requests=%zu rate=%.0f errors=%ld p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f",
            v.size(), (double)v.size() / seconds, l.errors, pct(0.5), pct(0.99), pct(0.999), pct(1.0));
+    // The whole distribution, for the bench's latency plot: quantile:ms pairs, from the median
+    // to the maximum, denser in the tail, where the servers differ.
+    static const double quantiles[] = {0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0};
+    printf(" quantiles_ms=");
+    for (size_t i = 0; i < sizeof(quantiles) / sizeof(quantiles[0]); i++)
+        printf("%s%g:%.3f", i ? "," : "", quantiles[i], pct(quantiles[i]));
+    printf("\n");
     return 0;
 }
