@@ -28,7 +28,7 @@ CXXFLAGS += -std=c++17 $(OPT) -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-# The source's layers, top to bottom (README, "Source layout"); each is a folder of src/ and of
+# The source's layers, top to bottom (docs/design.md, "Source layout"); each is a folder of src/ and of
 # tests/unit/, and a file includes only from its own layer or those below (tests/check_layers.py).
 LAYERS   := daemon front cache redis base
 CPPFLAGS += $(LAYERS:%=-Isrc/%)
@@ -208,7 +208,7 @@ deb-deps:
 
 deb: deb-deps
 	rm -rf build-deb && mkdir -p build-deb/redis-proxy-$(VERSION)
-	cp -r Makefile README.md LICENSE src conf systemd packaging build-deb/redis-proxy-$(VERSION)/
+	cp -r Makefile README.md LICENSE src conf systemd packaging docs build-deb/redis-proxy-$(VERSION)/
 	cp -r packaging/debian build-deb/redis-proxy-$(VERSION)/debian
 	cd build-deb/redis-proxy-$(VERSION) && dpkg-buildpackage -b -us -uc
 	lintian --fail-on error build-deb/redis-proxy_$(VERSION)_*.deb
@@ -220,9 +220,11 @@ check-systemd: deb
 	@$(MAKE) --no-print-directory install-packages PACKAGES="debootstrap systemd-container procps"
 	bash tests/systemd/check.sh
 
-# docs/configuration.md's reference table, from the settings table itself (redis-proxy --settings).
+# The docs' blocks that come from the binary: docs/configuration.md's reference table (the
+# settings table itself, redis-proxy --settings) and docs/operations.md's --help. (make bench
+# writes docs/performance.md's tables; tests/system/test_docs.py checks both kinds.)
 docs: $(BUILD)/redis-proxy
-	@$(PYTHON) tests/system/test_docs.py --write $(BUILD)/redis-proxy docs/configuration.md
+	@$(PYTHON) tests/system/test_docs.py --write $(BUILD)/redis-proxy
 
 # The README's Quickstart as a newcomer on a fresh minimal Debian 12 (non-root, sudo, no systemd as
 # PID 1, Debian's /etc/hosts): make run, its curl and redis-cli lines, Ctrl-C, make check; see

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fails when a source file includes a header from a layer above its own, or when modules include
-each other: dependencies point down only (README, "Source layout"). The layers, top to bottom,
+each other: dependencies point down only (docs/design.md, "Source layout"). The layers, top to bottom,
 are the folders of src/."""
 import os
 import re
