@@ -1,7 +1,7 @@
 """The model-based randomized combination test: a seed draws a configuration (from CONFIG_OPTIONS),
 one Redis or a small cluster, a workload and a few faults; writers change keys directly in Redis
 and log every change with the time before and after it; readers read through both fronts; at
-the end every answer is checked against the writers' log, within the staleness bound the README
+the end every answer is checked against the writers' log, within the staleness bound docs/coherence.md
 states for the configuration (see bounds()).
 
     make check                          # the fixed seeds (FIXED_SEEDS), about a minute
@@ -16,21 +16,21 @@ The windows in which a fault excuses an answer (documented here once, used by ch
 - an *outage window* opens when a fault starts that keeps Redis from answering the proxy (a
   restart, a -BUSY script, CLIENT KILL of the proxy's links) and closes STALE_GRACE after Redis
   answers again (our own PING). Inside it a read may be answered STALE, or with any value the key
-  had within ttl + stale_if_error (the README: "with tracking, staleness is bounded ... by the
+  had within ttl + stale_if_error (docs/coherence.md: "with tracking, staleness is bounded ... by the
   TTL while it is not [reachable]"). A STALE answer outside every outage window is a violation
   ("While Redis answers, a stale entry is never served").
 - a *failure window* opens with any fault and closes once the proxy says it is whole again
   (every worker ready, connected to Redis and, with tracking, tracked: /metrics), plus
   STALE_GRACE. Inside it (and only there) a 5xx / -BACKENDDOWN / -LOADING / -BUSY answer and,
   for a worker killed or a reload, a connection closed under the client are allowed. A slot
-  migration and a node emptied in a cluster open no failure window: the README promises no failed
+  migration and a node emptied in a cluster open no failure window: docs/cluster.md promises no failed
   read during a live resharding.
 - the faults of the fixes for defects 2 and 6 have tighter windows:
   - silent_link (busy_silent_link: after a -BUSY script): with tracking, links that stay open
     while what Redis sends on them is held in the relay in front of Redis, longer than
     `heartbeat`. Not an outage (Redis answers): no STALE answer; a change made during it (or
     SILENT_MARGIN before) is bounded by `heartbeat` (silent_bound()), not by the invalidation
-    delay ("Staleness after a silent loss is bounded by heartbeat", README).
+    delay ("Staleness after a silent loss is bounded by heartbeat", docs/coherence.md).
   - long_outage: Redis stopped 2.2-3 s (past the reconnect back-off's 2 s), then started empty on
     its port. An outage window that closes LONG_OUTAGE_GRACE (0.25 s) after Redis answers our PING.
   - data_cut: CLIENT KILL of the proxy's data connections only (sub=0), then writes to keys it may
@@ -63,14 +63,14 @@ from test_admin import metric
 FIXED_SEEDS = [5, 1868, 3517, 12889, 19485, 24360, 50181, 52460]  # chosen for coverage: see coverage() and the commit message
 SECONDS = float(os.environ.get("COMBO_SECONDS", "6"))
 
-# Staleness, in seconds, on top of what the README states: this test's own clocks are Python
+# Staleness, in seconds, on top of what docs/coherence.md states: this test's own clocks are Python
 # threads on a shared machine (a reply is timed when the thread runs again, not when it arrived).
 TIMING_SLACK = 0.15
-INVALIDATION_DELAY = 0.1  # "the tests ask for 100 ms at most" (README, Coherence)
+INVALIDATION_DELAY = 0.1  # "the tests ask for 100 ms at most" (docs/coherence.md)
 STALE_GRACE = 0.5         # after Redis answers again: the proxy's first reconnect (100 ms) and more
 # After a long outage (the reconnect back-off grown to its 2 s), STALE answers end "within about
-# 100 ms of Redis accepting connections" (README, Coherence: a down Redis is asked again every 50 ms
-# while requests come). 0.25 s here: the README's 100 ms plus slack for this test's Python threads
+# 100 ms of Redis accepting connections" (docs/coherence.md: a down Redis is asked again every 50 ms
+# while requests come). 0.25 s here: docs/coherence.md's 100 ms plus slack for this test's Python threads
 # on a loaded shared machine (a reply is timed when its thread runs), not a looser promise.
 LONG_OUTAGE_GRACE = 0.25
 # After a failover, from the promoted replica's ROLE saying master: a slot's owner that cannot be
@@ -81,7 +81,7 @@ FAILOVER_GRACE = 0.5
 # (the relay's thread had read it but not yet forwarded it when the hold began).
 SILENT_MARGIN = 0.25
 AFTER_LAST_FAULT = 0.75   # the workload goes on at least this long after the last fault ended
-# README: max_memory = 4m, a worker stays under 9 MB. Of the slack, 1.4 MB are libcrypto's pages
+# docs/coherence.md: max_memory = 4m, a worker stays under 9 MB. Of the slack, 1.4 MB are libcrypto's pages
 # (SHA-256 for [users]; TLS soon), resident in every worker since it was linked.
 RSS_SLACK = 6 * 1024 * 1024
 
@@ -177,7 +177,7 @@ def redraw_for_reload(rng, cfg):
 
 def cache_bound(cfg):
     """How long after a write a reader may still get the key's previous state, while Redis
-    answers (README, Coherence): the invalidation delay with tracking, the TTL without."""
+    answers (docs/coherence.md): the invalidation delay with tracking, the TTL without."""
     ttl = duration_s(cfg["cache"]["ttl"])
     if cfg["cache"]["invalidation"] == "off":
         return ttl + TIMING_SLACK
@@ -197,7 +197,7 @@ def expiry_bound(cfg):
 
 def silent_bound(cfg):
     """After a silent loss of the invalidation link (open, nothing arriving): the heartbeat notices
-    it within `heartbeat` ("Staleness after a silent loss is bounded by heartbeat", README)."""
+    it within `heartbeat` ("Staleness after a silent loss is bounded by heartbeat", docs/coherence.md)."""
     return min(duration_s(cfg["cache"]["ttl"]), duration_s(cfg["cache"]["heartbeat"])) + TIMING_SLACK
 
 
@@ -650,7 +650,7 @@ class Run:
         if isinstance(v, bytes):
             self.add_read(key, rs, re_, "value", v, "len=%d" % len(v), via)
         elif v is None:
-            # Inside MGET and EXEC a key of another type reads as nil (README).
+            # Inside MGET and EXEC a key of another type reads as nil (docs/resp.md).
             self.add_read(key, rs, re_, "absent_or_other" if many else "absent", None, "nil", via)
         elif isinstance(v, RespError) and v.text.startswith("WRONGTYPE") and not many:
             self.add_read(key, rs, re_, "other", None, v.text[:60], via)
@@ -794,7 +794,7 @@ class Run:
             started = self.on_main_thread(self.redis.start)
             if loading:
                 # While Redis answers LOADING, an entry cached before is answered (STALE or HIT):
-                # Redis cannot be read, as when it is down (README, "Redis down").
+                # Redis cannot be read, as when it is down (docs/coherence.md, "Redis down").
                 def loading_now():
                     try:
                         c = Resp(self.redis.port, timeout=2)

@@ -1,4 +1,4 @@
-"""HTTP front: cached GET, status codes, headers, keys and values as the README documents them."""
+"""HTTP front: cached GET, status codes, headers, keys and values as docs/http.md documents them."""
 import os
 import socket
 import time
