@@ -290,6 +290,8 @@ def plot(r, paths=PLOTS):
         ax.plot(xs, [ms for _, ms in points], marker="o", markersize=3, color=styles[key][0],
                 linestyle=styles[key][1], label=name)
     ax.set_xscale("log")
+    ax.set_yscale("log")  # the median and the tail are orders of magnitude apart
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: "%g" % y))
     major = [q for q in ticks if q in (0.5, 0.9, 0.99, 0.999, 0.9999)]
     ax.set_xticks([1 / (1 - q) for q in major])
     ax.set_xticklabels([quantile_name(q) for q in major])
