@@ -9,7 +9,8 @@ Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte va
   HTTP misses  wrk against the proxy with a one-key cache, and webdis (a Redis round trip each)
   RESP hits    redis-benchmark -t get -r 100000 -c 50 at -P 1 and -P 16: proxy (1 and 2 workers),
                redis, nutcracker
-  latency      an open-loop paced client at half the proxy's peak HTTP hit rate
+  latency      an open-loop paced client at half the proxy's peak HTTP hit rate: the proxy, bare
+               evhttp, nginx and webdis, each at that rate (the whole distribution, for the plot)
   memory       bytes per cached entry (1,000,000 entries, 16-byte keys, 32-byte values) vs Redis
   staleness    time from a SET in Redis until every worker answers the new value (tracking)
   cluster      a 3-primary Redis Cluster behind the proxy: HTTP misses and hits through it (2 workers),
