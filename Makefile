@@ -3,7 +3,7 @@
 # `make fuzz` runs each libFuzzer target for FUZZ_SECONDS (into build-fuzz/).
 
 CXX      ?= g++
-PKGS     := libevent hiredis inih libsystemd libcrypto
+PKGS     := libevent hiredis inih libsystemd libssl libcrypto
 # What building and the unit tests need (the container image's build stage: make build-deps).
 BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev libssl-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
@@ -250,7 +250,7 @@ FUZZ_FLAGS   := -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanit
 FUZZ_TARGETS := resp_parser key_decode config acl_rules glob http_credentials resp_auth
 FUZZ_SRC_resp_parser := src/base/resp_parser.cc
 FUZZ_SRC_key_decode  := src/front/key_decode.cc
-FUZZ_SRC_config      := src/base/config.cc src/base/address.cc src/base/log.cc
+FUZZ_SRC_config      := src/base/config.cc src/base/address.cc src/base/log.cc src/base/acl.cc src/base/tls.cc src/base/cpus.cc
 FUZZ_SRC_acl_rules   := src/base/acl.cc
 FUZZ_SRC_glob        := src/base/acl.cc
 FUZZ_SRC_http_credentials := src/base/http_credentials.cc

@@ -105,6 +105,18 @@ static const Setting settings[] = {
      "sent with AUTH after each connect when set"},
     {"redis", "password_file", SETTING_STRING, FIELD(redis_password_file), "", 0, 0, false,
      "the password read from this file instead (not readable by others; read at each reload)"},
+    {"redis", "tls", SETTING_SWITCH, FIELD(redis_tls), "off", 0, 0, false,
+     "on: every connection to Redis (data, invalidation, cluster nodes) is TLS"},
+    {"redis", "tls_ca_file", SETTING_STRING, FIELD(redis_tls_ca_file), "", 0, 0, false,
+     "the CAs Redis's certificate must chain to (PEM); empty: the system's trust store"},
+    {"redis", "tls_cert_file", SETTING_STRING, FIELD(redis_tls_cert_file), "", 0, 0, false,
+     "the proxy's certificate chain, for Redis's tls-auth-clients (mutual TLS); empty: none"},
+    {"redis", "tls_key_file", SETTING_STRING, FIELD(redis_tls_key_file), "", 0, 0, false,
+     "tls_cert_file's private key (PEM)"},
+    {"redis", "tls_server_name", SETTING_STRING, FIELD(redis_tls_server_name), "", 0, 0, false,
+     "sent as SNI and checked against the certificate; empty: the address's host"},
+    {"redis", "tls_verify", SETTING_SWITCH, FIELD(redis_tls_verify), "on", 0, 0, false,
+     "off: Redis's certificate is not checked (warned at start): for tests only"},
     {"redis", "database", SETTING_COUNT, FIELD(redis_database), "0", 0, 1000000, false,
      "SELECTed after each connect when not 0"},
     {"redis", "connect_timeout", SETTING_DURATION, FIELD(connect_timeout_ms), "1s", 1, MINUTE_MS, false,
@@ -683,6 +695,11 @@ static const char *access_path_problem(const char *path)
     return NULL;
 }
 
+TlsClientFiles config_redis_tls(const Config *c)
+{
+    return {c->redis_tls_ca_file, c->redis_tls_cert_file, c->redis_tls_key_file, c->redis_tls_verify != 0};
+}
+
 bool config_validate(const Config *c, char *err, size_t errlen)
 {
     const Setting *address = setting_find("redis", "address"), *cluster = setting_find("redis", "cluster");
@@ -737,6 +754,19 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "max_client_memory in [proxy] (%lld bytes) is smaller than max_client_output (%lld "
                               "bytes): one client could pass the whole worker's bound",
                               (long long)c->max_client_memory, (long long)c->max_client_output);
+    const Setting *cert = setting_find("redis", "tls_cert_file"), *keyf = setting_find("redis", "tls_key_file");
+    if ((c->redis_tls_cert_file[0] != '\0') != (c->redis_tls_key_file[0] != '\0'))
+        return validate_error(c, given_last(c, cert, keyf), err, errlen,
+                              "tls_cert_file and tls_key_file in [redis] go together: set both, or neither");
+    if (c->redis_tls) {
+        // Loaded as each worker will: a file that does not load fails the start or the reload.
+        char why[400];
+        TlsClientFiles files = config_redis_tls(c);
+        SSL_CTX *ctx = tls_client_context(&files, why, sizeof(why));
+        if (ctx == NULL)
+            return validate_error(c, setting_find("redis", "tls"), err, errlen, "%s", why);
+        tls_context_free(ctx);
+    }
     if (strcmp(c->log_access, "off") != 0 && strcmp(c->log_access, "stderr") != 0) {
         // Checked as each worker will open it, without creating or opening anything (-t must not
         // leave a root-owned file behind, nor wait on a FIFO): a file it may append to, or a

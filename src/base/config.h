@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "acl.h"
+#include "tls.h"
 
 static const int CONFIG_MAX_SETTINGS = 64;
 static const int CONFIG_MAX_WORKERS = 256;
@@ -39,6 +40,12 @@ struct Config {
     char redis_username[128];
     char redis_password[256];
     char redis_password_file[256];  // the password read from this file instead (at each load)
+    int64_t redis_tls;               // 1: every connection to Redis is TLS (tls.h)
+    char redis_tls_ca_file[256];     // the CAs Redis's certificate is checked against; empty: the system's
+    char redis_tls_cert_file[256];   // the proxy's own certificate (mutual TLS); empty: none
+    char redis_tls_key_file[256];
+    char redis_tls_server_name[256]; // sent as SNI and verified; empty: the address's host
+    int64_t redis_tls_verify;        // 0: Redis's certificate is not checked (warned at start)
     int64_t redis_database;
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
@@ -74,6 +81,9 @@ struct Config {
     char source_path[256];
     int source_line[CONFIG_MAX_SETTINGS];
 };
+
+// [redis]'s TLS files and checks, as tls_client_context takes them (tls.h).
+struct TlsClientFiles config_redis_tls(const Config *c);
 
 // Every setting at its default.
 void config_defaults(Config *c);

@@ -77,6 +77,7 @@ struct WorkerStats {
     uint64_t redis_timeouts;    // commands answered as timed out (command_timeout)
     uint64_t redis_bad_replies; // Redis answered a reply of the wrong shape (502)
     uint64_t redis_connects;    // successful (re)connections to Redis
+    uint64_t redis_tls_failures; // TLS handshakes with Redis that failed (a wrong CA, name, protocol)
     uint64_t redis_out_of_step; // connections dropped for extra, unreadable or wrong-type replies
     uint64_t redis_replies_too_large; // replies past max_reply_size: skipped, their request failed
     uint64_t cache_inserts;

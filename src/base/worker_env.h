@@ -7,6 +7,7 @@
 
 struct event_base;
 struct Config;
+typedef struct ssl_ctx_st SSL_CTX;
 
 struct WorkerEnv {
     event_base *base;
@@ -14,4 +15,5 @@ struct WorkerEnv {
     WorkerStats *stats;
     int id;
     const bool *stopping;
+    SSL_CTX *redis_tls;  // [redis] tls: every connection to Redis uses it (tls.h); NULL: plain
 };

@@ -535,6 +535,9 @@ int master_run(const Config *config, const ConfigSource *source)
         master_free(&m);
         return code;
     }
+    if (config->redis_tls && !config->redis_tls_verify)
+        log_warn("[redis] tls_verify = off: Redis's certificate is not checked, so anyone on the way to it can "
+                 "read and change what the proxy caches; for tests only");
     log_info("redis-proxy starting %d worker(s); %s at %s", m.count,
              config->redis_cluster[0] ? "redis cluster" : "redis",
              config->redis_cluster[0] ? config->redis_cluster : config->redis_address);

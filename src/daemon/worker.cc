@@ -25,6 +25,7 @@
 #include "lookup.h"
 #include "resp_front.h"
 #include "scoreboard.h"
+#include "tls.h"
 
 static const uint64_t EXPIRE_INTERVAL_MS = 100;
 static const size_t EXPIRE_BATCH = 10000;  // bounds the work of one tick; the rest waits a tick
@@ -369,6 +370,7 @@ static void worker_free(Worker *w)
     access_log_close(w->access_log);  // after the fronts: their last answers are logged
     cache_destroy(w->lookup.cache);
     fetch_table_destroy(w->lookup.flights);
+    tls_context_free(w->env.redis_tls);  // after every connection that used it
     event *events[] = {w->expire_timer, w->stop_timer, w->sigterm_event, w->sigint_event, w->sigquit_event,
                        w->sigusr1_event, w->accept_retry_timer, w->channel_event, w->hold_timer, w->evict_event};
     for (event *e : events)
@@ -418,6 +420,7 @@ static bool init_redis(Worker *w, const WorkerSetup *setup, uint64_t seed)
     hooks.on_ready = on_redis_ready;
     hooks.on_lost = on_redis_lost;
     hooks.arg = w;
+    hooks.tls = w->env.redis_tls;
     w->lookup.backend = backend_create(w->base, w->config, &setup->redis, w->stats, seed * 31 + (uint64_t)w->id, &hooks);
     if (w->lookup.backend == NULL)
         return false;
@@ -493,7 +496,15 @@ static bool worker_init(Worker *w, const Config *config, const WorkerSetup *setu
             return false;
         }
     }
-    w->env = {w->base, config, w->stats, w->id, &w->stopping};
+    w->env = {w->base, config, w->stats, w->id, &w->stopping, NULL};
+    if (config->redis_tls) {
+        char err[400];
+        TlsClientFiles files = config_redis_tls(config);
+        if ((w->env.redis_tls = tls_client_context(&files, err, sizeof(err))) == NULL) {
+            log_error("worker %d: %s", w->id, err);
+            return false;
+        }
+    }
     if (!init_redis(w, setup, seed)) {
         log_error("worker %d: out of memory at start", w->id);
         return false;

@@ -209,6 +209,10 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            (unsigned long long)s->redis_replies_too_large);
     single(out, "redis_proxy_redis_connects_total", "counter", "Successful connections to Redis, first ones included.",
            (unsigned long long)s->redis_connects);
+    single(out, "redis_proxy_redis_tls_failures_total", "counter",
+           "TLS handshakes with Redis that failed ([redis] tls): a certificate not trusted, a name that does not "
+           "match, no protocol in common.",
+           (unsigned long long)s->redis_tls_failures);
     single(out, "redis_proxy_redis_connected_workers", "gauge", "Workers connected to Redis.",
            (unsigned long long)s->redis_connected);
     header(out, "redis_proxy_redis_round_trip_seconds", "histogram", "Time from sending a command to Redis to its reply.");

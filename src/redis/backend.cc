@@ -42,7 +42,7 @@ static size_t close_connection(Backend *b)
         event_free(b->read_event);
         event_free(b->write_event);
         b->read_event = b->write_event = NULL;
-        close(b->fd);
+        transport_close(&b->tr);  // (TLS: close_notify first)
         b->fd = -1;
     }
     b->connected = b->ready = b->write_pending = b->distrusted = b->push_mode = false;
@@ -254,31 +254,81 @@ static void on_timeout_timer(evutil_socket_t, short, void *arg)
         arm_timeout(b, next > now ? next - now : 0);
 }
 
-void backend_on_writable(evutil_socket_t fd, short, void *arg)
+void backend_continue_connect(Backend *b)
 {
-    Backend *b = (Backend *)arg;
-    b->write_pending = false;
-    if (!b->connected) {
+    uint64_t serial = b->serial;
+    if (!b->tr.handshaken && b->tr.ssl == NULL) {  // the TCP (or unix) connect, then TLS
         int err = 0;
         socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        if (getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err != 0) {
             backend_drop_attempt(b, strerror(err));
             return;
         }
-        b->connected = true;
-        evtimer_del(b->connect_timer);
-        event_add(b->read_event, NULL);
-        if (b->handshake_pending == 0)
-            backend_became_ready(b);
+        if (b->hooks.tls != NULL) {
+            const Config *c = b->config;
+            const char *name = c->redis_tls_server_name[0] != '\0' ? c->redis_tls_server_name
+                               : b->target.by_name                  ? b->target.host
+                                                                    : b->target.ip;
+            if (!transport_start_tls(&b->tr, b->hooks.tls, name)) {
+                backend_drop_attempt(b, "TLS: out of memory");
+                return;
+            }
+        }
     }
-    if (evbuffer_get_length(b->out) > 0 && evbuffer_write(b->out, fd) < 0 && errno != EAGAIN &&
+    char why[300];
+    switch (transport_handshake(&b->tr, why, sizeof(why))) {
+    case TRANSPORT_WANT_READ:
+        event_add(b->read_event, NULL);  // (on_readable comes back here while not connected)
+        return;
+    case TRANSPORT_WANT_WRITE:
+        event_add(b->write_event, NULL);
+        b->write_pending = true;
+        return;
+    case TRANSPORT_FAILED:
+        b->stats->redis_tls_failures++;
+        backend_drop_attempt(b, why);
+        return;
+    case TRANSPORT_DONE:
+        break;
+    }
+    b->connected = true;
+    evtimer_del(b->connect_timer);
+    event_add(b->read_event, NULL);
+    if (b->handshake_pending == 0)
+        backend_became_ready(b);
+    if (b->serial == serial)
+        backend_write_queued(b);
+}
+
+void backend_write_queued(Backend *b)
+{
+    if (evbuffer_get_length(b->out) > 0 && transport_send(&b->tr, b->out) < 0 && errno != EAGAIN &&
         errno != EINTR) {
         backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
         return;
     }
+    if (b->tr.write_wants_read)
+        return;  // TLS: the read event (always on) brings it back
     want_write(b);
+}
+
+void backend_on_writable(evutil_socket_t fd, short, void *arg)
+{
+    Backend *b = (Backend *)arg;
+    b->write_pending = false;
+    if (!b->connected) {
+        backend_continue_connect(b);
+        return;
+    }
+    if (b->tr.read_wants_write) {  // TLS: a read waited for this
+        uint64_t serial = b->serial;
+        backend_on_readable(fd, EV_READ, b);
+        if (b->serial != serial)
+            return;
+    }
+    backend_write_queued(b);
 }
 
 Backend *backend_create(event_base *base, const Config *config, const BackendTarget *target,

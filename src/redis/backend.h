@@ -61,6 +61,8 @@ struct BackendHooks {
     // Commands sent while connecting wait for the connection instead of being refused (a probe
     // that asks one question as soon as it connects).
     bool queue_while_connecting;
+    // [redis] tls: the worker's TLS context (tls.h), shared by its connections; NULL: plain.
+    struct ssl_ctx_st *tls;
 };
 
 // Where Redis is, resolved once by the master so that no worker ever blocks on DNS.

@@ -228,6 +228,7 @@ void backend_connect_now(Backend *b)
         return;
     }
     b->fd = fd;
+    transport_init(&b->tr, fd);
     // Writability says the connect finished, either way (on_writable reads SO_ERROR).
     event_add(b->write_event, NULL);
     b->write_pending = true;

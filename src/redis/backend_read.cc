@@ -88,18 +88,46 @@ static long take_replies(Backend *b, const char *p, size_t len, const char **why
     return -1;
 }
 
-void backend_on_readable(evutil_socket_t fd, short, void *arg)
+static void read_once(Backend *b, char *chunk);
+
+void backend_on_readable(evutil_socket_t, short, void *arg)
 {
     Backend *b = (Backend *)arg;
+    if (!b->connected) {  // TLS's handshake waited for this
+        backend_continue_connect(b);
+        return;
+    }
     char chunk[READ_CHUNK];
-    ssize_t got = recv(fd, chunk, sizeof(chunk), 0);
+    uint64_t serial = b->serial;
+    // TLS may hold bytes it has decrypted already, which no readiness will announce: read on
+    // while it does (a bounded number of chunks a turn; what is left waits for the next one).
+    for (int i = 0; i < 16; i++) {
+        read_once(b, chunk);
+        if (b->serial != serial || !transport_pending(&b->tr))
+            break;
+    }
+    if (b->serial != serial)
+        return;
+    if (b->tr.read_wants_write && !b->write_pending) {
+        event_add(b->write_event, NULL);
+        b->write_pending = true;
+    }
+    if (b->tr.write_wants_read)  // TLS: a write waited for this
+        backend_write_queued(b);
+}
+
+static void read_once(Backend *b, char *chunk)
+{
+    ssize_t got = transport_recv(&b->tr, chunk, READ_CHUNK);
     if (got == 0) {
         backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", "closed by server");
         return;
     }
     if (got < 0) {
+        if (errno == EPROTO)
+            b->stats->redis_tls_failures++;  // (a refusal after the handshake: a client certificate)
         if (errno != EAGAIN && errno != EINTR)
-            backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
+            backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", errno == EPROTO ? b->tr.error : strerror(errno));
         return;
     }
     uint64_t serial = b->serial;

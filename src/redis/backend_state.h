@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "reply_frame.h"
+#include "transport.h"
 
 struct evbuffer;
 
@@ -47,6 +48,7 @@ struct Backend {
     WorkerStats *stats;
     BackendHooks hooks;
     int fd;                  // -1 while disconnected
+    Transport tr;            // its bytes' way across fd: plain, or TLS (hooks.tls)
     // Counts connections closed: a callback that may have dropped the connection is found out by
     // it, not by the fd, whose number a connection made at once in its place takes again.
     uint64_t serial;
@@ -112,6 +114,11 @@ bool backend_send_command(Backend *b, BackendReplyFn fn, void *arg, int argc, co
                           const size_t *lens);
 // The write event's callback: the connect's completion, then the commands queued.
 void backend_on_writable(evutil_socket_t fd, short what, void *arg);
+// The connect's completion: SO_ERROR, then TLS's handshake step by step (each readiness the
+// handshake waits for comes back here), then the connection is established. From either event.
+void backend_continue_connect(Backend *b);
+// Writes what is queued, as much as the socket takes (both events call it: TLS may need either).
+void backend_write_queued(Backend *b);
 // The connection goes, and its commands are answered `failure`; a reconnect is scheduled.
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail);
 // An attempt whose connect failed (refused, timed out): the name's next address is tried at

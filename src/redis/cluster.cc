@@ -117,6 +117,7 @@ bool map_link_open(Cluster *c, int node)
     hooks.on_lost = on_node_lost;
     hooks.on_untrusted = on_node_untrusted;
     hooks.arg = l;
+    hooks.tls = w->redis_tls;
     l->data = backend_create(w->base, w->config, &target, w->stats, c->seed * 41 + (uint64_t)node, &hooks);
     if (l->data == NULL)
         return false;
@@ -414,6 +415,7 @@ static void start_refresh(Cluster *c)
     BackendHooks hooks = {};
     hooks.label = " (cluster seed)";
     hooks.queue_while_connecting = true;  // CLUSTER SLOTS, asked as soon as it connects
+    hooks.tls = c->env->redis_tls;
     c->probe_done = false;
     c->probe = backend_create(c->env->base, c->env->config, &target, &c->probe_stats, c->seed * 47 + (uint64_t)i, &hooks);
     if (c->probe == NULL || !ask_slots(c, c->probe, &asked, true)) {

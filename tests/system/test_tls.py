@@ -1,0 +1,134 @@
+"""TLS to Redis ([redis] tls): a real redis-server on its --tls-port, with certificates the test
+makes. Reads, MGET, pipelining, invalidations and the heartbeat over TLS; mutual TLS; a CA that
+does not sign Redis's certificate and a name that does not match it refused with OpenSSL's reason,
+retried and counted; a Redis restart, a connection killed by Redis and values larger than a TLS
+record recovered and read whole; configuration errors naming the file."""
+import os
+import socket
+import subprocess
+
+from harness import PROXY_BIN, ProxyTestCase, RedisServer, free_port, resp_encode, wait_until
+from tls_certs import make_ca, make_cert
+
+
+class TlsToRedisTest(ProxyTestCase):
+    START_REDIS = False
+
+    def setUp(self):
+        super().setUp()
+        self.ca = make_ca(self.workdir)
+        self.server_cert = make_cert(self.workdir, "redis", self.ca)
+
+    def start_tls_redis(self, auth_clients="no", port=None):
+        """A redis-server with a plain port (for the test's own writes) and a TLS port (the proxy's)."""
+        self.tls_port = port or getattr(self, "tls_port", None) or free_port()
+        r = RedisServer(self.workdir, extra_args=[
+            "--tls-port", str(self.tls_port), "--tls-cert-file", self.server_cert[0],
+            "--tls-key-file", self.server_cert[1], "--tls-ca-cert-file", self.ca[0],
+            "--tls-auth-clients", auth_clients])
+        self.addCleanup(r.stop)
+        return r.start()
+
+    def start_tls_proxy(self, redis, connected=True, **redis_settings):
+        settings = {"address": "127.0.0.1:%d" % self.tls_port, "tls": "on", "tls_ca_file": self.ca[0]}
+        settings.update(redis_settings)
+        return self.start_proxy(redis, resp=True, connected=connected, redis=settings,
+                                cache={"invalidation": "tracking"}, proxy={"workers": "2"})
+
+    def metric(self, proxy, name):
+        for line in proxy.admin("/metrics")[1].splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def test_reads_pipelines_and_invalidations_over_tls(self):
+        redis = self.start_tls_redis()
+        redis("SET", "k", "v1")
+        big = os.urandom(300 * 1024)  # many TLS records: read whole, across reads
+        redis("SET", "big", big)
+        proxy = self.start_tls_proxy(redis)
+        wait_until(lambda: self.metric(proxy, "redis_proxy_tracking_workers") == 2, what="tracking over TLS")
+        self.assertEqual(proxy.get("k").body, b"v1")
+        self.assertEqual(proxy.get("big").body, big)
+        c = proxy.resp()
+        self.assertEqual(c("MGET", "k", "nothing", "big"), [b"v1", None, big])
+        c.send_raw(resp_encode("GET", "k") * 200)  # pipelined: 200 answers in order
+        self.assertEqual([c.read_reply() for _ in range(200)], [b"v1"] * 200)
+        # An invalidation arrives over the TLS link: the cached value changes.
+        redis("SET", "k", "v2")
+        wait_until(lambda: proxy.get("k").body == b"v2" and c("GET", "k") == b"v2", what="the invalidation")
+        c.close()
+        # Redis saw TLS clients: its own count of TLS connections.
+        info = redis("INFO", "clients").decode()
+        self.assertGreater(int([l for l in info.splitlines() if l.startswith("connected_clients:")][0].split(":")[1]),
+                           2)
+        self.assertEqual(self.metric(proxy, "redis_proxy_redis_tls_failures_total"), 0)
+
+    def test_mutual_tls(self):
+        redis = self.start_tls_redis(auth_clients="yes")
+        redis("SET", "k", "v")
+        client = make_cert(self.workdir, "proxy-client", self.ca, dns=(), ips=(), client=True)
+        proxy = self.start_tls_proxy(redis, tls_cert_file=client[0], tls_key_file=client[1])
+        self.assertEqual(proxy.get("k").body, b"v")
+        # Without a certificate, Redis refuses the handshake: retried, and said.
+        proxy2 = self.start_tls_proxy(redis, connected=False)
+        # (TLS 1.3: the handshake ends on the proxy's side before Redis checks the certificate; its
+        # refusal comes as an alert on the first read, with OpenSSL's words.)
+        wait_until(lambda: "certificate required" in proxy2.log(), what="the refusal, said")
+        self.assertEqual(proxy2.get("k").status, 503)
+
+    def test_a_wrong_ca_and_a_wrong_name_are_refused_with_their_reasons(self):
+        redis = self.start_tls_redis()
+        redis("SET", "k", "v")
+        other_ca = make_ca(self.workdir, "other-ca")
+        proxy = self.start_tls_proxy(redis, connected=False, tls_ca_file=other_ca[0])
+        wait_until(lambda: "certificate verify failed" in proxy.log(), what="the reason in the log")
+        self.assertIn("redis 127.0.0.1:%d: cannot connect: TLS handshake: certificate verify failed" % self.tls_port,
+                      proxy.log())
+        self.assertEqual(proxy.get("k").status, 503)
+        self.assertEqual(proxy.admin("/readyz")[0], 503)
+        wait_until(lambda: self.metric(proxy, "redis_proxy_redis_tls_failures_total") >= 2, what="counted")
+        proxy = self.start_tls_proxy(redis, connected=False, tls_server_name="not-redis.example")
+        wait_until(lambda: "hostname mismatch" in proxy.log(), what="the name's refusal")
+        self.assertEqual(proxy.get("k").status, 503)
+        # The name it has: served. Not checking at all: served too, and warned at start.
+        proxy = self.start_tls_proxy(redis, tls_server_name="localhost")
+        self.assertEqual(proxy.get("k").body, b"v")
+        proxy = self.start_tls_proxy(redis, tls_ca_file=other_ca[0], tls_verify="off")
+        self.assertEqual(proxy.get("k").body, b"v")
+        self.assertIn("tls_verify = off", proxy.log())
+
+    def test_a_restart_and_a_killed_connection_are_recovered(self):
+        redis = self.start_tls_redis()
+        redis("SET", "k", "v1")
+        proxy = self.start_tls_proxy(redis)
+        self.assertEqual(proxy.get("k").body, b"v1")
+        # Redis closes every client connection (the TLS links too): the proxy reconnects.
+        redis("CLIENT", "KILL", "TYPE", "normal")
+        redis("SET", "k", "v2")
+        wait_until(lambda: proxy.get("k").body == b"v2", what="reconnected after the kill")
+        redis.stop()
+        self.assertIn(proxy.get("other").status, (503,))
+        redis = self.start_tls_redis(port=self.tls_port)
+        redis("SET", "k", "v3")
+        wait_until(lambda: proxy.get("k").body == b"v3", what="reconnected after the restart")
+        wait_until(lambda: self.metric(proxy, "redis_proxy_tracking_workers") == 2, what="tracking again")
+
+    def test_tls_files_that_do_not_load_fail_the_check(self):
+        config = os.path.join(self.workdir, "tls.ini")
+        with open(config, "w") as f:
+            f.write("[redis]\ntls = on\ntls_ca_file = %s/missing.pem\n" % self.workdir)
+        r = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("tls.ini:2: [redis] tls: %s/missing.pem: No such file or directory" % self.workdir, r.stderr)
+        other = make_cert(self.workdir, "other", make_ca(self.workdir, "ca2"))
+        with open(config, "w") as f:  # a certificate with another's key
+            f.write("[redis]\ntls = on\ntls_cert_file = %s\ntls_key_file = %s\n" % (self.server_cert[0], other[1]))
+        r = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("tls_key_file in [redis]", r.stderr)
+        with open(config, "w") as f:
+            f.write("[redis]\ntls_cert_file = %s\n" % self.server_cert[0])
+        r = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("go together", r.stderr)
