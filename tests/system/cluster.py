@@ -6,7 +6,7 @@ import random
 import socket
 import subprocess
 
-from harness import REDIS_SERVER, RedisClient, RedisError, RedisServer, wait_until
+from harness import free_port, REDIS_SERVER, RedisClient, RedisError, RedisServer, wait_until
 
 REDIS_CLI = os.path.join(os.path.dirname(REDIS_SERVER), "redis-cli")
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
@@ -66,16 +66,29 @@ def cluster_ports(n):
 
 
 class RedisCluster:
-    def __init__(self, workdir, primaries=3, replicas=1):
+    def __init__(self, workdir, primaries=3, replicas=1, tls=None):
+        """tls: (cert, key, ca) files: each node also listens with TLS (tls_port), and the
+        cluster's bus and replication are TLS (tls-cluster yes); the plain ports stay for the
+        test's own commands, and a TLS client is told the TLS ports (CLUSTER SLOTS, MOVED)."""
         self.workdir = workdir
         self.count = primaries * (1 + replicas)
         self.replicas = replicas
         self.servers = []
+        self.tls = tls
 
     def start(self):
         for port in cluster_ports(self.count):
             args = CLUSTER_ARGS + ["--cluster-config-file", os.path.join(self.workdir, "nodes-%d.conf" % port)]
-            self.servers.append(RedisServer(self.workdir, port, args).start())
+            tls_port = None
+            if self.tls:
+                # The bus is the TLS port's + 10000: the pair cluster_ports found free.
+                tls_port, port = port, free_port()
+                args += ["--tls-port", str(tls_port), "--tls-cluster", "yes", "--tls-replication", "yes",
+                         "--tls-cert-file", self.tls[0], "--tls-key-file", self.tls[1], "--tls-ca-cert-file",
+                         self.tls[2], "--tls-auth-clients", "no"]
+            server = RedisServer(self.workdir, port, args).start()
+            server.tls_port = tls_port
+            self.servers.append(server)
         addresses = ["127.0.0.1:%d" % s.port for s in self.servers]
         out = subprocess.run([REDIS_CLI, "--cluster", "create"] + addresses +
                              ["--cluster-replicas", str(self.replicas), "--cluster-yes"],

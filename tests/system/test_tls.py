@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 
-from harness import PROXY_BIN, ProxyTestCase, RedisServer, free_port, resp_encode, wait_until
+from harness import PROXY_BIN, Proxy, ProxyTestCase, RedisServer, free_port, resp_encode, wait_until
 from tls_certs import make_ca, make_cert
 
 
@@ -132,3 +132,56 @@ class TlsToRedisTest(ProxyTestCase):
         r = subprocess.run([PROXY_BIN, "-c", config, "-t"], capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 78, r.stderr)
         self.assertIn("go together", r.stderr)
+
+
+class TlsClusterTest(ProxyTestCase):
+    """A Redis Cluster of 3 primaries with tls-cluster yes: the proxy reaches its seeds over TLS,
+    is told the TLS ports (CLUSTER SLOTS, MOVED, ASK), and follows a slot's migration."""
+    START_REDIS = False
+
+    def test_a_tls_cluster_and_a_slot_migration(self):
+        from cluster import RedisCluster
+        ca = make_ca(self.workdir)
+        cert = make_cert(self.workdir, "node", ca, client=True)  # the bus: each node is a client of the others
+        cluster = RedisCluster(self.workdir, primaries=3, replicas=0, tls=(cert[0], cert[1], ca[0]))
+        for s in cluster.servers:
+            self.addCleanup(s.stop)
+        self.addCleanup(lambda: [s.stop() for s in cluster.servers])
+        cluster.start()
+        keys = {RedisCluster.key_in_slot(slot, "t:"): b"v%d" % slot for slot in (0, 6000, 12000, 16383)}
+        for k, v in keys.items():
+            cluster.server(cluster.owner(key_slot_of(k)))("SET", k, v)
+        seeds = " ".join("127.0.0.1:%d" % s.tls_port for s in cluster.servers)
+        proxy = Proxy(self.workdir, {"redis": {"cluster": seeds, "tls": "on", "tls_ca_file": ca[0]},
+                                     "cache": {"invalidation": "tracking"}}, resp=True)
+        self.addCleanup(self._stop_proxy, proxy)
+        proxy.start()
+        wait_until(lambda: "tracking established in 1 of 1" in proxy.admin("/readyz")[1],
+                   what="every primary reached over TLS, and tracking")
+        for k, v in keys.items():
+            self.assertEqual(proxy.get(k).body, v)
+        c = proxy.resp()
+        self.assertEqual(c("MGET", *keys), list(keys.values()))
+        # Slot 6000's keys move to another primary, over the TLS bus; reads follow (ASK, MOVED).
+        slot, key = 6000, RedisCluster.key_in_slot(6000, "t:")
+        source_port = cluster.owner(slot)
+        nodes = cluster.nodes()
+        source = next(n for n in nodes if n["port"] == source_port)
+        target = next(n for n in nodes if n["role"] == "master" and n["port"] != source_port)
+        src, dst = cluster.server(source["port"]), cluster.server(target["port"])
+        dst("CLUSTER", "SETSLOT", slot, "IMPORTING", source["id"])
+        src("CLUSTER", "SETSLOT", slot, "MIGRATING", target["id"])
+        src("MIGRATE", "127.0.0.1", cluster.server(target["port"]).tls_port, "", 0, 5000, "KEYS", key)
+        for n in cluster.primaries():
+            cluster.server(n["port"])("CLUSTER", "SETSLOT", slot, "NODE", target["id"])
+        wait_until(lambda: cluster.owner(slot) == target["port"], what="the slot moved")
+        dst("SET", key, "moved")
+        wait_until(lambda: proxy.get(key).body == b"moved" and c("GET", key) == b"moved", what="the new owner's value")
+        c.close()
+        text = proxy.admin("/metrics")[1]
+        self.assertIn("redis_proxy_redis_tls_failures_total 0\n", text)
+
+
+def key_slot_of(key):
+    from cluster import key_slot
+    return key_slot(key)

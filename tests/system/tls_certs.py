@@ -16,8 +16,9 @@ def make_ca(folder, name="test-ca"):
     return cert, key
 
 
-def make_cert(folder, name, ca, dns=("localhost",), ips=("127.0.0.1",), client=False):
-    """(cert, key) signed by ca (its (cert, key)), for the names and addresses given."""
+def make_cert(folder, name, ca, dns=("localhost",), ips=("127.0.0.1",), client=False, server=True):
+    """(cert, key) signed by ca (its (cert, key)), for the names and addresses given: a server's,
+    a client's, or both (a cluster node is each to the others)."""
     cert, key, csr = (os.path.join(folder, name + ext) for ext in (".crt", ".key", ".csr"))
     _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
     ext = os.path.join(folder, name + ".ext")
@@ -25,7 +26,8 @@ def make_cert(folder, name, ca, dns=("localhost",), ips=("127.0.0.1",), client=F
         alt = ["DNS:" + d for d in dns] + ["IP:" + i for i in ips]
         if alt:
             f.write("subjectAltName=" + ",".join(alt) + "\n")
-        f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client else "serverAuth"))
+        uses = (["serverAuth"] if server and not (client and not dns and not ips) else []) + (["clientAuth"] if client else [])
+        f.write("extendedKeyUsage=%s\n" % ",".join(uses))
     _run("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial", "-out", cert, "-days", "2",
          "-extfile", ext)
     os.chmod(key, 0o600)
