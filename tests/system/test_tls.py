@@ -185,3 +185,52 @@ class TlsClusterTest(ProxyTestCase):
 def key_slot_of(key):
     from cluster import key_slot
     return key_slot(key)
+
+
+class TlsDocsExampleTest(ProxyTestCase):
+    """docs/tls.md's sidecar example, as written: its ini block, with the address, the CA bundle
+    and the password file moved into the test's folder, against a TLS redis-server that asks
+    for that password."""
+    START_REDIS = False
+
+    def test_the_sidecar_example_runs_as_written(self):
+        import re
+        from harness import ROOT, free_ports
+        with open(os.path.join(ROOT, "docs", "tls.md")) as f:
+            ini = re.search(r"```ini\n(.*?)```", f.read(), re.S).group(1)
+        ca = make_ca(self.workdir)
+        cert = make_cert(self.workdir, "redis", ca)
+        tls_port = free_port()
+        redis = RedisServer(self.workdir, extra_args=[
+            "--tls-port", str(tls_port), "--tls-cert-file", cert[0], "--tls-key-file", cert[1],
+            "--tls-ca-cert-file", ca[0], "--tls-auth-clients", "no", "--requirepass", "managed-pw"])
+        redis.password = "managed-pw"
+        self.addCleanup(redis.stop)
+        redis.start()
+        redis("SET", "user:42", "alice")
+        password = os.path.join(self.workdir, "redis.password")
+        with open(password, "w") as f:
+            f.write("managed-pw\n")
+        os.chmod(password, 0o600)
+        port, resp_port, admin_port = free_ports(3)
+        ini = (ini.replace("127.0.0.1:8080", "127.0.0.1:%d" % port).replace("127.0.0.1:6380", "127.0.0.1:%d" % resp_port)
+               .replace("my-cache.example.internal:6379", "localhost:%d" % tls_port)
+               .replace("/etc/redis-proxy/provider-ca.pem", ca[0]).replace("/etc/redis-proxy/redis.password", password))
+        config = os.path.join(self.workdir, "sidecar.ini")
+        with open(config, "w") as f:
+            f.write(ini + "[admin]\nlisten = 127.0.0.1:%d\n" % admin_port)
+        with open(os.path.join(self.workdir, "sidecar.log"), "wb") as log:
+            proc = subprocess.Popen([PROXY_BIN, "-c", config], stdout=log, stderr=log)
+        self.addCleanup(lambda: (proc.terminate(), proc.wait(15)))
+
+        def get(key):
+            try:
+                s = socket.create_connection(("127.0.0.1", resp_port), timeout=5)
+            except OSError:
+                return None
+            try:
+                s.sendall(resp_encode("GET", key))
+                return s.recv(100)
+            finally:
+                s.close()
+        wait_until(lambda: get("user:42") == b"$5\r\nalice\r\n", what="the sidecar answering through TLS and AUTH")
