@@ -58,6 +58,7 @@ from cluster import REDIS_CLI, RedisCluster, key_slot
 from harness import (PROXY_BIN, SANITIZED, Proxy, RedisServer, alive, free_port, quote_key, resp_encode,
                      wait_until)
 from relay import Relay
+from tls_certs import make_ca, make_cert
 from test_admin import metric
 
 FIXED_SEEDS = [5, 1868, 3517, 12889, 19485, 24360, 50181, 52460]  # chosen for coverage: see coverage() and the commit message
@@ -84,6 +85,9 @@ AFTER_LAST_FAULT = 0.75   # the workload goes on at least this long after the la
 # docs/coherence.md: max_memory = 4m, a worker stays under 9 MB. Of the slack, 1.4 MB are libcrypto's pages
 # (SHA-256 for [users]; TLS soon), resident in every worker since it was linked.
 RSS_SLACK = 6 * 1024 * 1024
+# With [redis] tls, libssl's pages and each connection's TLS state besides (a worker holds two
+# connections per Redis node).
+RSS_SLACK_TLS = 3 * 1024 * 1024
 
 ABSENT = "ABSENT"
 OTHER_TYPE = "OTHER_TYPE"
@@ -120,6 +124,7 @@ CONFIG_OPTIONS = [
     ("redis", "command_timeout", ["300ms", "1s", "2s"], True),
 ]
 LOG_ACCESS = ["off", "file"]
+REDIS_TLS = ["off", "on"]
 COMBO_PASSWORD = "combo-pw"
 USERS = [(), (("combo", "on >%s allkeys" % COMBO_PASSWORD),),
          (("combo", "on >%s ~k:* ~long* ~canary" % COMBO_PASSWORD),)]
@@ -165,6 +170,8 @@ def draw_config(rng):
     # And who the test's clients are ([users]): nobody (protected mode, loopback clients), or a
     # user they log in as, reading every key or only by patterns that cover the test's keys.
     cfg["users"] = dict(rng.choice(USERS))
+    # And whether the proxy reaches Redis (or the cluster's nodes) over TLS.
+    cfg["redis"]["tls"] = rng.choice(REDIS_TLS)
     return cfg, topology, faults
 
 
@@ -343,18 +350,26 @@ class Run:
     # -- Redis side
     def start_backend(self):
         wd = self.test.workdir
+        tls_args = []
+        if self.cfg["redis"]["tls"] == "on":
+            self.tls_ca = make_ca(wd)
+            self.tls_cert = make_cert(wd, "redis", self.tls_ca, client=True)  # (a cluster's bus: a client too)
+            self.tls_port = free_port()
+            tls_args = ["--tls-port", str(self.tls_port), "--tls-cert-file", self.tls_cert[0], "--tls-key-file",
+                        self.tls_cert[1], "--tls-ca-cert-file", self.tls_ca[0], "--tls-auth-clients", "no"]
         if self.topology == "single":
-            self.redis = RedisServer(wd, extra_args=["--enable-debug-command", "yes"])
+            self.redis = RedisServer(wd, extra_args=["--enable-debug-command", "yes"] + tls_args)
             self.test.addCleanup(self.redis.stop)
             self.redis.start()
             self.servers = [self.redis]
             if any(f in TRACKING_FAULTS for f in self.faults):
                 # The proxy's Redis address is a relay's, which forwards every byte both ways
                 # until a silent link fault holds one link's Redis-to-proxy direction.
-                self.relay = Relay(self.redis.port).start()
+                self.relay = Relay(self.tls_port if tls_args else self.redis.port).start()
                 self.test.addCleanup(self.relay.stop)
         else:
-            self.cluster = RedisCluster(wd, primaries=3, replicas=1 if "failover" in self.faults else 0)
+            self.cluster = RedisCluster(wd, primaries=3, replicas=1 if "failover" in self.faults else 0,
+                                        tls=(self.tls_cert[0], self.tls_cert[1], self.tls_ca[0]) if tls_args else None)
             self.test.addCleanup(self.cluster.stop)
             self.cluster.start()
             self.servers = self.cluster.servers
@@ -688,10 +703,15 @@ class Run:
         settings = {s: dict(v) for s, v in self.cfg.items()}
         if settings["log"]["access"] == "file":
             settings["log"]["access"] = self.access_log_path()
+        tls = settings["redis"]["tls"] == "on"
+        if tls:
+            settings["redis"]["tls_ca_file"] = self.tls_ca[0]
         if self.topology == "single":
-            settings["redis"]["address"] = "127.0.0.1:%d" % (self.relay or self.redis).port
+            port = self.relay.port if self.relay else self.tls_port if tls else self.redis.port
+            settings["redis"]["address"] = "127.0.0.1:%d" % port
         else:
-            settings["redis"]["cluster"] = " ".join("127.0.0.1:%d" % s.port for s in self.servers)
+            settings["redis"]["cluster"] = " ".join("127.0.0.1:%d" % (s.tls_port if tls else s.port)
+                                                    for s in self.servers)
         self.proxy = Proxy(self.test.workdir, settings, resp=True)
         self.test.addCleanup(self.proxy.stop)
         self.epochs.append((time.monotonic(), None, self.cfg))
@@ -911,7 +931,8 @@ class Run:
         dst("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         for k in src("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            src("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000, "KEYS", k)
+            # (with tls-cluster, MIGRATE speaks TLS: to the target's TLS port)
+            src("MIGRATE", "127.0.0.1", dst.tls_port or dst_port, "", 0, 5000, "KEYS", k)
             time.sleep(0.05)  # reads meanwhile: a migrated key is asked of the target (ASK)
         for p in set(self.owner_of.values()):
             self.cluster.server(p)("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
@@ -926,7 +947,11 @@ class Run:
         count = sum(1 for p in self.owner_of.values() if p == src_port)
         w = self.open_window("node_emptied %d->%d (%d slots)" % (src_port, dst_port, count), False)
         w["no_failures"] = True
-        out = subprocess.run([REDIS_CLI, "--cluster", "reshard", "127.0.0.1:%d" % src_port,
+        src = self.cluster.server(src_port)
+        # (with tls-cluster, redis-cli must speak TLS too: the nodes it is told of, and MIGRATE's
+        # targets, are then their TLS ports)
+        tls = ["--tls", "--cacert", self.tls_ca[0]] if src.tls_port else []
+        out = subprocess.run([REDIS_CLI] + tls + ["--cluster", "reshard", "127.0.0.1:%d" % (src.tls_port or src_port),
                               "--cluster-from", self.cluster_node(src_port)["id"],
                               "--cluster-to", self.cluster_node(dst_port)["id"],
                               "--cluster-slots", str(count), "--cluster-yes"],
@@ -1174,9 +1199,9 @@ class Run:
                     continue
                 with open("/proc/%d/status" % pid) as f:
                     rss = int([l for l in f if l.startswith("VmRSS:")][0].split()[1]) * 1024
-                if rss > max_memory + RSS_SLACK:
-                    self.violation(None, "worker %d RSS %d bytes > max_memory %d + %d" % (wid, rss, max_memory,
-                                                                                          RSS_SLACK))
+                slack = RSS_SLACK + (RSS_SLACK_TLS if self.cfg["redis"]["tls"] == "on" else 0)
+                if rss > max_memory + slack:
+                    self.violation(None, "worker %d RSS %d bytes > max_memory %d + %d" % (wid, rss, max_memory, slack))
 
     def proxy_resp(self, timeout=10):
         """A RESP connection to the proxy, logged in when the configuration has a user."""
@@ -1410,6 +1435,7 @@ class CombinationTest(unittest.TestCase):
                     if f in BITING_FAULTS and ("fault", f, t + ", biting") not in seen]
         missing += [(s, k, v) for s, k, choices, _ in CONFIG_OPTIONS for v in choices if (s, k, v) not in seen]
         missing += [("log", "access", v) for v in LOG_ACCESS if ("log", "access", v) not in seen]
+        missing += [("redis", "tls", v) for v in REDIS_TLS if ("redis", "tls", v) not in seen]
         missing += [("users", k, v) for users in USERS for k, v in users if ("users", k, v) not in seen]
         if not any(not draw_config(random.Random(seed))[0]["users"] for seed in fixed_or_env_seeds()):
             missing.append(("users", "none", ""))
