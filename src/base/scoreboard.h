@@ -22,6 +22,11 @@ struct WorkerRecord {
     int32_t slot;
     // written by the worker
     WorkerStats stats;
+    // Why its last attempt to reach Redis failed, while it has not reached it since ("redis
+    // ADDRESS: cannot connect: TLS handshake: ..."); empty otherwise. For /readyz, which says why
+    // a worker is not ready. (A torn read of it, while the worker writes, shows in a probe's text
+    // only.)
+    char redis_failure[200];
 };
 
 struct Scoreboard {

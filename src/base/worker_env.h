@@ -16,4 +16,6 @@ struct WorkerEnv {
     int id;
     const bool *stopping;
     SSL_CTX *redis_tls;  // [redis] tls: every connection to Redis uses it (tls.h); NULL: plain
+    char *redis_failure;  // why the last attempt to reach Redis failed (the scoreboard's); may be NULL
+    size_t redis_failure_len;
 };

@@ -148,6 +148,8 @@ void master_spawn_worker(Master *m, int i)
         setup.resp = fds[LISTEN_RESP];
         setup.admin = fds[LISTEN_ADMIN];
         setup.stats = record ? &record->stats : NULL;
+        setup.redis_failure = record ? record->redis_failure : NULL;
+        setup.redis_failure_len = record ? sizeof(record->redis_failure) : 0;
         setup.scoreboard = m->scoreboard;
         setup.log_shared = &m->scoreboard->log;
         setup.client_ids = &m->scoreboard->client_ids;

@@ -421,6 +421,8 @@ static bool init_redis(Worker *w, const WorkerSetup *setup, uint64_t seed)
     hooks.on_lost = on_redis_lost;
     hooks.arg = w;
     hooks.tls = w->env.redis_tls;
+    hooks.failure = w->env.redis_failure;
+    hooks.failure_len = w->env.redis_failure_len;
     w->lookup.backend = backend_create(w->base, w->config, &setup->redis, w->stats, seed * 31 + (uint64_t)w->id, &hooks);
     if (w->lookup.backend == NULL)
         return false;
@@ -496,7 +498,8 @@ static bool worker_init(Worker *w, const Config *config, const WorkerSetup *setu
             return false;
         }
     }
-    w->env = {w->base, config, w->stats, w->id, &w->stopping, NULL};
+    w->env = {w->base, config, w->stats, w->id, &w->stopping, NULL, setup->redis_failure,
+              setup->redis_failure != NULL ? setup->redis_failure_len : 0};
     if (config->redis_tls) {
         char err[400];
         TlsClientFiles files = config_redis_tls(config);

@@ -70,6 +70,8 @@ struct WorkerSetup {
     BackendTarget seeds[CONFIG_MAX_SEEDS];  // a Redis Cluster's seed nodes; none for one Redis
     int seed_count;
     WorkerStats *stats;  // this worker's record in the scoreboard; NULL: keep them to itself
+    char *redis_failure;  // its record's: why the last attempt to reach Redis failed; may be NULL
+    size_t redis_failure_len;
     const struct Scoreboard *scoreboard;  // the whole proxy's numbers, for INFO; may be NULL
     struct LogShared *log_shared;  // in the scoreboard: lines every worker would log alike; may be NULL
     uint64_t *client_ids;  // in the scoreboard: the last RESP CLIENT ID given; NULL: counted alone

@@ -227,7 +227,31 @@ static void on_request(evhttp_request *req, void *arg)
                      (int)t.stats.tracking < t.workers ? " (the others cache nothing until it is)" : "");
         else
             snprintf(text + n, sizeof(text) - (size_t)n, "\n");
-        reply_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", text);
+        if (ok || env->scoreboard == NULL) {
+            reply_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", text);
+            return;
+        }
+        // Not ready: why, as each worker last saw it (the same reason once).
+        evbuffer *body = evbuffer_new();
+        if (body == NULL) {
+            reply_text(req, 503, "Service Unavailable", text);
+            return;
+        }
+        evbuffer_add(body, text, strlen(text));
+        const Scoreboard *sb = env->scoreboard;
+        for (int i = 0; i < sb->used; i++) {
+            const WorkerRecord *r = &sb->record[i];
+            char why[sizeof(r->redis_failure)];
+            memcpy(why, r->redis_failure, sizeof(why));
+            why[sizeof(why) - 1] = '\0';
+            bool said = why[0] == '\0' || r->pid == 0;
+            for (int j = 0; j < i && !said; j++)
+                said = sb->record[j].pid != 0 && strncmp(sb->record[j].redis_failure, why, sizeof(why)) == 0;
+            if (!said)
+                evbuffer_add_printf(body, "worker %d: %s\n", r->slot, why);
+        }
+        reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", body);
+        evbuffer_free(body);
     } else {
         reply_text(req, 404, "Not Found", "try /metrics, /healthz or /readyz\n");
     }

@@ -63,6 +63,10 @@ struct BackendHooks {
     bool queue_while_connecting;
     // [redis] tls: the worker's TLS context (tls.h), shared by its connections; NULL: plain.
     struct ssl_ctx_st *tls;
+    // Where the worker shows why its last attempt failed (the scoreboard's, for /readyz), cleared
+    // once ready; NULL: nowhere. Every connection of a worker writes the same one.
+    char *failure;
+    size_t failure_len;
 };
 
 // Where Redis is, resolved once by the master so that no worker ever blocks on DNS.

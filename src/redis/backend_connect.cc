@@ -44,6 +44,8 @@ void backend_schedule_reconnect(Backend *b, const char *what, const char *detail
     if (news)
         b->news_ms = now;
     memcpy(b->last_failure, reason, sizeof(reason));
+    if (b->hooks.failure != NULL)
+        snprintf(b->hooks.failure, b->hooks.failure_len, "redis %s%s: %s", b->target.display, b->hooks.label, reason);
     log_msg_once(news ? LOG_WARN : LOG_DEBUG, "redis %s%s: %s; retrying in %llums", b->target.display, b->hooks.label,
                  reason, (unsigned long long)delay);
     b->retry_at_ms = monotonic_ms() + delay;
@@ -60,6 +62,8 @@ void backend_became_ready(Backend *b)
     b->stats->redis_connects++;
     b->stats->redis_connected = 1;
     b->stats->redis_tried = 1;
+    if (b->hooks.failure != NULL)
+        b->hooks.failure[0] = '\0';
     if (b->failures > 0)  // once per outage: a server that accepts then refuses would say it at each attempt
         log_msg(b->connected_said ? LOG_DEBUG : LOG_INFO, "redis %s%s: connected after %d failed attempt(s)",
                 b->target.display, b->hooks.label, b->failures);

@@ -118,6 +118,8 @@ bool map_link_open(Cluster *c, int node)
     hooks.on_untrusted = on_node_untrusted;
     hooks.arg = l;
     hooks.tls = w->redis_tls;
+    hooks.failure = w->redis_failure;
+    hooks.failure_len = w->redis_failure_len;
     l->data = backend_create(w->base, w->config, &target, w->stats, c->seed * 41 + (uint64_t)node, &hooks);
     if (l->data == NULL)
         return false;
@@ -416,6 +418,8 @@ static void start_refresh(Cluster *c)
     hooks.label = " (cluster seed)";
     hooks.queue_while_connecting = true;  // CLUSTER SLOTS, asked as soon as it connects
     hooks.tls = c->env->redis_tls;
+    hooks.failure = c->env->redis_failure;
+    hooks.failure_len = c->env->redis_failure_len;
     c->probe_done = false;
     c->probe = backend_create(c->env->base, c->env->config, &target, &c->probe_stats, c->seed * 47 + (uint64_t)i, &hooks);
     if (c->probe == NULL || !ask_slots(c, c->probe, &asked, true)) {

@@ -373,6 +373,8 @@ Tracking *tracking_create(const WorkerEnv *env, const BackendTarget *target, con
     hooks.on_push = on_push;
     hooks.arg = t;
     hooks.tls = env->redis_tls;
+    hooks.failure = env->redis_failure;
+    hooks.failure_len = env->redis_failure_len;
     hooks.label = " (invalidation link)";
     t->link = backend_create(env->base, env->config, target, &t->link_stats, seed, &hooks);
     t->heartbeat_timer = event_new(env->base, -1, EV_PERSIST, on_heartbeat_timer, t);

@@ -86,7 +86,9 @@ class TlsToRedisTest(ProxyTestCase):
         self.assertIn("redis 127.0.0.1:%d: cannot connect: TLS handshake: certificate verify failed" % self.tls_port,
                       proxy.log())
         self.assertEqual(proxy.get("k").status, 503)
-        self.assertEqual(proxy.admin("/readyz")[0], 503)
+        status, body = proxy.admin("/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn(": cannot connect: TLS handshake: certificate verify failed: ", body)  # and /readyz says why
         wait_until(lambda: self.metric(proxy, "redis_proxy_redis_tls_failures_total") >= 2, what="counted")
         proxy = self.start_tls_proxy(redis, connected=False, tls_server_name="not-redis.example")
         wait_until(lambda: "hostname mismatch" in proxy.log(), what="the name's refusal")
