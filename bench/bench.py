@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
 from cluster import RedisCluster, key_slot  # noqa: E402
 from harness import (Proxy, RedisClient, RedisServer, _die_with_parent, free_port,  # noqa: E402
                      one_connection_per_worker, resp_encode, resp_read, wait_until)
+from tls_certs import make_ca, make_cert  # noqa: E402
 
 BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
 KEYS = 100000
@@ -289,12 +290,16 @@ def measure_bounded_rss(workdir, redis):
     return grown
 
 
-def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking", cache=None):
+def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking", cache=None, tls=False):
     """A proxy in front of `redis`, started and registered for cleanup; with tracking (the
-    default configuration), once Redis tracks every worker (they cache only from then on)."""
+    default configuration), once Redis tracks every worker (they cache only from then on).
+    tls: to Redis's TLS port (redis.tls_port, its CA redis.tls_ca)."""
     cache_settings = {"capacity": str(capacity), "ttl": "1h", "invalidation": invalidation}
     cache_settings.update(cache or {})
-    proxy = Proxy(workdir, {"proxy": {"workers": str(workers)}, "redis": {"address": "127.0.0.1:%d" % redis.port},
+    redis_settings = {"address": "127.0.0.1:%d" % redis.port}
+    if tls:
+        redis_settings = {"address": "127.0.0.1:%d" % redis.tls_port, "tls": "on", "tls_ca_file": redis.tls_ca}
+    proxy = Proxy(workdir, {"proxy": {"workers": str(workers)}, "redis": redis_settings,
                             "cache": cache_settings, "log": {"level": "info"}}, resp=resp)
     proxy.start()
     processes.append(proxy.proc)
@@ -507,7 +512,14 @@ def main():
 
     loadavg_start = list(os.getloadavg())  # other work on the machine, said beside the figures
     try:
-        redis = RedisServer(workdir)
+        # With a TLS port beside its plain one: the misses over TLS are measured on the same Redis.
+        ca = make_ca(workdir)
+        cert = make_cert(workdir, "redis", ca)
+        tls_port = free_port()
+        redis = RedisServer(workdir, extra_args=["--tls-port", str(tls_port), "--tls-cert-file", cert[0],
+                                                 "--tls-key-file", cert[1], "--tls-ca-cert-file", ca[0],
+                                                 "--tls-auth-clients", "no"])
+        redis.tls_port, redis.tls_ca = tls_port, ca[0]
         redis.start()
         processes.append(redis.proc)
         load_redis(redis.port, KEYS, "key:%012d", VALUE)
@@ -618,7 +630,8 @@ def main():
         # Also with invalidation off: with tracking, Redis records every key each GET reads (its
         # tracking table), which on this machine shares the cores with everything else.
         miss_proxies = {"proxy 2": start_proxy(workdir, redis, 2, 1), "proxy 1": start_proxy(workdir, redis, 1, 1),
-                        "proxy 2 off": start_proxy(workdir, redis, 2, 1, invalidation="off")}
+                        "proxy 2 off": start_proxy(workdir, redis, 2, 1, invalidation="off"),
+                        "proxy 2 tls": start_proxy(workdir, redis, 2, 1, tls=True)}
         misses = {name: [] for name in list(miss_proxies) + ["webdis"]}
         for _ in range(ROUNDS):  # back to back with webdis again: the same moment for all
             for name, p in miss_proxies.items():
