@@ -758,6 +758,10 @@ bool config_validate(const Config *c, char *err, size_t errlen)
     if ((c->redis_tls_cert_file[0] != '\0') != (c->redis_tls_key_file[0] != '\0'))
         return validate_error(c, given_last(c, cert, keyf), err, errlen,
                               "tls_cert_file and tls_key_file in [redis] go together: set both, or neither");
+    if (c->redis_tls && strncmp(c->redis_address, "unix:", 5) == 0 && c->redis_cluster[0] == '\0')
+        return validate_error(c, given_last(c, setting_find("redis", "tls"), setting_find("redis", "address")), err,
+                              errlen, "tls in [redis] is for TCP: Redis serves no TLS on a unix socket (%s)",
+                              c->redis_address);
     if (c->redis_tls) {
         // Loaded as each worker will: a file that does not load fails the start or the reload.
         char why[400];

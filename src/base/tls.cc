@@ -35,6 +35,8 @@ static const char *first_unreadable(const char *a, const char *b, const char *c)
     return NULL;
 }
 
+static int refuse_passphrase(char *, int, int, void *) { return 0; }
+
 SSL_CTX *tls_client_context(const TlsClientFiles *c, char *err, size_t errlen)
 {
     char why[256];
@@ -44,7 +46,11 @@ SSL_CTX *tls_client_context(const TlsClientFiles *c, char *err, size_t errlen)
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    // A close without close_notify is an end like any other (RESP's framing already tells a reply
+    // cut short), not a TLS failure: a Redis restarting or killed must not count as one.
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    // An encrypted key would have OpenSSL ask for its passphrase on the terminal: refused instead.
+    SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
     // A partial write is taken as such (the rest is written from where it stopped): the commands
     // are in an evbuffer that is drained by what SSL_write took.
     // An idle connection's read and write buffers (about 34 KiB) go back between records.
@@ -75,6 +81,10 @@ SSL_CTX *tls_client_context(const TlsClientFiles *c, char *err, size_t errlen)
             SSL_CTX_check_private_key(ctx) != 1) {
             snprintf(err, errlen, "tls_key_file in [redis] (%s): %s", c->key_file,
                      tls_error_text(why, sizeof(why), "does not match tls_cert_file"));
+            if (strstr(err, "bad decrypt") != NULL || strstr(err, "processing error") != NULL)
+                snprintf(err, errlen, "tls_key_file in [redis] (%s): an encrypted key (with a passphrase) is not "
+                         "supported: decrypt it (openssl pkey -in KEY -out KEY.plain) and keep it readable by the "
+                         "proxy only", c->key_file);
             SSL_CTX_free(ctx);
             return NULL;
         }

@@ -210,8 +210,8 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_redis_connects_total", "counter", "Successful connections to Redis, first ones included.",
            (unsigned long long)s->redis_connects);
     single(out, "redis_proxy_redis_tls_failures_total", "counter",
-           "TLS handshakes with Redis that failed ([redis] tls): a certificate not trusted, a name that does not "
-           "match, no protocol in common.",
+           "TLS's own refusals on connections to Redis ([redis] tls): a certificate not trusted, a name that "
+           "does not match, no protocol in common, an alert (a client certificate refused); not ends or resets.",
            (unsigned long long)s->redis_tls_failures);
     single(out, "redis_proxy_redis_connected_workers", "gauge", "Workers connected to Redis.",
            (unsigned long long)s->redis_connected);

@@ -267,9 +267,11 @@ void backend_continue_connect(Backend *b)
             return;
         }
         if (b->hooks.tls != NULL) {
+            // The name checked: the one configured, else the host the target was given by (a seed
+            // given by name keeps it after it was resolved), else its IP address.
             const Config *c = b->config;
             const char *name = c->redis_tls_server_name[0] != '\0' ? c->redis_tls_server_name
-                               : b->target.by_name                  ? b->target.host
+                               : b->target.host[0] != '\0'          ? b->target.host
                                                                     : b->target.ip;
             if (!transport_start_tls(&b->tr, b->hooks.tls, name)) {
                 backend_drop_attempt(b, "TLS: out of memory");
@@ -287,7 +289,8 @@ void backend_continue_connect(Backend *b)
         b->write_pending = true;
         return;
     case TRANSPORT_FAILED:
-        b->stats->redis_tls_failures++;
+        if (b->tr.tls_refused)  // (not a reset or an end: those are the connection's)
+            backend_count_tls_failure(b);
         backend_drop_attempt(b, why);
         return;
     case TRANSPORT_DONE:
@@ -302,11 +305,18 @@ void backend_continue_connect(Backend *b)
         backend_write_queued(b);
 }
 
+void backend_count_tls_failure(Backend *b)
+{
+    (*(b->hooks.tls_failures != NULL ? b->hooks.tls_failures : &b->stats->redis_tls_failures))++;
+}
+
 void backend_write_queued(Backend *b)
 {
     if (evbuffer_get_length(b->out) > 0 && transport_send(&b->tr, b->out) < 0 && errno != EAGAIN &&
         errno != EINTR) {
-        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", strerror(errno));
+        if (errno == EPROTO && b->tr.tls_refused)
+            backend_count_tls_failure(b);
+        backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", errno == EPROTO ? b->tr.error : strerror(errno));
         return;
     }
     if (b->tr.write_wants_read)

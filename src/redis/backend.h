@@ -63,6 +63,9 @@ struct BackendHooks {
     bool queue_while_connecting;
     // [redis] tls: the worker's TLS context (tls.h), shared by its connections; NULL: plain.
     struct ssl_ctx_st *tls;
+    // Where TLS's own failures are counted (the worker's redis_tls_failures, whatever stats the
+    // connection keeps otherwise); NULL: its stats'.
+    uint64_t *tls_failures;
     // Where the worker shows why its last attempt failed (the scoreboard's, for /readyz), cleared
     // once ready; NULL: nowhere. Every connection of a worker writes the same one.
     char *failure;

@@ -113,7 +113,8 @@ void backend_on_connect_timer(evutil_socket_t, short, void *arg)
 {
     Backend *b = (Backend *)arg;
     if (b->fd >= 0 && !b->connected)
-        backend_drop_attempt(b, "connect_timeout reached");
+        backend_drop_attempt(b, b->tr.ssl != NULL ? "TLS handshake not finished within connect_timeout (is it a TLS port?)"
+                                                  : "connect_timeout reached");
 }
 
 void backend_on_reconnect_timer(evutil_socket_t, short, void *arg) { backend_connect((Backend *)arg); }

@@ -88,7 +88,7 @@ static long take_replies(Backend *b, const char *p, size_t len, const char **why
     return -1;
 }
 
-static void read_once(Backend *b, char *chunk);
+static bool read_once(Backend *b, char *chunk);
 
 void backend_on_readable(evutil_socket_t, short, void *arg)
 {
@@ -99,15 +99,17 @@ void backend_on_readable(evutil_socket_t, short, void *arg)
     }
     char chunk[READ_CHUNK];
     uint64_t serial = b->serial;
-    // TLS may hold bytes it has decrypted already, which no readiness will announce: read on
-    // while it does (a bounded number of chunks a turn; what is left waits for the next one).
-    for (int i = 0; i < 16; i++) {
-        read_once(b, chunk);
-        if (b->serial != serial || !transport_pending(&b->tr))
-            break;
+    // TLS gives one record (16 KiB at most) a read: read on until it would wait, a bounded number
+    // of times a turn. If the bound is reached with bytes already inside OpenSSL, which no
+    // readiness would announce, the read event is made active to come back for them.
+    bool more = true;
+    for (int i = 0; i < 64 && more; i++) {
+        more = read_once(b, chunk) && b->tr.ssl != NULL;
+        if (b->serial != serial)
+            return;
     }
-    if (b->serial != serial)
-        return;
+    if (more && transport_pending(&b->tr))
+        event_active(b->read_event, EV_READ, 1);
     if (b->tr.read_wants_write && !b->write_pending) {
         event_add(b->write_event, NULL);
         b->write_pending = true;
@@ -116,19 +118,21 @@ void backend_on_readable(evutil_socket_t, short, void *arg)
         backend_write_queued(b);
 }
 
-static void read_once(Backend *b, char *chunk)
+// One read, and the replies it completed delivered. True when bytes were read (there may be
+// more), false when it would wait or the connection went.
+static bool read_once(Backend *b, char *chunk)
 {
     ssize_t got = transport_recv(&b->tr, chunk, READ_CHUNK);
     if (got == 0) {
         backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", "closed by server");
-        return;
+        return false;
     }
     if (got < 0) {
-        if (errno == EPROTO)
-            b->stats->redis_tls_failures++;  // (a refusal after the handshake: a client certificate)
+        if (errno == EPROTO && b->tr.tls_refused)
+            backend_count_tls_failure(b);  // (a refusal after the handshake: a client certificate)
         if (errno != EAGAIN && errno != EINTR)
             backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", errno == EPROTO ? b->tr.error : strerror(errno));
-        return;
+        return false;
     }
     uint64_t serial = b->serial;
     const char *why = NULL;
@@ -138,7 +142,7 @@ static void read_once(Backend *b, char *chunk)
             backend_drop(b, BACKEND_UNAVAILABLE, "connection lost", why);
         else
             backend_drop_untrusted(b, "unreadable reply", why);
-        return;
+        return false;
     }
     if (n > 0 && b->sent == 0 && !b->push_mode) {
         // The server spoke before it was asked anything: a refusal at accept (-ERR max number of
@@ -150,7 +154,7 @@ static void read_once(Backend *b, char *chunk)
                  first != NULL && first->type == REDIS_REPLY_ERROR ? first->str : "it spoke before it was asked");
         free_batch(b, 0, (size_t)n);
         backend_drop_attempt(b, detail);
-        return;
+        return false;
     }
     if ((size_t)n > b->ring_len && !b->push_mode) {
         // Checked before delivering any of them: with commands pipelined, an extra reply would
@@ -159,7 +163,7 @@ static void read_once(Backend *b, char *chunk)
         snprintf(detail, sizeof(detail), "%ld replies for %zu command(s) outstanding", n, b->ring_len);
         free_batch(b, 0, (size_t)n);
         backend_drop_untrusted(b, "more replies than commands", detail);
-        return;
+        return false;
     }
     uint64_t now_us = n > 0 ? monotonic_us() : 0;
     for (size_t i = 0; i < (size_t)n; i++) {
@@ -172,14 +176,14 @@ static void read_once(Backend *b, char *chunk)
                 snprintf(detail, sizeof(detail), "a message of more than %lld bytes",
                          (long long)b->config->redis_max_reply_size);
                 backend_drop(b, BACKEND_UNAVAILABLE, "message larger than max_reply_size", detail);
-                return;
+                return false;
             }
             if (b->hooks.on_push != NULL)
                 b->hooks.on_push(b->hooks.arg, b->batch[i]);
             freeReplyObject(b->batch[i]);
             if (b->serial != serial) {  // the owner reset the connection
                 free_batch(b, i + 1, (size_t)n);
-                return;
+                return false;
             }
             continue;
         }
@@ -207,11 +211,12 @@ static void read_once(Backend *b, char *chunk)
         if (b->distrusted) {
             free_batch(b, i + 1, (size_t)n);
             backend_drop_untrusted(b, "reply of the wrong type", NULL);
-            return;
+            return false;
         }
         if (b->serial != serial) {  // the handshake failed, or the callback reset the connection
             free_batch(b, i + 1, (size_t)n);
-            return;
+            return false;
         }
     }
+    return true;
 }

@@ -119,6 +119,8 @@ void backend_on_writable(evutil_socket_t fd, short what, void *arg);
 void backend_continue_connect(Backend *b);
 // Writes what is queued, as much as the socket takes (both events call it: TLS may need either).
 void backend_write_queued(Backend *b);
+// A TLS failure of TLS's own (a certificate, an alert): counted where the worker counts them.
+void backend_count_tls_failure(Backend *b);
 // The connection goes, and its commands are answered `failure`; a reconnect is scheduled.
 void backend_drop(Backend *b, BackendFailure failure, const char *what, const char *detail);
 // An attempt whose connect failed (refused, timed out): the name's next address is tried at

@@ -118,6 +118,7 @@ bool map_link_open(Cluster *c, int node)
     hooks.on_untrusted = on_node_untrusted;
     hooks.arg = l;
     hooks.tls = w->redis_tls;
+    hooks.tls_failures = &w->stats->redis_tls_failures;
     hooks.failure = w->redis_failure;
     hooks.failure_len = w->redis_failure_len;
     l->data = backend_create(w->base, w->config, &target, w->stats, c->seed * 41 + (uint64_t)node, &hooks);
@@ -418,6 +419,7 @@ static void start_refresh(Cluster *c)
     hooks.label = " (cluster seed)";
     hooks.queue_while_connecting = true;  // CLUSTER SLOTS, asked as soon as it connects
     hooks.tls = c->env->redis_tls;
+    hooks.tls_failures = &c->env->stats->redis_tls_failures;  // (the probe keeps stats of its own)
     hooks.failure = c->env->redis_failure;
     hooks.failure_len = c->env->redis_failure_len;
     c->probe_done = false;

@@ -373,6 +373,7 @@ Tracking *tracking_create(const WorkerEnv *env, const BackendTarget *target, con
     hooks.on_push = on_push;
     hooks.arg = t;
     hooks.tls = env->redis_tls;
+    hooks.tls_failures = &env->stats->redis_tls_failures;  // (the link keeps stats of its own)
     hooks.failure = env->redis_failure;
     hooks.failure_len = env->redis_failure_len;
     hooks.label = " (invalidation link)";

@@ -35,10 +35,14 @@ bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)
     if (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) {
         X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (is_ip)
-            X509_VERIFY_PARAM_set1_ip_asc(param, server_name);
-        else
-            X509_VERIFY_PARAM_set1_host(param, server_name, 0);
+        int set = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name)
+                        : X509_VERIFY_PARAM_set1_host(param, server_name, 0);
+        if (set != 1) {
+            SSL_free(t->ssl);
+            t->ssl = NULL;
+            ERR_clear_error();
+            return false;
+        }
     }
     SSL_set_connect_state(t->ssl);
     return true;
@@ -59,10 +63,13 @@ TransportStep transport_handshake(Transport *t, char *why, size_t len)
         return TRANSPORT_WANT_READ;
     if (e == SSL_ERROR_WANT_WRITE)
         return TRANSPORT_WANT_WRITE;
-    long verify = SSL_get_verify_result(t->ssl);
+    // The chain's verdict only when it was asked for, and is why (OpenSSL records one with
+    // checking off too, which would misname another failure).
+    long verify = (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) ? SSL_get_verify_result(t->ssl) : X509_V_OK;
     char reason[200];
+    t->tls_refused = e == SSL_ERROR_SSL;
     if (verify != X509_V_OK) {
-        tls_error_text(reason, sizeof(reason), "");
+        ERR_clear_error();
         snprintf(why, len, "TLS handshake: certificate verify failed: %s", X509_verify_cert_error_string(verify));
     } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         snprintf(why, len, "TLS handshake: %s", r == 0 || errno == 0 ? "connection closed by server" : strerror(errno));
@@ -101,6 +108,7 @@ static ssize_t tls_outcome(Transport *t, int r, bool reading)
     }
     char reason[120];
     snprintf(t->error, sizeof(t->error), "TLS: %s", tls_error_text(reason, sizeof(reason), "protocol error"));
+    t->tls_refused = true;  // (an alert after the handshake: a client certificate refused, ...)
     errno = EPROTO;
     return -1;
 }

@@ -21,13 +21,16 @@ struct Transport {
     bool read_wants_write;  // TLS: the last read waits for the socket to be writable
     bool write_wants_read;  // TLS: the last write waits for it to be readable
     char error[160];        // TLS: why the last read or write failed (errno EPROTO), OpenSSL's words
+    bool tls_refused;       // TLS: the last failure was TLS's own (a certificate, an alert, no common
+                            // protocol), not the connection's (a reset, an end before the handshake)
 };
 
 enum TransportStep { TRANSPORT_DONE, TRANSPORT_WANT_READ, TRANSPORT_WANT_WRITE, TRANSPORT_FAILED };
 
 void transport_init(Transport *t, int fd);
 // TLS from here on, as a client of `server_name`: sent as SNI, and, when the context verifies,
-// checked against the certificate (a name, or an IP address). False when out of memory.
+// checked against the certificate (a name, or an IP address). False when out of memory (no
+// check of the name could be set up: the attempt must not go on without it).
 bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name);
 // Plain: DONE at once. TLS: one step of the handshake; FAILED with OpenSSL's reason in why
 // ("certificate verify failed: ...", "hostname mismatch").
