@@ -93,4 +93,30 @@ SSL_CTX *tls_client_context(const TlsClientFiles *c, char *err, size_t errlen)
     return ctx;
 }
 
+SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    char why[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "%s", tls_error_text(why, sizeof(why), "out of memory"));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
+    const char *unreadable = first_unreadable(cert_file, key_file, "");
+    if (unreadable != NULL) {
+        snprintf(err, errlen, "%s: %s", unreadable, strerror(errno));
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        snprintf(err, errlen, "%s: %s", cert_file, tls_error_text(why, sizeof(why), "cannot be loaded"));
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "%s: %s", key_file, tls_error_text(why, sizeof(why), "does not match the certificate"));
+    } else {
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 void tls_context_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }

@@ -20,6 +20,9 @@ struct TlsClientFiles {
 // NULL, with the reason in err (naming the setting and OpenSSL's words), when a file does not
 // load or the certificate and key do not match.
 SSL_CTX *tls_client_context(const TlsClientFiles *files, char *err, size_t errlen);
+// A server context: a certificate chain and its key (PEM), TLS 1.2 at least, renegotiation
+// refused. NULL with the reason in err. (For a TLS listener; the tests' servers use it too.)
+SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char *err, size_t errlen);
 void tls_context_free(SSL_CTX *ctx);
 
 // The oldest error in OpenSSL's queue as words ("certificate verify failed", ...), the queue

@@ -4,7 +4,7 @@
 // peer's end, or -1 with errno (EAGAIN: try again when the socket is ready). TLS may need the
 // other direction than the one asked for: a read that needs the socket writable sets
 // read_wants_write, a write that needs it readable write_wants_read; the owner then waits for
-// that readiness and retries.
+// that readiness and retries. TLS writes go through write(2): the process ignores SIGPIPE.
 #pragma once
 
 #include <stddef.h>
@@ -32,6 +32,8 @@ void transport_init(Transport *t, int fd);
 // checked against the certificate (a name, or an IP address). False when out of memory (no
 // check of the name could be set up: the attempt must not go on without it).
 bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name);
+// TLS from here on, as the server (a listener's accepted connection).
+bool transport_start_tls_server(Transport *t, SSL_CTX *ctx);
 // Plain: DONE at once. TLS: one step of the handshake; FAILED with OpenSSL's reason in why
 // ("certificate verify failed: ...", "hostname mismatch").
 TransportStep transport_handshake(Transport *t, char *why, size_t len);

@@ -48,6 +48,19 @@ bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)
     return true;
 }
 
+bool transport_start_tls_server(Transport *t, SSL_CTX *ctx)
+{
+    t->ssl = SSL_new(ctx);
+    if (t->ssl == NULL || SSL_set_fd(t->ssl, t->fd) != 1) {
+        SSL_free(t->ssl);
+        t->ssl = NULL;
+        ERR_clear_error();
+        return false;
+    }
+    SSL_set_accept_state(t->ssl);
+    return true;
+}
+
 TransportStep transport_handshake(Transport *t, char *why, size_t len)
 {
     if (t->ssl == NULL || t->handshaken)
