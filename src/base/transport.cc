@@ -19,15 +19,26 @@ void transport_init(Transport *t, int fd)
     t->fd = fd;
 }
 
-bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)
+// A TLS attempt that cannot go on (out of memory): nothing of it is kept.
+static bool drop_ssl(Transport *t)
+{
+    SSL_free(t->ssl);
+    t->ssl = NULL;
+    ERR_clear_error();
+    return false;
+}
+
+// TLS over the socket, either side: false when out of memory.
+static bool new_ssl(Transport *t, SSL_CTX *ctx)
 {
     t->ssl = SSL_new(ctx);
-    if (t->ssl == NULL || SSL_set_fd(t->ssl, t->fd) != 1) {
-        SSL_free(t->ssl);
-        t->ssl = NULL;
-        ERR_clear_error();
+    return t->ssl != NULL && SSL_set_fd(t->ssl, t->fd) == 1 ? true : drop_ssl(t);
+}
+
+bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)
+{
+    if (!new_ssl(t, ctx))
         return false;
-    }
     unsigned char ip[16];
     bool is_ip = inet_pton(AF_INET, server_name, ip) == 1 || inet_pton(AF_INET6, server_name, ip) == 1;
     if (!is_ip && server_name[0] != '\0')
@@ -37,12 +48,8 @@ bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         int set = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name)
                         : X509_VERIFY_PARAM_set1_host(param, server_name, 0);
-        if (set != 1) {
-            SSL_free(t->ssl);
-            t->ssl = NULL;
-            ERR_clear_error();
-            return false;
-        }
+        if (set != 1)
+            return drop_ssl(t);
     }
     SSL_set_connect_state(t->ssl);
     return true;
@@ -50,13 +57,8 @@ bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)
 
 bool transport_start_tls_server(Transport *t, SSL_CTX *ctx)
 {
-    t->ssl = SSL_new(ctx);
-    if (t->ssl == NULL || SSL_set_fd(t->ssl, t->fd) != 1) {
-        SSL_free(t->ssl);
-        t->ssl = NULL;
-        ERR_clear_error();
+    if (!new_ssl(t, ctx))
         return false;
-    }
     SSL_set_accept_state(t->ssl);
     return true;
 }

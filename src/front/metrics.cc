@@ -30,6 +30,14 @@ static void per_front(evbuffer *out, const char *name, const char *type, const c
         evbuffer_add_printf(out, "%s{front=\"%s\"} %llu\n", name, front_names[f], (unsigned long long)values[f]);
 }
 
+// A counter of the two fronts' and the admin endpoint's (front="admin").
+static void per_front_and_admin(evbuffer *out, const char *name, const char *help, const uint64_t values[FRONT_COUNT],
+                                uint64_t admin)
+{
+    per_front(out, name, "counter", help, values);
+    evbuffer_add_printf(out, "%s{front=\"admin\"} %llu\n", name, (unsigned long long)admin);
+}
+
 // `labels` is empty or "name=\"value\"," (with the trailing comma, to go before le).
 static void histogram(evbuffer *out, const char *name, const char *labels, const Histogram *h)
 {
@@ -82,21 +90,14 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
               "Well-formed requests for what a read-only cache does not do (a write, another HTTP method, an unknown "
               "command), refused, by front.",
               s->refused_requests);
-    header(out, "redis_proxy_clients_denied_total", "counter",
-           "Connections from a non-loopback address refused by protected mode (protected_mode = on, and nobody "
-           "has to log in), by front.");
-    for (int f = 0; f < FRONT_COUNT; f++)
-        evbuffer_add_printf(out, "redis_proxy_clients_denied_total{front=\"%s\"} %llu\n", front_names[f],
-                            (unsigned long long)s->clients_denied[f]);
-    evbuffer_add_printf(out, "redis_proxy_clients_denied_total{front=\"admin\"} %llu\n",
-                        (unsigned long long)s->admin_clients_denied);
-    header(out, "redis_proxy_auth_failures_total", "counter",
-           "Credentials refused ([users]; [admin] token): a wrong password, an unknown or disabled user, by front.");
-    for (int f = 0; f < FRONT_COUNT; f++)
-        evbuffer_add_printf(out, "redis_proxy_auth_failures_total{front=\"%s\"} %llu\n", front_names[f],
-                            (unsigned long long)s->auth_failures[f]);
-    evbuffer_add_printf(out, "redis_proxy_auth_failures_total{front=\"admin\"} %llu\n",
-                        (unsigned long long)s->admin_auth_failures);
+    per_front_and_admin(out, "redis_proxy_clients_denied_total",
+                        "Connections from a non-loopback address refused by protected mode (protected_mode = on, and "
+                        "nobody has to log in), by front.",
+                        s->clients_denied, s->admin_clients_denied);
+    per_front_and_admin(out, "redis_proxy_auth_failures_total",
+                        "Credentials refused ([users]; [admin] token): a wrong password, an unknown or disabled user, "
+                        "by front.",
+                        s->auth_failures, s->admin_auth_failures);
     per_front(out, "redis_proxy_forbidden_requests_total", "counter",
               "Requests refused for who asked ([users]): without a login (HTTP 401, NOAUTH), or for a key outside "
               "the user's patterns (HTTP 403, NOPERM), by front.",

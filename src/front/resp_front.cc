@@ -270,6 +270,16 @@ static void on_deadline(evutil_socket_t, short, void *arg)
     client_close(c);
 }
 
+// Done with the client: it gets the answers already made or under way, then it is closed.
+static void close_after_answers(RespClient *c)
+{
+    c->closing = true;
+    if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
+        client_close(c);
+    else
+        resp_schedule_write(c);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
@@ -312,10 +322,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         // `printf 'GET k\r\n' | nc` does): answer what it asked, then close.
         c->closing = true;
         update_reading(c);
-        if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
-            client_close(c);
-        else
-            resp_schedule_write(c);
+        close_after_answers(c);
         return;
     }
     c->in_len += (size_t)n;
@@ -553,10 +560,7 @@ void resp_front_hand_over(RespFront *f, const int *targets, int n, bool revoked)
             continue;  // handed over (now, or when a target has room)
         c->closing = true;
         update_reading(c);
-        if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
-            client_close(c);
-        else
-            resp_schedule_write(c);
+        close_after_answers(c);
     }
 }
 
@@ -611,11 +615,7 @@ void resp_front_drain(RespFront *f)
         // for it): process_input closes it once that is complete.
         if (c->in_len > 0 || !c->used)
             continue;
-        c->closing = true;
-        if (c->replies.head == NULL && evbuffer_get_length(c->replies.out) == 0)
-            client_close(c);
-        else
-            resp_schedule_write(c);  // closes after the answers still on their way
+        close_after_answers(c);
     }
 }
 
