@@ -3,7 +3,7 @@
 # `make fuzz` runs each libFuzzer target for FUZZ_SECONDS (into build-fuzz/).
 
 CXX      ?= g++
-PKGS     := libevent hiredis inih libsystemd libssl libcrypto
+PKGS     := libevent libevent_openssl hiredis inih libsystemd libssl libcrypto
 # What building and the unit tests need (the container image's build stage: make build-deps).
 BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev libssl-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \

@@ -16,8 +16,8 @@
 
 enum SettingType {
     SETTING_STRING,    // free text
-    SETTING_LISTEN,    // host:port
-    SETTING_OPTIONAL_LISTEN,  // host:port, or empty for off
+    SETTING_LISTEN,    // host:port [tls], ... (config_split_listen)
+    SETTING_OPTIONAL_LISTEN,  // the same, or empty for off
     SETTING_UPSTREAM,  // host:port or unix:/path
     SETTING_SEEDS,     // empty, or host:port host:port ... (spaces or commas between)
     SETTING_COUNT,     // integer within [min, max]
@@ -66,9 +66,11 @@ struct Setting {
 
 static const Setting settings[] = {
     {"proxy", "listen", SETTING_LISTEN, FIELD(listen), "127.0.0.1:8080", 0, 0, false,
-     "HTTP front, host:port ([::1]:8080 for IPv6, *:8080 for all IPv4)"},
+     "HTTP front, host:port ([::1]:8080 for IPv6, *:8080 for all IPv4); several with commas, each maybe "
+     "followed by tls (HTTPS, [tls])"},
     {"proxy", "resp_listen", SETTING_OPTIONAL_LISTEN, FIELD(resp_listen), "", 0, 0, false,
-     "Redis-protocol front for redis-cli and client libraries; empty = off"},
+     "Redis-protocol front for redis-cli and client libraries, addresses as listen (tls: redis-cli --tls); "
+     "empty = off"},
     {"proxy", "resp_max_args", SETTING_COUNT, FIELD(resp_max_args), "10000", 2, 1000000, false,
      "most arguments in one RESP command (keys in an MGET)"},
     {"proxy", "workers", SETTING_WORKERS, FIELD(workers), "auto", 1, CONFIG_MAX_WORKERS, false,
@@ -151,7 +153,7 @@ static const Setting settings[] = {
     {"http", "cache_control", SETTING_STRING, FIELD(http_cache_control), "", 0, 0, false,
      "e.g. public, max-age=30: sent with Age on every 200; empty: none"},
     {"admin", "listen", SETTING_OPTIONAL_LISTEN, FIELD(admin_listen), "127.0.0.1:9121", 0, 0, false,
-     "/metrics (Prometheus), /healthz, /readyz; empty = off"},
+     "/metrics (Prometheus), /healthz, /readyz, addresses as [proxy] listen; empty = off"},
     {"admin", "max_clients", SETTING_COUNT, FIELD(admin_max_clients), "16", 1, 10000, false,
      "admin connections per worker; past it new ones wait"},
     {"admin", "timeout", SETTING_DURATION, FIELD(admin_timeout_ms), "10s", 1000, HOUR_MS, false,
@@ -160,6 +162,16 @@ static const Setting settings[] = {
      "when set, /metrics asks for Authorization: Bearer <token>; /healthz and /readyz stay open"},
     {"admin", "token_file", SETTING_STRING, FIELD(admin_token_file), "", 0, 0, false,
      "the token read from this file instead (not readable by others; read at each reload)"},
+    {"tls", "cert_file", SETTING_STRING, FIELD(tls_cert_file), "", 0, 0, false,
+     "for listeners marked tls: the proxy's certificate chain (PEM); read again at each reload"},
+    {"tls", "key_file", SETTING_STRING, FIELD(tls_key_file), "", 0, 0, false,
+     "cert_file's private key (PEM, not encrypted)"},
+    {"tls", "ca_file", SETTING_STRING, FIELD(tls_ca_file), "", 0, 0, false,
+     "when set, TLS clients must present a certificate these CAs signed (mutual TLS)"},
+    {"tls", "protocols", SETTING_STRING, FIELD(tls_protocols), "TLSv1.2 TLSv1.3", 0, 0, false,
+     "TLSv1.2, TLSv1.3 or both"},
+    {"tls", "ciphers", SETTING_STRING, FIELD(tls_ciphers), "", 0, 0, false,
+     "OpenSSL cipher list for TLS 1.2; empty: OpenSSL's default (TLS 1.3's suites are OpenSSL's)"},
     {"log", "level", SETTING_LOG_LEVEL, FIELD(log_level), "info", 0, 0, false,
      "error | warn | info | debug"},
     {"log", "access", SETTING_STRING, FIELD(log_access), "off", 0, 0, false,
@@ -278,7 +290,17 @@ static bool setting_apply(const Setting *s, Config *c, const char *value, char *
                 snprintf(err, errlen, "invalid value for %s in [%s]: %s", s->name, s->section, why_seeds);
                 return false;
             }
-        } else if (s->type != SETTING_STRING && !(s->type == SETTING_OPTIONAL_LISTEN && value[0] == '\0')) {
+        } else if (s->type == SETTING_LISTEN || s->type == SETTING_OPTIONAL_LISTEN) {
+            char what[64];
+            snprintf(what, sizeof(what), "%s in [%s]", s->name, s->section);
+            int n = config_split_listen(value, what, NULL, err, errlen);
+            if (n < 0)
+                return false;
+            if (n == 0 && s->type == SETTING_LISTEN) {
+                snprintf(err, errlen, "invalid address '' for %s: expected host:port", what);
+                return false;
+            }
+        } else if (s->type != SETTING_STRING) {
             Address a;
             if (!address_parse(value, s->type == SETTING_UPSTREAM, &a, &why)) {
                 snprintf(err, errlen, "invalid address '%s' for %s in [%s]: %s", value, s->name,
@@ -659,6 +681,100 @@ static bool listens_clash(const char *x, const char *y)
     return strcmp(a.host, b.host) == 0 || wildcard(a.host) || wildcard(b.host);
 }
 
+int config_split_listen(const char *text, const char *what, ListenAddress *out, char *err, size_t errlen)
+{
+    int n = 0;
+    const char *at = text;
+    while (true) {
+        while (*at == ' ' || *at == '\t')
+            at++;
+        if (*at == '\0')
+            break;
+        size_t len = strcspn(at, ",");
+        char item[sizeof(out->address)];
+        if (len >= sizeof(item)) {
+            snprintf(err, errlen, "invalid value for %s: an address is too long", what);
+            return -1;
+        }
+        memcpy(item, at, len);
+        item[len] = '\0';
+        at += len;
+        if (*at == ',')
+            at++;
+        // "host:port" or "host:port tls", spaces around either.
+        char *end = item + strlen(item);
+        while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        char *space = strpbrk(item, " \t");
+        bool tls = false;
+        if (space != NULL) {
+            *space = '\0';
+            const char *word = space + 1;
+            while (*word == ' ' || *word == '\t')
+                word++;
+            if (strcmp(word, "tls") != 0) {
+                snprintf(err, errlen, "invalid value for %s: '%s' after %s (an address may only be followed by tls)",
+                         what, word, item);
+                return -1;
+            }
+            tls = true;
+        }
+        if (item[0] == '\0') {
+            snprintf(err, errlen, "invalid value for %s: an empty address between commas", what);
+            return -1;
+        }
+        Address a;
+        const char *why;
+        if (!address_parse(item, false, &a, &why)) {
+            snprintf(err, errlen, "invalid address '%s' for %s: %s", item, what, why);
+            return -1;
+        }
+        if (n == CONFIG_MAX_LISTEN) {
+            snprintf(err, errlen, "invalid value for %s: more than %d addresses", what, CONFIG_MAX_LISTEN);
+            return -1;
+        }
+        if (out != NULL) {
+            snprintf(out[n].address, sizeof(out[n].address), "%s", item);
+            out[n].tls = tls;
+        }
+        n++;
+    }
+    return n;
+}
+
+const char *config_listen_text(const Config *c, int front)
+{
+    return front == 0 ? c->listen : front == 1 ? c->resp_listen : c->admin_listen;
+}
+
+bool config_listens_tls(const Config *c)
+{
+    char err[300];
+    for (int front = 0; front < 3; front++) {
+        ListenAddress at[CONFIG_MAX_LISTEN];
+        int n = config_split_listen(config_listen_text(c, front), "", at, err, sizeof(err));
+        for (int i = 0; i < n; i++)
+            if (at[i].tls)
+                return true;
+    }
+    return false;
+}
+
+// Two fronts' listen settings with addresses that clash; their texts in x and y.
+static bool lists_clash(const char *x, const char *y, bool same, char *which, size_t len)
+{
+    ListenAddress a[CONFIG_MAX_LISTEN], b[CONFIG_MAX_LISTEN];
+    char err[300];
+    int na = config_split_listen(x, "", a, err, sizeof(err)), nb = config_split_listen(y, "", b, err, sizeof(err));
+    for (int i = 0; i < na; i++)
+        for (int j = same ? i + 1 : 0; j < nb; j++)
+            if (listens_clash(a[i].address, b[j].address)) {
+                snprintf(which, len, "%.250s and %.250s", a[i].address, b[j].address);
+                return true;
+            }
+    return false;
+}
+
 // Why the access log could not be appended to at `path`, or NULL when it could.
 static const char *access_path_problem(const char *path)
 {
@@ -700,6 +816,11 @@ TlsClientFiles config_redis_tls(const Config *c)
     return {c->redis_tls_ca_file, c->redis_tls_cert_file, c->redis_tls_key_file, c->redis_tls_verify != 0};
 }
 
+TlsServerFiles config_client_tls(const Config *c)
+{
+    return {c->tls_cert_file, c->tls_key_file, c->tls_ca_file, c->tls_protocols, c->tls_ciphers};
+}
+
 bool config_validate(const Config *c, char *err, size_t errlen)
 {
     const Setting *address = setting_find("redis", "address"), *cluster = setting_find("redis", "cluster");
@@ -716,18 +837,43 @@ bool config_validate(const Config *c, char *err, size_t errlen)
                               "username in [redis] needs a password");
     const Setting *listen = setting_find("proxy", "listen"), *resp_listen = setting_find("proxy", "resp_listen");
     const Setting *admin = setting_find("admin", "listen");
-    if (c->resp_listen[0] != '\0' && listens_clash(c->listen, c->resp_listen))
+    char which[600];
+    static const char *const names[3] = {"listen in [proxy]", "resp_listen in [proxy]", "listen in [admin]"};
+    const Setting *rows[3] = {listen, resp_listen, admin};
+    for (int x = 0; x < 3; x++)
+        if (lists_clash(config_listen_text(c, x), config_listen_text(c, x), true, which, sizeof(which)))
+            return validate_error(c, rows[x], err, errlen, "%s: %s cannot share a port", names[x], which);
+    if (lists_clash(c->resp_listen, c->listen, false, which, sizeof(which)))
         return validate_error(c, given_last(c, listen, resp_listen), err, errlen,
                               "resp_listen in [proxy] (%s) and listen (%s) cannot share a port",
                               c->resp_listen, c->listen);
-    if (c->admin_listen[0] != '\0' && listens_clash(c->listen, c->admin_listen))
+    if (lists_clash(c->admin_listen, c->listen, false, which, sizeof(which)))
         return validate_error(c, given_last(c, listen, admin), err, errlen,
                               "listen in [admin] (%s) and listen in [proxy] (%s) cannot share a port",
                               c->admin_listen, c->listen);
-    if (c->admin_listen[0] != '\0' && c->resp_listen[0] != '\0' && listens_clash(c->resp_listen, c->admin_listen))
+    if (lists_clash(c->admin_listen, c->resp_listen, false, which, sizeof(which)))
         return validate_error(c, given_last(c, resp_listen, admin), err, errlen,
                               "listen in [admin] (%s) and resp_listen in [proxy] (%s) cannot share a port",
                               c->admin_listen, c->resp_listen);
+    int min_version, max_version;
+    if (!tls_parse_protocols(c->tls_protocols, &min_version, &max_version))
+        return validate_error(c, setting_find("tls", "protocols"), err, errlen,
+                              "protocols in [tls] (%s): expected TLSv1.2, TLSv1.3 or both", c->tls_protocols);
+    if (config_listens_tls(c)) {
+        // Loaded as the master will for the workers: a file that does not load, or a key that
+        // does not match, fails the start or the reload (the running generation keeps serving).
+        char why[600];
+        TlsServerFiles files = config_client_tls(c);
+        SSL_CTX *ctx = tls_server_context(&files, why, sizeof(why));
+        const Setting *at = c->tls_cert_file[0] == '\0' ? setting_find("tls", "cert_file")
+                            : strstr(why, "key_file") == why ? setting_find("tls", "key_file")
+                            : strstr(why, "ca_file") == why ? setting_find("tls", "ca_file")
+                            : strstr(why, "ciphers") == why ? setting_find("tls", "ciphers")
+                                                            : setting_find("tls", "cert_file");
+        if (ctx == NULL)
+            return validate_error(c, at, err, errlen, "%s", why);
+        tls_context_free(ctx);
+    }
     const Setting *reply = setting_find("redis", "max_reply_size"), *value = setting_find("cache", "max_value_size");
     if (c->redis_max_reply_size < c->max_value_size)
         return validate_error(c, given_last(c, reply, value), err, errlen,
@@ -850,7 +996,8 @@ void config_print(const Config *c, FILE *out)
 static void format_values(const Setting *s, char *out, size_t outlen)
 {
     static const char *const text_kinds[] = {
-        "text", "host:port", "host:port, or empty", "host:port, [ipv6]:port or unix:/path", "host:port ..."};
+        "text", "host:port [tls], ...", "host:port [tls], ..., or empty", "host:port, [ipv6]:port or unix:/path",
+        "host:port ..."};
     const char *const *names = choice_names(s->type);
     switch (s->type) {
     case SETTING_STRING:

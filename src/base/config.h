@@ -13,14 +13,15 @@ static const int CONFIG_MAX_SETTINGS = 64;
 static const int CONFIG_MAX_WORKERS = 256;
 static const int CONFIG_MAX_SEEDS = 16;
 static const int CONFIG_SEED_SIZE = 280;
+static const int CONFIG_MAX_LISTEN = 4;  // addresses per front (listen, resp_listen, [admin] listen)
 
 enum Invalidation { INVALIDATION_TRACKING, INVALIDATION_OFF };
 enum AutoSwitch { SWITCH_AUTO, SWITCH_ON, SWITCH_OFF };
 
 struct Config {
     // [proxy]
-    char listen[280];
-    char resp_listen[280];  // empty: no RESP front
+    char listen[280];       // addresses, each maybe followed by "tls" (config_split_listen)
+    char resp_listen[280];  // likewise; empty: no RESP front
     int64_t resp_max_args;
     int64_t workers;  // 0 = auto (one per CPU)
     int64_t max_clients;
@@ -69,6 +70,12 @@ struct Config {
     int64_t admin_timeout_ms;   // an admin connection idle this long is closed
     char admin_token[256];      // a bearer token /metrics asks for; empty: none
     char admin_token_file[256]; // the token read from this file instead (at each load)
+    // [tls]: the listeners marked tls (tls.h)
+    char tls_cert_file[256];   // the proxy's certificate chain (PEM)
+    char tls_key_file[256];    // its private key (PEM)
+    char tls_ca_file[256];     // when set, clients present a certificate these CAs signed
+    char tls_protocols[64];    // "TLSv1.2 TLSv1.3" or one of them
+    char tls_ciphers[512];     // OpenSSL's cipher list for TLS 1.2; empty: OpenSSL's default
     // [log]
     int64_t log_level;
     char log_access[256];  // "off", "stderr" or a file's path (access_log.h)
@@ -84,6 +91,22 @@ struct Config {
 
 // [redis]'s TLS files and checks, as tls_client_context takes them (tls.h).
 struct TlsClientFiles config_redis_tls(const Config *c);
+// [tls], as tls_server_context takes it (tls.h).
+struct TlsServerFiles config_client_tls(const Config *c);
+
+// One address of a listen setting: "127.0.0.1:8080, *:8443 tls" has two.
+struct ListenAddress {
+    char address[256];  // host:port
+    bool tls;           // followed by the word tls: its clients speak TLS ([tls])
+};
+
+// The addresses of a listen setting, into out (room: CONFIG_MAX_LISTEN; may be NULL). Returns how
+// many (0 for an empty text), or -1 with a reason in err that names the setting as `what`.
+int config_split_listen(const char *text, const char *what, ListenAddress *out, char *err, size_t errlen);
+// The listen settings of the three fronts (0: HTTP, 1: RESP, 2: admin), as written.
+const char *config_listen_text(const Config *c, int front);
+// Whether any listener is marked tls.
+bool config_listens_tls(const Config *c);
 
 // Every setting at its default.
 void config_defaults(Config *c);

@@ -66,6 +66,10 @@ struct WorkerStats {
     uint64_t auth_timeouts;                // RESP clients closed for not logging in within request_timeout
     uint64_t admin_auth_failures;          // /metrics asked without its [admin] token
     uint64_t admin_clients_denied;         // admin connections protected mode refused (no token)
+    uint64_t tls_handshakes[FRONT_COUNT];  // TLS clients whose handshake finished
+    uint64_t tls_handshake_failures[FRONT_COUNT];  // TLS clients gone before it did: refused, cut off, too slow
+    uint64_t admin_tls_handshakes;
+    uint64_t admin_tls_handshake_failures;
     uint64_t resp_commands;  // RESP commands run (INFO's total_commands_processed, with HTTP requests)
     uint64_t connections_handed_over;  // RESP connections taken over from a retiring worker (reload)
     uint64_t clients_timed_out[FRONT_COUNT];  // closed for not reading their answers within client_timeout

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 
@@ -93,26 +94,98 @@ SSL_CTX *tls_client_context(const TlsClientFiles *c, char *err, size_t errlen)
     return ctx;
 }
 
-SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char *err, size_t errlen)
+bool tls_parse_protocols(const char *text, int *min_version, int *max_version)
+{
+    *min_version = *max_version = 0;
+    const char *at = text;
+    while (*at != '\0') {
+        while (*at == ' ' || *at == ',' || *at == '\t')
+            at++;
+        if (*at == '\0')
+            break;
+        size_t n = strcspn(at, " ,\t");
+        int v = n == 7 && strncasecmp(at, "TLSv1.2", 7) == 0   ? TLS1_2_VERSION
+                : n == 7 && strncasecmp(at, "TLSv1.3", 7) == 0 ? TLS1_3_VERSION
+                                                                : 0;
+        if (v == 0)
+            return false;
+        if (*min_version == 0 || v < *min_version)
+            *min_version = v;
+        if (v > *max_version)
+            *max_version = v;
+        at += n;
+    }
+    return *min_version != 0;
+}
+
+// ALPN: http/1.1 when the client offers it (an HTTPS client that offers only h2 gets no
+// protocol, and speaks HTTP/1.1 as before ALPN); a RESP client offers none.
+static int select_alpn(SSL *, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *)
+{
+    static const unsigned char http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    unsigned char *selected;
+    if (SSL_select_next_proto(&selected, outlen, http11, sizeof(http11), in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *tls_server_context(const TlsServerFiles *f, char *err, size_t errlen)
 {
     char why[256];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) {
-        snprintf(err, errlen, "%s", tls_error_text(why, sizeof(why), "out of memory"));
+    int min_version, max_version;
+    if (!tls_parse_protocols(f->protocols, &min_version, &max_version)) {
+        snprintf(err, errlen, "protocols in [tls] (%s): expected TLSv1.2, TLSv1.3 or both", f->protocols);
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "[tls]: %s", tls_error_text(why, sizeof(why), "out of memory"));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, min_version);
+    SSL_CTX_set_max_proto_version(ctx, max_version);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
-    const char *unreadable = first_unreadable(cert_file, key_file, "");
-    if (unreadable != NULL) {
-        snprintf(err, errlen, "%s: %s", unreadable, strerror(errno));
-    } else if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        snprintf(err, errlen, "%s: %s", cert_file, tls_error_text(why, sizeof(why), "cannot be loaded"));
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "%s: %s", key_file, tls_error_text(why, sizeof(why), "does not match the certificate"));
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    // Resumed sessions must belong to this service (OpenSSL refuses resumption with client
+    // certificates asked for unless this is set).
+    static const unsigned char session_context[] = "redis-proxy";
+    SSL_CTX_set_session_id_context(ctx, session_context, sizeof(session_context) - 1);
+    const char *unreadable = first_unreadable(f->cert_file, f->key_file, f->ca_file);
+    if (f->cert_file[0] == '\0' || f->key_file[0] == '\0') {
+        snprintf(err, errlen, "[tls] needs cert_file and key_file for a listener marked tls");
+    } else if (unreadable != NULL) {
+        const char *setting = unreadable == f->cert_file ? "cert_file" : unreadable == f->key_file ? "key_file" : "ca_file";
+        snprintf(err, errlen, "%s in [tls]: %s: %s", setting, unreadable, strerror(errno));
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, f->cert_file) != 1) {
+        snprintf(err, errlen, "cert_file in [tls] (%s): %s", f->cert_file,
+                 tls_error_text(why, sizeof(why), "cannot be loaded"));
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, f->key_file, SSL_FILETYPE_PEM) != 1 ||
+               SSL_CTX_check_private_key(ctx) != 1) {
+        tls_error_text(why, sizeof(why), "does not match cert_file");
+        if (strstr(why, "bad decrypt") != NULL || strstr(why, "processing error") != NULL)
+            snprintf(err, errlen, "key_file in [tls] (%s): an encrypted key (with a passphrase) is not supported: "
+                     "decrypt it (openssl pkey -in KEY -out KEY.plain) and keep it readable by the proxy only",
+                     f->key_file);
+        else
+            snprintf(err, errlen, "key_file in [tls] (%s): %s", f->key_file, why);
+    } else if (f->ca_file[0] != '\0' && SSL_CTX_load_verify_locations(ctx, f->ca_file, NULL) != 1) {
+        snprintf(err, errlen, "ca_file in [tls] (%s): %s", f->ca_file, tls_error_text(why, sizeof(why), "cannot be loaded"));
+    } else if (f->ciphers[0] != '\0' && SSL_CTX_set_cipher_list(ctx, f->ciphers) != 1) {
+        snprintf(err, errlen, "ciphers in [tls] (%s): %s", f->ciphers, tls_error_text(why, sizeof(why), "no cipher matches"));
     } else {
+        if (f->ca_file[0] != '\0') {
+            // Mutual TLS: only clients with a certificate from these CAs; their names are sent
+            // in the request for a certificate, as clients choose by them.
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(f->ca_file);
+            if (names != NULL)
+                SSL_CTX_set_client_CA_list(ctx, names);
+        }
+        ERR_clear_error();
         return ctx;
     }
     SSL_CTX_free(ctx);

@@ -20,9 +20,22 @@ struct TlsClientFiles {
 // NULL, with the reason in err (naming the setting and OpenSSL's words), when a file does not
 // load or the certificate and key do not match.
 SSL_CTX *tls_client_context(const TlsClientFiles *files, char *err, size_t errlen);
-// A server context: a certificate chain and its key (PEM), TLS 1.2 at least, renegotiation
-// refused. NULL with the reason in err. (For a TLS listener; the tests' servers use it too.)
-SSL_CTX *tls_server_context(const char *cert_file, const char *key_file, char *err, size_t errlen);
+// What a server context is made of ([tls]): the listeners marked tls serve with it.
+struct TlsServerFiles {
+    const char *cert_file;  // the certificate chain (PEM)
+    const char *key_file;   // its private key (PEM, not encrypted)
+    const char *ca_file;    // empty: no client certificate asked; else one these CAs signed is required
+    const char *protocols;  // "TLSv1.2 TLSv1.3", or one of them
+    const char *ciphers;    // OpenSSL's cipher list for TLS 1.2; empty: OpenSSL's default
+};
+
+// A server context: TLS 1.2 and 1.3 (or as protocols says), renegotiation refused, ALPN
+// http/1.1 when the client offers it, session tickets for resumption. Made by the master, so
+// that every worker of a generation shares its ticket keys. NULL with the reason in err, which
+// names the setting of [tls] at fault.
+SSL_CTX *tls_server_context(const TlsServerFiles *files, char *err, size_t errlen);
+// protocols' text as OpenSSL's lowest and highest versions; false when it names none or others.
+bool tls_parse_protocols(const char *text, int *min_version, int *max_version);
 void tls_context_free(SSL_CTX *ctx);
 
 // The oldest error in OpenSSL's queue as words ("certificate verify failed", ...), the queue

@@ -24,7 +24,18 @@
 #include "service_notify.h"
 #include "master_state.h"
 #include "pid_file.h"
+#include "tls.h"
 #include "worker.h"
+
+bool master_client_tls(const Config *c, SSL_CTX **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!config_listens_tls(c))
+        return true;
+    TlsServerFiles files = config_client_tls(c);
+    *out = tls_server_context(&files, err, errlen);
+    return *out != NULL;
+}
 
 WorkerSlot *master_new_slots(int count)
 {
@@ -50,29 +61,29 @@ void master_close_channels(WorkerSlot *slots, int count)
 static bool open_listeners(Master *m)
 {
     char err[400];
-    for (int k = 0; k < LISTEN_KINDS; k++) {
-        const char *text = listen_address(m->config, k);
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
+        bool tls;
+        const char *text = listen_address(m->config, k, &tls);
         if (text[0] == '\0')
             continue;
-        m->listening[k] = listen_group_open(LISTEN_NAMES[k], text, m->count, err, sizeof(err));
+        m->listening[k] = listen_group_open(listen_name(k), text, m->count, err, sizeof(err));
         if (m->listening[k] == NULL) {
             int why = errno;
-            static const char *const settings[LISTEN_KINDS] = {"listen in [proxy]", "resp_listen in [proxy]",
-                                                               "listen in [admin]"};
-            log_error("%s (change %s)", err, settings[k]);
+            log_error("%s (change %s)", err, LISTEN_SETTINGS[listen_front(k)]);
             errno = why;
             return false;
         }
         char shown[300];
         address_format((struct sockaddr *)&m->listening[k]->bound, shown, sizeof(shown));
-        log_info("listening for %s on %s (%d socket(s), SO_REUSEPORT)", LISTEN_NAMES[k], shown, m->count);
+        log_info("listening for %s%s on %s (%d socket(s), SO_REUSEPORT)", listen_name(k), tls ? " over TLS" : "",
+                 shown, m->count);
     }
     return true;
 }
 
 static void close_groups(ListenGroup **groups)
 {
-    for (int k = 0; k < LISTEN_KINDS; k++) {
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
         listen_group_close(groups[k]);
         groups[k] = NULL;
     }
@@ -129,12 +140,23 @@ void master_spawn_worker(Master *m, int i)
             close(channel[0]);
         // The child keeps only the sockets it serves: a socket another process still holds
         // would outlive the master's close (a dropped address, a dead sibling's slot).
-        static int mine[LISTEN_KINDS][CONFIG_MAX_WORKERS];
-        ListenFds fds[LISTEN_KINDS];
-        for (int k = 0; k < LISTEN_KINDS; k++) {
+        // Each front's sockets, its addresses' in turn, with whether each is TLS.
+        static int mine[LISTEN_FRONTS][CONFIG_MAX_LISTEN * CONFIG_MAX_WORKERS];
+        static bool tls[LISTEN_FRONTS][CONFIG_MAX_LISTEN * CONFIG_MAX_WORKERS];
+        ListenFds fds[LISTEN_FRONTS] = {};
+        for (int f = 0; f < LISTEN_FRONTS; f++) {
+            fds[f].fd = mine[f];
+            fds[f].tls = tls[f];
+        }
+        for (int k = 0; k < LISTEN_SLOTS; k++) {
             ListenGroup *g = m->listening[k];
-            fds[k].fd = mine[k];
-            fds[k].count = g ? listen_group_sockets_of(g, i, m->count, mine[k]) : 0;
+            ListenFds *front = &fds[listen_front(k)];
+            bool over_tls = false;
+            listen_address(m->config, k, &over_tls);
+            int n = g ? listen_group_sockets_of(g, i, m->count, mine[listen_front(k)] + front->count) : 0;
+            for (int j = 0; j < n; j++)
+                tls[listen_front(k)][front->count + j] = over_tls;
+            front->count += n;
             for (int j = 0; g != NULL && j < g->count; j++)
                 if (j % m->count != i)
                     close(g->fds[j]);
@@ -172,9 +194,9 @@ void master_spawn_worker(Master *m, int i)
 // The previous generation has gone: nobody serves the addresses the reload dropped any more.
 static void close_dropped_addresses(Master *m)
 {
-    for (int k = 0; k < LISTEN_KINDS; k++)
+    for (int k = 0; k < LISTEN_SLOTS; k++)
         if (m->closing[k] != NULL)
-            log_info("stopped listening for %s on %s", LISTEN_NAMES[k], m->closing[k]->text);
+            log_info("stopped listening for %s on %s", m->closing[k]->what, m->closing[k]->text);
     close_groups(m->closing);
 }
 
@@ -334,6 +356,8 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
             free(m->previous.slots);
             if (m->previous.reloaded != m->reloaded)
                 free(m->previous.reloaded);
+            if (m->previous.setup.tls_server != m->setup.tls_server)
+                tls_context_free(m->previous.setup.tls_server);  // the old workers have their own copy
             m->scoreboard->generation++;
             m->scoreboard->last_reload_ok = 1;
             log_info("reload: configuration generation %u serving; stopping %d previous worker(s)",
@@ -342,10 +366,10 @@ static uint64_t report_to_service_manager(Master *m, uint64_t now)
             // before, the surplus sockets get none and their queues are emptied by the workers
             // that share them in.
             m->steering_known = false;  // steer_to_serving applies who serves of the new ones next
-            for (int k = 0; k < LISTEN_KINDS; k++)
+            for (int k = 0; k < LISTEN_SLOTS; k++)
                 if (m->listening[k] != NULL && !listen_group_steer(m->listening[k], m->count))
                     log_warn("%s: cannot steer new connections (%s); %d socket(s) shared by %d worker(s) "
-                             "may load them unevenly", LISTEN_NAMES[k], strerror(errno), m->listening[k]->count,
+                             "may load them unevenly", listen_name(k), strerror(errno), m->listening[k]->count,
                              m->count);
             m->retire_signalled = true;
             if (m->retiring_count == 0)  // every previous worker died while this one started
@@ -416,6 +440,10 @@ static int master_init(Master *m, const Config *config, const ConfigSource *sour
         log_error("%s", err);
         return 1;
     }
+    if (!master_client_tls(config, &m->setup.tls_server, err, sizeof(err))) {
+        log_error("%s", err);
+        return EXIT_CONFIG;
+    }
     master_raise_fd_limit(config, m->count);
     if (!open_listeners(m)) {
         // In use, or not allowed: the configuration must change (no restart loop). Anything else,
@@ -449,10 +477,13 @@ static void master_free(Master *m)
     scoreboard_destroy(m->scoreboard);
     free(m->retiring);
     free(m->reloaded);
+    tls_context_free(m->setup.tls_server);
     if (m->previous.starting) {
         free(m->previous.slots);
         if (m->previous.reloaded != m->reloaded)
             free(m->previous.reloaded);
+        if (m->previous.setup.tls_server != m->setup.tls_server)
+            tls_context_free(m->previous.setup.tls_server);
     }
 }
 

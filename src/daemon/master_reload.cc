@@ -17,6 +17,7 @@
 #include "listen_group.h"
 #include "log.h"
 #include "master_state.h"
+#include "tls.h"
 #include "scoreboard.h"
 #include "service_notify.h"
 
@@ -61,38 +62,54 @@ void master_retire_previous(Master *m)
     master_close_channels(m->previous.slots, m->previous.count);
 }
 
-// The listening groups a new configuration needs: kept where the address stays (grown when
-// there are more workers: the new sockets get no connections before the new generation serves
-// them), opened where it is new. On failure nothing has changed and err says why.
+// Whether `g` is one of groups[0 .. LISTEN_SLOTS-1].
+static bool among(ListenGroup *const *groups, const ListenGroup *g)
+{
+    for (int k = 0; k < LISTEN_SLOTS; k++)
+        if (groups[k] == g)
+            return true;
+    return false;
+}
+
+// The listening groups a new configuration needs: kept where the address stays on its front
+// (wherever it is in the list; grown when there are more workers: the new sockets get no
+// connections before the new generation serves them), opened where it is new. On failure
+// nothing has changed and err says why.
 static bool prepare_listeners(Master *m, const Config *next, int workers, ListenGroup **out, char *err, size_t errlen)
 {
-    int had[LISTEN_KINDS];
-    for (int k = 0; k < LISTEN_KINDS; k++) {
+    int had[LISTEN_SLOTS];
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
         out[k] = NULL;
         had[k] = m->listening[k] ? m->listening[k]->count : 0;
     }
     bool ok = true;
-    for (int k = 0; k < LISTEN_KINDS && ok; k++) {
+    for (int k = 0; k < LISTEN_SLOTS && ok; k++) {
         const char *text = listen_address(next, k);
-        ListenGroup *cur = m->listening[k];
         if (text[0] == '\0')
             continue;
-        if (cur != NULL && listen_group_same_address(cur, text)) {
+        ListenGroup *cur = NULL;
+        int first = listen_front(k) * CONFIG_MAX_LISTEN;
+        for (int j = first; j < first + CONFIG_MAX_LISTEN && cur == NULL; j++)
+            if (m->listening[j] != NULL && listen_group_same_address(m->listening[j], text) &&
+                !among(out, m->listening[j]))
+                cur = m->listening[j];
+        if (cur != NULL) {
             out[k] = cur;
             ok = listen_group_grow(cur, workers, err, errlen);
         } else {
-            out[k] = listen_group_open(LISTEN_NAMES[k], text, workers, err, errlen);
+            out[k] = listen_group_open(listen_name(k), text, workers, err, errlen);
             ok = out[k] != NULL;
         }
     }
     if (ok)
         return true;
-    for (int k = 0; k < LISTEN_KINDS; k++) {
-        if (out[k] != NULL && out[k] != m->listening[k])
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
+        if (out[k] != NULL && !among(m->listening, out[k]))
             listen_group_close(out[k]);
-        else if (out[k] != NULL)
-            listen_group_shrink(out[k], had[k]);
     }
+    for (int k = 0; k < LISTEN_SLOTS; k++)
+        if (m->listening[k] != NULL && among(out, m->listening[k]))
+            listen_group_shrink(m->listening[k], had[k]);
     return false;
 }
 
@@ -118,7 +135,8 @@ void master_reload(Master *m)
     WorkerSetup targets;
     pid_t *retiring;
     WorkerSlot *slots = NULL;
-    ListenGroup *groups[LISTEN_KINDS];
+    ListenGroup *groups[LISTEN_SLOTS];
+    SSL_CTX *tls_server = NULL;  // read again: a renewed certificate is served from this reload on
     int workers = 0;
     if (next == NULL) {
         refused = "out of memory";
@@ -126,6 +144,8 @@ void master_reload(Master *m)
         refused = err;
     } else if (!master_resolve_redis(next, &targets, err, sizeof(err))) {
         refused = err;
+    } else if (!master_client_tls(next, &tls_server, err, sizeof(err))) {
+        refused = err;  // (config_load has loaded it once already: a file changed since)
     }
     if (refused == NULL) {
         workers = config_worker_count(next);
@@ -143,6 +163,7 @@ void master_reload(Master *m)
         log_error("reload refused: %s; keeping the running configuration", refused);
         free(next);
         free(slots);
+        tls_context_free(tls_server);
         notify_ready(m->status);  // ends the reload, as systemd expects
         return;
     }
@@ -157,20 +178,20 @@ void master_reload(Master *m)
     m->previous.config = m->config;
     m->previous.reloaded = m->reloaded;
     m->previous.setup = m->setup;
-    for (int k = 0; k < LISTEN_KINDS; k++) {
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
         m->previous.listening[k] = m->listening[k];
         m->previous.sockets[k] = m->listening[k] ? m->listening[k]->count : 0;
     }
-    for (int k = 0; k < LISTEN_KINDS; k++) {
-        if (m->listening[k] != NULL && m->listening[k] != groups[k]) {
-            log_info("reload: %s stops listening on %s once the previous workers have gone", LISTEN_NAMES[k],
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
+        if (m->listening[k] != NULL && !among(groups, m->listening[k])) {
+            log_info("reload: %s stops listening on %s once the previous workers have gone", listen_name(k),
                      m->listening[k]->text);
             m->closing[k] = m->listening[k];
         }
-        if (groups[k] != NULL && groups[k] != m->listening[k])
-            log_info("reload: listening for %s on %s", LISTEN_NAMES[k], groups[k]->text);
-        m->listening[k] = groups[k];
+        if (groups[k] != NULL && !among(m->listening, groups[k]))
+            log_info("reload: listening for %s on %s", listen_name(k), groups[k]->text);
     }
+    memcpy(m->listening, groups, sizeof(groups));
     m->slots = slots;
     m->count = workers;
     m->setup.worker_count = workers;
@@ -179,6 +200,7 @@ void master_reload(Master *m)
     m->setup.redis = targets.redis;
     memcpy(m->setup.seeds, targets.seeds, sizeof(targets.seeds));
     m->setup.seed_count = targets.seed_count;
+    m->setup.tls_server = tls_server;
     log_set_level((int)next->log_level);
     master_raise_fd_limit(next, workers);
     log_info("reload: configuration generation %u read from %s; starting %d new worker(s)",
@@ -228,22 +250,25 @@ void master_abandon_reload(Master *m)
     }
     m->retire_signalled = true;
     m->retire_deadline_ms = monotonic_ms() + (uint64_t)m->config->shutdown_timeout_ms + STOP_KILL_GRACE_MS;
-    for (int k = 0; k < LISTEN_KINDS; k++) {
-        ListenGroup *before = m->previous.listening[k];
-        if (m->listening[k] != before)
+    for (int k = 0; k < LISTEN_SLOTS; k++)
+        if (m->listening[k] != NULL && !among(m->previous.listening, m->listening[k]))
             listen_group_close(m->listening[k]);  // opened for this reload
-        else if (before != NULL)
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
+        ListenGroup *before = m->previous.listening[k];
+        if (before != NULL && among(m->listening, before))
             listen_group_shrink(before, m->previous.sockets[k]);  // grown for it: nothing steered there yet
         if (m->closing[k] == before)
             m->closing[k] = NULL;
-        m->listening[k] = before;
     }
+    memcpy(m->listening, m->previous.listening, sizeof(m->listening));
     master_close_channels(m->slots, m->count);
     free(m->slots);
     m->slots = slots;
     m->count = m->previous.count;
     free(m->reloaded);
     m->reloaded = m->previous.reloaded;
+    if (m->setup.tls_server != m->previous.setup.tls_server)
+        tls_context_free(m->setup.tls_server);
     m->config = m->previous.config;
     m->setup = m->previous.setup;
     log_set_level((int)m->config->log_level);

@@ -30,13 +30,27 @@ struct WorkerSlot {
     pid_t borrower_pid;
 };
 
-// The three addresses every worker listens on.
-enum ListenKind { LISTEN_HTTP, LISTEN_RESP, LISTEN_ADMIN, LISTEN_KINDS };
-inline const char *const LISTEN_NAMES[LISTEN_KINDS] = {"HTTP", "RESP", "admin"};
+// The addresses every worker listens on: up to CONFIG_MAX_LISTEN for each of the three fronts,
+// one slot each (k), whose front is k / CONFIG_MAX_LISTEN.
+enum ListenFront { LISTEN_HTTP, LISTEN_RESP, LISTEN_ADMIN, LISTEN_FRONTS };
+inline constexpr int LISTEN_SLOTS = LISTEN_FRONTS * CONFIG_MAX_LISTEN;
+inline const char *const LISTEN_FRONT_NAMES[LISTEN_FRONTS] = {"HTTP", "RESP", "admin"};
+inline const char *const LISTEN_SETTINGS[LISTEN_FRONTS] = {"listen in [proxy]", "resp_listen in [proxy]",
+                                                           "listen in [admin]"};
 
-inline const char *listen_address(const Config *c, int kind)
+inline int listen_front(int k) { return k / CONFIG_MAX_LISTEN; }
+inline const char *listen_name(int k) { return LISTEN_FRONT_NAMES[listen_front(k)]; }
+
+// The address of slot k in c ("" when its front has fewer), and whether it is marked tls.
+inline const char *listen_address(const Config *c, int k, bool *tls = nullptr)
 {
-    return kind == LISTEN_HTTP ? c->listen : kind == LISTEN_RESP ? c->resp_listen : c->admin_listen;
+    static ListenAddress at[CONFIG_MAX_LISTEN];
+    char err[300];
+    int n = config_split_listen(config_listen_text(c, listen_front(k)), "", at, err, sizeof(err));
+    int i = k % CONFIG_MAX_LISTEN;
+    if (tls != nullptr)
+        *tls = i < n && at[i].tls;
+    return i < n ? at[i].address : "";
 }
 
 struct Master {
@@ -46,10 +60,10 @@ struct Master {
     WorkerSetup setup;  // shared part; id and fd filled per worker
     WorkerSlot *slots;
     int count;
-    ListenGroup *listening[LISTEN_KINDS];  // NULL when that front is off
+    ListenGroup *listening[LISTEN_SLOTS];  // NULL when that front is off
     // Addresses a reload dropped: the previous generation still serves them; closed once it has
     // gone (reset connections queued there after that are the price of removing an address).
-    ListenGroup *closing[LISTEN_KINDS];
+    ListenGroup *closing[LISTEN_SLOTS];
     Scoreboard *scoreboard;
     bool ready;  // READY=1 sent for the current generation
     // A reload's previous generation: told to stop once the new one serves, killed at the deadline
@@ -68,8 +82,8 @@ struct Master {
         const Config *config;
         Config *reloaded;
         WorkerSetup setup;
-        ListenGroup *listening[LISTEN_KINDS];
-        int sockets[LISTEN_KINDS];  // each group's socket count before (a grown one shrinks back)
+        ListenGroup *listening[LISTEN_SLOTS];
+        int sockets[LISTEN_SLOTS];  // each group's socket count before (a grown one shrinks back)
     } previous;
     bool reload_pending;  // a SIGHUP came while a reload was under way: the file is read again after it
     // Which slots new connections are steered to: those whose worker serves (steer_to_serving).
@@ -82,6 +96,9 @@ struct Master {
 
 
 // master.cc: the process table.
+// [tls]'s server context when a listener is marked tls (NULL, and true, when none is); false with
+// the reason in err when it cannot be made.
+bool master_client_tls(const Config *c, struct ssl_ctx_st **out, char *err, size_t errlen);
 WorkerSlot *master_new_slots(int count);
 void master_close_channels(WorkerSlot *slots, int count);
 void master_raise_fd_limit(const Config *c, int workers);

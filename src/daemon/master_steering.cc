@@ -37,18 +37,20 @@ static bool send_release(Master *m, int slot)
 // `to`. False if the message could not be sent now.
 static bool send_adopt(Master *m, int slot, int to)
 {
-    static const HandoverFront fronts[LISTEN_KINDS] = {HANDOVER_HTTP, HANDOVER_RESP, HANDOVER_ADMIN};
+    static const HandoverFront fronts[LISTEN_FRONTS] = {HANDOVER_HTTP, HANDOVER_RESP, HANDOVER_ADMIN};
     HandoverListeners what = {};
     what.slot = (uint32_t)slot;
     int fds[HANDOVER_MAX_FDS], n = 0;
-    for (int k = 0; k < LISTEN_KINDS; k++) {
+    for (int k = 0; k < LISTEN_SLOTS; k++) {
         ListenGroup *g = m->listening[k];
         if (g == NULL)
             continue;
+        bool tls = false;
+        listen_address(m->config, k, &tls);
         int mine[CONFIG_MAX_WORKERS];
         int count = listen_group_sockets_of(g, slot, m->count, mine);
         for (int i = 0; i < count && n < HANDOVER_MAX_FDS; i++) {
-            what.front[n] = (uint8_t)fronts[k];
+            what.front[n] = (uint8_t)(fronts[listen_front(k)] | (tls ? HANDOVER_TLS : 0));
             fds[n++] = mine[i];
         }
     }
@@ -109,9 +111,9 @@ bool master_steer_to_serving(Master *m)
     bool pending = !lend_sockets(m, serving);
     if (!changed)
         return starting || pending;
-    for (int k = 0; k < LISTEN_KINDS; k++)
+    for (int k = 0; k < LISTEN_SLOTS; k++)
         if (m->listening[k] != NULL && !listen_group_steer_to(m->listening[k], serving))
-            log_warn("%s: cannot steer new connections away from a dead worker's socket (%s)", LISTEN_NAMES[k],
+            log_warn("%s: cannot steer new connections away from a dead worker's socket (%s)", listen_name(k),
                      strerror(errno));
     memcpy(m->steered_serving, serving, sizeof(serving));
     m->steering_known = true;

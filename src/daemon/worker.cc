@@ -181,8 +181,9 @@ static void adopt_listeners(Worker *w, const HandoverListeners *what, const int 
     std::array<ListenerSet *, 3> sets = front_listeners(w);
     int adopted = 0;
     for (int i = 0; i < nfds; i++) {
-        unsigned front = what->front[i];
-        if (front < sets.size() && sets[front] != NULL && listener_set_adopt(sets[front], fds[i], (int)what->slot))
+        unsigned front = what->front[i] & ~(unsigned)HANDOVER_TLS;
+        bool tls = (what->front[i] & HANDOVER_TLS) != 0;
+        if (front < sets.size() && sets[front] != NULL && listener_set_adopt(sets[front], fds[i], tls, (int)what->slot))
             adopted++;
         else if (front >= sets.size() || sets[front] == NULL)
             close(fds[i]);
@@ -514,7 +515,7 @@ static bool worker_init(Worker *w, const Config *config, const WorkerSetup *setu
     }
     w->front_env = {w->base, config, w->stats, w->id, w->worker_count, w->started_ms, w->scoreboard,
                     setup->client_ids != NULL ? setup->client_ids : &w->own_client_ids, &w->lookup,
-                    &w->client_memory, w->key_buf, w->access_log, client_opened, client_closed, pause_accepting, totals, w};
+                    &w->client_memory, w->key_buf, w->access_log, setup->tls_server, client_opened, client_closed, pause_accepting, totals, w};
     if ((w->http = http_front_create(&w->front_env, &setup->http)) == NULL) {
         log_error("worker %d: cannot set up the HTTP front", w->id);
         return false;

@@ -83,6 +83,9 @@ struct WorkerSetup {
     // same in every worker and generation, so that a value has one ETag whichever worker answers
     // and nobody who only sees ETags can make two values share one.
     uint64_t digest_key;
+    // [tls]'s server context for the listeners marked tls, made by the master at start and at
+    // each reload (certificates read again), inherited at fork; NULL when none is marked.
+    struct ssl_ctx_st *tls_server;
 };
 
 // Runs the worker's loop until SIGTERM/SIGINT; returns the process exit code.

@@ -6,6 +6,8 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 #include <openssl/crypto.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 struct AdminFront {
     const FrontEnv *env;
     evhttp *http;
+    evhttp *https;            // the same for the addresses marked tls; NULL: none
     ListenerSet listeners;
     int64_t open;             // connections open, against [admin] max_clients
     bool accepting;
@@ -48,6 +51,8 @@ static void set_accepting(AdminFront *a)
 struct AdminConn {
     AdminFront *front;
     evhttp_connection *evcon;  // NULL once closed
+    bufferevent *bev;
+    bool tls;                  // a TLS address's: counted at its close, handshaken or not
     event *deadline;
     bool expiring;  // closed by its deadline: the deadline's callback frees it
 };
@@ -55,6 +60,10 @@ struct AdminConn {
 static void on_connection_closed(evhttp_connection *, void *arg)
 {
     AdminConn *c = (AdminConn *)arg;
+    if (c->tls && http_connection_handshaken(c->bev))
+        c->front->env->stats->admin_tls_handshakes++;
+    else if (c->tls)
+        c->front->env->stats->admin_tls_handshake_failures++;
     c->front->open--;
     set_accepting(c->front);
     c->evcon = NULL;
@@ -85,7 +94,7 @@ static void on_accepted(void *arg)
     set_accepting(a);
 }
 
-static void adopt(AdminFront *a, evhttp_connection *evcon)
+static void adopt(AdminFront *a, bufferevent *bev, evhttp_connection *evcon)
 {
     AdminConn *c = (AdminConn *)calloc(1, sizeof(AdminConn));
     if (c != NULL && (c->deadline = evtimer_new(a->env->base, on_deadline, c)) == NULL) {
@@ -100,6 +109,12 @@ static void adopt(AdminFront *a, evhttp_connection *evcon)
     }
     c->front = a;
     c->evcon = evcon;
+    c->bev = bev;
+    c->tls = http_connection_is_tls(bev);  // [admin] timeout bounds its handshake too
+    if (c->tls) {
+        int on = 1;  // TLS records leave as they are made (the HTTP front says why)
+        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    }
     struct timeval lifetime = timeval_of_ms((uint64_t)a->env->config->admin_timeout_ms);
     evtimer_add(c->deadline, &lifetime);
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
@@ -120,14 +135,15 @@ static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)
 {
     AdminFront *a = (AdminFront *)arg;
     if (evcon != NULL && refused_by_protected_mode(a, bufferevent_getfd(bev))) {
-        protected_mode_refuse(bufferevent_getfd(bev), true, &a->env->stats->admin_clients_denied);
+        protected_mode_refuse(bufferevent_getfd(bev), http_connection_is_tls(bev) ? REFUSE_SILENTLY : REFUSE_HTTP,
+                              &a->env->stats->admin_clients_denied);
         evhttp_connection_free(evcon);
         a->open--;
         set_accepting(a);
         return;
     }
     if (evcon != NULL) {
-        adopt(a, evcon);
+        adopt(a, bev, evcon);
         return;
     }
     a->open--;  // evhttp already freed it
@@ -257,6 +273,23 @@ static void on_request(evhttp_request *req, void *arg)
     }
 }
 
+// An evhttp as the endpoint serves with: plain, or (new_connection making TLS bufferevents) HTTPS.
+static evhttp *new_evhttp(AdminFront *a, bufferevent *(*new_connection)(event_base *, void *))
+{
+    evhttp *http = evhttp_new(a->env->base);
+    if (http == NULL)
+        return NULL;
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    struct timeval idle = timeval_of_ms((uint64_t)a->env->config->admin_timeout_ms);
+    evhttp_set_timeout_tv(http, &idle);
+    evhttp_set_bevcb(http, new_connection, &a->adoption);
+    evhttp_set_max_headers_size(http, 16 * 1024);
+    evhttp_set_max_body_size(http, 0);
+    evhttp_set_gencb(http, on_request, a);
+    return http;
+}
+
 AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds)
 {
     AdminFront *a = (AdminFront *)calloc(1, sizeof(AdminFront));
@@ -264,22 +297,18 @@ AdminFront *admin_front_create(const FrontEnv *env, const ListenFds *listen_fds)
         return NULL;
     a->env = env;
     a->accepting = true;
-    a->http = evhttp_new(env->base);
-    a->adoption = {on_accepted, on_adopted, a, NULL, NULL, 0, 0};
-    if (a->http == NULL || !http_adoption_init(&a->adoption, env->base) ||
-        !listener_set_open(&a->listeners, env->base, listen_fds, NULL, NULL, NULL, a->http)) {
+    a->adoption = {on_accepted, on_adopted, a, env->tls, NULL, NULL, 0, 0};
+    bool wants_tls = listen_fds_any_tls(listen_fds);
+    if (!http_adoption_init(&a->adoption, env->base) || (a->http = new_evhttp(a, http_adoption_new_connection)) == NULL ||
+        (wants_tls && (env->tls == NULL || (a->https = new_evhttp(a, http_adoption_new_tls_connection)) == NULL))) {
         admin_front_destroy(a);
         return NULL;
     }
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    int64_t idle_ms = env->config->admin_timeout_ms;
-    struct timeval idle = timeval_of_ms((uint64_t)idle_ms);
-    evhttp_set_timeout_tv(a->http, &idle);
-    evhttp_set_bevcb(a->http, http_adoption_new_connection, &a->adoption);
-    evhttp_set_max_headers_size(a->http, 16 * 1024);
-    evhttp_set_max_body_size(a->http, 0);
-    evhttp_set_gencb(a->http, on_request, a);
+    ListenHandlers how = {NULL, NULL, a, NULL, a->http, a->https};
+    if (!listener_set_open(&a->listeners, env->base, listen_fds, &how)) {
+        admin_front_destroy(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -291,6 +320,8 @@ void admin_front_destroy(AdminFront *a)
     listener_set_free(&a->listeners);
     if (a->http)
         evhttp_free(a->http);  // frees the bound listeners too; the sockets are the master's
+    if (a->https)
+        evhttp_free(a->https);
     http_adoption_free(&a->adoption);
     free(a);
 }

@@ -28,6 +28,7 @@ struct FrontEnv {
     ClientMemory *client_memory;
     char *key_buf;                 // scratch for one decoded key, max_key_size bytes
     AccessLog *access_log;         // [log] access; NULL when off
+    struct ssl_ctx_st *tls;        // [tls]: for listeners marked tls (made by the master); NULL: none
     // A client connection opened or closed: the worker stops accepting at its share of
     // max_clients (new connections then wait in the kernel backlog) and resumes below it.
     void (*client_opened)(void *arg, Front front);

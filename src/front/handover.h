@@ -43,8 +43,9 @@ struct HandoverClient {
     char user[72];
 };
 
-// Which front each adopted socket is for, in the order of the fds.
-enum HandoverFront { HANDOVER_HTTP, HANDOVER_RESP, HANDOVER_ADMIN };
+// Which front each adopted socket is for, in the order of the fds; HANDOVER_TLS added when the
+// address is marked tls.
+enum HandoverFront { HANDOVER_HTTP, HANDOVER_RESP, HANDOVER_ADMIN, HANDOVER_TLS = 0x80 };
 
 struct HandoverListeners {
     uint32_t slot;

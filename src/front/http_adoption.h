@@ -15,6 +15,12 @@ struct bufferevent;
 struct event;
 struct event_base;
 struct evhttp_connection;
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct PendingConnection {
+    bufferevent *bev;
+    bool refused;  // a TLS one that could not be set up (out of memory): closed once adopted
+};
 
 struct HttpAdoption {
     // A connection was accepted (count it).
@@ -22,8 +28,9 @@ struct HttpAdoption {
     // Right after: its evhttp connection, or NULL when evhttp has already freed it (uncount it).
     void (*adopted)(void *arg, bufferevent *bev, evhttp_connection *evcon);
     void *arg;
+    SSL_CTX *tls;           // for http_adoption_new_tls_connection's connections
     event *pending_event;  // runs right after the accept
-    bufferevent **pending;  // accepted, not yet adopted
+    PendingConnection *pending;  // accepted, not yet adopted
     size_t pending_len, pending_cap;
 };
 
@@ -31,5 +38,13 @@ struct HttpAdoption {
 bool http_adoption_init(HttpAdoption *a, event_base *base);
 // The callback for evhttp_set_bevcb, with the HttpAdoption as its argument.
 bufferevent *http_adoption_new_connection(event_base *base, void *adoption);
+// The same for an evhttp whose listeners are TLS: the connection is a TLS bufferevent
+// (bufferevent_openssl) that accepts a handshake with the adoption's context. One that cannot
+// be made (out of memory) is given to evhttp as a plain bufferevent and closed at its adoption,
+// before a byte of it is read: a TLS address never serves a plain client.
+bufferevent *http_adoption_new_tls_connection(event_base *base, void *adoption);
+// Whether the connection is TLS, and its handshake has finished.
+bool http_connection_is_tls(bufferevent *bev);
+bool http_connection_handshaken(bufferevent *bev);
 // Adopts what is pending, then frees what it holds.
 void http_adoption_free(HttpAdoption *a);

@@ -8,6 +8,8 @@
 #include <event2/http_struct.h>  // a request's HTTP version, which 2.1 has no getter for
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,9 @@ struct HttpClient {
     evbuffer_cb_entry *input_watch;  // while waiting for a request's first byte, else NULL
     event *deadline;                 // request_timeout
     uint32_t requests;               // complete requests received on this connection
+    bool tls;                        // a TLS address's
+    bool awaiting_handshake;         // TLS: the deadline bounds its handshake first
+    bool handshake_counted;          // TLS: counted in tls_handshakes
     uint32_t requests_at_arm;
     bool busy;                       // a request of this connection is being answered
     size_t memory;                   // its answer's bytes not yet written (client_memory.h)
@@ -64,6 +69,7 @@ struct HttpClient {
 struct HttpFront {
     const FrontEnv *env;
     evhttp *http;
+    evhttp *https;           // the same for the addresses marked tls; NULL: none
     ListenerSet listeners;
     HttpAdoption adoption;   // each connection, from its accept (http_adoption.h)
     HttpClient **by_fd;      // open connections by socket: a request finds its client in O(1)
@@ -121,6 +127,21 @@ static void on_input(evbuffer *, const evbuffer_cb_info *info, void *arg)
 static void on_deadline(evutil_socket_t, short, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
+    if (c->awaiting_handshake) {
+        if (!http_connection_handshaken(c->bev)) {
+            log_debug("worker %d: HTTPS client did not finish its TLS handshake within request_timeout; closing",
+                      c->front->env->id);
+            evhttp_connection_free(c->evcon);  // on_connection_closed counts the failure and frees c
+            return;
+        }
+        // Handshaken in time: from here on as any connection (a request begun gets its own window).
+        c->awaiting_handshake = false;
+        if (c->busy || c->requests != c->requests_at_arm || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            arm_deadline(c);
+        else
+            watch_input(c);
+        return;
+    }
     if (c->busy || c->requests != c->requests_at_arm) {  // progress since it was armed
         if (c->busy || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
             arm_deadline(c);  // more is under way: a fresh window for it
@@ -145,6 +166,10 @@ static void on_connection_closed(evhttp_connection *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     HttpFront *h = c->front;
+    if (c->tls && !http_connection_handshaken(c->bev))
+        h->env->stats->tls_handshake_failures[FRONT_HTTP]++;
+    else if (c->tls && !c->handshake_counted)
+        h->env->stats->tls_handshakes[FRONT_HTTP]++;
     client_memory_set(h->env->client_memory, &c->memory, 0);
     unwatch_input(c);
     event_free(c->deadline);
@@ -186,7 +211,15 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
         free(c);
         return false;
     }
-    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+    c->tls = c->awaiting_handshake = http_connection_is_tls(bev);
+    if (c->tls) {
+        // A TLS answer leaves as several records (headers, body), each its own write: without
+        // this, Nagle holds the second until the client's delayed ACK (40 ms a request).
+        int on = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    }
+    // A TLS client's handshake must end within request_timeout (its bytes are not the input's).
+    if (c->tls || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         arm_deadline(c);
     else
         watch_input(c);
@@ -222,7 +255,8 @@ static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)
     if (evcon == NULL) {
         h->env->client_closed(h->env->arg, FRONT_HTTP);  // evhttp already freed it
     } else if (refused_by_protected_mode(h, bufferevent_getfd(bev))) {
-        protected_mode_refuse(bufferevent_getfd(bev), true, &h->env->stats->clients_denied[FRONT_HTTP]);
+        protected_mode_refuse(bufferevent_getfd(bev), http_connection_is_tls(bev) ? REFUSE_SILENTLY : REFUSE_HTTP,
+                              &h->env->stats->clients_denied[FRONT_HTTP]);
         evhttp_connection_free(evcon);
         h->env->client_closed(h->env->arg, FRONT_HTTP);
     } else if (!track_client(h, bev, evcon))
@@ -319,12 +353,19 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
         return;  // the client went away: evhttp dropped the answer
     bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     evbuffer *out = bufferevent_get_output(bev);
+    HttpClient *c = client_of(process_front, evcon);
+    if (c != NULL && c->tls) {
+        // TLS: written by its bufferevent, which encrypts it (and turns reading on itself), one
+        // record and one write per piece of the buffer: made one piece, the answer is one each.
+        if (evbuffer_get_length(out) <= 16384)
+            evbuffer_pullup(out, -1);
+        return;
+    }
     if (evbuffer_write(out, bufferevent_getfd(bev)) < 0 && errno != EAGAIN && errno != EINTR)
         return;  // the write callback meets the same error and closes the connection
     if (evbuffer_get_length(out) > 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_disable(bev, EV_READ);
     // What the client has yet to read counts against the worker's client memory until it has.
-    HttpClient *c = client_of(process_front, evcon);
     if (c != NULL && evbuffer_get_length(out) > 0)
         client_memory_set(process_front->env->client_memory, &c->memory, evbuffer_get_length(out));
 }
@@ -510,6 +551,10 @@ static void on_request(evhttp_request *req, void *arg)
     const FrontEnv *env = h->env;
     HttpClient *c = client_of(h, evhttp_request_get_connection(req));
     if (c != NULL) {
+        if (c->tls && !c->handshake_counted) {
+            env->stats->tls_handshakes[FRONT_HTTP]++;
+            c->handshake_counted = true;
+        }
         c->requests++;  // the deadline sees it when it fires
         c->busy = true;
         if (env->access_log != NULL)
@@ -586,6 +631,28 @@ static void on_request(evhttp_request *req, void *arg)
     }
 }
 
+// An evhttp as the front serves with: plain, or (new_connection making TLS bufferevents) HTTPS.
+static evhttp *new_evhttp(HttpFront *h, bufferevent *(*new_connection)(event_base *, void *))
+{
+    const Config *c = h->env->config;
+    evhttp *http = evhttp_new(h->env->base);
+    if (http == NULL)
+        return NULL;
+    // Everything reaches on_request, which answers 405 itself (with an Allow header).
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                         EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    struct timeval idle = timeval_of_ms((uint64_t)c->client_timeout_ms);
+    evhttp_set_timeout_tv(http, &idle);
+    // Room for a fully percent-encoded key of max_key_size plus ordinary headers; evhttp answers
+    // 400 past this (413 past the body's bound). GETs carry no body.
+    evhttp_set_max_headers_size(http, (ev_ssize_t)(3 * c->max_key_size + 16 * 1024));
+    evhttp_set_max_body_size(http, 64 * 1024);
+    evhttp_set_gencb(http, on_request, h);
+    evhttp_set_bevcb(http, new_connection, &h->adoption);
+    return http;
+}
+
 HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
 {
     HttpFront *h = (HttpFront *)calloc(1, sizeof(HttpFront));
@@ -600,33 +667,19 @@ HttpFront *http_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     }
     const AclUser *d = acl_user_find(&env->config->users, "default", 7);
     h->anonymous = d != NULL && d->enabled && d->nopass ? d : NULL;
-    h->http = evhttp_new(env->base);
-    h->adoption = {on_accepted, on_adopted, h, NULL, NULL, 0, 0};
-    if (h->http == NULL || !http_adoption_init(&h->adoption, env->base)) {
-        http_front_destroy(h);
-        return NULL;
-    }
-    const Config *c = env->config;
-    // Everything reaches on_request, which answers 405 itself (with an Allow header).
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    struct timeval idle = timeval_of_ms((uint64_t)c->client_timeout_ms);
-    evhttp_set_timeout_tv(h->http, &idle);
-    // Room for a fully percent-encoded key of max_key_size plus ordinary headers; evhttp answers
-    // 400 past this (413 past the body's bound). GETs carry no body.
-    evhttp_set_max_headers_size(h->http, (ev_ssize_t)(3 * c->max_key_size + 16 * 1024));
-    evhttp_set_max_body_size(h->http, 64 * 1024);
-    struct timeval deadline = timeval_of_ms((uint64_t)c->request_timeout_ms);
+    h->adoption = {on_accepted, on_adopted, h, env->tls, NULL, NULL, 0, 0};
+    struct timeval deadline = timeval_of_ms((uint64_t)env->config->request_timeout_ms);
     h->request_timeout = event_base_init_common_timeout(env->base, &deadline);
-    if (h->request_timeout == NULL) {
+    bool wants_tls = listen_fds_any_tls(listen_fds);
+    if (h->request_timeout == NULL || !http_adoption_init(&h->adoption, env->base) ||
+        (h->http = new_evhttp(h, http_adoption_new_connection)) == NULL ||
+        (wants_tls && (env->tls == NULL || (h->https = new_evhttp(h, http_adoption_new_tls_connection)) == NULL))) {
         http_front_destroy(h);
         return NULL;
     }
-    evhttp_set_gencb(h->http, on_request, h);
-    evhttp_set_bevcb(h->http, http_adoption_new_connection, &h->adoption);
     process_front = h;
-    if (!listener_set_open(&h->listeners, env->base, listen_fds, NULL, NULL, on_accept_error, h->http)) {
+    ListenHandlers how = {NULL, NULL, h, on_accept_error, h->http, h->https};
+    if (!listener_set_open(&h->listeners, env->base, listen_fds, &how)) {
         http_front_destroy(h);
         return NULL;
     }
@@ -642,6 +695,8 @@ void http_front_destroy(HttpFront *h)
     listener_set_free(&h->listeners);
     if (h->http)
         evhttp_free(h->http);  // frees the bound listeners too; the sockets are the master's
+    if (h->https)
+        evhttp_free(h->https);
     http_adoption_free(&h->adoption);
     free(h->log_key);
     free(h->by_fd);

@@ -18,49 +18,60 @@ static bool reserve(ListenerSet *set)
     int *adopted_for = (int *)realloc(set->adopted_for, (size_t)cap * sizeof(*adopted_for));
     if (adopted_for != NULL)
         set->adopted_for = adopted_for;
-    if (item == NULL || bound == NULL || adopted_for == NULL)
+    bool *tls = (bool *)realloc(set->tls, (size_t)cap * sizeof(*tls));
+    if (tls != NULL)
+        set->tls = tls;
+    if (item == NULL || bound == NULL || adopted_for == NULL || tls == NULL)
         return false;
     set->cap = cap;
     return true;
 }
 
 // A listener on fd; `options` say whether freeing it closes fd (an adopted socket's copy).
-static bool add(ListenerSet *set, int fd, int adopted_for, unsigned options)
+static bool add(ListenerSet *set, int fd, bool tls, int adopted_for, unsigned options)
 {
-    if (!reserve(set))
+    const ListenHandlers *how = &set->how;
+    evhttp *http = tls ? how->https : how->http;
+    evconnlistener_cb on_accept = tls ? how->on_accept_tls : how->on_accept;
+    if ((http == NULL && on_accept == NULL) || !reserve(set))
         return false;
     // backlog 0: the master has already called listen(2) on the socket.
-    evconnlistener *l = evconnlistener_new(set->base, set->on_accept, set->arg, options, 0, fd);
+    evconnlistener *l = evconnlistener_new(set->base, http != NULL ? NULL : on_accept, how->arg, options, 0, fd);
     if (l == NULL)
         return false;
     evhttp_bound_socket *bound = NULL;
-    if (set->http != NULL && (bound = evhttp_bind_listener(set->http, l)) == NULL) {
+    if (http != NULL && (bound = evhttp_bind_listener(http, l)) == NULL) {
         evconnlistener_free(l);
         return false;
     }
-    if (set->on_error != NULL)
-        evconnlistener_set_error_cb(l, set->on_error);
+    if (how->on_error != NULL)
+        evconnlistener_set_error_cb(l, how->on_error);
     if (!set->enabled)
         evconnlistener_disable(l);
     set->item[set->count] = l;
     set->bound[set->count] = bound;
     set->adopted_for[set->count] = adopted_for;
+    set->tls[set->count] = tls;
     set->count++;
     return true;
 }
 
-bool listener_set_open(ListenerSet *set, event_base *base, const ListenFds *fds, evconnlistener_cb on_accept,
-                       void *arg, evconnlistener_errorcb on_error, evhttp *http)
+bool listen_fds_any_tls(const ListenFds *fds)
+{
+    for (int i = 0; fds->tls != NULL && i < fds->count; i++)
+        if (fds->tls[i])
+            return true;
+    return false;
+}
+
+bool listener_set_open(ListenerSet *set, event_base *base, const ListenFds *fds, const ListenHandlers *how)
 {
     *set = {};
     set->enabled = true;
     set->base = base;
-    set->on_accept = on_accept;
-    set->arg = arg;
-    set->on_error = on_error;
-    set->http = http;
+    set->how = *how;
     for (int i = 0; i < fds->count; i++)
-        if (!add(set, fds->fd[i], -1, LEV_OPT_CLOSE_ON_EXEC))
+        if (!add(set, fds->fd[i], fds->tls != NULL && fds->tls[i], -1, LEV_OPT_CLOSE_ON_EXEC))
             return false;
     return true;
 }
@@ -76,9 +87,9 @@ void listener_set_enable(ListenerSet *set, bool enabled)
     }
 }
 
-bool listener_set_adopt(ListenerSet *set, int fd, int slot)
+bool listener_set_adopt(ListenerSet *set, int fd, bool tls, int slot)
 {
-    if (add(set, fd, slot, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE))
+    if (add(set, fd, tls, slot, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE))
         return true;
     close(fd);
     return false;
@@ -87,7 +98,7 @@ bool listener_set_adopt(ListenerSet *set, int fd, int slot)
 static void free_one(ListenerSet *set, int i)
 {
     if (set->bound[i] != NULL)
-        evhttp_del_accept_socket(set->http, set->bound[i]);  // frees the listener too
+        evhttp_del_accept_socket(set->tls[i] ? set->how.https : set->how.http, set->bound[i]);  // frees the listener too
     else
         evconnlistener_free(set->item[i]);
 }
@@ -104,17 +115,19 @@ void listener_set_release(ListenerSet *set, int slot)
         set->item[i] = set->item[set->count];
         set->bound[i] = set->bound[set->count];
         set->adopted_for[i] = set->adopted_for[set->count];
+        set->tls[i] = set->tls[set->count];
     }
 }
 
 void listener_set_free(ListenerSet *set)
 {
     // An evhttp frees its own listeners with it; adopted ones too, closing their sockets' copies.
-    if (set->http == NULL)
-        for (int i = 0; i < set->count; i++)
+    for (int i = 0; i < set->count; i++)
+        if (set->bound[i] == NULL)
             free_one(set, i);
     free(set->item);
     free(set->bound);
     free(set->adopted_for);
+    free(set->tls);
     *set = {};
 }

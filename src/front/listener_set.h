@@ -15,31 +15,41 @@ struct evhttp_bound_socket;
 
 struct ListenFds {
     const int *fd;
+    const bool *tls;  // per socket: its clients speak TLS (its address is marked tls)
     int count;  // 0: the front is off
+};
+
+// Whether any of the sockets is a TLS address's.
+bool listen_fds_any_tls(const ListenFds *fds);
+
+// What a front does with its connections: accept them itself (on_accept, on_accept_tls for the
+// TLS sockets), or have an evhttp take them (http; https for the TLS sockets, whose bufferevent
+// callback makes TLS bufferevents).
+struct ListenHandlers {
+    evconnlistener_cb on_accept, on_accept_tls;
+    void *arg;
+    evconnlistener_errorcb on_error;
+    evhttp *http, *https;
 };
 
 struct ListenerSet {
     evconnlistener **item;
     evhttp_bound_socket **bound;  // with an evhttp: each listener's binding (an adopted one is undone)
     int *adopted_for;             // -1: the set's own; else the slot whose socket it serves for now
+    bool *tls;                    // its socket is a TLS address's
     int count, cap;
     bool enabled;                 // as last set: a listener adopted later follows it
-    // How each listener is made, for those adopted later.
     event_base *base;
-    evconnlistener_cb on_accept;
-    void *arg;
-    evconnlistener_errorcb on_error;
-    evhttp *http;
+    ListenHandlers how;           // how each listener is made, for those adopted later too
 };
 
-// Makes a listener on each socket, calling on_accept(arg) for each connection, or, with `http`,
-// bound to that evhttp instead (on_accept is then NULL). False if any failed (free the set).
-bool listener_set_open(ListenerSet *set, event_base *base, const ListenFds *fds, evconnlistener_cb on_accept,
-                       void *arg, evconnlistener_errorcb on_error, evhttp *http);
+// Makes a listener on each socket, as `how` says. False if any failed (free the set), or if a
+// socket is TLS and `how` has nothing for TLS.
+bool listener_set_open(ListenerSet *set, event_base *base, const ListenFds *fds, const ListenHandlers *how);
 void listener_set_enable(ListenerSet *set, bool enabled);
 // Serves `fd`, a socket of the dead worker of `slot` (the set's copy: closed when released).
-// False (fd closed) if out of memory.
-bool listener_set_adopt(ListenerSet *set, int fd, int slot);
+// False (fd closed) if out of memory, or TLS without a way to serve it.
+bool listener_set_adopt(ListenerSet *set, int fd, bool tls, int slot);
 // Stops serving the sockets adopted for `slot` (its worker serves them again).
 void listener_set_release(ListenerSet *set, int slot);
 // Frees the listeners unless their evhttp does (then call it before evhttp_free).

@@ -102,6 +102,13 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
               "Requests refused for who asked ([users]): without a login (HTTP 401, NOAUTH), or for a key outside "
               "the user's patterns (HTTP 403, NOPERM), by front.",
               s->forbidden_requests);
+    per_front_and_admin(out, "redis_proxy_tls_handshakes_total",
+                        "TLS clients whose handshake finished (listeners marked tls), by front.", s->tls_handshakes,
+                        s->admin_tls_handshakes);
+    per_front_and_admin(out, "redis_proxy_tls_handshake_failures_total",
+                        "TLS clients closed before their handshake finished: refused (no common protocol, no or a "
+                        "wrong client certificate), cut off, or not done within request_timeout, by front.",
+                        s->tls_handshake_failures, s->admin_tls_handshake_failures);
     single(out, "redis_proxy_auth_timeouts_total", "counter",
            "RESP clients closed for not logging in within request_timeout of connecting ([users]).",
            (unsigned long long)s->auth_timeouts);

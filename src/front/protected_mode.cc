@@ -24,21 +24,22 @@ static const char REASON[] =
     "either define a user with a password in [users] and have the client authenticate, or, where the network "
     "itself is trusted, set protected_mode = off in [proxy]; then reload.";
 
-void protected_mode_refuse(int fd, bool http, uint64_t *denied)
+void protected_mode_refuse(int fd, RefusalAnswer how, uint64_t *denied)
 {
+    bool http = how == REFUSE_HTTP;
     (*denied)++;
     char address[128];
     address_of_peer(fd, address, sizeof(address));
     log_msg_once_per_kind(LOG_WARN, "protected mode refusal",
                           "protected mode: refused %s client %s (not on loopback, and nobody has to authenticate); "
-                          "at most one such line a second", http ? "HTTP" : "RESP", address);
+                          "at most one such line a second", http ? "HTTP" : how == REFUSE_RESP ? "RESP" : "TLS", address);
     char answer[1024];
     int n = http ? snprintf(answer, sizeof(answer),
                             "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
                             sizeof(REASON), REASON)
                  : snprintf(answer, sizeof(answer), "-DENIED %s\r\n", REASON);
-    if (n > 0 && (size_t)n < sizeof(answer))
+    if (n > 0 && (size_t)n < sizeof(answer) && how != REFUSE_SILENTLY)
         send(fd, answer, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
     char discard[4096];
     for (int i = 0; i < 16 && recv(fd, discard, sizeof(discard), MSG_DONTWAIT) > 0; i++) {

@@ -12,8 +12,12 @@
 // Whether connections are checked: protected_mode = on, and nobody needs a password.
 bool protected_mode_active(const Config *c);
 
-// Refuses a just-accepted connection: the reason written without waiting (a RESP -DENIED error,
-// or an HTTP 403 answer; small: the socket takes it), what the client has sent already read away
-// (so that closing sends a FIN, not a reset that could destroy the answer), counted in *denied
-// and logged once a second for the proxy. The caller closes the socket.
-void protected_mode_refuse(int fd, bool http, uint64_t *denied);
+// How a refused client is told: a RESP -DENIED error, an HTTP 403 answer, or, on a TLS address,
+// nothing (it could not read plain text; the log says why).
+enum RefusalAnswer { REFUSE_RESP, REFUSE_HTTP, REFUSE_SILENTLY };
+
+// Refuses a just-accepted connection: the reason written without waiting (small: the socket
+// takes it), what the client has sent already read away (so that closing sends a FIN, not a
+// reset that could destroy the answer), counted in *denied and logged once a second for the
+// proxy. The caller closes the socket.
+void protected_mode_refuse(int fd, RefusalAnswer answer, uint64_t *denied);

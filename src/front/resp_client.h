@@ -14,6 +14,7 @@
 #include "resp_parser.h"
 
 struct AclUser;
+struct Transport;
 
 struct RespFront;
 struct Transaction;  // resp_transaction.cc
@@ -33,6 +34,7 @@ struct RespClient {
     ListLink link;  // in the front's list of open clients
     int fd;
     uint64_t id;
+    Transport *tls;  // a TLS address's client: its bytes go through it (transport.h); NULL: plain
     event *read_event, *write_event;
     event *deadline_event;  // request_timeout: a command begun must be complete by then
     bool deadline_armed;

@@ -23,6 +23,7 @@
 #include "protected_mode.h"
 #include "resp_client.h"
 #include "scoreboard.h"
+#include "transport.h"
 
 // --- connections --------------------------------------------------------------------------
 
@@ -37,7 +38,14 @@ static void client_close(RespClient *c)
     event_free(c->deadline_event);
     if (c->auth_deadline != NULL)
         event_free(c->auth_deadline);
-    close(c->fd);
+    if (c->tls != NULL) {
+        if (!c->tls->handshaken)
+            c->front->env->stats->tls_handshake_failures[FRONT_RESP]++;
+        transport_close(c->tls);  // close_notify when handshaken, and the socket
+        free(c->tls);
+    } else {
+        close(c->fd);
+    }
     evbuffer_free(c->replies.out);
     resp_parser_free(&c->parser);
     free(c->in);
@@ -188,6 +196,9 @@ static void update_reading(RespClient *c)
         event_add(c->read_event, c->front->idle_timeout);
     else
         event_del(c->read_event);
+    // Bytes TLS has already decrypted wait in OpenSSL, where no readiness of the socket tells.
+    if (want && c->tls != NULL && transport_pending(c->tls))
+        event_active(c->read_event, EV_READ, 1);
 }
 // Activates the write event of each client that was held back: on_writable runs its commands
 // (if it has any waiting) and turns reading back on, each in its own callback.
@@ -265,6 +276,12 @@ static bool hand_over(RespClient *c);
 static void on_deadline(evutil_socket_t, short, void *arg)
 {
     RespClient *c = (RespClient *)arg;
+    if (c->tls != NULL && !c->tls->handshaken) {
+        log_debug("worker %d: RESP client %llu did not finish its TLS handshake within request_timeout, closing",
+                  c->front->env->id, (unsigned long long)c->id);
+        client_close(c);
+        return;
+    }
     log_debug("worker %d: RESP client %llu sent no complete command within request_timeout, closing",
               c->front->env->id, (unsigned long long)c->id);
     client_close(c);
@@ -280,6 +297,31 @@ static void close_after_answers(RespClient *c)
         resp_schedule_write(c);
 }
 
+// One step of a TLS client's handshake, on either readiness. False when it is not done (it
+// waits, or failed and c was closed).
+static bool tls_handshake_step(RespClient *c)
+{
+    char why[200];
+    switch (transport_handshake(c->tls, why, sizeof(why))) {
+    case TRANSPORT_DONE:
+        c->front->env->stats->tls_handshakes[FRONT_RESP]++;
+        if (c->deadline_armed)
+            event_del(c->deadline_event);  // the handshake's bound; a command's comes with its bytes
+        c->deadline_armed = false;
+        return true;
+    case TRANSPORT_WANT_READ:
+        return false;  // the read event is on
+    case TRANSPORT_WANT_WRITE:
+        event_add(c->write_event, NULL);  // request_timeout bounds the whole handshake
+        return false;
+    case TRANSPORT_FAILED:
+        break;
+    }
+    log_debug("worker %d: RESP client %llu: %s", c->front->env->id, (unsigned long long)c->id, why);
+    client_close(c);
+    return false;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
@@ -289,6 +331,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         client_close(c);
         return;
     }
+    if (c->tls != NULL && !c->tls->handshaken && !tls_handshake_step(c))
+        return;
     if (c->in_cap - c->in_len < 1024) {
         // What is left in the input is one command not yet complete (complete ones have run, or
         // wait with reading off). The buffer never grows past max_request_size: full, that
@@ -311,10 +355,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         c->in = in;
         c->in_cap = cap;
     }
-    ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    ssize_t n = c->tls != NULL ? transport_recv(c->tls, c->in + c->in_len, c->in_cap - c->in_len)
+                               : recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR)
             client_close(c);
+        else if (c->tls != NULL && c->tls->read_wants_write)
+            event_add(c->write_event, c->front->idle_timeout);  // on_writable reads again
         return;
     }
     if (n == 0) {
@@ -327,6 +374,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     c->in_len += (size_t)n;
     process_input(c);
+    if (c->tls != NULL && c->reading && transport_pending(c->tls))
+        event_active(c->read_event, EV_READ, 1);  // another record is decrypted already
     on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
 }
 
@@ -338,6 +387,15 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     if (c->evicting) {
         evict(c, c->evict_reason);
         return;
+    }
+    if (c->tls != NULL && !c->tls->handshaken) {
+        if (!(what & EV_TIMEOUT) && tls_handshake_step(c))
+            event_active(c->read_event, EV_READ, 1);  // what came with the handshake's last flight
+        return;
+    }
+    if (c->tls != NULL && c->tls->read_wants_write) {
+        c->tls->read_wants_write = false;
+        event_active(c->read_event, EV_READ, 1);
     }
     if (what & EV_TIMEOUT) {
         // Its answers have waited client_timeout for room in the socket: a client that does not
@@ -356,7 +414,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (evbuffer_get_length(out) > 0) {
-        int n = evbuffer_write(out, fd);
+        int n = c->tls != NULL ? transport_send(c->tls, out) : evbuffer_write(out, fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             client_close(c);
             return;
@@ -387,9 +445,19 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 // A client on a connected socket: accepted here, or handed over by a retiring worker. NULL (the
 // socket closed) when out of memory.
-static RespClient *client_open(RespFront *f, int fd)
+static RespClient *client_open(RespFront *f, int fd, bool tls)
 {
     RespClient *c = (RespClient *)calloc(1, sizeof(RespClient));
+    if (c != NULL && tls) {
+        c->tls = (Transport *)malloc(sizeof(Transport));
+        if (c->tls != NULL)
+            transport_init(c->tls, fd);
+        if (c->tls == NULL || !transport_start_tls_server(c->tls, f->env->tls)) {
+            free(c->tls);
+            free(c);
+            c = NULL;
+        }
+    }
     if (c == NULL) {
         close(fd);
         return NULL;
@@ -412,7 +480,11 @@ static RespClient *client_open(RespFront *f, int fd)
             event_free(c->write_event);
         if (c->deadline_event)
             event_free(c->deadline_event);
-        close(fd);
+        if (c->tls != NULL)
+            transport_close(c->tls);
+        else
+            close(fd);
+        free(c->tls);
         free(c);
         return NULL;
     }
@@ -431,20 +503,33 @@ static RespClient *client_open(RespFront *f, int fd)
     f->env->client_opened(f->env->arg, FRONT_RESP);
     c->reading = false;
     update_reading(c);
+    if (tls) {  // the handshake is bounded as a command is: request_timeout
+        event_add(c->deadline_event, f->request_timeout);
+        c->deadline_armed = true;
+    }
     return c;
+}
+
+static void accept_client(RespFront *f, int fd, struct sockaddr *peer, bool tls)
+{
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
+    if (f->protect && !address_is_loopback(peer)) {
+        protected_mode_refuse(fd, tls ? REFUSE_SILENTLY : REFUSE_RESP, &f->env->stats->clients_denied[FRONT_RESP]);
+        close(fd);
+        return;
+    }
+    client_open(f, fd, tls);
 }
 
 static void on_accept(evconnlistener *, evutil_socket_t fd, struct sockaddr *peer, int, void *arg)
 {
-    int on = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // answers are small: send now
-    RespFront *f = (RespFront *)arg;
-    if (f->protect && !address_is_loopback(peer)) {
-        protected_mode_refuse(fd, false, &f->env->stats->clients_denied[FRONT_RESP]);
-        close(fd);
-        return;
-    }
-    client_open(f, fd);
+    accept_client((RespFront *)arg, fd, peer, false);
+}
+
+static void on_accept_tls(evconnlistener *, evutil_socket_t fd, struct sockaddr *peer, int, void *arg)
+{
+    accept_client((RespFront *)arg, fd, peer, true);
 }
 
 void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
@@ -457,7 +542,7 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer)) {
-            protected_mode_refuse(fd, false, &f->env->stats->clients_denied[FRONT_RESP]);
+            protected_mode_refuse(fd, REFUSE_RESP, &f->env->stats->clients_denied[FRONT_RESP]);
             close(fd);
             return;
         }
@@ -473,7 +558,7 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
             return;
         }
     }
-    RespClient *c = client_open(f, fd);  // admitted by the worker it comes from
+    RespClient *c = client_open(f, fd, false);  // admitted by the worker it comes from (never TLS)
     if (c == NULL)
         return;
     if (user != NULL)
@@ -524,9 +609,11 @@ static bool hand_over(RespClient *c)
     return false;
 }
 
+// (A TLS client is never handed over: its session lives in this process. It stays, and is served
+// here until it closes, or until shutdown_timeout ends this worker.)
 static bool owes_nothing(const RespClient *c)
 {
-    return !c->closing && !c->replies.failed && c->in_len == 0 && c->replies.head == NULL && c->transaction == NULL &&
+    return c->tls == NULL && !c->closing && !c->replies.failed && c->in_len == 0 && c->replies.head == NULL && c->transaction == NULL &&
            evbuffer_get_length(c->replies.out) == 0;
 }
 
@@ -558,7 +645,7 @@ void resp_front_hand_over(RespFront *f, const int *targets, int n, bool revoked)
         RespClient *c = resp_client_of(l);
         if (owes_nothing(c))
             continue;  // handed over (now, or when a target has room)
-        c->closing = true;
+        c->closing = true;  // (a TLS one too: it stays here, served by the old rules otherwise)
         update_reading(c);
         close_after_answers(c);
     }
@@ -583,8 +670,9 @@ RespFront *resp_front_create(const FrontEnv *env, const ListenFds *listen_fds)
     struct timeval deadline = timeval_of_ms((uint64_t)env->config->request_timeout_ms);
     f->request_timeout = event_base_init_common_timeout(env->base, &deadline);
     f->handover_retry = evtimer_new(env->base, on_handover_retry, f);
+    ListenHandlers how = {on_accept, on_accept_tls, f, on_accept_error, NULL, NULL};
     if (f->idle_timeout == NULL || f->request_timeout == NULL || f->handover_retry == NULL ||
-        !listener_set_open(&f->listeners, env->base, listen_fds, on_accept, f, on_accept_error, NULL)) {
+        (listen_fds_any_tls(listen_fds) && env->tls == NULL) || !listener_set_open(&f->listeners, env->base, listen_fds, &how)) {
         resp_front_destroy(f);
         return NULL;
     }

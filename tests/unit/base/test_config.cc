@@ -217,6 +217,58 @@ TEST(Config, test_resp_listen_is_optional_but_checked)
     STRCMP_EQUAL("FILE:2: invalid address '6380' for resp_listen in [proxy]: expected host:port", error().c_str());
 }
 
+TEST(Config, test_listen_takes_several_addresses_each_maybe_tls)
+{
+    ListenAddress at[CONFIG_MAX_LISTEN];
+    CHECK_EQUAL(3, config_split_listen("127.0.0.1:8080,  *:8443 tls ,[::1]:8080", "listen", at, err, sizeof(err)));
+    STRCMP_EQUAL("127.0.0.1:8080", at[0].address);
+    CHECK_FALSE(at[0].tls);
+    STRCMP_EQUAL("*:8443", at[1].address);
+    CHECK_TRUE(at[1].tls);
+    STRCMP_EQUAL("[::1]:8080", at[2].address);
+    CHECK_FALSE(at[2].tls);
+    CHECK_EQUAL(0, config_split_listen("", "listen", at, err, sizeof(err)));
+    CHECK_EQUAL(-1, config_split_listen("127.0.0.1:1,,127.0.0.1:2", "listen", at, err, sizeof(err)));
+    STRCMP_EQUAL("invalid value for listen: an empty address between commas", err);
+    CHECK_EQUAL(-1, config_split_listen("127.0.0.1:1 ssl", "listen", at, err, sizeof(err)));
+    STRCMP_EQUAL("invalid value for listen: 'ssl' after 127.0.0.1:1 (an address may only be followed by tls)", err);
+    CHECK_EQUAL(-1, config_split_listen("1:1, 1:2, 1:3, 1:4, 1:5", "listen", at, err, sizeof(err)));
+    STRCMP_EQUAL("invalid value for listen: more than 4 addresses", err);
+    CHECK_EQUAL(-1, config_split_listen("127.0.0.1:1, tls", "listen", at, err, sizeof(err)));
+    STRCMP_EQUAL("invalid address 'tls' for listen: expected host:port", err);
+
+    CHECK_TRUE(load("[proxy]\nlisten = 127.0.0.1:8080, 127.0.0.1:8443\nresp_listen = 127.0.0.1:6390 tls\n"));
+    STRCMP_EQUAL("127.0.0.1:8080, 127.0.0.1:8443", config.listen);
+    CHECK_TRUE(config_listens_tls(&config));
+    // A TLS listener needs [tls]'s files: checked with the other settings.
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_CONTAINS("[tls] needs cert_file and key_file for a listener marked tls", err);
+    config_defaults(&config);
+    CHECK_FALSE(config_listens_tls(&config));
+    // Two addresses of one front, or of two, on one port.
+    CHECK_TRUE(load("[proxy]\nlisten = 127.0.0.1:8080, *:8080 tls\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:2: listen in [proxy]: 127.0.0.1:8080 and *:8080 cannot share a port", error().c_str());
+    config_defaults(&config);
+    CHECK_TRUE(load("[proxy]\nlisten = 127.0.0.1:8080, 127.0.0.1:8443\nresp_listen = 127.0.0.1:6390, 127.0.0.1:8443\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_CONTAINS("resp_listen in [proxy] (127.0.0.1:6390, 127.0.0.1:8443) and listen", error().c_str());
+}
+
+TEST(Config, test_tls_protocols)
+{
+    int lo, hi;
+    CHECK_TRUE(tls_parse_protocols("TLSv1.2 TLSv1.3", &lo, &hi));
+    CHECK_TRUE(lo < hi);
+    CHECK_TRUE(tls_parse_protocols("tlsv1.3", &lo, &hi));
+    CHECK_EQUAL(lo, hi);
+    CHECK_FALSE(tls_parse_protocols("TLSv1.1 TLSv1.2", &lo, &hi));
+    CHECK_FALSE(tls_parse_protocols("", &lo, &hi));
+    CHECK_TRUE(load("[tls]\nprotocols = SSLv3\n"));
+    CHECK_FALSE(config_validate(&config, err, sizeof(err)));
+    STRCMP_EQUAL("FILE:2: protocols in [tls] (SSLv3): expected TLSv1.2, TLSv1.3 or both", error().c_str());
+}
+
 TEST(Config, test_bad_log_level)
 {
     CHECK_FALSE(load("[log]\nlevel = verbose\n"));

@@ -64,7 +64,8 @@ TEST_GROUP(Transport)
         cert = std::string(dir) + "/cert.pem";
         key = std::string(dir) + "/key.pem";
         make_certificate(cert, key);
-        server_ctx = tls_server_context(cert.c_str(), key.c_str(), err, sizeof(err));
+        TlsServerFiles served = {cert.c_str(), key.c_str(), "", "TLSv1.2 TLSv1.3", ""};
+        server_ctx = tls_server_context(&served, err, sizeof(err));
         CHECK_TEXT(server_ctx != NULL, err);
         TlsClientFiles files = {cert.c_str(), "", "", true};
         client_ctx = tls_client_context(&files, err, sizeof(err));

@@ -1,0 +1,366 @@
+"""TLS for clients: listen addresses marked tls serve HTTPS, TLS RESP (redis-cli --tls) and the
+admin endpoint over TLS, beside plain ones, with [tls]'s certificate. Mutual TLS ([tls] ca_file),
+protocols and ciphers; a handshake bounded by request_timeout, garbage and cut-off handshakes
+closed without harm; the certificate read again by a reload, a bad one refusing the reload; a TLS
+RESP connection kept by the old generation at a reload; configuration errors naming the line."""
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+from harness import (PROXY_BIN, Proxy, ProxyTestCase, RedisError, free_ports, resp_encode, resp_read,
+                     wait_until)
+from tls_certs import make_ca, make_cert
+
+
+class TlsResp:
+    """A RESP connection over TLS: call it with a command, get the reply."""
+
+    def __init__(self, port, context, timeout=10, server_hostname="localhost"):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = context.wrap_socket(raw, server_hostname=server_hostname)
+        self.file = self.sock.makefile("rb")
+
+    def __call__(self, *args):
+        self.sock.sendall(resp_encode(*args))
+        return resp_read(self.file)
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def read_reply(self):
+        return resp_read(self.file)
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+class TlsClientsBase(ProxyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.ca = make_ca(self.workdir)
+        self.cert = make_cert(self.workdir, "proxy", self.ca, ips=("127.0.0.1", "::1"))
+
+    def context(self, client_cert=None, **options):
+        c = ssl.create_default_context(cafile=self.ca[0])
+        if client_cert:
+            c.load_cert_chain(*client_cert)
+        for k, v in options.items():
+            setattr(c, k, v)
+        return c
+
+    def start_tls_proxy(self, tls=None, proxy=None, admin_tls=False, **sections):
+        """HTTP and RESP each on a plain address and one marked tls; the admin endpoint too with
+        admin_tls."""
+        self.https_port, self.tls_resp_port, self.plain_resp_port = free_ports(3)
+        settings = {"redis": {"address": "127.0.0.1:%d" % self.redis.port},
+                    "tls": dict({"cert_file": self.cert[0], "key_file": self.cert[1]}, **(tls or {}))}
+        settings.update(sections)
+        p = Proxy(self.workdir, settings)
+        p.settings["proxy"].update(proxy or {})
+        p.settings["proxy"]["listen"] = "127.0.0.1:%d, 127.0.0.1:%d tls" % (p.port, self.https_port)
+        p.settings["proxy"]["resp_listen"] = "127.0.0.1:%d, 127.0.0.1:%d tls" % (self.plain_resp_port,
+                                                                              self.tls_resp_port)
+        p.workers = int(p.settings["proxy"]["workers"])
+        p.resp_port = self.plain_resp_port
+        if admin_tls:
+            p.settings["admin"]["listen"] += " tls"
+        self.addCleanup(self._stop_proxy, p)
+        p.start()
+        if not admin_tls:
+            wait_until(lambda: p.admin("/readyz")[0] == 200, what="every worker connected to Redis")
+        return p
+
+    def https(self, context=None, timeout=10):
+        return http.client.HTTPSConnection("127.0.0.1", self.https_port, timeout=timeout,
+                                           context=context or self.context())
+
+    def tls_resp(self, context=None, timeout=10):
+        return TlsResp(self.tls_resp_port, context or self.context(), timeout)
+
+    def metric(self, proxy, name):
+        for line in proxy.admin("/metrics")[1].splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+
+class TlsClientsTest(TlsClientsBase):
+
+    def test_https_and_tls_resp_beside_plain_listeners(self):
+        self.redis("SET", "k", "v1")
+        big = os.urandom(300 * 1024)  # many TLS records each way
+        self.redis("SET", "big", big)
+        proxy = self.start_tls_proxy()
+        # Plain and TLS addresses of one front serve the same cache.
+        self.assertEqual(proxy.get("k").body, b"v1")
+        conn = self.https(self.context())
+        for _ in range(3):  # keep-alive: one handshake, three answers
+            conn.request("GET", "/k")
+            r = conn.getresponse()
+            self.assertEqual((r.status, r.read(), r.getheader("X-Cache")), (200, b"v1", "HIT"))
+        conn.request("GET", "/big")
+        self.assertEqual(conn.getresponse().read(), big)
+        conn.close()
+        # ALPN: http/1.1 chosen from what a browser offers.
+        alpn = self.context()
+        alpn.set_alpn_protocols(["h2", "http/1.1"])
+        conn = self.https(alpn)
+        conn.request("GET", "/k")
+        self.assertEqual(conn.getresponse().read(), b"v1")
+        self.assertEqual(conn.sock.selected_alpn_protocol(), "http/1.1")
+        conn.close()
+        c = self.tls_resp()
+        self.assertEqual(c("GET", "k"), b"v1")
+        self.assertEqual(c("MGET", "k", "nothing", "big"), [b"v1", None, big])
+        c.send_raw(resp_encode("GET", "k") * 500)  # pipelined: answers in order, across records
+        self.assertEqual([c.read_reply() for _ in range(500)], [b"v1"] * 500)
+        self.assertEqual(c("PING"), b"PONG")
+        c.close()
+        self.assertEqual(proxy.resp()("GET", "k"), b"v1")
+        # redis-cli --tls, unchanged.
+        out = subprocess.run(["redis-cli", "-p", str(self.tls_resp_port), "--tls", "--cacert", self.ca[0], "GET", "k"],
+                             capture_output=True, timeout=30)
+        self.assertEqual(out.stdout.strip(), b"v1", out)
+        # A plain client on the TLS port is not served; a TLS one on the plain port neither.
+        s = socket.create_connection(("127.0.0.1", self.tls_resp_port), timeout=10)
+        s.sendall(resp_encode("GET", "k"))
+        try:
+            self.assertNotIn(b"v1", s.recv(4096))  # a TLS alert, or nothing
+        except ConnectionResetError:
+            pass
+        s.close()
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            TlsResp(self.plain_resp_port, self.context(), timeout=3)
+        wait_until(lambda: self.metric(proxy, 'redis_proxy_tls_handshakes_total{front="http"}') >= 2
+                   and self.metric(proxy, 'redis_proxy_tls_handshakes_total{front="resp"}') >= 2, what="counted")
+        self.assertGreaterEqual(self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="resp"}'), 1)
+
+    def test_mutual_tls(self):
+        self.redis("SET", "k", "v")
+        client = make_cert(self.workdir, "client", self.ca, dns=(), ips=(), client=True, server=False)
+        proxy = self.start_tls_proxy(tls={"ca_file": self.ca[0]})
+        c = self.tls_resp(self.context(client_cert=client))
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+        conn = self.https(self.context(client_cert=client))
+        conn.request("GET", "/k")
+        self.assertEqual(conn.getresponse().read(), b"v")
+        conn.close()
+        # Without a certificate: refused (TLS 1.3 says so on the first read).
+        with self.assertRaises((ssl.SSLError, ConnectionError, RedisError)):
+            c = self.tls_resp(self.context())
+            c("GET", "k")
+        with self.assertRaises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            conn = self.https(self.context())
+            conn.request("GET", "/k")
+            conn.getresponse().read()
+        # One from another CA: refused too.
+        other = make_ca(self.workdir, "other-ca")
+        stranger = make_cert(self.workdir, "stranger", other, dns=(), ips=(), client=True, server=False)
+        with self.assertRaises((ssl.SSLError, ConnectionError, RedisError)):
+            c = self.tls_resp(self.context(client_cert=stranger))
+            c("GET", "k")
+        wait_until(lambda: self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="resp"}') >= 2
+                   and self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="http"}') >= 1,
+                   what="the refusals counted")
+        # Plain listeners are not asked for a certificate.
+        self.assertEqual(proxy.get("k").body, b"v")
+
+    def test_protocols_and_ciphers(self):
+        self.redis("SET", "k", "v")
+        self.start_tls_proxy(tls={"protocols": "TLSv1.3"})
+        old = self.context(maximum_version=ssl.TLSVersion.TLSv1_2)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            self.tls_resp(old)
+        c = self.tls_resp()
+        self.assertEqual(c.sock.version(), "TLSv1.3")
+        c.close()
+        self.start_tls_proxy(tls={"protocols": "TLSv1.2", "ciphers": "ECDHE-RSA-AES128-GCM-SHA256"})
+        c = self.tls_resp()
+        self.assertEqual((c.sock.version(), c.sock.cipher()[0]), ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"))
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+
+    def test_admin_over_tls(self):
+        proxy = self.start_tls_proxy(admin_tls=True)
+        conn = http.client.HTTPSConnection("127.0.0.1", proxy.admin_port, timeout=10, context=self.context())
+        wait_until(lambda: (conn.request("GET", "/readyz"), conn.getresponse().read())[1].startswith(b"ready"),
+                   what="/readyz over TLS")
+        conn.request("GET", "/metrics")
+        self.assertIn(b"redis_proxy_tls_handshakes_total", conn.getresponse().read())
+        conn.close()
+        with self.assertRaises((http.client.HTTPException, ConnectionError)):
+            proxy.admin("/metrics", timeout=3)  # plain HTTP to a TLS address: no answer
+
+
+class TlsClientBoundsTest(TlsClientsBase):
+
+    def test_a_handshake_that_stops_holds_nothing_past_request_timeout(self):
+        proxy = self.start_tls_proxy(proxy={"request_timeout": "1s", "client_timeout": "60s"})
+        hello = self.client_hello()
+        started = time.monotonic()
+        socks = []
+        for port in (self.tls_resp_port, self.https_port):
+            silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # connects, says nothing
+            cut = socket.create_connection(("127.0.0.1", port), timeout=10)
+            cut.sendall(hello[:len(hello) // 2])  # half a ClientHello
+            socks += [silent, cut]
+        for s in socks:
+            self.assertEqual(s.recv(4096), b"")  # closed by the proxy
+            s.close()
+        self.assertLess(time.monotonic() - started, 8)
+        wait_until(lambda: self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="resp"}') >= 2
+                   and self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="http"}') >= 2,
+                   what="the failures counted")
+        wait_until(lambda: self.metric(proxy, "redis_proxy_clients") == 0
+                   if self.metric(proxy, "redis_proxy_clients") is not None else True, what="no client held")
+
+    def test_garbage_on_tls_addresses_leaves_the_workers_serving(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy(proxy={"workers": "2"})
+        pids = proxy.worker_pids()
+        hello = self.client_hello()
+        payloads = [os.urandom(512), b"\x16\x03\x01\xff\xff" + os.urandom(100), b"GET / HTTP/1.1\r\n\r\n",
+                    hello[:5] + os.urandom(len(hello) - 5), hello + os.urandom(4096), b"\x00" * 20000]
+        for port in (self.tls_resp_port, self.https_port):
+            for payload in payloads:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                try:
+                    s.sendall(payload)
+                    while s.recv(65536):
+                        pass
+                except (ConnectionError, socket.timeout):
+                    pass
+                s.close()
+        c = self.tls_resp()
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+        self.assertEqual(proxy.worker_pids(), pids)
+
+    def test_tls_clients_count_against_max_clients(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy(proxy={"max_clients": "2"})
+        held = [self.tls_resp(), self.tls_resp()]
+        for c in held:
+            self.assertEqual(c("GET", "k"), b"v")
+        # A third waits in the backlog: its handshake gets no answer while the two are open.
+        raw = socket.create_connection(("127.0.0.1", self.tls_resp_port), timeout=1)
+        with self.assertRaises(socket.timeout):
+            self.context().wrap_socket(raw, server_hostname="localhost")
+        raw.close()
+        held[0].close()
+        c = self.tls_resp()
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+        held[1].close()
+
+    def client_hello(self):
+        """The first flight of a real TLS client, captured from an in-memory handshake."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = self.context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return outgoing.read()
+
+
+class TlsReloadTest(TlsClientsBase):
+
+    def test_a_reload_serves_the_new_certificate_and_keeps_tls_connections(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy(proxy={"workers": "2", "shutdown_timeout": "3s"})
+        old_serial = self.serial_seen()
+        kept = self.tls_resp()
+        self.assertEqual(kept("GET", "k"), b"v")
+        plain = proxy.resp()
+        self.assertEqual(plain("GET", "k"), b"v")
+        # The certificate is renewed in place: the next reload serves it.
+        renewed = make_cert(self.workdir, "proxy-renewed", self.ca, ips=("127.0.0.1", "::1"))
+        os.replace(renewed[0], self.cert[0])
+        os.replace(renewed[1], self.cert[1])
+        self.assertEqual(subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-R", str(proxy.proc.pid)],
+                                        capture_output=True, timeout=30).returncode, 0)
+        wait_until(lambda: self.serial_seen() != old_serial, what="the renewed certificate served")
+        # The TLS connection stays with the old generation, served until shutdown_timeout; the
+        # plain one was handed over.
+        self.assertEqual(kept("GET", "k"), b"v")
+        self.assertEqual(plain("GET", "k"), b"v")
+        wait_until(lambda: self.closed(kept), timeout=15, what="the old generation gone at shutdown_timeout")
+        self.assertEqual(plain("GET", "k"), b"v")
+        # A certificate that does not match its key: the reload is refused, the running one serves.
+        other = make_cert(self.workdir, "other", self.ca)
+        os.replace(other[1], self.cert[1])
+        out = subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-R", str(proxy.proc.pid)],
+                             capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 78, out)
+        self.assertIn(b"key_file in [tls]", out.stderr)
+        proxy.proc.send_signal(1)  # a reload that skips -R's check fails the same way
+        wait_until(lambda: any("reload refused: " in line and "key_file in [tls]" in line
+                               for line in proxy.log().splitlines()), what="the refusal logged")
+        c = self.tls_resp()
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+
+    def serial_seen(self):
+        c = self.tls_resp()
+        serial = c.sock.getpeercert()["serialNumber"]
+        c.close()
+        return serial
+
+    @staticmethod
+    def closed(c):
+        try:
+            c("PING")
+            return False
+        except (ConnectionError, ssl.SSLError, OSError):
+            return True
+
+
+class TlsConfigTest(TlsClientsBase):
+
+    def check(self, *overrides):
+        ini = os.path.join(self.workdir, "check.ini")
+        with open(ini, "w") as f:
+            f.write("[proxy]\nlisten = 127.0.0.1:%d, 127.0.0.1:%d tls\n" % tuple(free_ports(2)))
+        args = [PROXY_BIN, "-c", ini, "-t"]
+        for o in overrides:
+            args += ["-o", o]
+        out = subprocess.run(args, capture_output=True, timeout=30)
+        return out.returncode, out.stderr.decode() + out.stdout.decode()
+
+    def test_errors_name_the_setting(self):
+        code, text = self.check()
+        self.assertEqual(code, 78)
+        self.assertIn("[tls] needs cert_file and key_file for a listener marked tls", text)
+        cert, key = self.cert
+        self.assertEqual(self.check("tls.cert_file=" + cert, "tls.key_file=" + key)[0], 0)
+        other = make_cert(self.workdir, "other", self.ca)
+        code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + other[1])
+        self.assertEqual(code, 78)
+        self.assertIn("key_file in [tls] (%s)" % other[1], text)
+        encrypted = os.path.join(self.workdir, "encrypted.key")
+        subprocess.run(["openssl", "pkey", "-in", key, "-out", encrypted, "-aes256", "-passout", "pass:x"],
+                       check=True, capture_output=True)
+        code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + encrypted)
+        self.assertIn("an encrypted key", text)
+        code, text = self.check("tls.cert_file=/nonexistent.pem", "tls.key_file=" + key)
+        self.assertIn("cert_file in [tls]: /nonexistent.pem: No such file or directory", text)
+        code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + key, "tls.protocols=TLSv1.1")
+        self.assertIn("protocols in [tls] (TLSv1.1): expected TLSv1.2, TLSv1.3 or both", text)
+        code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + key, "tls.ciphers=NOPE-NOT-A-CIPHER")
+        self.assertIn("ciphers in [tls]", text)
+        code, text = self.check("proxy.resp_listen=127.0.0.1:7000 ssl")
+        self.assertIn("'ssl' after 127.0.0.1:7000 (an address may only be followed by tls)", text)
+        code, text = self.check("proxy.resp_listen=127.0.0.1:7000, 127.0.0.1:7000 tls")
+        self.assertIn("resp_listen in [proxy]: 127.0.0.1:7000 and 127.0.0.1:7000 cannot share a port", text)
+        code, text = self.check("proxy.resp_listen=" + ", ".join("127.0.0.1:%d" % (7000 + i) for i in range(5)))
+        self.assertIn("more than 4 addresses", text)
+        # No TLS listener: [tls] is not looked at.
+        out = subprocess.run([PROXY_BIN, "-c", "/dev/null", "-t", "-o", "tls.cert_file=/nonexistent.pem"],
+                             capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out)
