@@ -18,7 +18,7 @@ RUN apt-get update \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libevent-2.1-7 libhiredis0.14 libinih1 libsystemd0 libssl3 \
+        libevent-2.1-7 libevent-openssl-2.1-7 libhiredis0.14 libinih1 libsystemd0 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin redis-proxy
 COPY --from=build /out/usr/sbin/redis-proxy /usr/sbin/redis-proxy

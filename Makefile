@@ -247,7 +247,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CXX     := clang++
 FUZZ_FLAGS   := -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 $(LAYERS:%=-Isrc/%) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_TARGETS := resp_parser key_decode config acl_rules glob http_credentials resp_auth
+FUZZ_TARGETS := resp_parser key_decode config acl_rules glob http_credentials resp_auth tls_server
 FUZZ_SRC_resp_parser := src/base/resp_parser.cc
 FUZZ_SRC_key_decode  := src/front/key_decode.cc
 FUZZ_SRC_config      := src/base/config.cc src/base/address.cc src/base/log.cc src/base/acl.cc src/base/tls.cc src/base/cpus.cc
@@ -255,6 +255,7 @@ FUZZ_SRC_acl_rules   := src/base/acl.cc
 FUZZ_SRC_glob        := src/base/acl.cc
 FUZZ_SRC_http_credentials := src/base/http_credentials.cc
 FUZZ_SRC_resp_auth   := src/base/resp_parser.cc src/front/resp_args.cc src/base/acl.cc
+FUZZ_SRC_tls_server  := src/base/transport.cc src/base/tls.cc
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.cc $$(FUZZ_SRC_$$*)
 	@mkdir -p build-fuzz

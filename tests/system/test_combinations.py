@@ -46,6 +46,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -83,11 +84,12 @@ FAILOVER_GRACE = 0.5
 SILENT_MARGIN = 0.25
 AFTER_LAST_FAULT = 0.75   # the workload goes on at least this long after the last fault ended
 # docs/coherence.md: max_memory = 4m, a worker stays under 9 MB. Of the slack, 1.4 MB are libcrypto's pages
-# (SHA-256 for [users]; TLS soon), resident in every worker since it was linked.
+# (SHA-256 for [users], TLS), resident in every worker since it was linked.
 RSS_SLACK = 6 * 1024 * 1024
 # With [redis] tls, libssl's pages and each connection's TLS state besides (a worker holds two
 # connections per Redis node).
 RSS_SLACK_TLS = 3 * 1024 * 1024
+TLS_SHUTDOWN_TIMEOUT = "3s"  # with TLS clients (start_proxy)
 
 ABSENT = "ABSENT"
 OTHER_TYPE = "OTHER_TYPE"
@@ -125,6 +127,9 @@ CONFIG_OPTIONS = [
 ]
 LOG_ACCESS = ["off", "file"]
 REDIS_TLS = ["off", "on"]
+# Whether the proxy's HTTP and RESP addresses are marked tls: the readers speak HTTPS and RESP
+# over TLS. (Not a section of the file: "clients" is taken out before it is written.)
+CLIENT_TLS = ["off", "on"]
 COMBO_PASSWORD = "combo-pw"
 USERS = [(), (("combo", "on >%s allkeys" % COMBO_PASSWORD),),
          (("combo", "on >%s ~k:* ~long* ~canary" % COMBO_PASSWORD),)]
@@ -172,6 +177,8 @@ def draw_config(rng):
     cfg["users"] = dict(rng.choice(USERS))
     # And whether the proxy reaches Redis (or the cluster's nodes) over TLS.
     cfg["redis"]["tls"] = rng.choice(REDIS_TLS)
+    # And whether its clients reach it over TLS.
+    cfg["clients"] = {"tls": rng.choice(CLIENT_TLS)}
     return cfg, topology, faults
 
 
@@ -256,8 +263,10 @@ def read_reply(f):
 
 
 class Resp:
-    def __init__(self, port, timeout=10):
+    def __init__(self, port, timeout=10, context=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
         self.file = self.sock.makefile("rb")
 
     def pipeline(self, *commands):
@@ -317,6 +326,7 @@ class Run:
         self.restarts = 0
         self.busy_until = {}     # key -> when its pending expiry is surely done (no write before)
         self.silent_spans = []   # (hold start, release) of each silent link
+        self.client_context = None  # with TLS clients: how the readers check the proxy (start_proxy)
         self.relay = None
 
     # -- drawing
@@ -525,7 +535,7 @@ class Run:
                     rs = time.monotonic()
                     try:
                         if http_conn is None:
-                            http_conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=15)
+                            http_conn = self.proxy_http(timeout=15)
                         headers.update(self.http_headers())
                         http_conn.request("GET", "/" + quote_key(key), headers=headers)
                         r = http_conn.getresponse()
@@ -700,9 +710,17 @@ class Run:
         return ok
 
     def start_proxy(self):
-        settings = {s: dict(v) for s, v in self.cfg.items()}
+        settings = {s: dict(v) for s, v in self.cfg.items() if s != "clients"}
         if settings["log"]["access"] == "file":
             settings["log"]["access"] = self.access_log_path()
+        if self.cfg["clients"]["tls"] == "on":
+            ca = make_ca(self.test.workdir, "clients-ca")
+            cert = make_cert(self.test.workdir, "proxy", ca)
+            settings["tls"] = {"cert_file": cert[0], "key_file": cert[1]}
+            # A TLS RESP connection stays with its generation at a reload (docs/tls.md): this
+            # bounds how long the old one serves the readers' connections.
+            settings["proxy"]["shutdown_timeout"] = TLS_SHUTDOWN_TIMEOUT
+            self.client_context = ssl.create_default_context(cafile=ca[0])
         tls = settings["redis"]["tls"] == "on"
         if tls:
             settings["redis"]["tls_ca_file"] = self.tls_ca[0]
@@ -713,6 +731,9 @@ class Run:
             settings["redis"]["cluster"] = " ".join("127.0.0.1:%d" % (s.tls_port if tls else s.port)
                                                     for s in self.servers)
         self.proxy = Proxy(self.test.workdir, settings, resp=True)
+        if self.client_context is not None:
+            self.proxy.settings["proxy"]["listen"] += " tls"
+            self.proxy.settings["proxy"]["resp_listen"] += " tls"
         self.test.addCleanup(self.proxy.stop)
         self.epochs.append((time.monotonic(), None, self.cfg))
         self.proxy.start()
@@ -779,7 +800,7 @@ class Run:
         must(self.redis("SET", "canary", "still here"))
         found = []
         for _ in range(6):
-            conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=15)
+            conn = self.proxy_http(timeout=15)
             for _ in range(5):
                 conn.request("GET", "/canary", headers=self.http_headers())
                 r = conn.getresponse()
@@ -899,7 +920,7 @@ class Run:
         before = metric(self.metrics(), "redis_proxy_config_generation")
         w = self.open_window("reload", False)
         for section, values in new.items():
-            if section not in ("log", "users"):  # the access log's path, as start_proxy set it; the clients' login
+            if section not in ("log", "users", "clients"):  # the access log's path, as start_proxy set it; the clients' login
                 self.proxy.settings[section].update(values)
         self.proxy.write_config()
         start = time.monotonic()
@@ -912,8 +933,13 @@ class Run:
         except AssertionError as e:
             self.violation(None, "reload: %s" % e)
         # The old generation answers what it has in flight and exits: its bound holds a moment more.
-        self.epochs[-2] = (old[0], time.monotonic() + 1.0, old[2])
+        # Over TLS it keeps serving the readers' RESP connections until they close, or until its
+        # shutdown_timeout: its bound holds until then, and those connections may be closed then.
+        tls_kept = duration_s(TLS_SHUTDOWN_TIMEOUT) if self.client_context is not None else 0
+        self.epochs[-2] = (old[0], time.monotonic() + 1.0 + tls_kept, old[2])
         self.close_window(w)
+        if tls_kept:
+            w["whole"] = max(w["whole"] or 0, start + tls_kept + 1.0)
         self.notes.append("reload to " + describe_config(new))
 
     def cluster_node(self, port):
@@ -1199,13 +1225,21 @@ class Run:
                     continue
                 with open("/proc/%d/status" % pid) as f:
                     rss = int([l for l in f if l.startswith("VmRSS:")][0].split()[1]) * 1024
-                slack = RSS_SLACK + (RSS_SLACK_TLS if self.cfg["redis"]["tls"] == "on" else 0)
+                slack = RSS_SLACK + (RSS_SLACK_TLS if self.cfg["redis"]["tls"] == "on" else 0) + \
+                    (RSS_SLACK_TLS if self.cfg["clients"]["tls"] == "on" else 0)
                 if rss > max_memory + slack:
                     self.violation(None, "worker %d RSS %d bytes > max_memory %d + %d" % (wid, rss, max_memory, slack))
 
+    def proxy_http(self, timeout=15):
+        """An HTTP connection to the proxy: HTTPS when its addresses are marked tls."""
+        if self.client_context is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.proxy.port, timeout=timeout,
+                                               context=self.client_context)
+        return http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=timeout)
+
     def proxy_resp(self, timeout=10):
         """A RESP connection to the proxy, logged in when the configuration has a user."""
-        c = Resp(self.proxy.resp_port, timeout=timeout)
+        c = Resp(self.proxy.resp_port, timeout=timeout, context=self.client_context)
         if self.cfg["users"]:
             must(c("AUTH", "combo", COMBO_PASSWORD))
         return c
@@ -1436,6 +1470,7 @@ class CombinationTest(unittest.TestCase):
         missing += [(s, k, v) for s, k, choices, _ in CONFIG_OPTIONS for v in choices if (s, k, v) not in seen]
         missing += [("log", "access", v) for v in LOG_ACCESS if ("log", "access", v) not in seen]
         missing += [("redis", "tls", v) for v in REDIS_TLS if ("redis", "tls", v) not in seen]
+        missing += [("clients", "tls", v) for v in CLIENT_TLS if ("clients", "tls", v) not in seen]
         missing += [("users", k, v) for users in USERS for k, v in users if ("users", k, v) not in seen]
         if not any(not draw_config(random.Random(seed))[0]["users"] for seed in fixed_or_env_seeds()):
             missing.append(("users", "none", ""))
