@@ -120,10 +120,10 @@ def warm_all_workers(proxy, workers, n, key_format):
     raise RuntimeError("could not reach every worker")
 
 
-def run_wrk(port, *script_args, duration=None):
+def run_wrk(port, *script_args, duration=None, scheme="http"):
     duration = duration or DURATION
     out = subprocess.run(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % duration, "--latency",
-                          "-s", os.path.join(HERE, "random_key.lua"), "http://127.0.0.1:%d" % port, "--"]
+                          "-s", os.path.join(HERE, "random_key.lua"), "%s://127.0.0.1:%d" % (scheme, port), "--"]
                          + list(script_args), capture_output=True, text=True, timeout=duration + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -135,10 +135,11 @@ def run_wrk(port, *script_args, duration=None):
     return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": int(errors.group(1)) if errors else 0}
 
 
-def run_redis_benchmark(port, pipeline, sweep=False):
+def run_redis_benchmark(port, pipeline, sweep=False, tls_ca=None):
     n = (150000 if pipeline == 1 else 2000000) // (3 if sweep else 1)
+    tls = ["--tls", "--cacert", tls_ca] if tls_ca else []
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "get", "-r", str(KEYS), "-c", str(CONNECTIONS),
-                          "-n", str(n), "-P", str(pipeline), "--csv"],
+                          "-n", str(n), "-P", str(pipeline), "--csv"] + tls,
                          capture_output=True, text=True, timeout=300).stdout
     row = [line for line in out.splitlines() if line.startswith('"GET"')][0]
     fields = [f.strip('"') for f in row.split(",")]
@@ -290,10 +291,12 @@ def measure_bounded_rss(workdir, redis):
     return grown
 
 
-def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking", cache=None, tls=False):
+def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tracking", cache=None, tls=False,
+                client_tls=None):
     """A proxy in front of `redis`, started and registered for cleanup; with tracking (the
     default configuration), once Redis tracks every worker (they cache only from then on).
-    tls: to Redis's TLS port (redis.tls_port, its CA redis.tls_ca)."""
+    tls: to Redis's TLS port (redis.tls_port, its CA redis.tls_ca). client_tls: (cert, key): an
+    HTTPS and a TLS RESP address besides the plain ones (proxy.https_port, proxy.tls_resp_port)."""
     cache_settings = {"capacity": str(capacity), "ttl": "1h", "invalidation": invalidation}
     cache_settings.update(cache or {})
     redis_settings = {"address": "127.0.0.1:%d" % redis.port}
@@ -301,6 +304,11 @@ def start_proxy(workdir, redis, workers, capacity, resp=False, invalidation="tra
         redis_settings = {"address": "127.0.0.1:%d" % redis.tls_port, "tls": "on", "tls_ca_file": redis.tls_ca}
     proxy = Proxy(workdir, {"proxy": {"workers": str(workers)}, "redis": redis_settings,
                             "cache": cache_settings, "log": {"level": "info"}}, resp=resp)
+    if client_tls:
+        proxy.https_port, proxy.tls_resp_port = free_port(), free_port()
+        proxy.settings["proxy"]["listen"] += ", 127.0.0.1:%d tls" % proxy.https_port
+        proxy.settings["proxy"]["resp_listen"] += ", 127.0.0.1:%d tls" % proxy.tls_resp_port
+        proxy.settings["tls"] = {"cert_file": client_tls[0], "key_file": client_tls[1]}
     proxy.start()
     processes.append(proxy.proc)
     if invalidation == "tracking":
@@ -436,6 +444,60 @@ def sweep(workdir, redis):
         if row not in chosen or rps > chosen[row]["rps"]:
             chosen[row] = {"rps": rps, "setting": setting}
     return chosen, rows
+
+
+def run_handshakes(port, ca, resumed):
+    """New TLS connections a second from one client (openssl s_time: connect, handshake, close),
+    without or with resumption (TLS 1.2's session tickets: s_time cannot resume TLS 1.3's)."""
+    args = ["openssl", "s_time", "-connect", "127.0.0.1:%d" % port, "-time", str(DURATION), "-CAfile", ca]
+    args += ["-reuse", "-tls1_2"] if resumed else ["-new"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=DURATION + 60).stdout
+    m = re.findall(r"(\d+) connections in (\d+) real seconds", out)
+    return int(m[-1][0]) / int(m[-1][1])
+
+
+def measure_tls(workdir, redis, ca, cert):
+    """TLS for clients beside its plaintext twin, in the same rounds: the proxy's HTTPS and TLS RESP
+    hits against its plain ones (the same workers serve both), nginx's HTTPS `return 200` with the
+    same certificate, redis-server's own TLS port, and handshakes per second."""
+    proxy = start_proxy(workdir, redis, 2, KEYS * 2, resp=True, client_tls=cert)
+    warm_all_workers(proxy, 2, KEYS, "key:%012d")
+    nginx_port, nginx_tls_port = free_port(), free_port()
+    nginx_dir = os.path.join(workdir, "nginx-tls")
+    os.makedirs(os.path.join(nginx_dir, "logs"))
+    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+        f.write("worker_processes auto;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
+                "events { worker_connections 4096; }\n"
+                "http { access_log off; keepalive_requests 100000000; ssl_session_cache shared:tls:10m; "
+                "ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate %s; ssl_certificate_key %s; "
+                "server { listen 127.0.0.1:%d reuseport; listen 127.0.0.1:%d ssl reuseport; "
+                "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
+                % (nginx_dir, nginx_dir, cert[0], cert[1], nginx_port, nginx_tls_port, VALUE.decode()))
+    start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"],
+          "nginx-tls", workdir)
+    for port in (nginx_port, nginx_tls_port):
+        wait_until(lambda: port_answers(port), what="nginx")
+    http_targets = {"proxy 2": (proxy.port, "http"), "proxy 2 https": (proxy.https_port, "https"),
+                    "nginx": (nginx_port, "http"), "nginx https": (nginx_tls_port, "https")}
+    http = {name: [] for name in http_targets}
+    for _ in range(ROUNDS):
+        for name, (port, scheme) in http_targets.items():
+            http[name].append(run_wrk(port, scheme=scheme))
+    resp = {}
+    for p in (1, 16):
+        targets = {"proxy 2": (proxy.resp_port, None), "proxy 2 tls": (proxy.tls_resp_port, ca[0]),
+                   "redis": (redis.port, None), "redis tls": (redis.tls_port, ca[0])}
+        runs = {name: [] for name in targets}
+        for _ in range(RESP_ROUNDS):
+            for name, (port, tls_ca) in targets.items():
+                runs[name].append(run_redis_benchmark(port, p, tls_ca=tls_ca))
+        resp[str(p)] = {name: summary(r) for name, r in runs.items()}
+    handshakes = {}
+    for name, port in (("proxy", proxy.tls_resp_port), ("nginx", nginx_tls_port), ("redis", redis.tls_port)):
+        for resumed in (False, True):
+            handshakes["%s %s" % (name, "resumed" if resumed else "new")] = run_handshakes(port, ca[0], resumed)
+    proxy.stop()
+    return {"http": {name: summary(r) for name, r in http.items()}, "resp": resp, "handshakes": handshakes}
 
 
 def run_redis_benchmark_cluster(port):
@@ -643,6 +705,16 @@ def main():
         for name, r in misses.items():
             show("HTTP miss", name, r)
 
+        # TLS for clients, beside its plaintext twins.
+        tls = measure_tls(workdir, redis, ca, make_cert(workdir, "proxy", ca))
+        for name, r in tls["http"].items():
+            show("TLS HTTP hit", name, r)
+        for p, rows in tls["resp"].items():
+            for name, r in rows.items():
+                show("TLS RESP -P %s" % p, name, r)
+        for name, rate in tls["handshakes"].items():
+            print("handshakes   %-44s %10.0f per second" % (name, rate), flush=True)
+
         # Memory per entry.
         mem_redis = RedisServer(workdir)
         mem_redis.start()
@@ -693,7 +765,7 @@ def main():
             "paced": paced,
             "memory": {"entries": MEMORY_ENTRIES, "proxy_bytes": proxy_bytes, "redis_bytes": redis_bytes,
                        "bounded_max_mb": BOUNDED_MAX_MB, "bounded_grown_mb": bounded},
-            "staleness": staleness, "cluster": clustered,
+            "staleness": staleness, "cluster": clustered, "tls": tls,
             "instructions": [[name, count] for name, count in instructions.items()],
         }
         with open(report.RESULTS_JSON, "w") as f:

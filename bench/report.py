@@ -43,10 +43,52 @@ TARGETS = [
     ("HTTP miss, TLS to Redis vs plaintext (2 workers)",
      lambda r: r["http_misses"]["proxy 2 tls"]["rps"] / r["http_misses"]["proxy 2"]["rps"]
      if "proxy 2 tls" in r["http_misses"] else None, 0.9, True, "%.2fx"),
+    ("HTTPS hit vs plaintext HTTP hit (2 workers, keep-alive)",
+     lambda r: tls_ratio(r, "http", "proxy 2 https", "proxy 2"), 0.8, True, "%.2fx"),
+    ("RESP over TLS vs plaintext, -P 1", lambda r: tls_ratio(r, "1", "proxy 2 tls", "proxy 2"), 0.8, True, "%.2fx"),
+    ("RESP over TLS vs plaintext, -P 16", lambda r: tls_ratio(r, "16", "proxy 2 tls", "proxy 2"), 0.8, True,
+     "%.2fx"),
     ("bytes per cached entry vs Redis", lambda r: r["memory"]["proxy_bytes"] / r["memory"]["redis_bytes"], 0.85, False,
      "%.2fx"),
     ("p99 at half the peak HTTP hit rate, ms", lambda r: r["paced"]["median"]["proxy"]["p99"], 1.0, False, "%.3f"),
 ]
+
+
+def tls_ratio(r, group, row, twin):
+    """A TLS row over its plaintext twin of the same rounds; None for a run before TLS rows."""
+    if "tls" not in r:
+        return None
+    rows = r["tls"]["http"] if group == "http" else r["tls"]["resp"][group]
+    return rows[row]["rps"] / rows[twin]["rps"]
+
+
+def tls_table(r):
+    if "tls" not in r:
+        return "Not measured in this run (a bench from before TLS for clients).\n"
+    t = r["tls"]
+    out = ["| contestant | req/s | spread | p50 ms | p99 ms | TLS / plaintext |", "|---|---|---|---|---|---|"]
+    groups = [("HTTP, cache hits, keep-alive", t["http"],
+               [("redis-proxy, 2 workers", "proxy 2", None), ("redis-proxy, 2 workers, HTTPS", "proxy 2 https", "proxy 2"),
+                ("nginx `return 200`", "nginx", None), ("nginx `return 200`, HTTPS, same certificate", "nginx https", "nginx")])]
+    for p in ("1", "16"):
+        groups.append(("RESP GET, cache hits, -P %s" % p, t["resp"][p],
+                       [("redis-proxy, 2 workers", "proxy 2", None),
+                        ("redis-proxy, 2 workers, TLS (redis-benchmark --tls)", "proxy 2 tls", "proxy 2"),
+                        ("redis-server", "redis", None), ("redis-server's own TLS port", "redis tls", "redis")]))
+    for title, rows, items in groups:
+        out.append("| **%s** | | | | | |" % title)
+        for label, name, twin in items:
+            x = rows[name]
+            ratio = "%.2fx" % (x["rps"] / rows[twin]["rps"]) if twin else ""
+            out.append("| %s | %.0f | %.0f–%.0f | %.3f | %.3f | %s |" % (label, x["rps"], x["min"], x["max"], x["p50"],
+                                                                      x["p99"], ratio))
+    h = t["handshakes"]
+    out += ["", "| new TLS connections a second, one client (`openssl s_time`) | new session | resumed (TLS 1.2 ticket) |",
+            "|---|---|---|"]
+    for name, label in (("proxy", "redis-proxy, TLS RESP address"), ("nginx", "nginx, HTTPS, same certificate"),
+                        ("redis", "redis-server's TLS port")):
+        out.append("| %s | %.0f | %.0f |" % (label, h[name + " new"], h[name + " resumed"]))
+    return "\n".join(out) + "\n"
 
 
 def best_hit(r):
@@ -216,7 +258,7 @@ def sections(r):
     """Each generated block of docs/performance.md, by name."""
     return {"run": run_line(r) + "\n", "throughput": throughput_table(r), "targets": targets_table(r),
             "latency": latency_table(r), "staleness": staleness_table(r), "memory": memory_table(r),
-            "instructions": instructions_table(r), "sweep": sweep_table(r)}
+            "instructions": instructions_table(r), "sweep": sweep_table(r), "tls": tls_table(r)}
 
 
 def results_md(r):
@@ -231,6 +273,7 @@ def results_md(r):
         "## Targets", "", s["targets"],
         "## Latency at half the peak rate (open loop)", "", s["latency"],
         "![latency distribution at half the peak rate](latency.svg)", "",
+        "## TLS for clients, beside the plaintext twins of the same rounds", "", s["tls"],
         "## Staleness", "", s["staleness"],
         "## Memory", "", s["memory"],
         "## Instructions per request in one worker (callgrind)", "", s["instructions"],

@@ -56,7 +56,8 @@ struct HttpClient {
     bool handshake_counted;          // TLS: counted in tls_handshakes
     uint32_t requests_at_arm;
     bool busy;                       // a request of this connection is being answered
-    size_t memory;                   // its answer's bytes not yet written (client_memory.h)
+    size_t memory;                   // its answer's bytes not yet written, and its TLS state (client_memory.h)
+    size_t held;                     // TLS_CONNECTION_BYTES for a TLS connection, else 0
     uint64_t started_us;             // when its request was read: only with an access log
     char peer[80];                   // its address, for the access log: found at its first line
     // The last Authorization header that logged in on this connection, and as whom: a keep-alive
@@ -159,7 +160,7 @@ static void on_reply_written(evhttp_request *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     c->busy = false;
-    client_memory_set(c->front->env->client_memory, &c->memory, 0);
+    client_memory_set(c->front->env->client_memory, &c->memory, c->held);
 }
 
 static void on_connection_closed(evhttp_connection *, void *arg)
@@ -213,10 +214,11 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
     }
     c->tls = c->awaiting_handshake = http_connection_is_tls(bev);
     if (c->tls) {
-        // A TLS answer leaves as several records (headers, body), each its own write: without
+        // A TLS answer may leave as several records (headers, body), each its own write: without
         // this, Nagle holds the second until the client's delayed ACK (40 ms a request).
         int on = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        c->held = TLS_CONNECTION_BYTES;
     }
     // A TLS client's handshake must end within request_timeout (its bytes are not the input's).
     if (c->tls || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
@@ -229,6 +231,7 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
         return false;
     }
     h->by_fd[fd] = c;
+    client_memory_set(h->env->client_memory, &c->memory, c->held);  // (the close callback gives it back)
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
     return true;
 }
@@ -359,6 +362,7 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
         // record and one write per piece of the buffer: made one piece, the answer is one each.
         if (evbuffer_get_length(out) <= 16384)
             evbuffer_pullup(out, -1);
+        client_memory_set(process_front->env->client_memory, &c->memory, c->held + evbuffer_get_length(out));
         return;
     }
     if (evbuffer_write(out, bufferevent_getfd(bev)) < 0 && errno != EAGAIN && errno != EINTR)
@@ -367,7 +371,7 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
         bufferevent_disable(bev, EV_READ);
     // What the client has yet to read counts against the worker's client memory until it has.
     if (c != NULL && evbuffer_get_length(out) > 0)
-        client_memory_set(process_front->env->client_memory, &c->memory, evbuffer_get_length(out));
+        client_memory_set(process_front->env->client_memory, &c->memory, c->held + evbuffer_get_length(out));
 }
 
 static void reply_text(evhttp_request *req, int code, const char *reason, const char *text, size_t len)

@@ -151,7 +151,8 @@ static void account_with(RespClient *c, size_t unsent)
     const Config *config = c->front->env->config;
     size_t output = unsent + c->replies.held;
     size_t queued = c->transaction != NULL ? resp_transaction_bytes(c->transaction) : 0;
-    client_memory_set(c->front->env->client_memory, &c->memory, c->in_cap + output + queued);
+    size_t tls = c->tls != NULL ? TLS_CONNECTION_BYTES : 0;
+    client_memory_set(c->front->env->client_memory, &c->memory, c->in_cap + output + queued + tls);
     if (output > (size_t)config->max_client_output)
         evict_later(c, EVICT_OUTPUT);
 }

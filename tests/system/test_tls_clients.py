@@ -258,6 +258,23 @@ class TlsClientBoundsTest(TlsClientsBase):
         c.close()
         held[1].close()
 
+    def test_tls_clients_count_in_client_memory(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy()
+        held = [self.tls_resp() for _ in range(3)]
+        for c in held:
+            self.assertEqual(c("GET", "k"), b"v")
+        conn = self.https()
+        conn.request("GET", "/k")
+        self.assertEqual(conn.getresponse().read(), b"v")
+        # What OpenSSL holds for each (its record buffers) is held for the client: 36 KiB each.
+        wait_until(lambda: self.metric(proxy, "redis_proxy_client_memory_bytes") >= 4 * 36 * 1024,
+                   what="TLS state counted")
+        for c in held:
+            c.close()
+        conn.close()
+        wait_until(lambda: self.metric(proxy, "redis_proxy_client_memory_bytes") == 0, what="given back")
+
     def client_hello(self):
         """The first flight of a real TLS client, captured from an in-memory handshake."""
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
