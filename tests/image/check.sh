@@ -82,13 +82,27 @@ REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --logfile "$WORK/redis.log" &
 REDIS_PID=$!
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
-HTTP=$(free_port) RESP=$(free_port) ADMIN=$(free_port)
-sed -e "s/^listen = \*:8080/listen = 127.0.0.1:$HTTP/" -e "s/^resp_listen = \*:6380/resp_listen = 127.0.0.1:$RESP/" \
+HTTP=$(free_port) RESP=$(free_port) ADMIN=$(free_port) HTTPS=$(free_port) TLS_RESP=$(free_port)
+# With a certificate mounted read-only beside it: an HTTPS and a TLS RESP address besides the plain
+# ones (docs/tls.md). The key is readable by the image's user (a test's; keep a real one 0640 to a
+# group the image's user is in).
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/ca.key" -out "$WORK/tls/ca.crt" -days 2 -subj /CN=check-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$WORK/tls/proxy.key" -out "$WORK/proxy.csr" -subj /CN=proxy 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$WORK/proxy.ext"
+openssl x509 -req -in "$WORK/proxy.csr" -CA "$WORK/tls/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -out "$WORK/tls/proxy.crt" -days 2 -extfile "$WORK/proxy.ext" 2>/dev/null
+chmod 0755 "$WORK/tls"
+chmod 0644 "$WORK/tls/"*
+sed -e "s/^listen = \*:8080/listen = 127.0.0.1:$HTTP, 127.0.0.1:$HTTPS tls/" \
+    -e "s/^resp_listen = \*:6380/resp_listen = 127.0.0.1:$RESP, 127.0.0.1:$TLS_RESP tls/" \
     -e "s/^listen = \*:9121/listen = 127.0.0.1:$ADMIN/" -e "s/^address = redis:6379/address = 127.0.0.1:$REDIS_PORT/" \
     conf/docker.ini >"$WORK/proxy.ini"
+printf '\n[tls]\ncert_file = /etc/redis-proxy/tls/proxy.crt\nkey_file = /etc/redis-proxy/tls/proxy.key\n' >>"$WORK/proxy.ini"
 chmod 0644 "$WORK/proxy.ini"
 "${PODMAN[@]}" run -d --name "$NAME" --network host --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096 \
-    -v "$WORK/proxy.ini:/etc/redis-proxy/proxy.ini:ro" "$IMAGE" >/dev/null 2>"$WORK/run.log" ||
+    -v "$WORK/proxy.ini:/etc/redis-proxy/proxy.ini:ro" -v "$WORK/tls:/etc/redis-proxy/tls:ro" "$IMAGE" \
+    >/dev/null 2>"$WORK/run.log" ||
     cannot "podman cannot run a container here: $(tail -1 "$WORK/run.log")"
 for _ in $(seq 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz")" = 200 ] && break
@@ -105,6 +119,10 @@ for _ in $(seq 20); do  # a cache per worker: ask until the worker asked first a
 done
 check "then a HIT" test "$hit" = yes
 check "redis-cli through the RESP port" test "$(redis-cli -p "$RESP" get user:42)" = alice
+check "HTTPS with the certificate mounted read-only" \
+    test "$(curl -s --cacert "$WORK/tls/ca.crt" "https://127.0.0.1:$HTTPS/user:42")" = alice
+check "redis-cli --tls through the TLS RESP port" \
+    test "$(redis-cli -p "$TLS_RESP" --tls --cacert "$WORK/tls/ca.crt" get user:42)" = alice
 check "the HEALTHCHECK command passes (podman healthcheck run)" "${PODMAN[@]}" healthcheck run "$NAME"
 pid=$("${PODMAN[@]}" inspect -f '{{.State.Pid}}' "$NAME")
 check "the proxy runs as the image's user, not root" \

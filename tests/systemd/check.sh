@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 # The package's dependencies are in the root already: the container has no network to fetch them.
-PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,logrotate,libevent-2.1-7,libhiredis0.14,libinih1,libsystemd0,libssl3"
+PACKAGES="systemd,systemd-sysv,dbus,procps,redis-server,curl,adduser,logrotate,libevent-2.1-7,libevent-openssl-2.1-7,libhiredis0.14,libinih1,libsystemd0,libssl3"
 CACHE=${REDIS_PROXY_SYSTEMD_CACHE:-/var/cache/redis-proxy-systemd}
 DEB=$(ls build-deb/redis-proxy_*_"$(dpkg --print-architecture)".deb)
 . tests/lib/debian_root.sh
@@ -218,6 +218,53 @@ check "and the password is in no log line" \
 in_container rm /etc/systemd/system/redis-proxy.service.d/credential.conf /etc/redis-proxy/app.password
 in_container cp /root/proxy.ini.good /etc/redis-proxy/proxy.ini
 in_container systemctl daemon-reload
+
+# TLS for clients: a certificate in /etc/redis-proxy served on an address marked tls, renewed in
+# place and served from the next systemctl reload on; a key that does not match refuses the
+# reload, and the certificate in force keeps serving. The certificates are made here (no openssl
+# in the container) with two names, to tell which one is served.
+TLS_DIR=$(mktemp -d)
+trap 'stop_container; rm -rf "$TLS_DIR"' EXIT
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" -days 2 \
+    -subj /CN=check-ca 2>/dev/null
+for name in proxy-first proxy-renewed; do
+    openssl req -newkey rsa:2048 -nodes -keyout "$TLS_DIR/$name.key" -out "$TLS_DIR/$name.csr" -subj "/CN=$name" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$TLS_DIR/$name.ext"
+    openssl x509 -req -in "$TLS_DIR/$name.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
+        -out "$TLS_DIR/$name.crt" -days 2 -extfile "$TLS_DIR/$name.ext" 2>/dev/null
+done
+put() {  # put HOST_FILE PATH MODE: a file of the host into the container, root:redis-proxy
+    in_container bash -c "cat >$2 && chown root:redis-proxy $2 && chmod $3 $2" <"$1"
+}
+put "$TLS_DIR/ca.crt" /root/ca.crt 0644
+put "$TLS_DIR/proxy-first.crt" /etc/redis-proxy/proxy.crt 0644
+put "$TLS_DIR/proxy-first.key" /etc/redis-proxy/proxy.key 0640
+in_container systemctl start redis-server
+in_container sed -i 's/^listen = 127.0.0.1:8080 /listen = 127.0.0.1:8080, 127.0.0.1:8443 tls /' /etc/redis-proxy/proxy.ini
+in_container sed -i 's|^cert_file = .*|cert_file = /etc/redis-proxy/proxy.crt|; s|^key_file = .*|key_file = /etc/redis-proxy/proxy.key|' \
+    /etc/redis-proxy/proxy.ini
+in_container systemctl reload redis-proxy
+served() {  # the CN of the certificate the HTTPS address serves, and the answer to GET /user:42
+    in_container curl -sv --cacert /root/ca.crt https://127.0.0.1:8443/user:42 2>&1 |
+        sed -n 's/^\*  subject: CN=\(.*\)$/\1 /p; /^alice$/p' | tr -d '\n'
+}
+for _ in $(seq 50); do [ "$(served)" = "proxy-first alice" ] && break; sleep 0.2; done
+check "a listen address marked tls serves HTTPS with the certificate in /etc/redis-proxy" \
+    test "$(served)" = "proxy-first alice"
+put "$TLS_DIR/proxy-renewed.crt" /etc/redis-proxy/proxy.crt 0644
+put "$TLS_DIR/proxy-renewed.key" /etc/redis-proxy/proxy.key 0640
+in_container systemctl reload redis-proxy
+for _ in $(seq 50); do [ "$(served)" = "proxy-renewed alice" ] && break; sleep 0.2; done
+check "the certificate renewed in place is served after systemctl reload" test "$(served)" = "proxy-renewed alice"
+put "$TLS_DIR/proxy-first.key" /etc/redis-proxy/proxy.key 0640
+check "a key that does not match its certificate: systemctl reload fails" \
+    bash -c "! nsenter -t $CONTAINER -a systemctl reload redis-proxy"
+check "and systemctl status says why" \
+    bash -c "nsenter -t $CONTAINER -a systemctl status redis-proxy --no-pager -n 20 | grep -q 'key_file in \[tls\]'"
+check "and the certificate in force keeps serving" test "$(served)" = "proxy-renewed alice"
+in_container cp /root/proxy.ini.good /etc/redis-proxy/proxy.ini
+in_container rm -f /etc/redis-proxy/proxy.crt /etc/redis-proxy/proxy.key
+in_container systemctl reload redis-proxy
 
 in_container systemctl stop redis-proxy
 check "systemctl stop: inactive, exit status 0" \
