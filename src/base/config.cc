@@ -685,9 +685,14 @@ int config_split_listen(const char *text, const char *what, ListenAddress *out, 
 {
     int n = 0;
     const char *at = text;
+    bool after_comma = false;
     while (true) {
         while (*at == ' ' || *at == '\t')
             at++;
+        if (*at == '\0' && after_comma) {
+            snprintf(err, errlen, "invalid value for %s: nothing after the last comma", what);
+            return -1;
+        }
         if (*at == '\0')
             break;
         size_t len = strcspn(at, ",");
@@ -699,7 +704,8 @@ int config_split_listen(const char *text, const char *what, ListenAddress *out, 
         memcpy(item, at, len);
         item[len] = '\0';
         at += len;
-        if (*at == ',')
+        after_comma = *at == ',';
+        if (after_comma)
             at++;
         // "host:port" or "host:port tls", spaces around either.
         char *end = item + strlen(item);
@@ -769,7 +775,13 @@ static bool lists_clash(const char *x, const char *y, bool same, char *which, si
     for (int i = 0; i < na; i++)
         for (int j = same ? i + 1 : 0; j < nb; j++)
             if (listens_clash(a[i].address, b[j].address)) {
-                snprintf(which, len, "%.250s and %.250s", a[i].address, b[j].address);
+                // Named apart only when a list has more than one address: one each says it already.
+                if (same)
+                    snprintf(which, len, "%.250s and %.250s", a[i].address, b[j].address);
+                else if (na > 1 || nb > 1)
+                    snprintf(which, len, " (%.250s and %.250s)", a[i].address, b[j].address);
+                else
+                    which[0] = '\0';
                 return true;
             }
     return false;
@@ -845,16 +857,16 @@ bool config_validate(const Config *c, char *err, size_t errlen)
             return validate_error(c, rows[x], err, errlen, "%s: %s cannot share a port", names[x], which);
     if (lists_clash(c->resp_listen, c->listen, false, which, sizeof(which)))
         return validate_error(c, given_last(c, listen, resp_listen), err, errlen,
-                              "resp_listen in [proxy] (%s) and listen (%s) cannot share a port",
-                              c->resp_listen, c->listen);
+                              "resp_listen in [proxy] (%s) and listen (%s) cannot share a port%s",
+                              c->resp_listen, c->listen, which);
     if (lists_clash(c->admin_listen, c->listen, false, which, sizeof(which)))
         return validate_error(c, given_last(c, listen, admin), err, errlen,
-                              "listen in [admin] (%s) and listen in [proxy] (%s) cannot share a port",
-                              c->admin_listen, c->listen);
+                              "listen in [admin] (%s) and listen in [proxy] (%s) cannot share a port%s",
+                              c->admin_listen, c->listen, which);
     if (lists_clash(c->admin_listen, c->resp_listen, false, which, sizeof(which)))
         return validate_error(c, given_last(c, resp_listen, admin), err, errlen,
-                              "listen in [admin] (%s) and resp_listen in [proxy] (%s) cannot share a port",
-                              c->admin_listen, c->resp_listen);
+                              "listen in [admin] (%s) and resp_listen in [proxy] (%s) cannot share a port%s",
+                              c->admin_listen, c->resp_listen, which);
     int min_version, max_version;
     if (!tls_parse_protocols(c->tls_protocols, &min_version, &max_version))
         return validate_error(c, setting_find("tls", "protocols"), err, errlen,
@@ -865,7 +877,8 @@ bool config_validate(const Config *c, char *err, size_t errlen)
         char why[600];
         TlsServerFiles files = config_client_tls(c);
         SSL_CTX *ctx = tls_server_context(&files, why, sizeof(why));
-        const Setting *at = c->tls_cert_file[0] == '\0' ? setting_find("tls", "cert_file")
+        const Setting *at = c->tls_cert_file[0] == '\0'  ? setting_find("tls", "cert_file")
+                            : c->tls_key_file[0] == '\0' ? setting_find("tls", "key_file")
                             : strstr(why, "key_file") == why ? setting_find("tls", "key_file")
                             : strstr(why, "ca_file") == why ? setting_find("tls", "ca_file")
                             : strstr(why, "ciphers") == why ? setting_find("tls", "ciphers")

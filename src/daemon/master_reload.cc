@@ -41,8 +41,13 @@ bool master_generation_ready(Master *m)
 void master_retire_previous(Master *m)
 {
     const Config *before = m->previous.config, *now = m->config;
+    // Who may read changed: [users], protected mode, or, with mutual TLS, which client
+    // certificates are taken (its CA file may have changed in place: every reload re-verifies).
+    bool client_cas = before != NULL && config_listens_tls(before) &&
+                      (before->tls_ca_file[0] != '\0' || strcmp(before->tls_ca_file, now->tls_ca_file) != 0);
     HandoverRetire retire = {before != NULL && (before->protected_mode != now->protected_mode ||
-                                                memcmp(&before->users, &now->users, sizeof(now->users)) != 0)};
+                                                memcmp(&before->users, &now->users, sizeof(now->users)) != 0 ||
+                                                client_cas)};
     int targets[CONFIG_MAX_WORKERS], n = 0;
     for (int i = 0; i < m->count; i++)
         if (m->slots[i].pid != 0 && m->slots[i].channel >= 0)
@@ -188,8 +193,10 @@ void master_reload(Master *m)
                      m->listening[k]->text);
             m->closing[k] = m->listening[k];
         }
+        bool tls = false;
+        listen_address(next, k, &tls);
         if (groups[k] != NULL && !among(m->listening, groups[k]))
-            log_info("reload: listening for %s on %s", listen_name(k), groups[k]->text);
+            log_info("reload: listening for %s%s on %s", listen_name(k), tls ? " over TLS" : "", groups[k]->text);
     }
     memcpy(m->listening, groups, sizeof(groups));
     m->slots = slots;

@@ -50,6 +50,7 @@ static bufferevent *keep(HttpAdoption *a, bufferevent *bev, bool refused)
 {
     bufferevent_incref(bev);
     a->pending[a->pending_len++] = {bev, refused};
+    reserve(a);  // room for the next one made now: a TLS connection refused for want of memory needs it
     event_active(a->pending_event, EV_TIMEOUT, 1);
     a->accepted(a->arg);
     return bev;
@@ -67,7 +68,7 @@ bufferevent *http_adoption_new_connection(event_base *base, void *arg)
 bufferevent *http_adoption_new_tls_connection(event_base *base, void *arg)
 {
     HttpAdoption *a = (HttpAdoption *)arg;
-    bool room = reserve(a);
+    bool room = reserve(a);  // (made ahead by the last keep: fails only if that failed too)
     SSL *ssl = SSL_new(a->tls);
     bufferevent *bev = ssl != NULL ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                                      BEV_OPT_CLOSE_ON_FREE)
@@ -83,7 +84,7 @@ bufferevent *http_adoption_new_tls_connection(event_base *base, void *arg)
     // TLS address: one is made here instead, and closed at its adoption.
     if (room && (bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) != NULL)
         return keep(a, bev, true);
-    abort();  // out of memory for all of these: the worker cannot refuse the connection safely
+    abort();  // out of memory three times over: the worker cannot refuse the connection safely
 }
 
 bool http_connection_is_tls(bufferevent *bev) { return bufferevent_openssl_get_ssl(bev) != NULL; }

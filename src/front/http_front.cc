@@ -358,15 +358,15 @@ static void send_reply(evhttp_request *req, int code, const char *reason)
     evbuffer *out = bufferevent_get_output(bev);
     HttpClient *c = client_of(process_front, evcon);
     if (c != NULL && c->tls) {
-        // TLS: written by its bufferevent, which encrypts it (and turns reading on itself), one
-        // record and one write per piece of the buffer: made one piece, the answer is one each.
+        // TLS: written by its bufferevent, which encrypts it, one record and one write per piece
+        // of the buffer: made one piece, the answer is one of each. It is never all written here,
+        // so reading stays off until evhttp turns it on for the next request, as below (past the
+        // handshake, TLS needs no read to write).
         if (evbuffer_get_length(out) <= 16384)
             evbuffer_pullup(out, -1);
-        client_memory_set(process_front->env->client_memory, &c->memory, c->held + evbuffer_get_length(out));
-        return;
-    }
-    if (evbuffer_write(out, bufferevent_getfd(bev)) < 0 && errno != EAGAIN && errno != EINTR)
+    } else if (evbuffer_write(out, bufferevent_getfd(bev)) < 0 && errno != EAGAIN && errno != EINTR) {
         return;  // the write callback meets the same error and closes the connection
+    }
     if (evbuffer_get_length(out) > 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_disable(bev, EV_READ);
     // What the client has yet to read counts against the worker's client memory until it has.

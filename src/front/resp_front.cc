@@ -309,9 +309,17 @@ static bool tls_handshake_step(RespClient *c)
         if (c->deadline_armed)
             event_del(c->deadline_event);  // the handshake's bound; a command's comes with its bytes
         c->deadline_armed = false;
+        c->reading = !may_read(c);  // (the handshake read whatever the bounds said: now they decide)
+        update_reading(c);
         return true;
     case TRANSPORT_WANT_READ:
-        return false;  // the read event is on
+        // The handshake reads even while the worker holds its clients' commands back (past
+        // max_client_memory): it holds no command, and would otherwise wait out request_timeout.
+        if (!c->reading) {
+            c->reading = true;
+            event_add(c->read_event, c->front->idle_timeout);
+        }
+        return false;
     case TRANSPORT_WANT_WRITE:
         event_add(c->write_event, NULL);  // request_timeout bounds the whole handshake
         return false;
@@ -332,8 +340,18 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         client_close(c);
         return;
     }
-    if (c->tls != NULL && !c->tls->handshaken && !tls_handshake_step(c))
+    if (c->tls != NULL && !c->tls->handshaken && (!tls_handshake_step(c) || !c->reading))
         return;
+    if (c->tls != NULL && c->tls->write_wants_read) {
+        // The read event was on for a write that waits for the socket to be readable.
+        c->tls->write_wants_read = false;
+        if (!may_read(c)) {
+            c->reading = true;  // (so that update_reading turns the event off again)
+            update_reading(c);
+        }
+        on_writable(fd, EV_WRITE, c);  // may close c
+        return;
+    }
     if (c->in_cap - c->in_len < 1024) {
         // What is left in the input is one command not yet complete (complete ones have run, or
         // wait with reading off). The buffer never grows past max_request_size: full, that
@@ -390,13 +408,14 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->tls != NULL && !c->tls->handshaken) {
-        if (!(what & EV_TIMEOUT) && tls_handshake_step(c))
+        if (!(what & EV_TIMEOUT) && tls_handshake_step(c) && c->reading)
             event_active(c->read_event, EV_READ, 1);  // what came with the handshake's last flight
         return;
     }
     if (c->tls != NULL && c->tls->read_wants_write) {
         c->tls->read_wants_write = false;
-        event_active(c->read_event, EV_READ, 1);
+        if (c->reading)
+            event_active(c->read_event, EV_READ, 1);  // the read that waited for this
     }
     if (what & EV_TIMEOUT) {
         // Its answers have waited client_timeout for room in the socket: a client that does not
@@ -418,6 +437,12 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         int n = c->tls != NULL ? transport_send(c->tls, out) : evbuffer_write(out, fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             client_close(c);
+            return;
+        }
+        if (n < 0 && c->tls != NULL && c->tls->write_wants_read) {
+            // TLS must read before it can write on: on_readable writes again when it can.
+            account_with(c, evbuffer_get_length(out));
+            event_add(c->read_event, c->front->idle_timeout);
             return;
         }
     }
@@ -507,6 +532,7 @@ static RespClient *client_open(RespFront *f, int fd, bool tls)
     if (tls) {  // the handshake is bounded as a command is: request_timeout
         event_add(c->deadline_event, f->request_timeout);
         c->deadline_armed = true;
+        resp_account(c);  // what OpenSSL holds for it counts from here
     }
     return c;
 }

@@ -4,7 +4,8 @@
 // the other end, is garbage, or a ClientHello cut off or altered (the corpus holds real ones, TLS
 // 1.2 and 1.3). The first byte chooses whether the client's end is then half-closed (an EOF
 // mid-handshake). A fixed input cannot finish a handshake (the server's random differs each
-// run): records after one are fed by test_tls_clients.py's garbage test, under SANITIZE=1.
+// run): records after one are fed by test_tls_clients.py (test_garbage_after_the_handshake), under
+// SANITIZE=1.
 // Beside memory safety (ASan/UBSan): every step ends (WANT_*, FAILED or DONE), a failure says
 // why, and reads never report more than they were given room for.
 #include <assert.h>

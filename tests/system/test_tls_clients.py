@@ -5,13 +5,16 @@ closed without harm; the certificate read again by a reload, a bad one refusing 
 RESP connection kept by the old generation at a reload; configuration errors naming the line."""
 import http.client
 import os
+import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
-from harness import (PROXY_BIN, Proxy, ProxyTestCase, RedisError, free_ports, resp_encode, resp_read,
-                     wait_until)
+from harness import (PROXY_BIN, Proxy, ProxyTestCase, RedisClient, RedisError, free_ports, resp_encode,
+                     resp_read, wait_until)
+from test_protected_mode import non_loopback_ipv4
 from tls_certs import make_ca, make_cert
 
 
@@ -38,6 +41,60 @@ class TlsResp:
         self.sock.close()
 
 
+class RawTls:
+    """TLS driven by hand over a plain socket (memory BIOs): the test can then half-close the
+    socket under TLS, or write bytes that are no TLS record past the handshake."""
+
+    def __init__(self, port, context):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed during the handshake")
+                self.incoming.write(data)
+        self.flush()
+
+    def flush(self):
+        pending = self.outgoing.read()
+        if pending:
+            self.sock.sendall(pending)
+
+    def write(self, data):
+        self.obj.write(data)
+        self.flush()
+
+    def read_all(self):
+        """Everything until the proxy closes (or goes silent for 5 s)."""
+        self.sock.settimeout(5)
+        got = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not data:
+                break
+            self.incoming.write(data)
+            try:
+                while True:
+                    chunk = self.obj.read(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError:
+                break
+        return got
+
+
 class TlsClientsBase(ProxyTestCase):
     def setUp(self):
         super().setUp()
@@ -52,7 +109,7 @@ class TlsClientsBase(ProxyTestCase):
             setattr(c, k, v)
         return c
 
-    def start_tls_proxy(self, tls=None, proxy=None, admin_tls=False, **sections):
+    def start_tls_proxy(self, tls=None, proxy=None, admin_tls=False, resp_listen=None, **sections):
         """HTTP and RESP each on a plain address and one marked tls; the admin endpoint too with
         admin_tls."""
         self.https_port, self.tls_resp_port, self.plain_resp_port = free_ports(3)
@@ -62,8 +119,8 @@ class TlsClientsBase(ProxyTestCase):
         p = Proxy(self.workdir, settings)
         p.settings["proxy"].update(proxy or {})
         p.settings["proxy"]["listen"] = "127.0.0.1:%d, 127.0.0.1:%d tls" % (p.port, self.https_port)
-        p.settings["proxy"]["resp_listen"] = "127.0.0.1:%d, 127.0.0.1:%d tls" % (self.plain_resp_port,
-                                                                              self.tls_resp_port)
+        p.settings["proxy"]["resp_listen"] = resp_listen or "127.0.0.1:%d, 127.0.0.1:%d tls" % (
+            self.plain_resp_port, self.tls_resp_port)
         p.workers = int(p.settings["proxy"]["workers"])
         p.resp_port = self.plain_resp_port
         if admin_tls:
@@ -219,6 +276,66 @@ class TlsClientBoundsTest(TlsClientsBase):
         wait_until(lambda: self.metric(proxy, "redis_proxy_clients") == 0
                    if self.metric(proxy, "redis_proxy_clients") is not None else True, what="no client held")
 
+    def test_https_answers_a_client_that_half_closes(self):
+        big = b"x" * (2 * 1024 * 1024)
+        self.redis("SET", "big", big)
+        self.start_tls_proxy()
+        c = RawTls(self.https_port, self.context())
+        c.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 2)  # pipelined, then no more (FIN)
+        c.sock.shutdown(socket.SHUT_WR)
+        got = c.read_all()
+        c.sock.close()
+        self.assertEqual(got.count(b"HTTP/1.1 200"), 2)
+        self.assertEqual(got.count(big), 2)
+
+    def test_bytes_decrypted_while_reading_is_held_back_are_read_later(self):
+        # One TLS record: a GET of a value larger than the client's output bound lets through at
+        # once (reading stops, backpressure), then 600 PINGs that OpenSSL has already decrypted:
+        # no readiness of the socket will tell about them once reading resumes.
+        big = os.urandom(1200 * 1024)
+        self.redis("SET", "big", big)
+        self.start_tls_proxy(redis={"address": "127.0.0.1:%d" % self.redis.port, "max_reply_size": "8m"},
+                             cache={"max_value_size": "4m"})
+        c = self.tls_resp()
+        self.assertEqual(c("GET", "big"), big)  # cached now
+        c.send_raw(resp_encode("GET", "big") + resp_encode("PING") * 600)
+        self.assertEqual(c.read_reply(), big)
+        self.assertEqual([c.read_reply() for _ in range(600)], [b"PONG"] * 600)
+        c.close()
+
+    def test_garbage_after_the_handshake(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy(proxy={"workers": "2"})
+        pids = proxy.worker_pids()
+        for port in (self.tls_resp_port, self.https_port):
+            # Bytes that are no TLS record: a TLS alert, and the connection closed.
+            c = RawTls(port, self.context())
+            c.sock.sendall(os.urandom(2048))
+            c.read_all()
+            c.sock.close()
+            # A record that does not decrypt (its bytes changed on the way).
+            c = RawTls(port, self.context())
+            c.obj.write(b"GET /k HTTP/1.1\r\n\r\n" if port == self.https_port else resp_encode("GET", "k"))
+            record = bytearray(c.outgoing.read())
+            record[-1] ^= 0xFF
+            c.sock.sendall(bytes(record))
+            self.assertNotIn(b"v", c.read_all())
+            c.sock.close()
+        # Garbage inside good records: the protocol's own errors.
+        c = self.tls_resp()
+        c.send_raw(b"*1\r\n$-5\r\n")
+        with self.assertRaises(RedisError):
+            c.read_reply()
+        c.close()
+        conn = self.https()
+        conn.request("GET", "/%ZZ")
+        self.assertEqual(conn.getresponse().status, 400)
+        conn.close()
+        c = self.tls_resp()
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+        self.assertEqual(proxy.worker_pids(), pids)
+
     def test_garbage_on_tls_addresses_leaves_the_workers_serving(self):
         self.redis("SET", "k", "v")
         proxy = self.start_tls_proxy(proxy={"workers": "2"})
@@ -336,6 +453,110 @@ class TlsReloadTest(TlsClientsBase):
             return False
         except (ConnectionError, ssl.SSLError, OSError):
             return True
+
+
+class TlsProcessTest(TlsClientsBase):
+
+    def test_tls_connections_queued_on_a_dying_workers_socket_are_served_over_tls(self):
+        # As test_process.py's: worker 0 frozen while TLS clients queue on its socket, then
+        # killed within a second of its start (its respawn waits longer each time): a serving
+        # worker takes its sockets meanwhile, and must serve a TLS address's as TLS.
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy(proxy={"workers": "2"})
+        slowest, queued = 0.0, 0
+        for round_ in range(4):
+            pid = proxy.worker_pids()[0]
+            os.kill(pid, signal.SIGSTOP)
+            results, threads, connected = [], [], []
+
+            def one_client():
+                started = time.monotonic()
+                try:
+                    raw = socket.create_connection(("127.0.0.1", self.tls_resp_port), timeout=10)
+                    connected.append(1)
+                    c = self.context().wrap_socket(raw, server_hostname="localhost")
+                    c.sendall(resp_encode("GET", "k"))
+                    results.append((c.recv(100) == b"$1\r\nv\r\n", time.monotonic() - started))
+                    c.close()
+                except OSError as e:
+                    results.append((repr(e), time.monotonic() - started))
+            for _ in range(12):
+                t = threading.Thread(target=one_client)
+                t.start()
+                threads.append(t)
+            wait_until(lambda: len(connected) == 12, what="every client connected")
+            queued += 12 - len(results)
+            killed_at = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            for t in threads:
+                t.join(15)
+            self.assertEqual([ok for ok, _ in results], [True] * 12, results)
+            if round_ > 0:  # (the first respawn is at once: nothing to lend)
+                slowest = max(slowest, time.monotonic() - killed_at)
+            wait_until(lambda: proxy.worker_pids()[0] != pid, timeout=15, what="respawn")
+        self.assertGreater(queued, 0, "no client reached the frozen worker's socket")
+        self.assertLess(slowest, 0.5, "a queued TLS client waited for the dead worker's successor")
+
+    def test_protected_mode_closes_a_tls_client_from_outside_without_an_answer(self):
+        outside = non_loopback_ipv4()
+        if outside is None:
+            self.skipTest("this machine has no non-loopback IPv4 address to connect from")
+        self.redis("SET", "k", "v")
+        port = free_ports(1)[0]
+        proxy = self.start_tls_proxy(resp_listen="0.0.0.0:%d tls" % port)
+        raw = socket.create_connection((outside, port), timeout=10, source_address=(outside, 0))
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            self.context(check_hostname=False).wrap_socket(raw, server_hostname=outside)
+        raw.close()
+        wait_until(lambda: self.metric(proxy, 'redis_proxy_clients_denied_total{front="resp"}') == 1, what="counted")
+        self.assertIn("protected mode: refused TLS client", proxy.log())
+        c = TlsResp(port, self.context())  # from loopback: served
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+
+
+class TlsReloadAddressesTest(TlsClientsBase):
+
+    def test_a_reload_that_reorders_adds_and_switches_addresses(self):
+        self.redis("SET", "k", "v")
+        proxy = self.start_tls_proxy(proxy={"workers": "2"})
+        extra = free_ports(1)[0]
+        # The TLS address first, a new plain one, and the old plain address now TLS.
+        proxy.settings["proxy"]["resp_listen"] = "127.0.0.1:%d tls, 127.0.0.1:%d, 127.0.0.1:%d tls" % (
+            self.tls_resp_port, extra, self.plain_resp_port)
+        proxy.write_config()
+        out = subprocess.run([PROXY_BIN, "-c", proxy.config_path, "-R", str(proxy.proc.pid)], capture_output=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out)
+        wait_until(lambda: "reload: configuration generation 2 serving" in proxy.log(), what="the reload")
+        for port in (self.tls_resp_port, self.plain_resp_port):
+            wait_until(lambda: self.served_over_tls(port), what="TLS on %d" % port)
+        plain = RedisClient(extra)
+        self.assertEqual(plain("GET", "k"), b"v")
+        plain.close()
+        self.assertIn("reload: listening for RESP on 127.0.0.1:%d" % extra, proxy.log())
+
+    def test_with_mutual_tls_a_reload_closes_tls_clients_after_their_answers(self):
+        self.redis("SET", "k", "v")
+        client = make_cert(self.workdir, "client", self.ca, dns=(), ips=(), client=True, server=False)
+        proxy = self.start_tls_proxy(proxy={"workers": "1", "shutdown_timeout": "30s"}, tls={"ca_file": self.ca[0]})
+        c = self.tls_resp(self.context(client_cert=client))
+        self.assertEqual(c("GET", "k"), b"v")
+        os.kill(proxy.proc.pid, signal.SIGHUP)  # the CA file may have changed in place: clients verified again
+        wait_until(lambda: "reload: configuration generation 2 serving" in proxy.log(), what="the reload")
+        wait_until(lambda: TlsReloadTest.closed(c), what="the old client closed well before shutdown_timeout")
+        c = self.tls_resp(self.context(client_cert=client))
+        self.assertEqual(c("GET", "k"), b"v")
+        c.close()
+
+    def served_over_tls(self, port):
+        try:
+            c = TlsResp(port, self.context(), timeout=3)
+            ok = c("GET", "k") == b"v"
+            c.close()
+            return ok
+        except (ssl.SSLError, OSError):
+            return False
 
 
 class TlsConfigTest(TlsClientsBase):

@@ -234,6 +234,8 @@ TEST(Config, test_listen_takes_several_addresses_each_maybe_tls)
     STRCMP_EQUAL("invalid value for listen: 'ssl' after 127.0.0.1:1 (an address may only be followed by tls)", err);
     CHECK_EQUAL(-1, config_split_listen("1:1, 1:2, 1:3, 1:4, 1:5", "listen", at, err, sizeof(err)));
     STRCMP_EQUAL("invalid value for listen: more than 4 addresses", err);
+    CHECK_EQUAL(-1, config_split_listen("127.0.0.1:1, ", "listen", at, err, sizeof(err)));
+    STRCMP_EQUAL("invalid value for listen: nothing after the last comma", err);
     CHECK_EQUAL(-1, config_split_listen("127.0.0.1:1, tls", "listen", at, err, sizeof(err)));
     STRCMP_EQUAL("invalid address 'tls' for listen: expected host:port", err);
 
@@ -253,6 +255,7 @@ TEST(Config, test_listen_takes_several_addresses_each_maybe_tls)
     CHECK_TRUE(load("[proxy]\nlisten = 127.0.0.1:8080, 127.0.0.1:8443\nresp_listen = 127.0.0.1:6390, 127.0.0.1:8443\n"));
     CHECK_FALSE(config_validate(&config, err, sizeof(err)));
     STRCMP_CONTAINS("resp_listen in [proxy] (127.0.0.1:6390, 127.0.0.1:8443) and listen", error().c_str());
+    STRCMP_CONTAINS("cannot share a port (127.0.0.1:8443 and 127.0.0.1:8443)", error().c_str());
 }
 
 TEST(Config, test_tls_protocols)
