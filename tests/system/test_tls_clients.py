@@ -559,6 +559,45 @@ class TlsReloadAddressesTest(TlsClientsBase):
             return False
 
 
+class TlsClientsDocsExampleTest(TlsClientsBase):
+    """docs/tls.md's example for clients, as written: its ini block with the ports, the
+    certificate and Redis's address moved to the test's."""
+
+    def test_the_clients_example_runs_as_written(self):
+        import re
+        from harness import ROOT
+        with open(os.path.join(ROOT, "docs", "tls.md")) as f:
+            ini = re.findall(r"```ini\n(.*?)```", f.read(), re.S)[1]
+        self.redis("SET", "user:42", "alice")
+        http, https, resp, tls_resp, admin = free_ports(5)
+        for old, new in (("127.0.0.1:8080", "127.0.0.1:%d" % http), ("*:8443", "*:%d" % https),
+                         ("127.0.0.1:6380", "127.0.0.1:%d" % resp), ("*:6390", "*:%d" % tls_resp),
+                         ("127.0.0.1:9121", "127.0.0.1:%d" % admin), ("/etc/redis-proxy/proxy.crt", self.cert[0]),
+                         ("/etc/redis-proxy/proxy.key", self.cert[1])):
+            self.assertIn(old, ini)
+            ini = ini.replace(old, new)
+        config = os.path.join(self.workdir, "clients.ini")
+        with open(config, "w") as f:
+            f.write(ini + "\n[redis]\naddress = 127.0.0.1:%d\n" % self.redis.port)
+        with open(os.path.join(self.workdir, "clients.log"), "wb") as log:
+            proc = subprocess.Popen([PROXY_BIN, "-c", config], stdout=log, stderr=log)
+        self.addCleanup(lambda: (proc.terminate(), proc.wait(15)))
+        self.https_port, self.tls_resp_port = https, tls_resp
+
+        def https_get():
+            try:
+                conn = self.https(timeout=5)
+                conn.request("GET", "/user:42", headers={"Authorization": "Basic YXBwOmFwcC1wYXNzd29yZA=="})
+                return conn.getresponse().read()
+            except OSError:
+                return None
+        wait_until(lambda: https_get() == b"alice", what="HTTPS, logged in as app")
+        out = subprocess.run(["redis-cli", "-p", str(tls_resp), "--tls", "--cacert", self.ca[0], "--user", "app",
+                              "--pass", "app-password", "--no-auth-warning", "GET", "user:42"],
+                             capture_output=True, timeout=30)
+        self.assertEqual(out.stdout.strip(), b"alice", out)
+
+
 class TlsConfigTest(TlsClientsBase):
 
     def check(self, *overrides):
