@@ -879,6 +879,8 @@ bool config_validate(const Config *c, char *err, size_t errlen)
         SSL_CTX *ctx = tls_server_context(&files, why, sizeof(why));
         const Setting *at = c->tls_cert_file[0] == '\0'  ? setting_find("tls", "cert_file")
                             : c->tls_key_file[0] == '\0' ? setting_find("tls", "key_file")
+                            : strstr(why, "key_file") == why && strstr(why, "does not match") != NULL
+                                ? given_last(c, setting_find("tls", "cert_file"), setting_find("tls", "key_file"))
                             : strstr(why, "key_file") == why ? setting_find("tls", "key_file")
                             : strstr(why, "ca_file") == why ? setting_find("tls", "ca_file")
                             : strstr(why, "ciphers") == why ? setting_find("tls", "ciphers")

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -25,14 +26,25 @@ const char *tls_error_text(char *buf, size_t len, const char *fallback)
     return buf;
 }
 
-// Of the files given (empty: none), the first that cannot be read (errno says why), or NULL:
-// "No such file or directory" says more than OpenSSL's "system library" error.
-static const char *first_unreadable(const char *a, const char *b, const char *c)
+// Of the files given (empty: none), the first that cannot be read, or NULL; *why says why ("No
+// such file or directory" says more than OpenSSL's "system library" error). Only regular files:
+// reading a FIFO would hang the check, the start or a reload.
+static const char *first_unreadable(const char *a, const char *b, const char *c, const char **why)
 {
     const char *paths[] = {a, b, c};
-    for (const char *path : paths)
-        if (path[0] != '\0' && access(path, R_OK) != 0)
+    for (const char *path : paths) {
+        if (path[0] == '\0')
+            continue;
+        struct stat st;
+        if (access(path, R_OK) != 0 || stat(path, &st) != 0) {
+            *why = strerror(errno);
             return path;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            *why = "not a regular file";
+            return path;
+        }
+    }
     return NULL;
 }
 
@@ -56,9 +68,10 @@ SSL_CTX *tls_client_context(const TlsClientFiles *c, char *err, size_t errlen)
     // are in an evbuffer that is drained by what SSL_write took.
     // An idle connection's read and write buffers (about 34 KiB) go back between records.
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-    const char *unreadable = first_unreadable(c->ca_file, c->cert_file, c->key_file);
+    const char *why_unreadable;
+    const char *unreadable = first_unreadable(c->ca_file, c->cert_file, c->key_file, &why_unreadable);
     if (unreadable != NULL) {
-        snprintf(err, errlen, "[redis] tls: %s: %s", unreadable, strerror(errno));
+        snprintf(err, errlen, "[redis] tls: %s: %s", unreadable, why_unreadable);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -157,24 +170,30 @@ SSL_CTX *tls_server_context(const TlsServerFiles *f, char *err, size_t errlen)
     // certificates asked for unless this is set).
     static const unsigned char session_context[] = "redis-proxy";
     SSL_CTX_set_session_id_context(ctx, session_context, sizeof(session_context) - 1);
-    const char *unreadable = first_unreadable(f->cert_file, f->key_file, f->ca_file);
+    const char *why_unreadable;
+    const char *unreadable = first_unreadable(f->cert_file, f->key_file, f->ca_file, &why_unreadable);
     if (f->cert_file[0] == '\0' || f->key_file[0] == '\0') {
         snprintf(err, errlen, "[tls] needs cert_file and key_file for a listener marked tls");
     } else if (unreadable != NULL) {
         const char *setting = unreadable == f->cert_file ? "cert_file" : unreadable == f->key_file ? "key_file" : "ca_file";
-        snprintf(err, errlen, "%s in [tls]: %s: %s", setting, unreadable, strerror(errno));
+        snprintf(err, errlen, "%s in [tls]: %s: %s", setting, unreadable, why_unreadable);
     } else if (SSL_CTX_use_certificate_chain_file(ctx, f->cert_file) != 1) {
         snprintf(err, errlen, "cert_file in [tls] (%s): %s", f->cert_file,
                  tls_error_text(why, sizeof(why), "cannot be loaded"));
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, f->key_file, SSL_FILETYPE_PEM) != 1 ||
-               SSL_CTX_check_private_key(ctx) != 1) {
-        tls_error_text(why, sizeof(why), "does not match cert_file");
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, f->key_file, SSL_FILETYPE_PEM) != 1) {
+        tls_error_text(why, sizeof(why), "cannot be loaded");
         if (strstr(why, "bad decrypt") != NULL || strstr(why, "processing error") != NULL)
             snprintf(err, errlen, "key_file in [tls] (%s): an encrypted key (with a passphrase) is not supported: "
                      "decrypt it (openssl pkey -in KEY -out KEY.plain) and keep it readable by the proxy only",
                      f->key_file);
+        else if (strstr(why, "mismatch") != NULL)  // (OpenSSL checks the pair as it loads the key)
+            snprintf(err, errlen, "key_file in [tls] (%s) does not match cert_file (%s): %s", f->key_file,
+                     f->cert_file, why);
         else
             snprintf(err, errlen, "key_file in [tls] (%s): %s", f->key_file, why);
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "key_file in [tls] (%s) does not match cert_file (%s): %s", f->key_file, f->cert_file,
+                 tls_error_text(why, sizeof(why), "key values mismatch"));
     } else if (f->ca_file[0] != '\0' && SSL_CTX_load_verify_locations(ctx, f->ca_file, NULL) != 1) {
         snprintf(err, errlen, "ca_file in [tls] (%s): %s", f->ca_file, tls_error_text(why, sizeof(why), "cannot be loaded"));
     } else if (f->ciphers[0] != '\0' && SSL_CTX_set_cipher_list(ctx, f->ciphers) != 1) {

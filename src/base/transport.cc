@@ -28,11 +28,24 @@ static bool drop_ssl(Transport *t)
     return false;
 }
 
+// Counts what OpenSSL reads from the socket (Transport.raw_read).
+static long count_raw_reads(BIO *bio, int oper, const char *, size_t, int, long, int ret, size_t *processed)
+{
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN) && ret > 0 && processed != NULL)
+        ((Transport *)BIO_get_callback_arg(bio))->raw_read += *processed;
+    return ret;
+}
+
 // TLS over the socket, either side: false when out of memory.
 static bool new_ssl(Transport *t, SSL_CTX *ctx)
 {
     t->ssl = SSL_new(ctx);
-    return t->ssl != NULL && SSL_set_fd(t->ssl, t->fd) == 1 ? true : drop_ssl(t);
+    if (t->ssl == NULL || SSL_set_fd(t->ssl, t->fd) != 1)
+        return drop_ssl(t);
+    BIO *rbio = SSL_get_rbio(t->ssl);
+    BIO_set_callback_ex(rbio, count_raw_reads);
+    BIO_set_callback_arg(rbio, (char *)t);
+    return true;
 }
 
 bool transport_start_tls(Transport *t, SSL_CTX *ctx, const char *server_name)

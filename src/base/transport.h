@@ -8,6 +8,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct evbuffer;
@@ -23,6 +24,8 @@ struct Transport {
     char error[160];        // TLS: why the last read or write failed (errno EPROTO), OpenSSL's words
     bool tls_refused;       // TLS: the last failure was TLS's own (a certificate, an alert, no common
                             // protocol), not the connection's (a reset, an end before the handshake)
+    uint64_t raw_read;      // TLS: bytes read from the socket, whole records or not (a bound on a
+                            // request must start at its first byte, not at its record's last)
 };
 
 enum TransportStep { TRANSPORT_DONE, TRANSPORT_WANT_READ, TRANSPORT_WANT_WRITE, TRANSPORT_FAILED };

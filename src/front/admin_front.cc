@@ -128,7 +128,8 @@ static bool refused_by_protected_mode(const AdminFront *a, int fd)
         return false;
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
-    return getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer);
+    // (No peer: the client has gone already; its connection ends at its first read, unserved.)
+    return getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && !address_is_loopback((struct sockaddr *)&peer);
 }
 
 static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)

@@ -3,12 +3,15 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>  // a request's HTTP version, which 2.1 has no getter for
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +128,35 @@ static void on_input(evbuffer *, const evbuffer_cb_info *info, void *arg)
     }
 }
 
+// TLS: what OpenSSL reads from the socket, whole records or not. The first byte of a request
+// starts its deadline (on_input); over TLS, that byte is the first of its record, which the input
+// sees only once the record is whole: a client sending records a byte at a time would otherwise
+// hold the connection for ever.
+static long on_tls_bytes(BIO *bio, int oper, const char *, size_t, int, long, int ret, size_t *processed)
+{
+    HttpClient *c = (HttpClient *)BIO_get_callback_arg(bio);
+    if (oper != (BIO_CB_READ | BIO_CB_RETURN) || ret <= 0 || processed == NULL || *processed == 0 || c == NULL)
+        return ret;
+    if (c->awaiting_handshake && http_connection_handshaken(c->bev)) {
+        c->awaiting_handshake = false;  // the first request's bytes: its own window from here
+        arm_deadline(c);
+    } else if (c->input_watch != NULL) {
+        unwatch_input(c);
+        arm_deadline(c);
+    }
+    return ret;
+}
+
+static void watch_tls_bytes(HttpClient *c, HttpClient *arg)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    BIO *rbio = ssl != NULL ? SSL_get_rbio(ssl) : NULL;
+    if (rbio == NULL)
+        return;
+    BIO_set_callback_ex(rbio, arg != NULL ? on_tls_bytes : NULL);
+    BIO_set_callback_arg(rbio, (char *)arg);
+}
+
 static void on_deadline(evutil_socket_t, short, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
@@ -167,6 +199,8 @@ static void on_connection_closed(evhttp_connection *, void *arg)
 {
     HttpClient *c = (HttpClient *)arg;
     HttpFront *h = c->front;
+    if (c->tls)
+        watch_tls_bytes(c, NULL);  // (the connection's SSL may outlive c a moment)
     if (c->tls && !http_connection_handshaken(c->bev))
         h->env->stats->tls_handshake_failures[FRONT_HTTP]++;
     else if (c->tls && !c->handshake_counted)
@@ -231,6 +265,8 @@ static bool track_client(HttpFront *h, bufferevent *bev, evhttp_connection *evco
         return false;
     }
     h->by_fd[fd] = c;
+    if (c->tls)
+        watch_tls_bytes(c, c);
     client_memory_set(h->env->client_memory, &c->memory, c->held);  // (the close callback gives it back)
     evhttp_connection_set_closecb(evcon, on_connection_closed, c);
     return true;
@@ -249,7 +285,8 @@ static bool refused_by_protected_mode(HttpFront *h, int fd)
         return false;
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
-    return getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || !address_is_loopback((struct sockaddr *)&peer);
+    // (No peer: the client has gone already; its connection ends at its first read, unserved.)
+    return getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && !address_is_loopback((struct sockaddr *)&peer);
 }
 
 static void on_adopted(void *arg, bufferevent *bev, evhttp_connection *evcon)

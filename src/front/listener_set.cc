@@ -1,7 +1,10 @@
 #include "listener_set.h"
 
 #include <event2/http.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static bool reserve(ListenerSet *set)
@@ -117,6 +120,41 @@ void listener_set_release(ListenerSet *set, int slot)
         set->adopted_for[i] = set->adopted_for[set->count];
         set->tls[i] = set->tls[set->count];
     }
+}
+
+// Whether a listener bound at `l` takes connections to `local`: the same port and family, and the
+// same address or a wildcard one.
+static bool listens_for(const struct sockaddr_storage *l, const struct sockaddr_storage *local)
+{
+    if (l->ss_family != local->ss_family)
+        return false;
+    if (l->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)l, *b = (const struct sockaddr_in *)local;
+        return a->sin_port == b->sin_port &&
+               (a->sin_addr.s_addr == htonl(INADDR_ANY) || a->sin_addr.s_addr == b->sin_addr.s_addr);
+    }
+    if (l->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)l, *b = (const struct sockaddr_in6 *)local;
+        return a->sin6_port == b->sin6_port &&
+               (memcmp(&a->sin6_addr, &in6addr_any, sizeof(a->sin6_addr)) == 0 ||
+                memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0);
+    }
+    return false;
+}
+
+bool listener_set_address_is_tls(const ListenerSet *set, int conn)
+{
+    struct sockaddr_storage local, l;
+    socklen_t len = sizeof(local);
+    if (getsockname(conn, (struct sockaddr *)&local, &len) != 0)
+        return false;
+    for (int i = 0; i < set->count; i++) {
+        len = sizeof(l);
+        if (set->tls[i] && getsockname(evconnlistener_get_fd(set->item[i]), (struct sockaddr *)&l, &len) == 0 &&
+            listens_for(&l, &local))
+            return true;
+    }
+    return false;
 }
 
 void listener_set_free(ListenerSet *set)

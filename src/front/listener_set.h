@@ -52,5 +52,8 @@ void listener_set_enable(ListenerSet *set, bool enabled);
 bool listener_set_adopt(ListenerSet *set, int fd, bool tls, int slot);
 // Stops serving the sockets adopted for `slot` (its worker serves them again).
 void listener_set_release(ListenerSet *set, int slot);
+// Whether `conn`, a connected socket, was accepted on an address this set serves as TLS (its
+// local address is a TLS listener's, or in the range of one on a wildcard address).
+bool listener_set_address_is_tls(const ListenerSet *set, int conn);
 // Frees the listeners unless their evhttp does (then call it before evhttp_free).
 void listener_set_free(ListenerSet *set);

@@ -374,13 +374,23 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         c->in = in;
         c->in_cap = cap;
     }
+    uint64_t raw_before = c->tls != NULL ? c->tls->raw_read : 0;
     ssize_t n = c->tls != NULL ? transport_recv(c->tls, c->in + c->in_len, c->in_cap - c->in_len)
                                : recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n < 0) {
-        if (errno != EAGAIN && errno != EINTR)
+        if (errno != EAGAIN && errno != EINTR) {
             client_close(c);
-        else if (c->tls != NULL && c->tls->read_wants_write)
+            return;
+        }
+        if (c->tls != NULL && c->tls->read_wants_write)
             event_add(c->write_event, c->front->idle_timeout);  // on_writable reads again
+        if (c->tls != NULL && c->tls->raw_read != raw_before && !c->deadline_armed) {
+            // Part of a record: a command has begun, though none of its bytes can be read yet.
+            // Its deadline starts now, as a plain command's does at its first byte (a client
+            // sending a record a byte at a time must not hold the connection for ever).
+            event_add(c->deadline_event, c->front->request_timeout);
+            c->deadline_armed = true;
+        }
         return;
     }
     if (n == 0) {
@@ -573,6 +583,13 @@ void resp_front_adopt(RespFront *f, int fd, const HandoverClient *state)
             close(fd);
             return;
         }
+    }
+    if (listener_set_address_is_tls(&f->listeners, fd)) {
+        // Its address is marked tls from this reload on: a plain client is not served there.
+        log_info("worker %d: RESP client %llu closed at the reload: its address is TLS now", f->env->id,
+                 (unsigned long long)state->id);
+        close(fd);
+        return;
     }
     const AclUser *user = NULL;
     if (state->user_len > 0) {

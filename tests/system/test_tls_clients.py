@@ -336,6 +336,32 @@ class TlsClientBoundsTest(TlsClientsBase):
         c.close()
         self.assertEqual(proxy.worker_pids(), pids)
 
+    def test_a_record_sent_a_byte_at_a_time_is_bounded_by_request_timeout(self):
+        # request_timeout runs from a request's first byte; over TLS that is its record's first
+        # byte, long before the record is whole and anything of it can be read.
+        self.redis("SET", "k", "v")
+        self.start_tls_proxy(proxy={"request_timeout": "1s", "client_timeout": "60s"})
+        for port, request in ((self.tls_resp_port, resp_encode("GET", "k")),
+                              (self.https_port, b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")):
+            c = RawTls(port, self.context())
+            c.obj.write(request)
+            record = c.outgoing.read()
+            started, closed = time.monotonic(), False
+            for byte in record:  # 0.3 s apart: silence never lasts client_timeout
+                try:
+                    c.sock.sendall(bytes([byte]))
+                    time.sleep(0.3)
+                    closed = c.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                except BlockingIOError:
+                    continue  # nothing from the proxy yet
+                except OSError:
+                    closed = True
+                if closed:
+                    break
+            self.assertTrue(closed, "the whole record was sent a byte at a time")
+            self.assertLess(time.monotonic() - started, 4, "the record's bytes held the connection")
+            c.sock.close()
+
     def test_garbage_on_tls_addresses_leaves_the_workers_serving(self):
         self.redis("SET", "k", "v")
         proxy = self.start_tls_proxy(proxy={"workers": "2"})
@@ -520,6 +546,8 @@ class TlsReloadAddressesTest(TlsClientsBase):
     def test_a_reload_that_reorders_adds_and_switches_addresses(self):
         self.redis("SET", "k", "v")
         proxy = self.start_tls_proxy(proxy={"workers": "2"})
+        kept = proxy.resp()  # plain, on the address the reload marks tls
+        self.assertEqual(kept("GET", "k"), b"v")
         extra = free_ports(1)[0]
         # The TLS address first, a new plain one, and the old plain address now TLS.
         proxy.settings["proxy"]["resp_listen"] = "127.0.0.1:%d tls, 127.0.0.1:%d, 127.0.0.1:%d tls" % (
@@ -535,6 +563,9 @@ class TlsReloadAddressesTest(TlsClientsBase):
         self.assertEqual(plain("GET", "k"), b"v")
         plain.close()
         self.assertIn("reload: listening for RESP on 127.0.0.1:%d" % extra, proxy.log())
+        # The plain client of the address now TLS: handed over, and closed there, not served.
+        wait_until(lambda: TlsReloadTest.closed(kept), what="the plain client closed")
+        self.assertIn("closed at the reload: its address is TLS now", proxy.log())
 
     def test_with_mutual_tls_a_reload_closes_tls_clients_after_their_answers(self):
         self.redis("SET", "k", "v")
@@ -619,7 +650,7 @@ class TlsConfigTest(TlsClientsBase):
         other = make_cert(self.workdir, "other", self.ca)
         code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + other[1])
         self.assertEqual(code, 78)
-        self.assertIn("key_file in [tls] (%s)" % other[1], text)
+        self.assertIn("key_file in [tls] (%s) does not match cert_file (%s)" % (other[1], cert), text)
         encrypted = os.path.join(self.workdir, "encrypted.key")
         subprocess.run(["openssl", "pkey", "-in", key, "-out", encrypted, "-aes256", "-passout", "pass:x"],
                        check=True, capture_output=True)
