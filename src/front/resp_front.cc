@@ -331,6 +331,63 @@ static bool tls_handshake_step(RespClient *c)
     return false;
 }
 
+// TLS's own work around a client's reads and writes, kept off the plain path (one test of c->tls
+// there): the handshake's steps, and a read or a write that waits for the other readiness.
+
+// Before a read. False when none is to happen now (c may have been closed).
+static __attribute__((noinline)) bool tls_before_read(RespClient *c, int fd)
+{
+    if (!c->tls->handshaken && (!tls_handshake_step(c) || !c->reading))
+        return false;
+    if (c->tls->write_wants_read) {
+        // The read event was on for a write that waits for the socket to be readable.
+        c->tls->write_wants_read = false;
+        if (!may_read(c)) {
+            c->reading = true;  // (so that update_reading turns the event off again)
+            update_reading(c);
+        }
+        on_writable(fd, EV_WRITE, c);  // may close c
+        return false;
+    }
+    return true;
+}
+
+// A read into the client's input: as recv's.
+static __attribute__((noinline)) ssize_t tls_read(RespClient *c)
+{
+    uint64_t raw_before = c->tls->raw_read;
+    ssize_t n = transport_recv(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n < 0 && errno == EAGAIN) {
+        if (c->tls->read_wants_write)
+            event_add(c->write_event, c->front->idle_timeout);  // on_writable reads again
+        if (c->tls->raw_read != raw_before && !c->deadline_armed) {
+            // Part of a record: a command has begun, though none of its bytes can be read yet.
+            // Its deadline starts now, as a plain command's does at its first byte (a client
+            // sending a record a byte at a time must not hold the connection for ever).
+            event_add(c->deadline_event, c->front->request_timeout);
+            c->deadline_armed = true;
+        }
+        errno = EAGAIN;
+    }
+    return n;
+}
+
+// Before a write. False when none is to happen now (c may have been closed).
+static __attribute__((noinline)) bool tls_before_write(RespClient *c, short what)
+{
+    if (!c->tls->handshaken) {
+        if (!(what & EV_TIMEOUT) && tls_handshake_step(c) && c->reading)
+            event_active(c->read_event, EV_READ, 1);  // what came with the handshake's last flight
+        return false;
+    }
+    if (c->tls->read_wants_write) {
+        c->tls->read_wants_write = false;
+        if (c->reading)
+            event_active(c->read_event, EV_READ, 1);  // the read that waited for this
+    }
+    return true;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     RespClient *c = (RespClient *)arg;
@@ -340,18 +397,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         client_close(c);
         return;
     }
-    if (c->tls != NULL && !c->tls->handshaken && (!tls_handshake_step(c) || !c->reading))
+    if (__builtin_expect(c->tls != NULL, 0) && !tls_before_read(c, fd))
         return;
-    if (c->tls != NULL && c->tls->write_wants_read) {
-        // The read event was on for a write that waits for the socket to be readable.
-        c->tls->write_wants_read = false;
-        if (!may_read(c)) {
-            c->reading = true;  // (so that update_reading turns the event off again)
-            update_reading(c);
-        }
-        on_writable(fd, EV_WRITE, c);  // may close c
-        return;
-    }
     if (c->in_cap - c->in_len < 1024) {
         // What is left in the input is one command not yet complete (complete ones have run, or
         // wait with reading off). The buffer never grows past max_request_size: full, that
@@ -374,23 +421,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         c->in = in;
         c->in_cap = cap;
     }
-    uint64_t raw_before = c->tls != NULL ? c->tls->raw_read : 0;
-    ssize_t n = c->tls != NULL ? transport_recv(c->tls, c->in + c->in_len, c->in_cap - c->in_len)
-                               : recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    ssize_t n = __builtin_expect(c->tls != NULL, 0) ? tls_read(c)
+                                                    : recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n < 0) {
-        if (errno != EAGAIN && errno != EINTR) {
+        if (errno != EAGAIN && errno != EINTR)
             client_close(c);
-            return;
-        }
-        if (c->tls != NULL && c->tls->read_wants_write)
-            event_add(c->write_event, c->front->idle_timeout);  // on_writable reads again
-        if (c->tls != NULL && c->tls->raw_read != raw_before && !c->deadline_armed) {
-            // Part of a record: a command has begun, though none of its bytes can be read yet.
-            // Its deadline starts now, as a plain command's does at its first byte (a client
-            // sending a record a byte at a time must not hold the connection for ever).
-            event_add(c->deadline_event, c->front->request_timeout);
-            c->deadline_armed = true;
-        }
         return;
     }
     if (n == 0) {
@@ -403,7 +438,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     c->in_len += (size_t)n;
     process_input(c);
-    if (c->tls != NULL && c->reading && transport_pending(c->tls))
+    if (__builtin_expect(c->tls != NULL, 0) && c->reading && transport_pending(c->tls))
         event_active(c->read_event, EV_READ, 1);  // another record is decrypted already
     on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
 }
@@ -417,16 +452,8 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         evict(c, c->evict_reason);
         return;
     }
-    if (c->tls != NULL && !c->tls->handshaken) {
-        if (!(what & EV_TIMEOUT) && tls_handshake_step(c) && c->reading)
-            event_active(c->read_event, EV_READ, 1);  // what came with the handshake's last flight
+    if (__builtin_expect(c->tls != NULL, 0) && !tls_before_write(c, what))
         return;
-    }
-    if (c->tls != NULL && c->tls->read_wants_write) {
-        c->tls->read_wants_write = false;
-        if (c->reading)
-            event_active(c->read_event, EV_READ, 1);  // the read that waited for this
-    }
     if (what & EV_TIMEOUT) {
         // Its answers have waited client_timeout for room in the socket: a client that does not
         // read holds its slot and its output like one that does not send (nginx's send_timeout).
@@ -444,7 +471,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (evbuffer_get_length(out) > 0) {
-        int n = c->tls != NULL ? transport_send(c->tls, out) : evbuffer_write(out, fd);
+        int n = __builtin_expect(c->tls != NULL, 0) ? transport_send(c->tls, out) : evbuffer_write(out, fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             client_close(c);
             return;

@@ -236,3 +236,39 @@ class ContentTypeTest(ProxyTestCase):
         r = proxy.get("k")
         self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
         self.assertEqual(r.body, b"v")
+
+
+class AnswerHeadTest(ProxyTestCase):
+    """A value's answer head is composed in one piece (http_front.cc compose_head): each header
+    once, in HTTP/1.1 and 1.0, for a 200, a HEAD and a 304, and nothing evhttp adds beside it."""
+
+    def head_lines(self, proxy, request):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(request)
+            data = read_until_closed(s)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        names = [line.split(b":", 1)[0].lower() for line in lines[1:]]
+        return lines[0], names, dict(line.split(b": ", 1) for line in lines[1:]), body
+
+    def test_each_header_once(self):
+        proxy = self.start_proxy(http={"etag": "on", "cache_control": "public, max-age=30"})
+        self.redis("SET", "k", "value")
+        for version in (b"1.1", b"1.0"):
+            for method in (b"GET", b"HEAD"):
+                status, names, headers, body = self.head_lines(
+                    proxy, method + b" /k HTTP/" + version + b"\r\nConnection: close\r\n\r\n")
+                self.assertEqual(status, b"HTTP/" + version + b" 200 OK")
+                self.assertEqual(sorted(names), sorted(set(names)), names)
+                for name in (b"content-type", b"x-cache", b"etag", b"cache-control", b"age", b"date",
+                             b"content-length"):
+                    self.assertIn(name, names)
+                self.assertEqual(headers[b"Content-Type"], b"application/octet-stream")
+                self.assertEqual(body, b"value" if method == b"GET" else b"")
+        etag = headers[b"ETag"]
+        status, names, headers, body = self.head_lines(
+            proxy, b"GET /k HTTP/1.1\r\nIf-None-Match: " + etag + b"\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, b"HTTP/1.1 304 Not Modified")
+        self.assertEqual(sorted(n for n in names if n not in (b"date", b"connection")),
+                         [b"age", b"cache-control", b"etag"])
+        self.assertEqual(body, b"")
