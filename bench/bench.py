@@ -209,6 +209,20 @@ def callgrind_per_request(workdir, redis):
             s.close()
         return run
 
+    # Two keys read in turn through a cache of one: every request a miss (a Redis round trip).
+    miss_requests = [("GET /key:%012d HTTP/1.1\r\nHost: bench\r\n\r\n" % i).encode() for i in (1, 2)]
+
+    def http_misses(n):
+        def run(proxy):
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=60)
+            for i in range(n + 10):
+                s.sendall(miss_requests[i % 2])
+                data = b""
+                while not data.endswith(b"\r\n\r\n" + VALUE):
+                    data += s.recv(4096)
+            s.close()
+        return run
+
     def resp_hits(n, depth, login=False):
         def run(proxy):
             c = proxy.resp(timeout=60)
@@ -258,7 +272,11 @@ def callgrind_per_request(workdir, redis):
              ("RESP GET hit, access log on (a file)", lambda n: resp_hits(n, 1), access),
              ("RESP GET hit, authenticated (a user with three key patterns)", lambda n: resp_hits(n, 1, True),
               users),
-             ("RESP GET hit, pipelined 16 deep", lambda n: resp_hits(n, 16), None)]
+             ("RESP GET hit, pipelined 16 deep", lambda n: resp_hits(n, 16), None),
+             ("HTTP GET miss (capacity 1, two keys in turn; PTTL and GET)", lambda n: http_misses(n),
+              {"cache": {"capacity": "1"}}),
+             ("HTTP GET miss, follow_key_expiry = off (GET only)", lambda n: http_misses(n),
+              {"cache": {"capacity": "1", "follow_key_expiry": "off"}})]
     results = {}
     for name, make_run, sections in kinds:
         low = callgrind_worker_total(workdir, redis, make_run(1008), sections)
