@@ -8,7 +8,7 @@ PKGS     := libevent libevent_openssl hiredis inih libsystemd libssl libcrypto
 BUILD_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev libsystemd-dev libssl-dev
 DEB_PKGS := g++ make pkg-config libevent-dev libhiredis-dev libinih-dev libcpputest-dev \
             libsystemd-dev libssl-dev systemd redis-server redis-tools python3 python3-redis python3-prometheus-client \
-            python3-yaml curl groff-base
+            python3-yaml curl groff-base openssl
 # Debian's Python, whose modules (python3-redis) the packages above install; not whichever
 # python3 comes first in PATH.
 PYTHON   := /usr/bin/python3
