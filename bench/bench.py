@@ -464,6 +464,20 @@ def sweep(workdir, redis):
     return chosen, rows
 
 
+def start_nginx(workdir, name, listen, http_settings=""):
+    """nginx answering `return 200` with the bench's value, in a folder of its own (`name`):
+    `listen`, its server's listen directives; `http_settings`, more of its http block."""
+    nginx_dir = os.path.join(workdir, name)
+    os.makedirs(os.path.join(nginx_dir, "logs"))
+    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+        f.write("worker_processes auto;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
+                "events { worker_connections 4096; }\n"
+                "http { access_log off; keepalive_requests 100000000; %sserver { %s "
+                "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
+                % (nginx_dir, nginx_dir, http_settings, listen, VALUE.decode()))
+    start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"], name, workdir)
+
+
 def run_handshakes(port, ca, resumed):
     """New TLS connections a second from one client (openssl s_time: connect, handshake, close),
     without or with resumption (TLS 1.2's session tickets: s_time cannot resume TLS 1.3's)."""
@@ -481,18 +495,10 @@ def measure_tls(workdir, redis, ca, cert):
     proxy = start_proxy(workdir, redis, 2, KEYS * 2, resp=True, client_tls=cert)
     warm_all_workers(proxy, 2, KEYS, "key:%012d")
     nginx_port, nginx_tls_port = free_port(), free_port()
-    nginx_dir = os.path.join(workdir, "nginx-tls")
-    os.makedirs(os.path.join(nginx_dir, "logs"))
-    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-        f.write("worker_processes auto;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
-                "events { worker_connections 4096; }\n"
-                "http { access_log off; keepalive_requests 100000000; ssl_session_cache shared:tls:10m; "
-                "ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate %s; ssl_certificate_key %s; "
-                "server { listen 127.0.0.1:%d reuseport; listen 127.0.0.1:%d ssl reuseport; "
-                "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
-                % (nginx_dir, nginx_dir, cert[0], cert[1], nginx_port, nginx_tls_port, VALUE.decode()))
-    start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"],
-          "nginx-tls", workdir)
+    start_nginx(workdir, "nginx-tls",
+                "listen 127.0.0.1:%d reuseport; listen 127.0.0.1:%d ssl reuseport;" % (nginx_port, nginx_tls_port),
+                "ssl_session_cache shared:tls:10m; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate %s; "
+                "ssl_certificate_key %s; " % cert)
     for port in (nginx_port, nginx_tls_port):
         wait_until(lambda: port_answers(port), what="nginx")
     http_targets = {"proxy 2": (proxy.port, "http"), "proxy 2 https": (proxy.https_port, "https"),
@@ -622,16 +628,7 @@ def main():
             start([os.path.join(BUILD, "bench", "evhttp_bare"), str(bare_ports[processes_count]), str(processes_count)],
                   "evhttp-bare-%d" % processes_count, workdir)
         nginx_port = free_port()
-        nginx_dir = os.path.join(workdir, "nginx")
-        os.makedirs(os.path.join(nginx_dir, "logs"))
-        with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-            f.write("worker_processes auto;\nerror_log %s/logs/error.log;\npid %s/nginx.pid;\n"
-                    "events { worker_connections 4096; }\n"
-                    "http { access_log off; keepalive_requests 100000000; server { listen 127.0.0.1:%d reuseport; "
-                    "location / { default_type application/octet-stream; return 200 '%s'; } } }\n"
-                    % (nginx_dir, nginx_dir, nginx_port, VALUE.decode()))
-        start(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"), "-g", "daemon off;"],
-              "nginx", workdir)
+        start_nginx(workdir, "nginx", "listen 127.0.0.1:%d reuseport;" % nginx_port)
         webdis = chosen["webdis"]["setting"]
         webdis_port, webdis_args = webdis["port"], WEBDIS_OUTPUT[webdis["output"]]  # still up from the sweep
         for port, name in list((p, "evhttp-bare") for p in bare_ports.values()) + [(nginx_port, "nginx")]:

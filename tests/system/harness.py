@@ -153,7 +153,8 @@ def resp_read(f):
 
 
 class RedisClient:
-    def __init__(self, port=None, unix_path=None, timeout=10):
+    """context: an ssl.SSLContext to speak TLS with (checking the server as server_hostname)."""
+    def __init__(self, port=None, unix_path=None, timeout=10, context=None, server_hostname="localhost"):
         self.closed = False
         if unix_path:
             self.sock = socket.socket(socket.AF_UNIX)
@@ -161,6 +162,8 @@ class RedisClient:
             self.sock.connect(unix_path)
         else:
             self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
         self.file = self.sock.makefile("rb")
 
     def __call__(self, *args):

@@ -13,32 +13,14 @@ import threading
 import time
 
 from harness import (PROXY_BIN, Proxy, ProxyTestCase, RedisClient, RedisError, free_ports, resp_encode,
-                     resp_read, wait_until)
+                     wait_until)
 from test_protected_mode import non_loopback_ipv4
 from tls_certs import make_ca, make_cert
 
 
-class TlsResp:
+def TlsResp(port, context, timeout=10):
     """A RESP connection over TLS: call it with a command, get the reply."""
-
-    def __init__(self, port, context, timeout=10, server_hostname="localhost"):
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock = context.wrap_socket(raw, server_hostname=server_hostname)
-        self.file = self.sock.makefile("rb")
-
-    def __call__(self, *args):
-        self.sock.sendall(resp_encode(*args))
-        return resp_read(self.file)
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def read_reply(self):
-        return resp_read(self.file)
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
+    return RedisClient(port, timeout=timeout, context=context)
 
 
 class RawTls:
