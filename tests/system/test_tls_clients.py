@@ -255,8 +255,8 @@ class TlsClientBoundsTest(TlsClientsBase):
         wait_until(lambda: self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="resp"}') >= 2
                    and self.metric(proxy, 'redis_proxy_tls_handshake_failures_total{front="http"}') >= 2,
                    what="the failures counted")
-        wait_until(lambda: self.metric(proxy, "redis_proxy_clients") == 0
-                   if self.metric(proxy, "redis_proxy_clients") is not None else True, what="no client held")
+        wait_until(lambda: self.metric(proxy, 'redis_proxy_client_connections{front="resp"}') == 0
+                   and self.metric(proxy, 'redis_proxy_client_connections{front="http"}') == 0, what="no client held")
 
     def test_https_answers_a_client_that_half_closes(self):
         big = b"x" * (2 * 1024 * 1024)
