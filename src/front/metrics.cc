@@ -185,7 +185,8 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
            "ASK answers followed to another Redis Cluster node (the slot is being migrated).",
            (unsigned long long)s->cluster_asks);
     single(out, "redis_proxy_cluster_retries_total", "counter",
-           "Commands tried again after a CLUSTERDOWN or TRYAGAIN answer.", (unsigned long long)s->cluster_retries);
+           "Commands tried again after a CLUSTERDOWN or TRYAGAIN answer, or a loop of redirects.",
+           (unsigned long long)s->cluster_retries);
     single(out, "redis_proxy_cluster_map_refreshes_total", "counter", "Redis Cluster slot maps asked for.",
            (unsigned long long)s->cluster_map_refreshes);
     single(out, "redis_proxy_cluster_unaddressable_nodes_total", "counter",

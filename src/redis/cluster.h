@@ -7,9 +7,10 @@
 //     primary (tracking.h): a node only reports keys read through its own connections;
 //   - each command goes to its slot's owner. MOVED: the slot's owner changes from now on and
 //     the command is resent there; ASK: ASKING and the command go to the target, once, the map
-//     unchanged. At most MAX_REDIRECTS per command, then it fails as unavailable (503).
-//     CLUSTERDOWN and TRYAGAIN are retried after a short pause until command_timeout has passed
-//     since the command was first sent, then passed on;
+//     unchanged. At most MAX_REDIRECTS in a row: past them (two nodes sending it to each other
+//     mid-migration) it is asked again of the slot's owner after a short pause, as CLUSTERDOWN
+//     and TRYAGAIN are, until command_timeout has passed since the command was first sent; then
+//     a loop fails as unavailable (503), and CLUSTERDOWN or TRYAGAIN are passed on;
 //   - coherence: a time per slot when what was cached for it stopped being trusted, set when the
 //     slot changes owner and, for every slot of a node, when that node's tracking is lost or
 //     (re)started. An entry is a hit only if it was stored after its slot's time, and a reply is

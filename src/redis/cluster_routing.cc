@@ -1,5 +1,5 @@
-// Commands through a Redis Cluster: each to its slot's owner; MOVED and ASK followed, CLUSTERDOWN
-// and TRYAGAIN retried after a pause, all within the command's deadline.
+// Commands through a Redis Cluster: each to its slot's owner; MOVED and ASK followed, CLUSTERDOWN,
+// TRYAGAIN and a loop of redirects retried after a pause, all within the command's deadline.
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +59,8 @@ static void on_retry_timer(evutil_socket_t, short, void *arg)
         route_deliver(r, NULL, BACKEND_UNAVAILABLE);
 }
 
-// CLUSTERDOWN, TRYAGAIN, or a redirect to a node still connecting: tried again after a pause,
-// while its time lasts. False: past it.
+// CLUSTERDOWN, TRYAGAIN, a loop of redirects, or a redirect to a node still connecting: tried
+// again after a pause, while its time lasts. False: past it.
 static bool park(ClusterRequest *r)
 {
     Cluster *c = r->c;
@@ -163,6 +163,12 @@ static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
             route_deliver(r, reply, failure);  // out of time: the error itself (503)
         break;
     case CLUSTER_GIVE_UP: {
+        // Redirected round in a loop: two nodes that disagree for a moment (a migration's last
+        // step told to the slot's old owner before its new one, as redis-cli's reshard may do
+        // node by node) settle within milliseconds; asked again of the slot's owner after a pause,
+        // while the command's time lasts. A redirect to another slot is no loop: never followed.
+        if (plan.to.slot == r->slot && park(r))
+            break;
         // Once a second at most: a cluster that loops (or a hostile node) must not flood the log.
         uint64_t now = monotonic_ms();
         log_msg(now - c->gave_up_logged_ms >= 1000 ? LOG_WARN : LOG_DEBUG,

@@ -75,14 +75,16 @@ bool slot_map_set_owner(SlotMap *m, int slot, int node);
 // False for any other error.
 bool cluster_parse_redirect(const char *text, size_t len, ClusterRedirect *out);
 
-// At most this many redirects per command; past them it fails (a cluster in flux, or a loop).
+// At most this many redirects in a row; past them (a loop: a cluster in flux, or wrong) the
+// command is asked again of the slot's owner after a pause, while its time lasts.
 static const int CLUSTER_MAX_REDIRECTS = 5;
 
 enum ClusterReplyAction {
     CLUSTER_DELIVER,  // the answer: hand it to whoever asked
     CLUSTER_FOLLOW,   // MOVED or ASK: send the command again where `to` says
     CLUSTER_RETRY,    // CLUSTERDOWN or TRYAGAIN: send it again after a pause, while time lasts
-    CLUSTER_GIVE_UP,  // a redirect past CLUSTER_MAX_REDIRECTS, or to another slot: unavailable
+    CLUSTER_GIVE_UP,  // a redirect past CLUSTER_MAX_REDIRECTS (a loop: routing pauses and asks the
+                      // slot's owner again while time lasts), or to another slot: unavailable
 };
 
 struct ClusterReplyPlan {

@@ -264,6 +264,59 @@ class ClusterTopologyTest(ClusterProxyMixin, ProxyTestCase):
         wait_until(lambda: proxy.get(changed).body == b"after", timeout=5, what="the write on the new owner")
         wait_until(lambda: proxy.get(absent).body == b"created", timeout=5, what="the key created on the new owner")
 
+    def test_two_nodes_redirecting_to_each_other_are_waited_out_within_the_command_s_time(self):
+        # A migration's last step told to the old owner before the new one (as redis-cli 7.0's
+        # reshard may, node by node): for a moment the old owner says MOVED to the new, and the new
+        # one, still importing, MOVED back. The proxy asks again after a pause, not unavailable at
+        # the fifth redirect; a loop that outlasts command_timeout is unavailable (503).
+        proxy = self.start_cluster_proxy(self.cluster, redis={"command_timeout": "2s"})
+        source, target = self.cluster.primaries()[0], self.cluster.primaries()[1]
+        slot = source["slots"][0][0]
+        src, dst = self.cluster.server(source["port"]), self.cluster.server(target["port"])
+        keys = [RedisCluster.key_in_slot(slot, "loop%d:" % i) for i in range(2)]
+        for k in keys:
+            src("SET", k, b"value-" + k.encode())
+        self.assertEqual(proxy.get(keys[1]).status, 200)  # the map is read and the slot's owner connected
+        dst("CLUSTER", "SETSLOT", slot, "IMPORTING", source["id"])
+        src("CLUSTER", "SETSLOT", slot, "MIGRATING", target["id"])
+        src("MIGRATE", "127.0.0.1", target["port"], "", 0, 5000, "KEYS", *keys)
+        src("CLUSTER", "SETSLOT", slot, "NODE", target["id"])  # the old owner first: the loop
+        before = metric(proxy.admin("/metrics")[1], "redis_proxy_cluster_retries_total")
+        answers = []
+        t = threading.Thread(target=lambda: answers.append(proxy.get(keys[0])))
+        started = time.monotonic()
+        t.start()
+        try:
+            wait_until(lambda: metric(proxy.admin("/metrics")[1], "redis_proxy_cluster_retries_total") > before,
+                       timeout=5, what="the read redirected in a loop and paused")
+        finally:
+            for s in [target] + self.cluster.primaries()[2:]:
+                self.cluster.server(s["port"])("CLUSTER", "SETSLOT", slot, "NODE", target["id"])
+            t.join(10)
+        self.assertEqual((answers[0].status, answers[0].body), (200, b"value-" + keys[0].encode()))
+        self.assertLess(time.monotonic() - started, 2.0)
+
+        # A loop that lasts: unavailable within command_timeout (300ms), and said in the log.
+        other = [n for n in self.cluster.primaries() if n["port"] not in (source["port"], target["port"])][0]
+        slot2 = other["slots"][0][0]
+        first, stuck = [RedisCluster.key_in_slot(slot2, "stuck%d:" % i) for i in range(2)]
+        proxy2 = self.start_cluster_proxy(self.cluster, redis={"command_timeout": "300ms"})
+        self.assertEqual(proxy2.get(first).status, 404)
+        o, t2 = self.cluster.server(other["port"]), self.cluster.server(target["port"])
+        t2("CLUSTER", "SETSLOT", slot2, "IMPORTING", other["id"])
+        o("CLUSTER", "SETSLOT", slot2, "MIGRATING", target["id"])
+        o("CLUSTER", "SETSLOT", slot2, "NODE", target["id"])
+        try:
+            started = time.monotonic()
+            self.assertEqual(proxy2.get(stuck).status, 503)
+            # Paused and asked again until the next pause would end past the 300ms.
+            self.assertTrue(0.1 <= time.monotonic() - started < 1.0, time.monotonic() - started)
+            wait_until(lambda: "redirect(s); answering unavailable" in proxy2.log(), timeout=5,
+                       what="the loop in the log")
+        finally:
+            for s in self.cluster.primaries():
+                self.cluster.server(s["port"])("CLUSTER", "SETSLOT", slot2, "NODE", target["id"])
+
     def test_a_cached_not_found_is_not_answered_while_its_slot_migrates(self):
         proxy = self.start_cluster_proxy(self.cluster, cache={"invalidation": "tracking"})
         source, target = self.cluster.primaries()[0], self.cluster.primaries()[1]

@@ -10,7 +10,8 @@ states for the configuration (see bounds()).
     make soak SANITIZE=1 ...            # the same against build-asan/
 
 Environment (what the make targets set): COMBO_SEEDS (a comma list), COMBO_SOAK_SEEDS and
-COMBO_SOAK_SECONDS (random seeds), COMBO_SECONDS (each seed's workload, default 6).
+COMBO_SOAK_SECONDS (random seeds), COMBO_SECONDS (each seed's workload, default 6); COMBO_KEEP=1
+keeps each run's directory (the proxy's and the nodes' logs) and prints where it is.
 
 The windows in which a fault excuses an answer (documented here once, used by check()):
 - an *outage window* opens when a fault starts that keeps Redis from answering the proxy (a
@@ -1433,7 +1434,10 @@ class CombinationTest(unittest.TestCase):
 
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="redis-proxy-combo-")
-        self.addCleanup(shutil.rmtree, self.workdir, True)
+        if os.environ.get("COMBO_KEEP"):  # to read the proxy's and the nodes' logs after a failure
+            print("\nworkdir kept: %s" % self.workdir)
+        else:
+            self.addCleanup(shutil.rmtree, self.workdir, True)
 
     def run_seed(self, seed, seconds=SECONDS):
         run = Run(self, seed, seconds)
