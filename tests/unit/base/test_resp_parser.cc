@@ -133,6 +133,31 @@ TEST(RespParser, test_garbage)
     LONGS_EQUAL(RESP_ERROR, parse("*1\r\n$99999999999999999999999\r\n"));
 }
 
+// Counts and lengths of one and two digits take a shorter way than longer ones: every length
+// from 0 to 63 (max_bulk) reads the same, also written with a leading zero, and a line that
+// breaks off or ends wrong right after its digits is still incomplete or an error.
+TEST(RespParser, test_short_and_long_number_lines_read_alike)
+{
+    for (size_t n = 0; n <= 63; n++) {
+        std::string arg(n, 'a');
+        for (std::string len : {std::to_string(n), "0" + std::to_string(n), "00" + std::to_string(n)}) {
+            resp_parser_free(&p);
+            resp_parser_init(&p, 8, 64);
+            std::string buf = "*01\r\n$" + len + "\r\n" + arg + "\r\n";
+            LONGS_EQUAL_TEXT(RESP_COMMAND, parse(buf), buf.c_str());
+            CHECK((std::vector<std::string>{arg}) == argv(buf));
+        }
+    }
+    for (const char *bad : {"*1\r\n$1\r\r", "*1\r\n$12\rx\n", "*1\r\n$1x\r\n", "*2\n\r", "*1\r\n$\r\n\r\n"}) {
+        resp_parser_free(&p);
+        resp_parser_init(&p, 8, 64);
+        LONGS_EQUAL_TEXT(RESP_ERROR, parse(bad), bad);
+    }
+    resp_parser_free(&p);
+    resp_parser_init(&p, 8, 64);
+    LONGS_EQUAL(RESP_INCOMPLETE, parse("*1\r\n$12\r"));
+}
+
 TEST(RespParser, test_number_line_without_crlf_is_bounded)
 {
     LONGS_EQUAL(RESP_INCOMPLETE, parse("*12"));
