@@ -11,7 +11,8 @@ Loads a throwaway redis-server with 100,000 keys (key:000000000000.., 32-byte va
                redis, nutcracker
   latency      an open-loop paced client at half the proxy's peak HTTP hit rate: the proxy, bare
                evhttp, nginx and webdis, each at that rate (the whole distribution, for the plot)
-  memory       bytes per cached entry (1,000,000 entries, 16-byte keys, 32-byte values) vs Redis
+  memory       bytes per cached entry vs Redis, for three sizes (MEMORY_SIZES: 1,000,000 entries of
+               16-byte keys and 32-byte values; 32 and 200; 64 and 1,000, past the slab's classes)
   staleness    time from a SET in Redis until every worker answers the new value (tracking)
   cluster      a 3-primary Redis Cluster behind the proxy: HTTP misses and hits through it (2 workers),
                against redis-benchmark --cluster -t get straight to the cluster
@@ -54,6 +55,9 @@ SWEEP_SECONDS = 2
 SWEEP_PASSES = 2
 CONNECTIONS = 50
 MEMORY_ENTRIES = int(os.environ.get("BENCH_MEMORY_ENTRIES", "1000000"))
+# (key bytes, value bytes, entries): the first is the bench's own keys; the last is above the
+# slab's largest class (SLAB_MAX), where an entry is malloc's block.
+MEMORY_SIZES = [(16, 32, MEMORY_ENTRIES), (32, 200, MEMORY_ENTRIES // 2), (64, 1000, MEMORY_ENTRIES // 5)]
 STALENESS_WRITES = 300
 EXPIRY_KEYS = 200
 
@@ -284,6 +288,34 @@ def callgrind_per_request(workdir, redis):
         results[name] = (high - low) / 4000.0
     results["bare evhttp (bench/evhttp_bare.cc), same requests"] = (bare_total(5008) - bare_total(1008)) / 4000.0
     return results
+
+
+def measure_memory(workdir, key_len, value_len, entries):
+    """Bytes per entry: the growth of one worker's RSS as it caches `entries` keys, against the
+    growth of Redis's used_memory as it stores them."""
+    key_format = "k:%%0%dd" % (key_len - 2)
+    value = b"v" * value_len
+    mem_redis = RedisServer(workdir)
+    mem_redis.start()
+    processes.append(mem_redis.proc)
+    before = redis_used_memory(mem_redis.port)
+    load_redis(mem_redis.port, entries, key_format, value, batch=10000)
+    redis_bytes = (redis_used_memory(mem_redis.port) - before) / entries
+    # TTL-only here: an entry costs the proxy the same either way, and a million tracked keys
+    # would fill Redis's tracking table (tracking-table-max-keys), whose early invalidations
+    # would empty the very cache being measured.
+    mem_proxy = start_proxy(workdir, mem_redis, 1, entries, resp=True, invalidation="off")
+    worker = mem_proxy.worker_pids()[0]
+    rss_before = worker_rss_kb(worker)
+    warm_all_workers(mem_proxy, 1, entries, key_format)
+    proxy_bytes = (worker_rss_kb(worker) - rss_before) * 1024 / entries
+    mem_proxy.stop()
+    mem_redis.stop()
+    print("memory       %d entries, %d-byte keys, %d-byte values: redis-proxy %.1f bytes/entry (worker RSS), "
+          "redis %.1f bytes/entry (used_memory): %.2fx" % (entries, key_len, value_len, proxy_bytes, redis_bytes,
+                                                           proxy_bytes / redis_bytes), flush=True)
+    return {"key_bytes": key_len, "value_bytes": value_len, "entries": entries, "proxy_bytes": proxy_bytes,
+            "redis_bytes": redis_bytes}
 
 
 BOUNDED_MAX_MB = 16
@@ -730,24 +762,11 @@ def main():
         for name, rate in tls["handshakes"].items():
             print("handshakes   %-44s %10.0f per second" % (name, rate), flush=True)
 
-        # Memory per entry.
+        # Memory per entry, for each size; then the bound on a worker's RSS.
+        memory_sizes = [measure_memory(workdir, *size) for size in MEMORY_SIZES]
         mem_redis = RedisServer(workdir)
         mem_redis.start()
         processes.append(mem_redis.proc)
-        before = redis_used_memory(mem_redis.port)
-        load_redis(mem_redis.port, MEMORY_ENTRIES, "k:%014d", VALUE, batch=10000)
-        redis_bytes = (redis_used_memory(mem_redis.port) - before) / MEMORY_ENTRIES
-        # TTL-only here: an entry costs the proxy the same either way, and a million tracked keys
-        # would fill Redis's tracking table (tracking-table-max-keys), whose early invalidations
-        # would empty the very cache being measured.
-        mem_proxy = start_proxy(workdir, mem_redis, 1, MEMORY_ENTRIES, resp=True, invalidation="off")
-        worker = mem_proxy.worker_pids()[0]
-        rss_before = worker_rss_kb(worker)
-        warm_all_workers(mem_proxy, 1, MEMORY_ENTRIES, "k:%014d")
-        proxy_bytes = (worker_rss_kb(worker) - rss_before) * 1024 / MEMORY_ENTRIES
-        mem_proxy.stop()
-        print("memory       %d entries: redis-proxy %.1f bytes/entry (worker RSS), redis %.1f bytes/entry "
-              "(used_memory): %.2fx" % (MEMORY_ENTRIES, proxy_bytes, redis_bytes, proxy_bytes / redis_bytes), flush=True)
         bounded = measure_bounded_rss(workdir, mem_redis)
         mem_redis.stop()
         print("memory       max_memory %d MB, 12 value sizes each filling the cache in turn: worker RSS grew "
@@ -778,7 +797,8 @@ def main():
             "sweep": [{"peer": peer, "row": row, "setting": without_port(setting), "rps": rps}
                       for peer, setting, row, rps in sweep_rows],
             "paced": paced,
-            "memory": {"entries": MEMORY_ENTRIES, "proxy_bytes": proxy_bytes, "redis_bytes": redis_bytes,
+            "memory": {"entries": memory_sizes[0]["entries"], "proxy_bytes": memory_sizes[0]["proxy_bytes"],
+                       "redis_bytes": memory_sizes[0]["redis_bytes"], "sizes": memory_sizes,
                        "bounded_max_mb": BOUNDED_MAX_MB, "bounded_grown_mb": bounded},
             "staleness": staleness, "cluster": clustered, "tls": tls,
             "instructions": [[name, count] for name, count in instructions.items()],

@@ -5,30 +5,44 @@
 
 #include "slab.h"
 
-static_assert(sizeof(CacheEntry) == 56, "an entry header is 7 words: see cache.h");
+static_assert(sizeof(CacheEntry) == 36, "an entry header is 9 32-bit words: see cache.h and docs/design.md");
+static_assert(offsetof(CacheEntry, stored_low) % 4 == 0 && offsetof(CacheEntry, key_len) == 32,
+              "the stored time's two words are read as one (cache_entry_stored_offset_us)");
 
 // An entry's life is a small float: a 10-bit mantissa and a 5-bit exponent of milliseconds,
 // rounded down (exact below 1,024 ms, within 0.2% above). All ones means all of the TTL.
 static const uint64_t LIFE_FULL = 0x7fff;
-static const uint64_t STORED_SPAN_US = 1ULL << 48;    // what an entry's stored_us can count
+static const uint64_t STORED_SPAN_US = 1ULL << 48;    // what an entry's stored time can count
 static const size_t INITIAL_BUCKETS = 16;
 static const int GROW_STEP = 4;  // old buckets moved per insert while the table grows
+static const EntryRef LARGE = 1u << 31;  // a name with this bit is a place in Cache.large
+static const uint32_t NO_PLACE = UINT32_MAX;
+
+// The ends of a list linked through the entries' EntryLinks.
+struct EntryList {
+    EntryRef first, last;
+};
 
 struct Cache {
     CacheClock clock;  // first: cache_entry_stored_us reads it inline (cache.h)
-    CacheEntry **buckets;
+    EntryRef *buckets;
     size_t bucket_mask;
     // While the table grows: the previous one, whose buckets below `moved` have been moved into
     // `buckets` already (an entry is in the old table exactly when its old bucket is not moved).
-    CacheEntry **old;
+    EntryRef *old;
     size_t old_mask, moved;
     size_t max_buckets;  // the capacity's worth: the table never grows past it
-    ListLink lru;  // the recency list: first the most recently read, last the LRU victim
-    ListLink age;  // the age list: first the oldest insertion, the first to expire
+    EntryList lru;  // the recency list: first the most recently read, last the LRU victim
+    EntryList age;  // the age list: first the oldest insertion, the first to expire
+    // Entries larger than the slab's classes (malloc's blocks, which have no SlabRef) by place.
+    // A free place holds the next free one, tagged with the low bit.
+    CacheEntry **large;
+    size_t large_used, large_cap;
+    uint32_t large_free;
     size_t count;
     size_t capacity;
     size_t bytes, max_bytes;  // footprints held; 0: no bound
-    uint64_t stored_ms_sum;   // the entries' stored_us / 1000, summed (their mean age: INFO)
+    uint64_t stored_ms_sum;   // the entries' stored times / 1000, summed (their mean age: INFO)
     size_t digest_bytes;      // 8 when each entry keeps its value's digest after it, else 0
     uint64_t digest_key;
     uint64_t ttl_ms;
@@ -47,14 +61,13 @@ Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats
     c->max_buckets = INITIAL_BUCKETS;
     while (c->max_buckets < capacity)
         c->max_buckets *= 2;
-    c->buckets = (CacheEntry **)calloc(INITIAL_BUCKETS, sizeof(CacheEntry *));
+    c->buckets = (EntryRef *)calloc(INITIAL_BUCKETS, sizeof(EntryRef));
     if (c->buckets == NULL) {
         free(c);
         return NULL;
     }
     c->bucket_mask = INITIAL_BUCKETS - 1;
-    list_init(&c->lru);
-    list_init(&c->age);
+    c->large_free = NO_PLACE;
     c->capacity = capacity;
     c->ttl_ms = ttl_ms;
     c->seed = seed;
@@ -62,7 +75,7 @@ Cache *cache_create(size_t capacity, uint64_t ttl_ms, uint64_t seed, WorkerStats
     return c;
 }
 
-static void entry_unlink(Cache *c, CacheEntry *e);
+static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref);
 
 size_t cache_entry_footprint(const Cache *c, size_t key_len, size_t value_len)
 {
@@ -91,6 +104,7 @@ void cache_destroy(Cache *c)
     cache_clear(c);
     free(c->buckets);
     free(c->old);
+    free(c->large);
     free(c);
 }
 
@@ -129,18 +143,64 @@ uint64_t cache_value_digest(const Cache *c, const char *value, size_t len)
 
 // While the table grows: the old table's bucket, if not moved yet. Kept out of line so that the
 // usual path below stays small enough to be inlined into every lookup.
-__attribute__((noinline)) static CacheEntry **bucket_while_growing(Cache *c, uint64_t hash)
+__attribute__((noinline)) static EntryRef *bucket_while_growing(Cache *c, uint64_t hash)
 {
     if ((hash & c->old_mask) >= c->moved)
         return &c->old[hash & c->old_mask];
     return &c->buckets[hash & c->bucket_mask];
 }
 
-static inline CacheEntry **bucket_of(Cache *c, uint64_t hash)
+static inline EntryRef *bucket_of(Cache *c, uint64_t hash)
 {
     if (__builtin_expect(c->old != NULL, 0))
         return bucket_while_growing(c, hash);
     return &c->buckets[hash & c->bucket_mask];
+}
+
+// The entry a name names. Inlined into every lookup: a large entry is the rare case.
+static inline CacheEntry *entry_at(const Cache *c, EntryRef ref)
+{
+    if (__builtin_expect(ref & LARGE, 0))
+        return c->large[ref & ~LARGE];
+    return (CacheEntry *)slab_block(ref);
+}
+
+// A block for an entry of `size` bytes and its name; NULL if out of memory.
+static CacheEntry *entry_alloc(Cache *c, size_t size, EntryRef *ref)
+{
+    if (size <= SLAB_MAX)
+        return (CacheEntry *)slab_alloc_named(size, ref);
+    if (c->large_free == NO_PLACE && c->large_used == c->large_cap) {
+        size_t cap = c->large_cap ? 2 * c->large_cap : 16;
+        CacheEntry **grown = cap <= LARGE ? (CacheEntry **)realloc(c->large, cap * sizeof(CacheEntry *)) : NULL;
+        if (grown == NULL)
+            return NULL;
+        c->large = grown;
+        c->large_cap = cap;
+    }
+    CacheEntry *e = (CacheEntry *)slab_alloc(size);
+    if (e == NULL)
+        return NULL;
+    uint32_t place;
+    if (c->large_free != NO_PLACE) {
+        place = c->large_free;
+        c->large_free = (uint32_t)((uintptr_t)c->large[place] >> 1);
+    } else {
+        place = (uint32_t)c->large_used++;
+    }
+    c->large[place] = e;
+    *ref = LARGE | place;
+    return e;
+}
+
+// A large entry's place is free once it leaves the cache (its block lives on while referenced).
+static void entry_name_release(Cache *c, EntryRef ref)
+{
+    if (!(ref & LARGE))
+        return;
+    uint32_t place = ref & ~LARGE;
+    c->large[place] = (CacheEntry *)(((uintptr_t)c->large_free << 1) | 1);
+    c->large_free = place;
 }
 
 // Moves a few buckets of the old table into the new one (Redis's dict does the same): growing is
@@ -148,14 +208,15 @@ static inline CacheEntry **bucket_of(Cache *c, uint64_t hash)
 static void grow_step(Cache *c)
 {
     for (int i = 0; i < GROW_STEP && c->old != NULL; i++) {
-        CacheEntry *e = c->old[c->moved];
-        c->old[c->moved++] = NULL;
-        while (e != NULL) {
-            CacheEntry *next = e->hash_next;
-            CacheEntry **bucket = &c->buckets[cache_hash(c, e->data, e->key_len) & c->bucket_mask];
+        EntryRef ref = c->old[c->moved];
+        c->old[c->moved++] = 0;
+        while (ref != 0) {
+            CacheEntry *e = entry_at(c, ref);
+            EntryRef next = e->hash_next;
+            EntryRef *bucket = &c->buckets[cache_hash(c, e->data, e->key_len) & c->bucket_mask];
             e->hash_next = *bucket;
-            *bucket = e;
-            e = next;
+            *bucket = ref;
+            ref = next;
         }
         if (c->moved > c->old_mask) {
             free(c->old);
@@ -175,7 +236,7 @@ static void maybe_grow(Cache *c)
     size_t n = c->bucket_mask + 1;
     if (c->count < n || n >= c->max_buckets)
         return;
-    CacheEntry **bigger = (CacheEntry **)calloc(2 * n, sizeof(CacheEntry *));
+    EntryRef *bigger = (EntryRef *)calloc(2 * n, sizeof(EntryRef));
     if (bigger == NULL)
         return;
     c->old = c->buckets;
@@ -186,31 +247,79 @@ static void maybe_grow(Cache *c)
     grow_step(c);
 }
 
-// Inlined into every lookup: it is the hit path.
-__attribute__((always_inline)) static inline CacheEntry **slot_of(Cache *c, const char *key, size_t len, uint64_t hash)
+// The link in the chain that names the key's entry (its bucket, or the entry before it), and
+// the entry in *found; NULL if there is none. Inlined into every lookup: it is the hit path.
+__attribute__((always_inline)) static inline EntryRef *slot_of(Cache *c, const char *key, size_t len, uint64_t hash,
+                                                               CacheEntry **found)
 {
-    CacheEntry **slot = bucket_of(c, hash);
-    for (CacheEntry *e = *slot; e != NULL; slot = &e->hash_next, e = e->hash_next)
-        if (e->key_len == len && memcmp(e->data, key, len) == 0)
+    EntryRef *slot = bucket_of(c, hash);
+    while (*slot != 0) {
+        CacheEntry *e = entry_at(c, *slot);
+        if (e->key_len == len && memcmp(e->data, key, len) == 0) {
+            *found = e;
             return slot;
+        }
+        slot = &e->hash_next;
+    }
     return NULL;
 }
 
-static inline CacheEntry *entry_of_lru(ListLink *l) { return LIST_ELEMENT(l, CacheEntry, lru); }
-static inline CacheEntry *entry_of_age(ListLink *l) { return LIST_ELEMENT(l, CacheEntry, age); }
-
-// Removes an entry from the table and both lists and drops the cache's reference.
-static void entry_unlink(Cache *c, CacheEntry *e)
+// The recency and the age lists: `member` is the offset of the entries' EntryLinks for the list.
+static inline EntryLinks *links_of(const Cache *c, EntryRef ref, size_t member)
 {
-    CacheEntry **slot = bucket_of(c, cache_hash(c, e->data, e->key_len));
-    while (*slot != e)
-        slot = &(*slot)->hash_next;
+    return (EntryLinks *)((char *)entry_at(c, ref) + member);
+}
+
+static inline void list_unlink(Cache *c, EntryList *l, EntryLinks *k, size_t member)
+{
+    if (k->prev != 0)
+        links_of(c, k->prev, member)->next = k->next;
+    else
+        l->first = k->next;
+    if (k->next != 0)
+        links_of(c, k->next, member)->prev = k->prev;
+    else
+        l->last = k->prev;
+}
+
+static inline void list_push_front(Cache *c, EntryList *l, EntryRef ref, EntryLinks *k, size_t member)
+{
+    k->prev = 0;
+    k->next = l->first;
+    if (l->first != 0)
+        links_of(c, l->first, member)->prev = ref;
+    else
+        l->last = ref;
+    l->first = ref;
+}
+
+static inline void list_push_back(Cache *c, EntryList *l, EntryRef ref, EntryLinks *k, size_t member)
+{
+    k->next = 0;
+    k->prev = l->last;
+    if (l->last != 0)
+        links_of(c, l->last, member)->next = ref;
+    else
+        l->first = ref;
+    l->last = ref;
+}
+
+static const size_t LRU = offsetof(CacheEntry, lru), AGE = offsetof(CacheEntry, age);
+
+
+// Removes an entry (named ref) from the table and both lists and drops the cache's reference.
+static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref)
+{
+    EntryRef *slot = bucket_of(c, cache_hash(c, e->data, e->key_len));
+    while (*slot != ref)
+        slot = &entry_at(c, *slot)->hash_next;
     *slot = e->hash_next;
-    list_remove(&e->lru);
-    list_remove(&e->age);
+    list_unlink(c, &c->lru, &e->lru, LRU);
+    list_unlink(c, &c->age, &e->age, AGE);
+    entry_name_release(c, ref);
     c->count--;
     c->bytes -= slab_footprint(cache_entry_size(e));
-    c->stored_ms_sum -= e->stored_us / 1000;
+    c->stored_ms_sum -= cache_entry_stored_offset_us(e) / 1000;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
     cache_entry_release(e);
@@ -219,7 +328,7 @@ static void entry_unlink(Cache *c, CacheEntry *e)
 // When the entry stops being fresh: its TTL, or sooner if its key lives less in Redis.
 static uint64_t expires_ms(const Cache *c, const CacheEntry *e)
 {
-    uint64_t stored_ms = (c->clock.base_us + e->stored_us) / 1000;
+    uint64_t stored_ms = (c->clock.base_us + cache_entry_stored_offset_us(e)) / 1000;
     if (e->life == LIFE_FULL)
         return stored_ms + c->ttl_ms;
     uint64_t life = (uint64_t)(e->life & 1023) << (e->life >> 10);
@@ -241,23 +350,24 @@ CacheEntry *cache_find_or_stale(Cache *c, const char *key, size_t len, uint64_t 
 {
     if (stale != NULL)
         *stale = NULL;
-    CacheEntry **slot = slot_of(c, key, len, hash);
+    CacheEntry *e;
+    EntryRef *slot = slot_of(c, key, len, hash, &e);
     if (slot == NULL)
         return NULL;
-    CacheEntry *e = *slot;
+    EntryRef ref = *slot;
     uint64_t expires = expires_ms(c, e);
     if (now_ms >= expires) {
         if (now_ms - expires >= c->grace_ms) {
-            entry_unlink(c, e);
+            entry_unlink(c, e, ref);
             c->stats->cache_expirations++;
         } else if (stale != NULL) {
             *stale = e;
         }
         return NULL;
     }
-    if (list_first(&c->lru) != &e->lru) {
-        list_remove(&e->lru);
-        list_push_front(&c->lru, &e->lru);
+    if (c->lru.first != ref) {
+        list_unlink(c, &c->lru, &e->lru, LRU);
+        list_push_front(c, &c->lru, ref, &e->lru, LRU);
     }
     return e;
 }
@@ -281,23 +391,27 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         c->clock.base_us = now_us > 0 ? now_us - 1 : 0;
     }
     size_t footprint = cache_entry_footprint(c, key_len, value_len);
-    if (c->max_bytes != 0 && footprint + INITIAL_BUCKETS * sizeof(CacheEntry *) > c->max_bytes)
+    if (c->max_bytes != 0 && footprint + INITIAL_BUCKETS * sizeof(EntryRef) > c->max_bytes)
         return NULL;  // could never fit: answered, not cached
-    CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + key_len + value_len + c->digest_bytes);
+    EntryRef ref;
+    CacheEntry *e = entry_alloc(c, sizeof(CacheEntry) + key_len + value_len + c->digest_bytes, &ref);
     if (e == NULL)
         return NULL;
-    CacheEntry **old = slot_of(c, key, key_len, hash);
-    if (old != NULL)
-        entry_unlink(c, *old);
+    CacheEntry *old;
+    EntryRef *old_slot = slot_of(c, key, key_len, hash, &old);
+    if (old_slot != NULL)
+        entry_unlink(c, old, *old_slot);
     // Least recently read first, until both bounds hold with the new entry. One insert may evict
     // several small entries for a large one; each entry is evicted at most once, so it stays
     // O(1) per insert on average.
     while (c->count > 0 && (c->count >= c->capacity ||
                             (c->max_bytes != 0 && c->bytes + cache_table_bytes(c) + footprint > c->max_bytes))) {
-        entry_unlink(c, entry_of_lru(list_last(&c->lru)));
+        entry_unlink(c, entry_at(c, c->lru.last), c->lru.last);
         c->stats->cache_evictions++;
     }
-    e->stored_us = now_us - c->clock.base_us;
+    uint64_t stored = now_us - c->clock.base_us;
+    e->stored_low = (uint32_t)stored;
+    e->stored_high = (uint32_t)(stored >> 32);
     e->absent = absent;
     e->life = LIFE_FULL;
     e->key_len = (uint16_t)key_len;
@@ -311,14 +425,14 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         memcpy(e->data + key_len + value_len, &digest, sizeof(digest));
     }
     maybe_grow(c);
-    CacheEntry **bucket = bucket_of(c, hash);
+    EntryRef *bucket = bucket_of(c, hash);
     e->hash_next = *bucket;
-    *bucket = e;
-    list_push_front(&c->lru, &e->lru);
-    list_push_back(&c->age, &e->age);
+    *bucket = ref;
+    list_push_front(c, &c->lru, ref, &e->lru, LRU);
+    list_push_back(c, &c->age, ref, &e->age, AGE);
     c->count++;
     c->bytes += footprint;
-    c->stored_ms_sum += e->stored_us / 1000;
+    c->stored_ms_sum += stored / 1000;
     c->stats->cache_inserts++;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
@@ -344,19 +458,19 @@ void cache_set_max_bytes(Cache *c, size_t max_bytes) { c->max_bytes = max_bytes;
 
 bool cache_remove(Cache *c, const char *key, size_t len, uint64_t hash)
 {
-    CacheEntry **slot = slot_of(c, key, len, hash);
+    CacheEntry *e;
+    EntryRef *slot = slot_of(c, key, len, hash, &e);
     if (slot == NULL)
         return false;
-    entry_unlink(c, *slot);
+    entry_unlink(c, e, *slot);
     return true;
 }
 
 size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 {
     size_t n = 0;
-    while (n < max && !list_empty(&c->age) &&
-           now_ms >= expires_ms(c, entry_of_age(list_first(&c->age))) + c->grace_ms) {
-        entry_unlink(c, entry_of_age(list_first(&c->age)));
+    while (n < max && c->age.first != 0 && now_ms >= expires_ms(c, entry_at(c, c->age.first)) + c->grace_ms) {
+        entry_unlink(c, entry_at(c, c->age.first), c->age.first);
         n++;
     }
     c->stats->cache_expirations += n;
@@ -365,8 +479,8 @@ size_t cache_expire(Cache *c, uint64_t now_ms, size_t max)
 
 void cache_clear(Cache *c)
 {
-    while (!list_empty(&c->age))
-        entry_unlink(c, entry_of_age(list_first(&c->age)));
+    while (c->age.first != 0)
+        entry_unlink(c, entry_at(c, c->age.first), c->age.first);
 }
 
 size_t cache_count(const Cache *c) { return c->count; }
@@ -374,7 +488,7 @@ size_t cache_count(const Cache *c) { return c->count; }
 uint64_t cache_ttl_left_sum_ms(const Cache *c, uint64_t now_ms)
 {
     uint64_t since_base_ms = now_ms * 1000 > c->clock.base_us ? (now_ms * 1000 - c->clock.base_us) / 1000 : 0;
-    // Each entry's age is since_base_ms - its stored_us / 1000.
+    // Each entry's age is since_base_ms - its stored time / 1000.
     __uint128_t ages = (__uint128_t)c->count * since_base_ms - c->stored_ms_sum;
     __uint128_t lives = (__uint128_t)c->count * c->ttl_ms;
     return lives > ages ? (uint64_t)(lives - ages) : 0;
@@ -383,7 +497,7 @@ uint64_t cache_ttl_left_sum_ms(const Cache *c, uint64_t now_ms)
 size_t cache_table_bytes(const Cache *c)
 {
     size_t buckets = c->bucket_mask + 1 + (c->old != NULL ? c->old_mask + 1 : 0);
-    return buckets * sizeof(CacheEntry *);
+    return buckets * sizeof(EntryRef) + c->large_cap * sizeof(CacheEntry *);
 }
 
 CacheEntry *cache_entry_detached(const char *value, size_t len)

@@ -14,33 +14,43 @@
 // Redis may have changed since it was stored) is not the cache's to know: each entry keeps when
 // it was stored, to the microsecond, for the coherence rules (coherence.h).
 //
-// Key and value bytes live inline after a 56-byte header, in one block of the slab allocator
-// (slab.h): a 16-byte key with a 32-byte value costs 104 bytes plus its bucket's 8. The hash is
-// not stored (it is recomputed from the key on removal only). An entry is reference counted so
-// that a reply can point at its value bytes (zero copy) while the entry is evicted or replaced
-// in the meantime: the bytes stay valid until the last reference is released.
+// Key and value bytes live inline after a 36-byte header, in one block of the slab allocator
+// (slab.h): a 16-byte key with a 32-byte value costs 88 bytes plus its bucket's 4 to 8. Links
+// are 32-bit names of blocks (SlabRef), not pointers; an entry too large for the slab's classes
+// is named by its place in the cache's own table of them (docs/design.md draws the layout). The
+// hash is not stored (it is recomputed from the key on removal only). An entry is reference
+// counted so that a reply can point at its value bytes (zero copy) while the entry is evicted or
+// replaced in the meantime: the bytes stay valid until the last reference is released.
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
-#include "list.h"
 #include "stats.h"
 
 static const size_t CACHE_MAX_KEY = 65535;
 static const size_t CACHE_MAX_VALUE = (1u << 31) - 1;
 
+// An entry's name in its cache: a SlabRef, or with the top bit set a large entry's place; 0: none.
+typedef uint32_t EntryRef;
+
+struct EntryLinks {
+    EntryRef prev, next;  // 0 at either end
+};
+
 struct CacheEntry {
-    CacheEntry *hash_next;
-    ListLink lru;  // in the recency list: first is the most recently read
-    ListLink age;  // in the age list: first is the oldest insertion
-    // One word: when it was stored, in microseconds after the cache's base (48 bits last 8.9
-    // years; the cache is emptied and rebased before they run out); whether Redis has no such
-    // key; and how long it lives: all of the TTL, or less when Redis expires the key sooner (a
-    // 15-bit float of milliseconds, rounded down so that it never outlives the key).
-    uint64_t stored_us : 48;
-    uint64_t absent : 1;  // Redis has no such key: a cached "not found" (value_len 0)
-    uint64_t life : 15;
+    EntryRef hash_next;  // the next in its bucket's chain
+    EntryLinks lru;      // in the recency list: first is the most recently read
+    EntryLinks age;      // in the age list: first is the oldest insertion
+    // When it was stored, in microseconds after the cache's base (48 bits, low and high: they
+    // last 8.9 years; the cache is emptied and rebased before they run out); whether Redis has
+    // no such key; and how long it lives: all of the TTL, or less when Redis expires the key
+    // sooner (a 15-bit float of milliseconds, rounded down so that it never outlives the key).
+    uint32_t stored_low;
+    uint32_t stored_high : 16;
+    uint32_t absent : 1;  // Redis has no such key: a cached "not found" (value_len 0)
+    uint32_t life : 15;
     uint32_t value_len : 31;  // max_value_size is at most 512 MiB
     uint32_t digested : 1;    // the value's 8-byte digest follows it (cache_keep_digests)
     uint16_t key_len;
@@ -119,13 +129,22 @@ uint64_t cache_value_digest(const Cache *cache, const char *value, size_t len);
 
 // The one part of a cache read on every hit outside cache.cc, so that it can be read inline.
 struct CacheClock {
-    uint64_t base_us;  // entries' stored_us count from here (set when the cache is empty)
+    uint64_t base_us;  // entries' stored times count from here (set when the cache is empty)
 };
 
 // When the entry was stored (its now_us at insertion).
+// The 48 bits of an entry's stored time, read as one word: stored_low and the word after it, whose
+// first bit-field is stored_high (the x86-64 and AArch64 ABIs lay bit-fields out from the low bit).
+inline uint64_t cache_entry_stored_offset_us(const CacheEntry *e)
+{
+    uint64_t word;
+    memcpy(&word, &e->stored_low, sizeof(word));
+    return word & ((1ULL << 48) - 1);
+}
+
 inline uint64_t cache_entry_stored_us(const Cache *cache, const CacheEntry *e)
 {
-    return ((const CacheClock *)cache)->base_us + e->stored_us;
+    return ((const CacheClock *)cache)->base_us + cache_entry_stored_offset_us(e);
 }
 
 // Drops up to `max` expired entries from the head of the age list; returns how many.
@@ -139,7 +158,8 @@ size_t cache_count(const Cache *cache);
 // count). Each counts its whole TTL, also one whose key expires sooner in Redis.
 uint64_t cache_ttl_left_sum_ms(const Cache *cache, uint64_t now_ms);
 
-// Bytes of the hash table's buckets (both tables while it grows): 8 to 16 per entry held.
+// Bytes of the hash table's buckets (both tables while it grows: 4 to 8 per entry held), and of
+// the table of large entries (8 per entry larger than the slab's classes).
 size_t cache_table_bytes(const Cache *cache);
 
 // An entry outside any cache holding a copy of `value` (one reference; release frees it): for an

@@ -26,7 +26,8 @@
 #define SLAB_ROOT_REMOVE(p, n) ((void)(p), (void)(n))
 #endif
 
-static const size_t PAGE_SIZE = 64 * 1024;  // also its alignment: a block finds its page by masking
+static const size_t PAGE_SIZE = SLAB_PAGE_SIZE;  // also its alignment: a block finds its page by masking
+static_assert(PAGE_SIZE >> 3 == 1u << SLAB_REF_OFFSET_BITS, "a name's offset counts a page in 8-byte units");
 static const size_t CLASSES = SLAB_MAX / 8;
 static const size_t HEADER = 64;  // the page's header, at its start; blocks follow
 
@@ -41,6 +42,7 @@ struct Page {
     char *unused;       // the part never handed out yet
     uint32_t used;      // blocks handed out
     uint32_t size;      // of its blocks
+    uint32_t number;    // its place in slab_page_table: the high bits of its blocks' names
     bool listed;        // on its class's list
 };
 static_assert(sizeof(Page) <= HEADER, "a page's header fits before its first block");
@@ -53,6 +55,41 @@ struct SizeClass {
 
 static SizeClass classes[CLASSES + 1];
 static size_t page_bytes;
+
+// Pages by number, for slab_block. A number not in use holds the next unused one, tagged with
+// the low bit (a page's address is aligned): the last freed is reused first, and the table only
+// grows (8 bytes per 64 KiB page).
+char **slab_page_table;
+static size_t numbers_used, numbers_cap;  // numbers ever handed out; the table's length
+static const uintptr_t NO_NUMBER = UINT32_MAX;
+static uintptr_t free_number = NO_NUMBER;
+
+static bool number_take(uint32_t *number)
+{
+    if (free_number != NO_NUMBER) {
+        *number = (uint32_t)free_number;
+        free_number = (uintptr_t)slab_page_table[free_number] >> 1;
+        return true;
+    }
+    if (numbers_used == numbers_cap) {
+        if (numbers_cap == SLAB_PAGES_MAX)
+            return false;
+        size_t cap = numbers_cap ? 2 * numbers_cap : 64;
+        char **grown = (char **)realloc(slab_page_table, cap * sizeof(char *));
+        if (grown == NULL)
+            return false;
+        slab_page_table = grown;
+        numbers_cap = cap;
+    }
+    *number = (uint32_t)numbers_used++;
+    return true;
+}
+
+static void number_give_back(uint32_t number)
+{
+    slab_page_table[number] = (char *)((free_number << 1) | 1);
+    free_number = number;
+}
 
 static void room_add(SizeClass *c, Page *p)
 {
@@ -71,9 +108,14 @@ static void room_remove(Page *p)
 // ever shrinking back; and given back to the kernel when its last block is freed.
 static Page *page_map(size_t size)
 {
+    uint32_t number;
+    if (!number_take(&number))
+        return NULL;  // past the names' reach: as out of memory
     char *raw = (char *)mmap(NULL, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
+    if (raw == MAP_FAILED) {
+        number_give_back(number);
         return NULL;
+    }
     char *start = (char *)(((uintptr_t)raw + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1));
     if (start > raw)
         munmap(raw, (size_t)(start - raw));
@@ -81,6 +123,8 @@ static Page *page_map(size_t size)
     page_bytes += PAGE_SIZE;
     Page *p = (Page *)start;
     p->size = (uint32_t)size;
+    p->number = number;
+    slab_page_table[number] = start;
     SLAB_ROOT_ADD(start, PAGE_SIZE);
     SLAB_POISON(start + HEADER, PAGE_SIZE - HEADER);
     return p;
@@ -88,6 +132,7 @@ static Page *page_map(size_t size)
 
 static void page_unmap(Page *p)
 {
+    number_give_back(p->number);
     SLAB_UNPOISON(p, PAGE_SIZE);
     SLAB_ROOT_REMOVE(p, PAGE_SIZE);
     munmap(p, PAGE_SIZE);
@@ -146,6 +191,18 @@ void *slab_alloc(size_t size)
     if (p->free == NULL && p->unused + rounded > (char *)p + PAGE_SIZE)
         room_remove(p);  // full
     SLAB_UNPOISON(block, size);  // the rounding's tail stays poisoned: an overflow into it is caught
+    return block;
+}
+
+void *slab_alloc_named(size_t size, SlabRef *ref)
+{
+    if (size > SLAB_MAX || size == 0)
+        return NULL;
+    char *block = (char *)slab_alloc(size);
+    if (block == NULL)
+        return NULL;
+    Page *p = (Page *)((uintptr_t)block & ~(uintptr_t)(PAGE_SIZE - 1));
+    *ref = (p->number << SLAB_REF_OFFSET_BITS) | (SlabRef)((block - (char *)p) >> 3);
     return block;
 }
 

@@ -1,20 +1,43 @@
 // A process-wide allocator for cache entries: blocks in size classes 8 bytes apart, carved from
 // 64 KiB pages, with no header per block. malloc spends 8 bytes of header on every block and
-// rounds to 16: for a typical entry (a 56-byte header, a 16-byte key, a 32-byte value) that is
-// 128 bytes for 104 used. Here it is 104. O(1) both ways: each page keeps its own free blocks
+// rounds to 16: for a typical entry (a 36-byte header, a 16-byte key, a 32-byte value: 84 bytes)
+// that is 96 bytes. Here it is 88. O(1) both ways: each page keeps its own free blocks
 // and count, and a class lists its pages with room. A page whose last block is freed goes back
 // to the kernel (one per class is kept as a spare), so memory a class no longer needs serves
 // another: with max_memory, what the process holds follows what the cache holds whatever the
 // mix of sizes. Sizes above SLAB_MAX go to malloc.
 // Like malloc, it belongs to the process: an entry can outlive the cache it was made for.
+//
+// A block of up to SLAB_MAX bytes also has a 32-bit name (SlabRef): its page's number and its
+// offset in 8-byte units, so that the cache links its entries with 4-byte references rather
+// than 8-byte pointers. Naming is one load from the page table (slab_block). The names reach
+// SLAB_PAGES_MAX pages: 16 GiB of blocks per process; past it an allocation fails as when out
+// of memory.
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 static const size_t SLAB_MAX = 512;
 
+typedef uint32_t SlabRef;                      // 0: none (no block starts at a page's offset 0)
+static const unsigned SLAB_REF_OFFSET_BITS = 13;  // 64 KiB in 8-byte units
+static const size_t SLAB_PAGES_MAX = 1u << 18;     // the top bit of a SlabRef stays 0: the cache's own
+static const size_t SLAB_PAGE_SIZE = 64 * 1024;
+
 void *slab_alloc(size_t size);
 void slab_free(void *p, size_t size);  // size as given to slab_alloc
+
+// A block from the slab's pages (size at most SLAB_MAX) and its name; NULL if out of memory or
+// past the names' reach.
+void *slab_alloc_named(size_t size, SlabRef *ref);
+
+// The block a name names. Inline: the cache follows its links with it.
+extern char **slab_page_table;  // by page number
+inline void *slab_block(SlabRef ref)
+{
+    return slab_page_table[ref >> SLAB_REF_OFFSET_BITS] + ((ref & ((1u << SLAB_REF_OFFSET_BITS) - 1)) << 3);
+}
 
 // What a block of `size` really takes: its size class, or for malloc's blocks an estimate of
 // glibc's (8 bytes of header, 16-byte rounding). The cache's byte bound counts this.

@@ -341,8 +341,8 @@ class Run:
         kl = len(key.encode())
         mvs = size_b(self.cfg["cache"]["max_value_size"])
         r = self.wrng.random()
-        if r < 0.45:  # the slab's last classes: 512 bytes with the 56-byte header, the key, a digest
-            size = self.wrng.choice([512 - 56 - kl - 8, 512 - 56 - kl]) + self.wrng.randint(-9, 9)
+        if r < 0.45:  # the slab's last classes: 512 bytes with the 36-byte header, the key, a digest
+            size = self.wrng.choice([512 - 36 - kl - 8, 512 - 36 - kl]) + self.wrng.randint(-9, 9)
         elif r < 0.52:
             size = 0
         elif r < 0.70:

@@ -1,9 +1,11 @@
-#include <CppUTest/TestHarness.h>
-
 #include <stdio.h>
 #include <string.h>
 
+#include <map>
 #include <string>
+#include <vector>
+
+#include <CppUTest/TestHarness.h>
 
 #include "cache.h"
 #include "slab.h"
@@ -229,7 +231,8 @@ TEST(Cache, test_longest_key)
 
 TEST(Cache, test_entries_cost_their_size_rounded_to_8_bytes)
 {
-    // 56-byte header + 16-byte key + 32-byte value = 104 bytes: 630 of them fill a 64 KiB page.
+    // 36-byte header + 16-byte key + 32-byte value = 84 bytes, rounded to 88: 744 of them fill a
+    // 64 KiB page.
     WorkerStats s2;
     memset(&s2, 0, sizeof(s2));
     Cache *big = cache_create(5000, TTL, 7, &s2);
@@ -242,7 +245,7 @@ TEST(Cache, test_entries_cost_their_size_rounded_to_8_bytes)
         cache_insert(big, key, 16, cache_hash(big, key, 16), value, 32, 0);
     }
     size_t used = slab_page_bytes() - before;
-    CHECK(used <= (5000 / 630 + 2) * 65536);
+    CHECK(used <= (5000 / 744 + 2) * 65536);
     cache_destroy(big);
 }
 
@@ -285,6 +288,26 @@ TEST(Cache, test_an_entry_keeps_when_it_was_stored_to_the_microsecond)
     LONGS_EQUAL(5000124, cache_entry_stored_us(cache, b));  // one microsecond apart, and told apart
     CacheEntry *c = put("c", "3", 7);                          // no precise time given: the millisecond
     LONGS_EQUAL(7000, cache_entry_stored_us(cache, c));
+}
+
+// The stored time is 48 bits in two words, read as one: every bit of it comes back, and the
+// flags and the life beside it are neither read into it nor written over by it.
+TEST(Cache, test_the_stored_time_keeps_all_its_48_bits_beside_the_flags)
+{
+    const uint64_t base = 1000;
+    cache_insert(cache, "base", 4, cache_hash(cache, "base", 4), "b", 1, 0, base + 1);  // the cache's base
+    for (uint64_t offset : {1ULL, 0xffffffffULL, 0x100000000ULL, 0xabcd12345678ULL, (1ULL << 48) - 2}) {
+        uint64_t now_us = base + offset;
+        CacheEntry *e = cache_insert_absent(cache, "k", 1, cache_hash(cache, "k", 1), now_us / 1000, now_us);
+        cache_entry_limit_life(cache, e, 5);
+        LONGS_EQUAL(now_us, cache_entry_stored_us(cache, e));
+        CHECK(e->absent);
+        CHECK(e->life != 0x7fff);
+        e->absent = 0;
+        e->life = 0x7fff;
+        LONGS_EQUAL(now_us, cache_entry_stored_us(cache, e));
+        cache_remove(cache, "k", 1, cache_hash(cache, "k", 1));
+    }
 }
 
 TEST(Cache, test_a_life_shorter_than_the_ttl_ends_the_entry_sooner_never_later)
@@ -390,20 +413,20 @@ TEST(Cache, test_max_bytes_evicts_least_recently_read_until_the_new_entry_fits)
 
 TEST(Cache, test_bytes_count_what_the_slab_allocates)
 {
-    put("key", "value", 0);  // 56 + 3 + 5 = 64: a class of its own
-    LONGS_EQUAL(slab_footprint(sizeof(CacheEntry) + 8), stats.cache_bytes);
-    put("k2", "v", 0);  // 59: rounded to 64
-    LONGS_EQUAL(128, stats.cache_bytes);
+    put("key", "value", 0);  // 36 + 3 + 5 = 44: rounded to 48
+    LONGS_EQUAL(48, stats.cache_bytes);
+    put("k2", "v", 0);  // 39: rounded to 40
+    LONGS_EQUAL(88, stats.cache_bytes);
     std::string large(1000, 'x');
     put("k3", large.c_str(), 0);  // above the slab's largest class: malloc's size
-    LONGS_EQUAL(128 + ((56 + 2 + 1000 + 8 + 15) & ~15), stats.cache_bytes);
+    LONGS_EQUAL(88 + ((36 + 2 + 1000 + 8 + 15) & ~15), stats.cache_bytes);
 }
 
 TEST(Cache, test_the_table_grows_with_the_entries_not_with_the_capacity)
 {
     cache_destroy(cache);
     cache = cache_create(1000000000, TTL, 42, &stats);  // a capacity of 10^9 keys
-    LONGS_EQUAL(16 * sizeof(void *), cache_table_bytes(cache));
+    LONGS_EQUAL(16 * sizeof(EntryRef), cache_table_bytes(cache));
     const int n = 100000;
     char key[16];
     for (int i = 0; i < n; i++) {
@@ -416,7 +439,7 @@ TEST(Cache, test_the_table_grows_with_the_entries_not_with_the_capacity)
         CacheEntry *e = cache_find(cache, key, (size_t)len, cache_hash(cache, key, (size_t)len), 1);
         CHECK(e != NULL && memcmp(cache_entry_key(e), key, (size_t)len) == 0);
     }
-    CHECK(cache_table_bytes(cache) <= 3 * 131072 * sizeof(void *));  // at most both tables of a doubling
+    CHECK(cache_table_bytes(cache) <= 3 * 131072 * sizeof(EntryRef));  // at most both tables of a doubling
     for (int i = 0; i < n; i += 2) {
         int len = snprintf(key, sizeof(key), "k%d", i);
         CHECK(cache_remove(cache, key, (size_t)len, cache_hash(cache, key, (size_t)len)));
@@ -499,4 +522,79 @@ TEST(Cache, test_ttl_left_sum_counts_each_entrys_time_left)
     cache_remove(cache, "a", 1, cache_hash(cache, "a", 1));
     LONGS_EQUAL(900, cache_ttl_left_sum_ms(cache, 500));
     LONGS_EQUAL(0, cache_ttl_left_sum_ms(cache, 2000));  // past its TTL: nothing left
+}
+
+// Entries are linked by 32-bit names: slab blocks by page and offset, larger ones by their place
+// in the cache's table. A model (the keys in recency order and in insertion order) against the
+// cache through random inserts, reads, removals and expiry, with values on both sides of the
+// slab's largest class: every eviction takes the model's least recently read key, every expiry
+// its oldest, and the table of large entries never holds more places than the capacity.
+TEST(Cache, test_named_links_keep_recency_and_age_order_across_small_and_large_entries)
+{
+    const size_t capacity = 64;
+    Cache *c = cache_create(capacity, TTL, 11, &stats);
+    std::vector<std::string> recency, age;  // front: most recently read / oldest insertion
+    std::map<std::string, uint64_t> stored;
+    auto drop = [](std::vector<std::string> &v, const std::string &k) {
+        for (size_t i = 0; i < v.size(); i++)
+            if (v[i] == k) {
+                v.erase(v.begin() + (long)i);
+                return true;
+            }
+        return false;
+    };
+    uint64_t rng = 12345, now = 0;
+    auto next = [&rng](uint64_t n) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        return (rng >> 33) % n;
+    };
+    std::string value(2000, 'v');
+    for (int step = 0; step < 20000; step++) {
+        std::string key = "key:" + std::to_string(next(150));
+        uint64_t h = cache_hash(c, key.data(), key.size());
+        switch (next(10)) {
+        case 0:
+            CHECK_EQUAL(drop(recency, key), cache_remove(c, key.data(), key.size(), h));
+            drop(age, key);
+            break;
+        case 1:
+            now += next(40);
+            while (!age.empty() && now >= stored[age[0]] + TTL) {  // the model's expiry: insertion order
+                drop(recency, age[0]);
+                age.erase(age.begin());
+            }
+            cache_expire(c, now, 1000);
+            break;
+        case 2:
+        case 3:
+        case 4: {
+            size_t len = next(2) ? next(40) : 400 + next(1000);  // small, or around and past SLAB_MAX
+            CHECK(cache_insert(c, key.data(), key.size(), h, value.data(), len, now) != NULL);
+            drop(recency, key);
+            drop(age, key);
+            if (recency.size() == capacity) {
+                drop(age, recency.back());  // the model's LRU victim
+                recency.pop_back();
+            }
+            recency.insert(recency.begin(), key);
+            age.push_back(key);
+            stored[key] = now;
+            break;
+        }
+        default: {
+            CacheEntry *e = cache_find(c, key.data(), key.size(), h, now);
+            bool held = drop(recency, key);
+            CHECK_EQUAL(held, e != NULL);
+            if (held) {
+                STRCMP_EQUAL(key.c_str(), std::string(cache_entry_key(e), e->key_len).c_str());
+                recency.insert(recency.begin(), key);
+            }
+        }
+        }
+        LONGS_EQUAL(recency.size(), cache_count(c));
+    }
+    for (const std::string &k : recency)  // the model's keys are the cache's, in both orders
+        CHECK(cache_find(c, k.data(), k.size(), cache_hash(c, k.data(), k.size()), now) != NULL);
+    CHECK(cache_table_bytes(c) <= 2 * 256 * sizeof(EntryRef) + 2 * capacity * sizeof(void *));
+    cache_destroy(c);
 }

@@ -1,5 +1,6 @@
 // STL headers before CppUTest's, whose leak detector redefines new.
 #include <set>
+#include <vector>
 
 #include <CppUTest/TestHarness.h>
 #include <signal.h>
@@ -104,6 +105,34 @@ TEST(Slab, test_large_blocks_come_from_malloc)
     memset(big, 1, SLAB_MAX + 1);
     slab_free(big, SLAB_MAX + 1);
     LONGS_EQUAL(before, slab_page_bytes());
+}
+
+// A block's 32-bit name leads back to it, in every class and on every page, also after pages
+// were given back to the kernel and their numbers handed out again to new pages.
+TEST(Slab, test_a_named_block_is_found_by_its_name)
+{
+    const int n = 3000;
+    std::vector<char *> blocks(n);
+    std::vector<SlabRef> names(n);
+    std::set<SlabRef> distinct;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < n; i++) {
+            size_t size = 8 + (size_t)(i * 37 + round * 11) % (SLAB_MAX - 8);
+            blocks[i] = (char *)slab_alloc_named(size, &names[i]);
+            CHECK(blocks[i] != NULL && names[i] != 0);
+            POINTERS_EQUAL(blocks[i], slab_block(names[i]));
+            CHECK(distinct.insert(names[i]).second);
+            CHECK((names[i] >> 31) == 0);  // the top bit is the cache's
+        }
+        for (int i = 0; i < n; i++)
+            POINTERS_EQUAL(blocks[i], slab_block(names[i]));  // still, with every page in use
+        for (int i = 0; i < n; i++)
+            slab_free(blocks[i], 8 + (size_t)(i * 37 + round * 11) % (SLAB_MAX - 8));
+        slab_quarantine_flush();
+        distinct.clear();
+    }
+    void *none = slab_alloc_named(SLAB_MAX + 1, &names[0]);  // no name past the classes
+    POINTERS_EQUAL(NULL, none);
 }
 
 // A block freed with a size of another class would go on that class's free list: the slab
