@@ -219,6 +219,14 @@ def callgrind_per_request(workdir, redis):
     def http_misses(n):
         def run(proxy):
             s = socket.create_connection(("127.0.0.1", proxy.port), timeout=60)
+            for _ in range(100):  # until the worker has reached Redis (a cluster: read its map)
+                s.sendall(miss_requests[0])
+                data = b""
+                while b"\r\n\r\n" not in data or not (data.endswith(VALUE) or data.endswith(b"unavailable\n")):
+                    data += s.recv(4096)
+                if data.endswith(VALUE):
+                    break
+                time.sleep(0.2)
             for i in range(n + 10):
                 s.sendall(miss_requests[i % 2])
                 data = b""
@@ -286,6 +294,23 @@ def callgrind_per_request(workdir, redis):
         low = callgrind_worker_total(workdir, redis, make_run(1008), sections)
         high = callgrind_worker_total(workdir, redis, make_run(5008), sections)
         results[name] = (high - low) / 4000.0
+    # The same misses through a 3-primary cluster: what routing by slot adds to a miss.
+    cluster = RedisCluster(workdir, primaries=3, replicas=0)
+    try:
+        cluster.start()
+        processes.extend(s.proc for s in cluster.servers)
+        for request in miss_requests:
+            key = request.split(b" ")[1][1:]
+            owner = next(n["port"] for n in cluster.primaries()
+                         if any(a <= key_slot(key) <= b for a, b in n["slots"]))
+            RedisClient(owner)("SET", key, VALUE)
+        sections = {"redis": {"cluster": " ".join("127.0.0.1:%d" % s.port for s in cluster.servers)},
+                    "cache": {"capacity": "1"}}
+        low = callgrind_worker_total(workdir, redis, http_misses(1008), sections)
+        high = callgrind_worker_total(workdir, redis, http_misses(5008), sections)
+        results["HTTP GET miss through a 3-primary cluster (capacity 1; PTTL and GET)"] = (high - low) / 4000.0
+    finally:
+        cluster.stop()
     results["bare evhttp (bench/evhttp_bare.cc), same requests"] = (bare_total(5008) - bare_total(1008)) / 4000.0
     return results
 
@@ -568,9 +593,9 @@ def run_redis_benchmark_cluster(port):
 
 def measure_cluster(workdir, redis):
     """HTTP hits and misses through the proxy to a 3-primary cluster (2 workers, tracking), and
-    redis-benchmark --cluster straight to it, alternating with hits through a proxy in front of
-    one Redis (the same moment for both: their ratio is what a cluster costs a hit); then the
-    cluster is stopped."""
+    redis-benchmark --cluster straight to it, alternating with hits and misses through a proxy in
+    front of one Redis (the same moment for both: their ratios are what a cluster costs a hit and
+    a miss); then the cluster is stopped."""
     cluster = RedisCluster(workdir, primaries=3, replicas=0)
     try:
         cluster.start()
@@ -605,15 +630,17 @@ def measure_cluster(workdir, redis):
             return proxy
         hits, misses = cluster_proxy(KEYS * 2), cluster_proxy(1)
         single = start_proxy(workdir, redis, 2, KEYS * 2, resp=True)
+        single_misses = start_proxy(workdir, redis, 2, 1)
         warm_all_workers(hits, 2, KEYS, "key:%012d")
         warm_all_workers(single, 2, KEYS, "key:%012d")
-        runs = {"hit": [], "hit one redis": [], "miss": [], "direct": []}
+        runs = {"hit": [], "hit one redis": [], "miss": [], "miss one redis": [], "direct": []}
         for _ in range(ROUNDS):
             runs["hit"].append(run_wrk(hits.port))
             runs["hit one redis"].append(run_wrk(single.port))
             runs["miss"].append(run_wrk(misses.port))
+            runs["miss one redis"].append(run_wrk(single_misses.port))
             runs["direct"].append(run_redis_benchmark_cluster(cluster.servers[0].port))
-        for p in (hits, misses, single):
+        for p in (hits, misses, single, single_misses):
             p.stop()
         return {name: summary(r) for name, r in runs.items()}
     finally:

@@ -81,6 +81,7 @@ Flight *fetch_table_add(FetchTable *t, const char *key, size_t len, uint64_t has
     f->in_snapshot = false;
     f->kind = kind;
     f->resent = false;
+    f->slot = 0;
     f->waiters = NULL;
     f->waiters_tail = &f->waiters;
     f->stale = NULL;

@@ -37,6 +37,7 @@ struct Flight {
     bool in_snapshot;     // sent by the snapshot being set up (lookup_get_snapshot), only then
     FlightKind kind;
     bool resent;          // asked again once, after its connection was cut (lookup_ask_again)
+    int slot;             // the key's cluster slot (0 with one Redis), computed once per miss
     FlightWaiter *waiters, **waiters_tail;  // in arrival order
     CacheEntry *stale;    // retained: answered if Redis cannot be reached (stale_if_error)
     void *owner;          // the worker, for the reply callback

@@ -91,12 +91,11 @@ LookupResult lookup_result_redis_error(Lookup *lk, const Flight *f, const redisR
 // cluster, whether its source may cache is the answering node's (cluster.h).
 static bool may_cache(Lookup *lk, const Flight *f, bool absent)
 {
-    int slot = 0;
-    KeyTrust trust = key_trust(lk, f->key, f->key_len, &slot);
+    KeyTrust trust = slot_trust(lk, f->slot);
     if (lk->cluster != NULL)
         trust.caching = cluster_reply_cacheable(lk->cluster);
     if (absent)
-        with_migration(lk, slot, &trust);
+        with_migration(lk, f->slot, &trust);
     return coherence_reply_cacheable(f, &trust, absent);
 }
 
@@ -285,13 +284,14 @@ static void on_get_reply(void *arg, redisReply *reply, BackendFailure failure)
 
 // A flight for a key not in the table: it keeps the key's stale entry, if any, for when Redis
 // cannot be reached. The caller sends its command.
-Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room,
-                          FlightKind kind)
+Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, int slot, CacheEntry *stale,
+                          size_t room, FlightKind kind)
 {
     Flight *f = fetch_table_add(lk->flights, key, len, hash, monotonic_us(), room, kind);
     if (f == NULL)
         return NULL;
     f->owner = lk;
+    f->slot = slot;
     if (stale != NULL && cache_entry_retain(stale))
         f->stale = stale;
     return f;
@@ -319,7 +319,7 @@ void lookup_get(Lookup *lk, Front front, const char *key, size_t key_len, Lookup
         fetch_table_join(f, &g->base);
         return;
     }
-    if ((f = lookup_new_flight(lk, key, key_len, k.hash, k.stale, sizeof(GetWaiter), FLIGHT_GET)) == NULL) {
+    if ((f = lookup_new_flight(lk, key, key_len, k.hash, k.slot, k.stale, sizeof(GetWaiter), FLIGHT_GET)) == NULL) {
         finish(lk, front, done, arg, LOOKUP_UNAVAILABLE);
         return;
     }

@@ -37,6 +37,14 @@ static inline KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, 
     return {cluster_slot_distrusted_us(lk->cluster, *slot), true, false};
 }
 
+// The same for a key whose slot is known (a flight's).
+static inline KeyTrust slot_trust(const Lookup *lk, int slot)
+{
+    if (lk->cluster == NULL)
+        return {lk->distrusted_us, lk->caching, false};
+    return {cluster_slot_distrusted_us(lk->cluster, slot), true, false};
+}
+
 static inline void with_migration(const Lookup *lk, int slot, KeyTrust *trust)
 {
     if (lk->cluster != NULL)
@@ -91,5 +99,5 @@ bool lookup_send_fetch(Lookup *lk, int slot, int argc, const char **argv, const 
                        void *arg);
 void lookup_ask_key_life(Lookup *lk, int slot, Flight *f);  // follow_key_expiry's PTTL
 bool lookup_ask_again(Lookup *lk, bool *resent, BackendFailure failure);
-Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, CacheEntry *stale, size_t room,
-                          FlightKind kind);
+Flight *lookup_new_flight(Lookup *lk, const char *key, size_t len, uint64_t hash, int slot, CacheEntry *stale,
+                          size_t room, FlightKind kind);

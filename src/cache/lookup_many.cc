@@ -145,7 +145,7 @@ static void refetch_alone(Lookup *lk, Flight *f)
         return;
     }
     cmd->flights[0] = f;
-    int slot = lk->cluster != NULL ? cluster_key_slot(f->key, f->key_len) : 0;
+    int slot = f->slot;
     lk->stats->fetches_waiting++;  // on_mget_reply decrements it, also when called here
     if (!send_mget_command(lk, cmd, slot))
         on_mget_reply(cmd, NULL, BACKEND_UNAVAILABLE);
@@ -216,7 +216,7 @@ static void send_mget_by_slot(Lookup *lk, MgetCommand *cmd)
         return;
     }
     for (size_t i = 0; i < cmd->n; i++)
-        order[i] = {cluster_key_slot(cmd->flights[i]->key, cmd->flights[i]->key_len), i, cmd->flights[i]};
+        order[i] = {cmd->flights[i]->slot, i, cmd->flights[i]};
     qsort(order, cmd->n, sizeof(SlotFlight), by_slot);
     for (size_t from = 0, to; from < cmd->n; from = to) {
         for (to = from + 1; to < cmd->n && order[to].slot == order[from].slot; to++) {
@@ -246,7 +246,8 @@ static Flight *snapshot_flight(Lookup *lk, const LookupKey *key, uint64_t hash, 
         return f;
     if (f != NULL)
         fetch_table_detach(lk->flights, f);
-    if ((f = lookup_new_flight(lk, key->ptr, key->len, hash, stale, 0, FLIGHT_MGET)) != NULL) {
+    int slot = lk->cluster != NULL ? cluster_key_slot(key->ptr, key->len) : 0;
+    if ((f = lookup_new_flight(lk, key->ptr, key->len, hash, slot, stale, 0, FLIGHT_MGET)) != NULL) {
         f->in_snapshot = true;
         *sent_now = true;
     }
@@ -302,8 +303,8 @@ static void get_many(Lookup *lk, Front front, const LookupKey *keys, size_t n, L
             cmd->flights[cmd->n++] = f;
         } else if (f != NULL) {
             lk->stats->coalesced++;
-        } else if (!refetch_all &&
-                   (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, k.hash, k.stale, 0, FLIGHT_MGET)) != NULL) {
+        } else if (!refetch_all && (f = lookup_new_flight(lk, keys[i].ptr, keys[i].len, k.hash, k.slot, k.stale, 0,
+                                                          FLIGHT_MGET)) != NULL) {
             cmd->flights[cmd->n++] = f;
         } else {
             continue;  // out of memory: answered unavailable

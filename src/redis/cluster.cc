@@ -483,5 +483,6 @@ void cluster_destroy(Cluster *c)
         event_free(c->refresh_timer);
     if (c->sweep_event != NULL)
         event_free(c->sweep_event);
+    route_free_spares(c);
     free(c);
 }

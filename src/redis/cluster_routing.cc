@@ -10,7 +10,59 @@
 #include "config.h"
 #include "log.h"
 
+// Under AddressSanitizer a spare block is poisoned but for its link: a request used after it is
+// done is reported as it would be for malloc's.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SPARE_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SPARE_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SPARE_POISON(p, n) ((void)(p), (void)(n))
+#define SPARE_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 static void ignore_reply(void *, redisReply *, BackendFailure) {}
+
+// A block for a request of `bytes`: a spare one if it fits, else malloc's.
+static ClusterRequest *request_alloc(Cluster *c, size_t bytes)
+{
+    ClusterRequest *r;
+    if (bytes <= CLUSTER_REQUEST_BLOCK && c->spares != NULL) {
+        r = c->spares;
+        SPARE_UNPOISON(r, CLUSTER_REQUEST_BLOCK);
+        c->spares = r->next;
+        c->spare_count--;
+    } else if ((r = (ClusterRequest *)malloc(bytes <= CLUSTER_REQUEST_BLOCK ? CLUSTER_REQUEST_BLOCK : bytes)) == NULL) {
+        return NULL;
+    }
+    r->spare = bytes <= CLUSTER_REQUEST_BLOCK;
+    return r;
+}
+
+static void request_free(Cluster *c, ClusterRequest *r)
+{
+    if (!r->spare || c->spare_count == CLUSTER_REQUEST_SPARES || c->destroying) {
+        free(r);
+        return;
+    }
+    r->next = c->spares;
+    c->spares = r;
+    c->spare_count++;
+    size_t link_end = offsetof(ClusterRequest, next) + sizeof(r->next);
+    SPARE_POISON(r, offsetof(ClusterRequest, next));
+    SPARE_POISON((char *)r + link_end, CLUSTER_REQUEST_BLOCK - link_end);
+}
+
+void route_free_spares(Cluster *c)
+{
+    while (c->spares != NULL) {
+        ClusterRequest *r = c->spares;
+        SPARE_UNPOISON(r, CLUSTER_REQUEST_BLOCK);
+        c->spares = r->next;
+        free(r);
+    }
+    c->spare_count = 0;
+}
 
 static void on_reply(void *arg, redisReply *reply, BackendFailure failure);
 
@@ -114,7 +166,7 @@ void route_deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure)
     c->replying = saved_replying;
     if (r->retry_timer != NULL)
         event_free(r->retry_timer);
-    free(r);
+    request_free(c, r);
 }
 
 static void on_reply(void *arg, redisReply *reply, BackendFailure failure)
@@ -193,12 +245,13 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
     size_t bytes = sizeof(ClusterRequest) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
     for (int i = 0; i < argc; i++)
         bytes += lens[i];
-    ClusterRequest *r = (ClusterRequest *)malloc(bytes);
+    ClusterRequest *r = request_alloc(c, bytes);
     if (r == NULL)
         return false;
+    bool spare = r->spare;
     uint64_t now = monotonic_ms();
     *r = {NULL, NULL, c, fn, arg, slot, node, 0, 0, false, now + (uint64_t)c->env->config->command_timeout_ms,
-          NULL, argc, NULL, NULL, false};
+          NULL, argc, NULL, NULL, false, spare};
     r->argv = (const char **)(r + 1);
     r->lens = (size_t *)(r->argv + argc);
     char *at = (char *)(r->lens + argc);
@@ -209,7 +262,7 @@ bool cluster_command(Cluster *c, int slot, int argc, const char **argv, const si
         at += lens[i];
     }
     if (!send_to(r, node, false)) {
-        free(r);
+        request_free(c, r);
         map_want_refresh_now(c);  // the owner is not connected: it may have failed over
         return false;
     }

@@ -45,7 +45,14 @@ struct ClusterRequest {
     const char **argv;
     size_t *lens;
     bool resent;  // asked again once after its connection was cut (and came back at once)
+    bool spare;   // its block is CLUSTER_REQUEST_BLOCK bytes: kept for the next request when done
 };
+
+// A miss sends two commands (PTTL and GET): their requests' blocks are kept for reuse, up to
+// CLUSTER_REQUEST_SPARES of them, rather than malloc'd and freed each time. A request larger
+// than a block (a long key, an MGET of many) is malloc's.
+inline constexpr size_t CLUSTER_REQUEST_BLOCK = 256;
+inline constexpr int CLUSTER_REQUEST_SPARES = 64;
 
 // A CLUSTER SLOTS on its way: whom it asked (an empty address in the answer means that node).
 struct SlotsQuery {
@@ -84,6 +91,8 @@ struct Cluster {
     WorkerStats probe_stats;  // not the worker's: a seed is no primary it reads from
     event *sweep_event;
     ClusterRequest *parked;
+    ClusterRequest *spares;  // blocks kept for reuse, linked by `next`
+    int spare_count;
     CommandOwner queries;  // the CLUSTER SLOTS on their way
     bool destroying;
     // Set while a reply is delivered to its caller.
@@ -100,3 +109,4 @@ void map_set_owner(Cluster *c, int slot, int node);  // a MOVED: the slot's owne
 // cluster_routing.cc
 void route_deliver(ClusterRequest *r, redisReply *reply, BackendFailure failure);  // answers, frees r
 void route_unpark(ClusterRequest *r);  // a request waiting for a retry goes now (or fails)
+void route_free_spares(Cluster *c);    // at its end, once no request can be delivered any more
