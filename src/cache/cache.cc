@@ -17,6 +17,9 @@ static const size_t INITIAL_BUCKETS = 16;
 static const int GROW_STEP = 4;  // old buckets moved per insert while the table grows
 static const EntryRef LARGE = 1u << 31;  // a name with this bit is a place in Cache.large
 static const uint32_t NO_PLACE = UINT32_MAX;
+// Out of memory, or of the slab's names: at most this many entries are evicted to make room for
+// one (then it is answered, not cached).
+static const int ALLOC_EVICTIONS = 256;
 
 // The ends of a list linked through the entries' EntryLinks.
 struct EntryList {
@@ -394,7 +397,15 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     if (c->max_bytes != 0 && footprint + INITIAL_BUCKETS * sizeof(EntryRef) > c->max_bytes)
         return NULL;  // could never fit: answered, not cached
     EntryRef ref;
-    CacheEntry *e = entry_alloc(c, sizeof(CacheEntry) + key_len + value_len + c->digest_bytes, &ref);
+    size_t size = sizeof(CacheEntry) + key_len + value_len + c->digest_bytes;
+    CacheEntry *e = entry_alloc(c, size, &ref);
+    // No memory, or the slab's names have reached their 16 GiB: the least recently read entries
+    // make room, as under max_memory, so that the cache keeps the keys read now.
+    for (int i = 0; e == NULL && i < ALLOC_EVICTIONS && c->count > 0; i++) {
+        entry_unlink(c, entry_at(c, c->lru.last), c->lru.last);
+        c->stats->cache_evictions++;
+        e = entry_alloc(c, size, &ref);
+    }
     if (e == NULL)
         return NULL;
     CacheEntry *old;

@@ -63,9 +63,14 @@ char **slab_page_table;
 static size_t numbers_used, numbers_cap;  // numbers ever handed out; the table's length
 static const uintptr_t NO_NUMBER = UINT32_MAX;
 static uintptr_t free_number = NO_NUMBER;
+static size_t max_pages = SLAB_PAGES_MAX;
+
+void slab_set_max_pages(size_t pages) { max_pages = pages < SLAB_PAGES_MAX ? pages : SLAB_PAGES_MAX; }
 
 static bool number_take(uint32_t *number)
 {
+    if (page_bytes / PAGE_SIZE >= max_pages)
+        return false;
     if (free_number != NO_NUMBER) {
         *number = (uint32_t)free_number;
         free_number = (uintptr_t)slab_page_table[free_number] >> 1;

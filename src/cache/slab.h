@@ -12,7 +12,7 @@
 // offset in 8-byte units, so that the cache links its entries with 4-byte references rather
 // than 8-byte pointers. Naming is one load from the page table (slab_block). The names reach
 // SLAB_PAGES_MAX pages: 16 GiB of blocks per process; past it an allocation fails as when out
-// of memory.
+// of memory (and the cache evicts to make room).
 #pragma once
 
 #include <stddef.h>
@@ -48,6 +48,10 @@ inline size_t slab_footprint(size_t size)
 
 // Bytes held in pages (used or free). For tests.
 size_t slab_page_bytes();
+
+// At most this many pages at once (SLAB_PAGES_MAX, the names' reach, unless lowered): for tests
+// of what happens when the reach is met.
+void slab_set_max_pages(size_t pages);
 
 // Under AddressSanitizer, freed blocks wait (poisoned) in a quarantine before they can be handed
 // out again; this gives them all back now. For tests that count pages; nothing without ASan.

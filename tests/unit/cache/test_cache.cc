@@ -598,3 +598,34 @@ TEST(Cache, test_named_links_keep_recency_and_age_order_across_small_and_large_e
     CHECK(cache_table_bytes(c) <= 2 * 256 * sizeof(EntryRef) + 2 * capacity * sizeof(void *));
     cache_destroy(c);
 }
+
+// When the slab can map no more pages (its names' 16 GiB reach, or no memory), an insert makes
+// room by evicting the least recently read entries, as under max_memory: the keys read now are
+// still cached, not refused for as long as the old ones stay. (Under ASan freed blocks wait in a
+// quarantine first: the first inserts past the reach may be refused while it fills.)
+TEST(Cache, test_past_the_slabs_reach_inserts_evict_the_least_recently_read)
+{
+    Cache *c = cache_create(1000000, TTL, 5, &stats);
+    slab_quarantine_flush();
+    slab_set_max_pages(slab_page_bytes() / SLAB_PAGE_SIZE + 12);  // about 7,400 entries of this size
+    char key[32], value[64];
+    memset(value, 'v', sizeof(value));
+    int refused_late = 0;
+    const int n = 20000;
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(key, sizeof(key), "key:%08d", i);
+        CacheEntry *e = cache_insert(c, key, (size_t)len, cache_hash(c, key, (size_t)len), value, sizeof(value), 0);
+        if (e == NULL && i >= n - 1000)
+            refused_late++;
+    }
+    slab_set_max_pages(SIZE_MAX);
+    LONGS_EQUAL(0, refused_late);
+    CHECK_TEXT(cache_count(c) > 1000 && cache_count(c) < 8000, std::to_string(cache_count(c)).c_str());
+    CHECK(stats.cache_evictions >= (uint64_t)(n - 8000));
+    for (int i = n - 1000; i < n; i++) {  // the latest are held, the earliest gone
+        int len = snprintf(key, sizeof(key), "key:%08d", i);
+        CHECK(cache_find(c, key, (size_t)len, cache_hash(c, key, (size_t)len), 0) != NULL);
+    }
+    POINTERS_EQUAL(NULL, cache_find(c, "key:00000000", 12, cache_hash(c, "key:00000000", 12), 0));
+    cache_destroy(c);
+}
