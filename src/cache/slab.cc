@@ -42,7 +42,7 @@ struct Page {
     char *unused;       // the part never handed out yet
     uint32_t used;      // blocks handed out
     uint32_t size;      // of its blocks
-    uint32_t number;    // its place in slab_page_table: the high bits of its blocks' names
+    uint32_t number;    // its place in the region: the high bits of its blocks' names
     bool listed;        // on its class's list
 };
 static_assert(sizeof(Page) <= HEADER, "a page's header fits before its first block");
@@ -56,45 +56,76 @@ struct SizeClass {
 static SizeClass classes[CLASSES + 1];
 static size_t page_bytes;
 
-// Pages by number, for slab_block. A number not in use holds the next unused one, tagged with
-// the low bit (a page's address is aligned): the last freed is reused first, and the table only
-// grows (8 bytes per 64 KiB page).
-char **slab_page_table;
-static size_t numbers_used, numbers_cap;  // numbers ever handed out; the table's length
-static const uintptr_t NO_NUMBER = UINT32_MAX;
-static uintptr_t free_number = NO_NUMBER;
+// Every page lies in one region of address space, reserved at the first page: page N starts N
+// pages into it, so a block's name is its offset in the region in 8-byte units (slab_block) and
+// the region is one mapping however pages come and go (a mapping per page would split at each
+// page given back, up to vm.max_map_count, where munmap fails). Reserved without access, it costs
+// no memory and is charged to no overcommit limit; the pages handed out so far (numbers below
+// `numbers_used`) are made writable, one prefix, grown a chunk at a time; a page given back is
+// emptied with MADV_DONTNEED and its number reused, last freed first. Where the whole reach
+// cannot be reserved (an address-space limit, ulimit -v), half of it is tried, and so on.
+char *slab_region;
+static size_t region_pages;   // its length in pages
+static size_t numbers_used;   // pages handed out at least once: the writable prefix is this long
+static size_t writable_pages; // the prefix made writable so far (numbers_used rounded up a chunk)
+static uint32_t *free_numbers; // given back, to be reused (a stack)
+static size_t free_count, free_cap;
 static size_t max_pages = SLAB_PAGES_MAX;
+static const size_t WRITABLE_CHUNK = 16;  // pages made writable at a time: 1 MiB
 
 void slab_set_max_pages(size_t pages) { max_pages = pages < SLAB_PAGES_MAX ? pages : SLAB_PAGES_MAX; }
+
+static bool region_reserve()
+{
+    for (size_t pages = SLAB_PAGES_MAX; pages >= WRITABLE_CHUNK; pages /= 2) {
+        size_t len = (pages + 1) * PAGE_SIZE;  // a page more: the start is aligned to a page
+        char *raw = (char *)mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (raw == MAP_FAILED)
+            continue;
+        char *start = (char *)(((uintptr_t)raw + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1));
+        if (start > raw)
+            munmap(raw, (size_t)(start - raw));
+        if (raw + len > start + pages * PAGE_SIZE)
+            munmap(start + pages * PAGE_SIZE, (size_t)(raw + len - (start + pages * PAGE_SIZE)));
+        slab_region = start;
+        region_pages = pages;
+        return true;
+    }
+    return false;
+}
 
 static bool number_take(uint32_t *number)
 {
     if (page_bytes / PAGE_SIZE >= max_pages)
         return false;
-    if (free_number != NO_NUMBER) {
-        *number = (uint32_t)free_number;
-        free_number = (uintptr_t)slab_page_table[free_number] >> 1;
+    if (free_count > 0) {
+        *number = free_numbers[--free_count];
         return true;
     }
-    if (numbers_used == numbers_cap) {
-        if (numbers_cap == SLAB_PAGES_MAX)
+    if (slab_region == NULL && !region_reserve())
+        return false;
+    if (numbers_used == region_pages)
+        return false;
+    if (numbers_used == writable_pages) {
+        size_t chunk = region_pages - writable_pages < WRITABLE_CHUNK ? region_pages - writable_pages : WRITABLE_CHUNK;
+        if (mprotect(slab_region + writable_pages * PAGE_SIZE, chunk * PAGE_SIZE, PROT_READ | PROT_WRITE) != 0)
             return false;
-        size_t cap = numbers_cap ? 2 * numbers_cap : 64;
-        char **grown = (char **)realloc(slab_page_table, cap * sizeof(char *));
+        writable_pages += chunk;
+    }
+    // Room to give it back later, so that giving back never fails.
+    if (free_cap < numbers_used + 1) {
+        size_t cap = free_cap ? 2 * free_cap : 64;
+        uint32_t *grown = (uint32_t *)realloc(free_numbers, cap * sizeof(uint32_t));
         if (grown == NULL)
             return false;
-        slab_page_table = grown;
-        numbers_cap = cap;
+        free_numbers = grown;
+        free_cap = cap;
     }
     *number = (uint32_t)numbers_used++;
     return true;
 }
 
-static void number_give_back(uint32_t number)
-{
-    slab_page_table[number] = (char *)((free_number << 1) | 1);
-    free_number = number;
-}
+static void number_give_back(uint32_t number) { free_numbers[free_count++] = number; }
 
 static void room_add(SizeClass *c, Page *p)
 {
@@ -108,28 +139,19 @@ static void room_remove(Page *p)
     p->listed = false;
 }
 
-// A page aligned to its size, straight from the kernel: not from malloc's heap, where the
+// A page aligned to its size, from the region (above): not from malloc's heap, where the
 // short-lived allocations of a miss would fill the gaps between pages and keep the heap from
 // ever shrinking back; and given back to the kernel when its last block is freed.
 static Page *page_map(size_t size)
 {
     uint32_t number;
     if (!number_take(&number))
-        return NULL;  // past the names' reach: as out of memory
-    char *raw = (char *)mmap(NULL, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-        number_give_back(number);
-        return NULL;
-    }
-    char *start = (char *)(((uintptr_t)raw + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1));
-    if (start > raw)
-        munmap(raw, (size_t)(start - raw));
-    munmap(start + PAGE_SIZE, (size_t)(raw + 2 * PAGE_SIZE - (start + PAGE_SIZE)));
+        return NULL;  // no memory, or past the names' reach
+    char *start = slab_region + (size_t)number * PAGE_SIZE;
     page_bytes += PAGE_SIZE;
     Page *p = (Page *)start;
     p->size = (uint32_t)size;
     p->number = number;
-    slab_page_table[number] = start;
     SLAB_ROOT_ADD(start, PAGE_SIZE);
     SLAB_POISON(start + HEADER, PAGE_SIZE - HEADER);
     return p;
@@ -140,7 +162,7 @@ static void page_unmap(Page *p)
     number_give_back(p->number);
     SLAB_UNPOISON(p, PAGE_SIZE);
     SLAB_ROOT_REMOVE(p, PAGE_SIZE);
-    munmap(p, PAGE_SIZE);
+    madvise(p, PAGE_SIZE, MADV_DONTNEED);  // its memory goes back; the mapping stays whole
     page_bytes -= PAGE_SIZE;
 }
 

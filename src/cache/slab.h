@@ -10,9 +10,9 @@
 //
 // A block of up to SLAB_MAX bytes also has a 32-bit name (SlabRef): its page's number and its
 // offset in 8-byte units, so that the cache links its entries with 4-byte references rather
-// than 8-byte pointers. Naming is one load from the page table (slab_block). The names reach
-// SLAB_PAGES_MAX pages: 16 GiB of blocks per process; past it an allocation fails as when out
-// of memory (and the cache evicts to make room).
+// than 8-byte pointers. The names reach SLAB_PAGES_MAX pages: 16 GiB of blocks per process
+// (less where an address-space limit allows less); past it an allocation fails as when out of
+// memory (and the cache evicts to make room).
 #pragma once
 
 #include <stddef.h>
@@ -32,12 +32,10 @@ void slab_free(void *p, size_t size);  // size as given to slab_alloc
 // past the names' reach.
 void *slab_alloc_named(size_t size, SlabRef *ref);
 
-// The block a name names. Inline: the cache follows its links with it.
-extern char **slab_page_table;  // by page number
-inline void *slab_block(SlabRef ref)
-{
-    return slab_page_table[ref >> SLAB_REF_OFFSET_BITS] + ((ref & ((1u << SLAB_REF_OFFSET_BITS) - 1)) << 3);
-}
+// The block a name names: page N lies N pages into one region of address space (slab.cc), so a
+// name is the block's offset in it in 8-byte units. Inline: the cache follows its links with it.
+extern char *slab_region;
+inline void *slab_block(SlabRef ref) { return slab_region + ((size_t)ref << 3); }
 
 // What a block of `size` really takes: its size class, or for malloc's blocks an estimate of
 // glibc's (8 bytes of header, 16-byte rounding). The cache's byte bound counts this.

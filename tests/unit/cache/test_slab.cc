@@ -1,9 +1,11 @@
 // STL headers before CppUTest's, whose leak detector redefines new.
 #include <set>
+#include <string>
 #include <vector>
 
 #include <CppUTest/TestHarness.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -133,6 +135,41 @@ TEST(Slab, test_a_named_block_is_found_by_its_name)
     }
     void *none = slab_alloc_named(SLAB_MAX + 1, &names[0]);  // no name past the classes
     POINTERS_EQUAL(NULL, none);
+}
+
+static size_t mappings()
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    size_t n = 0;
+    for (int ch; f != NULL && (ch = fgetc(f)) != EOF;)
+        n += ch == '\n';
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+// The slab's pages are not a mapping each, nor split into ever more of them as pages in the
+// middle are given back (the kernel allows vm.max_map_count mappings, 65,530: 4 GiB of pages
+// mapped one by one): every page lies in one region, emptied in place. Their memory still goes.
+TEST(Slab, test_pages_taken_and_given_back_stay_in_one_mapping)
+{
+    const int per_page = (64 * 1024 - 64) / 104, pages = 200;
+    std::vector<void *> blocks((size_t)(per_page * pages));
+    size_t before = mappings();
+    for (auto &b : blocks)
+        b = slab_alloc(104);
+    size_t held = slab_page_bytes();
+    CHECK_TEXT(mappings() <= before + 2, std::to_string(mappings() - before).c_str());
+    for (int page = 0; page < pages; page += 2)  // every other page emptied
+        for (int i = 0; i < per_page; i++)
+            slab_free(blocks[(size_t)(page * per_page + i)], 104);
+    slab_quarantine_flush();
+    CHECK(slab_page_bytes() <= held - (pages / 2 - 2) * 64 * 1024);
+    CHECK_TEXT(mappings() <= before + 2, std::to_string(mappings() - before).c_str());
+    for (int page = 1; page < pages; page += 2)
+        for (int i = 0; i < per_page; i++)
+            slab_free(blocks[(size_t)(page * per_page + i)], 104);
+    slab_quarantine_flush();
 }
 
 // A block freed with a size of another class would go on that class's free list: the slab
