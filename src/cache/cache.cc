@@ -309,7 +309,6 @@ static inline void list_push_back(Cache *c, EntryList *l, EntryRef ref, EntryLin
 
 static const size_t LRU = offsetof(CacheEntry, lru), AGE = offsetof(CacheEntry, age);
 
-
 // Removes an entry (named ref) from the table and both lists and drops the cache's reference.
 static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref)
 {

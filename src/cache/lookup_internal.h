@@ -28,21 +28,20 @@ static inline LookupResult result_of_entry(CacheEntry *e, bool hit)
 }
 
 // What is known now of a key's source (coherence.h): the one Redis, or its slot's owner. Whether
-// its slot migrates matters for a "not found" only: asked for then (with_migration).
-static inline KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, int *slot)
-{
-    if (lk->cluster == NULL)
-        return {lk->distrusted_us, lk->caching, false};
-    *slot = cluster_key_slot(key, len);
-    return {cluster_slot_distrusted_us(lk->cluster, *slot), true, false};
-}
-
-// The same for a key whose slot is known (a flight's).
+// its slot migrates matters for a "not found" only: asked for then (with_migration). By slot,
+// for a key whose slot is known (a flight's); key_trust finds the slot first (once a lookup).
 static inline KeyTrust slot_trust(const Lookup *lk, int slot)
 {
     if (lk->cluster == NULL)
         return {lk->distrusted_us, lk->caching, false};
     return {cluster_slot_distrusted_us(lk->cluster, slot), true, false};
+}
+
+static inline KeyTrust key_trust(const Lookup *lk, const char *key, size_t len, int *slot)
+{
+    if (lk->cluster != NULL)
+        *slot = cluster_key_slot(key, len);
+    return slot_trust(lk, *slot);
 }
 
 static inline void with_migration(const Lookup *lk, int slot, KeyTrust *trust)

@@ -27,7 +27,6 @@
 #endif
 
 static const size_t PAGE_SIZE = SLAB_PAGE_SIZE;  // also its alignment: a block finds its page by masking
-static_assert(PAGE_SIZE >> 3 == 1u << SLAB_REF_OFFSET_BITS, "a name's offset counts a page in 8-byte units");
 static const size_t CLASSES = SLAB_MAX / 8;
 static const size_t HEADER = 64;  // the page's header, at its start; blocks follow
 
@@ -42,7 +41,6 @@ struct Page {
     char *unused;       // the part never handed out yet
     uint32_t used;      // blocks handed out
     uint32_t size;      // of its blocks
-    uint32_t number;    // its place in the region: the high bits of its blocks' names
     bool listed;        // on its class's list
 };
 static_assert(sizeof(Page) <= HEADER, "a page's header fits before its first block");
@@ -151,7 +149,6 @@ static Page *page_map(size_t size)
     page_bytes += PAGE_SIZE;
     Page *p = (Page *)start;
     p->size = (uint32_t)size;
-    p->number = number;
     SLAB_ROOT_ADD(start, PAGE_SIZE);
     SLAB_POISON(start + HEADER, PAGE_SIZE - HEADER);
     return p;
@@ -159,7 +156,7 @@ static Page *page_map(size_t size)
 
 static void page_unmap(Page *p)
 {
-    number_give_back(p->number);
+    number_give_back((uint32_t)(((char *)p - slab_region) / PAGE_SIZE));
     SLAB_UNPOISON(p, PAGE_SIZE);
     SLAB_ROOT_REMOVE(p, PAGE_SIZE);
     madvise(p, PAGE_SIZE, MADV_DONTNEED);  // its memory goes back; the mapping stays whole
@@ -228,8 +225,7 @@ void *slab_alloc_named(size_t size, SlabRef *ref)
     char *block = (char *)slab_alloc(size);
     if (block == NULL)
         return NULL;
-    Page *p = (Page *)((uintptr_t)block & ~(uintptr_t)(PAGE_SIZE - 1));
-    *ref = (p->number << SLAB_REF_OFFSET_BITS) | (SlabRef)((block - (char *)p) >> 3);
+    *ref = (SlabRef)((block - slab_region) >> 3);  // the inverse of slab_block
     return block;
 }
 

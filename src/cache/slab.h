@@ -21,8 +21,8 @@
 static const size_t SLAB_MAX = 512;
 
 typedef uint32_t SlabRef;                      // 0: none (no block starts at a page's offset 0)
-static const unsigned SLAB_REF_OFFSET_BITS = 13;  // 64 KiB in 8-byte units
-static const size_t SLAB_PAGES_MAX = 1u << 18;     // the top bit of a SlabRef stays 0: the cache's own
+// 16 GiB: names in 8-byte units keep a SlabRef's top bit 0 (the cache's own).
+static const size_t SLAB_PAGES_MAX = 1u << 18;
 static const size_t SLAB_PAGE_SIZE = 64 * 1024;
 
 void *slab_alloc(size_t size);
