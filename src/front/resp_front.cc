@@ -438,9 +438,16 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     c->in_len += (size_t)n;
     process_input(c);
-    if (__builtin_expect(c->tls != NULL, 0) && c->reading && transport_pending(c->tls))
-        event_active(c->read_event, EV_READ, 1);  // another record is decrypted already
-    on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
+    if (__builtin_expect(c->tls != NULL, 0)) {
+        if (c->reading && transport_pending(c->tls))
+            event_active(c->read_event, EV_READ, 1);  // another record is decrypted already
+        on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
+        return;
+    }
+    // The answers made now, in one write at the end of the loop's turn, after every other client
+    // ready in it has been read: written at once, each would wake its client's side while the
+    // next client's commands are still being read (a cross-CPU wakeup each on a VM).
+    event_active(c->write_event, EV_WRITE, 1);
 }
 
 
