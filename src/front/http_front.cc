@@ -433,8 +433,8 @@ static void on_flush(evutil_socket_t, short, void *arg)
 }
 
 // Every answer leaves through here. One made while its request is read is written at the end of
-// the turn (on_flush): its connection's read event has run for this turn, so no EOF of the
-// client's can come before it. One made later (a miss, when Redis answers) is written at once:
+// the turn (on_flush) when other events are ready in it (alone, it has nothing to wait for): its
+// connection's read event has run for this turn, so no EOF of the client's can come before it. One made later (a miss, when Redis answers) is written at once:
 // the client's EOF may be among the events still to run in this turn.
 static void send_reply(evhttp_request *req, int code, const char *reason, const char *cache = NULL)
 {
@@ -450,7 +450,8 @@ static void send_reply(evhttp_request *req, int code, const char *reason, const 
         return;  // the client went away: evhttp dropped the answer
     HttpFront *h = process_front;
     HttpClient *c = client_of(h, evcon);
-    if (c != NULL && c == h->reading && !c->tls) {
+    if (c != NULL && c == h->reading && !c->tls &&
+        (c->flush_pending || event_base_get_num_events(h->env->base, EVENT_BASE_COUNT_ACTIVE) > 0)) {
         if (!c->flush_pending) {
             if (list_empty(&h->unflushed))
                 event_active(h->flush, EV_TIMEOUT, 0);

@@ -444,10 +444,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
         return;
     }
-    // The answers made now, in one write at the end of the loop's turn, after every other client
-    // ready in it has been read: written at once, each would wake its client's side while the
-    // next client's commands are still being read (a cross-CPU wakeup each on a VM).
-    event_active(c->write_event, EV_WRITE, 1);
+    // The answers made now, in one write: when other events are ready in this turn of the loop,
+    // at its end, after they have run. Written at once, each answer would wake its client's side
+    // while the next client's commands are still being read (a cross-CPU wakeup each on a VM).
+    if (event_base_get_num_events(c->front->env->base, EVENT_BASE_COUNT_ACTIVE) > 0)
+        event_active(c->write_event, EV_WRITE, 1);
+    else
+        on_writable(fd, EV_WRITE, c);  // alone in its turn: nothing to wait for; may close c
 }
 
 
