@@ -20,6 +20,12 @@ static const uint32_t NO_PLACE = UINT32_MAX;
 // Out of memory, or of the slab's names: at most this many entries are evicted to make room for
 // one (then it is answered, not cached).
 static const int ALLOC_EVICTIONS = 256;
+// Under max_bytes the slab's pages may hold this much more than the bound: an eighth of it, and
+// at least this, for the room left inside partly filled pages (page_room).
+static const size_t PAGE_SLACK_MIN = 1u << 20;
+// Pages emptied to make room for one (then it is answered, not cached): one is enough unless
+// replies still hold entries of the first ones tried.
+static const int PAGE_EVICTIONS = 4;
 
 // The ends of a list linked through the entries' EntryLinks.
 struct EntryList {
@@ -379,6 +385,66 @@ CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uin
     return cache_find_or_stale(c, key, len, hash, now_ms, NULL);
 }
 
+// Whether the entry at a slab block, named ref, is in the table (and not an entry only a reply
+// holds, out of the cache already, or another cache's).
+static bool in_table(Cache *c, const CacheEntry *e, EntryRef ref)
+{
+    for (EntryRef r = *bucket_of(c, cache_hash(c, e->data, e->key_len)); r != 0; r = entry_at(c, r)->hash_next)
+        if (r == ref)
+            return true;
+    return false;
+}
+
+// Evicts every entry of the table in a slab page: once replies release what they hold of it, the
+// page is empty and goes back.
+static void evict_page(Cache *c, void *page)
+{
+    // Under ASan, freed blocks wait in a quarantine before they are given back, still marked as
+    // handed out: given back first, so that the walk reads no freed block, and again after, so
+    // that the page empties. (Nothing without ASan.)
+    slab_quarantine_flush();
+    size_t size = slab_block_size(page), index = 0;
+    for (void *block; (block = slab_page_next(page, &index)) != NULL;) {
+        CacheEntry *e = (CacheEntry *)block;
+        EntryRef ref = (EntryRef)(((char *)block - slab_region) >> 3);
+        if (slab_footprint(cache_entry_size(e)) != size || !in_table(c, e, ref))
+            continue;
+        entry_unlink(c, e, ref);
+        c->stats->cache_evictions++;
+    }
+    slab_quarantine_flush();
+}
+
+static bool pages_fit(const Cache *c)
+{
+    size_t slack = c->max_bytes / 8 > PAGE_SLACK_MIN ? c->max_bytes / 8 : PAGE_SLACK_MIN;
+    return slab_page_bytes() + SLAB_PAGE_SIZE + cache_table_bytes(c) <= c->max_bytes + slack;
+}
+
+// An entry is about to take a new page of the slab. max_bytes bounds what the entries' blocks
+// take, least recently read evicted first; but freed blocks leave holes in pages, and a page with
+// one entry still read is a whole page: read one entry per page, size class after size class, and
+// the pages would hold many times the bound. So the pages are bounded too, with a slack for the
+// holes: past it, spare pages go back first, then the entries of the roomiest page are evicted,
+// whatever their recency (memcached's slab rebalancer moves pages between classes alike). False:
+// no room (replies still hold entries of the pages emptied), the entry is not cached.
+static bool page_room(Cache *c)
+{
+    void *tried[PAGE_EVICTIONS];
+    for (int i = 0;; i++) {
+        while (!pages_fit(c) && slab_give_back_spare()) {
+        }
+        if (pages_fit(c))
+            return true;
+        // (A page a reply holds an entry of is not emptied: not tried again.)
+        void *page = i < PAGE_EVICTIONS ? slab_roomiest_page(tried, (size_t)i) : NULL;
+        if (page == NULL)
+            return false;
+        tried[i] = page;
+        evict_page(c, page);  // (emptied, it may be its class's spare: given back above)
+    }
+}
+
 static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t hash, const char *value,
                           size_t value_len, bool absent, uint64_t now_ms, uint64_t now_us)
 {
@@ -397,6 +463,8 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         return NULL;  // could never fit: answered, not cached
     EntryRef ref;
     size_t size = sizeof(CacheEntry) + key_len + value_len + c->digest_bytes;
+    if (c->max_bytes != 0 && slab_takes_page(size) && !page_room(c))
+        return NULL;
     CacheEntry *e = entry_alloc(c, size, &ref);
     // No memory, or the slab's names have reached their 16 GiB: the least recently read entries
     // make room, as under max_memory, so that the cache keeps the keys read now.
@@ -526,8 +594,8 @@ CacheEntry *cache_entry_detached(const char *value, size_t len)
 
 // References past the 16 bits of an entry's count (65,535 answers waiting to be written with
 // one value) are counted here, beside it: an answer is never a copy because a value is popular.
-// Each such entry stands for at least 64 MiB of answers pending (a value is referenced only past
-// 1 KiB), which the client memory bounds keep rare: a short list, searched only when the count
+// Each such entry stands for at least 256 MiB of answers pending (a value is referenced only past
+// 4 KiB), which the client memory bounds keep rare: a short list, searched only when the count
 // is full.
 struct RefOverflow {
     const CacheEntry *entry;

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "list.h"
@@ -28,31 +29,49 @@
 
 static const size_t PAGE_SIZE = SLAB_PAGE_SIZE;  // also its alignment: a block finds its page by masking
 static const size_t CLASSES = SLAB_MAX / 8;
-static const size_t HEADER = 64;  // the page's header, at its start; blocks follow
 
 struct FreeBlock {
     FreeBlock *next;
 };
 
-// The head of each page: which class it serves and what it has left.
+// The head of each page: which class it serves, what it has left, and which of its blocks are
+// handed out (a bit each, for the cache to find what a page holds: slab_page_next).
 struct Page {
     ListLink link;      // in its class's list of pages with room
     FreeBlock *free;    // blocks given back
     char *unused;       // the part never handed out yet
     uint32_t used;      // blocks handed out
     uint32_t size;      // of its blocks
+    uint16_t first;     // where its first block starts: past this header and its bits
     bool listed;        // on its class's list
+    uint8_t handed_out[];  // a bit per block
 };
-static_assert(sizeof(Page) <= HEADER, "a page's header fits before its first block");
 
 struct SizeClass {
     ListLink room;  // pages with a free or unused block (set up at the first allocation)
     Page *spare;  // one emptied page kept for this class: a class that empties and refills at
                   // the edge of a page does not map and unmap on every call
+    size_t pages;      // its pages in use (not the spare)
+    size_t used;       // blocks handed out from them
+    uint32_t per_page; // blocks a page holds
+    uint16_t first;    // where a page's first block starts
 };
 
 static SizeClass classes[CLASSES + 1];
 static size_t page_bytes;
+
+// A page's layout for blocks of `rounded` bytes: its header, a bit per block, then the blocks.
+static void class_layout(SizeClass *c, size_t rounded)
+{
+    size_t bits = (PAGE_SIZE - sizeof(Page)) / rounded;  // at most this many blocks
+    c->first = (uint16_t)((sizeof(Page) + (bits + 7) / 8 + 7) & ~(size_t)7);
+    c->per_page = (uint32_t)((PAGE_SIZE - c->first) / rounded);
+}
+
+static inline size_t block_index(const Page *p, const void *block)
+{
+    return (size_t)((const char *)block - ((const char *)p + p->first)) / p->size;
+}
 
 // Every page lies in one region of address space, reserved at the first page: page N starts N
 // pages into it, so a block's name is its offset in the region in 8-byte units (slab_block) and
@@ -140,7 +159,7 @@ static void room_remove(Page *p)
 // A page aligned to its size, from the region (above): not from malloc's heap, where the
 // short-lived allocations of a miss would fill the gaps between pages and keep the heap from
 // ever shrinking back; and given back to the kernel when its last block is freed.
-static Page *page_map(size_t size)
+static Page *page_map(const SizeClass *c, size_t size)
 {
     uint32_t number;
     if (!number_take(&number))
@@ -149,8 +168,9 @@ static Page *page_map(size_t size)
     page_bytes += PAGE_SIZE;
     Page *p = (Page *)start;
     p->size = (uint32_t)size;
+    p->first = c->first;
     SLAB_ROOT_ADD(start, PAGE_SIZE);
-    SLAB_POISON(start + HEADER, PAGE_SIZE - HEADER);
+    SLAB_POISON(start + p->first, PAGE_SIZE - p->first);
     return p;
 }
 
@@ -179,8 +199,9 @@ static void check_class(const Page *p, size_t rounded, const void *ptr)
 static void page_reset(Page *p)
 {
     p->free = NULL;
-    p->unused = (char *)p + HEADER;
+    p->unused = (char *)p + p->first;
     p->used = 0;
+    memset(p->handed_out, 0, p->first - sizeof(Page));
 }
 
 void *slab_alloc(size_t size)
@@ -189,18 +210,21 @@ void *slab_alloc(size_t size)
         return malloc(size);
     size_t rounded = (size + 7) & ~(size_t)7;
     SizeClass *c = &classes[rounded / 8];
-    if (c->room.next == NULL)
+    if (c->room.next == NULL) {
         list_init(&c->room);
+        class_layout(c, rounded);
+    }
     Page *p = list_empty(&c->room) ? NULL : LIST_ELEMENT(list_first(&c->room), Page, link);
     if (p == NULL) {
         if (c->spare != NULL) {
             p = c->spare;
             c->spare = NULL;
-        } else if ((p = page_map(rounded)) == NULL) {
+        } else if ((p = page_map(c, rounded)) == NULL) {
             return NULL;
         }
         page_reset(p);
         room_add(c, p);
+        c->pages++;
     }
     void *block;
     if (p->free != NULL) {
@@ -212,6 +236,9 @@ void *slab_alloc(size_t size)
         p->unused += rounded;
     }
     p->used++;
+    c->used++;
+    size_t i = block_index(p, block);
+    p->handed_out[i / 8] |= (uint8_t)(1u << (i % 8));
     if (p->free == NULL && p->unused + rounded > (char *)p + PAGE_SIZE)
         room_remove(p);  // full
     SLAB_UNPOISON(block, size);  // the rounding's tail stays poisoned: an overflow into it is caught
@@ -239,6 +266,9 @@ static void release_block(void *ptr, size_t rounded)
     b->next = p->free;
     SLAB_POISON(b, sizeof(FreeBlock));
     p->free = b;
+    size_t i = block_index(p, ptr);
+    p->handed_out[i / 8] &= (uint8_t)~(1u << (i % 8));
+    c->used--;
     if (--p->used > 0) {
         if (!p->listed)
             room_add(c, p);
@@ -248,6 +278,7 @@ static void release_block(void *ptr, size_t rounded)
     // can serve another (what memcached's slab rebalancer does by moving pages).
     if (p->listed)
         room_remove(p);
+    c->pages--;
     if (c->spare == NULL) {
         c->spare = p;
     } else {
@@ -302,3 +333,79 @@ void slab_free(void *ptr, size_t size)
 }
 
 size_t slab_page_bytes() { return page_bytes; }
+
+bool slab_takes_page(size_t size)
+{
+    if (size > SLAB_MAX || size == 0)
+        return false;
+    const SizeClass *c = &classes[((size + 7) & ~(size_t)7) / 8];
+    return c->spare == NULL && (c->room.next == NULL || list_empty(&c->room));
+}
+
+bool slab_give_back_spare()
+{
+    for (size_t i = 1; i <= CLASSES; i++) {
+        if (classes[i].spare != NULL) {
+            page_unmap(classes[i].spare);
+            classes[i].spare = NULL;
+            return true;
+        }
+    }
+    return false;
+}
+
+// Of the classes with the most room in their pages, the first with a page not to skip among the
+// first few of its pages with room, and of those the emptiest: bounded work (64 classes, 8 pages
+// each at most), and the page that costs the fewest blocks to empty of those looked at.
+void *slab_roomiest_page(void *const *skip, size_t skipped)
+{
+    static const int LOOKED_AT = 8;
+    Page *best = NULL;
+    size_t best_room = 0;
+    for (size_t i = 1; i <= CLASSES; i++) {
+        SizeClass *c = &classes[i];
+        size_t room = c->pages > 0 ? (c->pages * c->per_page - c->used) * i * 8 : 0;
+        if (room <= best_room)
+            continue;
+        Page *emptiest = NULL;
+        int n = 0;
+        for (ListLink *l = list_first(&c->room); l != &c->room && n < LOOKED_AT; l = l->next, n++) {
+            Page *p = LIST_ELEMENT(l, Page, link);
+            bool skip_it = false;
+            for (size_t k = 0; k < skipped; k++)
+                skip_it = skip_it || skip[k] == p;
+            if (!skip_it && p->used > 0 && (emptiest == NULL || p->used < emptiest->used))
+                emptiest = p;
+        }
+        if (emptiest != NULL) {
+            best = emptiest;
+            best_room = room;
+        }
+    }
+    return best;
+}
+
+size_t slab_block_size(const void *page) { return ((const Page *)page)->size; }
+
+size_t slab_blocks_per_page(size_t size)
+{
+    SizeClass c;
+    class_layout(&c, (size + 7) & ~(size_t)7);
+    return c.per_page;
+}
+
+void *slab_page_next(void *page, size_t *index)
+{
+    Page *p = (Page *)page;
+    if (p->used == 0)
+        return NULL;  // (also a page given back meanwhile: its header reads as zeros)
+    size_t end = (size_t)(p->unused - ((char *)p + p->first)) / p->size;
+    for (size_t i = *index; i < end; i++) {
+        if (p->handed_out[i / 8] & (1u << (i % 8))) {
+            *index = i + 1;
+            return (char *)p + p->first + i * p->size;
+        }
+    }
+    *index = end;
+    return NULL;
+}

@@ -1,5 +1,6 @@
 // A process-wide allocator for cache entries: blocks in size classes 8 bytes apart, carved from
-// 64 KiB pages, with no header per block. malloc spends 8 bytes of header on every block and
+// 64 KiB pages, with no header per block (a bit per block in its page's header says whether it
+// is handed out). malloc spends 8 bytes of header on every block and
 // rounds to 16: for a typical entry (a 36-byte header, a 16-byte key, a 32-byte value: 84 bytes)
 // that is 96 bytes. Here it is 88. O(1) both ways: each page keeps its own free blocks
 // and count, and a class lists its pages with room. A page whose last block is freed goes back
@@ -44,8 +45,28 @@ inline size_t slab_footprint(size_t size)
     return size <= SLAB_MAX ? (size + 7) & ~(size_t)7 : (size + 8 + 15) & ~(size_t)15;
 }
 
-// Bytes held in pages (used or free). For tests.
+// Bytes held in pages (used or free): what the slab takes from the system.
 size_t slab_page_bytes();
+
+// What a cache needs to keep the pages it holds within its bound (memcached's slab rebalancer
+// moves pages between classes for the same reason): blocks freed here and there leave pages
+// partly empty, and a page with one block in use is still a whole page.
+//
+// Whether slab_alloc(size) would take a new page (its class has no room and no spare).
+bool slab_takes_page(size_t size);
+// Gives one class's kept spare page back; false when no class keeps one.
+bool slab_give_back_spare();
+// A page with blocks handed out and room: of the class with the most room in its pages, the
+// emptiest of the first few (bounded work), other than the `skipped` pages at `skip` (tried
+// already). NULL when no page has room.
+void *slab_roomiest_page(void *const *skip = NULL, size_t skipped = 0);
+// The size of a page's blocks, and its blocks handed out, one by one: the first at or after
+// block *index, which is moved past it; NULL after the last. Blocks may be freed in between (the
+// page may then be given back: NULL from there).
+size_t slab_block_size(const void *page);
+// How many blocks of `size` a page holds (its header and a bit per block come first).
+size_t slab_blocks_per_page(size_t size);
+void *slab_page_next(void *page, size_t *index);
 
 // At most this many pages at once (SLAB_PAGES_MAX, the names' reach, unless lowered): for tests
 // of what happens when the reach is met.

@@ -441,11 +441,11 @@ class MaxMemoryTest(ProxyTestCase):
         self.assertLess(worker_rss_kb(proxy.worker_pids()[0]) / 1024, 64)
 
     @unittest.skipIf(SANITIZED, "RSS is not measured under ASan (its shadow memory): rss_grown_mb is 0")
-    @unittest.expectedFailure  # a known defect (docs/coherence.md): remove when fixed
     def test_rss_stays_near_max_memory_when_one_entry_per_page_stays_read(self):
         # Found by an attack: as above, size class after size class, but after each page's
-        # worth of entries its first is read again with all those kept before. LRU evicts the
-        # rest, each kept entry holds its 64 KiB page, and 40 classes held about 40 x 1m.
+        # worth of entries its first is read again with all those kept before. LRU evicted the
+        # rest, each kept entry held its 64 KiB page, and 40 classes held about 40 x 1m; now
+        # pages past the bound and its slack are emptied, whatever their entries' recency.
         proxy = self.start_proxy(resp=True, cache={"capacity": "10000000", "max_memory": "1m",
                                                    "invalidation": "off"})
         client = proxy.resp()

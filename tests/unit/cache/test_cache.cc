@@ -629,3 +629,49 @@ TEST(Cache, test_past_the_slabs_reach_inserts_evict_the_least_recently_read)
     POINTERS_EQUAL(NULL, cache_find(c, "key:00000000", 12, cache_hash(c, "key:00000000", 12), 0));
     cache_destroy(c);
 }
+
+// Found by an attack on the worker: size class after size class, a page's worth of entries is
+// stored, and the first of each page is read again with all those kept before. max_bytes evicts
+// the rest, least recently read first; each kept entry held its whole page, and 40 classes held
+// about 40 times the bound. The slab's pages now stay within the bound and its slack: pages are
+// emptied, and an entry a reply holds outlives its page's eviction.
+TEST(Cache, test_max_bytes_bounds_the_slab_s_pages_when_one_entry_per_page_stays_read)
+{
+    const size_t bound = 1 << 20;
+    Cache *c = cache_create(10000000, TTL, 7, &stats);
+    cache_set_max_bytes(c, bound);
+    slab_quarantine_flush();
+    while (slab_give_back_spare()) {
+    }
+    size_t before = slab_page_bytes(), most = 0;
+    std::vector<std::string> kept;
+    char key[16];
+    CacheEntry *held = NULL;
+    for (size_t size = 64; size < 64 + 8 * 40; size += 8) {
+        std::string value(size - sizeof(CacheEntry) - 8, 'v');
+        size_t per_page = slab_blocks_per_page(size), count = bound * 12 / 10 / size;
+        for (size_t i = 0; i < count; i++) {
+            snprintf(key, sizeof(key), "%03zu%05zu", size % 1000, i);
+            CacheEntry *e = cache_insert(c, key, 8, cache_hash(c, key, 8), value.data(), value.size(), 0);
+            if (i % per_page == 0)
+                kept.push_back(key);
+            if (held == NULL && (held = e) != NULL)
+                CHECK(cache_entry_retain(held));  // as a reply being written holds it
+            if (i % per_page == per_page - 1 || i == count - 1)
+                for (auto &k : kept)
+                    cache_find(c, k.data(), 8, cache_hash(c, k.data(), 8), 0);
+        }
+        most = slab_page_bytes() - before > most ? slab_page_bytes() - before : most;
+        CHECK(cache_find(c, key, 8, cache_hash(c, key, 8), 0) != NULL);  // the latest is cached
+    }
+    // The bound, an eighth of it (at least 1 MiB) for the holes in pages, and the page being filled.
+    CHECK_TEXT(most <= 2 * bound + SLAB_PAGE_SIZE, std::to_string(most).c_str());
+    CHECK(stats.cache_bytes <= bound);
+    // The first entry, read all along, went with its page; a reply holding it still reads it whole.
+    POINTERS_EQUAL(NULL, cache_find(c, kept[0].data(), 8, cache_hash(c, kept[0].data(), 8), 0));
+    LONGS_EQUAL(1, cache_entry_references(held));
+    CHECK(std::string(cache_entry_value(held), held->value_len) == std::string(64 - sizeof(CacheEntry) - 8, 'v'));
+    cache_entry_release(held);
+    cache_destroy(c);
+    slab_quarantine_flush();
+}

@@ -153,7 +153,7 @@ static size_t mappings()
 // mapped one by one): every page lies in one region, emptied in place. Their memory still goes.
 TEST(Slab, test_pages_taken_and_given_back_stay_in_one_mapping)
 {
-    const int per_page = (64 * 1024 - 64) / 104, pages = 200;
+    const int per_page = (int)slab_blocks_per_page(104), pages = 200;
     std::vector<void *> blocks((size_t)(per_page * pages));
     size_t before = mappings();
     for (auto &b : blocks)
@@ -208,3 +208,80 @@ TEST(Slab, test_asan_sees_free_blocks_and_the_rounding_tail_as_poisoned)
     slab_free(c, 100);
 }
 #endif
+
+// The cache empties a page by evicting what it holds (cache.cc, page_room): a page names exactly
+// the blocks handed out from it, also after some are freed, and none once it is given back.
+TEST(Slab, test_a_page_names_exactly_its_blocks_handed_out)
+{
+    const size_t size = 200, n = slab_blocks_per_page(size);
+    std::vector<void *> blocks(n);
+    for (auto &b : blocks)
+        b = slab_alloc(size);
+    void *page = (void *)((uintptr_t)blocks[0] & ~(uintptr_t)(SLAB_PAGE_SIZE - 1));
+    LONGS_EQUAL(size, slab_block_size(page));
+    std::set<void *> held;
+    for (size_t i = 0; i < n; i++) {
+        CHECK((void *)((uintptr_t)blocks[i] & ~(uintptr_t)(SLAB_PAGE_SIZE - 1)) == page);  // one page
+        if (i % 3 == 0)
+            slab_free(blocks[i], size);
+        else
+            held.insert(blocks[i]);
+    }
+    slab_quarantine_flush();
+    std::set<void *> named;
+    size_t index = 0;
+    for (void *b; (b = slab_page_next(page, &index)) != NULL;)
+        CHECK(named.insert(b).second);
+    CHECK(named == held);
+    // Freed while walked, down to the last: the walk ends where the page went back.
+    index = 0;
+    size_t walked = 0;
+    for (void *b; (b = slab_page_next(page, &index)) != NULL; walked++) {
+        slab_free(b, size);
+        slab_quarantine_flush();
+    }
+    LONGS_EQUAL(held.size(), walked);
+}
+
+// The page to empty is the one that costs the fewest blocks of those looked at, in the class
+// with the most room; spare pages go back first; a class with no room takes a page.
+TEST(Slab, test_the_roomiest_page_is_the_emptiest_of_the_class_with_the_most_room)
+{
+    while (slab_give_back_spare()) {
+    }
+    const size_t big = 480, small = 120;
+    CHECK(slab_takes_page(big));
+    size_t per_page = slab_blocks_per_page(big);
+    std::vector<void *> a(3 * per_page), b(slab_blocks_per_page(small));
+    for (auto &p : a)
+        p = slab_alloc(big);
+    CHECK(slab_takes_page(big));  // three pages, all full
+    for (auto &p : b)
+        p = slab_alloc(small);
+    for (size_t i = per_page; i < 2 * per_page - 2; i++)  // the second page keeps two blocks
+        slab_free(a[i], big);
+    for (size_t i = 2 * per_page; i < 2 * per_page + 3; i++)  // the third, all but three
+        slab_free(a[i], big);
+    for (size_t i = 0; i < b.size() / 2; i++)  // the small class: half its page
+        slab_free(b[i], small);
+    slab_quarantine_flush();
+    CHECK_FALSE(slab_takes_page(big));
+    void *page = slab_roomiest_page();
+    POINTERS_EQUAL((void *)((uintptr_t)a[2 * per_page - 1] & ~(uintptr_t)(SLAB_PAGE_SIZE - 1)), page);
+    // Emptied, it is the class's spare: given back on demand, once.
+    size_t held = slab_page_bytes();
+    slab_free(a[2 * per_page - 2], big);
+    slab_free(a[2 * per_page - 1], big);
+    slab_quarantine_flush();
+    LONGS_EQUAL(held, slab_page_bytes());
+    CHECK(slab_give_back_spare());
+    LONGS_EQUAL(held - SLAB_PAGE_SIZE, slab_page_bytes());
+    CHECK_FALSE(slab_give_back_spare());
+    for (size_t i = 0; i < per_page; i++)
+        slab_free(a[i], big);
+    for (size_t i = 2 * per_page + 3; i < 3 * per_page; i++)
+        slab_free(a[i], big);
+    for (size_t i = b.size() / 2; i < b.size(); i++)
+        slab_free(b[i], small);
+    slab_quarantine_flush();
+}
