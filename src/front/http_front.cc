@@ -433,9 +433,13 @@ static void on_flush(evutil_socket_t, short, void *arg)
 }
 
 // Every answer leaves through here. One made while its request is read is written at the end of
-// the turn (on_flush) when other events are ready in it (alone, it has nothing to wait for): its
-// connection's read event has run for this turn, so no EOF of the client's can come before it. One made later (a miss, when Redis answers) is written at once:
-// the client's EOF may be among the events still to run in this turn.
+// the turn (on_flush) when other events are ready in it (alone, it has nothing to wait for). No
+// EOF of the client's can come before it: evhttp stops reading a connection once a request is
+// complete (which also takes its read event out of this turn's ready ones) and starts again in
+// evhttp_send_reply, so the next read is in the next turn, after the flush. This holds for a
+// pipelined request parsed from bytes read before as well (a test sends them with a FIN under
+// load). One made later (a miss, when Redis answers) is written at once: the answers a Redis
+// reply brings are made back to back, with no client's read in between.
 static void send_reply(evhttp_request *req, int code, const char *reason, const char *cache = NULL)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);

@@ -1,5 +1,6 @@
 """Clients that trickle, half-close, or send requests evhttp would read differently from a proxy
 in front of us: none may hold a connection slot for ever, lose answers, or smuggle a request."""
+import select
 import socket
 import threading
 import time
@@ -158,6 +159,41 @@ class HttpFramingTest(ProxyTestCase):
             request = b"".join(b"GET /%s%d HTTP/1.1\r\nHost: x\r\n\r\n" % (name.encode(), i) for i in range(25))
             data = self.raw(request * 2)
             self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 50, (name, data[-300:]))
+
+    def test_half_close_after_pipelined_requests_answers_every_one_under_load(self):
+        # Answers made while other clients are ready in the same turn wait for its end. A request
+        # parsed from bytes read before is answered on a callback that runs before the socket's
+        # events of its turn: the client's EOF among them must not fail the connection before the
+        # answer is written (evhttp takes the read event out of the turn: send_reply says how).
+        for i in range(10):
+            self.redis("SET", "hit%d" % i, "H%d" % i)
+            self.assertEqual(self.proxy.get("hit%d" % i).status, 200)
+        stop = threading.Event()
+        loaders = [threading.Thread(target=self.keep_busy, args=(stop,), daemon=True) for _ in range(2)]
+        for t in loaders:
+            t.start()
+        self.addCleanup(lambda: (stop.set(), [t.join(10) for t in loaders]))
+        request = b"".join(b"GET /hit%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(10))
+        for attempt in range(100):
+            data = self.raw(request)
+            self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 10, (attempt, data[-300:]))
+
+    def keep_busy(self, stop):
+        """Pipelined hits on 16 connections, each kept 8 deep, until stopped."""
+        request = b"GET /hit1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        socks = [socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) for _ in range(16)]
+        try:
+            for s in socks:
+                s.sendall(request * 8)
+            while not stop.is_set():
+                ready, _, _ = select.select(socks, [], [], 0.5)
+                for s in ready:
+                    n = s.recv(65536).count(b"HTTP/1.1 200")
+                    if n:
+                        s.sendall(request * n)
+        finally:
+            for s in socks:
+                s.close()
 
     def test_conflicting_content_lengths_are_refused_and_the_connection_closed(self):
         data = self.raw(b"GET /k HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 30\r\n\r\n"
