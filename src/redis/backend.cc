@@ -141,7 +141,18 @@ static void arm_timeout(Backend *b, uint64_t delay_ms)
     b->timeout_at_ms = monotonic_ms() + delay_ms;
 }
 
+// Commands queued in this turn of the loop go out in one write at its end: the socket is almost
+// always writable, and waiting for epoll to say so cost every batch a turn of the loop and two
+// epoll_ctl. Only what the socket does not take waits for writability (wait_writable).
 static void want_write(Backend *b)
+{
+    if (b->connected && !b->write_pending && evbuffer_get_length(b->out) > 0) {
+        event_active(b->write_event, EV_WRITE, 1);
+        b->write_pending = true;
+    }
+}
+
+static void wait_writable(Backend *b)
 {
     if (b->connected && !b->write_pending && evbuffer_get_length(b->out) > 0) {
         event_add(b->write_event, NULL);
@@ -321,7 +332,7 @@ void backend_write_queued(Backend *b)
     }
     if (b->tr.write_wants_read)
         return;  // TLS: the read event (always on) brings it back
-    want_write(b);
+    wait_writable(b);  // what the socket did not take
 }
 
 void backend_on_writable(evutil_socket_t fd, short, void *arg)

@@ -57,7 +57,7 @@ struct Backend {
     uint64_t answered;       // and replies read for them, errors not counted
     bool connected;          // connect(2) has completed
     bool ready;              // and AUTH/SELECT have been answered OK
-    bool write_pending;      // write_event is added
+    bool write_pending;      // write_event is added, or active (want_write)
     bool distrusted;         // a callback said the reply it got made no sense
     bool push_mode;          // subscribed: replies past the outstanding commands are pushes
     bool too_large_logged;   // a reply past max_reply_size was logged: the rest are only counted
