@@ -446,10 +446,45 @@ def measure_expiry_overstay(proxy, redis, workers, keys):
 
 
 def summary(runs):
-    """The best run of a contestant, with the spread of all its runs (min-max req/s)."""
+    """The best run of a contestant, with the spread of all its runs (min-max req/s), and where
+    its runs measured CPU time, the mean of each process's per request."""
     b = dict(max(runs, key=lambda r: r["rps"]))
     b["min"], b["max"], b["runs"] = min(r["rps"] for r in runs), b["rps"], len(runs)
+    if all("cpu_us" in r for r in runs):
+        b["cpu_us"] = {k: sum(r["cpu_us"][k] for r in runs) / len(runs) for k in runs[0]["cpu_us"]}
     return b
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pids):
+    """User and system time of the processes (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / TICK
+
+
+def redis_cpu_s(port):
+    info = RedisClient(port)("INFO", "cpu").decode()
+    return sum(float(re.search(r"^%s:([\d.]+)" % k, info, re.M).group(1)) for k in ("used_cpu_user", "used_cpu_sys"))
+
+
+def with_cpu(run, redis_port, server_pids):
+    """run() (a wrk run), with the CPU time each side spent per request: Redis's (its INFO), the
+    server's (the proxy's workers or the peer) and the load generator's (wrk, a child of this
+    process), in microseconds."""
+    r0, s0, c0, t0 = redis_cpu_s(redis_port), process_cpu_s(server_pids), os.times(), time.monotonic()
+    result = run()
+    r1, s1, c1, t1 = redis_cpu_s(redis_port), process_cpu_s(server_pids), os.times(), time.monotonic()
+    n = result["rps"] * (t1 - t0)
+    client = c1.children_user + c1.children_system - c0.children_user - c0.children_system
+    result["cpu_us"] = {"redis": (r1 - r0) / n * 1e6, "server": (s1 - s0) / n * 1e6, "client": client / n * 1e6}
+    return result
 
 
 def start_webdis(workdir, redis_port, threads, pool_size):
@@ -461,7 +496,11 @@ def start_webdis(workdir, redis_port, threads, pool_size):
                 ' "logfile": "%s/webdis.log"}' % (redis_port, port, threads, pool_size, workdir))
     p = start(["webdis", config], "webdis", workdir)
     wait_until(lambda: port_answers(port), what="webdis")
+    webdis_pids[port] = p.pid
     return port, p
+
+
+webdis_pids = {}  # by port
 
 
 WEBDIS_OUTPUT = {"txt": ("/GET/", ".txt"), "json": ("/GET/", "")}  # wrk script's prefix and suffix
@@ -765,14 +804,20 @@ def main():
         # HTTP misses: a one-key cache, so every request is a Redis round trip.
         # Also with invalidation off: with tracking, Redis records every key each GET reads (its
         # tracking table), which on this machine shares the cores with everything else.
+        # And with follow_key_expiry off too: then Redis does for a miss what it does for webdis's
+        # request (one GET). The CPU time of Redis, the server and wrk per request shows where a
+        # miss's time goes (docs/performance.md).
         miss_proxies = {"proxy 2": start_proxy(workdir, redis, 2, 1), "proxy 1": start_proxy(workdir, redis, 1, 1),
                         "proxy 2 off": start_proxy(workdir, redis, 2, 1, invalidation="off"),
+                        "proxy 2 off off": start_proxy(workdir, redis, 2, 1, invalidation="off",
+                                                       cache={"follow_key_expiry": "off"}),
                         "proxy 2 tls": start_proxy(workdir, redis, 2, 1, tls=True)}
         misses = {name: [] for name in list(miss_proxies) + ["webdis"]}
         for _ in range(ROUNDS):  # back to back with webdis again: the same moment for all
             for name, p in miss_proxies.items():
-                misses[name].append(run_wrk(p.port))
-            misses["webdis"].append(run_wrk(webdis_port, *webdis_args))
+                misses[name].append(with_cpu(lambda: run_wrk(p.port), redis.port, list(p.worker_pids().values())))
+            misses["webdis"].append(with_cpu(lambda: run_wrk(webdis_port, *webdis_args), redis.port,
+                                             [webdis_pids[webdis_port]]))
         misses = {name: summary(r) for name, r in misses.items()}
         for p in miss_proxies.values():
             p.stop()

@@ -138,6 +138,8 @@ def scenarios(r):
             ("redis-proxy, 1 worker, capacity 1", m["proxy 1"], None, "redis-proxy, 1 worker", True),
             ("redis-proxy, 2 workers, capacity 1, invalidation off", m["proxy 2 off"], None,
              "redis-proxy, 2 workers, invalidation off", True)] +
+         ([("redis-proxy, 2 workers, capacity 1, invalidation off, follow_key_expiry off", m["proxy 2 off off"], None,
+            "redis-proxy, 2 workers, invalidation and follow_key_expiry off", True)] if "proxy 2 off off" in m else []) +
          ([("redis-proxy, 2 workers, capacity 1, TLS to Redis", m["proxy 2 tls"], None,
             "redis-proxy, 2 workers, TLS to Redis", True)] if "proxy 2 tls" in m else []) +
          [("webdis, same settings", m["webdis"], miss, "webdis", False)]),
@@ -263,6 +265,30 @@ def instructions_table(r):
     return "\n".join(out) + "\n"
 
 
+MISS_CPU_ROWS = [("proxy 2", "redis-proxy, 2 workers (tracking, follow_key_expiry on: PTTL and GET)"),
+                 ("proxy 1", "redis-proxy, 1 worker (the same)"),
+                 ("proxy 2 off", "redis-proxy, 2 workers, invalidation off (PTTL and GET, untracked)"),
+                 ("proxy 2 off off", "redis-proxy, 2 workers, invalidation off, follow_key_expiry off (GET)"),
+                 ("proxy 2 tls", "redis-proxy, 2 workers, TLS to Redis"),
+                 ("webdis", "webdis (GET)")]
+
+
+def miss_cpu_table(r):
+    m = r["http_misses"]
+    out = ["| contestant | req/s | Redis, µs per request | the server, µs | wrk, µs | all three, µs |",
+           "|---|---|---|---|---|---|"]
+    for key, label in MISS_CPU_ROWS:
+        if key not in m:
+            continue
+        cpu = m[key].get("cpu_us")
+        if cpu is None:  # measured by an earlier version of the bench
+            out.append("| %s | %.0f | – | – | – | – |" % (label, m[key]["rps"]))
+            continue
+        out.append("| %s | %.0f | %.2f | %.2f | %.2f | %.2f |" % (label, m[key]["rps"], cpu["redis"], cpu["server"],
+                                                                 cpu["client"], sum(cpu.values())))
+    return "\n".join(out) + "\n"
+
+
 def sweep_table(r):
     out = ["| row | setting | req/s |", "|---|---|---|"]
     out += ["| %s | %s | %.0f |" % (s["row"], describe(s["setting"]), s["rps"]) for s in r["sweep"]]
@@ -273,7 +299,8 @@ def sections(r):
     """Each generated block of docs/performance.md, by name."""
     return {"run": run_line(r) + "\n", "throughput": throughput_table(r), "targets": targets_table(r),
             "latency": latency_table(r), "staleness": staleness_table(r), "memory": memory_table(r),
-            "instructions": instructions_table(r), "sweep": sweep_table(r), "tls": tls_table(r)}
+            "instructions": instructions_table(r), "sweep": sweep_table(r), "tls": tls_table(r),
+            "miss_cpu": miss_cpu_table(r)}
 
 
 def results_md(r):
@@ -285,6 +312,7 @@ def results_md(r):
         "means, and how it is measured: docs/performance.md.", "",
         s["run"], "## Throughput", "", s["throughput"],
         "![throughput of each contestant](throughput.svg)", "",
+        "## Where a miss's CPU time goes", "", s["miss_cpu"],
         "## Targets", "", s["targets"],
         "## Latency at half the peak rate (open loop)", "", s["latency"],
         "![latency distribution at half the peak rate](latency.svg)", "",
