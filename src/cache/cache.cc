@@ -20,12 +20,10 @@ static const uint32_t NO_PLACE = UINT32_MAX;
 // Out of memory, or of the slab's names: at most this many entries are evicted to make room for
 // one (then it is answered, not cached).
 static const int ALLOC_EVICTIONS = 256;
-// Under max_bytes the slab's pages may hold this much more than the bound: an eighth of it, and
-// at least this, for the room left inside partly filled pages (page_room).
-static const size_t PAGE_SLACK_MIN = 1u << 20;
-// Pages emptied to make room for one (then it is answered, not cached): one is enough unless
-// replies still hold entries of the first ones tried.
-static const int PAGE_EVICTIONS = 4;
+// Pages emptied to make room for one entry (then it is answered, not cached): one is enough
+// unless replies still hold entries of the first ones tried; pages with nothing of the table's
+// to evict are passed over, this many at most.
+static const int PAGE_EVICTIONS = 4, PAGES_PASSED = 12;
 
 // The ends of a list linked through the entries' EntryLinks.
 struct EntryList {
@@ -395,53 +393,66 @@ static bool in_table(Cache *c, const CacheEntry *e, EntryRef ref)
     return false;
 }
 
-// Evicts every entry of the table in a slab page: once replies release what they hold of it, the
-// page is empty and goes back.
-static void evict_page(Cache *c, void *page)
+// Evicts every entry of the table in a slab page, and says how many: once replies release what
+// they hold of it, the page is empty and goes back. Every block of the slab is a cache entry
+// (cache_entry_detached's copies are malloc's), of this cache or of another in the process.
+static size_t evict_page(Cache *c, void *page)
 {
-    // Under ASan, freed blocks wait in a quarantine before they are given back, still marked as
-    // handed out: given back first, so that the walk reads no freed block, and again after, so
-    // that the page empties. (Nothing without ASan.)
-    slab_quarantine_flush();
-    size_t size = slab_block_size(page), index = 0;
+    // (The quarantine is empty here: page_room gave it back, so that the walk reads no freed
+    // block; it is given back again after, so that the page empties.)
+    size_t size = slab_block_size(page), index = 0, evicted = 0;
     for (void *block; (block = slab_page_next(page, &index)) != NULL;) {
         CacheEntry *e = (CacheEntry *)block;
-        EntryRef ref = (EntryRef)(((char *)block - slab_region) >> 3);
+        EntryRef ref = slab_ref_of(block);
         if (slab_footprint(cache_entry_size(e)) != size || !in_table(c, e, ref))
-            continue;
+            continue;  // (the size check: a block that is not an entry would be a bug of ours)
         entry_unlink(c, e, ref);
         c->stats->cache_evictions++;
+        evicted++;
     }
     slab_quarantine_flush();
+    return evicted;
 }
 
-static bool pages_fit(const Cache *c)
+// The pages held (and the table), with a new one for an entry of `size`, within max_bytes and a
+// slack for the room inside partly filled pages: an eighth of the bound, and a page for each size
+// class in use, the new entry's counted (each may be filling one).
+static bool pages_fit(const Cache *c, size_t size)
 {
-    size_t slack = c->max_bytes / 8 > PAGE_SLACK_MIN ? c->max_bytes / 8 : PAGE_SLACK_MIN;
+    size_t slack = c->max_bytes / 8 + slab_classes_in_use(size) * SLAB_PAGE_SIZE;
     return slab_page_bytes() + SLAB_PAGE_SIZE + cache_table_bytes(c) <= c->max_bytes + slack;
 }
 
 // An entry is about to take a new page of the slab. max_bytes bounds what the entries' blocks
 // take, least recently read evicted first; but freed blocks leave holes in pages, and a page with
 // one entry still read is a whole page: read one entry per page, size class after size class, and
-// the pages would hold many times the bound. So the pages are bounded too, with a slack for the
-// holes: past it, spare pages go back first, then the entries of the roomiest page are evicted,
-// whatever their recency (memcached's slab rebalancer moves pages between classes alike). False:
-// no room (replies still hold entries of the pages emptied), the entry is not cached.
-static bool page_room(Cache *c)
+// the pages would hold many times the bound. So the pages are bounded too, with the slack above:
+// past it, spare pages go back first, then the entries of the roomiest page are evicted, whatever
+// their recency (memcached's slab rebalancer moves pages between classes alike). False: no room
+// (replies still hold entries of the pages emptied), the entry is not cached.
+static bool page_room(Cache *c, size_t size)
 {
-    void *tried[PAGE_EVICTIONS];
-    for (int i = 0;; i++) {
-        while (!pages_fit(c) && slab_give_back_spare()) {
+    // Under ASan, blocks freed by evictions wait in a quarantine, and their pages have no room:
+    // given back first, they may leave the class room enough. (Nothing without ASan.)
+    slab_quarantine_flush();
+    if (!slab_takes_page(size))
+        return true;
+    void *passed[PAGE_EVICTIONS + PAGES_PASSED];
+    size_t tried = 0;
+    for (int emptied = 0;;) {
+        while (!pages_fit(c, size) && slab_give_back_spare()) {
         }
-        if (pages_fit(c))
+        if (pages_fit(c, size))
             return true;
-        // (A page a reply holds an entry of is not emptied: not tried again.)
-        void *page = i < PAGE_EVICTIONS ? slab_roomiest_page(tried, (size_t)i) : NULL;
+        // (A page a reply holds entries of is not emptied: not tried again.)
+        void *page = emptied < PAGE_EVICTIONS && tried < sizeof(passed) / sizeof(passed[0])
+                         ? slab_roomiest_page(passed, tried)
+                         : NULL;
         if (page == NULL)
             return false;
-        tried[i] = page;
-        evict_page(c, page);  // (emptied, it may be its class's spare: given back above)
+        passed[tried++] = page;
+        if (evict_page(c, page) > 0)  // (emptied, it may be its class's spare: given back above)
+            emptied++;
     }
 }
 
@@ -461,20 +472,8 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     size_t footprint = cache_entry_footprint(c, key_len, value_len);
     if (c->max_bytes != 0 && footprint + INITIAL_BUCKETS * sizeof(EntryRef) > c->max_bytes)
         return NULL;  // could never fit: answered, not cached
-    EntryRef ref;
-    size_t size = sizeof(CacheEntry) + key_len + value_len + c->digest_bytes;
-    if (c->max_bytes != 0 && slab_takes_page(size) && !page_room(c))
-        return NULL;
-    CacheEntry *e = entry_alloc(c, size, &ref);
-    // No memory, or the slab's names have reached their 16 GiB: the least recently read entries
-    // make room, as under max_memory, so that the cache keeps the keys read now.
-    for (int i = 0; e == NULL && i < ALLOC_EVICTIONS && c->count > 0; i++) {
-        entry_unlink(c, entry_at(c, c->lru.last), c->lru.last);
-        c->stats->cache_evictions++;
-        e = entry_alloc(c, size, &ref);
-    }
-    if (e == NULL)
-        return NULL;
+    // The key's old entry goes first, whether the new one can be stored or not: it is not the
+    // value Redis holds now.
     CacheEntry *old;
     EntryRef *old_slot = slot_of(c, key, key_len, hash, &old);
     if (old_slot != NULL)
@@ -487,6 +486,20 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
         entry_unlink(c, entry_at(c, c->lru.last), c->lru.last);
         c->stats->cache_evictions++;
     }
+    EntryRef ref;
+    size_t size = sizeof(CacheEntry) + key_len + value_len + c->digest_bytes;
+    if (c->max_bytes != 0 && slab_takes_page(size) && !page_room(c, size))
+        return NULL;
+    CacheEntry *e = entry_alloc(c, size, &ref);
+    // No memory, or the slab's names have reached their 16 GiB: the least recently read entries
+    // make room, as under max_memory, so that the cache keeps the keys read now.
+    for (int i = 0; e == NULL && i < ALLOC_EVICTIONS && c->count > 0; i++) {
+        entry_unlink(c, entry_at(c, c->lru.last), c->lru.last);
+        c->stats->cache_evictions++;
+        e = entry_alloc(c, size, &ref);
+    }
+    if (e == NULL)
+        return NULL;
     uint64_t stored = now_us - c->clock.base_us;
     e->stored_low = (uint32_t)stored;
     e->stored_high = (uint32_t)(stored >> 32);
@@ -582,7 +595,9 @@ CacheEntry *cache_entry_detached(const char *value, size_t len)
 {
     if (len > CACHE_MAX_VALUE)
         return NULL;
-    CacheEntry *e = (CacheEntry *)slab_alloc(sizeof(CacheEntry) + len);
+    // From malloc, not the slab: a copy that lives while its answers are written takes no page of
+    // the slab, whose pages max_bytes bounds (page_room); slab_free gives it to free.
+    CacheEntry *e = (CacheEntry *)malloc(sizeof(CacheEntry) + len);
     if (e == NULL)
         return NULL;
     memset(e, 0, sizeof(*e));

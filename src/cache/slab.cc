@@ -70,7 +70,7 @@ static void class_layout(SizeClass *c, size_t rounded)
 
 static inline size_t block_index(const Page *p, const void *block)
 {
-    return (size_t)((const char *)block - ((const char *)p + p->first)) / p->size;
+    return (uint32_t)((const char *)block - ((const char *)p + p->first)) / p->size;  // (32-bit: cheaper)
 }
 
 // Every page lies in one region of address space, reserved at the first page: page N starts N
@@ -252,7 +252,7 @@ void *slab_alloc_named(size_t size, SlabRef *ref)
     char *block = (char *)slab_alloc(size);
     if (block == NULL)
         return NULL;
-    *ref = (SlabRef)((block - slab_region) >> 3);  // the inverse of slab_block
+    *ref = slab_ref_of(block);
     return block;
 }
 
@@ -312,8 +312,8 @@ void slab_free(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return;
-    if (size > SLAB_MAX || size == 0) {
-        free(ptr);
+    if ((char *)ptr < slab_region || (char *)ptr >= slab_region + region_pages * PAGE_SIZE) {
+        free(ptr);  // malloc's: a large block, or one its owner took from malloc itself
         return;
     }
     size_t rounded = (size + 7) & ~(size_t)7;
@@ -333,6 +333,14 @@ void slab_free(void *ptr, size_t size)
 }
 
 size_t slab_page_bytes() { return page_bytes; }
+
+size_t slab_classes_in_use(size_t also)
+{
+    size_t n = 0, also_class = also > 0 && also <= SLAB_MAX ? (also + 7) / 8 : 0;
+    for (size_t i = 1; i <= CLASSES; i++)
+        n += classes[i].pages > 0 || i == also_class;
+    return n;
+}
 
 bool slab_takes_page(size_t size)
 {
@@ -399,7 +407,7 @@ void *slab_page_next(void *page, size_t *index)
     Page *p = (Page *)page;
     if (p->used == 0)
         return NULL;  // (also a page given back meanwhile: its header reads as zeros)
-    size_t end = (size_t)(p->unused - ((char *)p + p->first)) / p->size;
+    size_t end = (uint32_t)(p->unused - ((char *)p + p->first)) / p->size;
     for (size_t i = *index; i < end; i++) {
         if (p->handed_out[i / 8] & (1u << (i % 8))) {
             *index = i + 1;

@@ -27,7 +27,9 @@ static const size_t SLAB_PAGES_MAX = 1u << 18;
 static const size_t SLAB_PAGE_SIZE = 64 * 1024;
 
 void *slab_alloc(size_t size);
-void slab_free(void *p, size_t size);  // size as given to slab_alloc
+// size as given to slab_alloc. A block from malloc (of any size) may be given here too: where a
+// block lies says whose it is.
+void slab_free(void *p, size_t size);
 
 // A block from the slab's pages (size at most SLAB_MAX) and its name; NULL if out of memory or
 // past the names' reach.
@@ -37,6 +39,7 @@ void *slab_alloc_named(size_t size, SlabRef *ref);
 // name is the block's offset in it in 8-byte units. Inline: the cache follows its links with it.
 extern char *slab_region;
 inline void *slab_block(SlabRef ref) { return slab_region + ((size_t)ref << 3); }
+inline SlabRef slab_ref_of(const void *block) { return (SlabRef)(((const char *)block - slab_region) >> 3); }
 
 // What a block of `size` really takes: its size class, or for malloc's blocks an estimate of
 // glibc's (8 bytes of header, 16-byte rounding). The cache's byte bound counts this.
@@ -52,6 +55,9 @@ size_t slab_page_bytes();
 // moves pages between classes for the same reason): blocks freed here and there leave pages
 // partly empty, and a page with one block in use is still a whole page.
 //
+// The size classes with pages in use (each may hold a partly filled page), counting the class of
+// blocks of `also` among them (one about to take a page); 0: none.
+size_t slab_classes_in_use(size_t also);
 // Whether slab_alloc(size) would take a new page (its class has no room and no spare).
 bool slab_takes_page(size_t size);
 // Gives one class's kept spare page back; false when no class keeps one.

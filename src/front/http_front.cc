@@ -428,7 +428,10 @@ static void on_flush(evutil_socket_t, short, void *arg)
         HttpClient *c = LIST_ELEMENT(list_first(&h->unflushed), HttpClient, unflushed);
         list_remove(&c->unflushed);
         c->flush_pending = false;
-        write_answer(c, c->bev);
+        // (Not busy: evhttp wrote it already, as it may when it writes a 100 Continue in the same
+        // turn, and is reading the next request: reading must stay on.)
+        if (c->busy)
+            write_answer(c, c->bev);
     }
 }
 
@@ -439,7 +442,8 @@ static void on_flush(evutil_socket_t, short, void *arg)
 // evhttp_send_reply, so the next read is in the next turn, after the flush. This holds for a
 // pipelined request parsed from bytes read before as well (a test sends them with a FIN under
 // load). One made later (a miss, when Redis answers) is written at once: the answers a Redis
-// reply brings are made back to back, with no client's read in between.
+// reply brings are made back to back, with no client's read in between. (evhttp answers one
+// request of a connection at a time: one answer at most waits per connection.)
 static void send_reply(evhttp_request *req, int code, const char *reason, const char *cache = NULL)
 {
     evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -454,14 +458,15 @@ static void send_reply(evhttp_request *req, int code, const char *reason, const 
         return;  // the client went away: evhttp dropped the answer
     HttpFront *h = process_front;
     HttpClient *c = client_of(h, evcon);
-    if (c != NULL && c == h->reading && !c->tls &&
-        (c->flush_pending || event_base_get_num_events(h->env->base, EVENT_BASE_COUNT_ACTIVE) > 0)) {
-        if (!c->flush_pending) {
-            if (list_empty(&h->unflushed))
-                event_active(h->flush, EV_TIMEOUT, 0);
-            list_push_back(&h->unflushed, &c->unflushed);
-            c->flush_pending = true;
-        }
+    if (c != NULL && c == h->reading && !c->tls && !c->flush_pending &&
+        event_base_get_num_events(h->env->base, EVENT_BASE_COUNT_ACTIVE) > 0) {
+        if (list_empty(&h->unflushed))
+            event_active(h->flush, EV_TIMEOUT, 0);
+        list_push_back(&h->unflushed, &c->unflushed);
+        c->flush_pending = true;
+        // Counted against the worker's client memory while it waits, as once written in part.
+        size_t waiting = evbuffer_get_length(bufferevent_get_output(c->bev));
+        client_memory_set(h->env->client_memory, &c->memory, c->held + waiting);
         return;
     }
     write_answer(c, evhttp_connection_get_bufferevent(evcon));

@@ -438,15 +438,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     c->in_len += (size_t)n;
     process_input(c);
-    if (__builtin_expect(c->tls != NULL, 0)) {
-        if (c->reading && transport_pending(c->tls))
-            event_active(c->read_event, EV_READ, 1);  // another record is decrypted already
-        on_writable(fd, EV_WRITE, c);  // the answers made now, in one write; may close c
-        return;
-    }
+    if (__builtin_expect(c->tls != NULL, 0) && c->reading && transport_pending(c->tls))
+        event_active(c->read_event, EV_READ, 1);  // another record is decrypted already
     // The answers made now, in one write: when other events are ready in this turn of the loop,
-    // at its end, after they have run. Written at once, each answer would wake its client's side
-    // while the next client's commands are still being read (a cross-CPU wakeup each on a VM).
+    // at its end, after they have run (as answers from Redis are: resp_schedule_write). Written
+    // at once, each answer would wake its client's side while the next client's commands are
+    // still being read (a cross-CPU wakeup each on a VM).
     if (event_base_get_num_events(c->front->env->base, EVENT_BASE_COUNT_ACTIVE) > 0)
         event_active(c->write_event, EV_WRITE, 1);
     else

@@ -233,3 +233,49 @@ class HttpFramingTest(ProxyTestCase):
         data = self.raw(b"GET /k HTTP/1.7\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
         self.assertEqual(self.proxy.get("k").status, 200)
+
+
+class ManyPipelinedClientsTest(ProxyTestCase):
+    """Sixty clients at once, each sending twenty requests in one write and then its FIN: most
+    answers wait for the end of their loop turn (other clients are ready in it), and every one of
+    them must arrive, complete, before the connection closes."""
+
+    CLIENTS, REQUESTS = 60, 20
+
+    def received(self, port, payload):
+        """What each client received, until the proxy closed its connection."""
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(self.CLIENTS)]
+        for s in socks:
+            self.addCleanup(s.close)
+        start = threading.Barrier(len(socks))
+        received = [b""] * len(socks)
+
+        def client(i):
+            start.wait()
+            socks[i].sendall(payload)
+            socks[i].shutdown(socket.SHUT_WR)
+            received[i] = read_until_closed(socks[i])
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(socks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return received
+
+    def test_http(self):
+        proxy = self.start_proxy()
+        self.redis("SET", "k", "v")
+        payload = b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n" * self.REQUESTS
+        for _ in range(5):
+            for data in self.received(proxy.port, payload):
+                # (A worker's first answer is a miss: HIT or MISS, all 200 with the value.)
+                self.assertEqual(data.count(b"HTTP/1.1 200 OK"), self.REQUESTS, data[-200:])
+                self.assertEqual(data.count(b"\r\n\r\nv"), self.REQUESTS, data[-200:])
+
+    def test_resp(self):
+        proxy = self.start_proxy(resp=True)
+        self.redis("SET", "k", "v")
+        payload = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n" * self.REQUESTS
+        for _ in range(5):
+            for data in self.received(proxy.resp_port, payload):
+                self.assertEqual(data, b"$1\r\nv\r\n" * self.REQUESTS)

@@ -107,13 +107,14 @@ check "then a GET is a cache hit" \
 check "/readyz" test "$(in_container curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9121/readyz)" = 200
 
 # Reload: edit the file as a user does; the change takes effect and the main PID stays.
-main_pid=$(in_container systemctl show -p MainPID --value redis-proxy)
-in_container sed -i 's/^capacity = 10000 /capacity = 500 /' /etc/redis-proxy/proxy.ini
-in_container systemctl reload redis-proxy
 # metric NAME: its value on /metrics; wait_for_metric NAME VALUE: until it has it, for 10 s at most.
 metric() { in_container curl -s http://127.0.0.1:9121/metrics | sed -n "s/^redis_proxy_$1 //p"; }
 wait_for_metric() { for _ in $(seq 100); do [ "$(metric "$1")" = "$2" ] && break; sleep 0.1; done; }
-workers=$(metric workers)
+main_pid=$(in_container systemctl show -p MainPID --value redis-proxy)
+workers=$(metric workers)  # one generation's (read during the reload, the retiring one counts too)
+in_container sed -i 's/^capacity = 10000 /capacity = 500 /' /etc/redis-proxy/proxy.ini
+in_container systemctl reload redis-proxy
+wait_for_metric workers "$workers"  # the old generation gone
 wait_for_metric cache_capacity_entries $((workers * 500))
 check "systemctl reload: the edited capacity is in effect ($workers workers x 500)" \
     test "$(metric cache_capacity_entries)" = $((workers * 500))
