@@ -87,6 +87,7 @@ struct WorkerStats {
     uint64_t cache_inserts;
     uint64_t cache_evictions;   // dropped by LRU to make room
     uint64_t cache_expirations; // dropped because their TTL passed (or they were no longer trusted)
+    uint64_t cache_page_evictions; // dropped with their slab page, to keep the pages within max_memory
     uint64_t coalesced;         // misses that joined a fetch already on its way (single flight)
     uint64_t stale_answers;     // answered stale because Redis could not be reached (stale_if_error)
     uint64_t invalidations;     // cached keys dropped because Redis said they changed

@@ -407,7 +407,7 @@ static size_t evict_page(Cache *c, void *page)
         if (slab_footprint(cache_entry_size(e)) != size || !in_table(c, e, ref))
             continue;  // (the size check: a block that is not an entry would be a bug of ours)
         entry_unlink(c, e, ref);
-        c->stats->cache_evictions++;
+        c->stats->cache_page_evictions++;
         evicted++;
     }
     slab_quarantine_flush();

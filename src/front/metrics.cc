@@ -150,11 +150,14 @@ void metrics_render(evbuffer *out, const Scoreboard *sb, const ScoreboardTotals 
     single(out, "redis_proxy_cache_inserts_total", "counter", "Values stored in a cache.",
            (unsigned long long)s->cache_inserts);
     header(out, "redis_proxy_cache_evictions_total", "counter",
-           "Entries dropped: lru to make room, ttl because their lifetime had passed.");
+           "Entries dropped: lru to make room, ttl because their lifetime had passed, page with a slab page "
+           "emptied to keep the pages within max_memory.");
     evbuffer_add_printf(out, "redis_proxy_cache_evictions_total{reason=\"lru\"} %llu\n",
                         (unsigned long long)s->cache_evictions);
     evbuffer_add_printf(out, "redis_proxy_cache_evictions_total{reason=\"ttl\"} %llu\n",
                         (unsigned long long)s->cache_expirations);
+    evbuffer_add_printf(out, "redis_proxy_cache_evictions_total{reason=\"page\"} %llu\n",
+                        (unsigned long long)s->cache_page_evictions);
     single(out, "redis_proxy_coalesced_total", "counter",
            "Misses that joined a fetch of the same key already on its way (single flight).",
            (unsigned long long)s->coalesced);

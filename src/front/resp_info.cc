@@ -129,7 +129,7 @@ void resp_cmd_info(RespClient *c, const char *cmd, const RespArg *args, int argc
                             "evicted_keys:%llu\r\nexpired_keys:%llu\r\nevicted_clients:%llu\r\n",
                             (ull)(s->clients_accepted[FRONT_HTTP] + s->clients_accepted[FRONT_RESP]),
                             (ull)stats_commands(s), (ull)s->ops_per_sec, (ull)result[RESULT_HIT],
-                            (ull)(lookups - result[RESULT_HIT]), (ull)s->cache_evictions,
+                            (ull)(lookups - result[RESULT_HIT]), (ull)(s->cache_evictions + s->cache_page_evictions),
                             (ull)s->cache_expirations,
                             (ull)(s->clients_evicted[EVICT_REQUEST] + s->clients_evicted[EVICT_OUTPUT] +
                                   s->clients_evicted[EVICT_MEMORY]));

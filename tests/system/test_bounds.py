@@ -469,6 +469,7 @@ class MaxMemoryTest(ProxyTestCase):
                 client("MGET", *kept)
         grown_mb = rss_grown_mb(pid, before)
         self.assertLess(grown_mb, 6, "the worker grew by %.0f MB under max_memory = 1m" % grown_mb)
+        self.assertGreater(metric(proxy.admin("/metrics")[1], "cache_evictions_total{reason=\"page\"}"), 0)
 
     def test_rss_follows_max_memory_whatever_the_mix_of_value_sizes(self):
         # Once, with max_memory = 8m, RSS went from 12.8 to 101 MB over 12 size classes while the
