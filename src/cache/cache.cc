@@ -49,6 +49,7 @@ struct Cache {
     size_t count;
     size_t capacity;
     size_t bytes, max_bytes;  // footprints held; 0: no bound
+    size_t large_bytes;       // of them, the large entries' (malloc's blocks, outside the slab's pages)
     uint64_t stored_ms_sum;   // the entries' stored times / 1000, summed (their mean age: INFO)
     size_t digest_bytes;      // 8 when each entry keeps its value's digest after it, else 0
     uint64_t digest_key;
@@ -325,6 +326,8 @@ static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref)
     entry_name_release(c, ref);
     c->count--;
     c->bytes -= slab_footprint(cache_entry_size(e));
+    if (ref & LARGE)
+        c->large_bytes -= slab_footprint(cache_entry_size(e));
     c->stored_ms_sum -= cache_entry_stored_offset_us(e) / 1000;
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
@@ -414,19 +417,22 @@ static size_t evict_page(Cache *c, void *page)
     return evicted;
 }
 
-// The pages held (and the table), with a new one for an entry of `size`, within max_bytes and a
-// slack for the room inside partly filled pages: an eighth of the bound, and a page for each size
-// class in use, the new entry's counted (each may be filling one).
+// What the cache holds: the slab's pages, the large entries and the table, with what an entry of
+// `size` adds (a new page, or its own block), within max_bytes and a slack for the room inside
+// partly filled pages: an eighth of the bound, and a page for each size class in use, the new
+// entry's counted (each may be filling one).
 static bool pages_fit(const Cache *c, size_t size)
 {
     size_t slack = c->max_bytes / 8 + slab_classes_in_use(size) * SLAB_PAGE_SIZE;
-    return slab_page_bytes() + SLAB_PAGE_SIZE + cache_table_bytes(c) <= c->max_bytes + slack;
+    size_t adds = size <= SLAB_MAX ? SLAB_PAGE_SIZE : slab_footprint(size);
+    return slab_page_bytes() + c->large_bytes + adds + cache_table_bytes(c) <= c->max_bytes + slack;
 }
 
-// An entry is about to take a new page of the slab. max_bytes bounds what the entries' blocks
-// take, least recently read evicted first; but freed blocks leave holes in pages, and a page with
-// one entry still read is a whole page: read one entry per page, size class after size class, and
-// the pages would hold many times the bound. So the pages are bounded too, with the slack above:
+// An entry is about to take a new page of the slab, or a block of malloc's (a large one). max_bytes
+// bounds what the entries' blocks take, least recently read evicted first; but freed blocks leave
+// holes in pages, and a page with one entry still read is a whole page: read one entry per page,
+// size class after size class, and the pages would hold many times the bound (or, beside large
+// entries filling the bound, twice it). So what is held is bounded too, with the slack above:
 // past it, spare pages go back first, then the entries of the roomiest page are evicted, whatever
 // their recency (memcached's slab rebalancer moves pages between classes alike). False: no room
 // (replies still hold entries of the pages emptied), the entry is not cached.
@@ -435,7 +441,7 @@ static bool page_room(Cache *c, size_t size)
     // Under ASan, blocks freed by evictions wait in a quarantine, and their pages have no room:
     // given back first, they may leave the class room enough. (Nothing without ASan.)
     slab_quarantine_flush();
-    if (!slab_takes_page(size))
+    if (size <= SLAB_MAX && !slab_takes_page(size))
         return true;
     void *passed[PAGE_EVICTIONS + PAGES_PASSED];
     size_t tried = 0;
@@ -488,7 +494,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     }
     EntryRef ref;
     size_t size = sizeof(CacheEntry) + key_len + value_len + c->digest_bytes;
-    if (c->max_bytes != 0 && slab_takes_page(size) && !page_room(c, size))
+    if (c->max_bytes != 0 && (size > SLAB_MAX || slab_takes_page(size)) && !page_room(c, size))
         return NULL;
     CacheEntry *e = entry_alloc(c, size, &ref);
     // No memory, or the slab's names have reached their 16 GiB: the least recently read entries
@@ -523,6 +529,8 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     list_push_back(c, &c->age, ref, &e->age, AGE);
     c->count++;
     c->bytes += footprint;
+    if (ref & LARGE)
+        c->large_bytes += footprint;
     c->stored_ms_sum += stored / 1000;
     c->stats->cache_inserts++;
     c->stats->cache_entries = c->count;

@@ -712,3 +712,45 @@ TEST(Cache, test_an_entry_a_reply_holds_outlives_the_eviction_of_its_page)
     cache_destroy(c);
     slab_quarantine_flush();
 }
+
+// Found by an attack: small entries' pages, one entry kept read in each, beside large entries
+// (malloc's blocks) that fill the bound by themselves: the pages were bounded alone, and the two
+// together held twice max_bytes. What the cache holds, pages and large entries, stays within it.
+TEST(Cache, test_max_bytes_bounds_pages_and_large_entries_together)
+{
+    const size_t bound = 1 << 20;
+    Cache *c = cache_create(10000000, TTL, 11, &stats);
+    cache_set_max_bytes(c, bound);
+    slab_quarantine_flush();
+    while (slab_give_back_spare()) {
+    }
+    size_t before = slab_page_bytes();
+    const size_t per_page = slab_blocks_per_page(88);
+    std::string small(88 - sizeof(CacheEntry) - 8, 's'), large(1000, 'l');
+    std::vector<std::string> kept;
+    char key[16];
+    for (size_t i = 0; i < 11000; i++) {  // about a megabyte of small entries: every page full
+        snprintf(key, sizeof(key), "s%07zu", i % 10000000);
+        cache_insert(c, key, 8, cache_hash(c, key, 8), small.data(), small.size(), 0);
+        if (i % per_page == 0)
+            kept.push_back(key);
+    }
+    // Large entries held, from the count and the bytes: n_small * fs + n_large * fl = bytes.
+    const size_t fs = cache_entry_footprint(c, 8, small.size()), fl = cache_entry_footprint(c, 8, large.size());
+    size_t large_held = 0, most = 0;
+    for (size_t i = 0; i < 3000; i++) {  // three megabytes of large ones, the kept ones read all along
+        snprintf(key, sizeof(key), "l%07zu", i % 10000000);
+        if (cache_insert(c, key, 8, cache_hash(c, key, 8), large.data(), large.size(), 0) != NULL)
+            large_held++;
+        for (auto &k : kept)
+            cache_find(c, k.data(), 8, cache_hash(c, k.data(), 8), 0);
+        size_t large_bytes = (stats.cache_bytes - cache_count(c) * fs) / (fl - fs) * fl;
+        size_t held = slab_page_bytes() - before + large_bytes;
+        most = held > most ? held : most;
+    }
+    CHECK(large_held > 2000);  // large entries are cached all along
+    // The bound and its slack: an eighth, and a page for each of the two classes in use.
+    CHECK_TEXT(most <= bound + bound / 8 + 2 * SLAB_PAGE_SIZE, std::to_string(most).c_str());
+    cache_destroy(c);
+    slab_quarantine_flush();
+}
