@@ -638,6 +638,12 @@ class TlsConfigTest(TlsClientsBase):
                        check=True, capture_output=True)
         code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + encrypted)
         self.assertIn("an encrypted key", text)
+        # (Told from the file, not from OpenSSL's error: decrypted with no passphrase, a key's
+        # padding check passes once in 256 and its error is another. The traditional form too.)
+        subprocess.run(["openssl", "pkey", "-in", key, "-out", encrypted, "-traditional", "-aes256", "-passout",
+                        "pass:x"], check=True, capture_output=True)
+        code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + encrypted)
+        self.assertIn("an encrypted key", text)
         code, text = self.check("tls.cert_file=/nonexistent.pem", "tls.key_file=" + key)
         self.assertIn("cert_file in [tls]: /nonexistent.pem: No such file or directory", text)
         code, text = self.check("tls.cert_file=" + cert, "tls.key_file=" + key, "tls.protocols=TLSv1.1")
