@@ -423,7 +423,8 @@ class Run:
         if self.topology == "single":
             return self.conn_to(conns, self.redis.port)(*args)
         port, asking = self.owner_of.get(key_slot(key)), False
-        for _ in range(10):
+        redirects, deadline = 0, time.monotonic() + 10
+        while redirects < 10 and time.monotonic() < deadline:
             c = self.conn_to(conns, port)
             reply = c.pipeline(("ASKING",), args)[1] if asking else c(*args)
             if isinstance(reply, RespError) and reply.text.split()[0] in ("MOVED", "ASK"):
@@ -431,9 +432,12 @@ class Run:
                 port, asking = int(addr.rsplit(":", 1)[1]), kind == "ASK"
                 if kind == "MOVED":
                     self.owner_of[int(slot)] = port
+                redirects += 1
                 continue
-            if isinstance(reply, RespError) and reply.text.startswith("TRYAGAIN"):
-                time.sleep(0.01)
+            # A slot being moved, or a cluster that sees a primary down until its replica takes
+            # over (a failover the faults made): the write is not done; a client tries again.
+            if isinstance(reply, RespError) and reply.text.split()[0] in ("TRYAGAIN", "CLUSTERDOWN"):
+                time.sleep(0.01 if reply.text.startswith("TRYAGAIN") else 0.05)
                 continue
             return reply
         raise RuntimeError("no owner answered for %r" % key)
