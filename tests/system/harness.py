@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -62,6 +63,24 @@ def alive(pid):
             return f.read().split(") ")[1][0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def run_threads(count, target):
+    """target(i) in `count` threads at once; the exceptions they raised, as text (none: [])."""
+    errors = []
+
+    def wrapped(i):
+        try:
+            target(i)
+        except Exception as e:  # collected, reported by the test
+            errors.append("client %d: %r" % (i, e))
+
+    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
 
 
 def read_until_closed(sock, limit=10.0):

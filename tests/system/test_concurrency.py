@@ -5,24 +5,7 @@ import socket
 import threading
 import time
 
-from harness import ProxyTestCase, wait_until
-
-
-def run_threads(count, target):
-    errors = []
-
-    def wrapped(i):
-        try:
-            target(i)
-        except Exception as e:  # collected, reported by the test
-            errors.append("client %d: %r" % (i, e))
-
-    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return errors
+from harness import ProxyTestCase, run_threads, wait_until
 
 
 class ConcurrencyTest(ProxyTestCase):

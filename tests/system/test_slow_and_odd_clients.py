@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from harness import ProxyTestCase, read_until_closed, wait_until
+from harness import ProxyTestCase, read_until_closed, run_threads, wait_until
 
 
 class Trickler:
@@ -255,11 +255,7 @@ class ManyPipelinedClientsTest(ProxyTestCase):
             socks[i].sendall(payload)
             socks[i].shutdown(socket.SHUT_WR)
             received[i] = read_until_closed(socks[i])
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(socks))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        self.assertEqual(run_threads(len(socks), client), [])
         return received
 
     def test_http(self):

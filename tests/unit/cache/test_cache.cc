@@ -33,6 +33,17 @@ TEST_GROUP(Cache)
     {
         return cache_find(cache, key, strlen(key), cache_hash(cache, key, strlen(key)), now);
     }
+    // A cache for the page bound's tests, of many keys, bounded to max_bytes (0: not yet), over a
+    // slab with no quarantined block and no spare page (the bound counts the process's pages).
+    Cache *page_bound_cache(size_t max_bytes, uint64_t seed)
+    {
+        Cache *c = cache_create(10000000, TTL, seed, &stats);
+        cache_set_max_bytes(c, max_bytes);
+        slab_quarantine_flush();
+        while (slab_give_back_spare()) {
+        }
+        return c;
+    }
     std::string value_of(const char *key, uint64_t now)
     {
         CacheEntry *e = get(key, now);
@@ -638,11 +649,7 @@ TEST(Cache, test_past_the_slabs_reach_inserts_evict_the_least_recently_read)
 TEST(Cache, test_max_bytes_bounds_the_slab_s_pages_when_one_entry_per_page_stays_read)
 {
     const size_t bound = 1 << 20;
-    Cache *c = cache_create(10000000, TTL, 7, &stats);
-    cache_set_max_bytes(c, bound);
-    slab_quarantine_flush();
-    while (slab_give_back_spare()) {
-    }
+    Cache *c = page_bound_cache(bound, 7);
     size_t before = slab_page_bytes(), most = 0;
     std::vector<std::string> kept;
     char key[16];
@@ -674,10 +681,7 @@ TEST(Cache, test_max_bytes_bounds_the_slab_s_pages_when_one_entry_per_page_stays
 // page, not freed, its bytes valid until the reply lets go.
 TEST(Cache, test_an_entry_a_reply_holds_outlives_the_eviction_of_its_page)
 {
-    Cache *c = cache_create(10000000, TTL, 9, &stats);  // no max_bytes while the pages are filled
-    slab_quarantine_flush();
-    while (slab_give_back_spare()) {
-    }
+    Cache *c = page_bound_cache(0, 9);  // no max_bytes while the pages are filled
     const int per_page = (int)slab_blocks_per_page(64), pages = 24;
     std::string small(64 - sizeof(CacheEntry) - 8, 's'), big(200 - sizeof(CacheEntry) - 8, 'b');
     char key[16];
@@ -719,11 +723,7 @@ TEST(Cache, test_an_entry_a_reply_holds_outlives_the_eviction_of_its_page)
 TEST(Cache, test_max_bytes_bounds_pages_and_large_entries_together)
 {
     const size_t bound = 1 << 20;
-    Cache *c = cache_create(10000000, TTL, 11, &stats);
-    cache_set_max_bytes(c, bound);
-    slab_quarantine_flush();
-    while (slab_give_back_spare()) {
-    }
+    Cache *c = page_bound_cache(bound, 11);
     size_t before = slab_page_bytes();
     const size_t per_page = slab_blocks_per_page(88);
     std::string small(88 - sizeof(CacheEntry) - 8, 's'), large(1000, 'l');
