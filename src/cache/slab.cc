@@ -60,6 +60,9 @@ struct SizeClass {
 static SizeClass classes[CLASSES + 1];
 static size_t page_bytes;
 
+// The class of blocks of `size` (1 to SLAB_MAX): classes[size rounded up to 8, in 8-byte units].
+static inline size_t class_of(size_t size) { return (size + 7) / 8; }
+
 // A page's layout for blocks of `rounded` bytes: its header, a bit per block, then the blocks.
 static void class_layout(SizeClass *c, size_t rounded)
 {
@@ -209,7 +212,7 @@ void *slab_alloc(size_t size)
     if (size > SLAB_MAX || size == 0)
         return malloc(size);
     size_t rounded = (size + 7) & ~(size_t)7;
-    SizeClass *c = &classes[rounded / 8];
+    SizeClass *c = &classes[class_of(size)];
     if (c->room.next == NULL) {
         list_init(&c->room);
         class_layout(c, rounded);
@@ -259,7 +262,7 @@ void *slab_alloc_named(size_t size, SlabRef *ref)
 // Gives a block back to its page (checked and poisoned already).
 static void release_block(void *ptr, size_t rounded)
 {
-    SizeClass *c = &classes[rounded / 8];
+    SizeClass *c = &classes[class_of(rounded)];
     Page *p = (Page *)((uintptr_t)ptr & ~(uintptr_t)(PAGE_SIZE - 1));
     FreeBlock *b = (FreeBlock *)ptr;
     SLAB_UNPOISON(b, sizeof(FreeBlock));
@@ -336,7 +339,7 @@ size_t slab_page_bytes() { return page_bytes; }
 
 size_t slab_classes_in_use(size_t also)
 {
-    size_t n = 0, also_class = also > 0 && also <= SLAB_MAX ? (also + 7) / 8 : 0;
+    size_t n = 0, also_class = also > 0 && also <= SLAB_MAX ? class_of(also) : 0;
     for (size_t i = 1; i <= CLASSES; i++)
         n += classes[i].pages > 0 || i == also_class;
     return n;
@@ -346,7 +349,7 @@ bool slab_takes_page(size_t size)
 {
     if (size > SLAB_MAX || size == 0)
         return false;
-    const SizeClass *c = &classes[((size + 7) & ~(size_t)7) / 8];
+    const SizeClass *c = &classes[class_of(size)];
     return c->spare == NULL && (c->room.next == NULL || list_empty(&c->room));
 }
 
