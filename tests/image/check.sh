@@ -53,7 +53,10 @@ cannot() {  # cannot "why": skip outside CI, fail in it
     exit 0
 }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Every port the check uses, drawn at once by the system tests' harness (below the ephemeral range,
+# none twice).
+read -r REDIS_PORT HTTP RESP ADMIN HTTPS TLS_RESP C_HTTP C_RESP C_ADMIN < <(/usr/bin/python3 -c \
+    'import sys; sys.path.insert(0, "tests/system"); from harness import free_ports; print(*free_ports(9))')
 
 ROOT=$(debian_root "$CACHE" "" check-image)
 KEY=$(basename "$ROOT")
@@ -78,11 +81,9 @@ check "the build stage installs only what building needs ($installed packages)" 
 
 # A test Redis on the host, and a configuration on free ports, mounted as a user would mount it
 # (readable by the image's user).
-REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --logfile "$WORK/redis.log" &
 REDIS_PID=$!
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
-HTTP=$(free_port) RESP=$(free_port) ADMIN=$(free_port) HTTPS=$(free_port) TLS_RESP=$(free_port)
 # With a certificate mounted read-only beside it: an HTTPS and a TLS RESP address besides the plain
 # ones (docs/tls.md). The key is readable by the image's user (a test's; keep a real one 0640 to a
 # group the image's user is in).
@@ -151,7 +152,6 @@ check "podman stop: exit status 0 within a second (took ${took_ms} ms)" \
 echo "check-image: podman-compose up (compose.yaml)"
 buildah bud --isolation chroot --pull=never --format docker -t docker.io/library/redis:7 -f tests/image/redis.Dockerfile \
     tests/image >"$WORK/redis-build.log" 2>&1 || { tail -20 "$WORK/redis-build.log"; exit 1; }
-C_HTTP=$(free_port) C_RESP=$(free_port) C_ADMIN=$(free_port)
 COMPOSE=$PWD/.compose-check-$$.yaml  # beside compose.yaml: its build context is "."
 PROJECT=rpcheck$$
 /usr/bin/python3 - "$COMPOSE" "$IMAGE" "$C_HTTP" "$C_RESP" "$C_ADMIN" "$(ulimit -Hn)" <<'PY'

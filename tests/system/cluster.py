@@ -2,11 +2,9 @@
 made by redis-cli --cluster create, as the README tells users to. Every server is stopped by
 stop(), which the tests register as a cleanup."""
 import os
-import random
-import socket
 import subprocess
 
-from harness import free_port, REDIS_SERVER, RedisClient, RedisError, RedisServer, wait_until
+from harness import free_port, free_ports, port_is_free, REDIS_SERVER, RedisClient, RedisError, RedisServer, wait_until
 
 REDIS_CLI = os.path.join(os.path.dirname(REDIS_SERVER), "redis-cli")
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
@@ -42,25 +40,13 @@ def key_slot(key):
     return crc % 16384
 
 
-def _bindable(port):
-    s = socket.socket()
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def cluster_ports(n):
     """n free ports whose cluster bus ports (port + 10000) are free too. Both stay below the
     kernel's ephemeral range (32768 up), so no outgoing connection can take one meanwhile."""
     chosen = []
     while len(chosen) < n:
-        p = random.randrange(10000, 22700)
-        if p not in chosen and p + 10000 not in chosen and _bindable(p) and _bindable(p + 10000):
+        p = free_ports(1, 10000, 22700)[0]
+        if p + 10000 not in chosen and port_is_free(p + 10000):
             chosen.append(p)
     return chosen
 

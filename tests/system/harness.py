@@ -1,9 +1,11 @@
 """Black-box harness: the real build/redis-proxy against a real redis-server, on free ports, in a
 temp dir. Every process started here is stopped by the test's cleanups, also when it fails, and
 dies with the test runner (PR_SET_PDEATHSIG) if the runner itself is killed."""
+import collections
 import ctypes
 import http.client
 import os
+import random
 import re
 import shutil
 import signal
@@ -43,17 +45,54 @@ def free_port():
     return free_ports(1)[0]
 
 
-def free_ports(n):
-    """n distinct free ports: each socket stays bound until all are chosen (one at a time, the
-    kernel may hand out the same port twice)."""
-    socks = [socket.socket() for _ in range(n)]
+def _ephemeral_range():
     try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out = collections.deque(maxlen=1024)
+
+
+def port_is_free(port):
+    """Nothing holds the port on any IPv4 or IPv6 address (a listener, a connection, TIME_WAIT)."""
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            s = socket.socket(family)
+        except OSError:  # no IPv6 on this machine
+            continue
+        try:
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((address, port))
+        except OSError:
+            return False
+        finally:
             s.close()
+    return True
+
+
+def free_ports(n, low=10000, high=None):
+    """n distinct free ports, none handed out lately. They are drawn below the kernel's
+    ephemeral range (32768 up here): a port bound to 0 comes from that range, and between the
+    choice and the server's bind any outgoing connection of the test (a client, the proxy to
+    Redis) could take it as its local port. Machines whose range leaves no room below draw
+    above it."""
+    e_low, e_high = _ephemeral_range()
+    if high is None:
+        high = e_low - 1
+    if high - low < 2000:
+        low, high = e_high + 1, 65535
+    chosen = []
+    while len(chosen) < n:
+        p = random.randint(low, high)
+        if p not in chosen and p not in _handed_out and port_is_free(p):
+            chosen.append(p)
+    _handed_out.extend(chosen)
+    return chosen
 
 
 def alive(pid):
