@@ -314,13 +314,20 @@ static inline void list_push_back(Cache *c, EntryList *l, EntryRef ref, EntryLin
 
 static const size_t LRU = offsetof(CacheEntry, lru), AGE = offsetof(CacheEntry, age);
 
-// Removes an entry (named ref) from the table and both lists and drops the cache's reference.
-static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref)
+// The link to an entry (named ref) in its hash chain; NULL if it is not in the table (an entry
+// only a reply holds, out of the cache already, or another cache's).
+static EntryRef *chain_link_of(Cache *c, const CacheEntry *e, EntryRef ref)
 {
     EntryRef *slot = bucket_of(c, cache_hash(c, e->data, e->key_len));
-    while (*slot != ref)
+    while (*slot != 0 && *slot != ref)
         slot = &entry_at(c, *slot)->hash_next;
-    *slot = e->hash_next;
+    return *slot == ref ? slot : NULL;
+}
+
+// Takes an entry out of the table, the lists and the counts; `link` is its chain_link_of.
+static void entry_unlink_at(Cache *c, CacheEntry *e, EntryRef ref, EntryRef *link)
+{
+    *link = e->hash_next;
     list_unlink(c, &c->lru, &e->lru, LRU);
     list_unlink(c, &c->age, &e->age, AGE);
     entry_name_release(c, ref);
@@ -332,6 +339,12 @@ static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref)
     c->stats->cache_entries = c->count;
     c->stats->cache_bytes = c->bytes;
     cache_entry_release(e);
+}
+
+// Removes an entry (named ref) from the table and both lists and drops the cache's reference.
+static void entry_unlink(Cache *c, CacheEntry *e, EntryRef ref)
+{
+    entry_unlink_at(c, e, ref, chain_link_of(c, e, ref));
 }
 
 // When the entry stops being fresh: its TTL, or sooner if its key lives less in Redis.
@@ -386,16 +399,6 @@ CacheEntry *cache_find(Cache *c, const char *key, size_t len, uint64_t hash, uin
     return cache_find_or_stale(c, key, len, hash, now_ms, NULL);
 }
 
-// Whether the entry at a slab block, named ref, is in the table (and not an entry only a reply
-// holds, out of the cache already, or another cache's).
-static bool in_table(Cache *c, const CacheEntry *e, EntryRef ref)
-{
-    for (EntryRef r = *bucket_of(c, cache_hash(c, e->data, e->key_len)); r != 0; r = entry_at(c, r)->hash_next)
-        if (r == ref)
-            return true;
-    return false;
-}
-
 // Evicts every entry of the table in a slab page, and says how many: once replies release what
 // they hold of it, the page is empty and goes back. Every block of the slab is a cache entry
 // (cache_entry_detached's copies are malloc's), of this cache or of another in the process.
@@ -406,10 +409,10 @@ static size_t evict_page(Cache *c, void *page)
     size_t size = slab_block_size(page), index = 0, evicted = 0;
     for (void *block; (block = slab_page_next(page, &index)) != NULL;) {
         CacheEntry *e = (CacheEntry *)block;
-        EntryRef ref = slab_ref_of(block);
-        if (slab_footprint(cache_entry_size(e)) != size || !in_table(c, e, ref))
+        EntryRef ref = slab_ref_of(block), *link;
+        if (slab_footprint(cache_entry_size(e)) != size || (link = chain_link_of(c, e, ref)) == NULL)
             continue;  // (the size check: a block that is not an entry would be a bug of ours)
-        entry_unlink(c, e, ref);
+        entry_unlink_at(c, e, ref, link);
         c->stats->cache_page_evictions++;
         evicted++;
     }
