@@ -291,6 +291,15 @@ def must(reply):
     return reply
 
 
+def tests_own(client_line):
+    """Whether a CLIENT LIST line is a connection of the test's (or a replica's link), which a
+    fault must not take for the proxy's. The test names its connections (admin_conn); one just
+    accepted has not been named yet (no command run: cmd=NULL), or is being named while Redis
+    loads (cmd=client|setname). The proxy never names its connections."""
+    return any(mark in client_line for mark in (" name=combo-test ", " cmd=NULL ", " cmd=client|setname ",
+                                                " flags=S ", " flags=M "))
+
+
 # --- the run of one seed ---------------------------------------------------------------------
 
 class Run:
@@ -316,6 +325,11 @@ class Run:
         self.tags = {}           # ETag -> the value it was sent with
         self.last_tag = {}       # key -> an ETag seen for it
         self.write_lock = threading.Lock()
+        # Held while slots move (node_emptied, slot_migration), which go on beside the writer's
+        # writes: its FLUSHALL is then left out. A node may stop being a primary meanwhile (one
+        # that gives away its last slot becomes a replica of the node taking it: READONLY), and a
+        # key migrated between two nodes' FLUSHALLs would outlive the flush.
+        self.slots_moving = threading.Lock()
         self.stop = threading.Event()
         self.counts = {"http": 0, "http_lost": 0, "resp": 0, "resp_lost": 0}
         self.count_lock = threading.Lock()
@@ -505,15 +519,18 @@ class Run:
                                         self.bound_at(ws, we + ms / 1000 + 0.2, "expiry"))
                             self.expiries.add((key, ws + ms / 1000, we + ms / 1000 + 0.2))
                             busy_until[key] = we + ms / 1000 + 0.25
-                    elif op < 0.925 and flushes < 2:
-                        flushes += 1
-                        ports = [self.redis.port] if self.topology == "single" else \
-                            sorted(set(self.owner_of.values()))
-                        for p in ports:
-                            must(self.conn_to(conns, p)("FLUSHALL"))
-                        we = time.monotonic()
-                        self.everything_absent(ws, we)
-                        busy_until.clear()
+                    elif op < 0.925 and flushes < 2 and self.slots_moving.acquire(blocking=False):
+                        try:
+                            flushes += 1
+                            ports = [self.redis.port] if self.topology == "single" else \
+                                sorted(set(self.owner_of.values()))
+                            for p in ports:
+                                must(self.conn_to(conns, p)("FLUSHALL"))
+                            we = time.monotonic()
+                            self.everything_absent(ws, we)
+                            busy_until.clear()
+                        finally:
+                            self.slots_moving.release()
         except Exception as e:  # noqa: the test's own failure, reported as such
             self.errors.append("writer: %r at %s" % (e, traceback.format_exc(limit=-3).replace("\n", " | ")))
         finally:
@@ -775,8 +792,7 @@ class Run:
             lines = must(c("CLIENT", "LIST")).decode().splitlines()
         finally:
             c.close()
-        return [l for l in lines if " name=combo-test " not in l and " cmd=cluster|" not in l
-                and " flags=S " not in l and " flags=M " not in l]
+        return [l for l in lines if not tests_own(l) and " cmd=cluster|" not in l]
 
     def fault_client_kill(self):
         server = self.frng.choice(self.primary_servers())
@@ -957,17 +973,18 @@ class Run:
         dst_port = self.frng.choice([p for p in set(self.owner_of.values()) if p != src_port])
         src, dst = self.cluster.server(src_port), self.cluster.server(dst_port)
         src_id, dst_id = self.cluster_node(src_port)["id"], self.cluster_node(dst_port)["id"]
-        w = self.open_window("slot_migration of %d (%r) %d->%d" % (slot, key, src_port, dst_port), False)
-        w["no_failures"] = True
-        dst("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-        src("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-        for k in src("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            # (with tls-cluster, MIGRATE speaks TLS: to the target's TLS port)
-            src("MIGRATE", "127.0.0.1", dst.tls_port or dst_port, "", 0, 5000, "KEYS", k)
-            time.sleep(0.05)  # reads meanwhile: a migrated key is asked of the target (ASK)
-        for p in set(self.owner_of.values()):
-            self.cluster.server(p)("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        self.owner_of[slot] = dst_port
+        with self.slots_moving:
+            w = self.open_window("slot_migration of %d (%r) %d->%d" % (slot, key, src_port, dst_port), False)
+            w["no_failures"] = True
+            dst("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            for k in src("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                # (with tls-cluster, MIGRATE speaks TLS: to the target's TLS port)
+                src("MIGRATE", "127.0.0.1", dst.tls_port or dst_port, "", 0, 5000, "KEYS", k)
+                time.sleep(0.05)  # reads meanwhile: a migrated key is asked of the target (ASK)
+            for p in set(self.owner_of.values()):
+                self.cluster.server(p)("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            self.owner_of[slot] = dst_port
         self.close_window(w)
 
     def fault_node_emptied(self):
@@ -976,21 +993,21 @@ class Run:
             return
         src_port, dst_port = self.frng.sample(ports, 2)
         count = sum(1 for p in self.owner_of.values() if p == src_port)
-        w = self.open_window("node_emptied %d->%d (%d slots)" % (src_port, dst_port, count), False)
-        w["no_failures"] = True
-        src = self.cluster.server(src_port)
-        # (with tls-cluster, redis-cli must speak TLS too: the nodes it is told of, and MIGRATE's
-        # targets, are then their TLS ports)
-        tls = ["--tls", "--cacert", self.tls_ca[0]] if src.tls_port else []
-        out = subprocess.run([REDIS_CLI] + tls + ["--cluster", "reshard", "127.0.0.1:%d" % (src.tls_port or src_port),
-                              "--cluster-from", self.cluster_node(src_port)["id"],
-                              "--cluster-to", self.cluster_node(dst_port)["id"],
-                              "--cluster-slots", str(count), "--cluster-yes"],
-                             capture_output=True, timeout=120)
-        if out.returncode != 0:
-            self.errors.append("reshard failed: %s" % (out.stdout + out.stderr).decode()[-2000:])
-        wait_until(self.cluster.settled, timeout=30, what="the cluster settled after the reshard")
-        self.refresh_owners()
+        with self.slots_moving:
+            w = self.open_window("node_emptied %d->%d (%d slots)" % (src_port, dst_port, count), False)
+            w["no_failures"] = True
+            src = self.cluster.server(src_port)
+            # (with tls-cluster, redis-cli must speak TLS too: the nodes it is told of, and MIGRATE's
+            # targets, are then their TLS ports)
+            tls = ["--tls", "--cacert", self.tls_ca[0]] if src.tls_port else []
+            out = subprocess.run([REDIS_CLI] + tls + [
+                "--cluster", "reshard", "127.0.0.1:%d" % (src.tls_port or src_port),
+                "--cluster-from", self.cluster_node(src_port)["id"], "--cluster-to", self.cluster_node(dst_port)["id"],
+                "--cluster-slots", str(count), "--cluster-yes"], capture_output=True, timeout=120)
+            if out.returncode != 0:
+                self.errors.append("reshard failed: %s" % (out.stdout + out.stderr).decode()[-2000:])
+            wait_until(self.cluster.settled, timeout=30, what="the cluster settled after the reshard")
+            self.refresh_owners()
         self.close_window(w)
 
     # -- faults that the proxy's fixes for defects 2 and 6 answer
@@ -1067,8 +1084,7 @@ class Run:
             server = self.frng.choice(self.primary_servers())
             c = self.admin_conn(server.port)
             lines = must(c("CLIENT", "LIST")).decode().splitlines()
-            data = [l for l in lines if " name=combo-test " not in l and " flags=S " not in l
-                    and " flags=M " not in l and " sub=0 " in l and " psub=0 " in l]
+            data = [l for l in lines if not tests_own(l) and " sub=0 " in l and " psub=0 " in l]
             victims = [l for l in data if self.frng.random() < 0.7] or data[:1]
             w = self.open_window("data_cut on %d (%d of %d data connections)" % (server.port, len(victims),
                                                                                   len(data)), False)
