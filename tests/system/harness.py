@@ -80,15 +80,21 @@ def free_ports(n, low=10000, high=None):
     ephemeral range (32768 up here): a port bound to 0 comes from that range, and between the
     choice and the server's bind any outgoing connection of the test (a client, the proxy to
     Redis) could take it as its local port. Machines whose range leaves no room below draw
-    above it."""
+    above it, or, with no room there either, take the kernel's choice."""
     e_low, e_high = _ephemeral_range()
     if high is None:
         high = e_low - 1
-    if high - low < 2000:
-        low, high = e_high + 1, 65535
-    chosen = []
+        if high - low < 2000:
+            low, high = e_high + 1, 65535
+    chosen, tries = [], 0
     while len(chosen) < n:
-        p = random.randint(low, high)
+        tries += 1
+        if high - low >= 2000 and tries < 10000:
+            p = random.randint(low, high)
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                p = s.getsockname()[1]
         if p not in chosen and p not in _handed_out and port_is_free(p):
             chosen.append(p)
     _handed_out.extend(chosen)
