@@ -420,6 +420,13 @@ static size_t evict_page(Cache *c, void *page)
     return evicted;
 }
 
+// Whether an entry of `size` takes memory the cache does not hold yet: a new page of the slab, or
+// (a large entry) a block of malloc's.
+static bool takes_new_memory(size_t size)
+{
+    return size > SLAB_MAX || slab_takes_page(size);
+}
+
 // What the cache holds: the slab's pages, the large entries and the table, with what an entry of
 // `size` adds (a new page, or its own block), within max_bytes and a slack for the room inside
 // partly filled pages: an eighth of the bound, and a page for each size class in use, the new
@@ -444,7 +451,7 @@ static bool page_room(Cache *c, size_t size)
     // Under ASan, blocks freed by evictions wait in a quarantine, and their pages have no room:
     // given back first, they may leave the class room enough. (Nothing without ASan.)
     slab_quarantine_flush();
-    if (size <= SLAB_MAX && !slab_takes_page(size))
+    if (!takes_new_memory(size))
         return true;
     void *passed[PAGE_EVICTIONS + PAGES_PASSED];
     size_t tried = 0;
@@ -497,7 +504,7 @@ static CacheEntry *insert(Cache *c, const char *key, size_t key_len, uint64_t ha
     }
     EntryRef ref;
     size_t size = sizeof(CacheEntry) + key_len + value_len + c->digest_bytes;
-    if (c->max_bytes != 0 && (size > SLAB_MAX || slab_takes_page(size)) && !page_room(c, size))
+    if (c->max_bytes != 0 && takes_new_memory(size) && !page_room(c, size))
         return NULL;
     CacheEntry *e = entry_alloc(c, size, &ref);
     // No memory, or the slab's names have reached their 16 GiB: the least recently read entries

@@ -43,11 +43,12 @@ def key_slot(key):
 def cluster_ports(n):
     """n free ports whose cluster bus ports (port + 10000) are free too. Both stay below the
     kernel's ephemeral range (32768 up), so no outgoing connection can take one meanwhile."""
-    chosen = []
+    chosen, taken = [], set()  # taken: the chosen ports and their bus ports
     while len(chosen) < n:
         p = free_ports(1, 10000, 22700)[0]
-        if p + 10000 not in chosen and port_is_free(p + 10000):
+        if p not in taken and p + 10000 not in taken and port_is_free(p + 10000):
             chosen.append(p)
+            taken.update((p, p + 10000))
     return chosen
 
 
